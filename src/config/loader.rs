@@ -1,0 +1,92 @@
+//! Where a config comes from. Bistro's config loader is a plugin point; ours reads a
+//! JSON file and detects changes by content, not by whole-second mtime.
+
+use super::{Config, ConfigError};
+use std::path::{Path, PathBuf};
+
+/// A config read from its source, with the exact text it was parsed from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The validated config.
+    pub config: Config,
+    /// The text it was parsed from (stored as the last good config).
+    pub text: String,
+}
+
+/// Why the config could not be loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConfigLoadError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+    /// The file's content is not a usable config.
+    #[error("config file {path}:{error}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        error: ConfigError,
+    },
+}
+
+impl ConfigLoadError {
+    /// One `(where, message)` per problem, `where` starting with the file name.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        match self {
+            ConfigLoadError::Read { path, message } => vec![(path.display().to_string(), format!("cannot read: {message}"))],
+            ConfigLoadError::Invalid { path, error: ConfigError::Json { line, column, message } } => {
+                vec![(format!("{}:{line}:{column}", path.display()), format!("invalid JSON: {message}"))]
+            }
+            ConfigLoadError::Invalid { path, error } => error
+                .problems()
+                .into_iter()
+                .map(|(key, msg)| (if key.is_empty() { path.display().to_string() } else { format!("{}: {key}", path.display()) }, msg))
+                .collect(),
+        }
+    }
+}
+
+/// A source of configs, re-read every iteration.
+pub trait ConfigLoader {
+    /// Describes the source for messages (a path, a URL).
+    fn source(&self) -> String;
+    /// Reads and validates the current config.
+    fn load(&self) -> Result<LoadedConfig, ConfigLoadError>;
+}
+
+/// Reads a JSON config file.
+#[derive(Debug, Clone)]
+pub struct FileConfigLoader {
+    path: PathBuf,
+}
+
+impl FileConfigLoader {
+    /// A loader for `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The file it reads.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl ConfigLoader for FileConfigLoader {
+    fn source(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn load(&self) -> Result<LoadedConfig, ConfigLoadError> {
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| ConfigLoadError::Read { path: self.path.clone(), message: e.to_string() })?;
+        let config =
+            Config::parse(&text).map_err(|error| ConfigLoadError::Invalid { path: self.path.clone(), error })?;
+        Ok(LoadedConfig { config, text })
+    }
+}

@@ -1,0 +1,192 @@
+//! The scheduler's configuration: one JSON file with `bistro_settings` and
+//! `bistro_job->NAME` entries (bistro-scheduling §1).
+//!
+//! Parsing is two-step: `serde_json` gives a `Value` (with line and column on syntax
+//! errors), then [`settings`] and [`job`] build validated types, collecting every
+//! problem. A bad settings block rejects the whole file; a bad job is kept, carries its
+//! `errors` record and never runs.
+
+mod errors;
+pub mod filters;
+pub mod job;
+pub mod lenient;
+mod loader;
+pub mod settings;
+
+pub use errors::{flatten_json, ErrorRecord};
+pub use filters::JobFilter;
+pub use job::Job;
+pub use loader::{ConfigLoader, FileConfigLoader, LoadedConfig};
+pub use settings::{KillMethod, KillRequest, NodeOrder, NodeSourceSpec, PolicyName, Settings, TaskSubprocess};
+
+use serde_json::Value;
+use std::fmt;
+
+/// The prefix that marks a job entry in the config file.
+pub const JOB_PREFIX: &str = "bistro_job->";
+
+/// Level names: `instance` first, the configured levels, then `worker`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Levels {
+    names: Vec<String>,
+}
+
+impl Levels {
+    /// Builds the level list around the configured names.
+    pub fn new(configured: impl IntoIterator<Item = String>) -> Self {
+        let mut names = vec![INSTANCE_LEVEL.to_string()];
+        for name in configured {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names.push(WORKER_LEVEL.to_string());
+        Self { names }
+    }
+
+    /// Number of levels including `instance` and `worker`.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Never true: `instance` and `worker` always exist.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The index of a level name.
+    pub fn id(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// The name of a level index.
+    pub fn name(&self, id: usize) -> &str {
+        &self.names[id]
+    }
+
+    /// The index of the `worker` level.
+    pub fn worker(&self) -> usize {
+        self.names.len() - 1
+    }
+
+    /// The bottom configured level (the one above `worker`), or `instance`.
+    pub fn bottom(&self) -> usize {
+        self.names.len() - 2
+    }
+}
+
+/// The root level's name.
+pub const INSTANCE_LEVEL: &str = "instance";
+/// The remote workers' level name.
+pub const WORKER_LEVEL: &str = "worker";
+
+/// A validated configuration: settings and jobs (sorted by name).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `bistro_settings`.
+    pub settings: Settings,
+    /// Every `bistro_job->NAME` entry, valid or not, sorted by name.
+    pub jobs: Vec<Job>,
+}
+
+impl Config {
+    /// Parses a config file's text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::Json {
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
+        Self::from_value(&value)
+    }
+
+    /// Builds a config from parsed JSON.
+    pub fn from_value(value: &Value) -> Result<Config, ConfigError> {
+        let obj = value.as_object().ok_or(ConfigError::NotAnObject)?;
+        let settings_value = obj.get("bistro_settings").filter(|v| v.is_object()).ok_or(ConfigError::MissingSettings)?;
+        let settings = Settings::parse(settings_value).map_err(ConfigError::Settings)?;
+        let mut jobs: Vec<Job> = obj
+            .iter()
+            .filter_map(|(key, v)| Some((key.strip_prefix(JOB_PREFIX)?, v)))
+            .filter(|(_, v)| v.is_object())
+            .map(|(name, v)| Job::parse(name, v, &settings))
+            .collect();
+        jobs.sort_by(|a, b| a.name.cmp(&b.name));
+        job::check_dependencies(&mut jobs);
+        Ok(Config { settings, jobs })
+    }
+
+    /// A job by name.
+    pub fn job(&self, name: &str) -> Option<&Job> {
+        self.jobs.binary_search_by(|j| j.name.as_str().cmp(name)).ok().map(|i| &self.jobs[i])
+    }
+
+    /// One `(where, message)` per problem in the jobs, for `check` and `status`.
+    pub fn job_problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for job in &self.jobs {
+            if let Some(errors) = &job.errors {
+                let mut flat = Vec::new();
+                flatten_json(errors, "", &mut flat);
+                out.extend(flat.into_iter().map(|(key, msg)| {
+                    let at = if key.is_empty() { format!("{JOB_PREFIX}{}", job.name) } else { format!("{JOB_PREFIX}{}: {key}", job.name) };
+                    (at, msg)
+                }));
+            }
+        }
+        out
+    }
+}
+
+/// Why a config file could not be used.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigError {
+    /// Not valid JSON (strict: no comments, no trailing commas).
+    Json {
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// serde_json's description.
+        message: String,
+    },
+    /// The top level is not a JSON object.
+    NotAnObject,
+    /// `bistro_settings` is missing or not an object.
+    MissingSettings,
+    /// `bistro_settings` has problems; the whole config is rejected.
+    Settings(ErrorRecord),
+}
+
+impl ConfigError {
+    /// One `(where, message)` per problem.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        match self {
+            ConfigError::Settings(record) => record
+                .flatten()
+                .into_iter()
+                .map(|(key, msg)| (if key.is_empty() { "bistro_settings".into() } else { format!("bistro_settings.{key}") }, msg))
+                .collect(),
+            other => vec![(String::new(), other.to_string())],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Json { line, column, message } => {
+                write!(f, "{line}:{column}: invalid JSON: {message}")
+            }
+            ConfigError::NotAnObject => write!(f, "the config must be a JSON object"),
+            ConfigError::MissingSettings => write!(f, "Missing bistro_settings property (it must be an object)"),
+            ConfigError::Settings(_) => {
+                let problems: Vec<String> =
+                    self.problems().into_iter().map(|(key, msg)| format!("{key}: {msg}")).collect();
+                write!(f, "invalid bistro_settings: {}", problems.join("; "))
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,27 @@
+//! bistro: a Rust re-implementation of Facebook's Bistro scheduler, shaped as a Unix
+//! CLI toolkit over a locked state directory.
+//!
+//! Bistro runs *jobs* over *nodes* (data shards arranged in levels). Each (job, node)
+//! pair is a *task*; a task may start only when every node on its path has free
+//! *resource* slots. Tasks report one *status* line; failures back off. One module per
+//! Bistro concept:
+//!
+//! - [`config`]: the JSON config file, settings and jobs;
+//! - [`nodes`]: node sources and levels;
+//! - [`resources`]: limits and per-pass slot accounting;
+//! - [`status`]: status values, parsing and backoff;
+//! - [`scheduler`]: the pure scheduling pass and its policies;
+//! - [`store`]: the SQLite status and task-log databases;
+//! - [`runner`]: starting and supervising task processes;
+//! - [`state`]: the state directory and its lock;
+//! - [`tick`]: one scheduling iteration over the state directory;
+//! - [`cli`]: the `bistro` command line.
+
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod nodes;
+pub mod resources;
+pub mod scheduler;
+pub mod status;
+pub mod task;

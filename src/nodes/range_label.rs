@@ -1,0 +1,88 @@
+//! The `range_label` source: numbered children under every node of a parent level.
+
+use super::{parent_level, NodeFetcher, Nodes};
+use crate::config::{lenient, Levels};
+use serde_json::{Map, Value};
+
+/// For each parent, children `format` with `{parent}`, `{i}`, `{start}`, `{end}`
+/// substituted, for `i` in `start..=end`.
+pub(super) struct RangeLabelFetcher;
+
+impl NodeFetcher for RangeLabelFetcher {
+    fn fetch(&self, nodes: &mut Nodes, prefs: &Map<String, Value>, levels: &Levels) -> Result<(), String> {
+        let (parent, level) = parent_level(prefs, levels)?;
+        let int = |key: &str| -> Result<i64, String> {
+            let v = prefs.get(key).ok_or_else(|| format!("{key} not found in prefs"))?;
+            lenient::as_i64(v).ok_or_else(|| format!("{key} must be an integer, got {v}"))
+        };
+        let (start, end) = (int("start")?, int("end")?);
+        let format = match prefs.get("format") {
+            None => "{parent}__{i}".to_string(),
+            Some(f) => lenient::as_string(f).ok_or_else(|| format!("format must be a string, got {f}"))?,
+        };
+        let enabled = match prefs.get("enabled") {
+            None => true,
+            Some(e) => lenient::as_bool(e).ok_or_else(|| format!("enabled must be a boolean, got {e}"))?,
+        };
+        let parents: Vec<usize> = nodes.at_level(parent).collect();
+        for p in parents {
+            for i in start..=end {
+                let name = format
+                    .replace("{parent}", &nodes.list[p].name)
+                    .replace("{i}", &i.to_string())
+                    .replace("{start}", &start.to_string())
+                    .replace("{end}", &end.to_string());
+                nodes.push(name, level, p, enabled);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::levels;
+    use super::*;
+    use serde_json::json;
+
+    fn names(prefs: &[Value], l: &[&str]) -> Result<Vec<(String, usize, bool)>, String> {
+        let mut nodes = Nodes::with_instance("inst");
+        for p in prefs {
+            RangeLabelFetcher.fetch(&mut nodes, p.as_object().unwrap(), &levels(l))?;
+        }
+        Ok(nodes.list.iter().map(|n| (n.name.clone(), n.level, n.enabled)).collect())
+    }
+
+    #[test]
+    fn missing_or_bad_parents_are_errors() {
+        assert!(names(&[json!({"start": 1, "end": 2})], &["a"]).is_err());
+        assert!(names(&[json!({"parent_level": "x", "start": 1, "end": 2})], &["a"]).is_err());
+        assert!(names(&[json!({"parent_level": "instance", "start": 1, "end": 2})], &[]).is_err());
+    }
+
+    #[test]
+    fn default_and_custom_formats() {
+        let n = names(&[json!({"parent_level": "instance", "start": "3", "end": 5})], &["a"]).unwrap();
+        assert_eq!(n[1..].iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), vec!["inst__3", "inst__4", "inst__5"]);
+        let n = names(&[json!({"parent_level": "instance", "start": -1, "end": 1, "format": "c{i}"})], &["a"]).unwrap();
+        assert_eq!(n[1..].iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), vec!["c-1", "c0", "c1"]);
+        let n = names(&[json!({"parent_level": "instance", "start": 2, "end": 3, "format": "{parent}_{i}_{start}_{end}"})], &["a"]).unwrap();
+        assert_eq!(n[1..].iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), vec!["inst_2_2_3", "inst_3_2_3"]);
+    }
+
+    #[test]
+    fn empty_ranges_and_multiple_levels() {
+        assert_eq!(names(&[json!({"parent_level": "instance", "start": 3, "end": 2})], &["a"]).unwrap().len(), 1);
+        let n = names(
+            &[
+                json!({"parent_level": "instance", "start": 1, "end": 2}),
+                json!({"parent_level": "mid", "start": 3, "end": 4, "enabled": "false"}),
+            ],
+            &["mid", "leaf"],
+        )
+        .unwrap();
+        assert_eq!(n.len(), 7);
+        assert_eq!(n[2], ("inst__2".into(), 1, true));
+        assert_eq!(n[6], ("inst__2__4".into(), 2, false));
+    }
+}

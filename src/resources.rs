@@ -1,0 +1,215 @@
+//! Resources (bistro-scheduling §3): slots defined per level, charged on a task's node
+//! and every ancestor, all or nothing.
+//!
+//! [`ResourceDefs`] is the validated `bistro_settings.resources` block. [`ResourceBlocks`]
+//! is one scheduling pass's ledger of free slots per (level, node name); replicas (the
+//! same name twice on one level) share one block.
+
+use crate::config::lenient;
+use crate::config::ErrorRecord;
+use crate::config::Levels;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// A resource limit on one level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LevelResource {
+    /// Index into [`ResourceDefs::names`].
+    pub resource: usize,
+    /// Slots on each node of the level.
+    pub limit: i64,
+    /// Weight for the `busiest` worker selector.
+    pub weight: i64,
+}
+
+/// The validated `resources` settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceDefs {
+    /// Resource names; a name is global across levels.
+    pub names: Vec<String>,
+    /// What every job needs of each resource unless it overrides it.
+    pub defaults: Vec<i64>,
+    /// For each level (by index), the resources it defines.
+    pub by_level: Vec<Vec<LevelResource>>,
+}
+
+impl ResourceDefs {
+    /// The id of a resource name.
+    pub fn id(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// The level that defines a resource (the last one, if several do).
+    pub fn level_of(&self, resource: usize) -> Option<usize> {
+        self.by_level.iter().rposition(|rs| rs.iter().any(|r| r.resource == resource))
+    }
+
+    /// Parses `{LEVEL: {NAME: {default, limit, weight?}}}`, recording problems in `errors`.
+    pub fn parse(value: &Value, levels: &Levels, errors: &mut ErrorRecord) -> Self {
+        let mut defs = ResourceDefs { by_level: vec![Vec::new(); levels.len()], ..Default::default() };
+        let Some(obj) = value.as_object() else {
+            errors.set_error(value, "resources must be an object of levels");
+            return defs;
+        };
+        for (level_name, resources) in obj {
+            let Some(level) = levels.id(level_name) else {
+                errors.nested_error(level_name.as_str(), resources, "Unknown identifier: no such level");
+                continue;
+            };
+            let Some(resources) = resources.as_object() else {
+                errors.nested_error(level_name.as_str(), resources, "must be an object of resources");
+                continue;
+            };
+            for (name, spec) in resources {
+                let rec = errors.nested(level_name.as_str()).nested(name.as_str());
+                let field = |key: &str, rec: &mut ErrorRecord, required: bool| -> Option<i64> {
+                    match spec.get(key) {
+                        None if required => {
+                            rec.missing_key(spec, key);
+                            None
+                        }
+                        None => Some(0),
+                        Some(v) => lenient::as_i64(v).or_else(|| {
+                            rec.nested_error(key, v, "must be an integer");
+                            None
+                        }),
+                    }
+                };
+                if !spec.is_object() {
+                    rec.set_error(spec, "must be an object with default and limit");
+                    continue;
+                }
+                let (Some(default), Some(limit), Some(weight)) =
+                    (field("default", rec, true), field("limit", rec, true), field("weight", rec, false))
+                else {
+                    continue;
+                };
+                if weight < 0 {
+                    rec.nested_error("weight", &spec["weight"], "must not be negative");
+                    continue;
+                }
+                let id = defs.id(name).unwrap_or_else(|| {
+                    defs.names.push(name.clone());
+                    defs.defaults.push(0);
+                    defs.names.len() - 1
+                });
+                defs.defaults[id] = default;
+                defs.by_level[level].retain(|r| r.resource != id);
+                defs.by_level[level].push(LevelResource { resource: id, limit, weight });
+            }
+        }
+        defs
+    }
+}
+
+/// One node's resource charge: amounts by resource name on a (level, node) pair.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeCharge {
+    /// Level name of the node.
+    pub level: String,
+    /// Node name.
+    pub node: String,
+    /// `(resource name, amount)` pairs.
+    pub amounts: Vec<(String, i64)>,
+}
+
+/// Free slots for one scheduling pass, one block per distinct (level, node name).
+#[derive(Debug, Clone)]
+pub struct ResourceBlocks {
+    /// Free amounts, blocks laid end to end; a block holds its level's resources in order.
+    free: Vec<i64>,
+    /// Block offset of each node (by node index), or `u32::MAX` for levels without resources.
+    block_of_node: Vec<u32>,
+    /// Block offset of each (level, name).
+    block_of_name: HashMap<(usize, String), u32>,
+}
+
+/// Why a task did not fit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortage {
+    /// Index of the node that lacks slots.
+    pub node: usize,
+    /// Resource id.
+    pub resource: usize,
+    /// What the job needs.
+    pub need: i64,
+    /// What is free.
+    pub free: i64,
+    /// The level's limit.
+    pub limit: i64,
+}
+
+const NO_BLOCK: u32 = u32::MAX;
+
+impl ResourceBlocks {
+    /// Allocates full blocks for `nodes` (visited in the pass's node order, so the first
+    /// replica defines the block).
+    pub fn new<'a>(defs: &ResourceDefs, nodes: impl Iterator<Item = (usize, usize, &'a str)>, node_count: usize) -> Self {
+        let mut blocks =
+            Self { free: Vec::new(), block_of_node: vec![NO_BLOCK; node_count], block_of_name: HashMap::new() };
+        for (idx, level, name) in nodes {
+            let level_resources = &defs.by_level[level];
+            if level_resources.is_empty() {
+                continue;
+            }
+            let offset = *blocks.block_of_name.entry((level, name.to_string())).or_insert_with(|| {
+                let offset = blocks.free.len() as u32;
+                blocks.free.extend(level_resources.iter().map(|r| r.limit));
+                offset
+            });
+            blocks.block_of_node[idx] = offset;
+        }
+        blocks
+    }
+
+    /// Subtracts a running task's recorded charges; unknown nodes and resources are ignored.
+    pub fn subtract(&mut self, defs: &ResourceDefs, levels: &Levels, charges: &[NodeCharge]) {
+        for charge in charges {
+            let Some(level) = levels.id(&charge.level) else { continue };
+            let Some(&offset) = self.block_of_name.get(&(level, charge.node.clone())) else { continue };
+            for (name, amount) in &charge.amounts {
+                let Some(id) = defs.id(name) else { continue };
+                if let Some(pos) = defs.by_level[level].iter().position(|r| r.resource == id) {
+                    self.free[offset as usize + pos] -= amount;
+                }
+            }
+        }
+    }
+
+    /// Checks that every node on `path` has room for `need`; the first shortage otherwise.
+    pub fn check(&self, defs: &ResourceDefs, path: &[(usize, usize)], need: &[i64]) -> Result<(), Shortage> {
+        for &(node, level) in path {
+            let offset = self.block_of_node[node];
+            if offset == NO_BLOCK {
+                continue;
+            }
+            for (pos, r) in defs.by_level[level].iter().enumerate() {
+                let free = self.free[offset as usize + pos];
+                if need[r.resource] > free {
+                    return Err(Shortage { node, resource: r.resource, need: need[r.resource], free, limit: r.limit });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes `need` from every node on `path` (after a successful [`check`](Self::check)).
+    pub fn take(&mut self, defs: &ResourceDefs, path: &[(usize, usize)], need: &[i64]) {
+        for &(node, level) in path {
+            let offset = self.block_of_node[node];
+            if offset == NO_BLOCK {
+                continue;
+            }
+            for (pos, r) in defs.by_level[level].iter().enumerate() {
+                self.free[offset as usize + pos] -= need[r.resource];
+            }
+        }
+    }
+
+    /// Free amount of a resource on a node, if its level defines it.
+    pub fn free_on(&self, defs: &ResourceDefs, node: usize, level: usize, resource: usize) -> Option<i64> {
+        let offset = self.block_of_node[node];
+        let pos = defs.by_level[level].iter().position(|r| r.resource == resource)?;
+        (offset != NO_BLOCK).then(|| self.free[offset as usize + pos])
+    }
+}

@@ -1,0 +1,308 @@
+//! One scheduling pass (bistro-scheduling §4.2): which tasks start now.
+//!
+//! [`plan`] is pure: config, nodes, statuses, running tasks and `now` in, tasks to start
+//! (and, on request, why every other task waits) out. No I/O, so it is unit-tested and
+//! benchmarked on millions of tasks. Policies ([`Policy`]) decide the order in which
+//! candidates are tried; resources decide whether each fits.
+
+mod explain;
+mod long_tail;
+mod randomized_priority;
+mod ranked_priority;
+mod roundrobin;
+
+pub use explain::{WaitReason, Waiting};
+
+use crate::config::{Config, Job, NodeOrder, PolicyName};
+use crate::nodes::Nodes;
+use crate::resources::{NodeCharge, ResourceBlocks, Shortage};
+use crate::status::TaskStatus;
+use crate::task::RunningTask;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use std::collections::{HashMap, HashSet};
+
+/// Stored statuses by job, then node name.
+#[derive(Debug, Clone, Default)]
+pub struct Statuses {
+    by_job: HashMap<String, HashMap<String, TaskStatus>>,
+}
+
+impl Statuses {
+    /// Records a status.
+    pub fn insert(&mut self, job: &str, node: &str, status: TaskStatus) {
+        self.by_job.entry(job.to_string()).or_default().insert(node.to_string(), status);
+    }
+
+    /// The status of (job, node), if any.
+    pub fn get(&self, job: &str, node: &str) -> Option<&TaskStatus> {
+        self.by_job.get(job)?.get(node)
+    }
+
+    /// The statuses of one job.
+    pub fn job(&self, job: &str) -> Option<&HashMap<String, TaskStatus>> {
+        self.by_job.get(job)
+    }
+}
+
+/// Everything a pass decides from.
+pub struct PassInput<'a> {
+    /// The config in force.
+    pub config: &'a Config,
+    /// The current nodes.
+    pub nodes: &'a Nodes,
+    /// Stored statuses.
+    pub statuses: &'a Statuses,
+    /// Tasks running now (their resources are held).
+    pub running: &'a [RunningTask],
+    /// Epoch seconds.
+    pub now: i64,
+}
+
+/// A task the pass decided to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedStart {
+    /// Index into `config.jobs`.
+    pub job: usize,
+    /// Index into `nodes.list`.
+    pub node: usize,
+    /// The resources it takes, per node on its path.
+    pub charges: Vec<NodeCharge>,
+}
+
+/// The outcome of a pass.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Tasks to start, in the order the policy chose them.
+    pub starts: Vec<PlannedStart>,
+    /// Indices into `running` of tasks whose job or node no longer wants them.
+    pub orphans: Vec<usize>,
+    /// With `explain`: every task that neither runs nor starts, and why.
+    pub waiting: Vec<Waiting>,
+}
+
+/// What the runner said about one task the policy wanted to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TryStart {
+    /// Started: its resources are taken.
+    Started,
+    /// Not started (e.g. it did not fit); try other tasks.
+    DidNotRun,
+    /// Stop the whole pass.
+    StopPass,
+}
+
+/// A job's candidate nodes for this pass; policies pop them from the end.
+#[derive(Debug, Clone)]
+pub struct JobCandidates {
+    /// Index into `config.jobs`.
+    pub job: usize,
+    /// Node indices, tried last first.
+    pub nodes: Vec<usize>,
+    /// The job's priority.
+    pub priority: f64,
+}
+
+/// A scheduling policy: the order in which candidates are tried.
+pub trait Policy {
+    /// Tries candidates through `try_start` until the policy is done.
+    fn schedule(&self, jobs: Vec<JobCandidates>, rng: &mut dyn rand::RngCore, try_start: &mut dyn FnMut(usize, usize) -> TryStart);
+}
+
+/// The policy implementing a configured name.
+pub fn policy(name: PolicyName) -> Box<dyn Policy> {
+    match name {
+        PolicyName::RoundRobin => Box::new(roundrobin::RoundRobin),
+        PolicyName::RankedPriority => Box::new(ranked_priority::RankedPriority),
+        PolicyName::RandomizedPriority => Box::new(randomized_priority::RandomizedPriority),
+        PolicyName::LongTail => Box::new(long_tail::LongTail),
+    }
+}
+
+/// Per-level node lists in the pass's order.
+fn ordered_levels(nodes: &Nodes, levels: usize, order: NodeOrder, rng: &mut impl Rng) -> Vec<Vec<usize>> {
+    let mut groups = vec![Vec::new(); levels];
+    for (i, n) in nodes.list.iter().enumerate() {
+        if n.level < levels {
+            groups[n.level].push(i);
+        }
+    }
+    for group in &mut groups {
+        match order {
+            NodeOrder::Original => {}
+            NodeOrder::Lexicographic => group.sort_by(|&a, &b| nodes.list[a].name.as_bytes().cmp(nodes.list[b].name.as_bytes())),
+            NodeOrder::Random => group.shuffle(rng),
+        }
+    }
+    groups
+}
+
+/// Is this node or an ancestor disabled? Returns the first disabled one.
+fn disabled_on_path(nodes: &Nodes, node: usize) -> Option<usize> {
+    nodes.upward(node).find(|&i| !nodes.list[i].enabled)
+}
+
+/// The first (level, node, filter part) on the path that the job's filters reject.
+fn filtered_on_path(job: &Job, nodes: &Nodes, node: usize) -> Option<(usize, &'static str)> {
+    if job.filters.is_empty() {
+        return None;
+    }
+    nodes.upward(node).find_map(|i| {
+        let n = &nodes.list[i];
+        let filter = job.filters.get(&n.level)?;
+        filter.rejection(&job.name, &n.name, &n.tags).map(|part| (i, part))
+    })
+}
+
+/// Jobs whose every task is done (for `run_only_after_all_nodes_are_done_for`).
+fn fully_done_jobs(input: &PassInput) -> HashSet<usize> {
+    let wanted: HashSet<&str> =
+        input.config.jobs.iter().flat_map(|j| j.run_only_after_all_nodes_are_done_for.iter().map(String::as_str)).collect();
+    input
+        .config
+        .jobs
+        .iter()
+        .enumerate()
+        .filter(|(_, j)| wanted.contains(j.name.as_str()))
+        .filter(|(_, j)| {
+            input.nodes.at_level(j.level_for_tasks).all(|n| {
+                disabled_on_path(input.nodes, n).is_some()
+                    || filtered_on_path(j, input.nodes, n).is_some()
+                    || input.statuses.get(&j.name, &input.nodes.list[n].name).is_some_and(TaskStatus::is_done)
+            })
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Why a task of a runnable job is not a candidate, or None if it is one.
+fn not_a_candidate(input: &PassInput, job: &Job, node: usize, running: &HashSet<(&str, &str)>, done_jobs: &HashSet<usize>) -> Option<WaitReason> {
+    let name = input.nodes.list[node].name.as_str();
+    if running.contains(&(job.name.as_str(), name)) {
+        return Some(WaitReason::Running);
+    }
+    if let Some(s) = input.statuses.get(&job.name, name) {
+        if s.is_done() {
+            return Some(WaitReason::Done);
+        }
+        if s.is_failed() {
+            return Some(WaitReason::Failed);
+        }
+        if s.in_backoff(input.now) {
+            return Some(WaitReason::Backoff { until: s.time + s.backoff });
+        }
+    }
+    if let Some(d) = disabled_on_path(input.nodes, node) {
+        return Some(WaitReason::NodeDisabled { node: input.nodes.list[d].name.clone() });
+    }
+    if let Some((f, part)) = filtered_on_path(job, input.nodes, node) {
+        let n = &input.nodes.list[f];
+        return Some(WaitReason::Filtered { level: input.config.settings.levels.name(n.level).to_string(), node: n.name.clone(), filter: part });
+    }
+    for dep in &job.depends_on {
+        if !input.statuses.get(dep, name).is_some_and(TaskStatus::is_done) {
+            return Some(WaitReason::DependsOn { job: dep.clone() });
+        }
+    }
+    for dep in &job.run_only_after_all_nodes_are_done_for {
+        let done = input.config.jobs.iter().position(|j| &j.name == dep).is_some_and(|i| done_jobs.contains(&i));
+        if !done {
+            return Some(WaitReason::AllNodesOf { job: dep.clone() });
+        }
+    }
+    None
+}
+
+/// Runs one scheduling pass. With `explain`, also says why each other task waits.
+pub fn plan(input: &PassInput, rng: &mut impl Rng, explain: bool) -> Plan {
+    let config = input.config;
+    let settings = &config.settings;
+    let levels = &settings.levels;
+    let defs = &settings.resources;
+    let groups = ordered_levels(input.nodes, levels.len(), settings.node_order, rng);
+    let mut blocks = ResourceBlocks::new(
+        defs,
+        groups.iter().flatten().map(|&i| (i, input.nodes.list[i].level, input.nodes.list[i].name.as_str())),
+        input.nodes.list.len(),
+    );
+    let enabled_names: HashSet<&str> = input.nodes.list.iter().filter(|n| n.enabled).map(|n| n.name.as_str()).collect();
+    let mut plan = Plan::default();
+    let mut running: HashSet<(&str, &str)> = HashSet::with_capacity(input.running.len());
+    for (i, task) in input.running.iter().enumerate() {
+        blocks.subtract(defs, levels, &task.charges);
+        running.insert((task.job.as_str(), task.node.as_str()));
+        let wanted = config.job(&task.job).is_some_and(Job::can_run) && enabled_names.contains(task.node.as_str());
+        if !wanted {
+            plan.orphans.push(i);
+        }
+    }
+    let done_jobs = fully_done_jobs(input);
+    let mut job_order: Vec<usize> = (0..config.jobs.len()).collect();
+    job_order.shuffle(rng);
+    let mut candidates = Vec::new();
+    for &j in &job_order {
+        let job = &config.jobs[j];
+        let nodes = &groups[job.level_for_tasks];
+        if !job.can_run() {
+            if explain {
+                let reason = if job.errors.is_some() { WaitReason::JobInvalid } else { WaitReason::JobDisabled };
+                for &n in nodes {
+                    let name = input.nodes.list[n].name.as_str();
+                    let settled = running.contains(&(job.name.as_str(), name))
+                        || input.statuses.get(&job.name, name).is_some_and(TaskStatus::is_done);
+                    if !settled {
+                        plan.waiting.push(Waiting { job: j, node: n, reason: reason.clone() });
+                    }
+                }
+            }
+            continue;
+        }
+        let mut entry = JobCandidates { job: j, nodes: Vec::new(), priority: job.priority };
+        for &n in nodes {
+            match not_a_candidate(input, job, n, &running, &done_jobs) {
+                None => entry.nodes.push(n),
+                Some(WaitReason::Running | WaitReason::Done) => {}
+                Some(reason) if explain => plan.waiting.push(Waiting { job: j, node: n, reason }),
+                Some(_) => {}
+            }
+        }
+        candidates.push(entry);
+    }
+    let mut started_names: HashSet<(usize, &str)> = HashSet::new();
+    let mut shortages: Vec<(usize, usize, Shortage)> = Vec::new();
+    let mut try_start = |j: usize, n: usize| -> TryStart {
+        let job = &config.jobs[j];
+        let name = input.nodes.list[n].name.as_str();
+        if !started_names.insert((j, name)) {
+            return TryStart::DidNotRun;
+        }
+        let path: Vec<(usize, usize)> = input.nodes.upward(n).map(|i| (i, input.nodes.list[i].level)).collect();
+        if let Err(shortage) = blocks.check(defs, &path, &job.resources) {
+            started_names.remove(&(j, name));
+            if explain {
+                shortages.push((j, n, shortage));
+            }
+            return TryStart::DidNotRun;
+        }
+        blocks.take(defs, &path, &job.resources);
+        let charges = path
+            .iter()
+            .filter(|(_, level)| !defs.by_level[*level].is_empty())
+            .map(|&(i, level)| NodeCharge {
+                level: levels.name(level).to_string(),
+                node: input.nodes.list[i].name.clone(),
+                amounts: defs.by_level[level].iter().map(|r| (defs.names[r.resource].clone(), job.resources[r.resource])).collect(),
+            })
+            .collect();
+        plan.starts.push(PlannedStart { job: j, node: n, charges });
+        TryStart::Started
+    };
+    policy(settings.scheduler).schedule(candidates, rng, &mut try_start);
+    if explain {
+        explain::add_shortages(&mut plan, input, shortages);
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests;

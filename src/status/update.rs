@@ -1,0 +1,123 @@
+//! How a finished task's status replaces the stored one (bistro-scheduling §5.5).
+//!
+//! We keep the previous status while a task runs (the running table is separate), so
+//! `incomplete_backoff` really does not advance the ladder, as Bistro's unit test
+//! `DoesNotAdvanceBackoff` intends; Bistro's own run loop loses that because it stores
+//! `running` over the previous status.
+
+use super::{bits, BackoffDuration, TaskStatus, SAVED_BACKOFF_KEY};
+use serde_json::Value;
+
+/// The backoff step a status hands to its task's next run.
+pub fn configured_backoff(status: &TaskStatus) -> BackoffDuration {
+    if status.is_failed() {
+        return BackoffDuration::no_more();
+    }
+    if status.has(bits::HAS_SAVED_BACKOFF) {
+        let saved = status.data.as_ref().and_then(|d| d.get(SAVED_BACKOFF_KEY)).and_then(Value::as_i64).unwrap_or(0);
+        return BackoffDuration::new(saved);
+    }
+    BackoffDuration::new(status.backoff)
+}
+
+/// Applies `new` (as parsed, backoff 0) over `stored`, given the backoff step `next`
+/// that was computed when the task started.
+pub fn apply_status(stored: Option<&TaskStatus>, mut new: TaskStatus, next: BackoffDuration) -> TaskStatus {
+    new.backoff = 0;
+    if !new.has(bits::USES_BACKOFF) {
+        return new;
+    }
+    if new.has(bits::DOES_NOT_ADVANCE_BACKOFF) {
+        let current = stored.map(configured_backoff).filter(|b| !b.no_more && b.seconds > 0);
+        new.backoff = current.map_or(next.seconds, |b| b.seconds);
+    } else {
+        new.backoff = next.seconds;
+        if next.no_more && new.has(bits::ERROR) {
+            new.bits = (new.bits & !bits::ERROR) | bits::FAILED;
+        }
+    }
+    new
+}
+
+/// Releases a status from permanent failure and backoff: FAILED becomes ERROR and the
+/// backoff ladder restarts, so the task is eligible at once.
+pub fn forgive(status: &mut TaskStatus) {
+    if status.is_failed() {
+        status.bits = (status.bits & !bits::FAILED) | bits::ERROR;
+    }
+    if status.has(bits::HAS_SAVED_BACKOFF) {
+        if let Some(data) = status.data.as_mut() {
+            data.insert(SAVED_BACKOFF_KEY.into(), Value::from(0));
+        }
+    } else if status.has(bits::USES_BACKOFF) {
+        status.backoff = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{parse_status, BackoffSettings};
+    use serde_json::json;
+
+    /// Runs the task once more: computes `next` from the stored status, then applies.
+    fn run(backoff: &BackoffSettings, stored: Option<TaskStatus>, label: &str) -> TaskStatus {
+        let next = backoff.next(stored.as_ref().map(configured_backoff).unwrap_or_default());
+        apply_status(stored.as_ref(), parse_status(label, 100), next)
+    }
+
+    #[test]
+    fn errors_climb_the_ladder_then_fail_and_incomplete_resets_it() {
+        let b = BackoffSettings::parse(&json!([1, 2, 4, "fail"])).unwrap();
+        let s = run(&b, None, "error_backoff");
+        assert_eq!(s.backoff, 1);
+        let s = run(&b, Some(s), "error_backoff");
+        assert_eq!(s.backoff, 2);
+        let s = run(&b, Some(s), "incomplete");
+        assert_eq!(s.backoff, 0);
+        let s = run(&b, Some(s), "error_backoff");
+        assert_eq!(s.backoff, 1);
+        let s = run(&b, Some(s), "error_backoff");
+        let s = run(&b, Some(s), "error_backoff");
+        assert_eq!(s.backoff, 4);
+        assert!(s.in_backoff(103));
+        let s = run(&b, Some(s), "error_backoff");
+        assert!(s.is_failed());
+        assert!(!s.has(bits::ERROR));
+    }
+
+    #[test]
+    fn incomplete_backoff_does_not_advance_the_ladder() {
+        let b = BackoffSettings::parse(&json!([1, 2, 4, "fail"])).unwrap();
+        let s = run(&b, None, "incomplete_backoff");
+        assert_eq!(s.backoff, 1);
+        let s = run(&b, Some(s), "incomplete_backoff");
+        assert_eq!(s.backoff, 1);
+        let s = run(&b, Some(s), "error_backoff");
+        assert_eq!(s.backoff, 2);
+        let s = run(&b, Some(s), "incomplete_backoff");
+        assert_eq!(s.backoff, 2);
+        assert_eq!(s.name(), crate::status::StatusName::Incomplete);
+    }
+
+    #[test]
+    fn forgiving_a_failure_makes_it_eligible_and_restarts_the_ladder() {
+        let b = BackoffSettings::parse(&json!([1, "fail"])).unwrap();
+        let s = run(&b, None, "error_backoff");
+        let mut s = run(&b, Some(s), "error_backoff");
+        assert!(s.is_failed());
+        forgive(&mut s);
+        assert!(!s.is_failed() && !s.in_backoff(100));
+        assert_eq!(configured_backoff(&s), BackoffDuration::new(0));
+        assert_eq!(run(&b, Some(s), "error_backoff").backoff, 1);
+    }
+
+    #[test]
+    fn done_replaces_data_and_backoff() {
+        let b = BackoffSettings::default();
+        let s = run(&b, None, r#"{"result":"incomplete","data":{"step":1}}"#);
+        assert_eq!(s.data_json(), json!({"step": 1}));
+        let s = run(&b, Some(s), "done");
+        assert_eq!((s.bits, s.data, s.backoff), (bits::DONE, None, 0));
+    }
+}
