@@ -19,9 +19,27 @@
 
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod config;
+pub mod context;
 pub mod nodes;
+pub mod report;
 pub mod resources;
+pub mod run_task;
+pub mod runner;
+pub mod sanitize;
 pub mod scheduler;
+pub mod state;
 pub mod status;
+pub mod store;
 pub mod task;
+pub mod tick;
+
+/// The current time in epoch seconds (`BISTRO_FAKE_NOW` overrides it, for tests of
+/// backoff that must not sleep).
+pub fn now() -> i64 {
+    if let Some(fake) = std::env::var("BISTRO_FAKE_NOW").ok().and_then(|v| v.parse().ok()) {
+        return fake;
+    }
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}

@@ -16,7 +16,7 @@ pub mod settings;
 pub use errors::{flatten_json, ErrorRecord};
 pub use filters::JobFilter;
 pub use job::Job;
-pub use loader::{ConfigLoader, FileConfigLoader, LoadedConfig};
+pub use loader::{ConfigLoadError, ConfigLoader, FileConfigLoader, LoadedConfig};
 pub use settings::{KillMethod, KillRequest, NodeOrder, NodeSourceSpec, PolicyName, Settings, TaskSubprocess};
 
 use serde_json::Value;

@@ -45,7 +45,7 @@ pub mod bits {
 pub const SAVED_BACKOFF_KEY: &str = "__bistro_saved_backoff";
 
 /// A task's status: bits, optional data, when it was set, and its backoff.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskStatus {
     /// Bistro status bits.
     pub bits: u32,

@@ -1,0 +1,66 @@
+//! `bistro check`: every problem in the config, with the job or key at fault.
+
+use super::Cli;
+use crate::context;
+use crate::nodes::fetch_nodes;
+use crate::sanitize::for_terminal;
+use crate::state::StateDir;
+use crate::store::StatusStore;
+use clap::Args;
+
+/// `bistro check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also run the node sources (scripts included) to check them.
+    #[arg(long)]
+    nodes: bool,
+    /// Print {"ok", "config", "problems": [{"where", "message"}], "warnings": [...]}.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> anyhow::Result<i32> {
+    let store = if state.statuses_db().exists() { Some(StatusStore::open(&state.statuses_db())?) } else { None };
+    let path = context::config_path(state, store.as_ref(), cli.config.as_deref())?;
+    let loaded = context::load_config(None, path.clone())?;
+    let mut problems: Vec<(String, String)> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    if let Some(e) = &loaded.error {
+        problems.extend(e.problems());
+    }
+    if let Some(config) = &loaded.config {
+        problems.extend(config.job_problems().into_iter().map(|(at, m)| (format!("{}: {at}", path.display()), m)));
+        if !config.settings.enabled {
+            warnings.push("bistro_settings.enabled is not true: the scheduler will start no task".into());
+        }
+        if config.jobs.is_empty() {
+            warnings.push("the config defines no job (keys look like \"bistro_job->NAME\")".into());
+        }
+        if args.nodes {
+            let instance = context::instance_name(store.as_ref(), None)?;
+            if let Err(e) = fetch_nodes(&config.settings, &instance) {
+                problems.push((format!("{}: {}", path.display(), "bistro_settings.nodes"), e.to_string()));
+            }
+        }
+    }
+    if args.json {
+        let v = serde_json::json!({
+            "ok": problems.is_empty(),
+            "config": path.display().to_string(),
+            "problems": problems.iter().map(|(at, m)| serde_json::json!({"where": at, "message": m})).collect::<Vec<_>>(),
+            "warnings": warnings,
+        });
+        println!("{v}");
+    } else {
+        for (at, message) in &problems {
+            println!("{}: {}", for_terminal(at), for_terminal(message));
+        }
+        for w in &warnings {
+            super::warn(&format!("warning: {w}"));
+        }
+        if problems.is_empty() {
+            eprintln!("bistro: {} is valid", path.display());
+        }
+    }
+    Ok(if problems.is_empty() { 0 } else { super::ExitCode::Usage as i32 })
+}

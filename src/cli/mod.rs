@@ -1,0 +1,170 @@
+//! The `bistro` command line: argument definitions and one module per subcommand.
+//! Data goes to stdout, diagnostics to stderr; exit codes are in [`ExitCode`].
+
+mod check;
+mod docs;
+mod init;
+mod logs;
+mod run_task;
+mod status;
+mod supervise;
+mod tick;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// The process exit codes users' scripts may rely on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Success.
+    Success = 0,
+    /// A runtime failure.
+    Failure = 1,
+    /// A usage or configuration error.
+    Usage = 2,
+    /// The state dir is locked by another tick or daemon; try again later.
+    Locked = 75,
+}
+
+/// Exit code for "interrupted by signal N".
+pub fn signal_exit(signal: i32) -> i32 {
+    128 + signal
+}
+
+const ABOUT: &str = "Bistro, the sharded-job scheduler, as a Unix toolkit over a state directory.
+
+Jobs run over nodes (data shards arranged in levels); each (job, node) is a task that \
+starts only when every node on its path has free resource slots. Drive it from cron \
+with `bistro tick`, inspect it with `bistro status` and `bistro logs`.";
+
+const AFTER_HELP: &str = "Examples:
+  bistro init                                  # state dir with the demo config
+  bistro tick --worker-command ./task.sh       # one scheduling iteration
+  * * * * * bistro --state-dir /srv/bistro tick --quiet   # from cron
+  bistro status --json | jq '.jobs[].counts'
+  bistro logs --job simple_job --stream stderr
+
+Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error,
+75 state dir locked by another tick (try again later).";
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(name = "bistro", version, about = ABOUT, after_help = AFTER_HELP, max_term_width = 100)]
+pub struct Cli {
+    /// The state directory (created on first use).
+    #[arg(long, global = true, env = "BISTRO_STATE_DIR", default_value = "bistro-state", value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// The config file [default: the one `tick` last used, else STATE/config.json].
+    #[arg(long, global = true, env = "BISTRO_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// When to use colour (nothing is coloured when stdout is not a terminal).
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto, value_name = "WHEN")]
+    pub color: Color,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    /// Colour on a terminal unless NO_COLOR is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Flags shared by the commands that run tasks.
+#[derive(Debug, Clone, Args)]
+pub struct RunFlags {
+    /// Command run for each task as `CMD NODE STATUS_FILE JSON` (a job's "command"
+    /// overrides it); remembered for later ticks.
+    #[arg(long, value_name = "CMD")]
+    pub worker_command: Option<String>,
+    /// Name of the root instance node [default: remembered, else the host name].
+    #[arg(long, value_name = "NAME")]
+    pub instance_node_name: Option<String>,
+    /// Wait up to SECS for the state lock instead of exiting 75 at once.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub wait_lock: f64,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the state directory; copy --config into it, or write the demo config.
+    Init(init::InitArgs),
+    /// One scheduling iteration: reload config and nodes, record finished tasks, start what fits.
+    Tick(tick::TickArgs),
+    /// Run one task now in the foreground and record its status; exit 0 only if it is done.
+    RunTask(run_task::RunTaskArgs),
+    /// Per-job task counts, and with --tasks one row per task.
+    Status(status::StatusArgs),
+    /// Task output and lifecycle events from the task-log database.
+    Logs(logs::LogsArgs),
+    /// Validate the config; print every problem; exit 2 if there is any.
+    Check(check::CheckArgs),
+    /// Print a shell completion script.
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (roff).
+    Manpage,
+    /// Supervise one task run (started by `tick`; not for direct use).
+    #[command(hide = true)]
+    Supervise(supervise::SuperviseArgs),
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let state = bistro_state(&cli);
+    match &cli.command {
+        Command::Init(args) => init::run(&state, &cli, args),
+        Command::Tick(args) => tick::run(&state, &cli, args),
+        Command::RunTask(args) => run_task::run(&state, &cli, args),
+        Command::Status(args) => status::run(&state, &cli, args),
+        Command::Logs(args) => logs::run(&state, args),
+        Command::Check(args) => check::run(&state, &cli, args),
+        Command::Completions(args) => docs::completions(args),
+        Command::Manpage => docs::manpage(),
+        Command::Supervise(args) => supervise::run(&state, args),
+    }
+}
+
+fn bistro_state(cli: &Cli) -> crate::state::StateDir {
+    crate::state::StateDir::new(&cli.state_dir)
+}
+
+/// Maps library errors to the exit code a script should see.
+pub fn exit_code_for(error: &anyhow::Error) -> i32 {
+    for cause in error.chain() {
+        if let Some(crate::state::StateError::Locked { .. }) = cause.downcast_ref() {
+            return ExitCode::Locked as i32;
+        }
+        if let Some(crate::run_task::RunTaskError::Usage(_) | crate::run_task::RunTaskError::Config(_)) = cause.downcast_ref() {
+            return ExitCode::Usage as i32;
+        }
+    }
+    ExitCode::Failure as i32
+}
+
+/// True when the error is a closed stdout (`bistro status | head -1`): not a failure.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// Prints a diagnostic to stderr.
+pub(crate) fn warn(message: &str) {
+    eprintln!("bistro: {}", crate::sanitize::for_terminal(message));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

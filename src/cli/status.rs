@@ -1,0 +1,116 @@
+//! `bistro status`: per-job progress, as a table or as the stable JSON document.
+
+use super::Cli;
+use crate::context;
+use crate::report::{build, ReportFilter, ReportInput};
+use crate::sanitize::{for_terminal, rfc3339};
+use crate::state::StateDir;
+use crate::status::StatusName;
+use crate::store::StatusStore;
+use clap::Args;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use std::io::Write;
+
+/// `bistro status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the JSON document (schema_version 1).
+    #[arg(long)]
+    json: bool,
+    /// Add one row per task.
+    #[arg(long)]
+    tasks: bool,
+    /// Only this job (repeatable).
+    #[arg(long = "job", value_name = "JOB")]
+    jobs: Vec<String>,
+    /// Only tasks with this status (repeatable): running, done, incomplete,
+    /// error_backoff, failed, not_started.
+    #[arg(long = "status", value_name = "STATUS", value_parser = parse_status_name)]
+    statuses: Vec<StatusName>,
+}
+
+fn parse_status_name(s: &str) -> Result<StatusName, String> {
+    StatusName::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = StatusName::ALL.iter().map(|n| n.as_str()).collect();
+        format!("unknown status {s:?}; use one of {}", names.join(", "))
+    })
+}
+
+pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Result<i32> {
+    let db = state.statuses_db();
+    if !db.exists() {
+        super::warn(&format!("no state in {}: run `bistro init` (or a tick) first", state.root().display()));
+        return Ok(super::ExitCode::Usage as i32);
+    }
+    let store = StatusStore::open(&db)?;
+    let path = context::config_path(state, Some(&store), cli.config.as_deref())?;
+    let in_force = context::load_config(Some(&store), path)?;
+    let config_error = in_force.error.as_ref().map(ToString::to_string);
+    let Some(config) = &in_force.config else {
+        super::warn(&format!("no usable config: {}", config_error.unwrap_or_default()));
+        return Ok(super::ExitCode::Usage as i32);
+    };
+    let instance = context::instance_name(Some(&store), None)?;
+    let nodes = context::nodes_for_report(Some(&store), config, &instance)?
+        .map_err(|e| anyhow::anyhow!("cannot list the nodes: {e}"))?;
+    let rows = store.load()?;
+    let running = store.running()?;
+    let input = ReportInput { config, nodes: &nodes, rows: &rows, running: &running, config_error: config_error.clone(), now: crate::now() };
+    let filter = ReportFilter { jobs: args.jobs.clone(), statuses: args.statuses.clone(), tasks: args.tasks || !args.statuses.is_empty() };
+    let report = build(&input, &filter);
+    for job in &args.jobs {
+        if config.job(job).is_none() {
+            super::warn(&format!("no job named {job:?} in the config"));
+        }
+    }
+    if !config.settings.enabled {
+        super::warn("WARNING: the scheduler is disabled: bistro_settings.enabled is not true, so no task will start");
+    }
+    if let Some(e) = &config_error {
+        super::warn(&format!("config error (the last good config is shown): {e}"));
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(&mut out, &report)?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(["JOB", "OWNER", "DONE", "RUNNING", "INCOMPLETE", "BACKOFF", "FAILED", "NOT STARTED", "TOTAL", "PROGRESS"]);
+    for job in &report.jobs {
+        let c = |k: &str| job.counts.get(k).copied().unwrap_or(0);
+        let total = c("total");
+        let progress = if total == 0 { "-".to_string() } else { format!("{:.0}%", 100.0 * c("done") as f64 / total as f64) };
+        let mut name = for_terminal(&job.name).into_owned();
+        if job.errors.is_some() {
+            name.push_str(" (invalid)");
+        } else if !job.enabled {
+            name.push_str(" (disabled)");
+        }
+        let mut row = vec![Cell::new(name), Cell::new(for_terminal(&job.owner))];
+        for k in ["done", "running", "incomplete", "error_backoff", "failed", "not_started", "total"] {
+            row.push(Cell::new(c(k)).set_alignment(CellAlignment::Right));
+        }
+        row.push(Cell::new(progress).set_alignment(CellAlignment::Right));
+        table.add_row(row);
+    }
+    writeln!(out, "{table}")?;
+    if let Some(tasks) = &report.tasks {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED).set_header(["JOB", "NODE", "STATUS", "ATTEMPTS", "SINCE", "BACKOFF UNTIL", "MESSAGE"]);
+        for task in tasks {
+            let message = task.data.get("exception").and_then(|e| e.as_str()).unwrap_or_default();
+            t.add_row(vec![
+                Cell::new(for_terminal(&task.job)),
+                Cell::new(for_terminal(&task.node)),
+                Cell::new(task.status),
+                Cell::new(task.attempts).set_alignment(CellAlignment::Right),
+                Cell::new(task.time.map(rfc3339).unwrap_or_default()),
+                Cell::new(task.backoff_until.map(rfc3339).unwrap_or_default()),
+                Cell::new(for_terminal(message)),
+            ]);
+        }
+        writeln!(out, "{t}")?;
+    }
+    Ok(0)
+}

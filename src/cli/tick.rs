@@ -1,0 +1,130 @@
+//! `bistro tick`: one scheduling iteration, for cron and scripts.
+
+use super::{Cli, ExitCode, RunFlags};
+use crate::runner::LocalRunner;
+use crate::sanitize::for_terminal;
+use crate::state::StateDir;
+use crate::tick::{tick, TickOptions, TickReport};
+use anyhow::Context;
+use clap::Args;
+use std::time::Duration;
+
+/// `bistro tick`.
+#[derive(Debug, Args)]
+pub struct TickArgs {
+    #[command(flatten)]
+    run: RunFlags,
+    /// Start and write nothing; print what would start and why each other task waits.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Print nothing on success.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Task log lines older than SECS are deleted (default 30 days).
+    #[arg(long, value_name = "SECS", default_value_t = 2_592_000)]
+    log_retention: i64,
+    /// Seconds between log prunes; 0 disables pruning.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    log_prune_frequency: i64,
+}
+
+pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> anyhow::Result<i32> {
+    let opts = TickOptions {
+        config: cli.config.clone(),
+        worker_command: args.run.worker_command.clone(),
+        instance_node_name: args.run.instance_node_name.clone(),
+        dry_run: args.dry_run,
+        log_retention_secs: args.log_retention,
+        log_prune_frequency_secs: args.log_prune_frequency,
+    };
+    let exe = std::env::current_exe().context("finding the bistro binary to run supervisors")?;
+    let mut runner = LocalRunner::new(state.clone(), exe);
+    let report = if args.dry_run {
+        if !state.statuses_db().exists() {
+            anyhow::bail!("state dir {} has no status database yet: run `bistro init` or a real tick first", state.root().display());
+        }
+        tick(state, &opts, &mut runner)?
+    } else {
+        state.create()?;
+        let _lock = state.lock(Duration::from_secs_f64(args.run.wait_lock.max(0.0)))?;
+        tick(state, &opts, &mut runner)?
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&json_report(&report))?);
+    } else {
+        print_human(&report, args.quiet);
+    }
+    Ok(exit_code(&report))
+}
+
+fn json_report(report: &TickReport) -> serde_json::Value {
+    let mut v = serde_json::to_value(report).expect("serializes");
+    v["schema_version"] = 1.into();
+    let pairs = |p: &[(String, String)]| -> serde_json::Value {
+        p.iter().map(|(at, message)| serde_json::json!({"where": at, "message": message})).collect()
+    };
+    v["config_errors"] = pairs(&report.config_errors);
+    v["job_errors"] = pairs(&report.job_errors);
+    v
+}
+
+fn exit_code(report: &TickReport) -> i32 {
+    if !report.config_errors.is_empty() || report.start_errors.iter().any(|e| e.contains("--worker-command")) {
+        ExitCode::Usage as i32
+    } else if report.nodes_error.is_some() || !report.start_errors.is_empty() {
+        ExitCode::Failure as i32
+    } else {
+        ExitCode::Success as i32
+    }
+}
+
+fn print_human(report: &TickReport, quiet: bool) {
+    for (at, message) in &report.config_errors {
+        super::warn(&format!("config error: {at}: {message}"));
+    }
+    if !report.config_errors.is_empty() {
+        super::warn("the last good config stays in force until the file is fixed (`bistro check` lists every problem)");
+    }
+    for (at, message) in &report.job_errors {
+        super::warn(&format!("job error (the job will not run): {at}: {message}"));
+    }
+    if let Some(e) = &report.nodes_error {
+        super::warn(&format!("cannot fetch nodes, nothing new starts: {e}"));
+    }
+    for e in &report.start_errors {
+        super::warn(&format!("cannot start task: {e}"));
+    }
+    if quiet {
+        return;
+    }
+    for s in &report.started {
+        let verb = if report.dry_run { "would start" } else { "started" };
+        println!("{verb} {}/{}", for_terminal(&s.job), for_terminal(&s.node));
+    }
+    for w in &report.waiting {
+        println!(
+            "waiting {}/{}: {}",
+            for_terminal(w["job"].as_str().unwrap_or_default()),
+            for_terminal(w["node"].as_str().unwrap_or_default()),
+            for_terminal(w["message"].as_str().unwrap_or_default())
+        );
+    }
+    let mut by_status = std::collections::BTreeMap::<&str, usize>::new();
+    for f in &report.finished {
+        *by_status.entry(f.status).or_default() += 1;
+    }
+    let finished: Vec<String> = by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let finished = if finished.is_empty() { String::new() } else { format!(" ({})", finished.join(", ")) };
+    let scheduler = if report.scheduler_enabled { "" } else { "; scheduler disabled (bistro_settings.enabled is not true)" };
+    let what = if report.dry_run { "tick --dry-run" } else { "tick" };
+    let started_word = if report.dry_run { "would start" } else { "started" };
+    println!(
+        "{what}: {} {started_word}, {} finished{finished}, {} running{scheduler}",
+        report.started.len(),
+        report.finished.len(),
+        report.running
+    );
+}

@@ -1,0 +1,105 @@
+//! What every command reads from a state directory: the config in force (the current
+//! file, or the last good one when the file is broken), the instance node name and the
+//! nodes. `tick` remembers the config path, the last good config text and its flags in
+//! the status database, so `status`, `logs` and cron lines need not repeat them.
+
+use crate::config::{Config, ConfigLoadError, ConfigLoader, FileConfigLoader};
+use crate::nodes::{fetch_nodes, NodeError, Nodes};
+use crate::state::StateDir;
+use crate::store::{StatusStore, StoreError};
+use std::path::{Path, PathBuf};
+
+/// `meta` keys.
+pub mod keys {
+    /// Absolute path of the config file last used.
+    pub const CONFIG_PATH: &str = "config_path";
+    /// Text of the last config that parsed.
+    pub const LAST_GOOD_CONFIG: &str = "last_good_config";
+    /// `--instance-node-name` last used.
+    pub const INSTANCE_NODE_NAME: &str = "instance_node_name";
+    /// `--worker-command` last used.
+    pub const WORKER_COMMAND: &str = "worker_command";
+    /// The node list of the last refresh.
+    pub const NODES: &str = "nodes";
+    /// When task logs were last pruned.
+    pub const LAST_LOG_PRUNE: &str = "last_log_prune";
+}
+
+/// The config a command acts on.
+#[derive(Debug)]
+pub struct ConfigInForce {
+    /// The file it comes from.
+    pub path: PathBuf,
+    /// The config in force: the file's, or the last good one if the file is broken.
+    pub config: Option<Config>,
+    /// The text of the file, when it parsed.
+    pub text: Option<String>,
+    /// Why the file itself could not be used.
+    pub error: Option<ConfigLoadError>,
+}
+
+impl ConfigInForce {
+    /// True when the last good config stands in for a broken file.
+    pub fn is_fallback(&self) -> bool {
+        self.error.is_some() && self.config.is_some()
+    }
+}
+
+/// The config file to read: `--config`, else the one `tick` last used, else
+/// `STATE/config.json`.
+pub fn config_path(state: &StateDir, store: Option<&StatusStore>, explicit: Option<&Path>) -> Result<PathBuf, StoreError> {
+    if let Some(p) = explicit {
+        return Ok(std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
+    }
+    if let Some(remembered) = store.map(|s| s.meta(keys::CONFIG_PATH)).transpose()?.flatten() {
+        return Ok(PathBuf::from(remembered));
+    }
+    Ok(state.default_config())
+}
+
+/// Loads the config at `path`, falling back to the last good one.
+pub fn load_config(store: Option<&StatusStore>, path: PathBuf) -> Result<ConfigInForce, StoreError> {
+    match FileConfigLoader::new(&path).load() {
+        Ok(loaded) => Ok(ConfigInForce { path, config: Some(loaded.config), text: Some(loaded.text), error: None }),
+        Err(error) => {
+            let last_good = store.map(|s| s.meta(keys::LAST_GOOD_CONFIG)).transpose()?.flatten();
+            let config = last_good.and_then(|t| Config::parse(&t).ok());
+            Ok(ConfigInForce { path, config, text: None, error: Some(error) })
+        }
+    }
+}
+
+/// A remembered value, unless given explicitly.
+pub fn remembered(store: Option<&StatusStore>, key: &str, explicit: Option<&str>) -> Result<Option<String>, StoreError> {
+    match explicit {
+        Some(v) => Ok(Some(v.to_string())),
+        None => Ok(store.map(|s| s.meta(key)).transpose()?.flatten()),
+    }
+}
+
+/// The instance node's name: given, remembered, or the host name.
+pub fn instance_name(store: Option<&StatusStore>, explicit: Option<&str>) -> Result<String, StoreError> {
+    Ok(remembered(store, keys::INSTANCE_NODE_NAME, explicit)?.unwrap_or_else(crate::runner::process::hostname))
+}
+
+/// The nodes snapshot as stored: level names and the list.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct NodesSnapshot {
+    /// Level names the node levels refer to.
+    pub levels: Vec<String>,
+    /// The nodes.
+    pub nodes: Nodes,
+}
+
+/// The nodes of the last refresh if they fit `config`, else freshly fetched ones.
+pub fn nodes_for_report(store: Option<&StatusStore>, config: &Config, instance: &str) -> Result<Result<Nodes, NodeError>, StoreError> {
+    let levels: Vec<String> = (0..config.settings.levels.len()).map(|i| config.settings.levels.name(i).to_string()).collect();
+    if let Some(text) = store.map(|s| s.meta(keys::NODES)).transpose()?.flatten() {
+        if let Ok(snapshot) = serde_json::from_str::<NodesSnapshot>(&text) {
+            if snapshot.levels == levels {
+                return Ok(Ok(snapshot.nodes));
+            }
+        }
+    }
+    Ok(fetch_nodes(&config.settings, instance))
+}

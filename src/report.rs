@@ -1,0 +1,159 @@
+//! The `status` document: per-job counts and, on request, one row per task. Its JSON
+//! form is a stable contract (`schema_version` 1): extend it, never rename.
+
+use crate::config::Config;
+use crate::nodes::Nodes;
+use crate::status::{StatusName, TaskStatus};
+use crate::store::StatusRow;
+use crate::task::RunningTask;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+
+/// The whole document.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    /// Always 1 for this shape.
+    pub schema_version: u32,
+    /// Epoch seconds.
+    pub now: i64,
+    /// The scheduler's state.
+    pub scheduler: SchedulerState,
+    /// One entry per configured job.
+    pub jobs: Vec<JobReport>,
+    /// One entry per task, with `--tasks`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<TaskReport>>,
+}
+
+/// Whether the scheduler can start tasks.
+#[derive(Debug, Serialize)]
+pub struct SchedulerState {
+    /// `bistro_settings.enabled` of the config in force.
+    pub enabled: bool,
+    /// Why the config file cannot be used (the last good config is then in force).
+    pub config_error: Option<String>,
+}
+
+/// One job's summary.
+#[derive(Debug, Serialize)]
+pub struct JobReport {
+    /// Job name.
+    pub name: String,
+    /// Owner.
+    pub owner: String,
+    /// `enabled` as configured.
+    pub enabled: bool,
+    /// The job's error record, or null when valid.
+    pub errors: Option<Value>,
+    /// The level whose nodes are its tasks.
+    pub level_for_tasks: String,
+    /// Task counts by status, and `total`.
+    pub counts: BTreeMap<&'static str, usize>,
+}
+
+/// One task.
+#[derive(Debug, Serialize)]
+pub struct TaskReport {
+    /// Job name.
+    pub job: String,
+    /// Node name.
+    pub node: String,
+    /// `running`, `done`, `incomplete`, `error_backoff`, `failed` or `not_started`.
+    pub status: &'static str,
+    /// When the status was recorded (or the run started), epoch seconds.
+    pub time: Option<i64>,
+    /// Times the task was started.
+    pub attempts: i64,
+    /// When its backoff ends, if it is backing off.
+    pub backoff_until: Option<i64>,
+    /// The status's data.
+    pub data: Value,
+}
+
+/// What to include.
+#[derive(Debug, Clone, Default)]
+pub struct ReportFilter {
+    /// Only these jobs (empty: all).
+    pub jobs: Vec<String>,
+    /// Only tasks with these statuses (empty: all).
+    pub statuses: Vec<StatusName>,
+    /// Include the task rows.
+    pub tasks: bool,
+}
+
+/// Everything the report is computed from.
+pub struct ReportInput<'a> {
+    /// The config in force.
+    pub config: &'a Config,
+    /// The nodes.
+    pub nodes: &'a Nodes,
+    /// Stored statuses.
+    pub rows: &'a [StatusRow],
+    /// Running tasks.
+    pub running: &'a [RunningTask],
+    /// Why the config file is unusable, if it is.
+    pub config_error: Option<String>,
+    /// Epoch seconds.
+    pub now: i64,
+}
+
+/// Builds the report.
+pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
+    let stored: HashMap<(&str, &str), &StatusRow> = input.rows.iter().map(|r| ((r.job.as_str(), r.node.as_str()), r)).collect();
+    let running: HashMap<(&str, &str), &RunningTask> = input.running.iter().map(|t| ((t.job.as_str(), t.node.as_str()), t)).collect();
+    let levels = &input.config.settings.levels;
+    let mut jobs = Vec::new();
+    let mut tasks = Vec::new();
+    for job in &input.config.jobs {
+        if !filter.jobs.is_empty() && !filter.jobs.contains(&job.name) {
+            continue;
+        }
+        let mut counts: BTreeMap<&'static str, usize> = StatusName::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+        let mut total = 0;
+        let mut seen = std::collections::HashSet::new();
+        for n in input.nodes.at_level(job.level_for_tasks) {
+            let node = input.nodes.list[n].name.as_str();
+            if !seen.insert(node) {
+                continue;
+            }
+            total += 1;
+            let row = stored.get(&(job.name.as_str(), node));
+            let run = running.get(&(job.name.as_str(), node));
+            let name = match (run, row) {
+                (Some(_), _) => StatusName::Running,
+                (None, Some(r)) => r.status.name(),
+                (None, None) => StatusName::NotStarted,
+            };
+            *counts.entry(name.as_str()).or_default() += 1;
+            if filter.tasks && (filter.statuses.is_empty() || filter.statuses.contains(&name)) {
+                let status: Option<&TaskStatus> = row.map(|r| &r.status);
+                tasks.push(TaskReport {
+                    job: job.name.clone(),
+                    node: node.to_string(),
+                    status: name.as_str(),
+                    time: run.map(|t| t.invocation.start_time).or(status.map(|s| s.time)),
+                    attempts: run.map(|t| t.attempts).or(row.map(|r| r.attempts)).unwrap_or(0),
+                    backoff_until: if run.is_some() { None } else { status.and_then(TaskStatus::backoff_until).filter(|&t| t > input.now) },
+                    data: status.map_or(Value::Null, TaskStatus::data_json),
+                });
+            }
+        }
+        counts.insert("total", total);
+        jobs.push(JobReport {
+            name: job.name.clone(),
+            owner: job.owner.clone(),
+            enabled: job.enabled,
+            errors: job.errors.clone(),
+            level_for_tasks: levels.name(job.level_for_tasks).to_string(),
+            counts,
+        });
+    }
+    StatusReport {
+        schema_version: 1,
+        now: input.now,
+        scheduler: SchedulerState { enabled: input.config.settings.enabled, config_error: input.config_error.clone() },
+        jobs,
+        tasks: filter.tasks.then_some(tasks),
+    }
+}

@@ -1,0 +1,138 @@
+//! `run-task`: run one task now, in the foreground, with the same bookkeeping as a
+//! tick (claim, supervise, record), ignoring policy and resource limits but holding
+//! the task's resources while it runs so concurrent ticks account for them.
+
+use crate::context::{self, keys};
+use crate::nodes::fetch_nodes;
+use crate::runner::{build_launch, supervisor, LaunchContext, LocalRunner, TaskResult, TaskRunner};
+use crate::resources::NodeCharge;
+use crate::state::StateDir;
+use crate::status::configured_backoff;
+use crate::store::StatusStore;
+use crate::task::{InvocationId, RunningTask};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How `run-task` runs.
+#[derive(Debug, Clone)]
+pub struct RunTaskOptions {
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--worker-command`.
+    pub worker_command: Option<String>,
+    /// `--instance-node-name`.
+    pub instance_node_name: Option<String>,
+    /// How long to wait for the state lock.
+    pub wait_lock: Duration,
+    /// Copy the task's output to our stdout/stderr.
+    pub echo: bool,
+}
+
+/// Why a task could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunTaskError {
+    /// Bad request: unknown job or node, or no command.
+    #[error("{0}")]
+    Usage(String),
+    /// The config in force is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// The task already runs.
+    #[error("{job}/{node} is already running (invocation {invocation}); wait for it or kill it")]
+    AlreadyRunning {
+        /// Job name.
+        job: String,
+        /// Node name.
+        node: String,
+        /// Its run.
+        invocation: String,
+    },
+    /// The state directory or databases failed.
+    #[error(transparent)]
+    Tick(#[from] crate::tick::TickError),
+}
+
+impl From<crate::state::StateError> for RunTaskError {
+    fn from(e: crate::state::StateError) -> Self {
+        RunTaskError::Tick(e.into())
+    }
+}
+
+impl From<crate::store::StoreError> for RunTaskError {
+    fn from(e: crate::store::StoreError) -> Self {
+        RunTaskError::Tick(e.into())
+    }
+}
+
+/// Runs (job, node) to completion and records its status.
+pub fn run_task(state: &StateDir, exe: PathBuf, job_name: &str, node_name: &str, opts: &RunTaskOptions) -> Result<TaskResult, RunTaskError> {
+    state.create()?;
+    let lock = state.lock(opts.wait_lock)?;
+    let mut store = StatusStore::open(&state.statuses_db())?;
+    let path = context::config_path(state, Some(&store), opts.config.as_deref())?;
+    let in_force = context::load_config(Some(&store), path)?;
+    let config = match (&in_force.config, &in_force.error) {
+        (Some(c), _) => c,
+        (None, Some(e)) => return Err(RunTaskError::Config(e.to_string())),
+        (None, None) => unreachable!("a config or an error"),
+    };
+    let job = config
+        .job(job_name)
+        .ok_or_else(|| RunTaskError::Usage(format!("no job named {job_name:?} in {}", in_force.path.display())))?;
+    if let Some(errors) = &job.errors {
+        return Err(RunTaskError::Config(format!("job {job_name} has config errors: {errors}")));
+    }
+    let instance = context::instance_name(Some(&store), opts.instance_node_name.as_deref())?;
+    let worker_command = context::remembered(Some(&store), keys::WORKER_COMMAND, opts.worker_command.as_deref())?;
+    let nodes = fetch_nodes(&config.settings, &instance).map_err(|e| RunTaskError::Config(e.to_string()))?;
+    let levels = &config.settings.levels;
+    let node = nodes.find(job.level_for_tasks, node_name).ok_or_else(|| {
+        RunTaskError::Usage(format!("job {job_name} has no node {node_name:?} at its level {}", levels.name(job.level_for_tasks)))
+    })?;
+    if let Some(t) = store.running()?.into_iter().find(|t| t.job == job_name && t.node == node_name) {
+        return Err(RunTaskError::AlreadyRunning { job: t.job, node: t.node, invocation: t.invocation.to_string() });
+    }
+    let (statuses, rows) = store.load_statuses()?;
+    let prev = statuses.get(job_name, node_name);
+    let defs = &config.settings.resources;
+    let charges: Vec<NodeCharge> = nodes
+        .upward(node)
+        .filter(|&i| !defs.by_level[nodes.list[i].level].is_empty())
+        .map(|i| NodeCharge {
+            level: levels.name(nodes.list[i].level).to_string(),
+            node: nodes.list[i].name.clone(),
+            amounts: defs.by_level[nodes.list[i].level].iter().map(|r| (defs.names[r.resource].clone(), job.resources[r.resource])).collect(),
+        })
+        .collect();
+    let host = crate::runner::process::hostname();
+    let ctx = LaunchContext { state, nodes: &nodes, worker_command: worker_command.as_deref(), worker_host: &host };
+    let invocation = InvocationId::new(crate::now());
+    let launch = build_launch(&ctx, job, node, invocation, &charges, prev).map_err(RunTaskError::Usage)?;
+    let mut runner = LocalRunner::new(state.clone(), exe);
+    let prepared = runner.prepare(launch.clone()).map_err(|e| RunTaskError::Usage(e.to_string()))?;
+    let attempts = rows.iter().find(|r| r.job == job_name && r.node == node_name).map_or(0, |r| r.attempts) + 1;
+    let task = RunningTask {
+        job: job.name.clone(),
+        node: node_name.to_string(),
+        invocation,
+        charges,
+        next_backoff: job.backoff.next(prev.map(configured_backoff).unwrap_or_default()),
+        attempts,
+        worker_shard: "local".into(),
+    };
+    store.claim(std::slice::from_ref(&task))?;
+    drop(store);
+    drop(lock);
+
+    let dir = state.invocation_dir(invocation);
+    let result = supervisor::supervise(&launch, &dir, opts.echo);
+    drop(prepared);
+
+    let _lock = state.lock(Duration::from_secs(3600))?;
+    let mut store = StatusStore::open(&state.statuses_db())?;
+    if store.running_invocation(invocation)?.is_some() {
+        let (mut statuses, _) = store.load_statuses()?;
+        crate::tick::reap(&mut store, None, &mut runner, &mut statuses, vec![task])?;
+    }
+    Ok(result)
+}

@@ -1,0 +1,154 @@
+//! Running tasks (bistro-runtime §2): what a task is given, how it is started, and how
+//! its end is collected. [`TaskRunner`] is Bistro's plugin point; [`LocalRunner`] runs
+//! tasks on this machine under detached supervisors.
+
+mod local;
+pub mod process;
+pub mod supervisor;
+
+pub use local::{LocalRunner, Outcome, LOCK_FD};
+
+use crate::config::{Job, KillRequest, TaskSubprocess};
+use crate::nodes::Nodes;
+use crate::resources::NodeCharge;
+use crate::state::StateDir;
+use crate::status::TaskStatus;
+use crate::task::{InvocationId, RunningTask};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+
+/// Everything a supervisor needs to run one task, written to the invocation directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Launch {
+    /// Job name.
+    pub job: String,
+    /// Node name.
+    pub node: String,
+    /// This run's id.
+    pub invocation: InvocationId,
+    /// `CMD [ARGS...] NODE STATUS_FILE JSON`.
+    pub argv: Vec<String>,
+    /// Working directory (`STATE/jobs/JOB`).
+    pub cwd: PathBuf,
+    /// The file the task writes its status line to.
+    pub status_file: PathBuf,
+    /// The task-log database.
+    pub log_db: PathBuf,
+    /// Host name reported in events and to the task.
+    pub worker_host: String,
+    /// Process options.
+    pub task_subprocess: TaskSubprocess,
+    /// How to kill it.
+    pub kill_subprocess: KillRequest,
+}
+
+/// How a run ended, as its supervisor recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// The status the task reported (before backoff is applied).
+    pub status: TaskStatus,
+    /// How the process ended, e.g. `exited with status 0`.
+    pub exit: String,
+    /// Bistro signalled the task.
+    pub killed: bool,
+    /// The signal that asked the supervisor to stop, if any.
+    pub stop_signal: Option<i32>,
+    /// Epoch seconds.
+    pub end_time: i64,
+}
+
+/// Why a task could not be handed to its runner.
+#[derive(Debug, thiserror::Error)]
+#[error("{job}/{node}: {message}")]
+pub struct RunnerError {
+    /// Job name.
+    pub job: String,
+    /// Node name.
+    pub node: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// A task made ready to start: its durable setup is done, so it may be recorded as
+/// running, and only then started.
+pub struct PreparedTask {
+    /// The launch spec.
+    pub launch: Launch,
+    /// The lock that marks the run as supervised (handed to the supervisor).
+    pub lock: Option<std::fs::File>,
+}
+
+/// Starts tasks. Bistro's runners are local processes, remote workers, or no-ops.
+pub trait TaskRunner {
+    /// Durable setup before the task is recorded as running.
+    fn prepare(&mut self, launch: Launch) -> Result<PreparedTask, RunnerError>;
+    /// Starts a prepared task (it is already recorded as running).
+    fn start(&mut self, task: PreparedTask) -> Result<(), RunnerError>;
+    /// How a recorded run stands now.
+    fn check(&mut self, task: &RunningTask) -> Outcome;
+    /// Forgets a run whose status has been recorded.
+    fn cleanup(&mut self, task: &RunningTask);
+}
+
+/// What a task is run with, apart from its identity.
+pub struct LaunchContext<'a> {
+    /// The state directory.
+    pub state: &'a StateDir,
+    /// The current nodes.
+    pub nodes: &'a Nodes,
+    /// `--worker-command`, used when the job has no `command`.
+    pub worker_command: Option<&'a str>,
+    /// Host name for `worker_host`.
+    pub worker_host: &'a str,
+}
+
+/// Builds the launch spec of (job, node): argv with the task's JSON argument.
+pub fn build_launch(
+    ctx: &LaunchContext,
+    job: &Job,
+    node: usize,
+    invocation: InvocationId,
+    charges: &[NodeCharge],
+    prev_status: Option<&TaskStatus>,
+) -> Result<Launch, String> {
+    let node_name = ctx.nodes.list[node].name.clone();
+    let mut argv = if job.command.is_empty() {
+        vec![ctx.worker_command.ok_or_else(|| {
+            format!("job {} has no \"command\" and no --worker-command was given: pass --worker-command CMD to tick", job.name)
+        })?
+        .to_string()]
+    } else {
+        job.command.clone()
+    };
+    let dir = ctx.state.invocation_dir(invocation);
+    let status_file = dir.join("status");
+    let resources_by_node: Map<String, Value> = charges
+        .iter()
+        .map(|c| (c.node.clone(), Value::Object(c.amounts.iter().map(|(r, a)| (r.clone(), Value::from(*a))).collect())))
+        .collect();
+    let mut arg = json!({
+        "id": job.name,
+        "path_to_node": ctx.nodes.path_to_node(node),
+        "config": job.config,
+        "resources_by_node": resources_by_node,
+        "worker_node": ctx.nodes.list[0].name,
+        "worker_host": ctx.worker_host,
+    });
+    if let Some(prev) = prev_status {
+        arg["prev_status"] = prev.to_json();
+    }
+    argv.extend([node_name.clone(), status_file.display().to_string(), arg.to_string()]);
+    Ok(Launch {
+        job: job.name.clone(),
+        node: node_name,
+        invocation,
+        argv,
+        cwd: ctx.state.job_dir(&job.name),
+        status_file,
+        log_db: ctx.state.logs_db(),
+        worker_host: ctx.worker_host.to_string(),
+        task_subprocess: job.task_subprocess.clone(),
+        kill_subprocess: job.kill_subprocess,
+    })
+}

@@ -1,0 +1,321 @@
+//! The supervisor of one task run: starts the process, stores its output line by line,
+//! waits for it (killing it on request), reads its status file and writes the result.
+//!
+//! A supervisor is either a detached `bistro supervise` process started by a tick (so
+//! the task outlives the tick) or the `bistro run-task` process itself. It holds the
+//! invocation's lock for its whole life, which is how a later tick tells a live
+//! supervisor from a lost one.
+
+use super::process::{self, ProcessId};
+use super::{Launch, TaskResult};
+use crate::config::KillMethod;
+use crate::status::{parse_status, read_status_file, StatusFileError, TaskStatus, MAX_STATUS_BYTES};
+use crate::store::{LogKind, LogLine, LogStore};
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Longest line stored; longer output is cut into pieces of this size.
+pub const MAX_LINE_BYTES: usize = 65000;
+
+/// After the task's main process exits, how long its pipes may stay open (held by
+/// background children) before the rest of its process group is killed.
+const PIPE_GRACE: Duration = Duration::from_secs(3);
+
+/// The signal that asked this supervisor to stop (0: none).
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_stop_signal(signal: i32) {
+    STOP_SIGNAL.store(signal, Ordering::SeqCst);
+}
+
+/// Routes SIGTERM, SIGINT and SIGHUP to "kill the task, record it, exit".
+fn install_signal_handlers() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    let action = SigAction::new(SigHandler::Handler(on_stop_signal), SaFlags::SA_RESTART, SigSet::empty());
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            let _ = sigaction(sig, &action);
+        }
+    }
+}
+
+enum Msg {
+    Line(LogLine),
+}
+
+/// Forwards log lines to the database in batches; returns how many were lost and why.
+fn log_writer(db: &Path, rx: mpsc::Receiver<Msg>) -> (usize, Option<String>) {
+    let mut store = match LogStore::open(db) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("bistro supervise: {e}");
+            None
+        }
+    };
+    let mut lost = 0;
+    let mut error = store.is_none().then(|| format!("cannot open {}", db.display()));
+    while let Ok(Msg::Line(first)) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 2000 {
+            match rx.try_recv() {
+                Ok(Msg::Line(l)) => batch.push(l),
+                Err(_) => break,
+            }
+        }
+        match store.as_mut().map(|s| s.append(&batch)) {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                lost += batch.len();
+                eprintln!("bistro supervise: {e}");
+                error.get_or_insert_with(|| e.to_string());
+            }
+            None => lost += batch.len(),
+        }
+    }
+    (lost, error)
+}
+
+/// Reads a pipe, cutting it into lines (and over-long lines into pieces).
+fn read_lines(mut pipe: impl Read, kind: LogKind, launch: &Launch, tx: &mpsc::Sender<Msg>, echo: Option<&mut dyn Write>) {
+    let mut echo = echo;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    let send = |bytes: &[u8]| {
+        let line = LogLine {
+            kind,
+            job: launch.job.clone(),
+            node: launch.node.clone(),
+            time: crate::now(),
+            line: String::from_utf8_lossy(bytes).into_owned(),
+        };
+        let _ = tx.send(Msg::Line(line));
+    };
+    loop {
+        let n = match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        if let Some(out) = echo.as_mut() {
+            let _ = out.write_all(&buf[..n]);
+            let _ = out.flush();
+        }
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                send(&pending);
+                pending.clear();
+            } else {
+                pending.push(b);
+                if pending.len() == MAX_LINE_BYTES {
+                    send(&pending);
+                    pending.clear();
+                }
+            }
+        }
+    }
+    if !pending.is_empty() {
+        send(&pending);
+    }
+}
+
+/// Supervises one run to completion and writes `result.json` into `dir`.
+///
+/// With `echo`, the task's output is also copied to our stdout and stderr (for
+/// `run-task` in a terminal).
+pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
+    install_signal_handlers();
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let db = launch.log_db.clone();
+    let writer = std::thread::spawn(move || log_writer(&db, rx));
+    let event = |name: &str, extra: Value| {
+        let mut e = json!({
+            "event": name,
+            "invocation_start_time": launch.invocation.start_time,
+            "invocation_rand": launch.invocation.rand,
+            "worker_host": launch.worker_host,
+        });
+        if let (Some(e), Some(extra)) = (e.as_object_mut(), extra.as_object()) {
+            e.extend(extra.clone());
+        }
+        let line = LogLine { kind: LogKind::Statuses, job: launch.job.clone(), node: launch.node.clone(), time: crate::now(), line: e.to_string() };
+        let _ = tx.send(Msg::Line(line));
+    };
+
+    event("running", json!({"command": launch.argv}));
+    let result = match spawn(launch) {
+        Err(message) => {
+            let status = TaskStatus::error_backoff(format!("Failed to start task {}/{}: {message}", launch.job, launch.node), crate::now());
+            event("task_failed_to_start", json!({"status": status_json(&status)}));
+            TaskResult { status, exit: format!("failed to start: {message}"), killed: false, stop_signal: None, end_time: crate::now() }
+        }
+        Ok(child) => run(launch, dir, child, echo, &tx, &event),
+    };
+    drop(tx);
+    let (lost, error) = writer.join().unwrap_or((0, Some("log writer panicked".into())));
+    if lost > 0 {
+        eprintln!("bistro supervise: {lost} log lines of {}/{} were lost: {}", launch.job, launch.node, error.unwrap_or_default());
+    }
+    if let Err(e) = crate::state::write_atomic(&dir.join("result.json"), serde_json::to_string(&result).expect("serializes").as_bytes()) {
+        eprintln!("bistro supervise: {e}");
+    }
+    result
+}
+
+fn status_json(status: &TaskStatus) -> Value {
+    let mut v = json!({"result_bits": status.bits});
+    if let Some(data) = &status.data {
+        v["data"] = Value::Object(data.clone());
+    }
+    v
+}
+
+fn spawn(launch: &Launch) -> Result<std::process::Child, String> {
+    std::fs::create_dir_all(&launch.cwd).map_err(|e| format!("cannot create working directory {}: {e}", launch.cwd.display()))?;
+    std::fs::write(&launch.status_file, b"").map_err(|e| format!("cannot create status file {}: {e}", launch.status_file.display()))?;
+    let (program, args) = launch.argv.split_first().ok_or("empty command")?;
+    let mut cmd = Command::new(program);
+    cmd.args(args).current_dir(&launch.cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if launch.task_subprocess.process_group_leader {
+        cmd.process_group(0);
+    }
+    let death_signal = launch.task_subprocess.parent_death_signal;
+    if death_signal != 0 {
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(move || {
+                if let Ok(sig) = Signal::try_from(death_signal) {
+                    nix::sys::prctl::set_pdeathsig(sig).map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd.spawn().map_err(|e| format!("cannot run {program:?}: {e}"))
+}
+
+fn run(
+    launch: &Launch,
+    dir: &Path,
+    mut child: std::process::Child,
+    echo: bool,
+    tx: &mpsc::Sender<Msg>,
+    event: &dyn Fn(&str, Value),
+) -> TaskResult {
+    let pid = child.id() as i32;
+    let id = ProcessId::of(pid).unwrap_or(ProcessId { pid, start_ticks: 0 });
+    if let Err(e) = process::record(&dir.join("task.pid"), id) {
+        eprintln!("bistro supervise: {e}");
+    }
+    let group = launch.task_subprocess.process_group_leader;
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let readers: Vec<_> = [(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>), LogKind::Stdout), (child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>), LogKind::Stderr)]
+        .into_iter()
+        .filter_map(|(pipe, kind)| Some((pipe?, kind)))
+        .map(|(pipe, kind)| {
+            let (tx, done_tx, launch) = (tx.clone(), done_tx.clone(), launch.clone());
+            std::thread::spawn(move || {
+                let mut out: Box<dyn Write> = match kind {
+                    LogKind::Stderr => Box::new(std::io::stderr()),
+                    _ => Box::new(std::io::stdout()),
+                };
+                read_lines(pipe, kind, &launch, &tx, echo.then_some(&mut *out as &mut dyn Write));
+                let _ = done_tx.send(());
+            })
+        })
+        .collect();
+    drop(done_tx);
+
+    let poll = Duration::from_millis(launch.task_subprocess.poll_ms.clamp(1, 1000) as u64);
+    let mut killed = false;
+    let mut stop_signal = None;
+    let mut sigkill_at: Option<Instant> = None;
+    let exit = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("bistro supervise: waiting for the task: {e}");
+                break std::process::ExitStatus::from_raw(0);
+            }
+        }
+        let requested = STOP_SIGNAL.load(Ordering::SeqCst);
+        if requested != 0 && stop_signal.is_none() {
+            stop_signal = Some(requested);
+            killed = true;
+            match launch.kill_subprocess.method {
+                KillMethod::Kill => id.signal(Signal::SIGKILL, group),
+                KillMethod::Term => id.signal(Signal::SIGTERM, group),
+                KillMethod::TermWaitKill => {
+                    id.signal(Signal::SIGTERM, group);
+                    sigkill_at = Some(Instant::now() + Duration::from_millis(launch.kill_subprocess.kill_wait_ms.max(0) as u64));
+                }
+            }
+        }
+        if sigkill_at.is_some_and(|t| Instant::now() >= t) {
+            id.signal(Signal::SIGKILL, group);
+            sigkill_at = None;
+        }
+        std::thread::sleep(poll);
+    };
+    let message = match (exit.code(), exit.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => "exited".to_string(),
+    };
+    event("process_exited", json!({"message": message}));
+
+    let mut open = readers.len();
+    let mut pipes_closed = wait_for_readers(&done_rx, &mut open, PIPE_GRACE);
+    if !pipes_closed && group {
+        event("task_pipes_timeout", json!({"message": "background processes kept the task's output open; killing its process group"}));
+        id.signal(Signal::SIGKILL, true);
+        pipes_closed = wait_for_readers(&done_rx, &mut open, PIPE_GRACE);
+    }
+    if pipes_closed {
+        event("task_pipes_closed", json!({}));
+        for r in readers {
+            let _ = r.join();
+        }
+    }
+
+    let bytes = std::fs::File::open(&launch.status_file).and_then(|f| {
+        let mut bytes = Vec::new();
+        f.take(MAX_STATUS_BYTES as u64 + 1).read_to_end(&mut bytes).map(|_| bytes)
+    });
+    let now = crate::now();
+    let (status, raw_line) = match bytes.as_deref().map(read_status_file) {
+        Ok(Ok(line)) => (parse_status(&line, now), Some(line)),
+        Ok(Err(StatusFileError::Empty)) if killed => (TaskStatus::incomplete_backoff("Task killed, no status returned", now), None),
+        Ok(Err(why)) => (TaskStatus::error_backoff(format!("Failed to read a status: {why}"), now), None),
+        Err(e) => (TaskStatus::error_backoff(format!("Failed to read a status: {}: {e}", launch.status_file.display()), now), None),
+    };
+    let mut got = json!({"status": status_json(&status)});
+    if let Some(raw) = &raw_line {
+        got["raw_status"] = Value::from(raw.as_str());
+    }
+    event("got_status", got);
+    TaskResult { status, exit: message, killed, stop_signal, end_time: now }
+}
+
+/// Waits until every reader reported EOF (`open` counts those still reading), up to
+/// `grace` in all.
+fn wait_for_readers(done: &mpsc::Receiver<()>, open: &mut usize, grace: Duration) -> bool {
+    let deadline = Instant::now() + grace;
+    while *open > 0 {
+        match done.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(()) => *open -= 1,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return true,
+            Err(mpsc::RecvTimeoutError::Timeout) => return false,
+        }
+    }
+    true
+}

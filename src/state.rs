@@ -1,0 +1,207 @@
+//! The state directory: the only code that knows its layout.
+//!
+//! ```text
+//! STATE/lock              flock held by the tick or daemon that schedules
+//! STATE/config.json       the default config file
+//! STATE/statuses.sql3     task statuses, running tasks, metadata
+//! STATE/task_logs.sql3    task stdout, stderr and lifecycle events
+//! STATE/jobs/JOB/         each job's working directory
+//! STATE/running/INV/      one directory per running task: its launch spec, status
+//!                         file, supervisor lock and final result
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::task::InvocationId;
+
+/// Problems with the state directory itself.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A filesystem operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What we were doing.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Another tick or daemon holds the lock.
+    #[error("state dir {dir} is locked by {holder}; try again later")]
+    Locked {
+        /// The state directory.
+        dir: PathBuf,
+        /// Who holds it, as written in the lock file.
+        holder: String,
+    },
+}
+
+/// Wraps an I/O error with the operation and path.
+pub fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
+    move |source| StateError::Io { op, path: path.to_path_buf(), source }
+}
+
+/// A state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// A state directory at `root` (not created yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        let root = std::path::absolute(&root).unwrap_or(root);
+        Self { root }
+    }
+
+    /// Creates the directory tree (mode 0700) if it is missing.
+    pub fn create(&self) -> Result<(), StateError> {
+        for dir in [self.root.clone(), self.jobs_dir(), self.running_dir()] {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_err("creating", &dir))?;
+        }
+        Ok(())
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The default config file.
+    pub fn default_config(&self) -> PathBuf {
+        self.root.join("config.json")
+    }
+
+    /// The status database.
+    pub fn statuses_db(&self) -> PathBuf {
+        self.root.join("statuses.sql3")
+    }
+
+    /// The task-log database.
+    pub fn logs_db(&self) -> PathBuf {
+        self.root.join("task_logs.sql3")
+    }
+
+    /// Parent of the job working directories.
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.root.join("jobs")
+    }
+
+    /// A job's working directory (the name escaped so it is always one path component).
+    pub fn job_dir(&self, job: &str) -> PathBuf {
+        self.jobs_dir().join(escape_component(job))
+    }
+
+    /// Parent of the per-invocation directories.
+    pub fn running_dir(&self) -> PathBuf {
+        self.root.join("running")
+    }
+
+    /// One running task's directory.
+    pub fn invocation_dir(&self, invocation: InvocationId) -> PathBuf {
+        self.running_dir().join(invocation.to_string())
+    }
+
+    /// Takes the scheduling lock, waiting up to `wait` for it.
+    pub fn lock(&self, wait: Duration) -> Result<StateLock, StateError> {
+        let path = self.root.join("lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err("opening the lock file", &path))?;
+        let deadline = Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let mut holder = String::new();
+                    let _ = file.read_to_string(&mut holder);
+                    let holder = if holder.trim().is_empty() { "another process".to_string() } else { holder.trim().to_string() };
+                    return Err(StateError::Locked { dir: self.root.clone(), holder });
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io_err("locking", &path)(e)),
+            }
+        }
+        let me = format!("pid {} (since {})", std::process::id(), crate::now());
+        file.set_len(0).and_then(|()| file.write_all(me.as_bytes())).map_err(io_err("writing the lock file", &path))?;
+        Ok(StateLock { _file: file })
+    }
+}
+
+/// Proof that this process holds the scheduling lock; released on drop or death.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+}
+
+/// Escapes a name into one safe path component: bytes outside `[A-Za-z0-9._-]` and a
+/// leading dot become `%XX`.
+pub fn escape_component(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (i, b) in name.bytes().enumerate() {
+        let safe = b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0);
+        if safe {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("%00");
+    }
+    out
+}
+
+/// Writes a file atomically: a temporary file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err("creating", &tmp))?;
+    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io_err("writing", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err("renaming into place", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_become_single_safe_components() {
+        assert_eq!(escape_component("simple_job"), "simple_job");
+        assert_eq!(escape_component("a/b"), "a%2Fb");
+        assert_eq!(escape_component(".."), "%2E.");
+        assert_eq!(escape_component(""), "%00");
+        assert_eq!(escape_component("v1.2"), "v1.2");
+    }
+
+    #[test]
+    fn a_second_lock_waits_then_fails_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        state.create().unwrap();
+        let held = state.lock(Duration::ZERO).unwrap();
+        let err = state.lock(Duration::from_millis(100)).unwrap_err().to_string();
+        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        drop(held);
+        state.lock(Duration::ZERO).unwrap();
+    }
+}

@@ -1,0 +1,255 @@
+//! The task-log database (bistro-runtime §3): tables `stdout`, `stderr` and `statuses`
+//! (lifecycle events), each `(job_id, node_id, time_and_count, line)`.
+//!
+//! A line's id is `(unix_seconds << 32) | count`. Bistro counts per writer and so can
+//! collide when several processes write one file; we allocate ids inside the write
+//! transaction from the largest id in all three tables, so ids never collide, whatever
+//! the number of writers, and order lines across the three tables.
+
+use super::{open, sql_err, StoreError};
+use rusqlite::{params_from_iter, Connection, TransactionBehavior};
+use std::path::{Path, PathBuf};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS stdout (job_id TEXT, node_id TEXT, time_and_count INTEGER PRIMARY KEY, line TEXT);
+CREATE INDEX IF NOT EXISTS stdout_job_node_idx ON stdout (job_id, node_id);
+CREATE TABLE IF NOT EXISTS stderr (job_id TEXT, node_id TEXT, time_and_count INTEGER PRIMARY KEY, line TEXT);
+CREATE INDEX IF NOT EXISTS stderr_job_node_idx ON stderr (job_id, node_id);
+CREATE TABLE IF NOT EXISTS statuses (job_id TEXT, node_id TEXT, time_and_count INTEGER PRIMARY KEY, line TEXT);
+CREATE INDEX IF NOT EXISTS statuses_job_node_idx ON statuses (job_id, node_id);
+";
+
+/// Which log a line belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LogKind {
+    /// The task's standard output.
+    Stdout,
+    /// The task's standard error.
+    Stderr,
+    /// Lifecycle events (JSON objects).
+    Statuses,
+}
+
+impl LogKind {
+    /// All kinds.
+    pub const ALL: [LogKind; 3] = [LogKind::Stdout, LogKind::Stderr, LogKind::Statuses];
+
+    /// The table (and stream) name.
+    pub fn table(self) -> &'static str {
+        match self {
+            LogKind::Stdout => "stdout",
+            LogKind::Stderr => "stderr",
+            LogKind::Statuses => "statuses",
+        }
+    }
+
+    /// Parses a table name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.table() == name)
+    }
+}
+
+/// A line to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Its log.
+    pub kind: LogKind,
+    /// Job name.
+    pub job: String,
+    /// Node name.
+    pub node: String,
+    /// Epoch seconds when it was read.
+    pub time: i64,
+    /// The text, without its newline.
+    pub line: String,
+}
+
+/// A stored line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRow {
+    /// Its log.
+    pub kind: LogKind,
+    /// Job name.
+    pub job: String,
+    /// Node name.
+    pub node: String,
+    /// `(time << 32) | count`, unique across the three tables.
+    pub id: i64,
+    /// The text.
+    pub line: String,
+}
+
+impl LogRow {
+    /// Epoch seconds of the line.
+    pub fn time(&self) -> i64 {
+        self.id >> 32
+    }
+}
+
+/// A log query: lines after an id, newest or oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    /// Logs to read (empty: all).
+    pub kinds: Vec<LogKind>,
+    /// Only these jobs (empty: all).
+    pub jobs: Vec<String>,
+    /// Only these nodes (empty: all).
+    pub nodes: Vec<String>,
+    /// Only ids greater than this.
+    pub after_id: Option<i64>,
+    /// At most this many lines (the newest ones when `newest`).
+    pub limit: Option<usize>,
+    /// Take the newest lines (still returned oldest first).
+    pub newest: bool,
+}
+
+/// The task-log database.
+pub struct LogStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl LogStore {
+    /// Opens (creating) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self { conn: open(path, SCHEMA, 1)?, path: path.to_path_buf() })
+    }
+
+    /// Appends lines in one transaction; returns their ids.
+    pub fn append(&mut self, lines: &[LogLine]) -> Result<Vec<i64>, StoreError> {
+        if lines.is_empty() {
+            return Ok(Vec::new());
+        }
+        let err = || sql_err(&self.path, "writing task logs");
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err())?;
+        let mut next: i64 = tx
+            .query_row(
+                "SELECT MAX(IFNULL((SELECT MAX(time_and_count) FROM stdout), -1),
+                            IFNULL((SELECT MAX(time_and_count) FROM stderr), -1),
+                            IFNULL((SELECT MAX(time_and_count) FROM statuses), -1)) + 1",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err())?;
+        let mut ids = Vec::with_capacity(lines.len());
+        for line in lines {
+            let id = next.max(line.time << 32);
+            next = id + 1;
+            let sql = match line.kind {
+                LogKind::Stdout => "INSERT INTO stdout (job_id, node_id, time_and_count, line) VALUES (?1, ?2, ?3, ?4)",
+                LogKind::Stderr => "INSERT INTO stderr (job_id, node_id, time_and_count, line) VALUES (?1, ?2, ?3, ?4)",
+                LogKind::Statuses => "INSERT INTO statuses (job_id, node_id, time_and_count, line) VALUES (?1, ?2, ?3, ?4)",
+            };
+            tx.prepare_cached(sql)
+                .and_then(|mut s| s.execute(rusqlite::params![line.job, line.node, id, line.line]))
+                .map_err(err())?;
+            ids.push(id);
+        }
+        tx.commit().map_err(err())?;
+        Ok(ids)
+    }
+
+    /// Reads lines, merged across the requested logs, oldest first.
+    pub fn query(&self, q: &LogQuery) -> Result<Vec<LogRow>, StoreError> {
+        let kinds = if q.kinds.is_empty() { LogKind::ALL.to_vec() } else { q.kinds.clone() };
+        let mut rows = Vec::new();
+        for kind in kinds {
+            let mut sql = format!("SELECT job_id, node_id, time_and_count, line FROM {} WHERE 1", kind.table());
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            let mut in_list = |column: &str, values: &[String], sql: &mut String| {
+                if !values.is_empty() {
+                    sql.push_str(&format!(" AND {column} IN ({})", vec!["?"; values.len()].join(",")));
+                    args.extend(values.iter().map(|v| rusqlite::types::Value::Text(v.clone())));
+                }
+            };
+            in_list("job_id", &q.jobs, &mut sql);
+            in_list("node_id", &q.nodes, &mut sql);
+            if let Some(after) = q.after_id {
+                sql.push_str(" AND time_and_count > ?");
+                args.push(rusqlite::types::Value::Integer(after));
+            }
+            sql.push_str(if q.newest { " ORDER BY time_and_count DESC" } else { " ORDER BY time_and_count" });
+            if let Some(limit) = q.limit {
+                sql.push_str(&format!(" LIMIT {limit}"));
+            }
+            let mut stmt = self.conn.prepare(&sql).map_err(sql_err(&self.path, "reading task logs"))?;
+            let found = stmt
+                .query_map(params_from_iter(args), |r| {
+                    Ok(LogRow {
+                        kind,
+                        job: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                        node: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                        id: r.get(2)?,
+                        line: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                    })
+                })
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(sql_err(&self.path, "reading task logs"))?;
+            rows.extend(found);
+        }
+        rows.sort_by_key(|r| r.id);
+        if let Some(limit) = q.limit {
+            if q.newest && rows.len() > limit {
+                rows.drain(..rows.len() - limit);
+            } else {
+                rows.truncate(limit);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Deletes lines older than `before` (epoch seconds); returns how many.
+    pub fn prune(&mut self, before: i64) -> Result<usize, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(&self.path, "pruning task logs"))?;
+        let mut removed = 0;
+        for kind in LogKind::ALL {
+            removed += tx
+                .execute(&format!("DELETE FROM {} WHERE time_and_count < ?1", kind.table()), [before << 32])
+                .map_err(sql_err(&self.path, "pruning task logs"))?;
+        }
+        tx.commit().map_err(sql_err(&self.path, "pruning task logs"))?;
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(kind: LogKind, node: &str, time: i64, text: &str) -> LogLine {
+        LogLine { kind, job: "j".into(), node: node.into(), time, line: text.into() }
+    }
+
+    #[test]
+    fn two_writers_never_collide_and_lines_merge_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("task_logs.sql3");
+        let mut a = LogStore::open(&path).unwrap();
+        let mut b = LogStore::open(&path).unwrap();
+        let ids_a = a.append(&[line(LogKind::Stdout, "n1", 100, "a1"), line(LogKind::Stderr, "n1", 100, "a2")]).unwrap();
+        let ids_b = b.append(&[line(LogKind::Stdout, "n2", 100, "b1")]).unwrap();
+        assert_eq!(ids_a, vec![100 << 32, (100 << 32) + 1]);
+        assert_eq!(ids_b, vec![(100 << 32) + 2]);
+        let all = a.query(&LogQuery::default()).unwrap();
+        assert_eq!(all.iter().map(|r| r.line.as_str()).collect::<Vec<_>>(), vec!["a1", "a2", "b1"]);
+        assert_eq!(all[0].time(), 100);
+        let n2 = a.query(&LogQuery { nodes: vec!["n2".into()], ..Default::default() }).unwrap();
+        assert_eq!(n2.len(), 1);
+        let last = a.query(&LogQuery { limit: Some(1), newest: true, ..Default::default() }).unwrap();
+        assert_eq!(last[0].line, "b1");
+        let after = a.query(&LogQuery { after_id: Some(ids_a[0]), kinds: vec![LogKind::Stdout], ..Default::default() }).unwrap();
+        assert_eq!(after.iter().map(|r| r.line.as_str()).collect::<Vec<_>>(), vec!["b1"]);
+    }
+
+    #[test]
+    fn pruning_removes_old_lines_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = LogStore::open(&dir.path().join("l.sql3")).unwrap();
+        s.append(&[line(LogKind::Stdout, "n", 10, "old"), line(LogKind::Statuses, "n", 50, "new")]).unwrap();
+        assert_eq!(s.prune(20).unwrap(), 1);
+        assert_eq!(s.query(&LogQuery::default()).unwrap()[0].line, "new");
+    }
+}

@@ -1,0 +1,233 @@
+//! The status database: one row per task that ever ran, one per running task, and
+//! `meta` (the config in force, the last node list, remembered flags).
+//!
+//! Unlike Bistro, which keeps only done/failed, every status is stored with its data,
+//! backoff and attempt count, so `prev_status` and backoff survive restarts.
+
+use super::{open, sql_err, StoreError};
+use crate::scheduler::Statuses;
+use crate::status::TaskStatus;
+use crate::task::{InvocationId, RunningTask};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::{Path, PathBuf};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS task_statuses (
+    job TEXT NOT NULL, node TEXT NOT NULL, bits INTEGER NOT NULL, time INTEGER NOT NULL,
+    backoff INTEGER NOT NULL DEFAULT 0, data TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job, node)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS running_tasks (
+    job TEXT NOT NULL, node TEXT NOT NULL, invocation TEXT NOT NULL UNIQUE, task TEXT NOT NULL,
+    PRIMARY KEY (job, node)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+";
+
+/// A stored status with its attempt count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusRow {
+    /// Job name.
+    pub job: String,
+    /// Node name.
+    pub node: String,
+    /// The status.
+    pub status: TaskStatus,
+    /// How many times the task was started.
+    pub attempts: i64,
+}
+
+/// The status database.
+pub struct StatusStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl StatusStore {
+    /// Opens (creating) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self { conn: open(path, SCHEMA, 1)?, path: path.to_path_buf() })
+    }
+
+    fn corrupt(&self, table: &'static str, message: String) -> StoreError {
+        StoreError::Corrupt { path: self.path.clone(), table, message }
+    }
+
+    /// Every stored status.
+    pub fn load(&self) -> Result<Vec<StatusRow>, StoreError> {
+        let err = sql_err(&self.path, "reading task statuses");
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT job, node, bits, time, backoff, data, attempts FROM task_statuses")
+            .map_err(sql_err(&self.path, "reading task statuses"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?, r.get(3)?, r.get(4)?, r.get::<_, Option<String>>(5)?, r.get(6)?))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(err)?;
+        rows.into_iter()
+            .map(|(job, node, bits, time, backoff, data, attempts)| {
+                let data = match data {
+                    None => None,
+                    Some(text) => Some(serde_json::from_str(&text).map_err(|e| self.corrupt("task_statuses", format!("{job}/{node}: {e}")))?),
+                };
+                Ok(StatusRow { job, node, status: TaskStatus { bits, data, time, backoff }, attempts })
+            })
+            .collect()
+    }
+
+    /// Every stored status, as the scheduler looks them up.
+    pub fn load_statuses(&self) -> Result<(Statuses, Vec<StatusRow>), StoreError> {
+        let rows = self.load()?;
+        let mut statuses = Statuses::default();
+        for row in &rows {
+            statuses.insert(&row.job, &row.node, row.status.clone());
+        }
+        Ok((statuses, rows))
+    }
+
+    /// Every running task.
+    pub fn running(&self) -> Result<Vec<RunningTask>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT task FROM running_tasks ORDER BY invocation")
+            .map_err(sql_err(&self.path, "reading running tasks"))?;
+        let texts = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(sql_err(&self.path, "reading running tasks"))?;
+        texts
+            .iter()
+            .map(|t| serde_json::from_str(t).map_err(|e| self.corrupt("running_tasks", e.to_string())))
+            .collect()
+    }
+
+    /// Records tasks as running, all or none. Fails if any of them already runs.
+    pub fn claim(&mut self, tasks: &[RunningTask]) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(&self.path, "recording running tasks"))?;
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO running_tasks (job, node, invocation, task) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(sql_err(&self.path, "recording running tasks"))?;
+            for t in tasks {
+                let json = serde_json::to_string(t).expect("running tasks serialize");
+                stmt.execute(params![t.job, t.node, t.invocation.to_string(), json])
+                    .map_err(sql_err(&self.path, "recording running tasks"))?;
+            }
+        }
+        tx.commit().map_err(sql_err(&self.path, "recording running tasks"))
+    }
+
+    /// Stores final statuses and removes the tasks from the running table, in one
+    /// transaction. A task whose running row has another invocation is left alone.
+    pub fn finish(&mut self, results: &[(RunningTask, TaskStatus)]) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(&self.path, "recording statuses"))?;
+        {
+            let mut delete = tx
+                .prepare_cached("DELETE FROM running_tasks WHERE job = ?1 AND node = ?2 AND invocation = ?3")
+                .map_err(sql_err(&self.path, "recording statuses"))?;
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO task_statuses (job, node, bits, time, backoff, data, attempts)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(sql_err(&self.path, "recording statuses"))?;
+            for (task, status) in results {
+                let removed = delete
+                    .execute(params![task.job, task.node, task.invocation.to_string()])
+                    .map_err(sql_err(&self.path, "recording statuses"))?;
+                if removed == 1 {
+                    let data = status.data.as_ref().map(|d| serde_json::to_string(d).expect("JSON serializes"));
+                    upsert
+                        .execute(params![task.job, task.node, status.bits, status.time, status.backoff, data, task.attempts])
+                        .map_err(sql_err(&self.path, "recording statuses"))?;
+                }
+            }
+        }
+        tx.commit().map_err(sql_err(&self.path, "recording statuses"))
+    }
+
+    /// The running task with this invocation id, if it is still recorded.
+    pub fn running_invocation(&self, invocation: InvocationId) -> Result<Option<RunningTask>, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .query_row("SELECT task FROM running_tasks WHERE invocation = ?1", [invocation.to_string()], |r| r.get(0))
+            .optional()
+            .map_err(sql_err(&self.path, "reading running tasks"))?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| self.corrupt("running_tasks", e.to_string()))).transpose()
+    }
+
+    /// Reads a `meta` value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(sql_err(&self.path, "reading state metadata"))
+    }
+
+    /// Writes `meta` values in one transaction.
+    pub fn set_meta(&mut self, pairs: &[(&str, &str)]) -> Result<(), StoreError> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(&self.path, "writing state metadata"))?;
+        for (key, value) in pairs {
+            tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])
+                .map_err(sql_err(&self.path, "writing state metadata"))?;
+        }
+        tx.commit().map_err(sql_err(&self.path, "writing state metadata"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{bits, BackoffDuration};
+
+    fn task(job: &str, node: &str, rand: u64) -> RunningTask {
+        RunningTask {
+            job: job.into(),
+            node: node.into(),
+            invocation: InvocationId { start_time: 10, rand },
+            charges: Vec::new(),
+            next_backoff: BackoffDuration::new(15),
+            attempts: 1,
+            worker_shard: "local".into(),
+        }
+    }
+
+    #[test]
+    fn statuses_and_running_tasks_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("statuses.sql3");
+        let mut store = StatusStore::open(&path).unwrap();
+        store.claim(&[task("a", "n1", 1), task("a", "n2", 2)]).unwrap();
+        assert!(store.claim(&[task("a", "n1", 3)]).is_err(), "a running task cannot be claimed twice");
+        let mut s = TaskStatus::error_backoff("boom", 20);
+        s.backoff = 15;
+        store.finish(&[(task("a", "n1", 1), s.clone())]).unwrap();
+        store.finish(&[(task("a", "n2", 99), TaskStatus::new(bits::DONE, 20))]).unwrap();
+        drop(store);
+        let store = StatusStore::open(&path).unwrap();
+        let rows = store.load().unwrap();
+        assert_eq!(rows, vec![StatusRow { job: "a".into(), node: "n1".into(), status: s, attempts: 1 }]);
+        assert_eq!(store.running().unwrap(), vec![task("a", "n2", 2)], "a stale invocation does not finish a task");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("statuses.sql3");
+        std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+        let err = StatusStore::open(&path).err().unwrap().to_string();
+        assert!(err.contains("statuses.sql3") && err.contains("move it aside"), "{err}");
+    }
+}

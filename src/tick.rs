@@ -1,0 +1,331 @@
+//! One scheduling iteration over a state directory:
+//! config -> nodes -> statuses -> policy -> dispatch -> record.
+//!
+//! The caller holds the state lock (except for `--dry-run`, which writes nothing).
+//! Crash safety comes from the order of the steps: a run is recorded as running only
+//! after its invocation directory and lock exist, and is started only after that record
+//! is committed; a status is recorded before its invocation directory is removed.
+
+use crate::config::Config;
+use crate::context::{self, keys, NodesSnapshot};
+use crate::nodes::{fetch_nodes, Nodes};
+use crate::runner::{build_launch, LaunchContext, Outcome, TaskRunner};
+use crate::scheduler::{plan, PassInput, Statuses};
+use crate::state::StateDir;
+use crate::status::{apply_status, configured_backoff, TaskStatus};
+use crate::store::{LogKind, LogLine, LogStore, StatusStore, StoreError};
+use crate::task::{InvocationId, RunningTask};
+use rand::SeedableRng;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+/// How a tick runs.
+#[derive(Debug, Clone, Default)]
+pub struct TickOptions {
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--worker-command`.
+    pub worker_command: Option<String>,
+    /// `--instance-node-name`.
+    pub instance_node_name: Option<String>,
+    /// Start and write nothing; explain every waiting task.
+    pub dry_run: bool,
+    /// Task logs older than this many seconds are pruned.
+    pub log_retention_secs: i64,
+    /// Seconds between prunes.
+    pub log_prune_frequency_secs: i64,
+}
+
+/// A finished task as a tick recorded it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FinishedTask {
+    /// Job name.
+    pub job: String,
+    /// Node name.
+    pub node: String,
+    /// `done`, `incomplete`, `error_backoff` or `failed`.
+    pub status: &'static str,
+    /// The exception, if any.
+    pub message: Option<String>,
+}
+
+/// A task a tick started (or, with `--dry-run`, would start).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StartedTask {
+    /// Job name.
+    pub job: String,
+    /// Node name.
+    pub node: String,
+    /// The run's id (absent in a dry run).
+    pub invocation: Option<String>,
+}
+
+/// What a tick did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TickReport {
+    /// Epoch seconds.
+    pub now: i64,
+    /// The config file read.
+    pub config: String,
+    /// Problems with the config file (the last good config was used if there is one).
+    pub config_errors: Vec<(String, String)>,
+    /// Problems inside jobs (those jobs do not run).
+    pub job_errors: Vec<(String, String)>,
+    /// `bistro_settings.enabled`.
+    pub scheduler_enabled: bool,
+    /// Why nodes could not be fetched.
+    pub nodes_error: Option<String>,
+    /// Tasks whose status was recorded.
+    pub finished: Vec<FinishedTask>,
+    /// Tasks started.
+    pub started: Vec<StartedTask>,
+    /// Tasks that could not be started.
+    pub start_errors: Vec<String>,
+    /// Tasks running after the tick.
+    pub running: usize,
+    /// With `--dry-run`: why each other task waits.
+    pub waiting: Vec<Value>,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+}
+
+/// A failure that stops the tick.
+#[derive(Debug, thiserror::Error)]
+pub enum TickError {
+    /// The status or log database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The state directory failed.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+}
+
+/// Records finished runs: applies each result over the stored status with the backoff
+/// step computed at start, in one transaction, then forgets their directories.
+pub fn reap(
+    store: &mut StatusStore,
+    logs: Option<&mut LogStore>,
+    runner: &mut dyn TaskRunner,
+    statuses: &mut Statuses,
+    running: Vec<RunningTask>,
+) -> Result<(Vec<FinishedTask>, Vec<RunningTask>), TickError> {
+    let mut results = Vec::new();
+    let mut events = Vec::new();
+    let mut still = Vec::new();
+    for task in running {
+        let reported = match runner.check(&task) {
+            Outcome::Running => {
+                still.push(task);
+                continue;
+            }
+            Outcome::Finished(result) => result.status,
+            Outcome::Lost(status, message) => {
+                events.push(LogLine {
+                    kind: LogKind::Statuses,
+                    job: task.job.clone(),
+                    node: task.node.clone(),
+                    time: crate::now(),
+                    line: json!({"event": "supervisor_lost", "message": message,
+                                 "invocation_start_time": task.invocation.start_time,
+                                 "invocation_rand": task.invocation.rand}).to_string(),
+                });
+                status
+            }
+        };
+        let status = apply_status(statuses.get(&task.job, &task.node), reported, task.next_backoff);
+        statuses.insert(&task.job, &task.node, status.clone());
+        results.push((task, status));
+    }
+    if let Some(logs) = logs {
+        if let Err(e) = logs.append(&events) {
+            eprintln!("bistro: warning: {e}");
+        }
+    }
+    store.finish(&results)?;
+    let finished = results
+        .iter()
+        .map(|(task, status)| {
+            runner.cleanup(task);
+            FinishedTask {
+                job: task.job.clone(),
+                node: task.node.clone(),
+                status: status.name().as_str(),
+                message: status.exception().map(str::to_string),
+            }
+        })
+        .collect();
+    Ok((finished, still))
+}
+
+/// Removes invocation directories that no recorded run owns and no supervisor holds
+/// (left by a tick that died before recording them, or after recording their status).
+fn sweep_stray_dirs(state: &StateDir, running: &[RunningTask]) {
+    let owned: HashSet<String> = running.iter().map(|t| t.invocation.to_string()).collect();
+    let Ok(entries) = std::fs::read_dir(state.running_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if owned.contains(&name) || InvocationId::parse(&name).is_none() {
+            continue;
+        }
+        let held = crate::runner::process::read_record(&entry.path().join("task.pid")).is_some_and(|p| p.is_alive())
+            || std::fs::File::open(entry.path().join("lock")).is_ok_and(|f| f.try_lock().is_err());
+        if !held {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Stores the node list when it changed, for `status` to count tasks without
+/// re-running node sources.
+fn remember_nodes(store: &mut StatusStore, config: &Config, nodes: &Nodes) -> Result<(), StoreError> {
+    let levels = (0..config.settings.levels.len()).map(|i| config.settings.levels.name(i).to_string()).collect();
+    let text = serde_json::to_string(&NodesSnapshot { levels, nodes: nodes.clone() }).expect("serializes");
+    if store.meta(keys::NODES)?.as_deref() != Some(text.as_str()) {
+        store.set_meta(&[(keys::NODES, &text)])?;
+    }
+    Ok(())
+}
+
+/// Runs one iteration. The caller holds the state lock unless `opts.dry_run`.
+pub fn tick(state: &StateDir, opts: &TickOptions, runner: &mut dyn TaskRunner) -> Result<TickReport, TickError> {
+    let now = crate::now();
+    let mut report = TickReport { now, dry_run: opts.dry_run, ..Default::default() };
+    let mut store = StatusStore::open(&state.statuses_db())?;
+    let mut logs = LogStore::open(&state.logs_db())?;
+    let path = context::config_path(state, Some(&store), opts.config.as_deref())?;
+    report.config = path.display().to_string();
+    let in_force = context::load_config(Some(&store), path.clone())?;
+    if let Some(e) = &in_force.error {
+        report.config_errors = e.problems();
+    }
+    let instance = context::instance_name(Some(&store), opts.instance_node_name.as_deref())?;
+    let worker_command = context::remembered(Some(&store), keys::WORKER_COMMAND, opts.worker_command.as_deref())?;
+    if !opts.dry_run {
+        let mut remember: Vec<(&str, &str)> = vec![(keys::CONFIG_PATH, path.to_str().unwrap_or_default()), (keys::INSTANCE_NODE_NAME, &instance)];
+        if let Some(text) = &in_force.text {
+            if store.meta(keys::LAST_GOOD_CONFIG)?.as_deref() != Some(text.as_str()) {
+                remember.push((keys::LAST_GOOD_CONFIG, text));
+            }
+        }
+        if let Some(cmd) = &opts.worker_command {
+            remember.push((keys::WORKER_COMMAND, cmd));
+        }
+        store.set_meta(&remember)?;
+    }
+
+    let (mut statuses, rows) = store.load_statuses()?;
+    let running = store.running()?;
+    let running = if opts.dry_run {
+        running
+    } else {
+        let (finished, still) = reap(&mut store, Some(&mut logs), runner, &mut statuses, running)?;
+        report.finished = finished;
+        sweep_stray_dirs(state, &still);
+        still
+    };
+    report.running = running.len();
+
+    if !opts.dry_run && opts.log_prune_frequency_secs > 0 {
+        let last: i64 = store.meta(keys::LAST_LOG_PRUNE)?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        if now - last >= opts.log_prune_frequency_secs {
+            logs.prune(now - opts.log_retention_secs)?;
+            store.set_meta(&[(keys::LAST_LOG_PRUNE, &now.to_string())])?;
+        }
+    }
+
+    let Some(config) = in_force.config else { return Ok(report) };
+    report.job_errors = config.job_problems();
+    report.scheduler_enabled = config.settings.enabled;
+    let nodes = match fetch_nodes(&config.settings, &instance) {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            report.nodes_error = Some(e.to_string());
+            return Ok(report);
+        }
+    };
+    if !opts.dry_run {
+        remember_nodes(&mut store, &config, &nodes)?;
+    }
+    if !config.settings.enabled {
+        return Ok(report);
+    }
+
+    let input = PassInput { config: &config, nodes: &nodes, statuses: &statuses, running: &running, now };
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    let planned = plan(&input, &mut rng, opts.dry_run);
+    if opts.dry_run {
+        report.started = planned
+            .starts
+            .iter()
+            .map(|s| StartedTask { job: config.jobs[s.job].name.clone(), node: nodes.list[s.node].name.clone(), invocation: None })
+            .collect();
+        report.waiting = planned
+            .waiting
+            .iter()
+            .map(|w| {
+                let mut v = w.reason.to_json(now);
+                v["job"] = Value::from(config.jobs[w.job].name.as_str());
+                v["node"] = Value::from(nodes.list[w.node].name.as_str());
+                v
+            })
+            .collect();
+        return Ok(report);
+    }
+
+    let attempts: std::collections::HashMap<(&str, &str), i64> =
+        rows.iter().map(|r| ((r.job.as_str(), r.node.as_str()), r.attempts)).collect();
+    let host = crate::runner::process::hostname();
+    let ctx = LaunchContext { state, nodes: &nodes, worker_command: worker_command.as_deref(), worker_host: &host };
+    let mut prepared = Vec::new();
+    let mut claims = Vec::new();
+    for start in &planned.starts {
+        let job = &config.jobs[start.job];
+        let node = &nodes.list[start.node].name;
+        let prev = statuses.get(&job.name, node);
+        let invocation = InvocationId::new(now);
+        let launch = match build_launch(&ctx, job, start.node, invocation, &start.charges, prev) {
+            Ok(l) => l,
+            Err(e) => {
+                report.start_errors.push(e);
+                continue;
+            }
+        };
+        match runner.prepare(launch) {
+            Ok(p) => prepared.push(p),
+            Err(e) => {
+                report.start_errors.push(e.to_string());
+                continue;
+            }
+        }
+        claims.push(RunningTask {
+            job: job.name.clone(),
+            node: node.clone(),
+            invocation,
+            charges: start.charges.clone(),
+            next_backoff: job.backoff.next(prev.map(configured_backoff).unwrap_or_default()),
+            attempts: attempts.get(&(job.name.as_str(), node.as_str())).copied().unwrap_or(0) + 1,
+            worker_shard: "local".into(),
+        });
+    }
+    store.claim(&claims)?;
+    let mut failed = Vec::new();
+    for (task, claim) in prepared.into_iter().zip(claims) {
+        let (job, node, invocation) = (claim.job.clone(), claim.node.clone(), claim.invocation);
+        match runner.start(task) {
+            Ok(()) => report.started.push(StartedTask { job, node, invocation: Some(invocation.to_string()) }),
+            Err(e) => {
+                report.start_errors.push(e.to_string());
+                let status = TaskStatus::error_backoff(format!("Failed to start task: {}", e.message), now);
+                let status = apply_status(statuses.get(&claim.job, &claim.node), status, claim.next_backoff);
+                failed.push((claim, status));
+            }
+        }
+    }
+    store.finish(&failed)?;
+    for (claim, _) in &failed {
+        runner.cleanup(claim);
+    }
+    report.running += report.started.len();
+    Ok(report)
+}
