@@ -47,30 +47,58 @@ impl ConfigInForce {
 
 /// The config file to read: `--config`, else the one `tick` last used, else
 /// `STATE/config.json`.
-pub fn config_path(state: &StateDir, store: Option<&StatusStore>, explicit: Option<&Path>) -> Result<PathBuf, StoreError> {
+pub fn config_path(
+    state: &StateDir,
+    store: Option<&StatusStore>,
+    explicit: Option<&Path>,
+) -> Result<PathBuf, StoreError> {
     if let Some(p) = explicit {
         return Ok(std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
     }
-    if let Some(remembered) = store.map(|s| s.meta(keys::CONFIG_PATH)).transpose()?.flatten() {
+    if let Some(remembered) = store
+        .map(|s| s.meta(keys::CONFIG_PATH))
+        .transpose()?
+        .flatten()
+    {
         return Ok(PathBuf::from(remembered));
     }
     Ok(state.default_config())
 }
 
 /// Loads the config at `path`, falling back to the last good one.
-pub fn load_config(store: Option<&StatusStore>, path: PathBuf) -> Result<ConfigInForce, StoreError> {
+pub fn load_config(
+    store: Option<&StatusStore>,
+    path: PathBuf,
+) -> Result<ConfigInForce, StoreError> {
     match FileConfigLoader::new(&path).load() {
-        Ok(loaded) => Ok(ConfigInForce { path, config: Some(loaded.config), text: Some(loaded.text), error: None }),
+        Ok(loaded) => Ok(ConfigInForce {
+            path,
+            config: Some(loaded.config),
+            text: Some(loaded.text),
+            error: None,
+        }),
         Err(error) => {
-            let last_good = store.map(|s| s.meta(keys::LAST_GOOD_CONFIG)).transpose()?.flatten();
+            let last_good = store
+                .map(|s| s.meta(keys::LAST_GOOD_CONFIG))
+                .transpose()?
+                .flatten();
             let config = last_good.and_then(|t| Config::parse(&t).ok());
-            Ok(ConfigInForce { path, config, text: None, error: Some(error) })
+            Ok(ConfigInForce {
+                path,
+                config,
+                text: None,
+                error: Some(error),
+            })
         }
     }
 }
 
 /// A remembered value, unless given explicitly.
-pub fn remembered(store: Option<&StatusStore>, key: &str, explicit: Option<&str>) -> Result<Option<String>, StoreError> {
+pub fn remembered(
+    store: Option<&StatusStore>,
+    key: &str,
+    explicit: Option<&str>,
+) -> Result<Option<String>, StoreError> {
     match explicit {
         Some(v) => Ok(Some(v.to_string())),
         None => Ok(store.map(|s| s.meta(key)).transpose()?.flatten()),
@@ -78,8 +106,12 @@ pub fn remembered(store: Option<&StatusStore>, key: &str, explicit: Option<&str>
 }
 
 /// The instance node's name: given, remembered, or the host name.
-pub fn instance_name(store: Option<&StatusStore>, explicit: Option<&str>) -> Result<String, StoreError> {
-    Ok(remembered(store, keys::INSTANCE_NODE_NAME, explicit)?.unwrap_or_else(crate::runner::process::hostname))
+pub fn instance_name(
+    store: Option<&StatusStore>,
+    explicit: Option<&str>,
+) -> Result<String, StoreError> {
+    Ok(remembered(store, keys::INSTANCE_NODE_NAME, explicit)?
+        .unwrap_or_else(crate::runner::process::hostname))
 }
 
 /// The nodes snapshot as stored: level names and the list.
@@ -92,8 +124,14 @@ pub struct NodesSnapshot {
 }
 
 /// The nodes of the last refresh if they fit `config`, else freshly fetched ones.
-pub fn nodes_for_report(store: Option<&StatusStore>, config: &Config, instance: &str) -> Result<Result<Nodes, NodeError>, StoreError> {
-    let levels: Vec<String> = (0..config.settings.levels.len()).map(|i| config.settings.levels.name(i).to_string()).collect();
+pub fn nodes_for_report(
+    store: Option<&StatusStore>,
+    config: &Config,
+    instance: &str,
+) -> Result<Result<Nodes, NodeError>, StoreError> {
+    let levels: Vec<String> = (0..config.settings.levels.len())
+        .map(|i| config.settings.levels.name(i).to_string())
+        .collect();
     if let Some(text) = store.map(|s| s.meta(keys::NODES)).transpose()?.flatten() {
         if let Ok(snapshot) = serde_json::from_str::<NodesSnapshot>(&text) {
             if snapshot.levels == levels {

@@ -38,8 +38,13 @@ pub mod tick;
 /// The current time in epoch seconds (`BISTRO_FAKE_NOW` overrides it, for tests of
 /// backoff that must not sleep).
 pub fn now() -> i64 {
-    if let Some(fake) = std::env::var("BISTRO_FAKE_NOW").ok().and_then(|v| v.parse().ok()) {
+    if let Some(fake) = std::env::var("BISTRO_FAKE_NOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         return fake;
     }
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -100,8 +100,16 @@ pub struct ReportInput<'a> {
 
 /// Builds the report.
 pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
-    let stored: HashMap<(&str, &str), &StatusRow> = input.rows.iter().map(|r| ((r.job.as_str(), r.node.as_str()), r)).collect();
-    let running: HashMap<(&str, &str), &RunningTask> = input.running.iter().map(|t| ((t.job.as_str(), t.node.as_str()), t)).collect();
+    let stored: HashMap<(&str, &str), &StatusRow> = input
+        .rows
+        .iter()
+        .map(|r| ((r.job.as_str(), r.node.as_str()), r))
+        .collect();
+    let running: HashMap<(&str, &str), &RunningTask> = input
+        .running
+        .iter()
+        .map(|t| ((t.job.as_str(), t.node.as_str()), t))
+        .collect();
     let levels = &input.config.settings.levels;
     let mut jobs = Vec::new();
     let mut tasks = Vec::new();
@@ -109,7 +117,8 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
         if !filter.jobs.is_empty() && !filter.jobs.contains(&job.name) {
             continue;
         }
-        let mut counts: BTreeMap<&'static str, usize> = StatusName::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+        let mut counts: BTreeMap<&'static str, usize> =
+            StatusName::ALL.iter().map(|s| (s.as_str(), 0)).collect();
         let mut total = 0;
         let mut seen = std::collections::HashSet::new();
         for n in input.nodes.at_level(job.level_for_tasks) {
@@ -132,9 +141,20 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
                     job: job.name.clone(),
                     node: node.to_string(),
                     status: name.as_str(),
-                    time: run.map(|t| t.invocation.start_time).or(status.map(|s| s.time)),
-                    attempts: run.map(|t| t.attempts).or(row.map(|r| r.attempts)).unwrap_or(0),
-                    backoff_until: if run.is_some() { None } else { status.and_then(TaskStatus::backoff_until).filter(|&t| t > input.now) },
+                    time: run
+                        .map(|t| t.invocation.start_time)
+                        .or(status.map(|s| s.time)),
+                    attempts: run
+                        .map(|t| t.attempts)
+                        .or(row.map(|r| r.attempts))
+                        .unwrap_or(0),
+                    backoff_until: if run.is_some() {
+                        None
+                    } else {
+                        status
+                            .and_then(TaskStatus::backoff_until)
+                            .filter(|&t| t > input.now)
+                    },
                     data: status.map_or(Value::Null, TaskStatus::data_json),
                 });
             }
@@ -152,7 +172,10 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
     StatusReport {
         schema_version: 1,
         now: input.now,
-        scheduler: SchedulerState { enabled: input.config.settings.enabled, config_error: input.config_error.clone() },
+        scheduler: SchedulerState {
+            enabled: input.config.settings.enabled,
+            config_error: input.config_error.clone(),
+        },
         jobs,
         tasks: filter.tasks.then_some(tasks),
     }

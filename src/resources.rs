@@ -41,23 +41,36 @@ impl ResourceDefs {
 
     /// The level that defines a resource (the last one, if several do).
     pub fn level_of(&self, resource: usize) -> Option<usize> {
-        self.by_level.iter().rposition(|rs| rs.iter().any(|r| r.resource == resource))
+        self.by_level
+            .iter()
+            .rposition(|rs| rs.iter().any(|r| r.resource == resource))
     }
 
     /// Parses `{LEVEL: {NAME: {default, limit, weight?}}}`, recording problems in `errors`.
     pub fn parse(value: &Value, levels: &Levels, errors: &mut ErrorRecord) -> Self {
-        let mut defs = ResourceDefs { by_level: vec![Vec::new(); levels.len()], ..Default::default() };
+        let mut defs = ResourceDefs {
+            by_level: vec![Vec::new(); levels.len()],
+            ..Default::default()
+        };
         let Some(obj) = value.as_object() else {
             errors.set_error(value, "resources must be an object of levels");
             return defs;
         };
         for (level_name, resources) in obj {
             let Some(level) = levels.id(level_name) else {
-                errors.nested_error(level_name.as_str(), resources, "Unknown identifier: no such level");
+                errors.nested_error(
+                    level_name.as_str(),
+                    resources,
+                    "Unknown identifier: no such level",
+                );
                 continue;
             };
             let Some(resources) = resources.as_object() else {
-                errors.nested_error(level_name.as_str(), resources, "must be an object of resources");
+                errors.nested_error(
+                    level_name.as_str(),
+                    resources,
+                    "must be an object of resources",
+                );
                 continue;
             };
             for (name, spec) in resources {
@@ -79,9 +92,11 @@ impl ResourceDefs {
                     rec.set_error(spec, "must be an object with default and limit");
                     continue;
                 }
-                let (Some(default), Some(limit), Some(weight)) =
-                    (field("default", rec, true), field("limit", rec, true), field("weight", rec, false))
-                else {
+                let (Some(default), Some(limit), Some(weight)) = (
+                    field("default", rec, true),
+                    field("limit", rec, true),
+                    field("weight", rec, false),
+                ) else {
                     continue;
                 };
                 if weight < 0 {
@@ -95,7 +110,11 @@ impl ResourceDefs {
                 });
                 defs.defaults[id] = default;
                 defs.by_level[level].retain(|r| r.resource != id);
-                defs.by_level[level].push(LevelResource { resource: id, limit, weight });
+                defs.by_level[level].push(LevelResource {
+                    resource: id,
+                    limit,
+                    weight,
+                });
             }
         }
         defs
@@ -144,19 +163,29 @@ const NO_BLOCK: u32 = u32::MAX;
 impl ResourceBlocks {
     /// Allocates full blocks for `nodes` (visited in the pass's node order, so the first
     /// replica defines the block).
-    pub fn new<'a>(defs: &ResourceDefs, nodes: impl Iterator<Item = (usize, usize, &'a str)>, node_count: usize) -> Self {
-        let mut blocks =
-            Self { free: Vec::new(), block_of_node: vec![NO_BLOCK; node_count], block_of_name: HashMap::new() };
+    pub fn new<'a>(
+        defs: &ResourceDefs,
+        nodes: impl Iterator<Item = (usize, usize, &'a str)>,
+        node_count: usize,
+    ) -> Self {
+        let mut blocks = Self {
+            free: Vec::new(),
+            block_of_node: vec![NO_BLOCK; node_count],
+            block_of_name: HashMap::new(),
+        };
         for (idx, level, name) in nodes {
             let level_resources = &defs.by_level[level];
             if level_resources.is_empty() {
                 continue;
             }
-            let offset = *blocks.block_of_name.entry((level, name.to_string())).or_insert_with(|| {
-                let offset = blocks.free.len() as u32;
-                blocks.free.extend(level_resources.iter().map(|r| r.limit));
-                offset
-            });
+            let offset = *blocks
+                .block_of_name
+                .entry((level, name.to_string()))
+                .or_insert_with(|| {
+                    let offset = blocks.free.len() as u32;
+                    blocks.free.extend(level_resources.iter().map(|r| r.limit));
+                    offset
+                });
             blocks.block_of_node[idx] = offset;
         }
         blocks
@@ -165,8 +194,12 @@ impl ResourceBlocks {
     /// Subtracts a running task's recorded charges; unknown nodes and resources are ignored.
     pub fn subtract(&mut self, defs: &ResourceDefs, levels: &Levels, charges: &[NodeCharge]) {
         for charge in charges {
-            let Some(level) = levels.id(&charge.level) else { continue };
-            let Some(&offset) = self.block_of_name.get(&(level, charge.node.clone())) else { continue };
+            let Some(level) = levels.id(&charge.level) else {
+                continue;
+            };
+            let Some(&offset) = self.block_of_name.get(&(level, charge.node.clone())) else {
+                continue;
+            };
             for (name, amount) in &charge.amounts {
                 let Some(id) = defs.id(name) else { continue };
                 if let Some(pos) = defs.by_level[level].iter().position(|r| r.resource == id) {
@@ -177,7 +210,12 @@ impl ResourceBlocks {
     }
 
     /// Checks that every node on `path` has room for `need`; the first shortage otherwise.
-    pub fn check(&self, defs: &ResourceDefs, path: &[(usize, usize)], need: &[i64]) -> Result<(), Shortage> {
+    pub fn check(
+        &self,
+        defs: &ResourceDefs,
+        path: &[(usize, usize)],
+        need: &[i64],
+    ) -> Result<(), Shortage> {
         for &(node, level) in path {
             let offset = self.block_of_node[node];
             if offset == NO_BLOCK {
@@ -186,7 +224,13 @@ impl ResourceBlocks {
             for (pos, r) in defs.by_level[level].iter().enumerate() {
                 let free = self.free[offset as usize + pos];
                 if need[r.resource] > free {
-                    return Err(Shortage { node, resource: r.resource, need: need[r.resource], free, limit: r.limit });
+                    return Err(Shortage {
+                        node,
+                        resource: r.resource,
+                        need: need[r.resource],
+                        free,
+                        limit: r.limit,
+                    });
                 }
             }
         }
@@ -207,9 +251,17 @@ impl ResourceBlocks {
     }
 
     /// Free amount of a resource on a node, if its level defines it.
-    pub fn free_on(&self, defs: &ResourceDefs, node: usize, level: usize, resource: usize) -> Option<i64> {
+    pub fn free_on(
+        &self,
+        defs: &ResourceDefs,
+        node: usize,
+        level: usize,
+        resource: usize,
+    ) -> Option<i64> {
         let offset = self.block_of_node[node];
-        let pos = defs.by_level[level].iter().position(|r| r.resource == resource)?;
+        let pos = defs.by_level[level]
+            .iter()
+            .position(|r| r.resource == resource)?;
         (offset != NO_BLOCK).then(|| self.free[offset as usize + pos])
     }
 }

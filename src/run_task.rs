@@ -4,8 +4,8 @@
 
 use crate::context::{self, keys};
 use crate::nodes::fetch_nodes;
-use crate::runner::{build_launch, supervisor, LaunchContext, LocalRunner, TaskResult, TaskRunner};
 use crate::resources::NodeCharge;
+use crate::runner::{build_launch, supervisor, LaunchContext, LocalRunner, TaskResult, TaskRunner};
 use crate::state::StateDir;
 use crate::status::configured_backoff;
 use crate::store::StatusStore;
@@ -65,7 +65,13 @@ impl From<crate::store::StoreError> for RunTaskError {
 }
 
 /// Runs (job, node) to completion and records its status.
-pub fn run_task(state: &StateDir, exe: PathBuf, job_name: &str, node_name: &str, opts: &RunTaskOptions) -> Result<TaskResult, RunTaskError> {
+pub fn run_task(
+    state: &StateDir,
+    exe: PathBuf,
+    job_name: &str,
+    node_name: &str,
+    opts: &RunTaskOptions,
+) -> Result<TaskResult, RunTaskError> {
     state.create()?;
     let lock = state.lock(opts.wait_lock)?;
     let mut store = StatusStore::open(&state.statuses_db())?;
@@ -76,23 +82,44 @@ pub fn run_task(state: &StateDir, exe: PathBuf, job_name: &str, node_name: &str,
         (None, Some(e)) => return Err(RunTaskError::Config(e.to_string())),
         (None, None) => unreachable!("a config or an error"),
     };
-    let job = config
-        .job(job_name)
-        .ok_or_else(|| RunTaskError::Usage(format!("no job named {job_name:?} in {}", in_force.path.display())))?;
+    let job = config.job(job_name).ok_or_else(|| {
+        RunTaskError::Usage(format!(
+            "no job named {job_name:?} in {}",
+            in_force.path.display()
+        ))
+    })?;
     if let Some(errors) = &job.errors {
-        return Err(RunTaskError::Config(format!("job {job_name} has config errors: {errors}")));
+        return Err(RunTaskError::Config(format!(
+            "job {job_name} has config errors: {errors}"
+        )));
     }
     let instance = context::instance_name(Some(&store), opts.instance_node_name.as_deref())?;
-    let worker_command = context::remembered(Some(&store), keys::WORKER_COMMAND, opts.worker_command.as_deref())?;
-    let nodes = fetch_nodes(&config.settings, &instance).map_err(|e| RunTaskError::Config(e.to_string()))?;
+    let worker_command = context::remembered(
+        Some(&store),
+        keys::WORKER_COMMAND,
+        opts.worker_command.as_deref(),
+    )?;
+    let nodes = fetch_nodes(&config.settings, &instance)
+        .map_err(|e| RunTaskError::Config(e.to_string()))?;
     let levels = &config.settings.levels;
     let node = nodes.find(job.level_for_tasks, node_name).ok_or_else(|| {
-        RunTaskError::Usage(format!("job {job_name} has no node {node_name:?} at its level {}", levels.name(job.level_for_tasks)))
+        RunTaskError::Usage(format!(
+            "job {job_name} has no node {node_name:?} at its level {}",
+            levels.name(job.level_for_tasks)
+        ))
     })?;
-    if let Some(t) = store.running()?.into_iter().find(|t| t.job == job_name && t.node == node_name) {
-        return Err(RunTaskError::AlreadyRunning { job: t.job, node: t.node, invocation: t.invocation.to_string() });
+    if let Some(t) = store
+        .running()?
+        .into_iter()
+        .find(|t| t.job == job_name && t.node == node_name)
+    {
+        return Err(RunTaskError::AlreadyRunning {
+            job: t.job,
+            node: t.node,
+            invocation: t.invocation.to_string(),
+        });
     }
-    let (statuses, rows) = store.load_statuses()?;
+    let (statuses, _) = store.load_statuses()?;
     let prev = statuses.get(job_name, node_name);
     let defs = &config.settings.resources;
     let charges: Vec<NodeCharge> = nodes
@@ -101,22 +128,35 @@ pub fn run_task(state: &StateDir, exe: PathBuf, job_name: &str, node_name: &str,
         .map(|i| NodeCharge {
             level: levels.name(nodes.list[i].level).to_string(),
             node: nodes.list[i].name.clone(),
-            amounts: defs.by_level[nodes.list[i].level].iter().map(|r| (defs.names[r.resource].clone(), job.resources[r.resource])).collect(),
+            amounts: defs.by_level[nodes.list[i].level]
+                .iter()
+                .map(|r| (defs.names[r.resource].clone(), job.resources[r.resource]))
+                .collect(),
         })
         .collect();
     let host = crate::runner::process::hostname();
-    let ctx = LaunchContext { state, nodes: &nodes, worker_command: worker_command.as_deref(), worker_host: &host };
+    let ctx = LaunchContext {
+        state,
+        nodes: &nodes,
+        worker_command: worker_command.as_deref(),
+        worker_host: &host,
+    };
     let invocation = InvocationId::new(crate::now());
-    let launch = build_launch(&ctx, job, node, invocation, &charges, prev).map_err(RunTaskError::Usage)?;
+    let launch =
+        build_launch(&ctx, job, node, invocation, &charges, prev).map_err(RunTaskError::Usage)?;
     let mut runner = LocalRunner::new(state.clone(), exe);
-    let prepared = runner.prepare(launch.clone()).map_err(|e| RunTaskError::Usage(e.to_string()))?;
-    let attempts = rows.iter().find(|r| r.job == job_name && r.node == node_name).map_or(0, |r| r.attempts) + 1;
+    let prepared = runner
+        .prepare(launch.clone())
+        .map_err(|e| RunTaskError::Usage(e.to_string()))?;
+    let attempts = statuses.attempts(job_name, node_name) + 1;
     let task = RunningTask {
         job: job.name.clone(),
         node: node_name.to_string(),
         invocation,
         charges,
-        next_backoff: job.backoff.next(prev.map(configured_backoff).unwrap_or_default()),
+        next_backoff: job
+            .backoff
+            .next(prev.map(configured_backoff).unwrap_or_default()),
         attempts,
         worker_shard: "local".into(),
     };

@@ -42,8 +42,15 @@ pub enum StateError {
 }
 
 /// Wraps an I/O error with the operation and path.
-pub fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
-    move |source| StateError::Io { op, path: path.to_path_buf(), source }
+pub fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> StateError + 'a {
+    move |source| StateError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A state directory.
@@ -63,7 +70,11 @@ impl StateDir {
     /// Creates the directory tree (mode 0700) if it is missing.
     pub fn create(&self) -> Result<(), StateError> {
         for dir in [self.root.clone(), self.jobs_dir(), self.running_dir()] {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_err("creating", &dir))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io_err("creating", &dir))?;
         }
         Ok(())
     }
@@ -129,14 +140,23 @@ impl StateDir {
                 Err(std::fs::TryLockError::WouldBlock) => {
                     let mut holder = String::new();
                     let _ = file.read_to_string(&mut holder);
-                    let holder = if holder.trim().is_empty() { "another process".to_string() } else { holder.trim().to_string() };
-                    return Err(StateError::Locked { dir: self.root.clone(), holder });
+                    let holder = if holder.trim().is_empty() {
+                        "another process".to_string()
+                    } else {
+                        holder.trim().to_string()
+                    };
+                    return Err(StateError::Locked {
+                        dir: self.root.clone(),
+                        holder,
+                    });
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(io_err("locking", &path)(e)),
             }
         }
         let me = format!("pid {} (since {})", std::process::id(), crate::now());
-        file.set_len(0).and_then(|()| file.write_all(me.as_bytes())).map_err(io_err("writing the lock file", &path))?;
+        file.set_len(0)
+            .and_then(|()| file.write_all(me.as_bytes()))
+            .map_err(io_err("writing the lock file", &path))?;
         Ok(StateLock { _file: file })
     }
 }
@@ -168,7 +188,10 @@ pub fn escape_component(name: &str) -> String {
 /// Writes a file atomically: a temporary file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -176,7 +199,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
         .mode(0o600)
         .open(&tmp)
         .map_err(io_err("creating", &tmp))?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io_err("writing", &tmp))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_err("writing", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io_err("renaming into place", path))
 }
 
@@ -199,8 +224,14 @@ mod tests {
         let state = StateDir::new(dir.path());
         state.create().unwrap();
         let held = state.lock(Duration::ZERO).unwrap();
-        let err = state.lock(Duration::from_millis(100)).unwrap_err().to_string();
-        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        let err = state
+            .lock(Duration::from_millis(100))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         drop(held);
         state.lock(Duration::ZERO).unwrap();
     }

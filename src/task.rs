@@ -18,13 +18,19 @@ pub struct InvocationId {
 impl InvocationId {
     /// A fresh id for a run starting at `start_time`.
     pub fn new(start_time: i64) -> Self {
-        Self { start_time, rand: rand::random() }
+        Self {
+            start_time,
+            rand: rand::random(),
+        }
     }
 
     /// Parses the [`Display`](fmt::Display) form.
     pub fn parse(s: &str) -> Option<Self> {
         let (time, rand) = s.split_once('-')?;
-        Some(Self { start_time: time.parse().ok()?, rand: u64::from_str_radix(rand, 16).ok()? })
+        Some(Self {
+            start_time: time.parse().ok()?,
+            rand: u64::from_str_radix(rand, 16).ok()?,
+        })
     }
 }
 

@@ -128,13 +128,18 @@ pub fn reap(
                     time: crate::now(),
                     line: json!({"event": "supervisor_lost", "message": message,
                                  "invocation_start_time": task.invocation.start_time,
-                                 "invocation_rand": task.invocation.rand}).to_string(),
+                                 "invocation_rand": task.invocation.rand})
+                    .to_string(),
                 });
                 status
             }
         };
-        let status = apply_status(statuses.get(&task.job, &task.node), reported, task.next_backoff);
-        statuses.insert(&task.job, &task.node, status.clone());
+        let status = apply_status(
+            statuses.get(&task.job, &task.node),
+            reported,
+            task.next_backoff,
+        );
+        statuses.insert(&task.job, &task.node, status.clone(), task.attempts);
         results.push((task, status));
     }
     if let Some(logs) = logs {
@@ -162,13 +167,16 @@ pub fn reap(
 /// (left by a tick that died before recording them, or after recording their status).
 fn sweep_stray_dirs(state: &StateDir, running: &[RunningTask]) {
     let owned: HashSet<String> = running.iter().map(|t| t.invocation.to_string()).collect();
-    let Ok(entries) = std::fs::read_dir(state.running_dir()) else { return };
+    let Ok(entries) = std::fs::read_dir(state.running_dir()) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if owned.contains(&name) || InvocationId::parse(&name).is_none() {
             continue;
         }
-        let held = crate::runner::process::read_record(&entry.path().join("task.pid")).is_some_and(|p| p.is_alive())
+        let held = crate::runner::process::read_record(&entry.path().join("task.pid"))
+            .is_some_and(|p| p.is_alive())
             || std::fs::File::open(entry.path().join("lock")).is_ok_and(|f| f.try_lock().is_err());
         if !held {
             let _ = std::fs::remove_dir_all(entry.path());
@@ -178,9 +186,19 @@ fn sweep_stray_dirs(state: &StateDir, running: &[RunningTask]) {
 
 /// Stores the node list when it changed, for `status` to count tasks without
 /// re-running node sources.
-fn remember_nodes(store: &mut StatusStore, config: &Config, nodes: &Nodes) -> Result<(), StoreError> {
-    let levels = (0..config.settings.levels.len()).map(|i| config.settings.levels.name(i).to_string()).collect();
-    let text = serde_json::to_string(&NodesSnapshot { levels, nodes: nodes.clone() }).expect("serializes");
+fn remember_nodes(
+    store: &mut StatusStore,
+    config: &Config,
+    nodes: &Nodes,
+) -> Result<(), StoreError> {
+    let levels = (0..config.settings.levels.len())
+        .map(|i| config.settings.levels.name(i).to_string())
+        .collect();
+    let text = serde_json::to_string(&NodesSnapshot {
+        levels,
+        nodes: nodes.clone(),
+    })
+    .expect("serializes");
     if store.meta(keys::NODES)?.as_deref() != Some(text.as_str()) {
         store.set_meta(&[(keys::NODES, &text)])?;
     }
@@ -188,9 +206,17 @@ fn remember_nodes(store: &mut StatusStore, config: &Config, nodes: &Nodes) -> Re
 }
 
 /// Runs one iteration. The caller holds the state lock unless `opts.dry_run`.
-pub fn tick(state: &StateDir, opts: &TickOptions, runner: &mut dyn TaskRunner) -> Result<TickReport, TickError> {
+pub fn tick(
+    state: &StateDir,
+    opts: &TickOptions,
+    runner: &mut dyn TaskRunner,
+) -> Result<TickReport, TickError> {
     let now = crate::now();
-    let mut report = TickReport { now, dry_run: opts.dry_run, ..Default::default() };
+    let mut report = TickReport {
+        now,
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
     let mut store = StatusStore::open(&state.statuses_db())?;
     let mut logs = LogStore::open(&state.logs_db())?;
     let path = context::config_path(state, Some(&store), opts.config.as_deref())?;
@@ -200,9 +226,16 @@ pub fn tick(state: &StateDir, opts: &TickOptions, runner: &mut dyn TaskRunner) -
         report.config_errors = e.problems();
     }
     let instance = context::instance_name(Some(&store), opts.instance_node_name.as_deref())?;
-    let worker_command = context::remembered(Some(&store), keys::WORKER_COMMAND, opts.worker_command.as_deref())?;
+    let worker_command = context::remembered(
+        Some(&store),
+        keys::WORKER_COMMAND,
+        opts.worker_command.as_deref(),
+    )?;
     if !opts.dry_run {
-        let mut remember: Vec<(&str, &str)> = vec![(keys::CONFIG_PATH, path.to_str().unwrap_or_default()), (keys::INSTANCE_NODE_NAME, &instance)];
+        let mut remember: Vec<(&str, &str)> = vec![
+            (keys::CONFIG_PATH, path.to_str().unwrap_or_default()),
+            (keys::INSTANCE_NODE_NAME, &instance),
+        ];
         if let Some(text) = &in_force.text {
             if store.meta(keys::LAST_GOOD_CONFIG)?.as_deref() != Some(text.as_str()) {
                 remember.push((keys::LAST_GOOD_CONFIG, text));
@@ -214,7 +247,7 @@ pub fn tick(state: &StateDir, opts: &TickOptions, runner: &mut dyn TaskRunner) -
         store.set_meta(&remember)?;
     }
 
-    let (mut statuses, rows) = store.load_statuses()?;
+    let (mut statuses, _) = store.load_statuses()?;
     let running = store.running()?;
     let running = if opts.dry_run {
         running
@@ -227,14 +260,19 @@ pub fn tick(state: &StateDir, opts: &TickOptions, runner: &mut dyn TaskRunner) -
     report.running = running.len();
 
     if !opts.dry_run && opts.log_prune_frequency_secs > 0 {
-        let last: i64 = store.meta(keys::LAST_LOG_PRUNE)?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let last: i64 = store
+            .meta(keys::LAST_LOG_PRUNE)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         if now - last >= opts.log_prune_frequency_secs {
             logs.prune(now - opts.log_retention_secs)?;
             store.set_meta(&[(keys::LAST_LOG_PRUNE, &now.to_string())])?;
         }
     }
 
-    let Some(config) = in_force.config else { return Ok(report) };
+    let Some(config) = in_force.config else {
+        return Ok(report);
+    };
     report.job_errors = config.job_problems();
     report.scheduler_enabled = config.settings.enabled;
     let nodes = match fetch_nodes(&config.settings, &instance) {
@@ -251,14 +289,24 @@ pub fn tick(state: &StateDir, opts: &TickOptions, runner: &mut dyn TaskRunner) -
         return Ok(report);
     }
 
-    let input = PassInput { config: &config, nodes: &nodes, statuses: &statuses, running: &running, now };
+    let input = PassInput {
+        config: &config,
+        nodes: &nodes,
+        statuses: &statuses,
+        running: &running,
+        now,
+    };
     let mut rng = rand::rngs::StdRng::from_entropy();
     let planned = plan(&input, &mut rng, opts.dry_run);
     if opts.dry_run {
         report.started = planned
             .starts
             .iter()
-            .map(|s| StartedTask { job: config.jobs[s.job].name.clone(), node: nodes.list[s.node].name.clone(), invocation: None })
+            .map(|s| StartedTask {
+                job: config.jobs[s.job].name.clone(),
+                node: nodes.list[s.node].name.clone(),
+                invocation: None,
+            })
             .collect();
         report.waiting = planned
             .waiting
@@ -273,10 +321,13 @@ pub fn tick(state: &StateDir, opts: &TickOptions, runner: &mut dyn TaskRunner) -
         return Ok(report);
     }
 
-    let attempts: std::collections::HashMap<(&str, &str), i64> =
-        rows.iter().map(|r| ((r.job.as_str(), r.node.as_str()), r.attempts)).collect();
     let host = crate::runner::process::hostname();
-    let ctx = LaunchContext { state, nodes: &nodes, worker_command: worker_command.as_deref(), worker_host: &host };
+    let ctx = LaunchContext {
+        state,
+        nodes: &nodes,
+        worker_command: worker_command.as_deref(),
+        worker_host: &host,
+    };
     let mut prepared = Vec::new();
     let mut claims = Vec::new();
     for start in &planned.starts {
@@ -303,8 +354,10 @@ pub fn tick(state: &StateDir, opts: &TickOptions, runner: &mut dyn TaskRunner) -
             node: node.clone(),
             invocation,
             charges: start.charges.clone(),
-            next_backoff: job.backoff.next(prev.map(configured_backoff).unwrap_or_default()),
-            attempts: attempts.get(&(job.name.as_str(), node.as_str())).copied().unwrap_or(0) + 1,
+            next_backoff: job
+                .backoff
+                .next(prev.map(configured_backoff).unwrap_or_default()),
+            attempts: statuses.attempts(&job.name, node) + 1,
             worker_shard: "local".into(),
         });
     }
@@ -313,11 +366,20 @@ pub fn tick(state: &StateDir, opts: &TickOptions, runner: &mut dyn TaskRunner) -
     for (task, claim) in prepared.into_iter().zip(claims) {
         let (job, node, invocation) = (claim.job.clone(), claim.node.clone(), claim.invocation);
         match runner.start(task) {
-            Ok(()) => report.started.push(StartedTask { job, node, invocation: Some(invocation.to_string()) }),
+            Ok(()) => report.started.push(StartedTask {
+                job,
+                node,
+                invocation: Some(invocation.to_string()),
+            }),
             Err(e) => {
                 report.start_errors.push(e.to_string());
-                let status = TaskStatus::error_backoff(format!("Failed to start task: {}", e.message), now);
-                let status = apply_status(statuses.get(&claim.job, &claim.node), status, claim.next_backoff);
+                let status =
+                    TaskStatus::error_backoff(format!("Failed to start task: {}", e.message), now);
+                let status = apply_status(
+                    statuses.get(&claim.job, &claim.node),
+                    status,
+                    claim.next_backoff,
+                );
                 failed.push((claim, status));
             }
         }

@@ -8,7 +8,10 @@ fn main() {
         Ok(code) => code,
         Err(error) if bistro::cli::is_broken_pipe(&error) => 0,
         Err(error) => {
-            eprintln!("bistro: {}", bistro::sanitize::for_terminal(&format!("{error:#}")));
+            eprintln!(
+                "bistro: {}",
+                bistro::sanitize::for_terminal(&format!("{error:#}"))
+            );
             bistro::cli::exit_code_for(&error)
         }
     };

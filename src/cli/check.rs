@@ -7,6 +7,7 @@ use crate::sanitize::for_terminal;
 use crate::state::StateDir;
 use crate::store::StatusStore;
 use clap::Args;
+use std::io::Write;
 
 /// `bistro check`.
 #[derive(Debug, Args)]
@@ -20,7 +21,11 @@ pub struct CheckArgs {
 }
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> anyhow::Result<i32> {
-    let store = if state.statuses_db().exists() { Some(StatusStore::open(&state.statuses_db())?) } else { None };
+    let store = if state.statuses_db().exists() {
+        Some(StatusStore::open(&state.statuses_db())?)
+    } else {
+        None
+    };
     let path = context::config_path(state, store.as_ref(), cli.config.as_deref())?;
     let loaded = context::load_config(None, path.clone())?;
     let mut problems: Vec<(String, String)> = Vec::new();
@@ -29,9 +34,16 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> anyhow::Resu
         problems.extend(e.problems());
     }
     if let Some(config) = &loaded.config {
-        problems.extend(config.job_problems().into_iter().map(|(at, m)| (format!("{}: {at}", path.display()), m)));
+        problems.extend(
+            config
+                .job_problems()
+                .into_iter()
+                .map(|(at, m)| (format!("{}: {at}", path.display()), m)),
+        );
         if !config.settings.enabled {
-            warnings.push("bistro_settings.enabled is not true: the scheduler will start no task".into());
+            warnings.push(
+                "bistro_settings.enabled is not true: the scheduler will start no task".into(),
+            );
         }
         if config.jobs.is_empty() {
             warnings.push("the config defines no job (keys look like \"bistro_job->NAME\")".into());
@@ -39,7 +51,10 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> anyhow::Resu
         if args.nodes {
             let instance = context::instance_name(store.as_ref(), None)?;
             if let Err(e) = fetch_nodes(&config.settings, &instance) {
-                problems.push((format!("{}: {}", path.display(), "bistro_settings.nodes"), e.to_string()));
+                problems.push((
+                    format!("{}: {}", path.display(), "bistro_settings.nodes"),
+                    e.to_string(),
+                ));
             }
         }
     }
@@ -50,10 +65,11 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> anyhow::Resu
             "problems": problems.iter().map(|(at, m)| serde_json::json!({"where": at, "message": m})).collect::<Vec<_>>(),
             "warnings": warnings,
         });
-        println!("{v}");
+        writeln!(std::io::stdout().lock(), "{v}")?;
     } else {
+        let mut out = std::io::stdout().lock();
         for (at, message) in &problems {
-            println!("{}: {}", for_terminal(at), for_terminal(message));
+            writeln!(out, "{}: {}", for_terminal(at), for_terminal(message))?;
         }
         for w in &warnings {
             super::warn(&format!("warning: {w}"));
@@ -62,5 +78,9 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> anyhow::Resu
             eprintln!("bistro: {} is valid", path.display());
         }
     }
-    Ok(if problems.is_empty() { 0 } else { super::ExitCode::Usage as i32 })
+    Ok(if problems.is_empty() {
+        0
+    } else {
+        super::ExitCode::Usage as i32
+    })
 }

@@ -23,21 +23,35 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &InitArgs) -> anyhow::Resul
     LogStore::open(&state.logs_db())?;
     let target = state.default_config();
     let text = match &cli.config {
-        Some(source) => std::fs::read_to_string(source).with_context(|| format!("reading {}", source.display()))?,
+        Some(source) => std::fs::read_to_string(source)
+            .with_context(|| format!("reading {}", source.display()))?,
         None if target.exists() => {
-            eprintln!("bistro: state dir {} is ready; keeping its config.json", state.root().display());
+            eprintln!(
+                "bistro: state dir {} is ready; keeping its config.json",
+                state.root().display()
+            );
             return Ok(0);
         }
         None => DEMO_CONFIG.to_string(),
     };
-    if target.exists() && !args.force && std::fs::read_to_string(&target).ok().as_deref() != Some(text.as_str()) {
-        super::warn(&format!("{} already exists and differs; pass --force to overwrite it", target.display()));
+    if target.exists()
+        && !args.force
+        && std::fs::read_to_string(&target).ok().as_deref() != Some(text.as_str())
+    {
+        super::warn(&format!(
+            "{} already exists and differs; pass --force to overwrite it",
+            target.display()
+        ));
         return Ok(super::ExitCode::Usage as i32);
     }
     if let Err(e) = crate::config::Config::parse(&text) {
         super::warn(&format!("warning: the config is not valid yet: {e}"));
     }
     crate::state::write_atomic(&target, text.as_bytes())?;
-    eprintln!("bistro: initialized {} with config {}", state.root().display(), target.display());
+    eprintln!(
+        "bistro: initialized {} with config {}",
+        state.root().display(),
+        target.display()
+    );
     Ok(0)
 }

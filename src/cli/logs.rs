@@ -53,12 +53,19 @@ fn print(out: &mut impl Write, row: &LogRow, json: bool) -> std::io::Result<()> 
 pub(super) fn run(state: &StateDir, args: &LogsArgs) -> anyhow::Result<i32> {
     let db = state.logs_db();
     if !db.exists() {
-        super::warn(&format!("no task logs in {}: run `bistro init` (or a tick) first", state.root().display()));
+        super::warn(&format!(
+            "no task logs in {}: run `bistro init` (or a tick) first",
+            state.root().display()
+        ));
         return Ok(super::ExitCode::Usage as i32);
     }
     let store = LogStore::open(&db)?;
     let mut query = LogQuery {
-        kinds: args.streams.iter().filter_map(|s| LogKind::parse(s)).collect(),
+        kinds: args
+            .streams
+            .iter()
+            .filter_map(|s| LogKind::parse(s))
+            .collect(),
         jobs: args.jobs.clone(),
         nodes: args.nodes.clone(),
         after_id: None,

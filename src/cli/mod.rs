@@ -52,7 +52,13 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error,
 #[command(name = "bistro", version, about = ABOUT, after_help = AFTER_HELP, max_term_width = 100)]
 pub struct Cli {
     /// The state directory (created on first use).
-    #[arg(long, global = true, env = "BISTRO_STATE_DIR", default_value = "bistro-state", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "BISTRO_STATE_DIR",
+        default_value = "bistro-state",
+        value_name = "DIR"
+    )]
     pub state_dir: PathBuf,
     /// The config file [default: the one `tick` last used, else STATE/config.json].
     #[arg(long, global = true, env = "BISTRO_CONFIG", value_name = "FILE")]
@@ -141,7 +147,10 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
         if let Some(crate::state::StateError::Locked { .. }) = cause.downcast_ref() {
             return ExitCode::Locked as i32;
         }
-        if let Some(crate::run_task::RunTaskError::Usage(_) | crate::run_task::RunTaskError::Config(_)) = cause.downcast_ref() {
+        if let Some(
+            crate::run_task::RunTaskError::Usage(_) | crate::run_task::RunTaskError::Config(_),
+        ) = cause.downcast_ref()
+        {
             return ExitCode::Usage as i32;
         }
     }
@@ -150,7 +159,10 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
 
 /// True when the error is a closed stdout (`bistro status | head -1`): not a failure.
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+    error.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Prints a diagnostic to stderr.

@@ -34,7 +34,11 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &RunTaskArgs) -> anyhow::Re
     let exe = std::env::current_exe().context("finding the bistro binary")?;
     let result = run_task(state, exe, &args.job, &args.node, &opts)?;
     let name = result.status.name();
-    let detail = result.status.exception().map(|e| format!(": {e}")).unwrap_or_default();
+    let detail = result
+        .status
+        .exception()
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default();
     eprintln!(
         "bistro: {}/{} {}: {}{}",
         for_terminal(&args.job),

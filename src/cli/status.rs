@@ -39,7 +39,10 @@ fn parse_status_name(s: &str) -> Result<StatusName, String> {
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Result<i32> {
     let db = state.statuses_db();
     if !db.exists() {
-        super::warn(&format!("no state in {}: run `bistro init` (or a tick) first", state.root().display()));
+        super::warn(&format!(
+            "no state in {}: run `bistro init` (or a tick) first",
+            state.root().display()
+        ));
         return Ok(super::ExitCode::Usage as i32);
     }
     let store = StatusStore::open(&db)?;
@@ -47,7 +50,10 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
     let in_force = context::load_config(Some(&store), path)?;
     let config_error = in_force.error.as_ref().map(ToString::to_string);
     let Some(config) = &in_force.config else {
-        super::warn(&format!("no usable config: {}", config_error.unwrap_or_default()));
+        super::warn(&format!(
+            "no usable config: {}",
+            config_error.unwrap_or_default()
+        ));
         return Ok(super::ExitCode::Usage as i32);
     };
     let instance = context::instance_name(Some(&store), None)?;
@@ -55,8 +61,19 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
         .map_err(|e| anyhow::anyhow!("cannot list the nodes: {e}"))?;
     let rows = store.load()?;
     let running = store.running()?;
-    let input = ReportInput { config, nodes: &nodes, rows: &rows, running: &running, config_error: config_error.clone(), now: crate::now() };
-    let filter = ReportFilter { jobs: args.jobs.clone(), statuses: args.statuses.clone(), tasks: args.tasks || !args.statuses.is_empty() };
+    let input = ReportInput {
+        config,
+        nodes: &nodes,
+        rows: &rows,
+        running: &running,
+        config_error: config_error.clone(),
+        now: crate::now(),
+    };
+    let filter = ReportFilter {
+        jobs: args.jobs.clone(),
+        statuses: args.statuses.clone(),
+        tasks: args.tasks || !args.statuses.is_empty(),
+    };
     let report = build(&input, &filter);
     for job in &args.jobs {
         if config.job(job).is_none() {
@@ -67,7 +84,9 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
         super::warn("WARNING: the scheduler is disabled: bistro_settings.enabled is not true, so no task will start");
     }
     if let Some(e) = &config_error {
-        super::warn(&format!("config error (the last good config is shown): {e}"));
+        super::warn(&format!(
+            "config error (the last good config is shown): {e}"
+        ));
     }
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -76,11 +95,26 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
         return Ok(0);
     }
     let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header(["JOB", "OWNER", "DONE", "RUNNING", "INCOMPLETE", "BACKOFF", "FAILED", "NOT STARTED", "TOTAL", "PROGRESS"]);
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "JOB",
+        "OWNER",
+        "DONE",
+        "RUNNING",
+        "INCOMPLETE",
+        "BACKOFF",
+        "FAILED",
+        "NOT STARTED",
+        "TOTAL",
+        "PROGRESS",
+    ]);
     for job in &report.jobs {
         let c = |k: &str| job.counts.get(k).copied().unwrap_or(0);
         let total = c("total");
-        let progress = if total == 0 { "-".to_string() } else { format!("{:.0}%", 100.0 * c("done") as f64 / total as f64) };
+        let progress = if total == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.0}%", 100.0 * c("done") as f64 / total as f64)
+        };
         let mut name = for_terminal(&job.name).into_owned();
         if job.errors.is_some() {
             name.push_str(" (invalid)");
@@ -88,7 +122,15 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
             name.push_str(" (disabled)");
         }
         let mut row = vec![Cell::new(name), Cell::new(for_terminal(&job.owner))];
-        for k in ["done", "running", "incomplete", "error_backoff", "failed", "not_started", "total"] {
+        for k in [
+            "done",
+            "running",
+            "incomplete",
+            "error_backoff",
+            "failed",
+            "not_started",
+            "total",
+        ] {
             row.push(Cell::new(c(k)).set_alignment(CellAlignment::Right));
         }
         row.push(Cell::new(progress).set_alignment(CellAlignment::Right));
@@ -97,9 +139,21 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
     writeln!(out, "{table}")?;
     if let Some(tasks) = &report.tasks {
         let mut t = Table::new();
-        t.load_preset(UTF8_FULL_CONDENSED).set_header(["JOB", "NODE", "STATUS", "ATTEMPTS", "SINCE", "BACKOFF UNTIL", "MESSAGE"]);
+        t.load_preset(UTF8_FULL_CONDENSED).set_header([
+            "JOB",
+            "NODE",
+            "STATUS",
+            "ATTEMPTS",
+            "SINCE",
+            "BACKOFF UNTIL",
+            "MESSAGE",
+        ]);
         for task in tasks {
-            let message = task.data.get("exception").and_then(|e| e.as_str()).unwrap_or_default();
+            let message = task
+                .data
+                .get("exception")
+                .and_then(|e| e.as_str())
+                .unwrap_or_default();
             t.add_row(vec![
                 Cell::new(for_terminal(&task.job)),
                 Cell::new(for_terminal(&task.node)),

@@ -14,14 +14,20 @@ pub struct SuperviseArgs {
 }
 
 pub(super) fn run(state: &StateDir, args: &SuperviseArgs) -> anyhow::Result<i32> {
-    let invocation = crate::task::InvocationId::parse(&args.invocation).context("not an invocation id")?;
+    let invocation =
+        crate::task::InvocationId::parse(&args.invocation).context("not an invocation id")?;
     let dir = state.invocation_dir(invocation);
     // SAFETY: the tick hands us the invocation's locked file on LOCK_FD; we own it now.
     let lock = unsafe { std::fs::File::from_raw_fd(LOCK_FD) };
-    nix::fcntl::fcntl(LOCK_FD, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-        .context("the invocation lock was not passed on descriptor 3")?;
-    let text = std::fs::read_to_string(dir.join("launch.json")).with_context(|| format!("reading {}/launch.json", dir.display()))?;
-    let launch: Launch = serde_json::from_str(&text).with_context(|| format!("parsing {}/launch.json", dir.display()))?;
+    nix::fcntl::fcntl(
+        LOCK_FD,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .context("the invocation lock was not passed on descriptor 3")?;
+    let text = std::fs::read_to_string(dir.join("launch.json"))
+        .with_context(|| format!("reading {}/launch.json", dir.display()))?;
+    let launch: Launch = serde_json::from_str(&text)
+        .with_context(|| format!("parsing {}/launch.json", dir.display()))?;
     supervisor::supervise(&launch, &dir, false);
     drop(lock);
     Ok(0)

@@ -7,6 +7,7 @@ use crate::state::StateDir;
 use crate::tick::{tick, TickOptions, TickReport};
 use anyhow::Context;
 use clap::Args;
+use std::io::Write;
 use std::time::Duration;
 
 /// `bistro tick`.
@@ -44,7 +45,10 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> anyhow::Resul
     let mut runner = LocalRunner::new(state.clone(), exe);
     let report = if args.dry_run {
         if !state.statuses_db().exists() {
-            anyhow::bail!("state dir {} has no status database yet: run `bistro init` or a real tick first", state.root().display());
+            anyhow::bail!(
+                "state dir {} has no status database yet: run `bistro init` or a real tick first",
+                state.root().display()
+            );
         }
         tick(state, &opts, &mut runner)?
     } else {
@@ -52,10 +56,11 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> anyhow::Resul
         let _lock = state.lock(Duration::from_secs_f64(args.run.wait_lock.max(0.0)))?;
         tick(state, &opts, &mut runner)?
     };
+    let mut out = std::io::stdout().lock();
     if args.json {
-        println!("{}", serde_json::to_string(&json_report(&report))?);
+        writeln!(out, "{}", serde_json::to_string(&json_report(&report))?)?;
     } else {
-        print_human(&report, args.quiet);
+        print_human(&mut out, &report, args.quiet)?;
     }
     Ok(exit_code(&report))
 }
@@ -64,7 +69,9 @@ fn json_report(report: &TickReport) -> serde_json::Value {
     let mut v = serde_json::to_value(report).expect("serializes");
     v["schema_version"] = 1.into();
     let pairs = |p: &[(String, String)]| -> serde_json::Value {
-        p.iter().map(|(at, message)| serde_json::json!({"where": at, "message": message})).collect()
+        p.iter()
+            .map(|(at, message)| serde_json::json!({"where": at, "message": message}))
+            .collect()
     };
     v["config_errors"] = pairs(&report.config_errors);
     v["job_errors"] = pairs(&report.job_errors);
@@ -72,7 +79,12 @@ fn json_report(report: &TickReport) -> serde_json::Value {
 }
 
 fn exit_code(report: &TickReport) -> i32 {
-    if !report.config_errors.is_empty() || report.start_errors.iter().any(|e| e.contains("--worker-command")) {
+    if !report.config_errors.is_empty()
+        || report
+            .start_errors
+            .iter()
+            .any(|e| e.contains("--worker-command"))
+    {
         ExitCode::Usage as i32
     } else if report.nodes_error.is_some() || !report.start_errors.is_empty() {
         ExitCode::Failure as i32
@@ -81,7 +93,7 @@ fn exit_code(report: &TickReport) -> i32 {
     }
 }
 
-fn print_human(report: &TickReport, quiet: bool) {
+fn print_human(out: &mut impl Write, report: &TickReport, quiet: bool) -> std::io::Result<()> {
     for (at, message) in &report.config_errors {
         super::warn(&format!("config error: {at}: {message}"));
     }
@@ -89,7 +101,9 @@ fn print_human(report: &TickReport, quiet: bool) {
         super::warn("the last good config stays in force until the file is fixed (`bistro check` lists every problem)");
     }
     for (at, message) in &report.job_errors {
-        super::warn(&format!("job error (the job will not run): {at}: {message}"));
+        super::warn(&format!(
+            "job error (the job will not run): {at}: {message}"
+        ));
     }
     if let Some(e) = &report.nodes_error {
         super::warn(&format!("cannot fetch nodes, nothing new starts: {e}"));
@@ -98,33 +112,60 @@ fn print_human(report: &TickReport, quiet: bool) {
         super::warn(&format!("cannot start task: {e}"));
     }
     if quiet {
-        return;
+        return Ok(());
     }
     for s in &report.started {
-        let verb = if report.dry_run { "would start" } else { "started" };
-        println!("{verb} {}/{}", for_terminal(&s.job), for_terminal(&s.node));
+        let verb = if report.dry_run {
+            "would start"
+        } else {
+            "started"
+        };
+        writeln!(
+            out,
+            "{verb} {}/{}",
+            for_terminal(&s.job),
+            for_terminal(&s.node)
+        )?;
     }
     for w in &report.waiting {
-        println!(
+        writeln!(
+            out,
             "waiting {}/{}: {}",
             for_terminal(w["job"].as_str().unwrap_or_default()),
             for_terminal(w["node"].as_str().unwrap_or_default()),
             for_terminal(w["message"].as_str().unwrap_or_default())
-        );
+        )?;
     }
     let mut by_status = std::collections::BTreeMap::<&str, usize>::new();
     for f in &report.finished {
         *by_status.entry(f.status).or_default() += 1;
     }
     let finished: Vec<String> = by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    let finished = if finished.is_empty() { String::new() } else { format!(" ({})", finished.join(", ")) };
-    let scheduler = if report.scheduler_enabled { "" } else { "; scheduler disabled (bistro_settings.enabled is not true)" };
-    let what = if report.dry_run { "tick --dry-run" } else { "tick" };
-    let started_word = if report.dry_run { "would start" } else { "started" };
-    println!(
+    let finished = if finished.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", finished.join(", "))
+    };
+    let scheduler = if report.scheduler_enabled {
+        ""
+    } else {
+        "; scheduler disabled (bistro_settings.enabled is not true)"
+    };
+    let what = if report.dry_run {
+        "tick --dry-run"
+    } else {
+        "tick"
+    };
+    let started_word = if report.dry_run {
+        "would start"
+    } else {
+        "started"
+    };
+    writeln!(
+        out,
         "{what}: {} {started_word}, {} finished{finished}, {} running{scheduler}",
         report.started.len(),
         report.finished.len(),
         report.running
-    );
+    )
 }

@@ -23,7 +23,9 @@ pub struct ErrorRecord {
 impl ErrorRecord {
     /// True when nothing was recorded.
     pub fn is_empty(&self) -> bool {
-        self.error.is_none() && self.key_errors.is_empty() && self.nested.iter().all(|(_, child)| child.is_empty())
+        self.error.is_none()
+            && self.key_errors.is_empty()
+            && self.nested.iter().all(|(_, child)| child.is_empty())
     }
 
     /// Records a problem with the value at this level.
@@ -55,7 +57,12 @@ impl ErrorRecord {
     }
 
     /// Records `message` about `value` found under `key`.
-    pub fn nested_error(&mut self, key: impl Into<String>, value: &Value, message: impl Into<String>) {
+    pub fn nested_error(
+        &mut self,
+        key: impl Into<String>,
+        value: &Value,
+        message: impl Into<String>,
+    ) {
         self.nested(key).set_error(value, message);
     }
 
@@ -118,7 +125,9 @@ pub fn flatten_json(record: &Value, path: &str, out: &mut Vec<(String, String)>)
         }
     };
     if let Some(error) = obj.get("error") {
-        let message = error.as_str().map_or_else(|| error.to_string(), str::to_string);
+        let message = error
+            .as_str()
+            .map_or_else(|| error.to_string(), str::to_string);
         let shown = match obj.get("value") {
             Some(value) if !value.is_object() => format!("{message} (value: {value})"),
             _ => message,
@@ -127,7 +136,9 @@ pub fn flatten_json(record: &Value, path: &str, out: &mut Vec<(String, String)>)
     }
     if let Some(Value::Object(keys)) = obj.get("key_errors") {
         for (key, message) in keys {
-            let message = message.as_str().map_or_else(|| message.to_string(), str::to_string);
+            let message = message
+                .as_str()
+                .map_or_else(|| message.to_string(), str::to_string);
             out.push((join(key), message));
         }
     }
@@ -136,7 +147,11 @@ pub fn flatten_json(record: &Value, path: &str, out: &mut Vec<(String, String)>)
             flatten_json(child, &join(key), out);
         }
     }
-    if !obj.contains_key("error") && !obj.contains_key("key_errors") && !obj.contains_key("nested") && !obj.is_empty() {
+    if !obj.contains_key("error")
+        && !obj.contains_key("key_errors")
+        && !obj.contains_key("nested")
+        && !obj.is_empty()
+    {
         out.push((path.to_string(), record.to_string()));
     }
 }
@@ -151,7 +166,8 @@ mod tests {
         let job = json!({"depends_on": ["a", "b", 3]});
         let mut rec = ErrorRecord::default();
         rec.missing_key(&job, "owner");
-        rec.nested("depends_on").nested_error("2", &json!(3), "not a string");
+        rec.nested("depends_on")
+            .nested_error("2", &json!(3), "not a string");
         assert_eq!(
             rec.to_json(),
             json!({
@@ -163,8 +179,14 @@ mod tests {
         assert_eq!(
             rec.flatten(),
             vec![
-                ("owner".to_string(), "Couldn't find key owner in dynamic object".to_string()),
-                ("depends_on.2".to_string(), "not a string (value: 3)".to_string()),
+                (
+                    "owner".to_string(),
+                    "Couldn't find key owner in dynamic object".to_string()
+                ),
+                (
+                    "depends_on.2".to_string(),
+                    "not a string (value: 3)".to_string()
+                ),
             ]
         );
     }

@@ -25,33 +25,51 @@ pub struct JobFilter {
 impl JobFilter {
     /// Parses a filter object; the error names the key at fault.
     pub fn parse(value: &Value) -> Result<Self, (String, String)> {
-        let obj = value.as_object().ok_or_else(|| (String::new(), "a filter must be an object".to_string()))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| (String::new(), "a filter must be an object".to_string()))?;
         let names = |key: &str| -> Result<HashSet<String>, (String, String)> {
             match obj.get(key) {
                 None => Ok(HashSet::new()),
                 Some(Value::Array(items)) => items
                     .iter()
-                    .map(|v| lenient::as_string(v).ok_or_else(|| (key.to_string(), format!("{v} is not a string"))))
+                    .map(|v| {
+                        lenient::as_string(v)
+                            .ok_or_else(|| (key.to_string(), format!("{v} is not a string")))
+                    })
                     .collect(),
-                Some(other) => Err((key.to_string(), format!("must be an array of names, got {other}"))),
+                Some(other) => Err((
+                    key.to_string(),
+                    format!("must be an array of names, got {other}"),
+                )),
             }
         };
         let regex = |key: &str| -> Result<Option<Regex>, (String, String)> {
             match obj.get(key) {
                 None => Ok(None),
-                Some(Value::String(s)) => {
-                    Regex::new(s).map(Some).map_err(|e| (key.to_string(), format!("bad regex {s:?}: {e}")))
-                }
-                Some(other) => Err((key.to_string(), format!("must be a regex string, got {other}"))),
+                Some(Value::String(s)) => Regex::new(s)
+                    .map(Some)
+                    .map_err(|e| (key.to_string(), format!("bad regex {s:?}: {e}"))),
+                Some(other) => Err((
+                    key.to_string(),
+                    format!("must be a regex string, got {other}"),
+                )),
             }
         };
         let fraction_of_nodes = match obj.get("fraction_of_nodes") {
             None => 1.0,
             Some(v) => {
-                let f = lenient::as_f64(v)
-                    .ok_or_else(|| ("fraction_of_nodes".to_string(), format!("must be a number, got {v}")))?;
+                let f = lenient::as_f64(v).ok_or_else(|| {
+                    (
+                        "fraction_of_nodes".to_string(),
+                        format!("must be a number, got {v}"),
+                    )
+                })?;
                 if !(0.0..=1.0).contains(&f) {
-                    return Err(("fraction_of_nodes".into(), format!("must be between 0 and 1, got {f}")));
+                    return Err((
+                        "fraction_of_nodes".into(),
+                        format!("must be between 0 and 1, got {f}"),
+                    ));
                 }
                 if f == 0.0 {
                     1.0
@@ -83,24 +101,42 @@ impl JobFilter {
     /// Does node `name` with `tags` pass this filter for job `job`?
     pub fn passes(&self, job: &str, name: &str, tags: &[String]) -> bool {
         (self.whitelist.is_empty() || self.whitelist.contains(name))
-            && self.whitelist_regex.as_ref().is_none_or(|r| r.is_match(name))
+            && self
+                .whitelist_regex
+                .as_ref()
+                .is_none_or(|r| r.is_match(name))
             && !self.blacklist.contains(name)
-            && !self.blacklist_regex.as_ref().is_some_and(|r| r.is_match(name))
-            && (self.tag_whitelist.is_empty() || tags.iter().any(|t| self.tag_whitelist.contains(t)))
-            && (self.fraction_of_nodes >= 1.0 || fraction_hash(name, job) < self.fraction_of_nodes * 2f64.powi(64))
+            && !self
+                .blacklist_regex
+                .as_ref()
+                .is_some_and(|r| r.is_match(name))
+            && (self.tag_whitelist.is_empty()
+                || tags.iter().any(|t| self.tag_whitelist.contains(t)))
+            && (self.fraction_of_nodes >= 1.0
+                || fraction_hash(name, job) < self.fraction_of_nodes * 2f64.powi(64))
     }
 
     /// Names the first part of the filter that rejects the node, for `why`.
     pub fn rejection(&self, job: &str, name: &str, tags: &[String]) -> Option<&'static str> {
         if !self.whitelist.is_empty() && !self.whitelist.contains(name) {
             Some("whitelist")
-        } else if self.whitelist_regex.as_ref().is_some_and(|r| !r.is_match(name)) {
+        } else if self
+            .whitelist_regex
+            .as_ref()
+            .is_some_and(|r| !r.is_match(name))
+        {
             Some("whitelist_regex")
         } else if self.blacklist.contains(name) {
             Some("blacklist")
-        } else if self.blacklist_regex.as_ref().is_some_and(|r| r.is_match(name)) {
+        } else if self
+            .blacklist_regex
+            .as_ref()
+            .is_some_and(|r| r.is_match(name))
+        {
             Some("blacklist_regex")
-        } else if !self.tag_whitelist.is_empty() && !tags.iter().any(|t| self.tag_whitelist.contains(t)) {
+        } else if !self.tag_whitelist.is_empty()
+            && !tags.iter().any(|t| self.tag_whitelist.contains(t))
+        {
             Some("tag_whitelist")
         } else if !self.passes(job, name, tags) {
             Some("fraction_of_nodes")
@@ -148,7 +184,11 @@ mod tests {
         let w = filter(json!({"whitelist": ["abc"]}));
         assert!(w.passes("j", "abc", &[]) && !w.passes("j", "dbs.123", &[]));
         let r = filter(json!({"whitelist_regex": "dbs.*"}));
-        assert!(!r.passes("j", "abc", &[]) && r.passes("j", "dbs.123", &[]) && r.passes("j", "xdbs.4", &[]));
+        assert!(
+            !r.passes("j", "abc", &[])
+                && r.passes("j", "dbs.123", &[])
+                && r.passes("j", "xdbs.4", &[])
+        );
         let b = filter(json!({"blacklist": ["abc"]}));
         assert!(!b.passes("j", "abc", &[]) && b.passes("j", "dbs.123", &[]));
         let br = filter(json!({"blacklist_regex": "dbs.*"}));
@@ -176,14 +216,32 @@ mod tests {
                 assert!(half.passes("job", n, &[]));
             }
         }
-        let other_salt = names.iter().filter(|n| half.passes("job", n, &[]) != half.passes("other", n, &[])).count();
+        let other_salt = names
+            .iter()
+            .filter(|n| half.passes("job", n, &[]) != half.passes("other", n, &[]))
+            .count();
         assert!(other_salt > 1000);
     }
 
     #[test]
     fn bad_filters_name_the_key() {
-        assert_eq!(JobFilter::parse(&json!({"whitelist_regex": "("})).unwrap_err().0, "whitelist_regex");
-        assert_eq!(JobFilter::parse(&json!({"whitelist": "abc"})).unwrap_err().0, "whitelist");
-        assert_eq!(JobFilter::parse(&json!({"fraction_of_nodes": 1.5})).unwrap_err().0, "fraction_of_nodes");
+        assert_eq!(
+            JobFilter::parse(&json!({"whitelist_regex": "("}))
+                .unwrap_err()
+                .0,
+            "whitelist_regex"
+        );
+        assert_eq!(
+            JobFilter::parse(&json!({"whitelist": "abc"}))
+                .unwrap_err()
+                .0,
+            "whitelist"
+        );
+        assert_eq!(
+            JobFilter::parse(&json!({"fraction_of_nodes": 1.5}))
+                .unwrap_err()
+                .0,
+            "fraction_of_nodes"
+        );
     }
 }

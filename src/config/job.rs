@@ -90,7 +90,9 @@ impl Job {
                 None
             }))
         };
-        let level_for_tasks = level_named("level_for_tasks", &mut rec).flatten().unwrap_or(settings.level_for_tasks);
+        let level_for_tasks = level_named("level_for_tasks", &mut rec)
+            .flatten()
+            .unwrap_or(settings.level_for_tasks);
         let priority = get("priority").map_or(1.0, |x| {
             lenient::as_f64(x).filter(|p| *p > 0.0).unwrap_or_else(|| {
                 rec.nested_error("priority", x, "must be a positive number");
@@ -104,11 +106,23 @@ impl Job {
                 Some(obj) => {
                     for (res, amount) in obj {
                         match (defs.id(res), lenient::as_i64(amount)) {
-                            (None, _) => rec.nested("resources").nested_error(res.as_str(), amount, "Unknown identifier: no such resource"),
-                            (Some(_), None) => rec.nested("resources").nested_error(res.as_str(), amount, "must be an integer"),
+                            (None, _) => rec.nested("resources").nested_error(
+                                res.as_str(),
+                                amount,
+                                "Unknown identifier: no such resource",
+                            ),
+                            (Some(_), None) => rec.nested("resources").nested_error(
+                                res.as_str(),
+                                amount,
+                                "must be an integer",
+                            ),
                             (Some(id), Some(a)) if a < 0 => {
                                 let _ = id;
-                                rec.nested("resources").nested_error(res.as_str(), amount, "must not be negative")
+                                rec.nested("resources").nested_error(
+                                    res.as_str(),
+                                    amount,
+                                    "must not be negative",
+                                )
                             }
                             (Some(id), Some(a)) => resources[id] = a,
                         }
@@ -131,7 +145,11 @@ impl Job {
                 Some(obj) => {
                     for (level_name, spec) in obj {
                         let Some(level) = levels.id(level_name) else {
-                            rec.nested("filters").nested_error(level_name.as_str(), spec, "Unknown identifier: no such level");
+                            rec.nested("filters").nested_error(
+                                level_name.as_str(),
+                                spec,
+                                "Unknown identifier: no such level",
+                            );
                             continue;
                         };
                         match JobFilter::parse(spec) {
@@ -160,7 +178,8 @@ impl Job {
                     .enumerate()
                     .filter_map(|(i, item)| {
                         lenient::as_string(item).or_else(|| {
-                            rec.nested(key).nested_error(i.to_string(), item, "must be a job name");
+                            rec.nested(key)
+                                .nested_error(i.to_string(), item, "must be a job name");
                             None
                         })
                     })
@@ -172,7 +191,8 @@ impl Job {
             }
         };
         let depends_on = job_list("depends_on", &mut rec);
-        let run_only_after_all_nodes_are_done_for = job_list("run_only_after_all_nodes_are_done_for", &mut rec);
+        let run_only_after_all_nodes_are_done_for =
+            job_list("run_only_after_all_nodes_are_done_for", &mut rec);
         let backoff = get("backoff").map_or_else(
             || settings.backoff.clone(),
             |x| {
@@ -189,12 +209,13 @@ impl Job {
                 String::new()
             })
         });
-        let kill_orphan_tasks_after_ms = get("kill_orphan_tasks_after_sec").map_or(settings.kill_orphan_tasks_after_ms, |x| {
-            parse_kill_orphans(x).unwrap_or_else(|e| {
-                rec.nested_error("kill_orphan_tasks_after_sec", x, e);
-                settings.kill_orphan_tasks_after_ms
-            })
-        });
+        let kill_orphan_tasks_after_ms =
+            get("kill_orphan_tasks_after_sec").map_or(settings.kill_orphan_tasks_after_ms, |x| {
+                parse_kill_orphans(x).unwrap_or_else(|e| {
+                    rec.nested_error("kill_orphan_tasks_after_sec", x, e);
+                    settings.kill_orphan_tasks_after_ms
+                })
+            });
         let task_subprocess = get("task_subprocess").map_or_else(
             || settings.task_subprocess.clone(),
             |x| parse_task_subprocess(x, &settings.task_subprocess, rec.nested("task_subprocess")),
@@ -204,9 +225,10 @@ impl Job {
         });
         let command = match get("command") {
             None => Vec::new(),
-            Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-                items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect()
-            }
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect(),
             Some(x) => {
                 rec.nested_error("command", x, "must be an array of strings");
                 Vec::new()
@@ -258,14 +280,20 @@ impl Job {
     }
 
     fn add_error(&mut self, key: &str, value: &Value, message: String) {
-        let mut errors = self.errors.take().unwrap_or_else(|| Value::Object(Map::new()));
+        let mut errors = self
+            .errors
+            .take()
+            .unwrap_or_else(|| Value::Object(Map::new()));
         let nested = errors
             .as_object_mut()
             .expect("job errors are an object")
             .entry("nested")
             .or_insert_with(|| Value::Object(Map::new()));
         if let Some(nested) = nested.as_object_mut() {
-            nested.insert(key.to_string(), serde_json::json!({"value": value, "error": message}));
+            nested.insert(
+                key.to_string(),
+                serde_json::json!({"value": value, "error": message}),
+            );
         }
         self.errors = Some(errors);
     }
@@ -275,25 +303,56 @@ impl Job {
 /// missing job, themselves, or a cycle: they become invalid instead of never running
 /// silently (Bistro reports nothing and may even crash).
 pub fn check_dependencies(jobs: &mut [Job]) {
-    let index: HashMap<String, usize> = jobs.iter().enumerate().map(|(i, j)| (j.name.clone(), i)).collect();
+    let index: HashMap<String, usize> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.name.clone(), i))
+        .collect();
     let mut problems: Vec<(usize, &'static str, Value, String)> = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
-        for (key, list) in [("depends_on", &job.depends_on), ("run_only_after_all_nodes_are_done_for", &job.run_only_after_all_nodes_are_done_for)] {
+        for (key, list) in [
+            ("depends_on", &job.depends_on),
+            (
+                "run_only_after_all_nodes_are_done_for",
+                &job.run_only_after_all_nodes_are_done_for,
+            ),
+        ] {
             for dep in list {
                 if dep == &job.name {
-                    problems.push((i, key, Value::from(dep.as_str()), format!("job {dep:?} cannot depend on itself")));
+                    problems.push((
+                        i,
+                        key,
+                        Value::from(dep.as_str()),
+                        format!("job {dep:?} cannot depend on itself"),
+                    ));
                 } else if !index.contains_key(dep) {
-                    problems.push((i, key, Value::from(dep.as_str()), format!("no job named {dep:?} in the config")));
+                    problems.push((
+                        i,
+                        key,
+                        Value::from(dep.as_str()),
+                        format!("no job named {dep:?} in the config"),
+                    ));
                 }
             }
         }
     }
     // Cycles through depends_on (self-loops are reported above).
     let mut state = vec![0u8; jobs.len()];
-    fn visit(i: usize, jobs: &[Job], index: &HashMap<String, usize>, state: &mut [u8], stack: &mut Vec<usize>, cyclic: &mut Vec<usize>) {
+    fn visit(
+        i: usize,
+        jobs: &[Job],
+        index: &HashMap<String, usize>,
+        state: &mut [u8],
+        stack: &mut Vec<usize>,
+        cyclic: &mut Vec<usize>,
+    ) {
         state[i] = 1;
         stack.push(i);
-        for dep in jobs[i].depends_on.iter().chain(&jobs[i].run_only_after_all_nodes_are_done_for) {
+        for dep in jobs[i]
+            .depends_on
+            .iter()
+            .chain(&jobs[i].run_only_after_all_nodes_are_done_for)
+        {
             let Some(&d) = index.get(dep) else { continue };
             if d == i {
                 continue;
@@ -318,7 +377,12 @@ pub fn check_dependencies(jobs: &mut [Job]) {
     cyclic.dedup();
     for i in cyclic {
         let deps = Value::from(jobs[i].depends_on.clone());
-        problems.push((i, "depends_on", deps, "dependency cycle between jobs".to_string()));
+        problems.push((
+            i,
+            "depends_on",
+            deps,
+            "dependency cycle between jobs".to_string(),
+        ));
     }
     for (i, key, value, message) in problems {
         jobs[i].add_error(key, &value, message);
@@ -362,9 +426,16 @@ mod tests {
     #[test]
     fn errors_are_recorded_in_bistro_shape_and_keep_valid_parts() {
         let s = settings();
-        let j = Job::parse("j", &json!({"depends_on": ["a", "b", []], "version_id": "x", "priority": 3}), &s);
+        let j = Job::parse(
+            "j",
+            &json!({"depends_on": ["a", "b", []], "version_id": "x", "priority": 3}),
+            &s,
+        );
         let errors = j.errors.clone().unwrap();
-        assert_eq!(errors["key_errors"]["owner"], "Couldn't find key owner in dynamic object");
+        assert_eq!(
+            errors["key_errors"]["owner"],
+            "Couldn't find key owner in dynamic object"
+        );
         assert!(errors["nested"]["depends_on"]["nested"]["2"]["error"].is_string());
         assert!(errors["nested"]["version_id"]["error"].is_string());
         assert_eq!(j.depends_on, vec!["a", "b"]);
@@ -376,8 +447,14 @@ mod tests {
     fn pre_existing_errors_keep_the_job_invalid_until_removed() {
         let s = settings();
         let old = json!({"error": "x"});
-        assert_eq!(Job::parse("j", &json!({"owner": "o", "errors": old}), &s).errors, Some(old.clone()));
-        assert_eq!(Job::parse("j", &json!({"owner": "o", "errors": {}}), &s).errors, None);
+        assert_eq!(
+            Job::parse("j", &json!({"owner": "o", "errors": old}), &s).errors,
+            Some(old.clone())
+        );
+        assert_eq!(
+            Job::parse("j", &json!({"owner": "o", "errors": {}}), &s).errors,
+            None
+        );
         let nested = Job::parse("j", &json!({"errors": old}), &s).errors.unwrap();
         assert_eq!(nested["nested"]["errors"]["error"], "Pre-existing errors");
     }
@@ -385,11 +462,19 @@ mod tests {
     #[test]
     fn unknown_levels_and_resources_are_job_errors() {
         let s = settings();
-        let j = Job::parse("j", &json!({"owner": "o", "filters": {"invalid_level": {}}}), &s);
+        let j = Job::parse(
+            "j",
+            &json!({"owner": "o", "filters": {"invalid_level": {}}}),
+            &s,
+        );
         assert!(j.errors.unwrap()["nested"]["filters"]["nested"]["invalid_level"].is_object());
         let j = Job::parse("j", &json!({"owner": "o", "resources": {"nope": 1}}), &s);
         assert!(j.errors.is_some());
-        let j = Job::parse("j", &json!({"owner": "o", "level_for_host_placement": "nope"}), &s);
+        let j = Job::parse(
+            "j",
+            &json!({"owner": "o", "level_for_host_placement": "nope"}),
+            &s,
+        );
         assert!(j.errors.is_some());
     }
 
@@ -404,7 +489,11 @@ mod tests {
             Job::parse("e", &json!({"owner": "o", "depends_on": ["c"]}), &s),
         ];
         check_dependencies(&mut jobs);
-        let invalid: Vec<&str> = jobs.iter().filter(|j| j.errors.is_some()).map(|j| j.name.as_str()).collect();
+        let invalid: Vec<&str> = jobs
+            .iter()
+            .filter(|j| j.errors.is_some())
+            .map(|j| j.name.as_str())
+            .collect();
         assert_eq!(invalid, vec!["a", "b", "c", "d"]);
     }
 }

@@ -38,14 +38,37 @@ impl ConfigLoadError {
     /// One `(where, message)` per problem, `where` starting with the file name.
     pub fn problems(&self) -> Vec<(String, String)> {
         match self {
-            ConfigLoadError::Read { path, message } => vec![(path.display().to_string(), format!("cannot read: {message}"))],
-            ConfigLoadError::Invalid { path, error: ConfigError::Json { line, column, message } } => {
-                vec![(format!("{}:{line}:{column}", path.display()), format!("invalid JSON: {message}"))]
+            ConfigLoadError::Read { path, message } => vec![(
+                path.display().to_string(),
+                format!("cannot read: {message}"),
+            )],
+            ConfigLoadError::Invalid {
+                path,
+                error:
+                    ConfigError::Json {
+                        line,
+                        column,
+                        message,
+                    },
+            } => {
+                vec![(
+                    format!("{}:{line}:{column}", path.display()),
+                    format!("invalid JSON: {message}"),
+                )]
             }
             ConfigLoadError::Invalid { path, error } => error
                 .problems()
                 .into_iter()
-                .map(|(key, msg)| (if key.is_empty() { path.display().to_string() } else { format!("{}: {key}", path.display()) }, msg))
+                .map(|(key, msg)| {
+                    (
+                        if key.is_empty() {
+                            path.display().to_string()
+                        } else {
+                            format!("{}: {key}", path.display())
+                        },
+                        msg,
+                    )
+                })
                 .collect(),
         }
     }
@@ -83,10 +106,14 @@ impl ConfigLoader for FileConfigLoader {
     }
 
     fn load(&self) -> Result<LoadedConfig, ConfigLoadError> {
-        let text = std::fs::read_to_string(&self.path)
-            .map_err(|e| ConfigLoadError::Read { path: self.path.clone(), message: e.to_string() })?;
-        let config =
-            Config::parse(&text).map_err(|error| ConfigLoadError::Invalid { path: self.path.clone(), error })?;
+        let text = std::fs::read_to_string(&self.path).map_err(|e| ConfigLoadError::Read {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        let config = Config::parse(&text).map_err(|error| ConfigLoadError::Invalid {
+            path: self.path.clone(),
+            error,
+        })?;
         Ok(LoadedConfig { config, text })
     }
 }

@@ -17,7 +17,9 @@ pub use errors::{flatten_json, ErrorRecord};
 pub use filters::JobFilter;
 pub use job::Job;
 pub use loader::{ConfigLoadError, ConfigLoader, FileConfigLoader, LoadedConfig};
-pub use settings::{KillMethod, KillRequest, NodeOrder, NodeSourceSpec, PolicyName, Settings, TaskSubprocess};
+pub use settings::{
+    KillMethod, KillRequest, NodeOrder, NodeSourceSpec, PolicyName, Settings, TaskSubprocess,
+};
 
 use serde_json::Value;
 use std::fmt;
@@ -103,7 +105,10 @@ impl Config {
     /// Builds a config from parsed JSON.
     pub fn from_value(value: &Value) -> Result<Config, ConfigError> {
         let obj = value.as_object().ok_or(ConfigError::NotAnObject)?;
-        let settings_value = obj.get("bistro_settings").filter(|v| v.is_object()).ok_or(ConfigError::MissingSettings)?;
+        let settings_value = obj
+            .get("bistro_settings")
+            .filter(|v| v.is_object())
+            .ok_or(ConfigError::MissingSettings)?;
         let settings = Settings::parse(settings_value).map_err(ConfigError::Settings)?;
         let mut jobs: Vec<Job> = obj
             .iter()
@@ -118,7 +123,10 @@ impl Config {
 
     /// A job by name.
     pub fn job(&self, name: &str) -> Option<&Job> {
-        self.jobs.binary_search_by(|j| j.name.as_str().cmp(name)).ok().map(|i| &self.jobs[i])
+        self.jobs
+            .binary_search_by(|j| j.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.jobs[i])
     }
 
     /// One `(where, message)` per problem in the jobs, for `check` and `status`.
@@ -129,7 +137,11 @@ impl Config {
                 let mut flat = Vec::new();
                 flatten_json(errors, "", &mut flat);
                 out.extend(flat.into_iter().map(|(key, msg)| {
-                    let at = if key.is_empty() { format!("{JOB_PREFIX}{}", job.name) } else { format!("{JOB_PREFIX}{}: {key}", job.name) };
+                    let at = if key.is_empty() {
+                        format!("{JOB_PREFIX}{}", job.name)
+                    } else {
+                        format!("{JOB_PREFIX}{}: {key}", job.name)
+                    };
                     (at, msg)
                 }));
             }
@@ -165,7 +177,16 @@ impl ConfigError {
             ConfigError::Settings(record) => record
                 .flatten()
                 .into_iter()
-                .map(|(key, msg)| (if key.is_empty() { "bistro_settings".into() } else { format!("bistro_settings.{key}") }, msg))
+                .map(|(key, msg)| {
+                    (
+                        if key.is_empty() {
+                            "bistro_settings".into()
+                        } else {
+                            format!("bistro_settings.{key}")
+                        },
+                        msg,
+                    )
+                })
                 .collect(),
             other => vec![(String::new(), other.to_string())],
         }
@@ -175,14 +196,23 @@ impl ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::Json { line, column, message } => {
+            ConfigError::Json {
+                line,
+                column,
+                message,
+            } => {
                 write!(f, "{line}:{column}: invalid JSON: {message}")
             }
             ConfigError::NotAnObject => write!(f, "the config must be a JSON object"),
-            ConfigError::MissingSettings => write!(f, "Missing bistro_settings property (it must be an object)"),
+            ConfigError::MissingSettings => {
+                write!(f, "Missing bistro_settings property (it must be an object)")
+            }
             ConfigError::Settings(_) => {
-                let problems: Vec<String> =
-                    self.problems().into_iter().map(|(key, msg)| format!("{key}: {msg}")).collect();
+                let problems: Vec<String> = self
+                    .problems()
+                    .into_iter()
+                    .map(|(key, msg)| format!("{key}: {msg}"))
+                    .collect();
                 write!(f, "invalid bistro_settings: {}", problems.join("; "))
             }
         }

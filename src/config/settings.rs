@@ -80,7 +80,10 @@ pub struct KillRequest {
 impl Default for KillRequest {
     /// Our default differs from Bistro's single SIGTERM: TERM, 5 s, then KILL.
     fn default() -> Self {
-        Self { method: KillMethod::TermWaitKill, kill_wait_ms: 5000 }
+        Self {
+            method: KillMethod::TermWaitKill,
+            kill_wait_ms: 5000,
+        }
     }
 }
 
@@ -155,7 +158,9 @@ pub struct Settings {
 
 /// Parses seconds (fractions allowed) into ms.
 fn seconds_to_ms(v: &Value) -> Option<i64> {
-    lenient::as_f64(v).filter(|s| *s >= 0.0).map(|s| (s * 1000.0) as i64)
+    lenient::as_f64(v)
+        .filter(|s| *s >= 0.0)
+        .map(|s| (s * 1000.0) as i64)
 }
 
 /// Parses `kill_orphan_tasks_after_sec`: `true` = 0, `false` or negative = never.
@@ -167,12 +172,18 @@ pub fn parse_kill_orphans(v: &Value) -> Result<Option<i64>, String> {
             let s = n.as_f64().unwrap_or(-1.0);
             Ok((s >= 0.0).then(|| (s * 1000.0) as i64))
         }
-        other => Err(format!("must be true, false or a number of seconds, got {other}")),
+        other => Err(format!(
+            "must be true, false or a number of seconds, got {other}"
+        )),
     }
 }
 
 /// Parses `task_subprocess` over `base`.
-pub fn parse_task_subprocess(v: &Value, base: &TaskSubprocess, rec: &mut ErrorRecord) -> TaskSubprocess {
+pub fn parse_task_subprocess(
+    v: &Value,
+    base: &TaskSubprocess,
+    rec: &mut ErrorRecord,
+) -> TaskSubprocess {
     let mut out = base.clone();
     let Some(obj) = v.as_object() else {
         rec.set_error(v, "must be an object");
@@ -201,7 +212,11 @@ pub fn parse_task_subprocess(v: &Value, base: &TaskSubprocess, rec: &mut ErrorRe
     if let Some(v) = int("parent_death_signal", rec) {
         match i32::try_from(v) {
             Ok(sig) if (0..=64).contains(&sig) => out.parent_death_signal = sig,
-            _ => rec.nested_error("parent_death_signal", &obj["parent_death_signal"], "must be a signal number (0 for none)"),
+            _ => rec.nested_error(
+                "parent_death_signal",
+                &obj["parent_death_signal"],
+                "must be a signal number (0 for none)",
+            ),
         }
     }
     if let Some(v) = boolean("process_group_leader", rec) {
@@ -235,7 +250,11 @@ pub fn parse_kill_subprocess(v: &Value, base: &KillRequest, rec: &mut ErrorRecor
             Some("term_wait_kill") => out.method = KillMethod::TermWaitKill,
             Some("term") => out.method = KillMethod::Term,
             Some("kill") => out.method = KillMethod::Kill,
-            _ => rec.nested_error("method", method, "must be \"term_wait_kill\", \"term\" or \"kill\""),
+            _ => rec.nested_error(
+                "method",
+                method,
+                "must be \"term_wait_kill\", \"term\" or \"kill\"",
+            ),
         }
     }
     if let Some(wait) = obj.get("kill_wait_ms") {
@@ -249,7 +268,10 @@ pub fn parse_kill_subprocess(v: &Value, base: &KillRequest, rec: &mut ErrorRecor
 
 fn parse_node_source(v: &Value, rec: &mut ErrorRecord) -> Option<NodeSourceSpec> {
     let Some(obj) = v.as_object() else {
-        rec.set_error(v, "each node source must be an object with \"source\" and \"prefs\"");
+        rec.set_error(
+            v,
+            "each node source must be an object with \"source\" and \"prefs\"",
+        );
         return None;
     };
     let source = match obj.get("source") {
@@ -263,7 +285,10 @@ fn parse_node_source(v: &Value, rec: &mut ErrorRecord) -> Option<NodeSourceSpec>
         rec.nested_error(
             "source",
             &obj["source"],
-            format!("Invalid node source: {source} (known: {})", NODE_SOURCES.join(", ")),
+            format!(
+                "Invalid node source: {source} (known: {})",
+                NODE_SOURCES.join(", ")
+            ),
         );
         return None;
     }
@@ -285,13 +310,19 @@ fn parse_nodes(nodes: &Value, rec: &mut ErrorRecord) -> (Levels, NodeOrder, Vec<
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
                 match item.as_str() {
-                    Some(name) if name == INSTANCE_LEVEL || name == WORKER_LEVEL => rec.nested("levels").nested_error(
+                    Some(name) if name == INSTANCE_LEVEL || name == WORKER_LEVEL => {
+                        rec.nested("levels").nested_error(
+                            i.to_string(),
+                            item,
+                            format!("\"{name}\" is implicit and must not be listed"),
+                        )
+                    }
+                    Some(name) => levels.push(name.to_string()),
+                    None => rec.nested("levels").nested_error(
                         i.to_string(),
                         item,
-                        format!("\"{name}\" is implicit and must not be listed"),
+                        "level names must be strings",
                     ),
-                    Some(name) => levels.push(name.to_string()),
-                    None => rec.nested("levels").nested_error(i.to_string(), item, "level names must be strings"),
                 }
             }
         }
@@ -303,7 +334,11 @@ fn parse_nodes(nodes: &Value, rec: &mut ErrorRecord) -> (Levels, NodeOrder, Vec<
         Some((_, Some("original"))) => NodeOrder::Original,
         Some((_, Some("lexicographic"))) => NodeOrder::Lexicographic,
         Some((v, _)) => {
-            rec.nested_error("node_order", v, "must be \"random\", \"original\" or \"lexicographic\"");
+            rec.nested_error(
+                "node_order",
+                v,
+                "must be \"random\", \"original\" or \"lexicographic\"",
+            );
             NodeOrder::Random
         }
     };
@@ -321,12 +356,16 @@ fn parse_nodes(nodes: &Value, rec: &mut ErrorRecord) -> (Levels, NodeOrder, Vec<
         None => {}
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
-                if let Some(spec) = parse_node_source(item, rec.nested("node_sources").nested(i.to_string())) {
+                if let Some(spec) =
+                    parse_node_source(item, rec.nested("node_sources").nested(i.to_string()))
+                {
                     sources.push(spec);
                 }
             }
         }
-        Some(other) => rec.nested_error("node_sources", other, "must be an array of {source, prefs}"),
+        Some(other) => {
+            rec.nested_error("node_sources", other, "must be an array of {source, prefs}")
+        }
     }
     (Levels::new(levels), order, sources)
 }
@@ -368,7 +407,11 @@ impl Settings {
             Some(x) => match x.as_str() {
                 Some(s @ ("roundrobin" | "busiest")) => s.to_string(),
                 _ => {
-                    rec.nested_error("remote_worker_selector", x, "must be \"roundrobin\" or \"busiest\"");
+                    rec.nested_error(
+                        "remote_worker_selector",
+                        x,
+                        "must be \"roundrobin\" or \"busiest\"",
+                    );
                     "roundrobin".into()
                 }
             },
@@ -401,29 +444,52 @@ impl Settings {
         let resources = match get("resources") {
             None => {
                 rec.missing_key(v, "resources");
-                ResourceDefs { by_level: vec![Vec::new(); levels.len()], ..Default::default() }
+                ResourceDefs {
+                    by_level: vec![Vec::new(); levels.len()],
+                    ..Default::default()
+                }
             }
             Some(x) => ResourceDefs::parse(x, &levels, rec.nested("resources")),
         };
         let mut worker_resources_override = BTreeMap::new();
         if let Some(x) = get("worker_resources_override") {
             match x.as_object() {
-                None => rec.nested_error("worker_resources_override", x, "must be an object of workers"),
+                None => rec.nested_error(
+                    "worker_resources_override",
+                    x,
+                    "must be an object of workers",
+                ),
                 Some(workers) => {
                     for (worker, amounts) in workers {
                         let mut parsed = BTreeMap::new();
                         for (name, amount) in amounts.as_object().into_iter().flatten() {
-                            let at = rec.nested("worker_resources_override").nested(worker.as_str());
+                            let at = rec
+                                .nested("worker_resources_override")
+                                .nested(worker.as_str());
                             match resources.id(name) {
-                                None => at.nested_error(name.as_str(), amount, "Overriding unknown resource"),
-                                Some(id) if !resources.by_level[levels.worker()].iter().any(|r| r.resource == id) => {
-                                    at.nested_error(name.as_str(), amount, "Overriding resource for wrong level")
+                                None => at.nested_error(
+                                    name.as_str(),
+                                    amount,
+                                    "Overriding unknown resource",
+                                ),
+                                Some(id)
+                                    if !resources.by_level[levels.worker()]
+                                        .iter()
+                                        .any(|r| r.resource == id) =>
+                                {
+                                    at.nested_error(
+                                        name.as_str(),
+                                        amount,
+                                        "Overriding resource for wrong level",
+                                    )
                                 }
                                 Some(_) => match lenient::as_i64(amount) {
                                     Some(a) => {
                                         parsed.insert(name.clone(), a);
                                     }
-                                    None => at.nested_error(name.as_str(), amount, "must be an integer"),
+                                    None => {
+                                        at.nested_error(name.as_str(), amount, "must be an integer")
+                                    }
                                 },
                             }
                         }
@@ -441,11 +507,15 @@ impl Settings {
         };
         let task_subprocess = match get("task_subprocess") {
             None => TaskSubprocess::default(),
-            Some(x) => parse_task_subprocess(x, &TaskSubprocess::default(), rec.nested("task_subprocess")),
+            Some(x) => {
+                parse_task_subprocess(x, &TaskSubprocess::default(), rec.nested("task_subprocess"))
+            }
         };
         let kill_subprocess = match get("kill_subprocess") {
             None => KillRequest::default(),
-            Some(x) => parse_kill_subprocess(x, &KillRequest::default(), rec.nested("kill_subprocess")),
+            Some(x) => {
+                parse_kill_subprocess(x, &KillRequest::default(), rec.nested("kill_subprocess"))
+            }
         };
         let physical_resources = get("physical_resources").cloned();
         if let Some(p) = &physical_resources {
@@ -453,13 +523,18 @@ impl Settings {
                 rec.nested_error("physical_resources", p, "must be an object");
             }
         }
-        let exit_initial_wait_before_timestamp = match get("CAUTION_exit_initial_wait_before_timestamp") {
-            None => 0,
-            Some(x) => lenient::as_i64(x).unwrap_or_else(|| {
-                rec.nested_error("CAUTION_exit_initial_wait_before_timestamp", x, "must be an integer");
-                0
-            }),
-        };
+        let exit_initial_wait_before_timestamp =
+            match get("CAUTION_exit_initial_wait_before_timestamp") {
+                None => 0,
+                Some(x) => lenient::as_i64(x).unwrap_or_else(|| {
+                    rec.nested_error(
+                        "CAUTION_exit_initial_wait_before_timestamp",
+                        x,
+                        "must be an integer",
+                    );
+                    0
+                }),
+            };
         if !rec.is_empty() {
             return Err(rec);
         }
@@ -504,7 +579,13 @@ mod tests {
         assert_eq!(s.levels.name(s.level_for_tasks), "level2");
         assert_eq!(s.backoff, BackoffSettings::default());
         assert_eq!(s.kill_orphan_tasks_after_ms, None);
-        assert_eq!(s.kill_subprocess, KillRequest { method: KillMethod::TermWaitKill, kill_wait_ms: 5000 });
+        assert_eq!(
+            s.kill_subprocess,
+            KillRequest {
+                method: KillMethod::TermWaitKill,
+                kill_wait_ms: 5000
+            }
+        );
     }
 
     #[test]
@@ -518,10 +599,16 @@ mod tests {
         assert_eq!(err.flatten()[0].0, "scheduler");
         let mut bad = minimal();
         bad["resources"] = json!({"nope": {"r": {"default": 1, "limit": 2}}});
-        assert_eq!(Settings::parse(&bad).unwrap_err().flatten()[0].0, "resources.nope");
+        assert_eq!(
+            Settings::parse(&bad).unwrap_err().flatten()[0].0,
+            "resources.nope"
+        );
         let mut bad = minimal();
         bad["nodes"]["node_sources"] = json!([{"source": "bogus"}]);
-        assert_eq!(Settings::parse(&bad).unwrap_err().flatten()[0].0, "nodes.node_sources.0.source");
+        assert_eq!(
+            Settings::parse(&bad).unwrap_err().flatten()[0].0,
+            "nodes.node_sources.0.source"
+        );
     }
 
     #[test]
@@ -543,7 +630,14 @@ mod tests {
         v["idle_wait"] = json!(5.5);
         v["kill_orphan_tasks_after_sec"] = json!(true);
         let s = Settings::parse(&v).unwrap();
-        assert_eq!((s.working_wait_ms, s.idle_wait_ms, s.kill_orphan_tasks_after_ms), (250, 5500, Some(0)));
+        assert_eq!(
+            (
+                s.working_wait_ms,
+                s.idle_wait_ms,
+                s.kill_orphan_tasks_after_ms
+            ),
+            (250, 5500, Some(0))
+        );
         assert_eq!(parse_kill_orphans(&json!(false)), Ok(None));
         assert_eq!(parse_kill_orphans(&json!(0.37)), Ok(Some(370)));
         assert_eq!(parse_kill_orphans(&json!(-1)), Ok(None));

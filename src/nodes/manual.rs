@@ -16,47 +16,92 @@ struct Spec {
 
 fn parse_spec(name: &str, v: &Value) -> Result<Spec, String> {
     let names = |items: &Vec<Value>| -> Result<Vec<String>, String> {
-        items.iter().map(|c| lenient::as_string(c).ok_or_else(|| format!("{name}: child {c} is not a name"))).collect()
+        items
+            .iter()
+            .map(|c| {
+                lenient::as_string(c).ok_or_else(|| format!("{name}: child {c} is not a name"))
+            })
+            .collect()
     };
     Ok(match v {
-        Value::String(child) => Spec { children: vec![child.clone()], enabled: true },
-        Value::Array(items) => Spec { children: names(items)?, enabled: true },
+        Value::String(child) => Spec {
+            children: vec![child.clone()],
+            enabled: true,
+        },
+        Value::Array(items) => Spec {
+            children: names(items)?,
+            enabled: true,
+        },
         Value::Object(obj) => Spec {
             children: match obj.get("children") {
                 None => Vec::new(),
                 Some(Value::Array(items)) => names(items)?,
-                Some(other) => return Err(format!("{name}: children must be an array, got {other}")),
+                Some(other) => {
+                    return Err(format!("{name}: children must be an array, got {other}"))
+                }
             },
             // Bistro disables on the key's mere presence; we honour the boolean.
             enabled: match obj.get("disabled") {
                 None => true,
-                Some(d) => !lenient::as_bool(d).ok_or_else(|| format!("{name}: disabled must be a boolean, got {d}"))?,
+                Some(d) => !lenient::as_bool(d)
+                    .ok_or_else(|| format!("{name}: disabled must be a boolean, got {d}"))?,
             },
         },
-        other => return Err(format!("{name}: expected a child name, an array of names or an object, got {other}")),
+        other => {
+            return Err(format!(
+                "{name}: expected a child name, an array of names or an object, got {other}"
+            ))
+        }
     })
 }
 
 impl NodeFetcher for ManualFetcher {
-    fn fetch(&self, nodes: &mut Nodes, prefs: &Map<String, Value>, levels: &Levels) -> Result<(), String> {
-        let specs: Vec<(&String, Spec)> =
-            prefs.iter().map(|(name, v)| Ok((name, parse_spec(name, v)?))).collect::<Result<_, String>>()?;
-        let children: HashSet<&str> = specs.iter().flat_map(|(_, s)| s.children.iter().map(String::as_str)).collect();
-        let roots: Vec<&String> = specs.iter().map(|(n, _)| *n).filter(|n| !children.contains(n.as_str())).collect();
+    fn fetch(
+        &self,
+        nodes: &mut Nodes,
+        prefs: &Map<String, Value>,
+        levels: &Levels,
+    ) -> Result<(), String> {
+        let specs: Vec<(&String, Spec)> = prefs
+            .iter()
+            .map(|(name, v)| Ok((name, parse_spec(name, v)?)))
+            .collect::<Result<_, String>>()?;
+        let children: HashSet<&str> = specs
+            .iter()
+            .flat_map(|(_, s)| s.children.iter().map(String::as_str))
+            .collect();
+        let roots: Vec<&String> = specs
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| !children.contains(n.as_str()))
+            .collect();
         if roots.is_empty() {
             return Err("No top level nodes are defined".into());
         }
         let configured = levels.len() - 2;
-        let find = |name: &str| specs.iter().find(|(n, _)| n.as_str() == name).map(|(_, s)| s);
-        let mut stack: Vec<(String, usize, usize)> = roots.iter().rev().map(|r| ((*r).clone(), 1, 0)).collect();
+        let find = |name: &str| {
+            specs
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(_, s)| s)
+        };
+        let mut stack: Vec<(String, usize, usize)> =
+            roots.iter().rev().map(|r| ((*r).clone(), 1, 0)).collect();
         while let Some((name, level, parent)) = stack.pop() {
             if level > configured {
-                return Err(format!("node {name:?} needs level {level}, but only {configured} levels are defined"));
+                return Err(format!(
+                    "node {name:?} needs level {level}, but only {configured} levels are defined"
+                ));
             }
             let spec = find(&name);
             let idx = nodes.push(name, level, parent, spec.is_none_or(|s| s.enabled));
             if let Some(spec) = spec {
-                stack.extend(spec.children.iter().rev().map(|c| (c.clone(), level + 1, idx)));
+                stack.extend(
+                    spec.children
+                        .iter()
+                        .rev()
+                        .map(|c| (c.clone(), level + 1, idx)),
+                );
             }
         }
         Ok(())
@@ -71,20 +116,33 @@ mod tests {
 
     fn fetch(prefs: Value, l: &[&str]) -> Result<Nodes, String> {
         let mut nodes = Nodes::with_instance("inst");
-        ManualFetcher.fetch(&mut nodes, prefs.as_object().unwrap(), &levels(l)).map(|()| nodes)
+        ManualFetcher
+            .fetch(&mut nodes, prefs.as_object().unwrap(), &levels(l))
+            .map(|()| nodes)
     }
 
     fn summary(nodes: &Nodes) -> Vec<(String, usize, Option<String>, bool)> {
         nodes
             .list
             .iter()
-            .map(|n| (n.name.clone(), n.level, n.parent.map(|p| nodes.list[p].name.clone()), n.enabled))
+            .map(|n| {
+                (
+                    n.name.clone(),
+                    n.level,
+                    n.parent.map(|p| nodes.list[p].name.clone()),
+                    n.enabled,
+                )
+            })
             .collect()
     }
 
     #[test]
     fn a_pure_cycle_has_no_roots() {
-        assert!(fetch(json!({"node1": "node2", "node2": "node1"}), &["a", "b"]).unwrap_err().contains("No top level"));
+        assert!(
+            fetch(json!({"node1": "node2", "node2": "node1"}), &["a", "b"])
+                .unwrap_err()
+                .contains("No top level")
+        );
         assert!(fetch(json!({}), &["a"]).is_err());
     }
 
@@ -110,7 +168,10 @@ mod tests {
 
     #[test]
     fn one_level_with_no_children() {
-        assert_eq!(summary(&fetch(json!({"node1": []}), &["l1"]).unwrap()).len(), 2);
+        assert_eq!(
+            summary(&fetch(json!({"node1": []}), &["l1"]).unwrap()).len(),
+            2
+        );
     }
 
     #[test]
@@ -129,8 +190,15 @@ mod tests {
 
     #[test]
     fn the_seed_config_gives_two_hosts_and_four_leaves() {
-        let nodes = fetch(json!({"node1": ["node11", "node12"], "node2": ["node21", "node22"]}), &["level1", "level2"]).unwrap();
-        let leaves: Vec<&str> = nodes.at_level(2).map(|i| nodes.list[i].name.as_str()).collect();
+        let nodes = fetch(
+            json!({"node1": ["node11", "node12"], "node2": ["node21", "node22"]}),
+            &["level1", "level2"],
+        )
+        .unwrap();
+        let leaves: Vec<&str> = nodes
+            .at_level(2)
+            .map(|i| nodes.list[i].name.as_str())
+            .collect();
         assert_eq!(leaves, vec!["node11", "node12", "node21", "node22"]);
     }
 }

@@ -34,18 +34,36 @@ pub struct Nodes {
 impl Nodes {
     /// A list holding only the instance node.
     pub fn with_instance(instance_name: &str) -> Self {
-        Self { list: vec![Node { name: instance_name.to_string(), level: 0, parent: None, enabled: true, tags: Vec::new() }] }
+        Self {
+            list: vec![Node {
+                name: instance_name.to_string(),
+                level: 0,
+                parent: None,
+                enabled: true,
+                tags: Vec::new(),
+            }],
+        }
     }
 
     /// Adds a node and returns its index.
     pub fn push(&mut self, name: String, level: usize, parent: usize, enabled: bool) -> usize {
-        self.list.push(Node { name, level, parent: Some(parent), enabled, tags: Vec::new() });
+        self.list.push(Node {
+            name,
+            level,
+            parent: Some(parent),
+            enabled,
+            tags: Vec::new(),
+        });
         self.list.len() - 1
     }
 
     /// Indices of the nodes at `level`, in list order.
     pub fn at_level(&self, level: usize) -> impl Iterator<Item = usize> + '_ {
-        self.list.iter().enumerate().filter(move |(_, n)| n.level == level).map(|(i, _)| i)
+        self.list
+            .iter()
+            .enumerate()
+            .filter(move |(_, n)| n.level == level)
+            .map(|(i, _)| i)
     }
 
     /// The node and its ancestors, node first.
@@ -55,14 +73,19 @@ impl Nodes {
 
     /// Names from the root down to the node (a task's `path_to_node`).
     pub fn path_to_node(&self, idx: usize) -> Vec<String> {
-        let mut path: Vec<String> = self.upward(idx).map(|i| self.list[i].name.clone()).collect();
+        let mut path: Vec<String> = self
+            .upward(idx)
+            .map(|i| self.list[i].name.clone())
+            .collect();
         path.reverse();
         path
     }
 
     /// The first node with this name at `level`.
     pub fn find(&self, level: usize, name: &str) -> Option<usize> {
-        self.list.iter().position(|n| n.level == level && n.name == name)
+        self.list
+            .iter()
+            .position(|n| n.level == level && n.name == name)
     }
 }
 
@@ -81,7 +104,12 @@ pub struct NodeError {
 /// A node source: adds nodes below those already fetched.
 pub trait NodeFetcher {
     /// Adds this source's nodes to `nodes`.
-    fn fetch(&self, nodes: &mut Nodes, prefs: &Map<String, Value>, levels: &Levels) -> Result<(), String>;
+    fn fetch(
+        &self,
+        nodes: &mut Nodes,
+        prefs: &Map<String, Value>,
+        levels: &Levels,
+    ) -> Result<(), String>;
 }
 
 fn fetcher(name: &str) -> Option<Box<dyn NodeFetcher>> {
@@ -107,23 +135,35 @@ impl NodeFetcher for EmptyFetcher {
 pub fn fetch_nodes(settings: &Settings, instance_name: &str) -> Result<Nodes, NodeError> {
     let mut nodes = Nodes::with_instance(instance_name);
     for (index, NodeSourceSpec { source, prefs }) in settings.node_sources.iter().enumerate() {
-        let error = |message: String| NodeError { index, source_name: source.clone(), message };
-        let fetcher = fetcher(source).ok_or_else(|| error(format!("node source {source:?} is not supported yet")))?;
-        fetcher.fetch(&mut nodes, prefs, &settings.levels).map_err(error)?;
+        let error = |message: String| NodeError {
+            index,
+            source_name: source.clone(),
+            message,
+        };
+        let fetcher = fetcher(source)
+            .ok_or_else(|| error(format!("node source {source:?} is not supported yet")))?;
+        fetcher
+            .fetch(&mut nodes, prefs, &settings.levels)
+            .map_err(error)?;
     }
     Ok(nodes)
 }
 
 /// Reads the `parent_level` pref: returns (parent level, level of the new nodes).
 fn parent_level(prefs: &Map<String, Value>, levels: &Levels) -> Result<(usize, usize), String> {
-    let name = prefs.get("parent_level").ok_or("parent_level not found in prefs")?;
+    let name = prefs
+        .get("parent_level")
+        .ok_or("parent_level not found in prefs")?;
     let parent = lenient::as_string(name)
         .and_then(|n| levels.id(&n))
         .filter(|&l| l != levels.worker())
         .ok_or_else(|| format!("parent_level {name}: Unknown identifier: no such level"))?;
     let configured = levels.len() - 2;
     if parent + 1 > configured {
-        return Err(format!("You must define at least {} levels below instance", parent + 1));
+        return Err(format!(
+            "You must define at least {} levels below instance",
+            parent + 1
+        ));
     }
     Ok((parent, parent + 1))
 }
@@ -151,9 +191,18 @@ mod tests {
     #[test]
     fn parent_level_needs_enough_levels() {
         let l = levels(&["a"]);
-        assert_eq!(parent_level(json!({"parent_level": "instance"}).as_object().unwrap(), &l), Ok((0, 1)));
-        assert!(parent_level(json!({"parent_level": "a"}).as_object().unwrap(), &l).unwrap_err().contains("at least 2"));
-        assert!(parent_level(json!({}).as_object().unwrap(), &l).unwrap_err().contains("not found"));
+        assert_eq!(
+            parent_level(json!({"parent_level": "instance"}).as_object().unwrap(), &l),
+            Ok((0, 1))
+        );
+        assert!(
+            parent_level(json!({"parent_level": "a"}).as_object().unwrap(), &l)
+                .unwrap_err()
+                .contains("at least 2")
+        );
+        assert!(parent_level(json!({}).as_object().unwrap(), &l)
+            .unwrap_err()
+            .contains("not found"));
         assert!(parent_level(json!({"parent_level": "zz"}).as_object().unwrap(), &l).is_err());
     }
 }

@@ -9,20 +9,31 @@ use serde_json::{Map, Value};
 pub(super) struct RangeLabelFetcher;
 
 impl NodeFetcher for RangeLabelFetcher {
-    fn fetch(&self, nodes: &mut Nodes, prefs: &Map<String, Value>, levels: &Levels) -> Result<(), String> {
+    fn fetch(
+        &self,
+        nodes: &mut Nodes,
+        prefs: &Map<String, Value>,
+        levels: &Levels,
+    ) -> Result<(), String> {
         let (parent, level) = parent_level(prefs, levels)?;
         let int = |key: &str| -> Result<i64, String> {
-            let v = prefs.get(key).ok_or_else(|| format!("{key} not found in prefs"))?;
+            let v = prefs
+                .get(key)
+                .ok_or_else(|| format!("{key} not found in prefs"))?;
             lenient::as_i64(v).ok_or_else(|| format!("{key} must be an integer, got {v}"))
         };
         let (start, end) = (int("start")?, int("end")?);
         let format = match prefs.get("format") {
             None => "{parent}__{i}".to_string(),
-            Some(f) => lenient::as_string(f).ok_or_else(|| format!("format must be a string, got {f}"))?,
+            Some(f) => {
+                lenient::as_string(f).ok_or_else(|| format!("format must be a string, got {f}"))?
+            }
         };
         let enabled = match prefs.get("enabled") {
             None => true,
-            Some(e) => lenient::as_bool(e).ok_or_else(|| format!("enabled must be a boolean, got {e}"))?,
+            Some(e) => {
+                lenient::as_bool(e).ok_or_else(|| format!("enabled must be a boolean, got {e}"))?
+            }
         };
         let parents: Vec<usize> = nodes.at_level(parent).collect();
         for p in parents {
@@ -50,29 +61,66 @@ mod tests {
         for p in prefs {
             RangeLabelFetcher.fetch(&mut nodes, p.as_object().unwrap(), &levels(l))?;
         }
-        Ok(nodes.list.iter().map(|n| (n.name.clone(), n.level, n.enabled)).collect())
+        Ok(nodes
+            .list
+            .iter()
+            .map(|n| (n.name.clone(), n.level, n.enabled))
+            .collect())
     }
 
     #[test]
     fn missing_or_bad_parents_are_errors() {
         assert!(names(&[json!({"start": 1, "end": 2})], &["a"]).is_err());
-        assert!(names(&[json!({"parent_level": "x", "start": 1, "end": 2})], &["a"]).is_err());
-        assert!(names(&[json!({"parent_level": "instance", "start": 1, "end": 2})], &[]).is_err());
+        assert!(names(
+            &[json!({"parent_level": "x", "start": 1, "end": 2})],
+            &["a"]
+        )
+        .is_err());
+        assert!(names(
+            &[json!({"parent_level": "instance", "start": 1, "end": 2})],
+            &[]
+        )
+        .is_err());
     }
 
     #[test]
     fn default_and_custom_formats() {
-        let n = names(&[json!({"parent_level": "instance", "start": "3", "end": 5})], &["a"]).unwrap();
-        assert_eq!(n[1..].iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), vec!["inst__3", "inst__4", "inst__5"]);
-        let n = names(&[json!({"parent_level": "instance", "start": -1, "end": 1, "format": "c{i}"})], &["a"]).unwrap();
-        assert_eq!(n[1..].iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), vec!["c-1", "c0", "c1"]);
+        let n = names(
+            &[json!({"parent_level": "instance", "start": "3", "end": 5})],
+            &["a"],
+        )
+        .unwrap();
+        assert_eq!(
+            n[1..].iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+            vec!["inst__3", "inst__4", "inst__5"]
+        );
+        let n = names(
+            &[json!({"parent_level": "instance", "start": -1, "end": 1, "format": "c{i}"})],
+            &["a"],
+        )
+        .unwrap();
+        assert_eq!(
+            n[1..].iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+            vec!["c-1", "c0", "c1"]
+        );
         let n = names(&[json!({"parent_level": "instance", "start": 2, "end": 3, "format": "{parent}_{i}_{start}_{end}"})], &["a"]).unwrap();
-        assert_eq!(n[1..].iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), vec!["inst_2_2_3", "inst_3_2_3"]);
+        assert_eq!(
+            n[1..].iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+            vec!["inst_2_2_3", "inst_3_2_3"]
+        );
     }
 
     #[test]
     fn empty_ranges_and_multiple_levels() {
-        assert_eq!(names(&[json!({"parent_level": "instance", "start": 3, "end": 2})], &["a"]).unwrap().len(), 1);
+        assert_eq!(
+            names(
+                &[json!({"parent_level": "instance", "start": 3, "end": 2})],
+                &["a"]
+            )
+            .unwrap()
+            .len(),
+            1
+        );
         let n = names(
             &[
                 json!({"parent_level": "instance", "start": 1, "end": 2}),

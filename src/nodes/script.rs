@@ -12,10 +12,16 @@ use std::process::{Command, Stdio};
 pub(super) struct ScriptFetcher;
 
 impl NodeFetcher for ScriptFetcher {
-    fn fetch(&self, nodes: &mut Nodes, prefs: &Map<String, Value>, levels: &Levels) -> Result<(), String> {
+    fn fetch(
+        &self,
+        nodes: &mut Nodes,
+        prefs: &Map<String, Value>,
+        levels: &Levels,
+    ) -> Result<(), String> {
         let (parent, level) = parent_level(prefs, levels)?;
         let script = prefs.get("script").ok_or("script not found in prefs")?;
-        let script = lenient::as_string(script).ok_or_else(|| format!("script must be a path, got {script}"))?;
+        let script = lenient::as_string(script)
+            .ok_or_else(|| format!("script must be a path, got {script}"))?;
         let parents: Vec<usize> = nodes.at_level(parent).collect();
         for p in parents {
             let parent_name = nodes.list[p].name.clone();
@@ -26,7 +32,10 @@ impl NodeFetcher for ScriptFetcher {
                 .output()
                 .map_err(|e| format!("cannot run script {script:?}: {e}"))?;
             if !output.status.success() {
-                return Err(format!("script {script:?} {parent_name:?} failed: {}", output.status));
+                return Err(format!(
+                    "script {script:?} {parent_name:?} failed: {}",
+                    output.status
+                ));
             }
             let stdout = String::from_utf8(output.stdout)
                 .map_err(|_| format!("script {script:?} printed node names that are not UTF-8"))?;
@@ -61,10 +70,28 @@ mod tests {
         nodes.push("node1".into(), 1, 0, true);
         nodes.push("node2".into(), 1, 0, true);
         ScriptFetcher
-            .fetch(&mut nodes, json!({"parent_level": "l1", "script": path}).as_object().unwrap(), &levels(&["l1", "l2"]))
+            .fetch(
+                &mut nodes,
+                json!({"parent_level": "l1", "script": path})
+                    .as_object()
+                    .unwrap(),
+                &levels(&["l1", "l2"]),
+            )
             .unwrap();
-        let names: Vec<(&str, usize)> = nodes.list.iter().map(|n| (n.name.as_str(), n.level)).collect();
-        assert_eq!(names[3..], [("node1:foo", 2), ("node1:bar", 2), ("node2:foo", 2), ("node2:bar", 2)]);
+        let names: Vec<(&str, usize)> = nodes
+            .list
+            .iter()
+            .map(|n| (n.name.as_str(), n.level))
+            .collect();
+        assert_eq!(
+            names[3..],
+            [
+                ("node1:foo", 2),
+                ("node1:bar", 2),
+                ("node2:foo", 2),
+                ("node2:bar", 2)
+            ]
+        );
         assert_eq!(nodes.list[3].parent, Some(1));
     }
 
@@ -73,10 +100,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let l = levels(&["l1"]);
         let mut nodes = Nodes::with_instance("inst");
-        assert!(ScriptFetcher.fetch(&mut nodes, json!({"parent_level": "instance"}).as_object().unwrap(), &l).is_err());
+        assert!(ScriptFetcher
+            .fetch(
+                &mut nodes,
+                json!({"parent_level": "instance"}).as_object().unwrap(),
+                &l
+            )
+            .is_err());
         let missing = json!({"parent_level": "instance", "script": "/nonexistent/x"});
-        assert!(ScriptFetcher.fetch(&mut nodes, missing.as_object().unwrap(), &l).unwrap_err().contains("cannot run"));
+        assert!(ScriptFetcher
+            .fetch(&mut nodes, missing.as_object().unwrap(), &l)
+            .unwrap_err()
+            .contains("cannot run"));
         let failing = json!({"parent_level": "instance", "script": script(&dir, "echo a; exit 3")});
-        assert!(ScriptFetcher.fetch(&mut nodes, failing.as_object().unwrap(), &l).unwrap_err().contains("failed"));
+        assert!(ScriptFetcher
+            .fetch(&mut nodes, failing.as_object().unwrap(), &l)
+            .unwrap_err()
+            .contains("failed"));
     }
 }

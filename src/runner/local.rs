@@ -47,28 +47,51 @@ impl LocalRunner {
 
 /// Opens (creating) an invocation's lock file.
 pub fn open_lock(dir: &Path) -> std::io::Result<File> {
-    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join("lock"))
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join("lock"))
 }
 
 fn err(launch: &Launch, message: String) -> RunnerError {
-    RunnerError { job: launch.job.clone(), node: launch.node.clone(), message }
+    RunnerError {
+        job: launch.job.clone(),
+        node: launch.node.clone(),
+        message,
+    }
 }
 
 impl TaskRunner for LocalRunner {
     fn prepare(&mut self, launch: Launch) -> Result<PreparedTask, RunnerError> {
         let dir = self.state.invocation_dir(launch.invocation);
-        std::fs::create_dir_all(&dir).map_err(|e| err(&launch, format!("creating {}: {e}", dir.display())))?;
-        crate::state::write_atomic(&dir.join("launch.json"), serde_json::to_string(&launch).expect("serializes").as_bytes())
-            .map_err(|e| err(&launch, e.to_string()))?;
-        let lock = open_lock(&dir).map_err(|e| err(&launch, format!("creating {}/lock: {e}", dir.display())))?;
-        lock.try_lock().map_err(|e| err(&launch, format!("locking {}/lock: {e}", dir.display())))?;
-        Ok(PreparedTask { launch, lock: Some(lock) })
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| err(&launch, format!("creating {}: {e}", dir.display())))?;
+        crate::state::write_atomic(
+            &dir.join("launch.json"),
+            serde_json::to_string(&launch)
+                .expect("serializes")
+                .as_bytes(),
+        )
+        .map_err(|e| err(&launch, e.to_string()))?;
+        let lock = open_lock(&dir)
+            .map_err(|e| err(&launch, format!("creating {}/lock: {e}", dir.display())))?;
+        lock.try_lock()
+            .map_err(|e| err(&launch, format!("locking {}/lock: {e}", dir.display())))?;
+        Ok(PreparedTask {
+            launch,
+            lock: Some(lock),
+        })
     }
 
     fn start(&mut self, task: PreparedTask) -> Result<(), RunnerError> {
         let dir = self.state.invocation_dir(task.launch.invocation);
-        let log = File::create(dir.join("supervisor.log")).map_err(|e| err(&task.launch, format!("creating supervisor.log: {e}")))?;
-        let lock = task.lock.ok_or_else(|| err(&task.launch, "the task was not prepared".into()))?;
+        let log = File::create(dir.join("supervisor.log"))
+            .map_err(|e| err(&task.launch, format!("creating supervisor.log: {e}")))?;
+        let lock = task
+            .lock
+            .ok_or_else(|| err(&task.launch, "the task was not prepared".into()))?;
         let lock_fd = lock.as_raw_fd();
         let mut cmd = Command::new(&self.exe);
         cmd.arg("--state-dir")
@@ -83,16 +106,24 @@ impl TaskRunner for LocalRunner {
             cmd.pre_exec(move || {
                 nix::unistd::setsid().map_err(std::io::Error::from)?;
                 if lock_fd == LOCK_FD {
-                    let flags = nix::fcntl::fcntl(lock_fd, nix::fcntl::FcntlArg::F_GETFD).map_err(std::io::Error::from)?;
-                    let flags = nix::fcntl::FdFlag::from_bits_truncate(flags) - nix::fcntl::FdFlag::FD_CLOEXEC;
-                    nix::fcntl::fcntl(lock_fd, nix::fcntl::FcntlArg::F_SETFD(flags)).map_err(std::io::Error::from)?;
+                    let flags = nix::fcntl::fcntl(lock_fd, nix::fcntl::FcntlArg::F_GETFD)
+                        .map_err(std::io::Error::from)?;
+                    let flags = nix::fcntl::FdFlag::from_bits_truncate(flags)
+                        - nix::fcntl::FdFlag::FD_CLOEXEC;
+                    nix::fcntl::fcntl(lock_fd, nix::fcntl::FcntlArg::F_SETFD(flags))
+                        .map_err(std::io::Error::from)?;
                 } else {
                     nix::unistd::dup2(lock_fd, LOCK_FD).map_err(std::io::Error::from)?;
                 }
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|e| err(&task.launch, format!("cannot start supervisor {}: {e}", self.exe.display())))?;
+        let mut child = cmd.spawn().map_err(|e| {
+            err(
+                &task.launch,
+                format!("cannot start supervisor {}: {e}", self.exe.display()),
+            )
+        })?;
         drop(lock);
         // The supervisor runs in its own session; reap it in the background so it
         // leaves no zombie while we live.
@@ -133,11 +164,15 @@ fn read_result(dir: &Path) -> Option<TaskResult> {
 fn lost(dir: &Path, task: &RunningTask) -> Outcome {
     let now = crate::now();
     let Some(pid) = process::read_record(&dir.join("task.pid")) else {
-        let msg = "the task never started: its supervisor was lost (the tick that dispatched it died?)".to_string();
+        let msg =
+            "the task never started: its supervisor was lost (the tick that dispatched it died?)"
+                .to_string();
         return Outcome::Lost(TaskStatus::error_backoff(msg.clone(), now), msg);
     };
     kill_survivors(pid);
-    let reported = std::fs::read(dir.join("status")).ok().and_then(|b| read_status_file(&b).ok());
+    let reported = std::fs::read(dir.join("status"))
+        .ok()
+        .and_then(|b| read_status_file(&b).ok());
     match reported {
         Some(line) => {
             let msg = "the task's supervisor was lost after the task wrote its status".to_string();

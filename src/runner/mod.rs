@@ -125,7 +125,17 @@ pub fn build_launch(
     let status_file = dir.join("status");
     let resources_by_node: Map<String, Value> = charges
         .iter()
-        .map(|c| (c.node.clone(), Value::Object(c.amounts.iter().map(|(r, a)| (r.clone(), Value::from(*a))).collect())))
+        .map(|c| {
+            (
+                c.node.clone(),
+                Value::Object(
+                    c.amounts
+                        .iter()
+                        .map(|(r, a)| (r.clone(), Value::from(*a)))
+                        .collect(),
+                ),
+            )
+        })
         .collect();
     let mut arg = json!({
         "id": job.name,
@@ -138,7 +148,11 @@ pub fn build_launch(
     if let Some(prev) = prev_status {
         arg["prev_status"] = prev.to_json();
     }
-    argv.extend([node_name.clone(), status_file.display().to_string(), arg.to_string()]);
+    argv.extend([
+        node_name.clone(),
+        status_file.display().to_string(),
+        arg.to_string(),
+    ]);
     Ok(Launch {
         job: job.name.clone(),
         node: node_name,

@@ -46,10 +46,14 @@ impl ProcessId {
 
     /// Pids in this process's group that started no earlier than it did.
     fn group_members(&self) -> Vec<i32> {
-        let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
         entries
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|&pid| stat(pid).is_some_and(|(start, pgrp)| pgrp == self.pid && start >= self.start_ticks))
+            .filter(|&pid| {
+                stat(pid).is_some_and(|(start, pgrp)| pgrp == self.pid && start >= self.start_ticks)
+            })
             .collect()
     }
 
@@ -68,7 +72,10 @@ impl ProcessId {
 
 /// Writes a [`ProcessId`] to a file.
 pub fn record(path: &Path, id: ProcessId) -> Result<(), crate::state::StateError> {
-    crate::state::write_atomic(path, serde_json::to_string(&id).expect("serializes").as_bytes())
+    crate::state::write_atomic(
+        path,
+        serde_json::to_string(&id).expect("serializes").as_bytes(),
+    )
 }
 
 /// Reads a [`ProcessId`] written by [`record`].
@@ -78,7 +85,10 @@ pub fn read_record(path: &Path) -> Option<ProcessId> {
 
 /// The machine's host name.
 pub fn hostname() -> String {
-    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 #[cfg(test)]

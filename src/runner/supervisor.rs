@@ -9,7 +9,9 @@
 use super::process::{self, ProcessId};
 use super::{Launch, TaskResult};
 use crate::config::KillMethod;
-use crate::status::{parse_status, read_status_file, StatusFileError, TaskStatus, MAX_STATUS_BYTES};
+use crate::status::{
+    parse_status, read_status_file, StatusFileError, TaskStatus, MAX_STATUS_BYTES,
+};
 use crate::store::{LogKind, LogLine, LogStore};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -38,7 +40,11 @@ extern "C" fn on_stop_signal(signal: i32) {
 /// Routes SIGTERM, SIGINT and SIGHUP to "kill the task, record it, exit".
 fn install_signal_handlers() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
-    let action = SigAction::new(SigHandler::Handler(on_stop_signal), SaFlags::SA_RESTART, SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(on_stop_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe {
@@ -61,7 +67,9 @@ fn log_writer(db: &Path, rx: mpsc::Receiver<Msg>) -> (usize, Option<String>) {
         }
     };
     let mut lost = 0;
-    let mut error = store.is_none().then(|| format!("cannot open {}", db.display()));
+    let mut error = store
+        .is_none()
+        .then(|| format!("cannot open {}", db.display()));
     while let Ok(Msg::Line(first)) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < 2000 {
@@ -84,7 +92,13 @@ fn log_writer(db: &Path, rx: mpsc::Receiver<Msg>) -> (usize, Option<String>) {
 }
 
 /// Reads a pipe, cutting it into lines (and over-long lines into pieces).
-fn read_lines(mut pipe: impl Read, kind: LogKind, launch: &Launch, tx: &mpsc::Sender<Msg>, echo: Option<&mut dyn Write>) {
+fn read_lines(
+    mut pipe: impl Read,
+    kind: LogKind,
+    launch: &Launch,
+    tx: &mpsc::Sender<Msg>,
+    echo: Option<&mut dyn Write>,
+) {
     let mut echo = echo;
     let mut buf = vec![0u8; 64 * 1024];
     let mut pending: Vec<u8> = Vec::new();
@@ -146,25 +160,58 @@ pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
         if let (Some(e), Some(extra)) = (e.as_object_mut(), extra.as_object()) {
             e.extend(extra.clone());
         }
-        let line = LogLine { kind: LogKind::Statuses, job: launch.job.clone(), node: launch.node.clone(), time: crate::now(), line: e.to_string() };
+        let line = LogLine {
+            kind: LogKind::Statuses,
+            job: launch.job.clone(),
+            node: launch.node.clone(),
+            time: crate::now(),
+            line: e.to_string(),
+        };
         let _ = tx.send(Msg::Line(line));
     };
 
     event("running", json!({"command": launch.argv}));
     let result = match spawn(launch) {
         Err(message) => {
-            let status = TaskStatus::error_backoff(format!("Failed to start task {}/{}: {message}", launch.job, launch.node), crate::now());
-            event("task_failed_to_start", json!({"status": status_json(&status)}));
-            TaskResult { status, exit: format!("failed to start: {message}"), killed: false, stop_signal: None, end_time: crate::now() }
+            let status = TaskStatus::error_backoff(
+                format!(
+                    "Failed to start task {}/{}: {message}",
+                    launch.job, launch.node
+                ),
+                crate::now(),
+            );
+            event(
+                "task_failed_to_start",
+                json!({"status": status_json(&status)}),
+            );
+            TaskResult {
+                status,
+                exit: format!("failed to start: {message}"),
+                killed: false,
+                stop_signal: None,
+                end_time: crate::now(),
+            }
         }
         Ok(child) => run(launch, dir, child, echo, &tx, &event),
     };
     drop(tx);
-    let (lost, error) = writer.join().unwrap_or((0, Some("log writer panicked".into())));
+    let (lost, error) = writer
+        .join()
+        .unwrap_or((0, Some("log writer panicked".into())));
     if lost > 0 {
-        eprintln!("bistro supervise: {lost} log lines of {}/{} were lost: {}", launch.job, launch.node, error.unwrap_or_default());
+        eprintln!(
+            "bistro supervise: {lost} log lines of {}/{} were lost: {}",
+            launch.job,
+            launch.node,
+            error.unwrap_or_default()
+        );
     }
-    if let Err(e) = crate::state::write_atomic(&dir.join("result.json"), serde_json::to_string(&result).expect("serializes").as_bytes()) {
+    if let Err(e) = crate::state::write_atomic(
+        &dir.join("result.json"),
+        serde_json::to_string(&result)
+            .expect("serializes")
+            .as_bytes(),
+    ) {
         eprintln!("bistro supervise: {e}");
     }
     result
@@ -179,11 +226,25 @@ fn status_json(status: &TaskStatus) -> Value {
 }
 
 fn spawn(launch: &Launch) -> Result<std::process::Child, String> {
-    std::fs::create_dir_all(&launch.cwd).map_err(|e| format!("cannot create working directory {}: {e}", launch.cwd.display()))?;
-    std::fs::write(&launch.status_file, b"").map_err(|e| format!("cannot create status file {}: {e}", launch.status_file.display()))?;
+    std::fs::create_dir_all(&launch.cwd).map_err(|e| {
+        format!(
+            "cannot create working directory {}: {e}",
+            launch.cwd.display()
+        )
+    })?;
+    std::fs::write(&launch.status_file, b"").map_err(|e| {
+        format!(
+            "cannot create status file {}: {e}",
+            launch.status_file.display()
+        )
+    })?;
     let (program, args) = launch.argv.split_first().ok_or("empty command")?;
     let mut cmd = Command::new(program);
-    cmd.args(args).current_dir(&launch.cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .current_dir(&launch.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if launch.task_subprocess.process_group_leader {
         cmd.process_group(0);
     }
@@ -199,7 +260,8 @@ fn spawn(launch: &Launch) -> Result<std::process::Child, String> {
             });
         }
     }
-    cmd.spawn().map_err(|e| format!("cannot run {program:?}: {e}"))
+    cmd.spawn()
+        .map_err(|e| format!("cannot run {program:?}: {e}"))
 }
 
 fn run(
@@ -211,27 +273,51 @@ fn run(
     event: &dyn Fn(&str, Value),
 ) -> TaskResult {
     let pid = child.id() as i32;
-    let id = ProcessId::of(pid).unwrap_or(ProcessId { pid, start_ticks: 0 });
+    let id = ProcessId::of(pid).unwrap_or(ProcessId {
+        pid,
+        start_ticks: 0,
+    });
     if let Err(e) = process::record(&dir.join("task.pid"), id) {
         eprintln!("bistro supervise: {e}");
     }
     let group = launch.task_subprocess.process_group_leader;
     let (done_tx, done_rx) = mpsc::channel::<()>();
-    let readers: Vec<_> = [(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>), LogKind::Stdout), (child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>), LogKind::Stderr)]
-        .into_iter()
-        .filter_map(|(pipe, kind)| Some((pipe?, kind)))
-        .map(|(pipe, kind)| {
-            let (tx, done_tx, launch) = (tx.clone(), done_tx.clone(), launch.clone());
-            std::thread::spawn(move || {
-                let mut out: Box<dyn Write> = match kind {
-                    LogKind::Stderr => Box::new(std::io::stderr()),
-                    _ => Box::new(std::io::stdout()),
-                };
-                read_lines(pipe, kind, &launch, &tx, echo.then_some(&mut *out as &mut dyn Write));
-                let _ = done_tx.send(());
-            })
+    let readers: Vec<_> = [
+        (
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            LogKind::Stdout,
+        ),
+        (
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            LogKind::Stderr,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(pipe, kind)| Some((pipe?, kind)))
+    .map(|(pipe, kind)| {
+        let (tx, done_tx, launch) = (tx.clone(), done_tx.clone(), launch.clone());
+        std::thread::spawn(move || {
+            let mut out: Box<dyn Write> = match kind {
+                LogKind::Stderr => Box::new(std::io::stderr()),
+                _ => Box::new(std::io::stdout()),
+            };
+            read_lines(
+                pipe,
+                kind,
+                &launch,
+                &tx,
+                echo.then_some(&mut *out as &mut dyn Write),
+            );
+            let _ = done_tx.send(());
         })
-        .collect();
+    })
+    .collect();
     drop(done_tx);
 
     let poll = Duration::from_millis(launch.task_subprocess.poll_ms.clamp(1, 1000) as u64);
@@ -256,7 +342,12 @@ fn run(
                 KillMethod::Term => id.signal(Signal::SIGTERM, group),
                 KillMethod::TermWaitKill => {
                     id.signal(Signal::SIGTERM, group);
-                    sigkill_at = Some(Instant::now() + Duration::from_millis(launch.kill_subprocess.kill_wait_ms.max(0) as u64));
+                    sigkill_at = Some(
+                        Instant::now()
+                            + Duration::from_millis(
+                                launch.kill_subprocess.kill_wait_ms.max(0) as u64
+                            ),
+                    );
                 }
             }
         }
@@ -276,7 +367,10 @@ fn run(
     let mut open = readers.len();
     let mut pipes_closed = wait_for_readers(&done_rx, &mut open, PIPE_GRACE);
     if !pipes_closed && group {
-        event("task_pipes_timeout", json!({"message": "background processes kept the task's output open; killing its process group"}));
+        event(
+            "task_pipes_timeout",
+            json!({"message": "background processes kept the task's output open; killing its process group"}),
+        );
         id.signal(Signal::SIGKILL, true);
         pipes_closed = wait_for_readers(&done_rx, &mut open, PIPE_GRACE);
     }
@@ -289,21 +383,44 @@ fn run(
 
     let bytes = std::fs::File::open(&launch.status_file).and_then(|f| {
         let mut bytes = Vec::new();
-        f.take(MAX_STATUS_BYTES as u64 + 1).read_to_end(&mut bytes).map(|_| bytes)
+        f.take(MAX_STATUS_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map(|_| bytes)
     });
     let now = crate::now();
     let (status, raw_line) = match bytes.as_deref().map(read_status_file) {
         Ok(Ok(line)) => (parse_status(&line, now), Some(line)),
-        Ok(Err(StatusFileError::Empty)) if killed => (TaskStatus::incomplete_backoff("Task killed, no status returned", now), None),
-        Ok(Err(why)) => (TaskStatus::error_backoff(format!("Failed to read a status: {why}"), now), None),
-        Err(e) => (TaskStatus::error_backoff(format!("Failed to read a status: {}: {e}", launch.status_file.display()), now), None),
+        Ok(Err(StatusFileError::Empty)) if killed => (
+            TaskStatus::incomplete_backoff("Task killed, no status returned", now),
+            None,
+        ),
+        Ok(Err(why)) => (
+            TaskStatus::error_backoff(format!("Failed to read a status: {why}"), now),
+            None,
+        ),
+        Err(e) => (
+            TaskStatus::error_backoff(
+                format!(
+                    "Failed to read a status: {}: {e}",
+                    launch.status_file.display()
+                ),
+                now,
+            ),
+            None,
+        ),
     };
     let mut got = json!({"status": status_json(&status)});
     if let Some(raw) = &raw_line {
         got["raw_status"] = Value::from(raw.as_str());
     }
     event("got_status", got);
-    TaskResult { status, exit: message, killed, stop_signal, end_time: now }
+    TaskResult {
+        status,
+        exit: message,
+        killed,
+        stop_signal,
+        end_time: now,
+    }
 }
 
 /// Waits until every reader reported EOF (`open` counts those still reading), up to

@@ -103,14 +103,36 @@ impl WaitReason {
             WaitReason::JobDisabled => "the job is disabled (\"enabled\": false)".into(),
             WaitReason::JobInvalid => "the job has config errors (see `bistro check`)".into(),
             WaitReason::Failed => "failed permanently; `bistro forgive` releases it".into(),
-            WaitReason::Backoff { until } => format!("backing off for {}s more (until {until})", until - now),
+            WaitReason::Backoff { until } => {
+                format!("backing off for {}s more (until {until})", until - now)
+            }
             WaitReason::NodeDisabled { node } => format!("node {node} is disabled"),
-            WaitReason::Filtered { level, node, filter } => format!("the job's {level} filter ({filter}) excludes node {node}"),
+            WaitReason::Filtered {
+                level,
+                node,
+                filter,
+            } => format!("the job's {level} filter ({filter}) excludes node {node}"),
             WaitReason::DependsOn { job } => format!("depends on job {job}, not done on this node"),
-            WaitReason::AllNodesOf { job } => format!("waits until job {job} is done on all its nodes"),
-            WaitReason::Resource { node, level, resource, need, used, limit, holders } => {
-                let held = if holders.is_empty() { String::new() } else { format!("; held by {}", holders.join(", ")) };
-                format!("needs {need} {resource} on {level} node {node}, {used}/{limit} in use{held}")
+            WaitReason::AllNodesOf { job } => {
+                format!("waits until job {job} is done on all its nodes")
+            }
+            WaitReason::Resource {
+                node,
+                level,
+                resource,
+                need,
+                used,
+                limit,
+                holders,
+            } => {
+                let held = if holders.is_empty() {
+                    String::new()
+                } else {
+                    format!("; held by {}", holders.join(", "))
+                };
+                format!(
+                    "needs {need} {resource} on {level} node {node}, {used}/{limit} in use{held}"
+                )
             }
         }
     }
@@ -121,9 +143,23 @@ impl WaitReason {
         let extra = match self {
             WaitReason::Backoff { until } => json!({"backoff_until": until}),
             WaitReason::NodeDisabled { node } => json!({"disabled_node": node}),
-            WaitReason::Filtered { level, node, filter } => json!({"level": level, "filtered_node": node, "filter": filter}),
-            WaitReason::DependsOn { job } | WaitReason::AllNodesOf { job } => json!({"waits_for_job": job}),
-            WaitReason::Resource { node, level, resource, need, used, limit, holders } => json!({
+            WaitReason::Filtered {
+                level,
+                node,
+                filter,
+            } => json!({"level": level, "filtered_node": node, "filter": filter}),
+            WaitReason::DependsOn { job } | WaitReason::AllNodesOf { job } => {
+                json!({"waits_for_job": job})
+            }
+            WaitReason::Resource {
+                node,
+                level,
+                resource,
+                need,
+                used,
+                limit,
+                holders,
+            } => json!({
                 "resource_node": node, "level": level, "resource": resource, "need": need,
                 "used": used, "limit": limit, "holders": holders,
             }),
@@ -137,23 +173,35 @@ impl WaitReason {
 }
 
 /// Turns resource shortages into waiting reasons naming the tasks that hold the slots.
-pub(super) fn add_shortages(plan: &mut Plan, input: &PassInput, shortages: Vec<(usize, usize, Shortage)>) {
+pub(super) fn add_shortages(
+    plan: &mut Plan,
+    input: &PassInput,
+    shortages: Vec<(usize, usize, Shortage)>,
+) {
     let settings = &input.config.settings;
     for (job, node, s) in shortages {
         let short = &input.nodes.list[s.node];
         let level = settings.levels.name(short.level).to_string();
         let resource = settings.resources.names[s.resource].clone();
         let holds = |charges: &[crate::resources::NodeCharge]| {
-            charges.iter().any(|c| c.level == level && c.node == short.name && c.amounts.iter().any(|(r, a)| *r == resource && *a > 0))
+            charges.iter().any(|c| {
+                c.level == level
+                    && c.node == short.name
+                    && c.amounts.iter().any(|(r, a)| *r == resource && *a > 0)
+            })
         };
-        let mut holders: Vec<String> =
-            input.running.iter().filter(|t| holds(&t.charges)).map(|t| format!("{}/{}", t.job, t.node)).collect();
-        holders.extend(
-            plan.starts
-                .iter()
-                .filter(|p| holds(&p.charges))
-                .map(|p| format!("{}/{} (starting)", input.config.jobs[p.job].name, input.nodes.list[p.node].name)),
-        );
+        let mut holders: Vec<String> = input
+            .running
+            .iter()
+            .filter(|t| holds(&t.charges))
+            .map(|t| format!("{}/{}", t.job, t.node))
+            .collect();
+        holders.extend(plan.starts.iter().filter(|p| holds(&p.charges)).map(|p| {
+            format!(
+                "{}/{} (starting)",
+                input.config.jobs[p.job].name, input.nodes.list[p.node].name
+            )
+        }));
         let reason = WaitReason::Resource {
             node: short.name.clone(),
             level,

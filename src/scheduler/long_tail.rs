@@ -8,7 +8,12 @@ use super::{JobCandidates, Policy, TryStart};
 pub(super) struct LongTail;
 
 impl Policy for LongTail {
-    fn schedule(&self, mut jobs: Vec<JobCandidates>, _: &mut dyn rand::RngCore, try_start: &mut dyn FnMut(usize, usize) -> TryStart) {
+    fn schedule(
+        &self,
+        mut jobs: Vec<JobCandidates>,
+        _: &mut dyn rand::RngCore,
+        try_start: &mut dyn FnMut(usize, usize) -> TryStart,
+    ) {
         jobs.sort_by_key(|e| e.nodes.len());
         exhaust_in_order(jobs, try_start);
     }

@@ -22,26 +22,29 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use std::collections::{HashMap, HashSet};
 
-/// Stored statuses by job, then node name.
+/// Stored statuses (and attempt counts) by job, then node name.
 #[derive(Debug, Clone, Default)]
 pub struct Statuses {
-    by_job: HashMap<String, HashMap<String, TaskStatus>>,
+    by_job: HashMap<String, HashMap<String, (TaskStatus, i64)>>,
 }
 
 impl Statuses {
-    /// Records a status.
-    pub fn insert(&mut self, job: &str, node: &str, status: TaskStatus) {
-        self.by_job.entry(job.to_string()).or_default().insert(node.to_string(), status);
+    /// Records a status and how many times the task was started.
+    pub fn insert(&mut self, job: &str, node: &str, status: TaskStatus, attempts: i64) {
+        self.by_job
+            .entry(job.to_string())
+            .or_default()
+            .insert(node.to_string(), (status, attempts));
     }
 
     /// The status of (job, node), if any.
     pub fn get(&self, job: &str, node: &str) -> Option<&TaskStatus> {
-        self.by_job.get(job)?.get(node)
+        self.by_job.get(job)?.get(node).map(|(s, _)| s)
     }
 
-    /// The statuses of one job.
-    pub fn job(&self, job: &str) -> Option<&HashMap<String, TaskStatus>> {
-        self.by_job.get(job)
+    /// How many times (job, node) was started.
+    pub fn attempts(&self, job: &str, node: &str) -> i64 {
+        self.by_job.get(job).and_then(|j| j.get(node)).map_or(0, |(_, a)| *a)
     }
 }
 
@@ -106,7 +109,12 @@ pub struct JobCandidates {
 /// A scheduling policy: the order in which candidates are tried.
 pub trait Policy {
     /// Tries candidates through `try_start` until the policy is done.
-    fn schedule(&self, jobs: Vec<JobCandidates>, rng: &mut dyn rand::RngCore, try_start: &mut dyn FnMut(usize, usize) -> TryStart);
+    fn schedule(
+        &self,
+        jobs: Vec<JobCandidates>,
+        rng: &mut dyn rand::RngCore,
+        try_start: &mut dyn FnMut(usize, usize) -> TryStart,
+    );
 }
 
 /// The policy implementing a configured name.
@@ -120,7 +128,12 @@ pub fn policy(name: PolicyName) -> Box<dyn Policy> {
 }
 
 /// Per-level node lists in the pass's order.
-fn ordered_levels(nodes: &Nodes, levels: usize, order: NodeOrder, rng: &mut impl Rng) -> Vec<Vec<usize>> {
+fn ordered_levels(
+    nodes: &Nodes,
+    levels: usize,
+    order: NodeOrder,
+    rng: &mut impl Rng,
+) -> Vec<Vec<usize>> {
     let mut groups = vec![Vec::new(); levels];
     for (i, n) in nodes.list.iter().enumerate() {
         if n.level < levels {
@@ -130,7 +143,12 @@ fn ordered_levels(nodes: &Nodes, levels: usize, order: NodeOrder, rng: &mut impl
     for group in &mut groups {
         match order {
             NodeOrder::Original => {}
-            NodeOrder::Lexicographic => group.sort_by(|&a, &b| nodes.list[a].name.as_bytes().cmp(nodes.list[b].name.as_bytes())),
+            NodeOrder::Lexicographic => group.sort_by(|&a, &b| {
+                nodes.list[a]
+                    .name
+                    .as_bytes()
+                    .cmp(nodes.list[b].name.as_bytes())
+            }),
             NodeOrder::Random => group.shuffle(rng),
         }
     }
@@ -150,14 +168,24 @@ fn filtered_on_path(job: &Job, nodes: &Nodes, node: usize) -> Option<(usize, &'s
     nodes.upward(node).find_map(|i| {
         let n = &nodes.list[i];
         let filter = job.filters.get(&n.level)?;
-        filter.rejection(&job.name, &n.name, &n.tags).map(|part| (i, part))
+        filter
+            .rejection(&job.name, &n.name, &n.tags)
+            .map(|part| (i, part))
     })
 }
 
 /// Jobs whose every task is done (for `run_only_after_all_nodes_are_done_for`).
 fn fully_done_jobs(input: &PassInput) -> HashSet<usize> {
-    let wanted: HashSet<&str> =
-        input.config.jobs.iter().flat_map(|j| j.run_only_after_all_nodes_are_done_for.iter().map(String::as_str)).collect();
+    let wanted: HashSet<&str> = input
+        .config
+        .jobs
+        .iter()
+        .flat_map(|j| {
+            j.run_only_after_all_nodes_are_done_for
+                .iter()
+                .map(String::as_str)
+        })
+        .collect();
     input
         .config
         .jobs
@@ -168,7 +196,10 @@ fn fully_done_jobs(input: &PassInput) -> HashSet<usize> {
             input.nodes.at_level(j.level_for_tasks).all(|n| {
                 disabled_on_path(input.nodes, n).is_some()
                     || filtered_on_path(j, input.nodes, n).is_some()
-                    || input.statuses.get(&j.name, &input.nodes.list[n].name).is_some_and(TaskStatus::is_done)
+                    || input
+                        .statuses
+                        .get(&j.name, &input.nodes.list[n].name)
+                        .is_some_and(TaskStatus::is_done)
             })
         })
         .map(|(i, _)| i)
@@ -176,7 +207,13 @@ fn fully_done_jobs(input: &PassInput) -> HashSet<usize> {
 }
 
 /// Why a task of a runnable job is not a candidate, or None if it is one.
-fn not_a_candidate(input: &PassInput, job: &Job, node: usize, running: &HashSet<(&str, &str)>, done_jobs: &HashSet<usize>) -> Option<WaitReason> {
+fn not_a_candidate(
+    input: &PassInput,
+    job: &Job,
+    node: usize,
+    running: &HashSet<(&str, &str)>,
+    done_jobs: &HashSet<usize>,
+) -> Option<WaitReason> {
     let name = input.nodes.list[node].name.as_str();
     if running.contains(&(job.name.as_str(), name)) {
         return Some(WaitReason::Running);
@@ -189,23 +226,40 @@ fn not_a_candidate(input: &PassInput, job: &Job, node: usize, running: &HashSet<
             return Some(WaitReason::Failed);
         }
         if s.in_backoff(input.now) {
-            return Some(WaitReason::Backoff { until: s.time + s.backoff });
+            return Some(WaitReason::Backoff {
+                until: s.time + s.backoff,
+            });
         }
     }
     if let Some(d) = disabled_on_path(input.nodes, node) {
-        return Some(WaitReason::NodeDisabled { node: input.nodes.list[d].name.clone() });
+        return Some(WaitReason::NodeDisabled {
+            node: input.nodes.list[d].name.clone(),
+        });
     }
     if let Some((f, part)) = filtered_on_path(job, input.nodes, node) {
         let n = &input.nodes.list[f];
-        return Some(WaitReason::Filtered { level: input.config.settings.levels.name(n.level).to_string(), node: n.name.clone(), filter: part });
+        return Some(WaitReason::Filtered {
+            level: input.config.settings.levels.name(n.level).to_string(),
+            node: n.name.clone(),
+            filter: part,
+        });
     }
     for dep in &job.depends_on {
-        if !input.statuses.get(dep, name).is_some_and(TaskStatus::is_done) {
+        if !input
+            .statuses
+            .get(dep, name)
+            .is_some_and(TaskStatus::is_done)
+        {
             return Some(WaitReason::DependsOn { job: dep.clone() });
         }
     }
     for dep in &job.run_only_after_all_nodes_are_done_for {
-        let done = input.config.jobs.iter().position(|j| &j.name == dep).is_some_and(|i| done_jobs.contains(&i));
+        let done = input
+            .config
+            .jobs
+            .iter()
+            .position(|j| &j.name == dep)
+            .is_some_and(|i| done_jobs.contains(&i));
         if !done {
             return Some(WaitReason::AllNodesOf { job: dep.clone() });
         }
@@ -222,16 +276,29 @@ pub fn plan(input: &PassInput, rng: &mut impl Rng, explain: bool) -> Plan {
     let groups = ordered_levels(input.nodes, levels.len(), settings.node_order, rng);
     let mut blocks = ResourceBlocks::new(
         defs,
-        groups.iter().flatten().map(|&i| (i, input.nodes.list[i].level, input.nodes.list[i].name.as_str())),
+        groups.iter().flatten().map(|&i| {
+            (
+                i,
+                input.nodes.list[i].level,
+                input.nodes.list[i].name.as_str(),
+            )
+        }),
         input.nodes.list.len(),
     );
-    let enabled_names: HashSet<&str> = input.nodes.list.iter().filter(|n| n.enabled).map(|n| n.name.as_str()).collect();
+    let enabled_names: HashSet<&str> = input
+        .nodes
+        .list
+        .iter()
+        .filter(|n| n.enabled)
+        .map(|n| n.name.as_str())
+        .collect();
     let mut plan = Plan::default();
     let mut running: HashSet<(&str, &str)> = HashSet::with_capacity(input.running.len());
     for (i, task) in input.running.iter().enumerate() {
         blocks.subtract(defs, levels, &task.charges);
         running.insert((task.job.as_str(), task.node.as_str()));
-        let wanted = config.job(&task.job).is_some_and(Job::can_run) && enabled_names.contains(task.node.as_str());
+        let wanted = config.job(&task.job).is_some_and(Job::can_run)
+            && enabled_names.contains(task.node.as_str());
         if !wanted {
             plan.orphans.push(i);
         }
@@ -245,24 +312,43 @@ pub fn plan(input: &PassInput, rng: &mut impl Rng, explain: bool) -> Plan {
         let nodes = &groups[job.level_for_tasks];
         if !job.can_run() {
             if explain {
-                let reason = if job.errors.is_some() { WaitReason::JobInvalid } else { WaitReason::JobDisabled };
+                let reason = if job.errors.is_some() {
+                    WaitReason::JobInvalid
+                } else {
+                    WaitReason::JobDisabled
+                };
                 for &n in nodes {
                     let name = input.nodes.list[n].name.as_str();
                     let settled = running.contains(&(job.name.as_str(), name))
-                        || input.statuses.get(&job.name, name).is_some_and(TaskStatus::is_done);
+                        || input
+                            .statuses
+                            .get(&job.name, name)
+                            .is_some_and(TaskStatus::is_done);
                     if !settled {
-                        plan.waiting.push(Waiting { job: j, node: n, reason: reason.clone() });
+                        plan.waiting.push(Waiting {
+                            job: j,
+                            node: n,
+                            reason: reason.clone(),
+                        });
                     }
                 }
             }
             continue;
         }
-        let mut entry = JobCandidates { job: j, nodes: Vec::new(), priority: job.priority };
+        let mut entry = JobCandidates {
+            job: j,
+            nodes: Vec::new(),
+            priority: job.priority,
+        };
         for &n in nodes {
             match not_a_candidate(input, job, n, &running, &done_jobs) {
                 None => entry.nodes.push(n),
                 Some(WaitReason::Running | WaitReason::Done) => {}
-                Some(reason) if explain => plan.waiting.push(Waiting { job: j, node: n, reason }),
+                Some(reason) if explain => plan.waiting.push(Waiting {
+                    job: j,
+                    node: n,
+                    reason,
+                }),
                 Some(_) => {}
             }
         }
@@ -276,7 +362,11 @@ pub fn plan(input: &PassInput, rng: &mut impl Rng, explain: bool) -> Plan {
         if !started_names.insert((j, name)) {
             return TryStart::DidNotRun;
         }
-        let path: Vec<(usize, usize)> = input.nodes.upward(n).map(|i| (i, input.nodes.list[i].level)).collect();
+        let path: Vec<(usize, usize)> = input
+            .nodes
+            .upward(n)
+            .map(|i| (i, input.nodes.list[i].level))
+            .collect();
         if let Err(shortage) = blocks.check(defs, &path, &job.resources) {
             started_names.remove(&(j, name));
             if explain {
@@ -291,10 +381,17 @@ pub fn plan(input: &PassInput, rng: &mut impl Rng, explain: bool) -> Plan {
             .map(|&(i, level)| NodeCharge {
                 level: levels.name(level).to_string(),
                 node: input.nodes.list[i].name.clone(),
-                amounts: defs.by_level[level].iter().map(|r| (defs.names[r.resource].clone(), job.resources[r.resource])).collect(),
+                amounts: defs.by_level[level]
+                    .iter()
+                    .map(|r| (defs.names[r.resource].clone(), job.resources[r.resource]))
+                    .collect(),
             })
             .collect();
-        plan.starts.push(PlannedStart { job: j, node: n, charges });
+        plan.starts.push(PlannedStart {
+            job: j,
+            node: n,
+            charges,
+        });
         TryStart::Started
     };
     policy(settings.scheduler).schedule(candidates, rng, &mut try_start);

@@ -9,7 +9,12 @@ use rand::Rng;
 pub(super) struct RandomizedPriority;
 
 impl Policy for RandomizedPriority {
-    fn schedule(&self, mut jobs: Vec<JobCandidates>, rng: &mut dyn rand::RngCore, try_start: &mut dyn FnMut(usize, usize) -> TryStart) {
+    fn schedule(
+        &self,
+        mut jobs: Vec<JobCandidates>,
+        rng: &mut dyn rand::RngCore,
+        try_start: &mut dyn FnMut(usize, usize) -> TryStart,
+    ) {
         while !jobs.is_empty() {
             let total: f64 = jobs.iter().map(|e| e.priority).sum();
             let mut pick = rng.gen_range(0.0..total);

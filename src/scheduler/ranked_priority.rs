@@ -6,7 +6,10 @@ use super::{JobCandidates, Policy, TryStart};
 pub(super) struct RankedPriority;
 
 /// Tries all nodes of each job in the given order.
-pub(super) fn exhaust_in_order(jobs: Vec<JobCandidates>, try_start: &mut dyn FnMut(usize, usize) -> TryStart) {
+pub(super) fn exhaust_in_order(
+    jobs: Vec<JobCandidates>,
+    try_start: &mut dyn FnMut(usize, usize) -> TryStart,
+) {
     for mut entry in jobs {
         while let Some(node) = entry.nodes.pop() {
             if try_start(entry.job, node) == TryStart::StopPass {
@@ -17,7 +20,12 @@ pub(super) fn exhaust_in_order(jobs: Vec<JobCandidates>, try_start: &mut dyn FnM
 }
 
 impl Policy for RankedPriority {
-    fn schedule(&self, mut jobs: Vec<JobCandidates>, _: &mut dyn rand::RngCore, try_start: &mut dyn FnMut(usize, usize) -> TryStart) {
+    fn schedule(
+        &self,
+        mut jobs: Vec<JobCandidates>,
+        _: &mut dyn rand::RngCore,
+        try_start: &mut dyn FnMut(usize, usize) -> TryStart,
+    ) {
         jobs.sort_by(|a, b| b.priority.total_cmp(&a.priority));
         exhaust_in_order(jobs, try_start);
     }

@@ -7,7 +7,12 @@ use super::{JobCandidates, Policy, TryStart};
 pub(super) struct RoundRobin;
 
 impl Policy for RoundRobin {
-    fn schedule(&self, mut jobs: Vec<JobCandidates>, _: &mut dyn rand::RngCore, try_start: &mut dyn FnMut(usize, usize) -> TryStart) {
+    fn schedule(
+        &self,
+        mut jobs: Vec<JobCandidates>,
+        _: &mut dyn rand::RngCore,
+        try_start: &mut dyn FnMut(usize, usize) -> TryStart,
+    ) {
         while !jobs.is_empty() {
             for entry in &mut jobs {
                 while let Some(node) = entry.nodes.pop() {

@@ -39,26 +39,50 @@ struct Fixture {
 impl Fixture {
     fn new(config: Config) -> Self {
         let nodes = fetch_nodes(&config.settings, "inst").unwrap();
-        Self { config, nodes, statuses: Statuses::default(), running: Vec::new() }
+        Self {
+            config,
+            nodes,
+            statuses: Statuses::default(),
+            running: Vec::new(),
+        }
     }
 
     fn plan_seeded(&self, seed: u64, explain: bool) -> Plan {
-        let input = PassInput { config: &self.config, nodes: &self.nodes, statuses: &self.statuses, running: &self.running, now: 1000 };
+        let input = PassInput {
+            config: &self.config,
+            nodes: &self.nodes,
+            statuses: &self.statuses,
+            running: &self.running,
+            now: 1000,
+        };
         plan(&input, &mut StdRng::seed_from_u64(seed), explain)
     }
 
     fn started(&self, plan: &Plan) -> Vec<(String, String)> {
-        plan.starts.iter().map(|s| (self.config.jobs[s.job].name.clone(), self.nodes.list[s.node].name.clone())).collect()
+        plan.starts
+            .iter()
+            .map(|s| {
+                (
+                    self.config.jobs[s.job].name.clone(),
+                    self.nodes.list[s.node].name.clone(),
+                )
+            })
+            .collect()
     }
 
     fn run(&mut self, job: &str, node: &str) {
-        let charges = vec![
-            NodeCharge { level: "db".into(), node: node.into(), amounts: vec![("db_concurrency".into(), 1)] },
-        ];
+        let charges = vec![NodeCharge {
+            level: "db".into(),
+            node: node.into(),
+            amounts: vec![("db_concurrency".into(), 1)],
+        }];
         self.running.push(RunningTask {
             job: job.into(),
             node: node.into(),
-            invocation: crate::task::InvocationId { start_time: 1, rand: 1 },
+            invocation: crate::task::InvocationId {
+                start_time: 1,
+                rand: 1,
+            },
             charges,
             next_backoff: BackoffDuration::default(),
             attempts: 1,
@@ -68,9 +92,11 @@ impl Fixture {
 }
 
 fn two_jobs(policy: &str, with_job3: bool) -> Fixture {
-    let mut jobs = json!({"job1": {"owner": "o", "priority": 10}, "job2": {"owner": "o", "priority": 1}});
+    let mut jobs =
+        json!({"job1": {"owner": "o", "priority": 10}, "job2": {"owner": "o", "priority": 1}});
     if with_job3 {
-        jobs["job3"] = json!({"owner": "o", "priority": 100, "filters": {"db": {"whitelist": ["db12"]}}});
+        jobs["job3"] =
+            json!({"owner": "o", "priority": 100, "filters": {"db": {"whitelist": ["db12"]}}});
     }
     Fixture::new(config(policy, jobs))
 }
@@ -93,10 +119,15 @@ fn ranked_priority_starts_the_highest_job_first_and_exhausts_it() {
     let fx = two_jobs("ranked_priority", true);
     for seed in 0..10 {
         let started = fx.started(&fx.plan_seeded(seed, false));
-        let expect: Vec<(String, String)> = [("job3", "db12"), ("job1", "db22"), ("job1", "db21"), ("job1", "db11")]
-            .iter()
-            .map(|(j, n)| (j.to_string(), n.to_string()))
-            .collect();
+        let expect: Vec<(String, String)> = [
+            ("job3", "db12"),
+            ("job1", "db22"),
+            ("job1", "db21"),
+            ("job1", "db11"),
+        ]
+        .iter()
+        .map(|(j, n)| (j.to_string(), n.to_string()))
+        .collect();
         assert_eq!(started, expect);
     }
 }
@@ -134,15 +165,25 @@ fn randomized_priority_favours_jobs_by_weight() {
 fn host_limits_hold_and_running_tasks_hold_their_slots() {
     let mut fx = two_jobs("roundrobin", false);
     fx.run("job1", "db11");
-    fx.running[0].charges.push(NodeCharge { level: "host".into(), node: "host1".into(), amounts: vec![("host_concurrency".into(), 1)] });
+    fx.running[0].charges.push(NodeCharge {
+        level: "host".into(),
+        node: "host1".into(),
+        amounts: vec![("host_concurrency".into(), 1)],
+    });
     let plan = fx.plan_seeded(1, true);
     let started = fx.started(&plan);
     let on_host1 = started.iter().filter(|s| s.1.starts_with("db1")).count();
     assert_eq!(on_host1, 1, "{started:?}");
     assert_eq!(started.len(), 3);
-    let resource_waits: Vec<&Waiting> = plan.waiting.iter().filter(|w| w.reason.code() == "resources").collect();
+    let resource_waits: Vec<&Waiting> = plan
+        .waiting
+        .iter()
+        .filter(|w| w.reason.code() == "resources")
+        .collect();
     assert!(!resource_waits.is_empty());
-    let WaitReason::Resource { holders, .. } = &resource_waits[0].reason else { unreachable!() };
+    let WaitReason::Resource { holders, .. } = &resource_waits[0].reason else {
+        unreachable!()
+    };
     assert!(!holders.is_empty());
 }
 
@@ -166,7 +207,10 @@ fn replicas_share_one_resource_block_and_never_start_twice() {
 
 #[test]
 fn orphans_are_tasks_of_gone_jobs_or_nodes() {
-    let mut fx = Fixture::new(config("roundrobin", json!({"job1": {"owner": "o"}, "off": {"owner": "o", "enabled": false}})));
+    let mut fx = Fixture::new(config(
+        "roundrobin",
+        json!({"job1": {"owner": "o"}, "off": {"owner": "o", "enabled": false}}),
+    ));
     fx.run("job1", "db11");
     fx.run("gone_job", "db12");
     fx.run("job1", "gone_node");
@@ -183,7 +227,8 @@ fn dependencies_wait_for_done_on_the_same_node() {
     ));
     let started = fx.started(&fx.plan_seeded(0, false));
     assert!(started.iter().all(|s| s.0 == "job2"), "{started:?}");
-    fx.statuses.insert("job2", "db11", TaskStatus::new(bits::DONE, 1));
+    fx.statuses
+        .insert("job2", "db11", TaskStatus::new(bits::DONE, 1), 1);
     fx.run("job2", "db12");
     let started = fx.started(&fx.plan_seeded(0, false));
     assert!(started.contains(&("job1".into(), "db11".into())));
@@ -192,10 +237,16 @@ fn dependencies_wait_for_done_on_the_same_node() {
 
 #[test]
 fn a_dependency_on_a_missing_job_runs_nothing() {
-    let fx = Fixture::new(config("roundrobin", json!({"job1": {"owner": "o", "depends_on": ["job2"]}})));
+    let fx = Fixture::new(config(
+        "roundrobin",
+        json!({"job1": {"owner": "o", "depends_on": ["job2"]}}),
+    ));
     let plan = fx.plan_seeded(0, true);
     assert!(plan.starts.is_empty());
-    assert!(plan.waiting.iter().all(|w| w.reason == WaitReason::JobInvalid));
+    assert!(plan
+        .waiting
+        .iter()
+        .all(|w| w.reason == WaitReason::JobInvalid));
 }
 
 #[test]
@@ -206,21 +257,41 @@ fn run_only_after_all_nodes_waits_for_the_whole_job() {
                "resources": {"db_concurrency": 0, "host_concurrency": 0}}}),
     ));
     for db in ["db11", "db12", "db21"] {
-        fx.statuses.insert("first", db, TaskStatus::new(bits::DONE, 1));
+        fx.statuses
+            .insert("first", db, TaskStatus::new(bits::DONE, 1), 1);
     }
-    assert!(!fx.started(&fx.plan_seeded(0, false)).iter().any(|s| s.0 == "after"));
-    fx.statuses.insert("first", "db22", TaskStatus::new(bits::DONE, 1));
+    assert!(!fx
+        .started(&fx.plan_seeded(0, false))
+        .iter()
+        .any(|s| s.0 == "after"));
+    fx.statuses
+        .insert("first", "db22", TaskStatus::new(bits::DONE, 1), 1);
     assert_eq!(fx.started(&fx.plan_seeded(0, false)).len(), 4);
 }
 
 #[test]
 fn statuses_done_failed_and_backoff_are_not_candidates() {
     let mut fx = Fixture::new(config("roundrobin", json!({"job1": {"owner": "o"}})));
-    fx.statuses.insert("job1", "db11", TaskStatus::new(bits::DONE, 1));
-    fx.statuses.insert("job1", "db12", TaskStatus::new(bits::FAILED, 1));
-    fx.statuses.insert("job1", "db21", TaskStatus { bits: bits::ERROR | bits::USES_BACKOFF, data: None, time: 990, backoff: 15 });
+    fx.statuses
+        .insert("job1", "db11", TaskStatus::new(bits::DONE, 1), 1);
+    fx.statuses
+        .insert("job1", "db12", TaskStatus::new(bits::FAILED, 1), 1);
+    fx.statuses.insert(
+        "job1",
+        "db21",
+        TaskStatus {
+            bits: bits::ERROR | bits::USES_BACKOFF,
+            data: None,
+            time: 990,
+            backoff: 15,
+        },
+        1,
+    );
     let plan = fx.plan_seeded(0, true);
-    assert_eq!(fx.started(&plan), vec![("job1".to_string(), "db22".to_string())]);
+    assert_eq!(
+        fx.started(&plan),
+        vec![("job1".to_string(), "db22".to_string())]
+    );
     let reasons: Vec<&str> = plan.waiting.iter().map(|w| w.reason.code()).collect();
     assert_eq!(reasons, vec!["failed", "backoff"]);
 }
@@ -238,10 +309,19 @@ fn disabled_nodes_and_filters_exclude_tasks() {
     });
     let fx = Fixture::new(Config::from_value(&v).unwrap());
     let plan = fx.plan_seeded(0, true);
-    assert_eq!(fx.started(&plan), vec![("j".to_string(), "db21".to_string())]);
+    assert_eq!(
+        fx.started(&plan),
+        vec![("j".to_string(), "db21".to_string())]
+    );
     let mut reasons: Vec<String> = plan.waiting.iter().map(|w| w.reason.describe(0)).collect();
     reasons.sort();
-    assert_eq!(reasons, vec!["node host1 is disabled", "the job's db filter (blacklist) excludes node db22"]);
+    assert_eq!(
+        reasons,
+        vec![
+            "node host1 is disabled",
+            "the job's db filter (blacklist) excludes node db22"
+        ]
+    );
 }
 
 #[test]
@@ -251,5 +331,8 @@ fn instance_level_tasks_run_on_the_instance_node() {
         "bistro_job->j": {"owner": "o"}
     });
     let fx = Fixture::new(Config::from_value(&v).unwrap());
-    assert_eq!(fx.started(&fx.plan_seeded(0, false)), vec![("j".to_string(), "inst".to_string())]);
+    assert_eq!(
+        fx.started(&fx.plan_seeded(0, false)),
+        vec![("j".to_string(), "inst".to_string())]
+    );
 }

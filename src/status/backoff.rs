@@ -29,18 +29,27 @@ pub struct BackoffDuration {
 impl BackoffDuration {
     /// A step of `seconds`.
     pub fn new(seconds: i64) -> Self {
-        Self { seconds, no_more: false }
+        Self {
+            seconds,
+            no_more: false,
+        }
     }
 
     /// The exhausted step.
     pub fn no_more() -> Self {
-        Self { seconds: NO_MORE_BACKOFF_SECONDS, no_more: true }
+        Self {
+            seconds: NO_MORE_BACKOFF_SECONDS,
+            no_more: true,
+        }
     }
 }
 
 impl Default for BackoffSettings {
     fn default() -> Self {
-        Self { values: DEFAULT_BACKOFF.to_vec(), repeat: true }
+        Self {
+            values: DEFAULT_BACKOFF.to_vec(),
+            repeat: true,
+        }
     }
 }
 
@@ -58,25 +67,41 @@ impl BackoffSettings {
                     if s == "repeat" && values.is_empty() {
                         return Err("\"repeat\" needs at least one value before it".into());
                     }
-                    return Ok(Self { values, repeat: s == "repeat" });
+                    return Ok(Self {
+                        values,
+                        repeat: s == "repeat",
+                    });
                 }
                 Value::String(s) => {
-                    return Err(format!("backoff item {i}: unknown string {s:?}, expected \"repeat\" or \"fail\""))
+                    return Err(format!(
+                        "backoff item {i}: unknown string {s:?}, expected \"repeat\" or \"fail\""
+                    ))
                 }
                 Value::Number(n) if n.is_i64() || n.is_u64() => {
-                    let v = n.as_i64().ok_or_else(|| format!("backoff item {i}: {n} is too large"))?;
+                    let v = n
+                        .as_i64()
+                        .ok_or_else(|| format!("backoff item {i}: {n} is too large"))?;
                     if v <= 0 {
                         return Err(format!("backoff item {i}: {v} must be positive"));
                     }
                     if values.last().is_some_and(|&last| v <= last) {
-                        return Err(format!("backoff item {i}: {v} must be greater than the previous value"));
+                        return Err(format!(
+                            "backoff item {i}: {v} must be greater than the previous value"
+                        ));
                     }
                     values.push(v);
                 }
-                other => return Err(format!("backoff item {i}: {other} must be an integer number of seconds")),
+                other => {
+                    return Err(format!(
+                        "backoff item {i}: {other} must be an integer number of seconds"
+                    ))
+                }
             }
         }
-        Ok(Self { values, repeat: false })
+        Ok(Self {
+            values,
+            repeat: false,
+        })
     }
 
     /// The step after `current`: the first value above it, the last one again with
@@ -107,13 +132,27 @@ mod tests {
     use serde_json::json;
 
     fn steps(b: &BackoffSettings, from: &[i64]) -> Vec<BackoffDuration> {
-        from.iter().map(|&s| b.next(BackoffDuration::new(s))).collect()
+        from.iter()
+            .map(|&s| b.next(BackoffDuration::new(s)))
+            .collect()
     }
 
     #[test]
     fn invalid_lists_are_rejected() {
-        for bad in [json!([0]), json!([1, 2, 3, "invalid"]), json!({}), json!([1, 2, {}]), json!([1, 1, 2, "fail"]), json!([]), json!(["repeat"]), json!([3, 2])] {
-            assert!(BackoffSettings::parse(&bad).is_err(), "{bad} should be rejected");
+        for bad in [
+            json!([0]),
+            json!([1, 2, 3, "invalid"]),
+            json!({}),
+            json!([1, 2, {}]),
+            json!([1, 1, 2, "fail"]),
+            json!([]),
+            json!(["repeat"]),
+            json!([3, 2]),
+        ] {
+            assert!(
+                BackoffSettings::parse(&bad).is_err(),
+                "{bad} should be rejected"
+            );
         }
     }
 
@@ -129,7 +168,12 @@ mod tests {
             let b = BackoffSettings::parse(&list).unwrap();
             assert_eq!(
                 steps(&b, &[0, 1, 2, 3]),
-                vec![BackoffDuration::new(1), BackoffDuration::new(2), BackoffDuration::new(3), BackoffDuration::no_more()]
+                vec![
+                    BackoffDuration::new(1),
+                    BackoffDuration::new(2),
+                    BackoffDuration::new(3),
+                    BackoffDuration::no_more()
+                ]
             );
         }
     }

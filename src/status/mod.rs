@@ -106,7 +106,12 @@ impl StatusName {
 impl TaskStatus {
     /// A status with no data and no backoff.
     pub fn new(bits: u32, time: i64) -> Self {
-        Self { bits, data: None, time, backoff: 0 }
+        Self {
+            bits,
+            data: None,
+            time,
+            backoff: 0,
+        }
     }
 
     /// `error_backoff` with `data.exception = message`.
@@ -116,13 +121,22 @@ impl TaskStatus {
 
     /// `incomplete_backoff` with `data.exception = message`.
     pub fn incomplete_backoff(message: impl Into<String>, time: i64) -> Self {
-        Self::with_exception(bits::INCOMPLETE | bits::USES_BACKOFF | bits::DOES_NOT_ADVANCE_BACKOFF, message, time)
+        Self::with_exception(
+            bits::INCOMPLETE | bits::USES_BACKOFF | bits::DOES_NOT_ADVANCE_BACKOFF,
+            message,
+            time,
+        )
     }
 
     fn with_exception(bits: u32, message: impl Into<String>, time: i64) -> Self {
         let mut data = Map::new();
         data.insert("exception".into(), Value::String(message.into()));
-        Self { bits, data: Some(data), time, backoff: 0 }
+        Self {
+            bits,
+            data: Some(data),
+            time,
+            backoff: 0,
+        }
     }
 
     /// True if the bit (or any of the bits) is set.
@@ -142,12 +156,15 @@ impl TaskStatus {
 
     /// Waiting out a backoff at `now`.
     pub fn in_backoff(&self, now: i64) -> bool {
-        self.has(bits::USES_BACKOFF) && !self.is_failed() && self.time.saturating_add(self.backoff) > now
+        self.has(bits::USES_BACKOFF)
+            && !self.is_failed()
+            && self.time.saturating_add(self.backoff) > now
     }
 
     /// When the backoff ends, if the status uses one.
     pub fn backoff_until(&self) -> Option<i64> {
-        (self.has(bits::USES_BACKOFF) && !self.is_failed() && self.backoff > 0).then(|| self.time + self.backoff)
+        (self.has(bits::USES_BACKOFF) && !self.is_failed() && self.backoff > 0)
+            .then(|| self.time + self.backoff)
     }
 
     /// The stable user-facing name (never `running` or `not_started`: those come from

@@ -49,8 +49,9 @@ pub fn read_status_file(bytes: &[u8]) -> Result<String, StatusFileError> {
     if bytes.len() > MAX_STATUS_BYTES {
         return Err(StatusFileError::TooLarge);
     }
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| StatusFileError::NotUtf8 { excerpt: excerpt(&String::from_utf8_lossy(bytes)) })?;
+    let text = std::str::from_utf8(bytes).map_err(|_| StatusFileError::NotUtf8 {
+        excerpt: excerpt(&String::from_utf8_lossy(bytes)),
+    })?;
     let lines: Vec<&str> = text
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
@@ -59,7 +60,10 @@ pub fn read_status_file(bytes: &[u8]) -> Result<String, StatusFileError> {
     match lines.as_slice() {
         [] => Err(StatusFileError::Empty),
         [line] => Ok((*line).to_string()),
-        many => Err(StatusFileError::SeveralLines { count: many.len(), excerpt: excerpt(&many.join("\\n")) }),
+        many => Err(StatusFileError::SeveralLines {
+            count: many.len(),
+            excerpt: excerpt(&many.join("\\n")),
+        }),
     }
 }
 
@@ -67,7 +71,9 @@ fn label_bits(label: &str) -> Option<u32> {
     Some(match label {
         "done" => bits::DONE,
         "incomplete" => bits::INCOMPLETE,
-        "incomplete_backoff" => bits::INCOMPLETE | bits::USES_BACKOFF | bits::DOES_NOT_ADVANCE_BACKOFF,
+        "incomplete_backoff" => {
+            bits::INCOMPLETE | bits::USES_BACKOFF | bits::DOES_NOT_ADVANCE_BACKOFF
+        }
         "backoff" | "error_backoff" => bits::ERROR | bits::USES_BACKOFF,
         "failed" => bits::FAILED,
         _ => return None,
@@ -84,7 +90,8 @@ fn check_result_bits(value: &Value) -> Result<u32, String> {
     if (b & bits::MAIN).count_ones() != 1 {
         return Err("Set exactly one required bit".into());
     }
-    let known = bits::MAIN | bits::USES_BACKOFF | bits::DOES_NOT_ADVANCE_BACKOFF | bits::OVERWRITEABLE;
+    let known =
+        bits::MAIN | bits::USES_BACKOFF | bits::DOES_NOT_ADVANCE_BACKOFF | bits::OVERWRITEABLE;
     if b & !known != 0 {
         return Err(format!("Encountered unknown bit(s): {}", b & !known));
     }
@@ -95,7 +102,8 @@ fn check_result_bits(value: &Value) -> Result<u32, String> {
 }
 
 fn parse_json_status(raw: &str) -> Result<(u32, Option<serde_json::Map<String, Value>>), String> {
-    let value: Value = serde_json::from_str(raw).map_err(|e| format!("not a status label nor valid JSON: {e}"))?;
+    let value: Value =
+        serde_json::from_str(raw).map_err(|e| format!("not a status label nor valid JSON: {e}"))?;
     let obj = value.as_object().ok_or("a JSON status must be an object")?;
     let data = match obj.get("data") {
         None | Some(Value::Null) => None,
@@ -109,7 +117,10 @@ fn parse_json_status(raw: &str) -> Result<(u32, Option<serde_json::Map<String, V
     let b = if let Some(rb) = obj.get("result_bits") {
         check_result_bits(rb)?
     } else if let Some(result) = obj.get("result") {
-        result.as_str().and_then(label_bits).ok_or("Need a valid \"result\" or \"result_bits\" key")?
+        result
+            .as_str()
+            .and_then(label_bits)
+            .ok_or("Need a valid \"result\" or \"result_bits\" key")?
     } else {
         return Err("Need a valid \"result\" or \"result_bits\" key".into());
     };
@@ -123,8 +134,16 @@ pub fn parse_status(raw: &str, time: i64) -> TaskStatus {
         return TaskStatus::new(b, time);
     }
     match parse_json_status(raw) {
-        Ok((b, data)) => TaskStatus { bits: b, data, time, backoff: 0 },
-        Err(reason) => TaskStatus::error_backoff(format!("Cannot parse status: {}, {reason}", excerpt(raw)), time),
+        Ok((b, data)) => TaskStatus {
+            bits: b,
+            data,
+            time,
+            backoff: 0,
+        },
+        Err(reason) => TaskStatus::error_backoff(
+            format!("Cannot parse status: {}, {reason}", excerpt(raw)),
+            time,
+        ),
     }
 }
 
@@ -145,7 +164,11 @@ mod tests {
 
     fn parse_error(raw: &str) -> String {
         let s = parse_status(raw, 0);
-        assert_eq!(s.bits, bits::ERROR | bits::USES_BACKOFF, "{raw} should not parse");
+        assert_eq!(
+            s.bits,
+            bits::ERROR | bits::USES_BACKOFF,
+            "{raw} should not parse"
+        );
         s.exception().unwrap().to_string()
     }
 
@@ -159,7 +182,9 @@ mod tests {
         assert!(parse_error(r#"{"result":[]}"#).contains("Need a valid"));
         assert!(parse_error(r#"{"result":42}"#).contains("Need a valid"));
         assert!(parse_error("[1,2]").contains("must be an object"));
-        assert!(parse_error(r#"{"result":"done","data":[]}"#).contains("\"data\" must be an object"));
+        assert!(
+            parse_error(r#"{"result":"done","data":[]}"#).contains("\"data\" must be an object")
+        );
     }
 
     #[test]
@@ -168,13 +193,18 @@ mod tests {
         assert!(parse_error(r#"{"result_bits":[]}"#).contains("integer"));
         assert!(parse_error(r#"{"result_bits":0}"#).contains("exactly one"));
         for b in [1, 128, 256, 2048] {
-            assert!(parse_error(&format!(r#"{{"result_bits":{}}}"#, b | 4)).contains("Don't report"));
+            assert!(
+                parse_error(&format!(r#"{{"result_bits":{}}}"#, b | 4)).contains("Don't report")
+            );
         }
         assert!(parse_error(r#"{"result_bits":6}"#).contains("exactly one"));
         assert!(parse_error(r#"{"result_bits":4098}"#).contains("unknown bit(s): 4096"));
         assert!(parse_error(r#"{"result_bits":68}"#).contains("USES_BACKOFF"));
         for ok in [2, 4, 8, 16, 32, 32 | 64, 8 | 64 | 512, 32 | 1024, 4 | 1024] {
-            assert_eq!(parse_status(&format!(r#"{{"result_bits":{ok}}}"#), 0).bits, ok);
+            assert_eq!(
+                parse_status(&format!(r#"{{"result_bits":{ok}}}"#), 0).bits,
+                ok
+            );
         }
         assert_eq!(parse_status(r#"{"result_bits":"4"}"#, 0).bits, 4);
     }
@@ -185,7 +215,10 @@ mod tests {
         assert_eq!(s.bits, bits::FAILED);
         assert_eq!(s.data_json(), json!({"k": "v"}));
         assert_eq!(parse_status(r#"{"result":"done","data":{}}"#, 0).data, None);
-        let s = parse_status(r#"{"result_bits":4,"data":{"__bistro_saved_backoff":5}}"#, 0);
+        let s = parse_status(
+            r#"{"result_bits":4,"data":{"__bistro_saved_backoff":5}}"#,
+            0,
+        );
         assert_eq!((s.bits, s.data), (4, None));
     }
 
@@ -196,8 +229,17 @@ mod tests {
         assert_eq!(read_status_file(b"\n  \ndone"), Ok("done".into()));
         assert_eq!(read_status_file(b""), Err(StatusFileError::Empty));
         assert_eq!(read_status_file(b"\n \n"), Err(StatusFileError::Empty));
-        assert!(matches!(read_status_file(b"incomplete\ndone\n"), Err(StatusFileError::SeveralLines { count: 2, .. })));
-        assert!(matches!(read_status_file(b"\xff\xfe"), Err(StatusFileError::NotUtf8 { .. })));
-        assert_eq!(read_status_file(&vec![b'x'; MAX_STATUS_BYTES + 1]), Err(StatusFileError::TooLarge));
+        assert!(matches!(
+            read_status_file(b"incomplete\ndone\n"),
+            Err(StatusFileError::SeveralLines { count: 2, .. })
+        ));
+        assert!(matches!(
+            read_status_file(b"\xff\xfe"),
+            Err(StatusFileError::NotUtf8 { .. })
+        ));
+        assert_eq!(
+            read_status_file(&vec![b'x'; MAX_STATUS_BYTES + 1]),
+            Err(StatusFileError::TooLarge)
+        );
     }
 }

@@ -14,7 +14,12 @@ pub fn configured_backoff(status: &TaskStatus) -> BackoffDuration {
         return BackoffDuration::no_more();
     }
     if status.has(bits::HAS_SAVED_BACKOFF) {
-        let saved = status.data.as_ref().and_then(|d| d.get(SAVED_BACKOFF_KEY)).and_then(Value::as_i64).unwrap_or(0);
+        let saved = status
+            .data
+            .as_ref()
+            .and_then(|d| d.get(SAVED_BACKOFF_KEY))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         return BackoffDuration::new(saved);
     }
     BackoffDuration::new(status.backoff)
@@ -22,13 +27,19 @@ pub fn configured_backoff(status: &TaskStatus) -> BackoffDuration {
 
 /// Applies `new` (as parsed, backoff 0) over `stored`, given the backoff step `next`
 /// that was computed when the task started.
-pub fn apply_status(stored: Option<&TaskStatus>, mut new: TaskStatus, next: BackoffDuration) -> TaskStatus {
+pub fn apply_status(
+    stored: Option<&TaskStatus>,
+    mut new: TaskStatus,
+    next: BackoffDuration,
+) -> TaskStatus {
     new.backoff = 0;
     if !new.has(bits::USES_BACKOFF) {
         return new;
     }
     if new.has(bits::DOES_NOT_ADVANCE_BACKOFF) {
-        let current = stored.map(configured_backoff).filter(|b| !b.no_more && b.seconds > 0);
+        let current = stored
+            .map(configured_backoff)
+            .filter(|b| !b.no_more && b.seconds > 0);
         new.backoff = current.map_or(next.seconds, |b| b.seconds);
     } else {
         new.backoff = next.seconds;

@@ -112,7 +112,10 @@ pub struct LogStore {
 impl LogStore {
     /// Opens (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self { conn: open(path, SCHEMA, 1)?, path: path.to_path_buf() })
+        Ok(Self {
+            conn: open(path, SCHEMA, 1)?,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Appends lines in one transaction; returns their ids.
@@ -121,7 +124,10 @@ impl LogStore {
             return Ok(Vec::new());
         }
         let err = || sql_err(&self.path, "writing task logs");
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err())?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err())?;
         let mut next: i64 = tx
             .query_row(
                 "SELECT MAX(IFNULL((SELECT MAX(time_and_count) FROM stdout), -1),
@@ -151,15 +157,29 @@ impl LogStore {
 
     /// Reads lines, merged across the requested logs, oldest first.
     pub fn query(&self, q: &LogQuery) -> Result<Vec<LogRow>, StoreError> {
-        let kinds = if q.kinds.is_empty() { LogKind::ALL.to_vec() } else { q.kinds.clone() };
+        let kinds = if q.kinds.is_empty() {
+            LogKind::ALL.to_vec()
+        } else {
+            q.kinds.clone()
+        };
         let mut rows = Vec::new();
         for kind in kinds {
-            let mut sql = format!("SELECT job_id, node_id, time_and_count, line FROM {} WHERE 1", kind.table());
+            let mut sql = format!(
+                "SELECT job_id, node_id, time_and_count, line FROM {} WHERE 1",
+                kind.table()
+            );
             let mut args: Vec<rusqlite::types::Value> = Vec::new();
             let mut in_list = |column: &str, values: &[String], sql: &mut String| {
                 if !values.is_empty() {
-                    sql.push_str(&format!(" AND {column} IN ({})", vec!["?"; values.len()].join(",")));
-                    args.extend(values.iter().map(|v| rusqlite::types::Value::Text(v.clone())));
+                    sql.push_str(&format!(
+                        " AND {column} IN ({})",
+                        vec!["?"; values.len()].join(",")
+                    ));
+                    args.extend(
+                        values
+                            .iter()
+                            .map(|v| rusqlite::types::Value::Text(v.clone())),
+                    );
                 }
             };
             in_list("job_id", &q.jobs, &mut sql);
@@ -168,11 +188,18 @@ impl LogStore {
                 sql.push_str(" AND time_and_count > ?");
                 args.push(rusqlite::types::Value::Integer(after));
             }
-            sql.push_str(if q.newest { " ORDER BY time_and_count DESC" } else { " ORDER BY time_and_count" });
+            sql.push_str(if q.newest {
+                " ORDER BY time_and_count DESC"
+            } else {
+                " ORDER BY time_and_count"
+            });
             if let Some(limit) = q.limit {
                 sql.push_str(&format!(" LIMIT {limit}"));
             }
-            let mut stmt = self.conn.prepare(&sql).map_err(sql_err(&self.path, "reading task logs"))?;
+            let mut stmt = self
+                .conn
+                .prepare(&sql)
+                .map_err(sql_err(&self.path, "reading task logs"))?;
             let found = stmt
                 .query_map(params_from_iter(args), |r| {
                     Ok(LogRow {
@@ -207,10 +234,14 @@ impl LogStore {
         let mut removed = 0;
         for kind in LogKind::ALL {
             removed += tx
-                .execute(&format!("DELETE FROM {} WHERE time_and_count < ?1", kind.table()), [before << 32])
+                .execute(
+                    &format!("DELETE FROM {} WHERE time_and_count < ?1", kind.table()),
+                    [before << 32],
+                )
                 .map_err(sql_err(&self.path, "pruning task logs"))?;
         }
-        tx.commit().map_err(sql_err(&self.path, "pruning task logs"))?;
+        tx.commit()
+            .map_err(sql_err(&self.path, "pruning task logs"))?;
         Ok(removed)
     }
 }
@@ -220,7 +251,13 @@ mod tests {
     use super::*;
 
     fn line(kind: LogKind, node: &str, time: i64, text: &str) -> LogLine {
-        LogLine { kind, job: "j".into(), node: node.into(), time, line: text.into() }
+        LogLine {
+            kind,
+            job: "j".into(),
+            node: node.into(),
+            time,
+            line: text.into(),
+        }
     }
 
     #[test]
@@ -229,26 +266,58 @@ mod tests {
         let path = dir.path().join("task_logs.sql3");
         let mut a = LogStore::open(&path).unwrap();
         let mut b = LogStore::open(&path).unwrap();
-        let ids_a = a.append(&[line(LogKind::Stdout, "n1", 100, "a1"), line(LogKind::Stderr, "n1", 100, "a2")]).unwrap();
+        let ids_a = a
+            .append(&[
+                line(LogKind::Stdout, "n1", 100, "a1"),
+                line(LogKind::Stderr, "n1", 100, "a2"),
+            ])
+            .unwrap();
         let ids_b = b.append(&[line(LogKind::Stdout, "n2", 100, "b1")]).unwrap();
         assert_eq!(ids_a, vec![100 << 32, (100 << 32) + 1]);
         assert_eq!(ids_b, vec![(100 << 32) + 2]);
         let all = a.query(&LogQuery::default()).unwrap();
-        assert_eq!(all.iter().map(|r| r.line.as_str()).collect::<Vec<_>>(), vec!["a1", "a2", "b1"]);
+        assert_eq!(
+            all.iter().map(|r| r.line.as_str()).collect::<Vec<_>>(),
+            vec!["a1", "a2", "b1"]
+        );
         assert_eq!(all[0].time(), 100);
-        let n2 = a.query(&LogQuery { nodes: vec!["n2".into()], ..Default::default() }).unwrap();
+        let n2 = a
+            .query(&LogQuery {
+                nodes: vec!["n2".into()],
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(n2.len(), 1);
-        let last = a.query(&LogQuery { limit: Some(1), newest: true, ..Default::default() }).unwrap();
+        let last = a
+            .query(&LogQuery {
+                limit: Some(1),
+                newest: true,
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(last[0].line, "b1");
-        let after = a.query(&LogQuery { after_id: Some(ids_a[0]), kinds: vec![LogKind::Stdout], ..Default::default() }).unwrap();
-        assert_eq!(after.iter().map(|r| r.line.as_str()).collect::<Vec<_>>(), vec!["b1"]);
+        let after = a
+            .query(&LogQuery {
+                after_id: Some(ids_a[0]),
+                kinds: vec![LogKind::Stdout],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            after.iter().map(|r| r.line.as_str()).collect::<Vec<_>>(),
+            vec!["b1"]
+        );
     }
 
     #[test]
     fn pruning_removes_old_lines_only() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = LogStore::open(&dir.path().join("l.sql3")).unwrap();
-        s.append(&[line(LogKind::Stdout, "n", 10, "old"), line(LogKind::Statuses, "n", 50, "new")]).unwrap();
+        s.append(&[
+            line(LogKind::Stdout, "n", 10, "old"),
+            line(LogKind::Statuses, "n", 50, "new"),
+        ])
+        .unwrap();
         assert_eq!(s.prune(20).unwrap(), 1);
         assert_eq!(s.query(&LogQuery::default()).unwrap()[0].line, "new");
     }

@@ -64,7 +64,9 @@ fn hint_for(e: &rusqlite::Error) -> &'static str {
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
             " (another process holds the database; try again)"
         }
-        Some(rusqlite::ErrorCode::DiskFull) => " (the disk is full: free space and try again; nothing was lost)",
+        Some(rusqlite::ErrorCode::DiskFull) => {
+            " (the disk is full: free space and try again; nothing was lost)"
+        }
         Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => {
             " (check that the state directory is writable)"
         }
@@ -73,27 +75,45 @@ fn hint_for(e: &rusqlite::Error) -> &'static str {
 }
 
 /// Wraps a SQLite error with the file and operation.
-pub(crate) fn sql_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
+pub(crate) fn sql_err<'a>(
+    path: &'a Path,
+    op: &'static str,
+) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
     move |source| {
         let hint = hint_for(&source);
-        StoreError::Sqlite { path: path.to_path_buf(), op, source, hint }
+        StoreError::Sqlite {
+            path: path.to_path_buf(),
+            op,
+            source,
+            hint,
+        }
     }
 }
 
 /// Opens a database with our pragmas and creates its schema (version `version`).
 pub(crate) fn open(path: &Path, schema: &str, version: i64) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(sql_err(path, "opening the database"))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err(path, "setting the busy timeout"))?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_err(path, "enabling WAL"))?;
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_err(path, "setting synchronous"))?;
-    let found: i64 =
-        conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sql_err(path, "reading the schema version"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(sql_err(path, "setting the busy timeout"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql_err(path, "enabling WAL"))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sql_err(path, "setting synchronous"))?;
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(sql_err(path, "reading the schema version"))?;
     if found > version {
-        return Err(StoreError::NewerSchema { path: path.to_path_buf(), found, supported: version });
+        return Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found,
+            supported: version,
+        });
     }
     if found < version {
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {schema} PRAGMA user_version = {version}; COMMIT;"))
-            .map_err(sql_err(path, "creating the schema"))?;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {schema} PRAGMA user_version = {version}; COMMIT;"
+        ))
+        .map_err(sql_err(path, "creating the schema"))?;
     }
     Ok(conn)
 }

@@ -44,11 +44,18 @@ pub struct StatusStore {
 impl StatusStore {
     /// Opens (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self { conn: open(path, SCHEMA, 1)?, path: path.to_path_buf() })
+        Ok(Self {
+            conn: open(path, SCHEMA, 1)?,
+            path: path.to_path_buf(),
+        })
     }
 
     fn corrupt(&self, table: &'static str, message: String) -> StoreError {
-        StoreError::Corrupt { path: self.path.clone(), table, message }
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            table,
+            message,
+        }
     }
 
     /// Every stored status.
@@ -56,11 +63,21 @@ impl StatusStore {
         let err = sql_err(&self.path, "reading task statuses");
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT job, node, bits, time, backoff, data, attempts FROM task_statuses")
+            .prepare_cached(
+                "SELECT job, node, bits, time, backoff, data, attempts FROM task_statuses",
+            )
             .map_err(sql_err(&self.path, "reading task statuses"))?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?, r.get(3)?, r.get(4)?, r.get::<_, Option<String>>(5)?, r.get(6)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get(6)?,
+                ))
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(err)?;
@@ -68,9 +85,21 @@ impl StatusStore {
             .map(|(job, node, bits, time, backoff, data, attempts)| {
                 let data = match data {
                     None => None,
-                    Some(text) => Some(serde_json::from_str(&text).map_err(|e| self.corrupt("task_statuses", format!("{job}/{node}: {e}")))?),
+                    Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
+                        self.corrupt("task_statuses", format!("{job}/{node}: {e}"))
+                    })?),
                 };
-                Ok(StatusRow { job, node, status: TaskStatus { bits, data, time, backoff }, attempts })
+                Ok(StatusRow {
+                    job,
+                    node,
+                    status: TaskStatus {
+                        bits,
+                        data,
+                        time,
+                        backoff,
+                    },
+                    attempts,
+                })
             })
             .collect()
     }
@@ -80,7 +109,7 @@ impl StatusStore {
         let rows = self.load()?;
         let mut statuses = Statuses::default();
         for row in &rows {
-            statuses.insert(&row.job, &row.node, row.status.clone());
+            statuses.insert(&row.job, &row.node, row.status.clone(), row.attempts);
         }
         Ok((statuses, rows))
     }
@@ -97,7 +126,9 @@ impl StatusStore {
             .map_err(sql_err(&self.path, "reading running tasks"))?;
         texts
             .iter()
-            .map(|t| serde_json::from_str(t).map_err(|e| self.corrupt("running_tasks", e.to_string())))
+            .map(|t| {
+                serde_json::from_str(t).map_err(|e| self.corrupt("running_tasks", e.to_string()))
+            })
             .collect()
     }
 
@@ -117,7 +148,8 @@ impl StatusStore {
                     .map_err(sql_err(&self.path, "recording running tasks"))?;
             }
         }
-        tx.commit().map_err(sql_err(&self.path, "recording running tasks"))
+        tx.commit()
+            .map_err(sql_err(&self.path, "recording running tasks"))
     }
 
     /// Stores final statuses and removes the tasks from the running table, in one
@@ -129,7 +161,9 @@ impl StatusStore {
             .map_err(sql_err(&self.path, "recording statuses"))?;
         {
             let mut delete = tx
-                .prepare_cached("DELETE FROM running_tasks WHERE job = ?1 AND node = ?2 AND invocation = ?3")
+                .prepare_cached(
+                    "DELETE FROM running_tasks WHERE job = ?1 AND node = ?2 AND invocation = ?3",
+                )
                 .map_err(sql_err(&self.path, "recording statuses"))?;
             let mut upsert = tx
                 .prepare_cached(
@@ -142,24 +176,46 @@ impl StatusStore {
                     .execute(params![task.job, task.node, task.invocation.to_string()])
                     .map_err(sql_err(&self.path, "recording statuses"))?;
                 if removed == 1 {
-                    let data = status.data.as_ref().map(|d| serde_json::to_string(d).expect("JSON serializes"));
+                    let data = status
+                        .data
+                        .as_ref()
+                        .map(|d| serde_json::to_string(d).expect("JSON serializes"));
                     upsert
-                        .execute(params![task.job, task.node, status.bits, status.time, status.backoff, data, task.attempts])
+                        .execute(params![
+                            task.job,
+                            task.node,
+                            status.bits,
+                            status.time,
+                            status.backoff,
+                            data,
+                            task.attempts
+                        ])
                         .map_err(sql_err(&self.path, "recording statuses"))?;
                 }
             }
         }
-        tx.commit().map_err(sql_err(&self.path, "recording statuses"))
+        tx.commit()
+            .map_err(sql_err(&self.path, "recording statuses"))
     }
 
     /// The running task with this invocation id, if it is still recorded.
-    pub fn running_invocation(&self, invocation: InvocationId) -> Result<Option<RunningTask>, StoreError> {
+    pub fn running_invocation(
+        &self,
+        invocation: InvocationId,
+    ) -> Result<Option<RunningTask>, StoreError> {
         let text: Option<String> = self
             .conn
-            .query_row("SELECT task FROM running_tasks WHERE invocation = ?1", [invocation.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT task FROM running_tasks WHERE invocation = ?1",
+                [invocation.to_string()],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(sql_err(&self.path, "reading running tasks"))?;
-        text.map(|t| serde_json::from_str(&t).map_err(|e| self.corrupt("running_tasks", e.to_string()))).transpose()
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| self.corrupt("running_tasks", e.to_string()))
+        })
+        .transpose()
     }
 
     /// Reads a `meta` value.
@@ -180,10 +236,14 @@ impl StatusStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_err(&self.path, "writing state metadata"))?;
         for (key, value) in pairs {
-            tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])
-                .map_err(sql_err(&self.path, "writing state metadata"))?;
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )
+            .map_err(sql_err(&self.path, "writing state metadata"))?;
         }
-        tx.commit().map_err(sql_err(&self.path, "writing state metadata"))
+        tx.commit()
+            .map_err(sql_err(&self.path, "writing state metadata"))
     }
 }
 
@@ -196,7 +256,10 @@ mod tests {
         RunningTask {
             job: job.into(),
             node: node.into(),
-            invocation: InvocationId { start_time: 10, rand },
+            invocation: InvocationId {
+                start_time: 10,
+                rand,
+            },
             charges: Vec::new(),
             next_backoff: BackoffDuration::new(15),
             attempts: 1,
@@ -209,17 +272,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("statuses.sql3");
         let mut store = StatusStore::open(&path).unwrap();
-        store.claim(&[task("a", "n1", 1), task("a", "n2", 2)]).unwrap();
-        assert!(store.claim(&[task("a", "n1", 3)]).is_err(), "a running task cannot be claimed twice");
+        store
+            .claim(&[task("a", "n1", 1), task("a", "n2", 2)])
+            .unwrap();
+        assert!(
+            store.claim(&[task("a", "n1", 3)]).is_err(),
+            "a running task cannot be claimed twice"
+        );
         let mut s = TaskStatus::error_backoff("boom", 20);
         s.backoff = 15;
         store.finish(&[(task("a", "n1", 1), s.clone())]).unwrap();
-        store.finish(&[(task("a", "n2", 99), TaskStatus::new(bits::DONE, 20))]).unwrap();
+        store
+            .finish(&[(task("a", "n2", 99), TaskStatus::new(bits::DONE, 20))])
+            .unwrap();
         drop(store);
         let store = StatusStore::open(&path).unwrap();
         let rows = store.load().unwrap();
-        assert_eq!(rows, vec![StatusRow { job: "a".into(), node: "n1".into(), status: s, attempts: 1 }]);
-        assert_eq!(store.running().unwrap(), vec![task("a", "n2", 2)], "a stale invocation does not finish a task");
+        assert_eq!(
+            rows,
+            vec![StatusRow {
+                job: "a".into(),
+                node: "n1".into(),
+                status: s,
+                attempts: 1
+            }]
+        );
+        assert_eq!(
+            store.running().unwrap(),
+            vec![task("a", "n2", 2)],
+            "a stale invocation does not finish a task"
+        );
     }
 
     #[test]
@@ -228,6 +310,9 @@ mod tests {
         let path = dir.path().join("statuses.sql3");
         std::fs::write(&path, vec![b'x'; 4096]).unwrap();
         let err = StatusStore::open(&path).err().unwrap().to_string();
-        assert!(err.contains("statuses.sql3") && err.contains("move it aside"), "{err}");
+        assert!(
+            err.contains("statuses.sql3") && err.contains("move it aside"),
+            "{err}"
+        );
     }
 }

@@ -1,1 +1,5 @@
+//! Integration tests through the real `bistro` binary.
 
+mod util;
+
+mod demo;

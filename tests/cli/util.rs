@@ -1,0 +1,156 @@
+//! A small DSL for driving the real `bistro` binary over a temporary state dir.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+/// How long any awaited condition may take before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A scratch directory with a state dir inside.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+/// The seed demo config with a given concurrency and job body.
+pub fn seed_config() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/configs/simple.json")).unwrap()
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.path("state")
+    }
+
+    /// Writes `STATE/config.json` (creating the state dir).
+    pub fn config(&self, text: &str) -> &Self {
+        std::fs::create_dir_all(self.state()).unwrap();
+        std::fs::write(self.state().join("config.json"), text).unwrap();
+        self
+    }
+
+    /// Writes an executable script and returns its path.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// `bistro --state-dir STATE ARGS...` with a clean environment.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::cargo_bin("bistro").unwrap();
+        cmd.current_dir(self.dir.path())
+            .env_remove("BISTRO_STATE_DIR")
+            .env_remove("BISTRO_CONFIG")
+            .env_remove("BISTRO_FAKE_NOW")
+            .arg("--state-dir")
+            .arg(self.state())
+            .args(args)
+            .timeout(DEADLINE);
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "bistro {args:?} failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn status_json(&self, extra: &[&str]) -> Value {
+        let mut args = vec!["status", "--json"];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&self.ok(&args)).unwrap()
+    }
+
+    /// The status of one task from `status --json --tasks`.
+    pub fn task(&self, job: &str, node: &str) -> Value {
+        let status = self.status_json(&["--tasks"]);
+        status["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["job"] == job && t["node"] == node)
+            .cloned()
+            .unwrap_or_else(|| panic!("no task {job}/{node} in {status}"))
+    }
+
+    /// Ticks until `done(status)` holds, failing after [`DEADLINE`].
+    pub fn tick_until(&self, tick_args: &[&str], done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + DEADLINE;
+        let mut args = vec!["tick", "--quiet"];
+        args.extend_from_slice(tick_args);
+        loop {
+            self.ok(&args);
+            let status = self.status_json(&["--tasks"]);
+            if done(&status) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "condition not reached; last status: {status}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for `cond` with a deadline.
+    pub fn wait_for(&self, what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + DEADLINE;
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Lines of the task-log DB as JSON objects.
+    pub fn logs(&self, args: &[&str]) -> Vec<Value> {
+        let mut all = vec!["logs", "--json"];
+        all.extend_from_slice(args);
+        self.ok(&all).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+/// The count of one status for one job.
+pub fn count(status: &Value, job: &str, which: &str) -> u64 {
+    status["jobs"].as_array().unwrap().iter().find(|j| j["name"] == job).unwrap()["counts"][which].as_u64().unwrap()
+}
+
+/// All tasks of a job are done.
+pub fn all_done(status: &Value, job: &str) -> bool {
+    count(status, job, "done") == count(status, job, "total")
+}
+
+/// A config over the seed's nodes with the given job entries.
+pub fn config_with_jobs(concurrency: u32, jobs: &str) -> String {
+    format!(
+        r#"{{
+  "bistro_settings": {{
+    "enabled": true,
+    "nodes": {{"levels": ["level1", "level2"], "node_sources": [{{"source": "manual",
+      "prefs": {{"node1": ["node11", "node12"], "node2": ["node21", "node22"]}}}}]}},
+    "resources": {{"instance": {{"concurrency": {{"limit": {concurrency}, "default": 1}}}}}},
+    "backoff": [1, 2, "fail"]
+  }},
+  {jobs}
+}}"#
+    )
+}
+
+/// Reads a file, or "" if it does not exist.
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
