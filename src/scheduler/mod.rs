@@ -44,7 +44,10 @@ impl Statuses {
 
     /// How many times (job, node) was started.
     pub fn attempts(&self, job: &str, node: &str) -> i64 {
-        self.by_job.get(job).and_then(|j| j.get(node)).map_or(0, |(_, a)| *a)
+        self.by_job
+            .get(job)
+            .and_then(|j| j.get(node))
+            .map_or(0, |(_, a)| *a)
     }
 }
 

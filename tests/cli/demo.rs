@@ -14,7 +14,9 @@ fn seed_demo_runs_every_task_once_never_more_than_three_at_once() {
         ),
     );
     env.ok(&["init"]);
-    let status = env.tick_until(&["--worker-command", task.to_str().unwrap()], |s| all_done(s, "simple_job"));
+    let status = env.tick_until(&["--worker-command", task.to_str().unwrap()], |s| {
+        all_done(s, "simple_job")
+    });
     assert_eq!(count(&status, "simple_job", "total"), 4);
 
     let events = read(&ledger);
@@ -33,22 +35,38 @@ fn seed_demo_runs_every_task_once_never_more_than_three_at_once() {
     }
     assert!(peak <= 3, "{peak} tasks ran at once:\n{events}");
     assert_eq!(starts.len(), 4);
-    assert!(starts.values().all(|&n| n == 1), "a task ran twice: {starts:?}");
+    assert!(
+        starts.values().all(|&n| n == 1),
+        "a task ran twice: {starts:?}"
+    );
 
     // Done work is never redone.
     env.ok(&["tick"]);
     assert_eq!(read(&ledger), events);
 
     // Logs are retrievable per node and stream.
-    let stderr = env.logs(&["--job", "simple_job", "--node", "node21", "--stream", "stderr"]);
+    let stderr = env.logs(&[
+        "--job",
+        "simple_job",
+        "--node",
+        "node21",
+        "--stream",
+        "stderr",
+    ]);
     assert_eq!(stderr.len(), 1);
     assert_eq!(stderr[0]["line"], "stderr is also logged");
     let stdout = env.logs(&["--node", "node11", "--stream", "stdout"]);
-    assert!(stdout[0]["line"].as_str().unwrap().starts_with("I got these arguments: node11 "));
+    assert!(stdout[0]["line"]
+        .as_str()
+        .unwrap()
+        .starts_with("I got these arguments: node11 "));
     let events = env.logs(&["--node", "node12", "--stream", "statuses"]);
     let names: Vec<String> = events
         .iter()
-        .map(|e| serde_json::from_str::<serde_json::Value>(e["line"].as_str().unwrap()).unwrap()["event"].to_string())
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(e["line"].as_str().unwrap()).unwrap()["event"]
+                .to_string()
+        })
         .collect();
     assert_eq!(names.first().map(String::as_str), Some("\"running\""));
     assert_eq!(names.last().map(String::as_str), Some("\"got_status\""));
@@ -60,22 +78,44 @@ fn the_task_gets_its_node_a_status_file_and_json_arguments() {
     let out = env.path("args");
     let task = env.script(
         "task.sh",
-        &format!("printf '%s\\n' \"$1\" \"$2\" \"$3\" > {}\npwd >> {}\necho done > \"$2\"", out.display(), out.display()),
+        &format!(
+            "printf '%s\\n' \"$1\" \"$2\" \"$3\" > {}\npwd >> {}\necho done > \"$2\"",
+            out.display(),
+            out.display()
+        ),
     );
     env.config(&config_with_jobs(
         1,
         r#""bistro_job->j": {"owner": "me", "config": {"k": [1, 2]}, "filters": {"level2": {"whitelist": ["node12"]}}}"#,
     ));
-    env.tick_until(&["--worker-command", task.to_str().unwrap(), "--instance-node-name", "inst"], |s| count(s, "j", "done") == 1);
+    env.tick_until(
+        &[
+            "--worker-command",
+            task.to_str().unwrap(),
+            "--instance-node-name",
+            "inst",
+        ],
+        |s| count(s, "j", "done") == 1,
+    );
     let text = read(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "node12");
-    assert!(lines[1].starts_with(env.state().join("running").to_str().unwrap()), "{}", lines[1]);
+    assert!(
+        lines[1].starts_with(env.state().join("running").to_str().unwrap()),
+        "{}",
+        lines[1]
+    );
     let arg: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
     assert_eq!(arg["id"], "j");
-    assert_eq!(arg["path_to_node"], serde_json::json!(["inst", "node1", "node12"]));
+    assert_eq!(
+        arg["path_to_node"],
+        serde_json::json!(["inst", "node1", "node12"])
+    );
     assert_eq!(arg["config"], serde_json::json!({"k": [1, 2]}));
-    assert_eq!(arg["resources_by_node"], serde_json::json!({"inst": {"concurrency": 1}}));
+    assert_eq!(
+        arg["resources_by_node"],
+        serde_json::json!({"inst": {"concurrency": 1}})
+    );
     assert_eq!(arg["worker_node"], "inst");
     assert!(arg["worker_host"].is_string());
     assert!(arg.get("prev_status").is_none());
@@ -95,13 +135,24 @@ fn prev_status_carries_the_last_data_across_runs() {
             seen.display()
         ),
     );
-    env.config(&config_with_jobs(1, r#""bistro_job->j": {"owner": "me", "filters": {"level2": {"whitelist": ["node11"]}}}"#));
-    env.tick_until(&["--worker-command", task.to_str().unwrap()], |s| count(s, "j", "done") == 1);
-    let runs: Vec<serde_json::Value> = read(&seen).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    env.config(&config_with_jobs(
+        1,
+        r#""bistro_job->j": {"owner": "me", "filters": {"level2": {"whitelist": ["node11"]}}}"#,
+    ));
+    env.tick_until(&["--worker-command", task.to_str().unwrap()], |s| {
+        count(s, "j", "done") == 1
+    });
+    let runs: Vec<serde_json::Value> = read(&seen)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(runs.len(), 2);
     assert!(runs[0].get("prev_status").is_none());
     assert_eq!(runs[1]["prev_status"]["result_bits"], 8);
-    assert_eq!(runs[1]["prev_status"]["data"], serde_json::json!({"step": 7}));
+    assert_eq!(
+        runs[1]["prev_status"]["data"],
+        serde_json::json!({"step": 7})
+    );
     assert_eq!(env.task("j", "node11")["attempts"], 2);
 }
 
@@ -109,8 +160,14 @@ fn prev_status_carries_the_last_data_across_runs() {
 fn a_disabled_scheduler_starts_nothing_and_says_so() {
     let env = Env::new();
     let marker = env.path("ran");
-    let task = env.script("task.sh", &format!("touch {}\necho done > \"$2\"", marker.display()));
-    env.config(&config_with_jobs(1, r#""bistro_job->j": {"owner": "me"}"#).replace("\"enabled\": true,", ""));
+    let task = env.script(
+        "task.sh",
+        &format!("touch {}\necho done > \"$2\"", marker.display()),
+    );
+    env.config(
+        &config_with_jobs(1, r#""bistro_job->j": {"owner": "me"}"#)
+            .replace("\"enabled\": true,", ""),
+    );
     let out = env.ok(&["tick", "--worker-command", task.to_str().unwrap()]);
     assert!(out.contains("scheduler disabled"), "{out}");
     let status = env.run(&["status"]);

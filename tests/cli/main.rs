@@ -2,4 +2,7 @@
 
 mod util;
 
+mod config_errors;
 mod demo;
+mod faults;
+mod status_lines;

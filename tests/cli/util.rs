@@ -15,14 +15,11 @@ pub struct Env {
     pub dir: tempfile::TempDir,
 }
 
-/// The seed demo config with a given concurrency and job body.
-pub fn seed_config() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/configs/simple.json")).unwrap()
-}
-
 impl Env {
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap() }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -48,17 +45,23 @@ impl Env {
         path
     }
 
-    /// `bistro --state-dir STATE ARGS...` with a clean environment.
-    pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::cargo_bin("bistro").unwrap();
+    /// `bistro --state-dir STATE ARGS...` with a clean environment, to spawn.
+    pub fn spawn_cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("bistro"));
         cmd.current_dir(self.dir.path())
             .env_remove("BISTRO_STATE_DIR")
             .env_remove("BISTRO_CONFIG")
             .env_remove("BISTRO_FAKE_NOW")
             .arg("--state-dir")
             .arg(self.state())
-            .args(args)
-            .timeout(DEADLINE);
+            .args(args);
+        cmd
+    }
+
+    /// `bistro --state-dir STATE ARGS...` with a clean environment and a deadline.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::from_std(self.spawn_cmd(args));
+        cmd.timeout(DEADLINE);
         cmd
     }
 
@@ -69,7 +72,12 @@ impl Env {
     /// Runs a command that must succeed; returns its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "bistro {args:?} failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "bistro {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -102,7 +110,10 @@ impl Env {
             if done(&status) {
                 return status;
             }
-            assert!(Instant::now() < deadline, "condition not reached; last status: {status}");
+            assert!(
+                Instant::now() < deadline,
+                "condition not reached; last status: {status}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -120,13 +131,23 @@ impl Env {
     pub fn logs(&self, args: &[&str]) -> Vec<Value> {
         let mut all = vec!["logs", "--json"];
         all.extend_from_slice(args);
-        self.ok(&all).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        self.ok(&all)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 }
 
 /// The count of one status for one job.
 pub fn count(status: &Value, job: &str, which: &str) -> u64 {
-    status["jobs"].as_array().unwrap().iter().find(|j| j["name"] == job).unwrap()["counts"][which].as_u64().unwrap()
+    status["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == job)
+        .unwrap()["counts"][which]
+        .as_u64()
+        .unwrap()
 }
 
 /// All tasks of a job are done.

@@ -1,0 +1,159 @@
+//! Broken, missing and half-written configs: a clear error, the last good config kept.
+
+use crate::util::*;
+
+const GOOD_JOB: &str = r#""bistro_job->j": {"owner": "me"}"#;
+
+fn done_task(env: &Env) -> String {
+    env.script("task.sh", "echo done > \"$2\"")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn a_half_written_config_keeps_the_last_good_one_and_exits_2() {
+    let env = Env::new();
+    let task = done_task(&env);
+    let good = config_with_jobs(2, GOOD_JOB);
+    env.config(&good);
+    env.ok(&["tick", "--worker-command", &task]);
+    env.config(&good[..57]);
+    let out = env.run(&["tick"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = env.state().join("config.json");
+    assert!(
+        stderr.contains(&format!("{}:", file.display())),
+        "names the file: {stderr}"
+    );
+    assert!(stderr.contains("invalid JSON"), "{stderr}");
+    assert!(stderr.contains("last good config"), "{stderr}");
+    // Scheduling goes on with the last good config until every task is done.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let status = env.status_json(&[]);
+        assert!(status["scheduler"]["config_error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid JSON"));
+        if all_done(&status, "j") {
+            break;
+        }
+        assert_eq!(env.run(&["tick"]).status.code(), Some(2));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tasks never finished: {status}"
+        );
+    }
+    // The file is left untouched.
+    assert_eq!(read(&file), good[..57]);
+}
+
+#[test]
+fn a_missing_config_is_reported_with_its_path() {
+    let env = Env::new();
+    let out = env.run(&["tick", "--config", "nope.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nope.json") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_reports_json_syntax_errors_with_line_and_column() {
+    let env = Env::new();
+    env.config("{\n  \"bistro_settings\": {,\n}");
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("config.json:2:23: invalid JSON"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn an_unknown_node_source_is_a_settings_error_naming_the_key() {
+    let env = Env::new();
+    env.config(&config_with_jobs(1, GOOD_JOB).replace("\"manual\"", "\"bogus\""));
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("bistro_settings.nodes.node_sources.0.source: Invalid node source: bogus"),
+        "{stdout}"
+    );
+    assert_eq!(env.run(&["tick"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_failing_node_script_starts_nothing_and_exits_1() {
+    let env = Env::new();
+    let marker = env.path("ran");
+    let task = env.script(
+        "task.sh",
+        &format!("touch {}\necho done > \"$2\"", marker.display()),
+    );
+    let script = env.script("nodes.sh", "echo partial; exit 4");
+    env.config(&format!(
+        r#"{{"bistro_settings": {{"enabled": true, "nodes": {{"levels": ["db"], "node_sources": [
+            {{"source": "script", "prefs": {{"parent_level": "instance", "script": "{}"}}}}]}}, "resources": {{}}}},
+          {GOOD_JOB}}}"#,
+        script.display()
+    ));
+    let out = env.run(&["tick", "--worker-command", task.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot fetch nodes")
+            && stderr.contains("nodes.sh")
+            && stderr.contains("exit status: 4"),
+        "{stderr}"
+    );
+    assert!(!marker.exists());
+}
+
+#[test]
+fn an_invalid_job_is_kept_never_runs_and_others_do() {
+    let env = Env::new();
+    let task = done_task(&env);
+    env.config(&config_with_jobs(
+        4,
+        r#""bistro_job->bad": {"owner": "me", "resources": {"no_such_resource": 1}},
+           "bistro_job->good": {"owner": "me"}"#,
+    ));
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("bistro_job->bad: resources.no_such_resource"),
+        "{stdout}"
+    );
+    let status = env.tick_until(&["--worker-command", &task], |s| all_done(s, "good"));
+    assert_eq!(count(&status, "bad", "not_started"), 4);
+    let bad = status["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "bad")
+        .unwrap();
+    assert!(bad["errors"]["nested"]["resources"].is_object(), "{bad}");
+}
+
+#[test]
+fn status_warns_that_the_shown_config_is_the_last_good_one() {
+    let env = Env::new();
+    let task = done_task(&env);
+    env.config(&config_with_jobs(1, GOOD_JOB));
+    env.ok(&["tick", "--worker-command", &task]);
+    env.config(&config_with_jobs(1, GOOD_JOB).replace("\"nodes\"", "\"nodez\""));
+    let out = env.run(&["status"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bistro_settings") && stderr.contains("nodes"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,219 @@
+//! Contention and crashes: locked state dirs, concurrent ticks, killed supervisors.
+
+use crate::util::*;
+use std::process::Stdio;
+
+#[test]
+fn a_tick_exits_75_while_another_holds_the_state_lock() {
+    let env = Env::new();
+    env.config(&config_with_jobs(1, r#""bistro_job->j": {"owner": "me"}"#));
+    env.ok(&["init"]);
+    let mut holder = std::process::Command::new("flock")
+        .arg(env.state().join("lock"))
+        .args(["sh", "-c", "echo locked; read x"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let out = env.run(&["tick"]);
+    assert_eq!(out.status.code(), Some(75));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is locked"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `status` does not need the lock.
+    env.ok(&["status"]);
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    env.ok(&["tick", "--worker-command", "true"]);
+}
+
+#[test]
+fn concurrent_ticks_never_exceed_limits_nor_start_a_task_twice() {
+    let env = Env::new();
+    let ledger = env.path("ledger");
+    let task = env.script(
+        "task.sh",
+        &format!(
+            "echo \"start $1\" >> {l}\nsleep 0.1\necho \"end $1\" >> {l}\necho done > \"$2\"",
+            l = ledger.display()
+        ),
+    );
+    let nodes: Vec<String> = (0..12).map(|i| format!("\"n{i}\"")).collect();
+    env.config(&format!(
+        r#"{{"bistro_settings": {{"enabled": true,
+              "nodes": {{"levels": ["host", "db"], "node_sources": [{{"source": "manual", "prefs": {{"h1": [{}]}}}}]}},
+              "resources": {{"instance": {{"slots": {{"limit": 3, "default": 1}}}}}}}},
+            "bistro_job->j": {{"owner": "me"}}}}"#,
+        nodes.join(",")
+    ));
+    env.ok(&["init"]);
+    env.ok(&[
+        "tick",
+        "--worker-command",
+        task.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !all_done(&env.status_json(&[]), "j") {
+        let ticks: Vec<_> = (0..4)
+            .map(|_| env.spawn_cmd(&["tick", "--quiet"]).spawn().unwrap())
+            .collect();
+        for mut t in ticks {
+            let code = t.wait().unwrap().code();
+            assert!(matches!(code, Some(0) | Some(75)), "tick exited {code:?}");
+        }
+        assert!(std::time::Instant::now() < deadline, "tasks never finished");
+    }
+    let text = read(&ledger);
+    let mut running = 0i32;
+    let mut peak = 0;
+    let mut starts = std::collections::HashMap::<&str, u32>::new();
+    for l in text.lines() {
+        let (what, node) = l.split_once(' ').unwrap();
+        if what == "start" {
+            running += 1;
+            *starts.entry(node).or_default() += 1;
+        } else {
+            running -= 1;
+        }
+        peak = peak.max(running);
+    }
+    assert!(peak <= 3, "{peak} at once");
+    assert_eq!(starts.len(), 12);
+    assert!(starts.values().all(|&n| n == 1), "{starts:?}");
+}
+
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        let state = s[s.rfind(')').unwrap() + 2..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        state != "Z" && state != "X"
+    })
+}
+
+#[test]
+fn a_killed_supervisor_is_reported_and_its_task_group_dies() {
+    let env = Env::new();
+    let pids = env.path("pids");
+    let task = env.script(
+        "task.sh",
+        &format!("sleep 1000 &\necho \"$$ $!\" > {}\nwait", pids.display()),
+    );
+    env.config(&config_with_jobs(
+        1,
+        r#""bistro_job->j": {"owner": "me", "filters": {"level2": {"whitelist": ["node11"]}}}"#,
+    ));
+    env.ok(&["tick", "--worker-command", task.to_str().unwrap()]);
+    env.wait_for("the task to start", || read(&pids).ends_with('\n'));
+    let text = read(&pids);
+    let (shell, sleeper): (i32, i32) = {
+        let mut it = text.split_whitespace().map(|p| p.parse().unwrap());
+        (it.next().unwrap(), it.next().unwrap())
+    };
+    let supervisor = parent_of(shell);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(supervisor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    env.wait_for("the supervisor to die", || !alive(supervisor));
+    env.ok(&["tick"]);
+    let t = env.task("j", "node11");
+    assert_eq!(t["status"], "error_backoff", "{t}");
+    assert!(
+        t["data"]["exception"]
+            .as_str()
+            .unwrap()
+            .contains("supervisor was lost"),
+        "{t}"
+    );
+    env.wait_for("the task's process group to die", || {
+        !alive(shell) && !alive(sleeper)
+    });
+    let events = env.logs(&["--stream", "statuses"]);
+    assert!(events
+        .iter()
+        .any(|e| e["line"].as_str().unwrap().contains("supervisor_lost")));
+}
+
+#[test]
+fn a_killed_tick_loses_no_task_and_starts_none_twice() {
+    let env = Env::new();
+    let ledger = env.path("ledger");
+    let task = env.script(
+        "task.sh",
+        &format!(
+            "echo \"start $1\" >> {l}\nsleep 0.05\necho \"end $1\" >> {l}\necho done > \"$2\"",
+            l = ledger.display()
+        ),
+    );
+    let nodes: Vec<String> = (0..10).map(|i| format!("\"n{i}\"")).collect();
+    env.config(&format!(
+        r#"{{"bistro_settings": {{"enabled": true, "backoff": [1, "repeat"],
+              "nodes": {{"levels": ["db"], "node_sources": [{{"source": "manual", "prefs": {{"h": [{}]}}}}]}},
+              "resources": {{"instance": {{"slots": {{"limit": 4, "default": 1}}}}}}}},
+            "bistro_job->j": {{"owner": "me"}}}}"#,
+        nodes.join(",")
+    ).replace("\"levels\": [\"db\"]", "\"levels\": [\"host\", \"db\"]"));
+    env.ok(&["init"]);
+    env.ok(&[
+        "tick",
+        "--worker-command",
+        task.to_str().unwrap(),
+        "--quiet",
+    ]);
+    for i in 0..15u64 {
+        let mut child = env
+            .spawn_cmd(&["tick", "--quiet", "--wait-lock", "10"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(i * 3 % 40));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    env.tick_until(&["--wait-lock", "10"], |s| all_done(s, "j"));
+    let text = read(&ledger);
+    let mut open = std::collections::HashSet::new();
+    for l in text.lines() {
+        let (what, node) = l.split_once(' ').unwrap();
+        if what == "start" {
+            assert!(
+                open.insert(node.to_string()),
+                "{node} started while already running:\n{text}"
+            );
+        } else {
+            open.remove(node);
+        }
+    }
+    assert!(open.is_empty());
+    let running = env.status_json(&["--tasks", "--status", "running"]);
+    assert!(running["tasks"].as_array().unwrap().is_empty());
+    assert!(
+        std::fs::read_dir(env.state().join("running"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no stray invocation dirs"
+    );
+}
