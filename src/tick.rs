@@ -102,7 +102,8 @@ pub enum TickError {
 }
 
 /// Records finished runs: applies each result over the stored status with the backoff
-/// step computed at start, in one transaction, then forgets their directories.
+/// step computed at start, in one transaction, then forgets their directories. Runs
+/// that never started are released with their stored status untouched.
 pub fn reap(
     store: &mut StatusStore,
     logs: Option<&mut LogStore>,
@@ -110,10 +111,21 @@ pub fn reap(
     statuses: &mut Statuses,
     running: Vec<RunningTask>,
 ) -> Result<(Vec<FinishedTask>, Vec<RunningTask>), TickError> {
-    let mut results = Vec::new();
+    let mut results: Vec<(RunningTask, Option<TaskStatus>)> = Vec::new();
     let mut events = Vec::new();
+    let mut finished = Vec::new();
     let mut still = Vec::new();
     for task in running {
+        let event = |name: &str, message: &str| LogLine {
+            kind: LogKind::Statuses,
+            job: task.job.clone(),
+            node: task.node.clone(),
+            time: crate::now(),
+            line: json!({"event": name, "message": message,
+                         "invocation_start_time": task.invocation.start_time,
+                         "invocation_rand": task.invocation.rand})
+            .to_string(),
+        };
         let reported = match runner.check(&task) {
             Outcome::Running => {
                 still.push(task);
@@ -121,17 +133,19 @@ pub fn reap(
             }
             Outcome::Finished(result) => result.status,
             Outcome::Lost(status, message) => {
-                events.push(LogLine {
-                    kind: LogKind::Statuses,
+                events.push(event("supervisor_lost", &message));
+                status
+            }
+            Outcome::NeverStarted(why) => {
+                events.push(event("never_started", &why));
+                finished.push(FinishedTask {
                     job: task.job.clone(),
                     node: task.node.clone(),
-                    time: crate::now(),
-                    line: json!({"event": "supervisor_lost", "message": message,
-                                 "invocation_start_time": task.invocation.start_time,
-                                 "invocation_rand": task.invocation.rand})
-                    .to_string(),
+                    status: "not_started",
+                    message: Some(why),
                 });
-                status
+                results.push((task, None));
+                continue;
             }
         };
         let status = apply_status(
@@ -140,7 +154,13 @@ pub fn reap(
             task.next_backoff,
         );
         statuses.insert(&task.job, &task.node, status.clone(), task.attempts);
-        results.push((task, status));
+        finished.push(FinishedTask {
+            job: task.job.clone(),
+            node: task.node.clone(),
+            status: status.name().as_str(),
+            message: status.exception().map(str::to_string),
+        });
+        results.push((task, Some(status)));
     }
     if let Some(logs) = logs {
         if let Err(e) = logs.append(&events) {
@@ -148,18 +168,9 @@ pub fn reap(
         }
     }
     store.finish(&results)?;
-    let finished = results
-        .iter()
-        .map(|(task, status)| {
-            runner.cleanup(task);
-            FinishedTask {
-                job: task.job.clone(),
-                node: task.node.clone(),
-                status: status.name().as_str(),
-                message: status.exception().map(str::to_string),
-            }
-        })
-        .collect();
+    for (task, _) in &results {
+        runner.cleanup(task);
+    }
     Ok((finished, still))
 }
 
@@ -373,14 +384,7 @@ pub fn tick(
             }),
             Err(e) => {
                 report.start_errors.push(e.to_string());
-                let status =
-                    TaskStatus::error_backoff(format!("Failed to start task: {}", e.message), now);
-                let status = apply_status(
-                    statuses.get(&claim.job, &claim.node),
-                    status,
-                    claim.next_backoff,
-                );
-                failed.push((claim, status));
+                failed.push((claim, None));
             }
         }
     }

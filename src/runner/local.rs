@@ -6,17 +6,17 @@
 //! no instant at which a live supervisor's lock looks free. The lock is released only
 //! when the supervisor is gone, whatever killed it.
 
-use super::process::{self, ProcessId};
+use super::process::{self, Scope};
 use super::{Launch, PreparedTask, RunnerError, TaskResult, TaskRunner};
 use crate::state::StateDir;
 use crate::status::{parse_status, read_status_file, TaskStatus};
 use crate::task::RunningTask;
-use nix::sys::signal::Signal;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// The descriptor number a supervisor finds its invocation lock on.
 pub const LOCK_FD: i32 = 3;
@@ -30,6 +30,8 @@ pub enum Outcome {
     Finished(TaskResult),
     /// Its supervisor is gone without a result: the status to record and why.
     Lost(TaskStatus, String),
+    /// Its supervisor is gone and never started the task: release it, status untouched.
+    NeverStarted(String),
 }
 
 /// Runs tasks as children of detached supervisors on this machine.
@@ -136,12 +138,12 @@ impl TaskRunner for LocalRunner {
         if let Some(result) = read_result(&dir) {
             return Outcome::Finished(result);
         }
-        let alive = match open_lock(&dir) {
-            Ok(lock) => lock.try_lock().is_err(),
-            Err(_) => false,
-        };
-        if alive {
-            return Outcome::Running;
+        match open_lock(&dir) {
+            Ok(lock) if lock.try_lock().is_err() => return Outcome::Running,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Cannot tell (e.g. out of descriptors): assume alive, look again next tick.
+            Err(_) => return Outcome::Running,
         }
         if let Some(result) = read_result(&dir) {
             return Outcome::Finished(result);
@@ -155,40 +157,49 @@ impl TaskRunner for LocalRunner {
 }
 
 fn read_result(dir: &Path) -> Option<TaskResult> {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).ok()?).ok()
-}
-
-/// The status of a run whose supervisor vanished: whatever the task managed to report,
-/// else `error_backoff` saying the supervisor was lost. Survivors of its process group
-/// are killed first, so the task cannot run twice.
-fn lost(dir: &Path, task: &RunningTask) -> Outcome {
-    let now = crate::now();
-    let Some(pid) = process::read_record(&dir.join("task.pid")) else {
-        let msg =
-            "the task never started: its supervisor was lost (the tick that dispatched it died?)"
-                .to_string();
-        return Outcome::Lost(TaskStatus::error_backoff(msg.clone(), now), msg);
-    };
-    kill_survivors(pid);
-    let reported = std::fs::read(dir.join("status"))
+    let path = dir.join("result.json");
+    let text = std::fs::read_to_string(&path).ok()?;
+    serde_json::from_str(&text)
+        .map_err(|e| eprintln!("bistro: warning: ignoring corrupt {}: {e}", path.display()))
         .ok()
-        .and_then(|b| read_status_file(&b).ok());
-    match reported {
-        Some(line) => {
-            let msg = "the task's supervisor was lost after the task wrote its status".to_string();
-            Outcome::Lost(parse_status(&line, now), msg)
-        }
-        None => {
-            let msg = format!(
-                "the task's supervisor was lost (killed or crashed) before {}/{} reported a status",
-                task.job, task.node
-            );
-            Outcome::Lost(TaskStatus::error_backoff(msg.clone(), now), msg)
-        }
-    }
 }
 
-fn kill_survivors(pid: ProcessId) {
-    pid.signal(Signal::SIGKILL, true);
-    pid.signal(Signal::SIGKILL, false);
+/// How long to wait for a lost run's processes to die before looking again next tick.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// The status of a run whose supervisor vanished. Everything the supervisor started is
+/// killed first (its session, the task's process group), so the task cannot run twice;
+/// then whatever the task managed to report is kept, else `error_backoff` saying the
+/// supervisor was lost. A run whose task never started is released untouched.
+fn lost(dir: &Path, task: &RunningTask) -> Outcome {
+    let supervisor = process::read_record(&dir.join("supervisor.pid"));
+    let started = process::read_record(&dir.join("task.pid"));
+    let all_dead = supervisor.is_none_or(|p| p.kill_all(Scope::Session, KILL_WAIT))
+        && started.is_none_or(|p| p.kill_all(Scope::Group, KILL_WAIT));
+    if !all_dead {
+        return Outcome::Running;
+    }
+    if started.is_none() {
+        let why = "its supervisor was lost before it started the task (the tick that dispatched it died?)";
+        return Outcome::NeverStarted(why.to_string());
+    }
+    let now = crate::now();
+    let lost = format!(
+        "the task's supervisor was lost (killed or crashed) while {}/{} ran",
+        task.job, task.node
+    );
+    match std::fs::read(dir.join("status")).map(|b| read_status_file(&b)) {
+        Ok(Ok(line)) => Outcome::Lost(
+            parse_status(&line, now),
+            format!("{lost}; keeping the status it wrote"),
+        ),
+        Ok(Err(why)) => Outcome::Lost(
+            TaskStatus::error_backoff(format!("{lost}: {why}"), now),
+            lost,
+        ),
+        Err(e) => Outcome::Lost(
+            TaskStatus::error_backoff(format!("{lost}: cannot read its status file: {e}"), now),
+            lost,
+        ),
+    }
 }

@@ -1,60 +1,96 @@
-//! Process control for tasks: spawning in a new process group with a parent-death
-//! signal, identifying processes by (pid, start time) so a reused pid is never
-//! signalled, and killing whole groups.
+//! Process control for tasks: identifying processes by (pid, start time, session) so a
+//! reused pid is never signalled, and killing whole process groups or sessions.
 
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-/// A process identified robustly: its pid and its start time in clock ticks since boot.
+/// A process identified robustly: its pid, start time and session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessId {
-    /// The pid (for a group leader, also the process group id).
+    /// The pid (for a group or session leader, also the group or session id).
     pub pid: i32,
-    /// Field 22 of `/proc/PID/stat`.
+    /// Field 22 of `/proc/PID/stat`: clock ticks since boot.
     pub start_ticks: u64,
+    /// The session the process belongs to.
+    pub session: i32,
 }
 
-/// Reads a process's (start time, process group) from `/proc`.
-fn stat(pid: i32) -> Option<(u64, i32)> {
+/// What `/proc/PID/stat` says of a live (not zombie) process.
+struct Stat {
+    pgrp: i32,
+    session: i32,
+    start_ticks: u64,
+}
+
+fn stat(pid: i32) -> Option<Stat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &text[text.rfind(')')? + 2..];
     let fields: Vec<&str> = after.split(' ').collect();
-    // After "pid (comm) ": state=0, ppid=1, pgrp=2, ..., starttime=19.
-    let state = fields.first()?;
-    if *state == "Z" || *state == "X" {
+    // After "pid (comm) ": state=0, ppid=1, pgrp=2, session=3, ..., starttime=19.
+    if matches!(*fields.first()?, "Z" | "X") {
         return None;
     }
-    Some((fields.get(19)?.parse().ok()?, fields.get(2)?.parse().ok()?))
+    Some(Stat {
+        pgrp: fields.get(2)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
+        start_ticks: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Live processes matching `keep`.
+fn processes(keep: impl Fn(&Stat) -> bool) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| stat(pid).is_some_and(|s| keep(&s)))
+        .collect()
 }
 
 impl ProcessId {
     /// Identifies a live process.
     pub fn of(pid: i32) -> Option<Self> {
-        stat(pid).map(|(start_ticks, _)| Self { pid, start_ticks })
+        stat(pid).map(|s| Self {
+            pid,
+            start_ticks: s.start_ticks,
+            session: s.session,
+        })
+    }
+
+    /// This process.
+    pub fn me() -> Option<Self> {
+        Self::of(std::process::id() as i32)
     }
 
     /// Is this very process (not a reuse of its pid) still alive?
     pub fn is_alive(&self) -> bool {
-        stat(self.pid).is_some_and(|(start, _)| start == self.start_ticks)
+        stat(self.pid).is_some_and(|s| s.start_ticks == self.start_ticks)
     }
 
-    /// Does any live process still belong to the process group this process led?
+    /// Is this process the leader of its own session?
+    pub fn leads_session(&self) -> bool {
+        self.session == self.pid
+    }
+
+    /// Live members of the process group this process leads (same session, started no
+    /// earlier than it), so a group id reused by unrelated processes is never matched.
+    fn group_members(&self) -> Vec<i32> {
+        processes(|s| {
+            s.pgrp == self.pid && s.session == self.session && s.start_ticks >= self.start_ticks
+        })
+    }
+
+    /// Live members of the session this process leads, started no earlier than it.
+    fn session_members(&self) -> Vec<i32> {
+        processes(|s| s.session == self.pid && s.start_ticks >= self.start_ticks)
+    }
+
+    /// Does any process of the group this process led still live?
     pub fn group_is_alive(&self) -> bool {
         !self.group_members().is_empty()
-    }
-
-    /// Pids in this process's group that started no earlier than it did.
-    fn group_members(&self) -> Vec<i32> {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|&pid| {
-                stat(pid).is_some_and(|(start, pgrp)| pgrp == self.pid && start >= self.start_ticks)
-            })
-            .collect()
     }
 
     /// Sends `signal` to the process, or to its whole group when `group`; never to a
@@ -68,6 +104,42 @@ impl ProcessId {
             let _ = kill(Pid::from_raw(self.pid), signal);
         }
     }
+
+    /// SIGKILLs this process and its group (or, with [`Scope::Session`], every process
+    /// of the session it leads); waits up to `wait` for them to be gone. True when none
+    /// is left.
+    pub fn kill_all(&self, scope: Scope, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            let mut left = match scope {
+                Scope::Group => self.group_members(),
+                Scope::Session if self.leads_session() => self.session_members(),
+                Scope::Session => Vec::new(),
+            };
+            if self.is_alive() {
+                left.push(self.pid);
+            }
+            if left.is_empty() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            for pid in left {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// What [`ProcessId::kill_all`] reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The process group the process leads.
+    Group,
+    /// The session the process leads (nothing more if it leads none).
+    Session,
 }
 
 /// Writes a [`ProcessId`] to a file.
@@ -97,6 +169,14 @@ mod tests {
     use std::os::unix::process::CommandExt;
     use std::process::Command;
 
+    fn wait_until(cond: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        cond()
+    }
+
     #[test]
     fn killing_a_group_reaches_background_children() {
         let mut child = Command::new("sh")
@@ -105,18 +185,27 @@ mod tests {
             .spawn()
             .unwrap();
         let id = ProcessId::of(child.id() as i32).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while id.group_members().len() < 3 && std::time::Instant::now() < deadline {
-            std::thread::yield_now();
-        }
-        assert_eq!(id.group_members().len(), 3);
+        assert!(wait_until(|| id.group_members().len() == 3));
         id.signal(Signal::SIGKILL, true);
         child.wait().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while id.group_is_alive() && std::time::Instant::now() < deadline {
-            std::thread::yield_now();
-        }
-        assert!(!id.group_is_alive());
+        assert!(wait_until(|| !id.group_is_alive()));
         assert!(!id.is_alive());
+    }
+
+    #[test]
+    fn kill_all_reaches_a_session_across_process_groups() {
+        let mut child = Command::new("setsid")
+            .args(["sh", "-c", "(sleep 1000 &); sleep 1000 & wait"])
+            .spawn()
+            .unwrap();
+        let leader = child.id() as i32;
+        assert!(wait_until(
+            || ProcessId::of(leader).is_some_and(|p| p.leads_session())
+        ));
+        let id = ProcessId::of(leader).unwrap();
+        assert!(wait_until(|| id.session_members().len() >= 3));
+        assert!(id.kill_all(Scope::Session, Duration::from_secs(10)));
+        child.wait().unwrap();
+        assert!(id.session_members().is_empty());
     }
 }

@@ -4,7 +4,8 @@
 //! A supervisor is either a detached `bistro supervise` process started by a tick (so
 //! the task outlives the tick) or the `bistro run-task` process itself. It holds the
 //! invocation's lock for its whole life, which is how a later tick tells a live
-//! supervisor from a lost one.
+//! supervisor from a lost one, and it records its own identity before it starts the
+//! task, so whoever finds it lost can kill everything it started.
 
 use super::process::{self, ProcessId};
 use super::{Launch, TaskResult};
@@ -30,12 +31,19 @@ pub const MAX_LINE_BYTES: usize = 65000;
 /// background children) before the rest of its process group is killed.
 const PIPE_GRACE: Duration = Duration::from_secs(3);
 
+/// Lines buffered between the pipe readers and the database writer. When full, the
+/// readers stop reading and the task blocks on its pipe: back-pressure, as in Bistro,
+/// instead of unbounded memory.
+const LOG_BUFFER_LINES: usize = 10_000;
+
 /// The signal that asked this supervisor to stop (0: none).
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_stop_signal(signal: i32) {
     STOP_SIGNAL.store(signal, Ordering::SeqCst);
 }
+
+const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
 
 /// Routes SIGTERM, SIGINT and SIGHUP to "kill the task, record it, exit".
 fn install_signal_handlers() {
@@ -45,8 +53,20 @@ fn install_signal_handlers() {
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
-    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+    for sig in STOP_SIGNALS {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            let _ = sigaction(sig, &action);
+        }
+    }
+}
+
+/// Puts the default dispositions back once the task is over.
+pub fn restore_signal_handlers() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    let action = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in STOP_SIGNALS {
+        // SAFETY: restoring the default disposition.
         unsafe {
             let _ = sigaction(sig, &action);
         }
@@ -55,26 +75,87 @@ fn install_signal_handlers() {
 
 enum Msg {
     Line(LogLine),
+    End,
 }
 
-/// Forwards log lines to the database in batches; returns how many were lost and why.
-fn log_writer(db: &Path, rx: mpsc::Receiver<Msg>) -> (usize, Option<String>) {
-    let mut store = match LogStore::open(db) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            eprintln!("bistro supervise: {e}");
-            None
+/// The task's log lines and events on their way to the database.
+struct LogSink<'a> {
+    launch: &'a Launch,
+    tx: mpsc::SyncSender<Msg>,
+    writer: std::thread::JoinHandle<(usize, Option<String>)>,
+}
+
+impl<'a> LogSink<'a> {
+    fn start(launch: &'a Launch) -> Self {
+        let (tx, rx) = mpsc::sync_channel(LOG_BUFFER_LINES);
+        let db = launch.log_db.clone();
+        let writer = std::thread::spawn(move || write_logs(&db, &rx));
+        Self { launch, tx, writer }
+    }
+
+    /// Logs a lifecycle event (bistro-runtime §2.7).
+    fn event(&self, name: &str, extra: Value) {
+        let mut e = json!({
+            "event": name,
+            "invocation_start_time": self.launch.invocation.start_time,
+            "invocation_rand": self.launch.invocation.rand,
+            "worker_host": self.launch.worker_host,
+        });
+        if let (Some(e), Some(extra)) = (e.as_object_mut(), extra.as_object()) {
+            e.extend(extra.clone());
         }
-    };
+        let line = LogLine {
+            kind: LogKind::Statuses,
+            job: self.launch.job.clone(),
+            node: self.launch.node.clone(),
+            time: crate::now(),
+            line: e.to_string(),
+        };
+        let _ = self.tx.send(Msg::Line(line));
+    }
+
+    /// Stops the writer once everything sent so far is stored. Readers still blocked on
+    /// a pipe held open by a stray process cannot delay it: their later lines are dropped.
+    fn finish(self) {
+        let _ = self.tx.send(Msg::End);
+        let (lost, error) = self
+            .writer
+            .join()
+            .unwrap_or((0, Some("log writer panicked".into())));
+        if lost > 0 {
+            eprintln!(
+                "bistro supervise: {lost} log lines of {}/{} were lost: {}",
+                self.launch.job,
+                self.launch.node,
+                error.unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// Stores log lines in batches until [`Msg::End`]; returns how many were lost and why.
+fn write_logs(db: &Path, rx: &mpsc::Receiver<Msg>) -> (usize, Option<String>) {
+    let mut store = LogStore::open(db)
+        .map_err(|e| eprintln!("bistro supervise: {e}"))
+        .ok();
     let mut lost = 0;
     let mut error = store
         .is_none()
         .then(|| format!("cannot open {}", db.display()));
-    while let Ok(Msg::Line(first)) = rx.recv() {
-        let mut batch = vec![first];
+    let mut ended = false;
+    while !ended {
+        let mut batch = Vec::new();
+        match rx.recv() {
+            Ok(Msg::Line(l)) => batch.push(l),
+            Ok(Msg::End) | Err(_) => break,
+        }
         while batch.len() < 2000 {
             match rx.try_recv() {
                 Ok(Msg::Line(l)) => batch.push(l),
+                Ok(Msg::End) => {
+                    ended = true;
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -96,10 +177,9 @@ fn read_lines(
     mut pipe: impl Read,
     kind: LogKind,
     launch: &Launch,
-    tx: &mpsc::Sender<Msg>,
-    echo: Option<&mut dyn Write>,
+    tx: &mpsc::SyncSender<Msg>,
+    mut echo: Option<Box<dyn Write + Send>>,
 ) {
-    let mut echo = echo;
     let mut buf = vec![0u8; 64 * 1024];
     let mut pending: Vec<u8> = Vec::new();
     let send = |bytes: &[u8]| {
@@ -110,7 +190,7 @@ fn read_lines(
             time: crate::now(),
             line: String::from_utf8_lossy(bytes).into_owned(),
         };
-        let _ = tx.send(Msg::Line(line));
+        tx.send(Msg::Line(line)).is_ok()
     };
     loop {
         let n = match pipe.read(&mut buf) {
@@ -120,19 +200,17 @@ fn read_lines(
             Err(_) => break,
         };
         if let Some(out) = echo.as_mut() {
-            let _ = out.write_all(&buf[..n]);
-            let _ = out.flush();
+            let _ = out.write_all(&buf[..n]).and_then(|()| out.flush());
         }
         for &b in &buf[..n] {
-            if b == b'\n' {
-                send(&pending);
-                pending.clear();
-            } else {
-                pending.push(b);
-                if pending.len() == MAX_LINE_BYTES {
-                    send(&pending);
-                    pending.clear();
+            if b == b'\n' || pending.len() == MAX_LINE_BYTES {
+                if !send(&pending) {
+                    return;
                 }
+                pending.clear();
+            }
+            if b != b'\n' {
+                pending.push(b);
             }
         }
     }
@@ -147,30 +225,13 @@ fn read_lines(
 /// `run-task` in a terminal).
 pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
     install_signal_handlers();
-    let (tx, rx) = mpsc::channel::<Msg>();
-    let db = launch.log_db.clone();
-    let writer = std::thread::spawn(move || log_writer(&db, rx));
-    let event = |name: &str, extra: Value| {
-        let mut e = json!({
-            "event": name,
-            "invocation_start_time": launch.invocation.start_time,
-            "invocation_rand": launch.invocation.rand,
-            "worker_host": launch.worker_host,
-        });
-        if let (Some(e), Some(extra)) = (e.as_object_mut(), extra.as_object()) {
-            e.extend(extra.clone());
+    if let Some(me) = ProcessId::me() {
+        if let Err(e) = process::record(&dir.join("supervisor.pid"), me) {
+            eprintln!("bistro supervise: {e}");
         }
-        let line = LogLine {
-            kind: LogKind::Statuses,
-            job: launch.job.clone(),
-            node: launch.node.clone(),
-            time: crate::now(),
-            line: e.to_string(),
-        };
-        let _ = tx.send(Msg::Line(line));
-    };
-
-    event("running", json!({"command": launch.argv}));
+    }
+    let sink = LogSink::start(launch);
+    sink.event("running", json!({"command": launch.argv}));
     let result = match spawn(launch) {
         Err(message) => {
             let status = TaskStatus::error_backoff(
@@ -180,7 +241,7 @@ pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
                 ),
                 crate::now(),
             );
-            event(
+            sink.event(
                 "task_failed_to_start",
                 json!({"status": status_json(&status)}),
             );
@@ -192,20 +253,9 @@ pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
                 end_time: crate::now(),
             }
         }
-        Ok(child) => run(launch, dir, child, echo, &tx, &event),
+        Ok(child) => run(launch, dir, child, echo, &sink),
     };
-    drop(tx);
-    let (lost, error) = writer
-        .join()
-        .unwrap_or((0, Some("log writer panicked".into())));
-    if lost > 0 {
-        eprintln!(
-            "bistro supervise: {lost} log lines of {}/{} were lost: {}",
-            launch.job,
-            launch.node,
-            error.unwrap_or_default()
-        );
-    }
+    sink.finish();
     if let Err(e) = crate::state::write_atomic(
         &dir.join("result.json"),
         serde_json::to_string(&result)
@@ -248,17 +298,20 @@ fn spawn(launch: &Launch) -> Result<std::process::Child, String> {
     if launch.task_subprocess.process_group_leader {
         cmd.process_group(0);
     }
-    let death_signal = launch.task_subprocess.parent_death_signal;
-    if death_signal != 0 {
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(move || {
-                if let Ok(sig) = Signal::try_from(death_signal) {
-                    nix::sys::prctl::set_pdeathsig(sig).map_err(std::io::Error::from)?;
+    let death_signal = Signal::try_from(launch.task_subprocess.parent_death_signal).ok();
+    let supervisor = nix::unistd::getpid();
+    // SAFETY: prctl, getppid and _exit are async-signal-safe and touch no parent memory.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(sig) = death_signal {
+                nix::sys::prctl::set_pdeathsig(sig).map_err(std::io::Error::from)?;
+                // The supervisor may have died before the signal was armed.
+                if nix::unistd::getppid() != supervisor {
+                    nix::libc::_exit(1);
                 }
-                Ok(())
-            });
-        }
+            }
+            Ok(())
+        });
     }
     cmd.spawn()
         .map_err(|e| format!("cannot run {program:?}: {e}"))
@@ -269,55 +322,50 @@ fn run(
     dir: &Path,
     mut child: std::process::Child,
     echo: bool,
-    tx: &mpsc::Sender<Msg>,
-    event: &dyn Fn(&str, Value),
+    sink: &LogSink,
 ) -> TaskResult {
-    let pid = child.id() as i32;
-    let id = ProcessId::of(pid).unwrap_or(ProcessId {
-        pid,
-        start_ticks: 0,
-    });
-    if let Err(e) = process::record(&dir.join("task.pid"), id) {
-        eprintln!("bistro supervise: {e}");
+    let pid = ProcessId::of(child.id() as i32);
+    if let Some(id) = pid {
+        if let Err(e) = process::record(&dir.join("task.pid"), id) {
+            eprintln!("bistro supervise: {e}");
+        }
     }
+    let child_pid = child.id();
+    let signal = |sig: Signal, group: bool| {
+        if let Some(id) = pid {
+            id.signal(sig, group);
+        } else {
+            let _ = child_kill(child_pid, sig);
+        }
+    };
     let group = launch.task_subprocess.process_group_leader;
     let (done_tx, done_rx) = mpsc::channel::<()>();
-    let readers: Vec<_> = [
-        (
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            LogKind::Stdout,
-        ),
-        (
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            LogKind::Stderr,
-        ),
+    let pipes: Vec<(Box<dyn Read + Send>, LogKind)> = [
+        child
+            .stdout
+            .take()
+            .map(|p| (Box::new(p) as Box<dyn Read + Send>, LogKind::Stdout)),
+        child
+            .stderr
+            .take()
+            .map(|p| (Box::new(p) as Box<dyn Read + Send>, LogKind::Stderr)),
     ]
     .into_iter()
-    .filter_map(|(pipe, kind)| Some((pipe?, kind)))
-    .map(|(pipe, kind)| {
-        let (tx, done_tx, launch) = (tx.clone(), done_tx.clone(), launch.clone());
-        std::thread::spawn(move || {
-            let mut out: Box<dyn Write> = match kind {
-                LogKind::Stderr => Box::new(std::io::stderr()),
-                _ => Box::new(std::io::stdout()),
-            };
-            read_lines(
-                pipe,
-                kind,
-                &launch,
-                &tx,
-                echo.then_some(&mut *out as &mut dyn Write),
-            );
-            let _ = done_tx.send(());
-        })
-    })
+    .flatten()
     .collect();
+    let mut open = pipes.len();
+    for (pipe, kind) in pipes {
+        let (tx, done_tx, launch) = (sink.tx.clone(), done_tx.clone(), launch.clone());
+        let out: Option<Box<dyn Write + Send>> = match (echo, kind) {
+            (false, _) => None,
+            (true, LogKind::Stderr) => Some(Box::new(std::io::stderr())),
+            (true, _) => Some(Box::new(std::io::stdout())),
+        };
+        std::thread::spawn(move || {
+            read_lines(pipe, kind, &launch, &tx, out);
+            let _ = done_tx.send(());
+        });
+    }
     drop(done_tx);
 
     let poll = Duration::from_millis(launch.task_subprocess.poll_ms.clamp(1, 1000) as u64);
@@ -326,11 +374,11 @@ fn run(
     let mut sigkill_at: Option<Instant> = None;
     let exit = loop {
         match child.try_wait() {
-            Ok(Some(status)) => break status,
+            Ok(Some(status)) => break Some(status),
             Ok(None) => {}
             Err(e) => {
                 eprintln!("bistro supervise: waiting for the task: {e}");
-                break std::process::ExitStatus::from_raw(0);
+                break None;
             }
         }
         let requested = STOP_SIGNAL.load(Ordering::SeqCst);
@@ -338,10 +386,10 @@ fn run(
             stop_signal = Some(requested);
             killed = true;
             match launch.kill_subprocess.method {
-                KillMethod::Kill => id.signal(Signal::SIGKILL, group),
-                KillMethod::Term => id.signal(Signal::SIGTERM, group),
+                KillMethod::Kill => signal(Signal::SIGKILL, group),
+                KillMethod::Term => signal(Signal::SIGTERM, group),
                 KillMethod::TermWaitKill => {
-                    id.signal(Signal::SIGTERM, group);
+                    signal(Signal::SIGTERM, group);
                     sigkill_at = Some(
                         Instant::now()
                             + Duration::from_millis(
@@ -352,43 +400,36 @@ fn run(
             }
         }
         if sigkill_at.is_some_and(|t| Instant::now() >= t) {
-            id.signal(Signal::SIGKILL, group);
+            signal(Signal::SIGKILL, group);
             sigkill_at = None;
         }
         std::thread::sleep(poll);
     };
-    let message = match (exit.code(), exit.signal()) {
-        (Some(code), _) => format!("exited with status {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
+    let message = match exit.map(|e| (e.code(), e.signal())) {
+        Some((Some(code), _)) => format!("exited with status {code}"),
+        Some((None, Some(sig))) => format!("killed by signal {sig}"),
         _ => "exited".to_string(),
     };
-    event("process_exited", json!({"message": message}));
+    sink.event("process_exited", json!({"message": message}));
 
-    let mut open = readers.len();
-    let mut pipes_closed = wait_for_readers(&done_rx, &mut open, PIPE_GRACE);
-    if !pipes_closed && group {
-        event(
-            "task_pipes_timeout",
-            json!({"message": "background processes kept the task's output open; killing its process group"}),
-        );
-        id.signal(Signal::SIGKILL, true);
-        pipes_closed = wait_for_readers(&done_rx, &mut open, PIPE_GRACE);
+    let mut closed = wait_for_readers(&done_rx, &mut open, PIPE_GRACE);
+    if !closed && group {
+        sink.event("task_pipes_timeout", json!({"message": "background processes kept the task's output open; killing its process group"}));
+        signal(Signal::SIGKILL, true);
+        closed = wait_for_readers(&done_rx, &mut open, PIPE_GRACE);
     }
-    if pipes_closed {
-        event("task_pipes_closed", json!({}));
-        for r in readers {
-            let _ = r.join();
-        }
+    if closed {
+        sink.event("task_pipes_closed", json!({}));
     }
 
+    let now = crate::now();
     let bytes = std::fs::File::open(&launch.status_file).and_then(|f| {
         let mut bytes = Vec::new();
         f.take(MAX_STATUS_BYTES as u64 + 1)
             .read_to_end(&mut bytes)
             .map(|_| bytes)
     });
-    let now = crate::now();
-    let (status, raw_line) = match bytes.as_deref().map(read_status_file) {
+    let (status, raw) = match bytes.as_deref().map(read_status_file) {
         Ok(Ok(line)) => (parse_status(&line, now), Some(line)),
         Ok(Err(StatusFileError::Empty)) if killed => (
             TaskStatus::incomplete_backoff("Task killed, no status returned", now),
@@ -410,10 +451,10 @@ fn run(
         ),
     };
     let mut got = json!({"status": status_json(&status)});
-    if let Some(raw) = &raw_line {
+    if let Some(raw) = &raw {
         got["raw_status"] = Value::from(raw.as_str());
     }
-    event("got_status", got);
+    sink.event("got_status", got);
     TaskResult {
         status,
         exit: message,
@@ -421,6 +462,11 @@ fn run(
         stop_signal,
         end_time: now,
     }
+}
+
+/// Signals a child we could not identify in `/proc` (it exited at once).
+fn child_kill(pid: u32, sig: Signal) -> nix::Result<()> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
 }
 
 /// Waits until every reader reported EOF (`open` counts those still reading), up to

@@ -95,6 +95,10 @@ fn check_result_bits(value: &Value) -> Result<u32, String> {
     if b & !known != 0 {
         return Err(format!("Encountered unknown bit(s): {}", b & !known));
     }
+    if b & bits::RUNNING != 0 {
+        // Bistro accepts it, and the task then looks running forever: refuse.
+        return Err("a task cannot report itself running".into());
+    }
     if b & bits::USES_BACKOFF != 0 && b & (bits::ERROR | bits::DOES_NOT_ADVANCE_BACKOFF) == 0 {
         return Err("USES_BACKOFF needs ERROR or DOES_NOT_ADVANCE_BACKOFF".into());
     }
@@ -200,7 +204,8 @@ mod tests {
         assert!(parse_error(r#"{"result_bits":6}"#).contains("exactly one"));
         assert!(parse_error(r#"{"result_bits":4098}"#).contains("unknown bit(s): 4096"));
         assert!(parse_error(r#"{"result_bits":68}"#).contains("USES_BACKOFF"));
-        for ok in [2, 4, 8, 16, 32, 32 | 64, 8 | 64 | 512, 32 | 1024, 4 | 1024] {
+        assert!(parse_error(r#"{"result_bits":2}"#).contains("cannot report itself running"));
+        for ok in [4, 8, 16, 32, 32 | 64, 8 | 64 | 512, 32 | 1024, 4 | 1024] {
             assert_eq!(
                 parse_status(&format!(r#"{{"result_bits":{ok}}}"#), 0).bits,
                 ok

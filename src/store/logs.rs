@@ -225,23 +225,28 @@ impl LogStore {
         Ok(rows)
     }
 
-    /// Deletes lines older than `before` (epoch seconds); returns how many.
+    /// Deletes lines older than `before` (epoch seconds); returns how many. Works in
+    /// small transactions so supervisors writing logs meanwhile are never starved.
     pub fn prune(&mut self, before: i64) -> Result<usize, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql_err(&self.path, "pruning task logs"))?;
+        const CHUNK: usize = 5000;
         let mut removed = 0;
         for kind in LogKind::ALL {
-            removed += tx
-                .execute(
-                    &format!("DELETE FROM {} WHERE time_and_count < ?1", kind.table()),
-                    [before << 32],
-                )
-                .map_err(sql_err(&self.path, "pruning task logs"))?;
+            let sql = format!(
+                "DELETE FROM {t} WHERE time_and_count IN
+                   (SELECT time_and_count FROM {t} WHERE time_and_count < ?1 LIMIT {CHUNK})",
+                t = kind.table()
+            );
+            loop {
+                let n = self
+                    .conn
+                    .execute(&sql, [before << 32])
+                    .map_err(sql_err(&self.path, "pruning task logs"))?;
+                removed += n;
+                if n < CHUNK {
+                    break;
+                }
+            }
         }
-        tx.commit()
-            .map_err(sql_err(&self.path, "pruning task logs"))?;
         Ok(removed)
     }
 }

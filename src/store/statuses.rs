@@ -153,8 +153,12 @@ impl StatusStore {
     }
 
     /// Stores final statuses and removes the tasks from the running table, in one
-    /// transaction. A task whose running row has another invocation is left alone.
-    pub fn finish(&mut self, results: &[(RunningTask, TaskStatus)]) -> Result<(), StoreError> {
+    /// transaction. `None` releases a run that never started, leaving its stored status
+    /// alone. A task whose running row has another invocation is left alone.
+    pub fn finish(
+        &mut self,
+        results: &[(RunningTask, Option<TaskStatus>)],
+    ) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -175,7 +179,7 @@ impl StatusStore {
                 let removed = delete
                     .execute(params![task.job, task.node, task.invocation.to_string()])
                     .map_err(sql_err(&self.path, "recording statuses"))?;
-                if removed == 1 {
+                if let (1, Some(status)) = (removed, status) {
                     let data = status
                         .data
                         .as_ref()
@@ -281,9 +285,11 @@ mod tests {
         );
         let mut s = TaskStatus::error_backoff("boom", 20);
         s.backoff = 15;
-        store.finish(&[(task("a", "n1", 1), s.clone())]).unwrap();
         store
-            .finish(&[(task("a", "n2", 99), TaskStatus::new(bits::DONE, 20))])
+            .finish(&[(task("a", "n1", 1), Some(s.clone()))])
+            .unwrap();
+        store
+            .finish(&[(task("a", "n2", 99), Some(TaskStatus::new(bits::DONE, 20)))])
             .unwrap();
         drop(store);
         let store = StatusStore::open(&path).unwrap();

@@ -5,4 +5,5 @@ mod util;
 mod config_errors;
 mod demo;
 mod faults;
+mod process_hygiene;
 mod status_lines;
