@@ -1,15 +1,17 @@
 //! `run-task`: run one task now, in the foreground, with the same bookkeeping as a
-//! tick (claim, supervise, record), ignoring policy and resource limits but holding
-//! the task's resources while it runs so concurrent ticks account for them.
+//! tick (claim, supervise, record). It ignores the policy, backoff and done-ness (it is
+//! a manual run) but not resource limits, unless told to: its resources are checked
+//! and held while it runs, so concurrent ticks account for them.
 
 use crate::context::{self, keys};
 use crate::nodes::fetch_nodes;
-use crate::resources::NodeCharge;
 use crate::runner::{build_launch, supervisor, LaunchContext, LocalRunner, TaskResult, TaskRunner};
+use crate::scheduler::{charges_for, check_fits, PassInput};
 use crate::state::StateDir;
 use crate::status::configured_backoff;
 use crate::store::StatusStore;
 use crate::task::{InvocationId, RunningTask};
+use crate::tick::FinishedTask;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,6 +28,8 @@ pub struct RunTaskOptions {
     pub wait_lock: Duration,
     /// Copy the task's output to our stdout/stderr.
     pub echo: bool,
+    /// Run even if the task's resources are taken.
+    pub ignore_resources: bool,
 }
 
 /// Why a task could not be run.
@@ -37,6 +41,9 @@ pub enum RunTaskError {
     /// The config in force is unusable.
     #[error("{0}")]
     Config(String),
+    /// Its resources are taken.
+    #[error("not enough resources to run it now: {0} (pass --ignore-resources to run it anyway)")]
+    NoRoom(String),
     /// The task already runs.
     #[error("{job}/{node} is already running (invocation {invocation}); wait for it or kill it")]
     AlreadyRunning {
@@ -64,6 +71,15 @@ impl From<crate::store::StoreError> for RunTaskError {
     }
 }
 
+/// How a foreground run ended.
+#[derive(Debug)]
+pub struct RunTaskOutcome {
+    /// What the supervisor saw.
+    pub result: TaskResult,
+    /// The status recorded (after backoff); None if another process records it.
+    pub recorded: Option<FinishedTask>,
+}
+
 /// Runs (job, node) to completion and records its status.
 pub fn run_task(
     state: &StateDir,
@@ -71,7 +87,7 @@ pub fn run_task(
     job_name: &str,
     node_name: &str,
     opts: &RunTaskOptions,
-) -> Result<TaskResult, RunTaskError> {
+) -> Result<RunTaskOutcome, RunTaskError> {
     state.create()?;
     let lock = state.lock(opts.wait_lock)?;
     let mut store = StatusStore::open(&state.statuses_db())?;
@@ -121,19 +137,24 @@ pub fn run_task(
     }
     let (statuses, _) = store.load_statuses()?;
     let prev = statuses.get(job_name, node_name);
-    let defs = &config.settings.resources;
-    let charges: Vec<NodeCharge> = nodes
-        .upward(node)
-        .filter(|&i| !defs.by_level[nodes.list[i].level].is_empty())
-        .map(|i| NodeCharge {
-            level: levels.name(nodes.list[i].level).to_string(),
-            node: nodes.list[i].name.clone(),
-            amounts: defs.by_level[nodes.list[i].level]
-                .iter()
-                .map(|r| (defs.names[r.resource].clone(), job.resources[r.resource]))
-                .collect(),
-        })
-        .collect();
+    let running = store.running()?;
+    let job_index = config
+        .jobs
+        .iter()
+        .position(|j| j.name == job.name)
+        .expect("the job is in the config");
+    let input = PassInput {
+        config,
+        nodes: &nodes,
+        statuses: &statuses,
+        running: &running,
+        now: crate::now(),
+    };
+    if !opts.ignore_resources {
+        check_fits(&input, job_index, node)
+            .map_err(|why| RunTaskError::NoRoom(why.describe(input.now)))?;
+    }
+    let charges = charges_for(config, &nodes, job, node);
     let host = crate::runner::process::hostname();
     let ctx = LaunchContext {
         state,
@@ -166,13 +187,25 @@ pub fn run_task(
 
     let dir = state.invocation_dir(invocation);
     let result = supervisor::supervise(&launch, &dir, opts.echo);
+    supervisor::restore_signal_handlers();
     drop(prepared);
 
-    let _lock = state.lock(Duration::from_secs(3600))?;
-    let mut store = StatusStore::open(&state.statuses_db())?;
-    if store.running_invocation(invocation)?.is_some() {
-        let (mut statuses, _) = store.load_statuses()?;
-        crate::tick::reap(&mut store, None, &mut runner, &mut statuses, vec![task])?;
-    }
-    Ok(result)
+    let recorded = match state.lock(Duration::from_secs(600)) {
+        Ok(_lock) => {
+            let mut store = StatusStore::open(&state.statuses_db())?;
+            if store.running_invocation(invocation)?.is_some() {
+                let (mut statuses, _) = store.load_statuses()?;
+                let (finished, _) =
+                    crate::tick::reap(&mut store, None, &mut runner, &mut statuses, vec![task])?;
+                finished.into_iter().next()
+            } else {
+                None
+            }
+        }
+        Err(e) => {
+            eprintln!("bistro: {e}; the next tick will record the task's status");
+            None
+        }
+    };
+    Ok(RunTaskOutcome { result, recorded })
 }

@@ -4,7 +4,6 @@ use super::{Cli, RunFlags};
 use crate::run_task::{run_task, RunTaskOptions};
 use crate::sanitize::for_terminal;
 use crate::state::StateDir;
-use crate::status::StatusName;
 use anyhow::Context;
 use clap::Args;
 use std::time::Duration;
@@ -21,6 +20,9 @@ pub struct RunTaskArgs {
     /// Do not copy the task's output to the terminal (it is still logged).
     #[arg(long, short)]
     quiet: bool,
+    /// Run even if the resources the task needs are taken by running tasks.
+    #[arg(long)]
+    ignore_resources: bool,
 }
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &RunTaskArgs) -> anyhow::Result<i32> {
@@ -30,26 +32,30 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &RunTaskArgs) -> anyhow::Re
         instance_node_name: args.run.instance_node_name.clone(),
         wait_lock: Duration::from_secs_f64(args.run.wait_lock.max(0.0)),
         echo: !args.quiet,
+        ignore_resources: args.ignore_resources,
     };
     let exe = std::env::current_exe().context("finding the bistro binary")?;
-    let result = run_task(state, exe, &args.job, &args.node, &opts)?;
-    let name = result.status.name();
-    let detail = result
-        .status
-        .exception()
-        .map(|e| format!(": {e}"))
-        .unwrap_or_default();
+    let outcome = run_task(state, exe, &args.job, &args.node, &opts)?;
+    let result = &outcome.result;
+    // The recorded status (after backoff: an error may have become a permanent failure).
+    let (name, message) = match &outcome.recorded {
+        Some(f) => (f.status, f.message.clone()),
+        None => (
+            result.status.name().as_str(),
+            result.status.exception().map(str::to_string),
+        ),
+    };
+    let detail = message.map(|e| format!(": {e}")).unwrap_or_default();
     eprintln!(
-        "bistro: {}/{} {}: {}{}",
+        "bistro: {}/{} {}: {name}{}",
         for_terminal(&args.job),
         for_terminal(&args.node),
         for_terminal(&result.exit),
-        name.as_str(),
         for_terminal(&detail)
     );
     Ok(match (result.stop_signal, name) {
         (Some(sig), _) => super::signal_exit(sig),
-        (None, StatusName::Done) => 0,
+        (None, "done") => 0,
         _ => 1,
     })
 }

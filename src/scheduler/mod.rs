@@ -270,6 +270,58 @@ fn not_a_candidate(
     None
 }
 
+/// What running `job` on `node` takes: the job's amount of every resource of every
+/// level on the node's path.
+pub fn charges_for(config: &Config, nodes: &Nodes, job: &Job, node: usize) -> Vec<NodeCharge> {
+    let defs = &config.settings.resources;
+    nodes
+        .upward(node)
+        .filter(|&i| !defs.by_level[nodes.list[i].level].is_empty())
+        .map(|i| {
+            let level = nodes.list[i].level;
+            NodeCharge {
+                level: config.settings.levels.name(level).to_string(),
+                node: nodes.list[i].name.clone(),
+                amounts: defs.by_level[level]
+                    .iter()
+                    .map(|r| (defs.names[r.resource].clone(), job.resources[r.resource]))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Does (job, node) fit beside the running tasks? The shortage, naming its holders,
+/// otherwise. Used to start one task outside a pass (`run-task`).
+pub fn check_fits(input: &PassInput, job: usize, node: usize) -> Result<(), WaitReason> {
+    let defs = &input.config.settings.resources;
+    let levels = &input.config.settings.levels;
+    let nodes = input.nodes;
+    let mut blocks = ResourceBlocks::new(
+        defs,
+        nodes
+            .list
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i, n.level, n.name.as_str())),
+        nodes.list.len(),
+    );
+    for task in input.running {
+        blocks.subtract(defs, levels, &task.charges);
+    }
+    let path: Vec<(usize, usize)> = nodes
+        .upward(node)
+        .map(|i| (i, nodes.list[i].level))
+        .collect();
+    blocks
+        .check(defs, &path, &input.config.jobs[job].resources)
+        .map_err(|shortage| {
+            let mut plan = Plan::default();
+            explain::add_shortages(&mut plan, input, vec![(job, node, shortage)]);
+            plan.waiting.remove(0).reason
+        })
+}
+
 /// Runs one scheduling pass. With `explain`, also says why each other task waits.
 pub fn plan(input: &PassInput, rng: &mut impl Rng, explain: bool) -> Plan {
     let config = input.config;
@@ -378,18 +430,7 @@ pub fn plan(input: &PassInput, rng: &mut impl Rng, explain: bool) -> Plan {
             return TryStart::DidNotRun;
         }
         blocks.take(defs, &path, &job.resources);
-        let charges = path
-            .iter()
-            .filter(|(_, level)| !defs.by_level[*level].is_empty())
-            .map(|&(i, level)| NodeCharge {
-                level: levels.name(level).to_string(),
-                node: input.nodes.list[i].name.clone(),
-                amounts: defs.by_level[level]
-                    .iter()
-                    .map(|r| (defs.names[r.resource].clone(), job.resources[r.resource]))
-                    .collect(),
-            })
-            .collect();
+        let charges = charges_for(config, input.nodes, job, n);
         plan.starts.push(PlannedStart {
             job: j,
             node: n,

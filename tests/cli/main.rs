@@ -6,4 +6,5 @@ mod config_errors;
 mod demo;
 mod faults;
 mod process_hygiene;
+mod run_task;
 mod status_lines;
