@@ -1,4 +1,5 @@
 //! `completions` and `manpage`: generated from the clap definitions, so they never drift.
+//! `scripts/update-docs.sh` writes them into `completions/` and `man/`.
 
 use super::Cli;
 use clap::{Args, CommandFactory};
@@ -11,17 +12,31 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// `bistro manpage`.
+#[derive(Debug, Args)]
+pub struct ManpageArgs {
+    /// A subcommand's page (e.g. `tick`) instead of the main one.
+    pub subcommand: Option<String>,
+}
+
 pub(super) fn completions(args: &CompletionsArgs) -> anyhow::Result<i32> {
-    clap_complete::generate(
-        args.shell,
-        &mut Cli::command(),
-        "bistro",
-        &mut std::io::stdout(),
-    );
+    clap_complete::generate(args.shell, &mut Cli::command(), "bistro", &mut std::io::stdout());
     Ok(0)
 }
 
-pub(super) fn manpage() -> anyhow::Result<i32> {
-    clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+pub(super) fn manpage(args: &ManpageArgs) -> anyhow::Result<i32> {
+    let cmd = Cli::command();
+    let page = match &args.subcommand {
+        None => cmd,
+        Some(name) => {
+            let sub = cmd
+                .find_subcommand(name)
+                .filter(|s| !s.is_hide_set())
+                .ok_or_else(|| anyhow::anyhow!("no subcommand {name:?}; see `bistro --help`"))?;
+            let full = format!("bistro-{}", sub.get_name());
+            sub.clone().name(full.clone()).bin_name(full)
+        }
+    };
+    clap_mangen::Man::new(page).render(&mut std::io::stdout())?;
     Ok(0)
 }

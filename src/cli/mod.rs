@@ -114,8 +114,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Print a shell completion script.
     Completions(docs::CompletionsArgs),
-    /// Print the man page (roff).
-    Manpage,
+    /// Print the man page (roff) of bistro or of one subcommand.
+    Manpage(docs::ManpageArgs),
     /// Supervise one task run (started by `tick`; not for direct use).
     #[command(hide = true)]
     Supervise(supervise::SuperviseArgs),
@@ -132,7 +132,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logs(args) => logs::run(&state, args),
         Command::Check(args) => check::run(&state, &cli, args),
         Command::Completions(args) => docs::completions(args),
-        Command::Manpage => docs::manpage(),
+        Command::Manpage(args) => docs::manpage(args),
         Command::Supervise(args) => supervise::run(&state, args),
     }
 }

@@ -23,10 +23,33 @@ pub struct StatusArgs {
     /// Only this job (repeatable).
     #[arg(long = "job", value_name = "JOB")]
     jobs: Vec<String>,
+    /// Print nothing; exit 0 when every task of every runnable job is done, 3 while
+    /// work remains, 4 when only permanent failures remain (for scripts and CI).
+    #[arg(long, conflicts_with_all = ["json", "tasks"])]
+    check: bool,
     /// Only tasks with this status (repeatable): running, done, incomplete,
     /// error_backoff, failed, not_started.
     #[arg(long = "status", value_name = "STATUS", value_parser = parse_status_name)]
     statuses: Vec<StatusName>,
+}
+
+/// `--check`: 0 all done, 3 work remains, 4 only permanent failures remain.
+fn check_code(report: &crate::report::StatusReport, config: &crate::config::Config) -> i32 {
+    let runnable = report.jobs.iter().filter(|j| config.job(&j.name).is_some_and(crate::config::Job::can_run));
+    let (mut total, mut done, mut failed) = (0, 0, 0);
+    for job in runnable {
+        let c = |k: &str| job.counts.get(k).copied().unwrap_or(0);
+        total += c("total");
+        done += c("done");
+        failed += c("failed");
+    }
+    if done == total {
+        0
+    } else if done + failed == total {
+        4
+    } else {
+        3
+    }
 }
 
 fn parse_status_name(s: &str) -> Result<StatusName, String> {
@@ -87,6 +110,9 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
         super::warn(&format!(
             "config error (the last good config is shown): {e}"
         ));
+    }
+    if args.check {
+        return Ok(check_code(&report, config));
     }
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -77,7 +77,7 @@ impl Job {
                 String::new()
             }),
         };
-        let enabled = get("enabled").map_or(true, |x| {
+        let enabled = get("enabled").is_none_or(|x| {
             lenient::as_bool(x).unwrap_or_else(|| {
                 rec.nested_error("enabled", x, "must be a boolean");
                 true

@@ -167,7 +167,7 @@ pub enum ConfigError {
     /// `bistro_settings` is missing or not an object.
     MissingSettings,
     /// `bistro_settings` has problems; the whole config is rejected.
-    Settings(ErrorRecord),
+    Settings(Box<ErrorRecord>),
 }
 
 impl ConfigError {

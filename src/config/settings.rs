@@ -170,7 +170,7 @@ pub fn parse_kill_orphans(v: &Value) -> Result<Option<i64>, String> {
         Value::Bool(false) => Ok(None),
         Value::Number(n) => {
             let s = n.as_f64().unwrap_or(-1.0);
-            Ok((s >= 0.0).then(|| (s * 1000.0) as i64))
+            Ok((s >= 0.0).then_some((s * 1000.0) as i64))
         }
         other => Err(format!(
             "must be true, false or a number of seconds, got {other}"
@@ -372,7 +372,7 @@ fn parse_nodes(nodes: &Value, rec: &mut ErrorRecord) -> (Levels, NodeOrder, Vec<
 
 impl Settings {
     /// Parses `bistro_settings`; every problem is collected into the error record.
-    pub fn parse(v: &Value) -> Result<Settings, ErrorRecord> {
+    pub fn parse(v: &Value) -> Result<Settings, Box<ErrorRecord>> {
         let mut rec = ErrorRecord::default();
         let get = |key: &str| v.get(key);
         let enabled = match get("enabled") {
@@ -536,7 +536,7 @@ impl Settings {
                 }),
             };
         if !rec.is_empty() {
-            return Err(rec);
+            return Err(Box::new(rec));
         }
         Ok(Settings {
             enabled,

@@ -1,0 +1,135 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_bistro_global_optspecs
+    string join \n state-dir= config= color= h/help V/version
+end
+
+function __fish_bistro_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_bistro_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_bistro_using_subcommand
+    set -l cmd (__fish_bistro_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c bistro -n "__fish_bistro_needs_command" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_needs_command" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
+complete -c bistro -n "__fish_bistro_needs_command" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
+always\t'Always'
+never\t'Never'"
+complete -c bistro -n "__fish_bistro_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bistro -n "__fish_bistro_needs_command" -s V -l version -d 'Print version'
+complete -c bistro -n "__fish_bistro_needs_command" -f -a "init" -d 'Create the state directory; copy --config into it, or write the demo config'
+complete -c bistro -n "__fish_bistro_needs_command" -f -a "tick" -d 'One scheduling iteration: reload config and nodes, record finished tasks, start what fits'
+complete -c bistro -n "__fish_bistro_needs_command" -f -a "run-task" -d 'Run one task now in the foreground and record its status; exit 0 only if it is done'
+complete -c bistro -n "__fish_bistro_needs_command" -f -a "status" -d 'Per-job task counts, and with --tasks one row per task'
+complete -c bistro -n "__fish_bistro_needs_command" -f -a "logs" -d 'Task output and lifecycle events from the task-log database'
+complete -c bistro -n "__fish_bistro_needs_command" -f -a "check" -d 'Validate the config; print every problem; exit 2 if there is any'
+complete -c bistro -n "__fish_bistro_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c bistro -n "__fish_bistro_needs_command" -f -a "manpage" -d 'Print the man page (roff) of bistro or of one subcommand'
+complete -c bistro -n "__fish_bistro_needs_command" -f -a "supervise" -d 'Supervise one task run (started by `tick`; not for direct use)'
+complete -c bistro -n "__fish_bistro_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c bistro -n "__fish_bistro_using_subcommand init" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand init" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand init" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
+always\t'Always'
+never\t'Never'"
+complete -c bistro -n "__fish_bistro_using_subcommand init" -l force -d 'Overwrite an existing STATE/config.json'
+complete -c bistro -n "__fish_bistro_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l worker-command -d 'Command run for each task as `CMD NODE STATUS_FILE JSON` (a job\'s "command" overrides it); remembered for later ticks' -r
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l instance-node-name -d 'Name of the root instance node [default: remembered, else the host name]' -r
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l wait-lock -d 'Wait up to SECS for the state lock instead of exiting 75 at once' -r
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l log-retention -d 'Task log lines older than SECS are deleted (default 30 days)' -r
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l log-prune-frequency -d 'Seconds between log prunes; 0 disables pruning' -r
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
+always\t'Always'
+never\t'Never'"
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l dry-run -d 'Start and write nothing; print what would start and why each other task waits'
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l json -d 'Print the report as one JSON object'
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -s q -l quiet -d 'Print nothing on success'
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l worker-command -d 'Command run for each task as `CMD NODE STATUS_FILE JSON` (a job\'s "command" overrides it); remembered for later ticks' -r
+complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l instance-node-name -d 'Name of the root instance node [default: remembered, else the host name]' -r
+complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l wait-lock -d 'Wait up to SECS for the state lock instead of exiting 75 at once' -r
+complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
+always\t'Always'
+never\t'Never'"
+complete -c bistro -n "__fish_bistro_using_subcommand run-task" -s q -l quiet -d 'Do not copy the task\'s output to the terminal (it is still logged)'
+complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l ignore-resources -d 'Run even if the resources the task needs are taken by running tasks'
+complete -c bistro -n "__fish_bistro_using_subcommand run-task" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bistro -n "__fish_bistro_using_subcommand status" -l job -d 'Only this job (repeatable)' -r
+complete -c bistro -n "__fish_bistro_using_subcommand status" -l status -d 'Only tasks with this status (repeatable): running, done, incomplete, error_backoff, failed, not_started' -r
+complete -c bistro -n "__fish_bistro_using_subcommand status" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand status" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand status" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
+always\t'Always'
+never\t'Never'"
+complete -c bistro -n "__fish_bistro_using_subcommand status" -l json -d 'Print the JSON document (schema_version 1)'
+complete -c bistro -n "__fish_bistro_using_subcommand status" -l tasks -d 'Add one row per task'
+complete -c bistro -n "__fish_bistro_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bistro -n "__fish_bistro_using_subcommand logs" -l job -d 'Only this job (repeatable)' -r
+complete -c bistro -n "__fish_bistro_using_subcommand logs" -l node -d 'Only this node (repeatable)' -r
+complete -c bistro -n "__fish_bistro_using_subcommand logs" -l stream -d 'Only this stream (repeatable): stdout, stderr or statuses (lifecycle events)' -r -f -a "stdout\t''
+stderr\t''
+statuses\t''"
+complete -c bistro -n "__fish_bistro_using_subcommand logs" -s n -l limit -d 'Only the last N lines' -r
+complete -c bistro -n "__fish_bistro_using_subcommand logs" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand logs" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand logs" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
+always\t'Always'
+never\t'Never'"
+complete -c bistro -n "__fish_bistro_using_subcommand logs" -s f -l follow -d 'Keep printing new lines as they arrive (Ctrl-C to stop)'
+complete -c bistro -n "__fish_bistro_using_subcommand logs" -l json -d 'Print JSON Lines: {id, time, time_rfc3339, job, node, stream, line}'
+complete -c bistro -n "__fish_bistro_using_subcommand logs" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bistro -n "__fish_bistro_using_subcommand check" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand check" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand check" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
+always\t'Always'
+never\t'Never'"
+complete -c bistro -n "__fish_bistro_using_subcommand check" -l nodes -d 'Also run the node sources (scripts included) to check them'
+complete -c bistro -n "__fish_bistro_using_subcommand check" -l json -d 'Print {"ok", "config", "problems": [{"where", "message"}], "warnings": [...]}'
+complete -c bistro -n "__fish_bistro_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bistro -n "__fish_bistro_using_subcommand completions" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand completions" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand completions" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
+always\t'Always'
+never\t'Never'"
+complete -c bistro -n "__fish_bistro_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bistro -n "__fish_bistro_using_subcommand manpage" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand manpage" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand manpage" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
+always\t'Always'
+never\t'Never'"
+complete -c bistro -n "__fish_bistro_using_subcommand manpage" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
+always\t'Always'
+never\t'Never'"
+complete -c bistro -n "__fish_bistro_using_subcommand supervise" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "init" -d 'Create the state directory; copy --config into it, or write the demo config'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "tick" -d 'One scheduling iteration: reload config and nodes, record finished tasks, start what fits'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "run-task" -d 'Run one task now in the foreground and record its status; exit 0 only if it is done'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "status" -d 'Per-job task counts, and with --tasks one row per task'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "logs" -d 'Task output and lifecycle events from the task-log database'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "check" -d 'Validate the config; print every problem; exit 2 if there is any'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "completions" -d 'Print a shell completion script'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "manpage" -d 'Print the man page (roff) of bistro or of one subcommand'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "supervise" -d 'Supervise one task run (started by `tick`; not for direct use)'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
