@@ -451,7 +451,7 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__status)
-            opts="-h --json --tasks --job --status --state-dir --config --color --help"
+            opts="-h --json --tasks --job --check --status --state-dir --config --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

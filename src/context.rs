@@ -141,3 +141,56 @@ pub fn nodes_for_report(
     }
     Ok(fetch_nodes(&config.settings, instance))
 }
+
+/// Describes how a config's text changed: settings, and jobs added, modified or removed
+/// (compared as JSON values, so formatting alone is no change).
+pub fn config_changes(old: Option<&str>, new: &str) -> Vec<String> {
+    let parse = |t: &str| {
+        serde_json::from_str::<serde_json::Value>(t)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+    };
+    let (Some(new), Some(old)) = (parse(new), old.and_then(parse)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if old.get("bistro_settings") != new.get("bistro_settings") {
+        out.push("bistro_settings changed".to_string());
+    }
+    let jobs = |m: &serde_json::Map<String, serde_json::Value>| -> std::collections::BTreeMap<String, serde_json::Value> {
+        m.iter().filter_map(|(k, v)| Some((k.strip_prefix(crate::config::JOB_PREFIX)?.to_string(), v.clone()))).collect()
+    };
+    let (old_jobs, new_jobs) = (jobs(&old), jobs(&new));
+    for (name, job) in &new_jobs {
+        match old_jobs.get(name) {
+            None => out.push(format!("added job {name}")),
+            Some(before) if before != job => out.push(format!("modified job {name}")),
+            Some(_) => {}
+        }
+    }
+    out.extend(
+        old_jobs
+            .keys()
+            .filter(|n| !new_jobs.contains_key(*n))
+            .map(|n| format!("removed job {n}")),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_changes_name_jobs_and_ignore_formatting() {
+        let old = r#"{"bistro_settings": {"a": 1}, "bistro_job->x": {"owner": "o"}, "bistro_job->gone": {}}"#;
+        let new = r#"{"bistro_settings": {"a": 1},
+                      "bistro_job->x": {"owner": "o2"}, "bistro_job->new": {}}"#;
+        assert_eq!(
+            config_changes(Some(old), new),
+            vec!["added job new", "modified job x", "removed job gone"]
+        );
+        assert!(config_changes(Some(old), &old.replace(' ', "")).is_empty());
+        assert!(config_changes(None, new).is_empty());
+    }
+}

@@ -74,6 +74,8 @@ pub struct TickReport {
     pub job_errors: Vec<(String, String)>,
     /// `bistro_settings.enabled`.
     pub scheduler_enabled: bool,
+    /// How the config changed since the last good one (`added job x`, ...).
+    pub config_changes: Vec<String>,
     /// Why nodes could not be fetched.
     pub nodes_error: Option<String>,
     /// Tasks whose status was recorded.
@@ -248,7 +250,9 @@ pub fn tick(
             (keys::INSTANCE_NODE_NAME, &instance),
         ];
         if let Some(text) = &in_force.text {
-            if store.meta(keys::LAST_GOOD_CONFIG)?.as_deref() != Some(text.as_str()) {
+            let last_good = store.meta(keys::LAST_GOOD_CONFIG)?;
+            if last_good.as_deref() != Some(text.as_str()) {
+                report.config_changes = context::config_changes(last_good.as_deref(), text);
                 remember.push((keys::LAST_GOOD_CONFIG, text));
             }
         }

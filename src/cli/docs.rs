@@ -20,7 +20,12 @@ pub struct ManpageArgs {
 }
 
 pub(super) fn completions(args: &CompletionsArgs) -> anyhow::Result<i32> {
-    clap_complete::generate(args.shell, &mut Cli::command(), "bistro", &mut std::io::stdout());
+    clap_complete::generate(
+        args.shell,
+        &mut Cli::command(),
+        "bistro",
+        &mut std::io::stdout(),
+    );
     Ok(0)
 }
 

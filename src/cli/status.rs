@@ -35,7 +35,10 @@ pub struct StatusArgs {
 
 /// `--check`: 0 all done, 3 work remains, 4 only permanent failures remain.
 fn check_code(report: &crate::report::StatusReport, config: &crate::config::Config) -> i32 {
-    let runnable = report.jobs.iter().filter(|j| config.job(&j.name).is_some_and(crate::config::Job::can_run));
+    let runnable = report
+        .jobs
+        .iter()
+        .filter(|j| config.job(&j.name).is_some_and(crate::config::Job::can_run));
     let (mut total, mut done, mut failed) = (0, 0, 0);
     for job in runnable {
         let c = |k: &str| job.counts.get(k).copied().unwrap_or(0);

@@ -114,6 +114,9 @@ fn print_human(out: &mut impl Write, report: &TickReport, quiet: bool) -> std::i
     if quiet {
         return Ok(());
     }
+    for change in &report.config_changes {
+        writeln!(out, "config: {}", for_terminal(change))?;
+    }
     for s in &report.started {
         let verb = if report.dry_run {
             "would start"

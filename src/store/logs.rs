@@ -110,6 +110,21 @@ pub struct LogStore {
 }
 
 impl LogStore {
+    /// Opens the database for a short-lived writer (a task's supervisor): closing it
+    /// does not checkpoint the WAL, which would cost every task an fsync-heavy
+    /// checkpoint; long-lived connections and SQLite's auto-checkpoint do that work.
+    pub fn open_appender(path: &Path) -> Result<Self, StoreError> {
+        let store = Self::open(path)?;
+        store
+            .conn
+            .set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )
+            .map_err(sql_err(path, "configuring the connection"))?;
+        Ok(store)
+    }
+
     /// Opens (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Ok(Self {

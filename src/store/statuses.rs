@@ -118,18 +118,39 @@ impl StatusStore {
     pub fn running(&self) -> Result<Vec<RunningTask>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT task FROM running_tasks ORDER BY invocation")
+            .prepare_cached(
+                "SELECT job, node, invocation, task FROM running_tasks ORDER BY invocation",
+            )
             .map_err(sql_err(&self.path, "reading running tasks"))?;
-        let texts = stmt
-            .query_map([], |r| r.get::<_, String>(0))
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(sql_err(&self.path, "reading running tasks"))?;
-        texts
-            .iter()
-            .map(|t| {
-                serde_json::from_str(t).map_err(|e| self.corrupt("running_tasks", e.to_string()))
-            })
+        rows.iter()
+            .map(|(job, node, invocation, text)| self.decode_running(job, node, invocation, text))
             .collect()
+    }
+
+    fn decode_running(
+        &self,
+        job: &str,
+        node: &str,
+        invocation: &str,
+        text: &str,
+    ) -> Result<RunningTask, StoreError> {
+        serde_json::from_str(text).map_err(|e| {
+            self.corrupt(
+                "running_tasks",
+                format!("{job}/{node} (invocation {invocation}): {e}; delete that row to let the task run again"),
+            )
+        })
     }
 
     /// Records tasks as running, all or none. Fails if any of them already runs.
@@ -207,17 +228,17 @@ impl StatusStore {
         &self,
         invocation: InvocationId,
     ) -> Result<Option<RunningTask>, StoreError> {
-        let text: Option<String> = self
+        let row: Option<(String, String, String)> = self
             .conn
             .query_row(
-                "SELECT task FROM running_tasks WHERE invocation = ?1",
+                "SELECT job, node, task FROM running_tasks WHERE invocation = ?1",
                 [invocation.to_string()],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(sql_err(&self.path, "reading running tasks"))?;
-        text.map(|t| {
-            serde_json::from_str(&t).map_err(|e| self.corrupt("running_tasks", e.to_string()))
+        row.map(|(job, node, text)| {
+            self.decode_running(&job, &node, &invocation.to_string(), &text)
         })
         .transpose()
     }

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod commands;
 mod config_errors;
 mod demo;
 mod faults;
