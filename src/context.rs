@@ -93,6 +93,47 @@ pub fn load_config(
     }
 }
 
+/// The command-line choices that select what a run uses; unset ones fall back to
+/// what the state dir remembers.
+#[derive(Debug, Clone, Default)]
+pub struct RunFlags {
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--worker-command`.
+    pub worker_command: Option<String>,
+    /// `--instance-node-name`.
+    pub instance_node_name: Option<String>,
+}
+
+/// Everything a run resolves from its flags and the state dir.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The config in force.
+    pub config: ConfigInForce,
+    /// The instance node's name.
+    pub instance: String,
+    /// The default task command.
+    pub worker_command: Option<String>,
+}
+
+/// Resolves the config, instance name and worker command of a run.
+pub fn resolve(
+    state: &StateDir,
+    store: &StatusStore,
+    flags: &RunFlags,
+) -> Result<Resolved, StoreError> {
+    let path = config_path(state, Some(store), flags.config.as_deref())?;
+    Ok(Resolved {
+        config: load_config(Some(store), path)?,
+        instance: instance_name(Some(store), flags.instance_node_name.as_deref())?,
+        worker_command: remembered(
+            Some(store),
+            keys::WORKER_COMMAND,
+            flags.worker_command.as_deref(),
+        )?,
+    })
+}
+
 /// A remembered value, unless given explicitly.
 pub fn remembered(
     store: Option<&StatusStore>,

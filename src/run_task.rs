@@ -3,7 +3,7 @@
 //! a manual run) but not resource limits, unless told to: its resources are checked
 //! and held while it runs, so concurrent ticks account for them.
 
-use crate::context::{self, keys};
+use crate::context::{self, Resolved, RunFlags};
 use crate::nodes::fetch_nodes;
 use crate::runner::{build_launch, supervisor, LaunchContext, LocalRunner, TaskResult, TaskRunner};
 use crate::scheduler::{charges_for, check_fits, PassInput};
@@ -18,12 +18,8 @@ use std::time::Duration;
 /// How `run-task` runs.
 #[derive(Debug, Clone)]
 pub struct RunTaskOptions {
-    /// `--config`.
-    pub config: Option<PathBuf>,
-    /// `--worker-command`.
-    pub worker_command: Option<String>,
-    /// `--instance-node-name`.
-    pub instance_node_name: Option<String>,
+    /// What config, command and instance name to use.
+    pub flags: RunFlags,
     /// How long to wait for the state lock.
     pub wait_lock: Duration,
     /// Copy the task's output to our stdout/stderr.
@@ -91,8 +87,11 @@ pub fn run_task(
     state.create()?;
     let lock = state.lock(opts.wait_lock)?;
     let mut store = StatusStore::open(&state.statuses_db())?;
-    let path = context::config_path(state, Some(&store), opts.config.as_deref())?;
-    let in_force = context::load_config(Some(&store), path)?;
+    let Resolved {
+        config: in_force,
+        instance,
+        worker_command,
+    } = context::resolve(state, &store, &opts.flags)?;
     let config = match (&in_force.config, &in_force.error) {
         (Some(c), _) => c,
         (None, Some(e)) => return Err(RunTaskError::Config(e.to_string())),
@@ -109,12 +108,6 @@ pub fn run_task(
             "job {job_name} has config errors: {errors}"
         )));
     }
-    let instance = context::instance_name(Some(&store), opts.instance_node_name.as_deref())?;
-    let worker_command = context::remembered(
-        Some(&store),
-        keys::WORKER_COMMAND,
-        opts.worker_command.as_deref(),
-    )?;
     let nodes = fetch_nodes(&config.settings, &instance)
         .map_err(|e| RunTaskError::Config(e.to_string()))?;
     let levels = &config.settings.levels;

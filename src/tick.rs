@@ -7,7 +7,7 @@
 //! is committed; a status is recorded before its invocation directory is removed.
 
 use crate::config::Config;
-use crate::context::{self, keys, NodesSnapshot};
+use crate::context::{self, keys, NodesSnapshot, Resolved, RunFlags};
 use crate::nodes::{fetch_nodes, Nodes};
 use crate::runner::{build_launch, LaunchContext, Outcome, TaskRunner};
 use crate::scheduler::{plan, PassInput, Statuses};
@@ -18,17 +18,12 @@ use crate::task::{InvocationId, RunningTask};
 use rand::SeedableRng;
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::path::PathBuf;
 
 /// How a tick runs.
 #[derive(Debug, Clone, Default)]
 pub struct TickOptions {
-    /// `--config`.
-    pub config: Option<PathBuf>,
-    /// `--worker-command`.
-    pub worker_command: Option<String>,
-    /// `--instance-node-name`.
-    pub instance_node_name: Option<String>,
+    /// What config, command and instance name to use.
+    pub flags: RunFlags,
     /// Start and write nothing; explain every waiting task.
     pub dry_run: bool,
     /// Task logs older than this many seconds are pruned.
@@ -232,18 +227,16 @@ pub fn tick(
     };
     let mut store = StatusStore::open(&state.statuses_db())?;
     let mut logs = LogStore::open(&state.logs_db())?;
-    let path = context::config_path(state, Some(&store), opts.config.as_deref())?;
+    let Resolved {
+        config: in_force,
+        instance,
+        worker_command,
+    } = context::resolve(state, &store, &opts.flags)?;
+    let path = in_force.path.clone();
     report.config = path.display().to_string();
-    let in_force = context::load_config(Some(&store), path.clone())?;
     if let Some(e) = &in_force.error {
         report.config_errors = e.problems();
     }
-    let instance = context::instance_name(Some(&store), opts.instance_node_name.as_deref())?;
-    let worker_command = context::remembered(
-        Some(&store),
-        keys::WORKER_COMMAND,
-        opts.worker_command.as_deref(),
-    )?;
     if !opts.dry_run {
         let mut remember: Vec<(&str, &str)> = vec![
             (keys::CONFIG_PATH, path.to_str().unwrap_or_default()),
@@ -256,7 +249,7 @@ pub fn tick(
                 remember.push((keys::LAST_GOOD_CONFIG, text));
             }
         }
-        if let Some(cmd) = &opts.worker_command {
+        if let Some(cmd) = &opts.flags.worker_command {
             remember.push((keys::WORKER_COMMAND, cmd));
         }
         store.set_meta(&remember)?;

@@ -19,7 +19,7 @@ pub struct InitArgs {
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &InitArgs) -> anyhow::Result<i32> {
     state.create()?;
-    StatusStore::open(&state.statuses_db())?;
+    let mut store = StatusStore::open(&state.statuses_db())?;
     LogStore::open(&state.logs_db())?;
     let target = state.default_config();
     let text = match &cli.config {
@@ -48,6 +48,11 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &InitArgs) -> anyhow::Resul
         super::warn(&format!("warning: the config is not valid yet: {e}"));
     }
     crate::state::write_atomic(&target, text.as_bytes())?;
+    // Later ticks read the config just installed, not one a previous tick remembered.
+    store.set_meta(&[(
+        crate::context::keys::CONFIG_PATH,
+        &target.display().to_string(),
+    )])?;
     eprintln!(
         "bistro: initialized {} with config {}",
         state.root().display(),

@@ -27,9 +27,11 @@ pub struct RunTaskArgs {
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &RunTaskArgs) -> anyhow::Result<i32> {
     let opts = RunTaskOptions {
-        config: cli.config.clone(),
-        worker_command: args.run.worker_command.clone(),
-        instance_node_name: args.run.instance_node_name.clone(),
+        flags: crate::context::RunFlags {
+            config: cli.config.clone(),
+            worker_command: args.run.worker_command.clone(),
+            instance_node_name: args.run.instance_node_name.clone(),
+        },
         wait_lock: Duration::from_secs_f64(args.run.wait_lock.max(0.0)),
         echo: !args.quiet,
         ignore_resources: args.ignore_resources,

@@ -34,9 +34,11 @@ pub struct TickArgs {
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> anyhow::Result<i32> {
     let opts = TickOptions {
-        config: cli.config.clone(),
-        worker_command: args.run.worker_command.clone(),
-        instance_node_name: args.run.instance_node_name.clone(),
+        flags: crate::context::RunFlags {
+            config: cli.config.clone(),
+            worker_command: args.run.worker_command.clone(),
+            instance_node_name: args.run.instance_node_name.clone(),
+        },
         dry_run: args.dry_run,
         log_retention_secs: args.log_retention,
         log_prune_frequency_secs: args.log_prune_frequency,

@@ -371,3 +371,32 @@ fn generated_docs_are_up_to_date() {
         );
     }
 }
+
+#[test]
+fn init_with_a_config_replaces_the_one_ticks_remember() {
+    let env = Env::new();
+    let a = env.path("a.json");
+    std::fs::write(
+        &a,
+        config_with_jobs(1, r#""bistro_job->from_a": {"owner": "me"}"#),
+    )
+    .unwrap();
+    env.ok(&["init"]);
+    env.ok(&[
+        "tick",
+        "--config",
+        a.to_str().unwrap(),
+        "--worker-command",
+        "true",
+    ]);
+    assert_eq!(env.status_json(&[])["jobs"][0]["name"], "from_a");
+    let b = env.path("b.json");
+    std::fs::write(
+        &b,
+        config_with_jobs(1, r#""bistro_job->from_b": {"owner": "me"}"#),
+    )
+    .unwrap();
+    env.ok(&["init", "--force", "--config", b.to_str().unwrap()]);
+    env.ok(&["tick"]);
+    assert_eq!(env.status_json(&[])["jobs"][0]["name"], "from_b");
+}

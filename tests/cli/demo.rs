@@ -20,24 +20,17 @@ fn seed_demo_runs_every_task_once_never_more_than_three_at_once() {
     assert_eq!(count(&status, "simple_job", "total"), 4);
 
     let events = read(&ledger);
-    let mut running: i32 = 0;
-    let mut peak = 0;
-    let mut starts = std::collections::HashMap::<String, u32>::new();
-    for line in events.lines() {
-        let (what, node) = line.split_once(' ').unwrap();
-        if what == "start" {
-            running += 1;
-            *starts.entry(node.to_string()).or_default() += 1;
-        } else {
-            running -= 1;
-        }
-        peak = peak.max(running);
-    }
-    assert!(peak <= 3, "{peak} tasks ran at once:\n{events}");
-    assert_eq!(starts.len(), 4);
+    let ledger_seen = Ledger::read(&ledger);
     assert!(
-        starts.values().all(|&n| n == 1),
-        "a task ran twice: {starts:?}"
+        ledger_seen.peak <= 3,
+        "{} tasks ran at once:\n{events}",
+        ledger_seen.peak
+    );
+    assert_eq!(ledger_seen.starts.len(), 4);
+    assert!(
+        ledger_seen.each_ran_once(),
+        "a task ran twice: {:?}",
+        ledger_seen.starts
     );
 
     // Done work is never redone.

@@ -39,13 +39,7 @@ fn a_tick_exits_75_while_another_holds_the_state_lock() {
 fn concurrent_ticks_never_exceed_limits_nor_start_a_task_twice() {
     let env = Env::new();
     let ledger = env.path("ledger");
-    let task = env.script(
-        "task.sh",
-        &format!(
-            "echo \"start $1\" >> {l}\nsleep 0.1\necho \"end $1\" >> {l}\necho done > \"$2\"",
-            l = ledger.display()
-        ),
-    );
+    let task = probe_task(&env, &ledger, "0.1");
     let nodes: Vec<String> = (0..12).map(|i| format!("\"n{i}\"")).collect();
     env.config(&format!(
         r#"{{"bistro_settings": {{"enabled": true,
@@ -72,23 +66,10 @@ fn concurrent_ticks_never_exceed_limits_nor_start_a_task_twice() {
         }
         assert!(std::time::Instant::now() < deadline, "tasks never finished");
     }
-    let text = read(&ledger);
-    let mut running = 0i32;
-    let mut peak = 0;
-    let mut starts = std::collections::HashMap::<&str, u32>::new();
-    for l in text.lines() {
-        let (what, node) = l.split_once(' ').unwrap();
-        if what == "start" {
-            running += 1;
-            *starts.entry(node).or_default() += 1;
-        } else {
-            running -= 1;
-        }
-        peak = peak.max(running);
-    }
-    assert!(peak <= 3, "{peak} at once");
-    assert_eq!(starts.len(), 12);
-    assert!(starts.values().all(|&n| n == 1), "{starts:?}");
+    let seen = Ledger::read(&ledger);
+    assert!(seen.peak <= 3, "{} at once", seen.peak);
+    assert_eq!(seen.starts.len(), 12);
+    assert!(seen.each_ran_once(), "{:?}", seen.starts);
 }
 
 fn parent_of(pid: i32) -> i32 {
@@ -161,13 +142,7 @@ fn a_killed_supervisor_is_reported_and_its_task_group_dies() {
 fn a_killed_tick_loses_no_task_and_starts_none_twice() {
     let env = Env::new();
     let ledger = env.path("ledger");
-    let task = env.script(
-        "task.sh",
-        &format!(
-            "echo \"start $1\" >> {l}\nsleep 0.05\necho \"end $1\" >> {l}\necho done > \"$2\"",
-            l = ledger.display()
-        ),
-    );
+    let task = probe_task(&env, &ledger, "0.05");
     let nodes: Vec<String> = (0..10).map(|i| format!("\"n{i}\"")).collect();
     env.config(&format!(
         r#"{{"bistro_settings": {{"enabled": true, "backoff": [1, "repeat"],
@@ -193,20 +168,13 @@ fn a_killed_tick_loses_no_task_and_starts_none_twice() {
         let _ = child.wait();
     }
     env.tick_until(&["--wait-lock", "10"], |s| all_done(s, "j"));
-    let text = read(&ledger);
-    let mut open = std::collections::HashSet::new();
-    for l in text.lines() {
-        let (what, node) = l.split_once(' ').unwrap();
-        if what == "start" {
-            assert!(
-                open.insert(node.to_string()),
-                "{node} started while already running:\n{text}"
-            );
-        } else {
-            open.remove(node);
-        }
-    }
-    assert!(open.is_empty());
+    let seen = Ledger::read(&ledger);
+    assert!(
+        seen.overlaps.is_empty(),
+        "started while already running: {:?}",
+        seen.overlaps
+    );
+    assert!(seen.peak <= 4, "{} at once", seen.peak);
     let running = env.status_json(&["--tasks", "--status", "running"]);
     assert!(running["tasks"].as_array().unwrap().is_empty());
     assert!(

@@ -5,6 +5,7 @@ mod util;
 mod commands;
 mod config_errors;
 mod demo;
+mod disk_full;
 mod faults;
 mod process_hygiene;
 mod run_task;

@@ -2,36 +2,6 @@
 
 use crate::util::*;
 
-fn run_one(env: &Env, body: &str) -> serde_json::Value {
-    let task = env.script("task.sh", body);
-    env.config(&config_with_jobs(
-        1,
-        r#""bistro_job->j": {"owner": "me", "filters": {"level2": {"whitelist": ["node11"]}}}"#,
-    ));
-    env.tick_until(&["--worker-command", task.to_str().unwrap()], |s| {
-        let t = s["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["node"] == "node11")
-            .unwrap();
-        t["status"] != "running" && t["status"] != "not_started"
-    });
-    env.task("j", "node11")
-}
-
-fn events(env: &Env) -> Vec<String> {
-    env.logs(&["--stream", "statuses"])
-        .iter()
-        .map(|e| {
-            serde_json::from_str::<serde_json::Value>(e["line"].as_str().unwrap()).unwrap()["event"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect()
-}
-
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
         !matches!(
@@ -45,7 +15,7 @@ fn alive(pid: i32) -> bool {
 fn a_background_child_holding_the_output_is_killed_after_the_task_exits() {
     let env = Env::new();
     let pid_file = env.path("bg");
-    let task = run_one(
+    let task = run_single(
         &env,
         &format!(
             "sleep 1000 &\necho $! > {}\necho done > \"$2\"",
@@ -55,7 +25,7 @@ fn a_background_child_holding_the_output_is_killed_after_the_task_exits() {
     assert_eq!(task["status"], "done");
     let bg: i32 = read(&pid_file).trim().parse().unwrap();
     env.wait_for("the background child to die", || !alive(bg));
-    let names = events(&env);
+    let names = event_names(&env);
     assert!(
         names.contains(&"task_pipes_timeout".to_string()),
         "{names:?}"
@@ -66,7 +36,7 @@ fn a_background_child_holding_the_output_is_killed_after_the_task_exits() {
 fn a_child_that_escapes_its_session_cannot_hang_the_supervisor() {
     let env = Env::new();
     let pid_file = env.path("escaped");
-    let task = run_one(
+    let task = run_single(
         &env,
         &format!(
             "setsid sh -c 'echo $$ > {}; exec sleep 1000' &\necho done > \"$2\"",
@@ -88,7 +58,7 @@ fn a_child_that_escapes_its_session_cannot_hang_the_supervisor() {
 #[test]
 fn a_flood_of_output_is_stored_line_by_line() {
     let env = Env::new();
-    let task = run_one(
+    let task = run_single(
         &env,
         "seq 1 50000\nprintf 'no newline at end'\necho done > \"$2\"",
     );
@@ -103,7 +73,7 @@ fn a_flood_of_output_is_stored_line_by_line() {
 #[test]
 fn over_long_lines_are_cut_into_pieces() {
     let env = Env::new();
-    let task = run_one(
+    let task = run_single(
         &env,
         "head -c 150000 /dev/zero | tr '\\0' x\necho\necho done > \"$2\"",
     );
@@ -119,7 +89,7 @@ fn over_long_lines_are_cut_into_pieces() {
 #[test]
 fn a_task_cannot_report_itself_running() {
     let env = Env::new();
-    let task = run_one(&env, "echo '{\"result_bits\": 2}' > \"$2\"");
+    let task = run_single(&env, "echo '{\"result_bits\": 2}' > \"$2\"");
     assert_eq!(task["status"], "error_backoff");
     assert!(task["data"]["exception"]
         .as_str()

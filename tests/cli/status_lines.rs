@@ -6,21 +6,7 @@ use crate::util::*;
 /// the `got_status` event's status object.
 fn outcome(body: &str) -> (serde_json::Value, serde_json::Value) {
     let env = Env::new();
-    let task = env.script("task.sh", body);
-    env.config(&config_with_jobs(
-        1,
-        r#""bistro_job->j": {"owner": "me", "filters": {"level2": {"whitelist": ["node11"]}}}"#,
-    ));
-    env.tick_until(&["--worker-command", task.to_str().unwrap()], |s| {
-        let t = s["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["node"] == "node11")
-            .unwrap();
-        t["status"] != "running" && t["status"] != "not_started"
-    });
-    let task = env.task("j", "node11");
+    let task = run_single(&env, body);
     let events = env.logs(&["--stream", "statuses"]);
     let got: serde_json::Value = events
         .iter()

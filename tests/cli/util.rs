@@ -175,3 +175,86 @@ pub fn config_with_jobs(concurrency: u32, jobs: &str) -> String {
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// What a ledger of `start NODE` / `end NODE` lines (appended by probe tasks) shows.
+pub struct Ledger {
+    /// Most tasks running at once.
+    pub peak: i32,
+    /// Runs per node.
+    pub starts: std::collections::BTreeMap<String, u32>,
+    /// Nodes that started again while a run of theirs was still going.
+    pub overlaps: Vec<String>,
+}
+
+impl Ledger {
+    pub fn read(path: &Path) -> Self {
+        let mut ledger = Ledger {
+            peak: 0,
+            starts: Default::default(),
+            overlaps: Vec::new(),
+        };
+        let mut open = std::collections::BTreeSet::new();
+        for line in read(path).lines() {
+            let (what, node) = line.split_once(' ').unwrap();
+            if what == "start" {
+                *ledger.starts.entry(node.to_string()).or_default() += 1;
+                if !open.insert(node.to_string()) {
+                    ledger.overlaps.push(node.to_string());
+                }
+            } else {
+                open.remove(node);
+            }
+            ledger.peak = ledger.peak.max(open.len() as i32);
+        }
+        ledger
+    }
+
+    /// Every node ran exactly once.
+    pub fn each_ran_once(&self) -> bool {
+        self.starts.values().all(|&n| n == 1)
+    }
+}
+
+/// A probe task that records its start and end in `ledger`, sleeps, and reports done.
+pub fn probe_task(env: &Env, ledger: &Path, sleep: &str) -> PathBuf {
+    env.script(
+        "task.sh",
+        &format!(
+            "echo \"start $1\" >> {l}\nsleep {sleep}\necho \"end $1\" >> {l}\necho done > \"$2\"",
+            l = ledger.display()
+        ),
+    )
+}
+
+/// Runs a one-task job (node11 only) whose task body is `body`, ticking until its run
+/// is recorded; returns the task from `status --json --tasks`.
+pub fn run_single(env: &Env, body: &str) -> Value {
+    let task = env.script("task.sh", body);
+    env.config(&config_with_jobs(
+        1,
+        r#""bistro_job->j": {"owner": "me", "filters": {"level2": {"whitelist": ["node11"]}}}"#,
+    ));
+    env.tick_until(&["--worker-command", task.to_str().unwrap()], |s| {
+        let t = s["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["node"] == "node11")
+            .unwrap();
+        t["status"] != "running" && t["status"] != "not_started"
+    });
+    env.task("j", "node11")
+}
+
+/// The `event` names of the lifecycle log, oldest first.
+pub fn event_names(env: &Env) -> Vec<String> {
+    env.logs(&["--stream", "statuses"])
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<Value>(e["line"].as_str().unwrap()).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
