@@ -145,7 +145,7 @@ pub fn run_task(
     };
     if !opts.ignore_resources {
         check_fits(&input, job_index, node)
-            .map_err(|why| RunTaskError::NoRoom(why.describe(input.now)))?;
+            .map_err(|why| RunTaskError::NoRoom(why.describe(config, &nodes, input.now)))?;
     }
     let charges = charges_for(config, &nodes, job, node);
     let host = crate::runner::process::hostname();

@@ -10,13 +10,13 @@ use crate::config::Config;
 use crate::context::{self, keys, NodesSnapshot, Resolved, RunFlags};
 use crate::nodes::{fetch_nodes, Nodes};
 use crate::runner::{build_launch, LaunchContext, Outcome, TaskRunner};
-use crate::scheduler::{plan, PassInput, Statuses};
+use crate::scheduler::{plan, PassInput, Statuses, Waiting};
 use crate::state::StateDir;
 use crate::status::{apply_status, configured_backoff, TaskStatus};
 use crate::store::{LogKind, LogLine, LogStore, StatusStore, StoreError};
 use crate::task::{InvocationId, RunningTask};
 use rand::SeedableRng;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashSet;
 
 /// How a tick runs.
@@ -82,9 +82,21 @@ pub struct TickReport {
     /// Tasks running after the tick.
     pub running: usize,
     /// With `--dry-run`: why each other task waits.
-    pub waiting: Vec<Value>,
+    #[serde(skip)]
+    pub explained: Option<Explained>,
     /// Whether this was a dry run.
     pub dry_run: bool,
+}
+
+/// A dry run's waiting tasks, with the config and nodes their reasons refer to.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    /// The config the pass used.
+    pub config: Config,
+    /// The nodes the pass used.
+    pub nodes: Nodes,
+    /// Every task that neither runs nor would start, with its reason.
+    pub waiting: Vec<Waiting>,
 }
 
 /// A failure that stops the tick.
@@ -316,16 +328,11 @@ pub fn tick(
                 invocation: None,
             })
             .collect();
-        report.waiting = planned
-            .waiting
-            .iter()
-            .map(|w| {
-                let mut v = w.reason.to_json(now);
-                v["job"] = Value::from(config.jobs[w.job].name.as_str());
-                v["node"] = Value::from(nodes.list[w.node].name.as_str());
-                v
-            })
-            .collect();
+        report.explained = Some(Explained {
+            waiting: planned.waiting,
+            config,
+            nodes,
+        });
         return Ok(report);
     }
 

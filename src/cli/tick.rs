@@ -4,7 +4,7 @@ use super::{Cli, ExitCode, RunFlags};
 use crate::runner::LocalRunner;
 use crate::sanitize::for_terminal;
 use crate::state::StateDir;
-use crate::tick::{tick, TickOptions, TickReport};
+use crate::tick::{tick, Explained, TickOptions, TickReport};
 use anyhow::Context;
 use clap::Args;
 use std::io::Write;
@@ -58,12 +58,13 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> anyhow::Resul
         let _lock = state.lock(Duration::from_secs_f64(args.run.wait_lock.max(0.0)))?;
         tick(state, &opts, &mut runner)?
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     if args.json {
-        writeln!(out, "{}", serde_json::to_string(&json_report(&report))?)?;
+        write_json(&mut out, &report)?;
     } else {
         print_human(&mut out, &report, args.quiet)?;
     }
+    out.flush()?;
     Ok(exit_code(&report))
 }
 
@@ -78,6 +79,28 @@ fn json_report(report: &TickReport) -> serde_json::Value {
     v["config_errors"] = pairs(&report.config_errors);
     v["job_errors"] = pairs(&report.job_errors);
     v
+}
+
+/// Writes the report as one JSON object, streaming the (possibly huge) `waiting` list.
+fn write_json(out: &mut impl Write, report: &TickReport) -> anyhow::Result<()> {
+    let head = serde_json::to_string(&json_report(report))?;
+    let Some(explained) = &report.explained else {
+        writeln!(out, "{head}")?;
+        return Ok(());
+    };
+    out.write_all(&head.as_bytes()[..head.len() - 1])?;
+    out.write_all(b",\"waiting\":[")?;
+    for (i, w) in explained.waiting.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(
+            &mut *out,
+            &w.to_json(&explained.config, &explained.nodes, report.now),
+        )?;
+    }
+    out.write_all(b"]}\n")?;
+    Ok(())
 }
 
 fn exit_code(report: &TickReport) -> i32 {
@@ -132,14 +155,22 @@ fn print_human(out: &mut impl Write, report: &TickReport, quiet: bool) -> std::i
             for_terminal(&s.node)
         )?;
     }
-    for w in &report.waiting {
-        writeln!(
-            out,
-            "waiting {}/{}: {}",
-            for_terminal(w["job"].as_str().unwrap_or_default()),
-            for_terminal(w["node"].as_str().unwrap_or_default()),
-            for_terminal(w["message"].as_str().unwrap_or_default())
-        )?;
+    if let Some(explained) = &report.explained {
+        let Explained {
+            config,
+            nodes,
+            waiting,
+        } = explained;
+        for w in waiting {
+            let message = w.reason.describe(config, nodes, report.now);
+            writeln!(
+                out,
+                "waiting {}/{}: {}",
+                for_terminal(&config.jobs[w.job].name),
+                for_terminal(&nodes.list[w.node].name),
+                for_terminal(&message)
+            )?;
+        }
     }
     let mut by_status = std::collections::BTreeMap::<&str, usize>::new();
     for f in &report.finished {

@@ -1,9 +1,26 @@
-//! Why a task is not running: the reasons `tick --dry-run` (and later `bistro why`)
-//! print for every waiting task.
+//! Why a task is not running: the reasons `tick --dry-run` prints for every waiting
+//! task. Reasons hold indices, not names, so explaining a million waiting tasks stays
+//! cheap; they are rendered against the config and nodes they came from.
 
 use super::{PassInput, Plan};
+use crate::config::Config;
+use crate::nodes::Nodes;
 use crate::resources::Shortage;
-use serde_json::{json, Value};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// At most this many holders of a resource are named; the rest are counted.
+const MAX_HOLDERS: usize = 5;
+
+/// The tasks holding a resource on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Holders {
+    /// The first few, as `job/node` (`(starting)` for tasks starting in this pass).
+    pub named: Vec<String>,
+    /// How many there are in all.
+    pub total: usize,
+}
 
 /// Why a task does not start in this pass.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,15 +42,13 @@ pub enum WaitReason {
     },
     /// The node or an ancestor is disabled.
     NodeDisabled {
-        /// The disabled node.
-        node: String,
+        /// The disabled node (index into the nodes).
+        node: usize,
     },
     /// A job filter excludes the node or an ancestor.
     Filtered {
-        /// The filter's level.
-        level: String,
-        /// The rejected node.
-        node: String,
+        /// The rejected node (index into the nodes).
+        node: usize,
         /// Which part of the filter rejected it.
         filter: &'static str,
     },
@@ -49,20 +64,18 @@ pub enum WaitReason {
     },
     /// Not enough of a resource on a node of its path.
     Resource {
-        /// The node short of slots.
-        node: String,
-        /// The node's level.
-        level: String,
-        /// The resource.
-        resource: String,
+        /// The node short of slots (index into the nodes).
+        node: usize,
+        /// The resource id.
+        resource: usize,
         /// What the job needs.
         need: i64,
         /// Slots in use.
         used: i64,
         /// The level's limit.
         limit: i64,
-        /// `job/node` of the tasks holding it (running or starting in this pass).
-        holders: Vec<String>,
+        /// The tasks holding it, shared by every task waiting on the same slots.
+        holders: Arc<Holders>,
     },
 }
 
@@ -75,6 +88,58 @@ pub struct Waiting {
     pub node: usize,
     /// Why.
     pub reason: WaitReason,
+}
+
+/// The JSON form of a waiting task (`tick --dry-run --json`).
+#[derive(Debug, Serialize)]
+pub struct WaitingJson<'a> {
+    /// Job name.
+    pub job: &'a str,
+    /// Node name.
+    pub node: &'a str,
+    /// A stable reason code.
+    pub reason: &'static str,
+    /// One sentence for humans.
+    pub message: String,
+    /// When the backoff ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_until: Option<i64>,
+    /// The disabled node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_node: Option<&'a str>,
+    /// The node a filter rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filtered_node: Option<&'a str>,
+    /// The filter part that rejected it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<&'static str>,
+    /// The job it waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waits_for_job: Option<&'a str>,
+    /// The level of the filtered or short node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<&'a str>,
+    /// The node short of a resource.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_node: Option<&'a str>,
+    /// The resource.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<&'a str>,
+    /// What the job needs of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub need: Option<i64>,
+    /// What is in use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub used: Option<i64>,
+    /// The limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    /// The first few holders.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holders: Option<&'a [String]>,
+    /// How many holders in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holders_total: Option<usize>,
 }
 
 impl WaitReason {
@@ -96,7 +161,9 @@ impl WaitReason {
     }
 
     /// One sentence for humans.
-    pub fn describe(&self, now: i64) -> String {
+    pub fn describe(&self, config: &Config, nodes: &Nodes, now: i64) -> String {
+        let name = |i: usize| nodes.list[i].name.as_str();
+        let level = |i: usize| config.settings.levels.name(nodes.list[i].level);
         match self {
             WaitReason::Running => "already running".into(),
             WaitReason::Done => "done".into(),
@@ -106,111 +173,178 @@ impl WaitReason {
             WaitReason::Backoff { until } => {
                 format!("backing off for {}s more (until {until})", until - now)
             }
-            WaitReason::NodeDisabled { node } => format!("node {node} is disabled"),
-            WaitReason::Filtered {
-                level,
-                node,
-                filter,
-            } => format!("the job's {level} filter ({filter}) excludes node {node}"),
+            WaitReason::NodeDisabled { node } => format!("node {} is disabled", name(*node)),
+            WaitReason::Filtered { node, filter } => {
+                format!(
+                    "the job's {} filter ({filter}) excludes node {}",
+                    level(*node),
+                    name(*node)
+                )
+            }
             WaitReason::DependsOn { job } => format!("depends on job {job}, not done on this node"),
             WaitReason::AllNodesOf { job } => {
                 format!("waits until job {job} is done on all its nodes")
             }
             WaitReason::Resource {
                 node,
-                level,
                 resource,
                 need,
                 used,
                 limit,
                 holders,
             } => {
-                let held = if holders.is_empty() {
-                    String::new()
-                } else {
-                    format!("; held by {}", holders.join(", "))
-                };
+                let mut held = String::new();
+                if holders.total > 0 {
+                    held = format!("; held by {}", holders.named.join(", "));
+                    if holders.total > holders.named.len() {
+                        held.push_str(&format!(
+                            " and {} more",
+                            holders.total - holders.named.len()
+                        ));
+                    }
+                }
                 format!(
-                    "needs {need} {resource} on {level} node {node}, {used}/{limit} in use{held}"
+                    "needs {need} {} on {} node {}, {used}/{limit} in use{held}",
+                    config.settings.resources.names[*resource],
+                    level(*node),
+                    name(*node)
                 )
             }
         }
     }
+}
 
-    /// The JSON form for `--json`.
-    pub fn to_json(&self, now: i64) -> Value {
-        let mut out = json!({"reason": self.code(), "message": self.describe(now)});
-        let extra = match self {
-            WaitReason::Backoff { until } => json!({"backoff_until": until}),
-            WaitReason::NodeDisabled { node } => json!({"disabled_node": node}),
-            WaitReason::Filtered {
-                level,
-                node,
-                filter,
-            } => json!({"level": level, "filtered_node": node, "filter": filter}),
+impl Waiting {
+    /// The JSON form, rendered against the pass's config and nodes.
+    pub fn to_json<'a>(
+        &'a self,
+        config: &'a Config,
+        nodes: &'a Nodes,
+        now: i64,
+    ) -> WaitingJson<'a> {
+        let name = |i: usize| nodes.list[i].name.as_str();
+        let level = |i: usize| config.settings.levels.name(nodes.list[i].level);
+        let mut out = WaitingJson {
+            job: &config.jobs[self.job].name,
+            node: name(self.node),
+            reason: self.reason.code(),
+            message: self.reason.describe(config, nodes, now),
+            backoff_until: None,
+            disabled_node: None,
+            filtered_node: None,
+            filter: None,
+            waits_for_job: None,
+            level: None,
+            resource_node: None,
+            resource: None,
+            need: None,
+            used: None,
+            limit: None,
+            holders: None,
+            holders_total: None,
+        };
+        match &self.reason {
+            WaitReason::Backoff { until } => out.backoff_until = Some(*until),
+            WaitReason::NodeDisabled { node } => out.disabled_node = Some(name(*node)),
+            WaitReason::Filtered { node, filter } => {
+                out.filtered_node = Some(name(*node));
+                out.level = Some(level(*node));
+                out.filter = Some(filter);
+            }
             WaitReason::DependsOn { job } | WaitReason::AllNodesOf { job } => {
-                json!({"waits_for_job": job})
+                out.waits_for_job = Some(job)
             }
             WaitReason::Resource {
                 node,
-                level,
                 resource,
                 need,
                 used,
                 limit,
                 holders,
-            } => json!({
-                "resource_node": node, "level": level, "resource": resource, "need": need,
-                "used": used, "limit": limit, "holders": holders,
-            }),
-            _ => json!({}),
-        };
-        if let (Some(out), Some(extra)) = (out.as_object_mut(), extra.as_object()) {
-            out.extend(extra.clone());
+            } => {
+                out.resource_node = Some(name(*node));
+                out.level = Some(level(*node));
+                out.resource = Some(&config.settings.resources.names[*resource]);
+                (out.need, out.used, out.limit) = (Some(*need), Some(*used), Some(*limit));
+                out.holders = Some(&holders.named);
+                out.holders_total = Some(holders.total);
+            }
+            _ => {}
         }
         out
     }
 }
 
 /// Turns resource shortages into waiting reasons naming the tasks that hold the slots.
+/// Holders are indexed once and shared, so this is linear in shortages and charges.
 pub(super) fn add_shortages(
     plan: &mut Plan,
     input: &PassInput,
     shortages: Vec<(usize, usize, Shortage)>,
 ) {
-    let settings = &input.config.settings;
+    // (level, node name, resource) -> holders, from running tasks then starts.
+    let mut index: HashMap<(usize, &str, usize), Holders> = HashMap::new();
+    fn hold<'a>(
+        index: &mut HashMap<(usize, &'a str, usize), Holders>,
+        input: &PassInput,
+        at: (&str, &'a str, &str),
+        holder: String,
+    ) {
+        let settings = &input.config.settings;
+        let (Some(level), Some(resource)) = (settings.levels.id(at.0), settings.resources.id(at.2))
+        else {
+            return;
+        };
+        let h = index.entry((level, at.1, resource)).or_default();
+        h.total += 1;
+        if h.named.len() < MAX_HOLDERS {
+            h.named.push(holder);
+        }
+    }
+    fn held(charges: &[crate::resources::NodeCharge]) -> impl Iterator<Item = (&str, &str, &str)> {
+        charges.iter().flat_map(|c| {
+            c.amounts
+                .iter()
+                .filter(|(_, a)| *a > 0)
+                .map(move |(r, _)| (c.level.as_str(), c.node.as_str(), r.as_str()))
+        })
+    }
+    for t in input.running {
+        for at in held(&t.charges) {
+            hold(&mut index, input, at, format!("{}/{}", t.job, t.node));
+        }
+    }
+    for p in &plan.starts {
+        let holder = format!(
+            "{}/{} (starting)",
+            input.config.jobs[p.job].name, input.nodes.list[p.node].name
+        );
+        for at in held(&p.charges) {
+            hold(&mut index, input, at, holder.clone());
+        }
+    }
+    let mut shared: HashMap<(usize, usize), Arc<Holders>> = HashMap::new();
     for (job, node, s) in shortages {
         let short = &input.nodes.list[s.node];
-        let level = settings.levels.name(short.level).to_string();
-        let resource = settings.resources.names[s.resource].clone();
-        let holds = |charges: &[crate::resources::NodeCharge]| {
-            charges.iter().any(|c| {
-                c.level == level
-                    && c.node == short.name
-                    && c.amounts.iter().any(|(r, a)| *r == resource && *a > 0)
+        let holders = shared
+            .entry((s.node, s.resource))
+            .or_insert_with(|| {
+                Arc::new(
+                    index
+                        .get(&(short.level, short.name.as_str(), s.resource))
+                        .cloned()
+                        .unwrap_or_default(),
+                )
             })
-        };
-        let mut holders: Vec<String> = input
-            .running
-            .iter()
-            .filter(|t| holds(&t.charges))
-            .map(|t| format!("{}/{}", t.job, t.node))
-            .collect();
-        holders.extend(plan.starts.iter().filter(|p| holds(&p.charges)).map(|p| {
-            format!(
-                "{}/{} (starting)",
-                input.config.jobs[p.job].name, input.nodes.list[p.node].name
-            )
-        }));
+            .clone();
         let reason = WaitReason::Resource {
-            node: short.name.clone(),
-            level,
-            resource,
+            node: s.node,
+            resource: s.resource,
             need: s.need,
             used: s.limit - s.free,
             limit: s.limit,
             holders,
         };
-        plan.waiting.push(super::Waiting { job, node, reason });
+        plan.waiting.push(Waiting { job, node, reason });
     }
 }

@@ -11,7 +11,7 @@ mod randomized_priority;
 mod ranked_priority;
 mod roundrobin;
 
-pub use explain::{WaitReason, Waiting};
+pub use explain::{Holders, WaitReason, Waiting, WaitingJson};
 
 use crate::config::{Config, Job, NodeOrder, PolicyName};
 use crate::nodes::Nodes;
@@ -234,18 +234,11 @@ fn not_a_candidate(
             });
         }
     }
-    if let Some(d) = disabled_on_path(input.nodes, node) {
-        return Some(WaitReason::NodeDisabled {
-            node: input.nodes.list[d].name.clone(),
-        });
+    if let Some(node) = disabled_on_path(input.nodes, node) {
+        return Some(WaitReason::NodeDisabled { node });
     }
-    if let Some((f, part)) = filtered_on_path(job, input.nodes, node) {
-        let n = &input.nodes.list[f];
-        return Some(WaitReason::Filtered {
-            level: input.config.settings.levels.name(n.level).to_string(),
-            node: n.name.clone(),
-            filter: part,
-        });
+    if let Some((node, filter)) = filtered_on_path(job, input.nodes, node) {
+        return Some(WaitReason::Filtered { node, filter });
     }
     for dep in &job.depends_on {
         if !input
