@@ -61,6 +61,7 @@ never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l dry-run -d 'Start and write nothing; print what would start and why each other task waits'
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l json -d 'Print the report as one JSON object'
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -s q -l quiet -d 'Print nothing on success'
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -s v -l verbose -d 'Also print each task started'
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l worker-command -d 'Command run for each task as `CMD NODE STATUS_FILE JSON` (a job\'s "command" overrides it); remembered for later ticks' -r
 complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l instance-node-name -d 'Name of the root instance node [default: remembered, else the host name]' -r

@@ -69,6 +69,8 @@ pub struct TickReport {
     pub job_errors: Vec<(String, String)>,
     /// `bistro_settings.enabled`.
     pub scheduler_enabled: bool,
+    /// The file is unusable and the last good config was used instead.
+    pub using_last_good: bool,
     /// How the config changed since the last good one (`added job x`, ...).
     pub config_changes: Vec<String>,
     /// Why nodes could not be fetched.
@@ -238,7 +240,12 @@ pub fn tick(
         ..Default::default()
     };
     let mut store = StatusStore::open(&state.statuses_db())?;
-    let mut logs = LogStore::open(&state.logs_db())?;
+    // A dry run writes nothing, not even a log database's schema.
+    let mut logs = if opts.dry_run {
+        None
+    } else {
+        Some(LogStore::open(&state.logs_db())?)
+    };
     let Resolved {
         config: in_force,
         instance,
@@ -248,6 +255,7 @@ pub fn tick(
     report.config = path.display().to_string();
     if let Some(e) = &in_force.error {
         report.config_errors = e.problems();
+        report.using_last_good = in_force.config.is_some();
     }
     if !opts.dry_run {
         let mut remember: Vec<(&str, &str)> = vec![
@@ -272,14 +280,14 @@ pub fn tick(
     let running = if opts.dry_run {
         running
     } else {
-        let (finished, still) = reap(&mut store, Some(&mut logs), runner, &mut statuses, running)?;
+        let (finished, still) = reap(&mut store, logs.as_mut(), runner, &mut statuses, running)?;
         report.finished = finished;
         sweep_stray_dirs(state, &still);
         still
     };
     report.running = running.len();
 
-    if !opts.dry_run && opts.log_prune_frequency_secs > 0 {
+    if let Some(logs) = logs.as_mut().filter(|_| opts.log_prune_frequency_secs > 0) {
         let last: i64 = store
             .meta(keys::LAST_LOG_PRUNE)?
             .and_then(|v| v.parse().ok())

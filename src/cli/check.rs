@@ -51,10 +51,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> anyhow::Resu
         if args.nodes {
             let instance = context::instance_name(store.as_ref(), None)?;
             if let Err(e) = fetch_nodes(&config.settings, &instance) {
-                problems.push((
-                    format!("{}: {}", path.display(), "bistro_settings.nodes"),
-                    e.to_string(),
-                ));
+                problems.push((path.display().to_string(), e.to_string()));
             }
         }
     }

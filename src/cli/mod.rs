@@ -93,8 +93,17 @@ pub struct RunFlags {
     #[arg(long, value_name = "NAME")]
     pub instance_node_name: Option<String>,
     /// Wait up to SECS for the state lock instead of exiting 75 at once.
-    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
-    pub wait_lock: f64,
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_seconds)]
+    pub wait_lock: std::time::Duration,
+}
+
+/// Parses a duration in (fractional) seconds, from 0 to a million.
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| (0.0..=1e6).contains(s))
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| format!("expected a number of seconds between 0 and 1000000, got {text:?}"))
 }
 
 /// The subcommands.

@@ -6,7 +6,6 @@ use crate::sanitize::for_terminal;
 use crate::state::StateDir;
 use anyhow::Context;
 use clap::Args;
-use std::time::Duration;
 
 /// `bistro run-task`.
 #[derive(Debug, Args)]
@@ -32,7 +31,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &RunTaskArgs) -> anyhow::Re
             worker_command: args.run.worker_command.clone(),
             instance_node_name: args.run.instance_node_name.clone(),
         },
-        wait_lock: Duration::from_secs_f64(args.run.wait_lock.max(0.0)),
+        wait_lock: args.run.wait_lock,
         echo: !args.quiet,
         ignore_resources: args.ignore_resources,
     };

@@ -8,7 +8,6 @@ use crate::tick::{tick, Explained, TickOptions, TickReport};
 use anyhow::Context;
 use clap::Args;
 use std::io::Write;
-use std::time::Duration;
 
 /// `bistro tick`.
 #[derive(Debug, Args)]
@@ -22,8 +21,11 @@ pub struct TickArgs {
     #[arg(long)]
     json: bool,
     /// Print nothing on success.
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "verbose")]
     quiet: bool,
+    /// Also print each task started.
+    #[arg(long, short)]
+    verbose: bool,
     /// Task log lines older than SECS are deleted (default 30 days).
     #[arg(long, value_name = "SECS", default_value_t = 2_592_000)]
     log_retention: i64,
@@ -55,14 +57,14 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> anyhow::Resul
         tick(state, &opts, &mut runner)?
     } else {
         state.create()?;
-        let _lock = state.lock(Duration::from_secs_f64(args.run.wait_lock.max(0.0)))?;
+        let _lock = state.lock(args.run.wait_lock)?;
         tick(state, &opts, &mut runner)?
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     if args.json {
         write_json(&mut out, &report)?;
     } else {
-        print_human(&mut out, &report, args.quiet)?;
+        print_human(&mut out, &report, args.quiet, args.verbose)?;
     }
     out.flush()?;
     Ok(exit_code(&report))
@@ -118,12 +120,21 @@ fn exit_code(report: &TickReport) -> i32 {
     }
 }
 
-fn print_human(out: &mut impl Write, report: &TickReport, quiet: bool) -> std::io::Result<()> {
+/// Diagnostics to stderr; then one summary line, preceded by one line per task with
+/// `verbose` or in a dry run (whose point is the details).
+fn print_human(
+    out: &mut impl Write,
+    report: &TickReport,
+    quiet: bool,
+    verbose: bool,
+) -> std::io::Result<()> {
     for (at, message) in &report.config_errors {
         super::warn(&format!("config error: {at}: {message}"));
     }
-    if !report.config_errors.is_empty() {
+    if report.using_last_good {
         super::warn("the last good config stays in force until the file is fixed (`bistro check` lists every problem)");
+    } else if !report.config_errors.is_empty() {
+        super::warn("no config is in force: nothing new starts until the file is fixed (`bistro check` lists every problem)");
     }
     for (at, message) in &report.job_errors {
         super::warn(&format!(
@@ -139,10 +150,8 @@ fn print_human(out: &mut impl Write, report: &TickReport, quiet: bool) -> std::i
     if quiet {
         return Ok(());
     }
-    for change in &report.config_changes {
-        writeln!(out, "config: {}", for_terminal(change))?;
-    }
-    for s in &report.started {
+    let details = verbose || report.dry_run;
+    for s in report.started.iter().filter(|_| details) {
         let verb = if report.dry_run {
             "would start"
         } else {
@@ -187,6 +196,14 @@ fn print_human(out: &mut impl Write, report: &TickReport, quiet: bool) -> std::i
     } else {
         "; scheduler disabled (bistro_settings.enabled is not true)"
     };
+    let changes = if report.config_changes.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; config: {}",
+            for_terminal(&report.config_changes.join(", "))
+        )
+    };
     let what = if report.dry_run {
         "tick --dry-run"
     } else {
@@ -199,7 +216,7 @@ fn print_human(out: &mut impl Write, report: &TickReport, quiet: bool) -> std::i
     };
     writeln!(
         out,
-        "{what}: {} {started_word}, {} finished{finished}, {} running{scheduler}",
+        "{what}: {} {started_word}, {} finished{finished}, {} running{scheduler}{changes}",
         report.started.len(),
         report.finished.len(),
         report.running

@@ -47,14 +47,14 @@ pub enum NodeOrder {
 /// One `nodes.node_sources` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeSourceSpec {
-    /// The fetcher name: `manual`, `range_label`, `script`, `empty`, `add_time`.
+    /// The fetcher name: `manual`, `range_label`, `script` or `empty`.
     pub source: String,
     /// The fetcher's preferences.
     pub prefs: Map<String, Value>,
 }
 
 /// The node source names we know.
-pub const NODE_SOURCES: [&str; 5] = ["manual", "range_label", "script", "empty", "add_time"];
+pub const NODE_SOURCES: [&str; 4] = ["manual", "range_label", "script", "empty"];
 
 /// How a kill is delivered (`kill_subprocess.method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -229,7 +229,24 @@ pub fn parse_task_subprocess(
         match (cgroups.as_object(), out.cgroups.as_object_mut()) {
             (Some(given), Some(current)) => {
                 for (k, v) in given {
-                    current.insert(k.clone(), v.clone());
+                    let ok = match k.as_str() {
+                        "root" | "slice" => v.is_string(),
+                        "subsystems" => {
+                            v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+                        }
+                        "kill_without_freezer" => lenient::as_bool(v).is_some(),
+                        _ => true,
+                    };
+                    if ok {
+                        current.insert(k.clone(), v.clone());
+                    } else {
+                        let want = match k.as_str() {
+                            "subsystems" => "must be an array of subsystem names",
+                            "kill_without_freezer" => "must be a boolean",
+                            _ => "must be a string",
+                        };
+                        rec.nested("cgroups").nested_error(k.as_str(), v, want);
+                    }
                 }
             }
             _ => rec.nested_error("cgroups", cgroups, "must be an object"),
@@ -264,6 +281,86 @@ pub fn parse_kill_subprocess(v: &Value, base: &KillRequest, rec: &mut ErrorRecor
         }
     }
     out
+}
+
+/// Validates `physical_resources` (bistro-scheduling §3.5): which physical resource
+/// feeds which worker-level logical resource, and how.
+fn check_physical_resources(
+    v: &Value,
+    resources: &ResourceDefs,
+    levels: &Levels,
+    rec: &mut ErrorRecord,
+) {
+    let Some(obj) = v.as_object() else {
+        rec.set_error(
+            v,
+            "must be an object of ram_mb, cpu_core and gpu_card entries",
+        );
+        return;
+    };
+    let mut logical_seen = Vec::new();
+    for (kind, spec) in obj {
+        let at = rec.nested(kind.as_str());
+        let enforcements: &[&str] = match kind.as_str() {
+            "ram_mb" => &["none", "hard"],
+            "cpu_core" => &["none", "soft"],
+            "gpu_card" => &["none"],
+            _ => {
+                at.set_error(
+                    spec,
+                    "unknown physical resource (known: ram_mb, cpu_core, gpu_card)",
+                );
+                continue;
+            }
+        };
+        if !spec.is_object() {
+            at.set_error(spec, "must be an object with logical_resource");
+            continue;
+        }
+        match spec.get("logical_resource").and_then(Value::as_str) {
+            None => at.missing_key(spec, "logical_resource"),
+            Some(name) => {
+                let on_worker = resources.id(name).is_some_and(|id| {
+                    resources.by_level[levels.worker()]
+                        .iter()
+                        .any(|r| r.resource == id)
+                });
+                if !on_worker {
+                    at.nested_error(
+                        "logical_resource",
+                        &spec["logical_resource"],
+                        "must name a worker-level resource",
+                    );
+                } else if logical_seen.contains(&name) {
+                    at.nested_error(
+                        "logical_resource",
+                        &spec["logical_resource"],
+                        "each logical resource may be fed only once",
+                    );
+                }
+                logical_seen.push(name);
+            }
+        }
+        if let Some(m) = spec.get("multiply_logical_by") {
+            if lenient::as_f64(m).is_none_or(|m| m.abs() < 1e-9) {
+                at.nested_error("multiply_logical_by", m, "must be a non-zero number");
+            }
+        }
+        if let Some(r) = spec.get("physical_reserve_amount") {
+            if lenient::as_f64(r).is_none() {
+                at.nested_error("physical_reserve_amount", r, "must be a number");
+            }
+        }
+        if let Some(e) = spec.get("enforcement") {
+            if !e.as_str().is_some_and(|e| enforcements.contains(&e)) {
+                at.nested_error(
+                    "enforcement",
+                    e,
+                    format!("must be one of: {}", enforcements.join(", ")),
+                );
+            }
+        }
+    }
 }
 
 fn parse_node_source(v: &Value, rec: &mut ErrorRecord) -> Option<NodeSourceSpec> {
@@ -461,6 +558,14 @@ impl Settings {
                 ),
                 Some(workers) => {
                     for (worker, amounts) in workers {
+                        if !amounts.is_object() {
+                            rec.nested("worker_resources_override").nested_error(
+                                worker.as_str(),
+                                amounts,
+                                "must be an object of {RESOURCE: amount}",
+                            );
+                            continue;
+                        }
                         let mut parsed = BTreeMap::new();
                         for (name, amount) in amounts.as_object().into_iter().flatten() {
                             let at = rec
@@ -519,9 +624,7 @@ impl Settings {
         };
         let physical_resources = get("physical_resources").cloned();
         if let Some(p) = &physical_resources {
-            if !p.is_object() {
-                rec.nested_error("physical_resources", p, "must be an object");
-            }
+            check_physical_resources(p, &resources, &levels, rec.nested("physical_resources"));
         }
         let exit_initial_wait_before_timestamp =
             match get("CAUTION_exit_initial_wait_before_timestamp") {
@@ -655,6 +758,61 @@ mod tests {
         assert!(Settings::parse(&v).is_err());
         v["worker_resources_override"] = json!({"w1": {"zzz": 8}});
         assert!(Settings::parse(&v).is_err());
+    }
+
+    #[test]
+    fn physical_resources_cgroups_and_overrides_are_validated() {
+        let mut v = minimal();
+        v["resources"] = json!({"worker": {"ram": {"default": 1, "limit": 4}, "cpu": {"default": 1, "limit": 4}}});
+        v["physical_resources"] = json!({
+            "ram_mb": {"logical_resource": "ram", "multiply_logical_by": 1024, "enforcement": "hard", "physical_reserve_amount": 1536},
+            "cpu_core": {"logical_resource": "cpu", "multiply_logical_by": 0.001, "enforcement": "soft"}
+        });
+        assert!(Settings::parse(&v).is_ok());
+        for (bad, at) in [
+            (json!({"bogus": {}}), "physical_resources.bogus"),
+            (
+                json!({"gpu_card": {"logical_resource": "ram", "enforcement": "hard"}}),
+                "physical_resources.gpu_card.enforcement",
+            ),
+            (
+                json!({"ram_mb": {"logical_resource": "nope"}}),
+                "physical_resources.ram_mb.logical_resource",
+            ),
+            (
+                json!({"ram_mb": {"logical_resource": "ram", "multiply_logical_by": 0}}),
+                "physical_resources.ram_mb.multiply_logical_by",
+            ),
+            (
+                json!({"ram_mb": {}}),
+                "physical_resources.ram_mb.logical_resource",
+            ),
+        ] {
+            let mut v = v.clone();
+            v["physical_resources"] = bad;
+            assert_eq!(Settings::parse(&v).unwrap_err().flatten()[0].0, at);
+        }
+        let mut c = minimal();
+        c["task_subprocess"] = json!({"cgroups": {"subsystems": "cpu", "root": 7}});
+        let keys: Vec<String> = Settings::parse(&c)
+            .unwrap_err()
+            .flatten()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                "task_subprocess.cgroups.subsystems",
+                "task_subprocess.cgroups.root"
+            ]
+        );
+        let mut w = v.clone();
+        w["worker_resources_override"] = json!({"w1": 5});
+        assert_eq!(
+            Settings::parse(&w).unwrap_err().flatten()[0].0,
+            "worker_resources_override.w1"
+        );
     }
 
     #[test]

@@ -140,8 +140,8 @@ pub fn fetch_nodes(settings: &Settings, instance_name: &str) -> Result<Nodes, No
             source_name: source.clone(),
             message,
         };
-        let fetcher = fetcher(source)
-            .ok_or_else(|| error(format!("node source {source:?} is not supported yet")))?;
+        let fetcher =
+            fetcher(source).ok_or_else(|| error(format!("Invalid node source: {source}")))?;
         fetcher
             .fetch(&mut nodes, prefs, &settings.levels)
             .map_err(error)?;

@@ -2,14 +2,85 @@
 
 use super::{parent_level, NodeFetcher, Nodes};
 use crate::config::{lenient, Levels};
+use crate::sanitize::for_terminal;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use serde_json::{Map, Value};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Runs `script PARENT` (no shell) for every parent; each stdout line is a child.
 ///
-/// Unlike Bistro, a script that exits non-zero fails the refresh: a broken script must
-/// not silently empty the node list and orphan every running task.
+/// Unlike Bistro, a script that exits non-zero fails the refresh (a broken script must
+/// not silently empty the node list and orphan every running task), and a script that
+/// runs longer than the `timeout_sec` pref (default 60) is killed with its process group
+/// and fails the refresh (it must not hold the state lock forever). Its stderr is passed
+/// on, escaped for the terminal.
 pub(super) struct ScriptFetcher;
+
+/// Seconds a node script may run when its prefs do not say.
+const DEFAULT_TIMEOUT_SECS: f64 = 60.0;
+
+fn run_script(script: &str, parent: &str, timeout: Duration) -> Result<String, String> {
+    let mut child = Command::new(script)
+        .arg(parent)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot run script {script:?}: {e}"))?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        stdout.read_to_end(&mut out).map(|_| out)
+    });
+    let (who, parent_name) = (script.to_string(), parent.to_string());
+    let errors = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!(
+                "bistro: node script {} {}: {}",
+                for_terminal(&who),
+                for_terminal(&parent_name),
+                for_terminal(&line)
+            );
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child
+            .try_wait()
+            .map_err(|e| format!("waiting for script {script:?}: {e}"))?
+        {
+            Some(status) => break status,
+            None if Instant::now() >= deadline => {
+                let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                let _ = child.wait();
+                let _ = errors.join();
+                return Err(format!(
+                    "script {script:?} {parent:?} ran longer than {}s and was killed",
+                    timeout.as_secs_f64()
+                ));
+            }
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    // Background children of the script may hold its pipes: they die with its group.
+    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+    let output = reader
+        .join()
+        .map_err(|_| "reading the script's output failed".to_string())?;
+    let _ = errors.join();
+    if !status.success() {
+        return Err(format!("script {script:?} {parent:?} failed: {status}"));
+    }
+    let output = output.map_err(|e| format!("reading the output of script {script:?}: {e}"))?;
+    String::from_utf8(output)
+        .map_err(|_| format!("script {script:?} printed node names that are not UTF-8"))
+}
 
 impl NodeFetcher for ScriptFetcher {
     fn fetch(
@@ -22,23 +93,21 @@ impl NodeFetcher for ScriptFetcher {
         let script = prefs.get("script").ok_or("script not found in prefs")?;
         let script = lenient::as_string(script)
             .ok_or_else(|| format!("script must be a path, got {script}"))?;
+        let timeout = match prefs.get("timeout_sec") {
+            None => DEFAULT_TIMEOUT_SECS,
+            Some(t) => lenient::as_f64(t)
+                .filter(|t| *t > 0.0 && *t < 1e9)
+                .ok_or_else(|| {
+                    format!("timeout_sec must be a positive number of seconds, got {t}")
+                })?,
+        };
         let parents: Vec<usize> = nodes.at_level(parent).collect();
         for p in parents {
-            let parent_name = nodes.list[p].name.clone();
-            let output = Command::new(&script)
-                .arg(&parent_name)
-                .stdin(Stdio::null())
-                .stderr(Stdio::inherit())
-                .output()
-                .map_err(|e| format!("cannot run script {script:?}: {e}"))?;
-            if !output.status.success() {
-                return Err(format!(
-                    "script {script:?} {parent_name:?} failed: {}",
-                    output.status
-                ));
-            }
-            let stdout = String::from_utf8(output.stdout)
-                .map_err(|_| format!("script {script:?} printed node names that are not UTF-8"))?;
+            let stdout = run_script(
+                &script,
+                &nodes.list[p].name.clone(),
+                Duration::from_secs_f64(timeout),
+            )?;
             for line in stdout.lines().filter(|l| !l.is_empty()) {
                 nodes.push(line.to_string(), level, p, true);
             }

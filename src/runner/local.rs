@@ -179,10 +179,11 @@ fn lost(dir: &Path, task: &RunningTask) -> Outcome {
     if !all_dead {
         return Outcome::Running;
     }
-    if started.is_none() {
+    if started.is_none() && !dir.join(super::supervisor::SPAWNING).exists() {
         let why = "its supervisor was lost before it started the task (the tick that dispatched it died?)";
         return Outcome::NeverStarted(why.to_string());
     }
+
     let now = crate::now();
     let lost = format!(
         "the task's supervisor was lost (killed or crashed) while {}/{} ran",

@@ -36,6 +36,9 @@ const PIPE_GRACE: Duration = Duration::from_secs(3);
 /// instead of unbounded memory.
 const LOG_BUFFER_LINES: usize = 10_000;
 
+/// The file a supervisor creates just before it starts the task.
+pub const SPAWNING: &str = "spawning";
+
 /// The signal that asked this supervisor to stop (0: none).
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
@@ -135,7 +138,7 @@ impl<'a> LogSink<'a> {
 
 /// Stores log lines in batches until [`Msg::End`]; returns how many were lost and why.
 fn write_logs(db: &Path, rx: &mpsc::Receiver<Msg>) -> (usize, Option<String>) {
-    let mut store = LogStore::open(db)
+    let mut store = LogStore::open_appender(db)
         .map_err(|e| eprintln!("bistro supervise: {e}"))
         .ok();
     let mut lost = 0;
@@ -178,17 +181,21 @@ fn read_lines(
     kind: LogKind,
     launch: &Launch,
     tx: &mpsc::SyncSender<Msg>,
-    mut echo: Option<Box<dyn Write + Send>>,
+    mut echo: Option<Echo>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut pending: Vec<u8> = Vec::new();
-    let send = |bytes: &[u8]| {
+    let mut send = |bytes: &[u8], newline: bool| {
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        if let Some(echo) = echo.as_mut() {
+            echo.write_line(&text, newline);
+        }
         let line = LogLine {
             kind,
             job: launch.job.clone(),
             node: launch.node.clone(),
             time: crate::now(),
-            line: String::from_utf8_lossy(bytes).into_owned(),
+            line: text,
         };
         tx.send(Msg::Line(line)).is_ok()
     };
@@ -199,12 +206,9 @@ fn read_lines(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        if let Some(out) = echo.as_mut() {
-            let _ = out.write_all(&buf[..n]).and_then(|()| out.flush());
-        }
         for &b in &buf[..n] {
             if b == b'\n' || pending.len() == MAX_LINE_BYTES {
-                if !send(&pending) {
+                if !send(&pending, b == b'\n') {
                     return;
                 }
                 pending.clear();
@@ -215,7 +219,40 @@ fn read_lines(
         }
     }
     if !pending.is_empty() {
-        send(&pending);
+        send(&pending, false);
+    }
+}
+
+/// Where `run-task` copies a task's output: our stdout or stderr, with terminal
+/// controls escaped when it is a terminal.
+struct Echo {
+    out: Box<dyn Write + Send>,
+    terminal: bool,
+}
+
+impl Echo {
+    fn new(kind: LogKind) -> Self {
+        use std::io::IsTerminal;
+        match kind {
+            LogKind::Stderr => Self {
+                terminal: std::io::stderr().is_terminal(),
+                out: Box::new(std::io::stderr()),
+            },
+            _ => Self {
+                terminal: std::io::stdout().is_terminal(),
+                out: Box::new(std::io::stdout()),
+            },
+        }
+    }
+
+    fn write_line(&mut self, text: &str, newline: bool) {
+        let text = if self.terminal {
+            crate::sanitize::for_terminal(text)
+        } else {
+            text.into()
+        };
+        let end = if newline { "\n" } else { "" };
+        let _ = write!(self.out, "{text}{end}").and_then(|()| self.out.flush());
     }
 }
 
@@ -232,6 +269,10 @@ pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
     }
     let sink = LogSink::start(launch);
     sink.event("running", json!({"command": launch.argv}));
+    // From here on the task may exist even if we die before recording its pid.
+    if let Err(e) = std::fs::write(dir.join(SPAWNING), b"") {
+        eprintln!("bistro supervise: {}: {e}", dir.join(SPAWNING).display());
+    }
     let result = match spawn(launch) {
         Err(message) => {
             let status = TaskStatus::error_backoff(
@@ -356,11 +397,7 @@ fn run(
     let mut open = pipes.len();
     for (pipe, kind) in pipes {
         let (tx, done_tx, launch) = (sink.tx.clone(), done_tx.clone(), launch.clone());
-        let out: Option<Box<dyn Write + Send>> = match (echo, kind) {
-            (false, _) => None,
-            (true, LogKind::Stderr) => Some(Box::new(std::io::stderr())),
-            (true, _) => Some(Box::new(std::io::stdout())),
-        };
+        let out = echo.then(|| Echo::new(kind));
         std::thread::spawn(move || {
             read_lines(pipe, kind, &launch, &tx, out);
             let _ = done_tx.send(());

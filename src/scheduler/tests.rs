@@ -313,7 +313,11 @@ fn disabled_nodes_and_filters_exclude_tasks() {
         fx.started(&plan),
         vec![("j".to_string(), "db21".to_string())]
     );
-    let mut reasons: Vec<String> = plan.waiting.iter().map(|w| w.reason.describe(&fx.config, &fx.nodes, 0)).collect();
+    let mut reasons: Vec<String> = plan
+        .waiting
+        .iter()
+        .map(|w| w.reason.describe(&fx.config, &fx.nodes, 0))
+        .collect();
     reasons.sort();
     assert_eq!(
         reasons,

@@ -359,15 +359,38 @@ fn an_unreadable_config_names_the_file() {
 fn generated_docs_are_up_to_date() {
     let env = Env::new();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for (args, file) in [
-        (vec!["manpage"], "man/bistro.1"),
-        (vec!["manpage", "tick"], "man/bistro-tick.1"),
-        (vec!["manpage", "status"], "man/bistro-status.1"),
-        (vec!["completions", "bash"], "completions/bistro.bash"),
-    ] {
+    let mut expected: Vec<(Vec<String>, std::path::PathBuf)> = vec![
+        (vec!["manpage".into()], root.join("man/bistro.1")),
+        (
+            vec!["completions".into(), "bash".into()],
+            root.join("completions/bistro.bash"),
+        ),
+        (
+            vec!["completions".into(), "zsh".into()],
+            root.join("completions/_bistro"),
+        ),
+        (
+            vec!["completions".into(), "fish".into()],
+            root.join("completions/bistro.fish"),
+        ),
+    ];
+    for entry in std::fs::read_dir(root.join("man")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if let Some(sub) = name
+            .strip_prefix("bistro-")
+            .and_then(|n| n.strip_suffix(".1"))
+        {
+            expected.push((vec!["manpage".into(), sub.to_string()], path));
+        }
+    }
+    assert!(expected.len() > 8, "one page per subcommand");
+    for (args, file) in expected {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         assert!(
-            env.ok(&args) == read(&root.join(file)),
-            "{file} is stale: run ./scripts/update-docs.sh"
+            env.ok(&args) == read(&file),
+            "{} is stale: run ./scripts/update-docs.sh",
+            file.display()
         );
     }
 }
