@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
-bistro() { target/release/bistro --state-dir "${STATE:-demo-state}" "$@"; }
+BIN="${CARGO_TARGET_DIR:-target}/release/bistro"
+bistro() { "$BIN" --state-dir "${STATE:-demo-state}" "$@"; }
 rm -rf "${STATE:-demo-state}"
 bistro init --config examples/configs/simple.json
 until bistro status --check; do

@@ -319,7 +319,10 @@ fn tick_reports_config_changes() {
         r#""bistro_job->a": {"owner": "you"}, "bistro_job->b": {"owner": "me"}"#,
     ));
     let out = env.ok(&["tick"]);
-    assert!(out.contains("; config: modified job a, added job b"), "{out}");
+    assert!(
+        out.contains("; config: modified job a, added job b"),
+        "{out}"
+    );
     assert_eq!(out.lines().count(), 1, "one summary line: {out}");
 }
 

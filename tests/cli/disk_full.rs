@@ -36,12 +36,12 @@ fn a_file_size_limit_during_a_noisy_task_loses_log_lines_but_not_the_status() {
         "{} lines stored",
         logs.len()
     );
-    let check = std::process::Command::new("sqlite3")
-        .arg(env.state().join("task_logs.sql3"))
-        .arg("PRAGMA integrity_check")
-        .output();
-    if let Ok(check) = check {
-        assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "ok");
+    for db in ["task_logs.sql3", "statuses.sql3"] {
+        let conn = rusqlite::Connection::open(env.state().join(db)).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok", "{db}");
     }
 }
 

@@ -175,6 +175,11 @@ fn a_killed_tick_loses_no_task_and_starts_none_twice() {
         seen.overlaps
     );
     assert!(seen.peak <= 4, "{} at once", seen.peak);
+    assert!(
+        seen.each_ran_once(),
+        "a lost status would make a task run again: {:?}",
+        seen.starts
+    );
     let running = env.status_json(&["--tasks", "--status", "running"]);
     assert!(running["tasks"].as_array().unwrap().is_empty());
     assert!(

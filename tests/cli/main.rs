@@ -4,6 +4,7 @@ mod util;
 
 mod commands;
 mod config_errors;
+mod contract;
 mod demo;
 mod disk_full;
 mod faults;
