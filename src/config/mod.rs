@@ -220,3 +220,33 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics_the_config_parser(text in ".{0,400}") {
+            let _ = Config::parse(&text);
+        }
+
+        #[test]
+        fn arbitrary_settings_values_are_accepted_or_reported(
+            key in prop::sample::select(vec!["enabled", "working_wait", "scheduler", "backoff", "nodes", "level_for_tasks",
+                                             "resources", "kill_orphan_tasks_after_sec", "task_subprocess", "kill_subprocess"]),
+            value in prop_oneof![Just(serde_json::json!(null)), any::<bool>().prop_map(serde_json::Value::from),
+                                 any::<i64>().prop_map(serde_json::Value::from), ".{0,10}".prop_map(serde_json::Value::from),
+                                 Just(serde_json::json!([])), Just(serde_json::json!({}))],
+        ) {
+            let mut v = serde_json::json!({"bistro_settings": {"nodes": {"levels": ["a"]}, "resources": {}},
+                                           "bistro_job->j": {"owner": "o"}});
+            v["bistro_settings"][key] = value;
+            match Config::from_value(&v) {
+                Ok(c) => prop_assert_eq!(c.jobs.len(), 1),
+                Err(e) => prop_assert!(!e.problems().is_empty()),
+            }
+        }
+    }
+}

@@ -192,3 +192,32 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_ladder_climbs_monotonically_and_stays_within_the_list(
+            mut values in proptest::collection::btree_set(1i64..100_000, 1..8),
+            repeat in any::<bool>(),
+        ) {
+            let b = BackoffSettings { values: std::mem::take(&mut values).into_iter().collect(), repeat };
+            let mut step = BackoffDuration::default();
+            for _ in 0..12 {
+                let next = b.next(step);
+                if next.no_more {
+                    prop_assert!(!repeat);
+                    prop_assert_eq!(next, BackoffDuration::no_more());
+                } else {
+                    prop_assert!(b.values.contains(&next.seconds));
+                    prop_assert!(next.seconds >= step.seconds);
+                }
+                step = next;
+            }
+            prop_assert_eq!(BackoffSettings::parse(&b.to_json()).unwrap(), b);
+        }
+    }
+}

@@ -248,3 +248,36 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_status_line_parses_to_exactly_one_main_bit_never_running(raw in ".{0,300}") {
+            let s = parse_status(&raw, 0);
+            prop_assert_eq!((s.bits & bits::MAIN).count_ones(), 1);
+            prop_assert_eq!(s.bits & bits::RUNNING, 0);
+            if s.exception().is_some_and(|e| e.starts_with("Cannot parse status")) {
+                prop_assert_eq!(s.bits, bits::ERROR | bits::USES_BACKOFF);
+            }
+        }
+
+        #[test]
+        fn json_statuses_with_any_result_bits_never_yield_private_bits(bits_in in any::<u32>(), with_data in any::<bool>()) {
+            let data = if with_data { r#","data":{"k":1,"__bistro_saved_backoff":9}"# } else { "" };
+            let s = parse_status(&format!(r#"{{"result_bits":{bits_in}{data}}}"#), 0);
+            prop_assert_eq!(s.bits & (bits::UNSTARTED | bits::AVOIDED | bits::DISABLED | bits::HAS_SAVED_BACKOFF), 0);
+            prop_assert!(s.data.as_ref().is_none_or(|d| !d.contains_key(crate::status::SAVED_BACKOFF_KEY)));
+        }
+
+        #[test]
+        fn any_status_file_bytes_are_read_or_rejected_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(line) = read_status_file(&bytes) {
+                prop_assert!(!line.trim().is_empty() && !line.contains('\n'));
+            }
+        }
+    }
+}

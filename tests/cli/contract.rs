@@ -239,19 +239,7 @@ fn logs_limit_keeps_the_newest_lines() {
 fn wait_lock_waits_for_the_holder_then_ticks() {
     let env = Env::new();
     env.ok(&["init"]);
-    let mut holder = std::process::Command::new("flock")
-        .arg(env.state().join("lock"))
-        .args(["sh", "-c", "echo locked; read x"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    let holder = LockHolder::take(&env);
     let mut tick = env
         .spawn_cmd(&["tick", "--wait-lock", "60", "--worker-command", "true"])
         .spawn()
@@ -268,7 +256,6 @@ fn wait_lock_waits_for_the_holder_then_ticks() {
         tick.try_wait().unwrap().is_none(),
         "the tick must wait, not exit 75"
     );
-    drop(holder.stdin.take());
-    holder.wait().unwrap();
+    drop(holder);
     assert!(tick.wait().unwrap().success());
 }

@@ -1,26 +1,13 @@
 //! Contention and crashes: locked state dirs, concurrent ticks, killed supervisors.
 
 use crate::util::*;
-use std::process::Stdio;
 
 #[test]
 fn a_tick_exits_75_while_another_holds_the_state_lock() {
     let env = Env::new();
     env.config(&config_with_jobs(1, r#""bistro_job->j": {"owner": "me"}"#));
     env.ok(&["init"]);
-    let mut holder = std::process::Command::new("flock")
-        .arg(env.state().join("lock"))
-        .args(["sh", "-c", "echo locked; read x"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    let holder = LockHolder::take(&env);
     let out = env.run(&["tick"]);
     assert_eq!(out.status.code(), Some(75));
     assert!(
@@ -30,8 +17,7 @@ fn a_tick_exits_75_while_another_holds_the_state_lock() {
     );
     // `status` does not need the lock.
     env.ok(&["status"]);
-    drop(holder.stdin.take());
-    holder.wait().unwrap();
+    drop(holder);
     env.ok(&["tick", "--worker-command", "true"]);
 }
 
@@ -40,14 +26,7 @@ fn concurrent_ticks_never_exceed_limits_nor_start_a_task_twice() {
     let env = Env::new();
     let ledger = env.path("ledger");
     let task = probe_task(&env, &ledger, "0.1");
-    let nodes: Vec<String> = (0..12).map(|i| format!("\"n{i}\"")).collect();
-    env.config(&format!(
-        r#"{{"bistro_settings": {{"enabled": true,
-              "nodes": {{"levels": ["host", "db"], "node_sources": [{{"source": "manual", "prefs": {{"h1": [{}]}}}}]}},
-              "resources": {{"instance": {{"slots": {{"limit": 3, "default": 1}}}}}}}},
-            "bistro_job->j": {{"owner": "me"}}}}"#,
-        nodes.join(",")
-    ));
+    env.config(&config_with_leaves(12, 3, ""));
     env.ok(&["init"]);
     env.ok(&[
         "tick",
@@ -143,14 +122,7 @@ fn a_killed_tick_loses_no_task_and_starts_none_twice() {
     let env = Env::new();
     let ledger = env.path("ledger");
     let task = probe_task(&env, &ledger, "0.05");
-    let nodes: Vec<String> = (0..10).map(|i| format!("\"n{i}\"")).collect();
-    env.config(&format!(
-        r#"{{"bistro_settings": {{"enabled": true, "backoff": [1, "repeat"],
-              "nodes": {{"levels": ["db"], "node_sources": [{{"source": "manual", "prefs": {{"h": [{}]}}}}]}},
-              "resources": {{"instance": {{"slots": {{"limit": 4, "default": 1}}}}}}}},
-            "bistro_job->j": {{"owner": "me"}}}}"#,
-        nodes.join(",")
-    ).replace("\"levels\": [\"db\"]", "\"levels\": [\"host\", \"db\"]"));
+    env.config(&config_with_leaves(10, 4, r#""backoff": [1, "repeat"],"#));
     env.ok(&["init"]);
     env.ok(&[
         "tick",

@@ -2,6 +2,20 @@
 
 use crate::util::*;
 
+/// Starts `run-task j node11` in the background.
+fn spawn_run_task(env: &Env, task: &str) -> std::process::Child {
+    env.spawn_cmd(&[
+        "run-task",
+        "j",
+        "node11",
+        "--worker-command",
+        task,
+        "--quiet",
+    ])
+    .spawn()
+    .unwrap()
+}
+
 fn setup(env: &Env, body: &str) -> String {
     let task = env.script("task.sh", body);
     env.config(&config_with_jobs(1, r#""bistro_job->j": {"owner": "me"}"#));
@@ -63,17 +77,7 @@ fn run_task_refuses_a_running_task_and_a_full_resource() {
             gate.display()
         ),
     );
-    let mut first = env
-        .spawn_cmd(&[
-            "run-task",
-            "j",
-            "node11",
-            "--worker-command",
-            &task,
-            "--quiet",
-        ])
-        .spawn()
-        .unwrap();
+    let mut first = spawn_run_task(&env, &task);
     env.wait_for("the first run to start", || {
         env.path("started.node11").exists()
     });
@@ -121,17 +125,7 @@ fn an_interrupted_run_task_kills_its_task_and_exits_128_plus_the_signal() {
         &env,
         &format!("echo $$ > {}\nexec sleep 1000", pid_file.display()),
     );
-    let mut run = env
-        .spawn_cmd(&[
-            "run-task",
-            "j",
-            "node11",
-            "--worker-command",
-            &task,
-            "--quiet",
-        ])
-        .spawn()
-        .unwrap();
+    let mut run = spawn_run_task(&env, &task);
     env.wait_for("the task to start", || read(&pid_file).ends_with('\n'));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(run.id() as i32),

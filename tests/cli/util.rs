@@ -258,3 +258,47 @@ pub fn event_names(env: &Env) -> Vec<String> {
         })
         .collect()
 }
+
+/// Another process holding the state lock (as `flock(1)` would) until dropped.
+pub struct LockHolder(std::process::Child);
+
+impl LockHolder {
+    /// Takes the state lock and returns once it is held.
+    pub fn take(env: &Env) -> Self {
+        let mut child = std::process::Command::new("flock")
+            .arg(env.state().join("lock"))
+            .args(["sh", "-c", "echo locked; read x"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line, "locked\n");
+        Self(child)
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
+/// A two-level config with `n` leaf nodes under one host, an instance-wide `slots`
+/// limit, extra settings (e.g. `"backoff": [1, "repeat"],`) and one job `j`.
+pub fn config_with_leaves(n: usize, limit: u32, extra_settings: &str) -> String {
+    let nodes: Vec<String> = (0..n).map(|i| format!("\"n{i}\"")).collect();
+    format!(
+        r#"{{"bistro_settings": {{"enabled": true, {extra_settings}
+              "nodes": {{"levels": ["host", "db"], "node_sources": [{{"source": "manual", "prefs": {{"h1": [{}]}}}}]}},
+              "resources": {{"instance": {{"slots": {{"limit": {limit}, "default": 1}}}}}}}},
+            "bistro_job->j": {{"owner": "me"}}}}"#,
+        nodes.join(",")
+    )
+}
