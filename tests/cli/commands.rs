@@ -220,6 +220,7 @@ fn logs_follow_prints_lines_as_they_arrive() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let _watchdog = Watchdog::arm(follow.id());
     let mut lines = std::io::BufReader::new(follow.stdout.take().unwrap()).lines();
     env.ok(&["tick", "--worker-command", task.to_str().unwrap()]);
     let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();

@@ -176,13 +176,14 @@ pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// What a ledger of `start NODE` / `end NODE` lines (appended by probe tasks) shows.
+/// What a ledger of `start NODE` / `end NODE` / `overlap NODE` lines (appended by
+/// probe tasks) shows.
 pub struct Ledger {
-    /// Most tasks running at once.
+    /// Most tasks running at once (counting a run that never wrote `end` as running).
     pub peak: i32,
     /// Runs per node.
     pub starts: std::collections::BTreeMap<String, u32>,
-    /// Nodes that started again while a run of theirs was still going.
+    /// Nodes whose run started while another live run of the same node held its lock.
     pub overlaps: Vec<String>,
 }
 
@@ -196,13 +197,15 @@ impl Ledger {
         let mut open = std::collections::BTreeSet::new();
         for line in read(path).lines() {
             let (what, node) = line.split_once(' ').unwrap();
-            if what == "start" {
-                *ledger.starts.entry(node.to_string()).or_default() += 1;
-                if !open.insert(node.to_string()) {
-                    ledger.overlaps.push(node.to_string());
+            match what {
+                "start" => {
+                    *ledger.starts.entry(node.to_string()).or_default() += 1;
+                    open.insert(node.to_string());
                 }
-            } else {
-                open.remove(node);
+                "overlap" => ledger.overlaps.push(node.to_string()),
+                _ => {
+                    open.remove(node);
+                }
             }
             ledger.peak = ledger.peak.max(open.len() as i32);
         }
@@ -215,12 +218,17 @@ impl Ledger {
     }
 }
 
-/// A probe task that records its start and end in `ledger`, sleeps, and reports done.
+/// A probe task: holds a per-node lock while it runs (recording `overlap NODE` if a
+/// live run of the same node already holds it, which only a double start can cause),
+/// records its start and end in `ledger`, sleeps, and reports done.
 pub fn probe_task(env: &Env, ledger: &Path, sleep: &str) -> PathBuf {
+    let locks = env.path("node-locks");
+    std::fs::create_dir_all(&locks).unwrap();
     env.script(
         "task.sh",
         &format!(
-            "echo \"start $1\" >> {l}\nsleep {sleep}\necho \"end $1\" >> {l}\necho done > \"$2\"",
+            "exec 9>>{locks}/$1\nflock -n 9 || echo \"overlap $1\" >> {l}\necho \"start $1\" >> {l}\nsleep {sleep}\necho \"end $1\" >> {l}\necho done > \"$2\"",
+            locks = locks.display(),
             l = ledger.display()
         ),
     )
@@ -301,4 +309,29 @@ pub fn config_with_leaves(n: usize, limit: u32, extra_settings: &str) -> String 
             "bistro_job->j": {{"owner": "me"}}}}"#,
         nodes.join(",")
     )
+}
+
+/// Kills a process if it is still around after [`DEADLINE`], so a test blocked
+/// reading its output fails instead of hanging; disarmed when dropped.
+pub struct Watchdog(Option<std::sync::mpsc::Sender<()>>);
+
+impl Watchdog {
+    pub fn arm(pid: u32) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(DEADLINE) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        });
+        Self(Some(tx))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.0.take());
+    }
 }
