@@ -7,7 +7,7 @@
 //! when the supervisor is gone, whatever killed it.
 
 use super::process::{self, Scope};
-use super::{Launch, PreparedTask, RunnerError, TaskResult, TaskRunner};
+use super::{Launch, Outcome, PreparedTask, RunnerError, TaskResult, TaskRunner};
 use crate::state::StateDir;
 use crate::status::{parse_status, read_status_file, TaskStatus};
 use crate::task::RunningTask;
@@ -20,19 +20,6 @@ use std::time::Duration;
 
 /// The descriptor number a supervisor finds its invocation lock on.
 pub const LOCK_FD: i32 = 3;
-
-/// How a recorded run stands.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Its supervisor is alive and has not finished.
-    Running,
-    /// Its supervisor recorded a result.
-    Finished(TaskResult),
-    /// Its supervisor is gone without a result: the status to record and why.
-    Lost(TaskStatus, String),
-    /// Its supervisor is gone and never started the task: release it, status untouched.
-    NeverStarted(String),
-}
 
 /// Runs tasks as children of detached supervisors on this machine.
 pub struct LocalRunner {

@@ -6,7 +6,7 @@ mod local;
 pub mod process;
 pub mod supervisor;
 
-pub use local::{LocalRunner, Outcome, LOCK_FD};
+pub use local::{LocalRunner, LOCK_FD};
 
 use crate::config::{Job, KillRequest, TaskSubprocess};
 use crate::nodes::Nodes;
@@ -56,6 +56,19 @@ pub struct TaskResult {
     pub stop_signal: Option<i32>,
     /// Epoch seconds.
     pub end_time: i64,
+}
+
+/// How a recorded run stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Its supervisor is alive and has not finished.
+    Running,
+    /// Its supervisor recorded a result.
+    Finished(TaskResult),
+    /// Its supervisor is gone without a result: the status to record and why.
+    Lost(TaskStatus, String),
+    /// Its supervisor is gone and never started the task: release it, status untouched.
+    NeverStarted(String),
 }
 
 /// Why a task could not be handed to its runner.

@@ -407,3 +407,6 @@ pub fn tick(
     report.running += report.started.len();
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,221 @@
+//! The tick's bookkeeping through the library, with a scripted runner: what is
+//! claimed, started, released and recorded, without any process.
+
+use super::*;
+use crate::runner::{Launch, PreparedTask, RunnerError, TaskResult};
+use crate::status::{bits, TaskStatus};
+use std::collections::HashMap;
+
+/// A runner whose runs end as the test says.
+#[derive(Default)]
+struct ScriptedRunner {
+    outcomes: HashMap<String, Outcome>,
+    refuse_start: bool,
+    started: Vec<String>,
+    cleaned: Vec<String>,
+}
+
+impl TaskRunner for ScriptedRunner {
+    fn prepare(&mut self, launch: Launch) -> Result<PreparedTask, RunnerError> {
+        Ok(PreparedTask { launch, lock: None })
+    }
+
+    fn start(&mut self, task: PreparedTask) -> Result<(), RunnerError> {
+        if self.refuse_start {
+            return Err(RunnerError {
+                job: task.launch.job,
+                node: task.launch.node,
+                message: "no room".into(),
+            });
+        }
+        self.started.push(task.launch.node);
+        Ok(())
+    }
+
+    fn check(&mut self, task: &RunningTask) -> Outcome {
+        self.outcomes
+            .get(&task.node)
+            .cloned()
+            .unwrap_or(Outcome::Running)
+    }
+
+    fn cleanup(&mut self, task: &RunningTask) {
+        self.cleaned.push(task.node.clone());
+    }
+}
+
+fn state_with_two_nodes() -> (tempfile::TempDir, StateDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::new(dir.path().join("state"));
+    state.create().unwrap();
+    std::fs::write(
+        state.default_config(),
+        r#"{"bistro_settings": {"enabled": true, "backoff": [7, "fail"],
+              "nodes": {"levels": ["db"], "node_order": "lexicographic",
+                        "node_sources": [{"source": "manual", "prefs": {"a": [], "b": []}}]},
+              "resources": {"instance": {"slots": {"limit": 1, "default": 1}}}},
+            "bistro_job->j": {"owner": "o"}}"#,
+    )
+    .unwrap();
+    (dir, state)
+}
+
+fn opts() -> TickOptions {
+    TickOptions {
+        flags: RunFlags {
+            worker_command: Some("true".into()),
+            instance_node_name: Some("inst".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn finished(status: TaskStatus) -> Outcome {
+    Outcome::Finished(TaskResult {
+        status,
+        exit: "exited with status 0".into(),
+        killed: false,
+        stop_signal: None,
+        end_time: 0,
+    })
+}
+
+fn stored(state: &StateDir) -> (Vec<crate::store::StatusRow>, Vec<RunningTask>) {
+    let store = StatusStore::open(&state.statuses_db()).unwrap();
+    (store.load().unwrap(), store.running().unwrap())
+}
+
+#[test]
+fn a_run_is_claimed_then_started_then_recorded_and_cleaned_up() {
+    let (_dir, state) = state_with_two_nodes();
+    let mut runner = ScriptedRunner::default();
+    let report = tick(&state, &opts(), &mut runner).unwrap();
+    // Lexicographic order is tried last name first; the limit of 1 stops at one task.
+    assert_eq!(runner.started, ["b"]);
+    assert_eq!((report.started.len(), report.running), (1, 1));
+    let (rows, running) = stored(&state);
+    assert!(rows.is_empty());
+    assert_eq!(running.len(), 1);
+    assert_eq!(
+        (
+            running[0].node.as_str(),
+            running[0].attempts,
+            running[0].next_backoff.seconds
+        ),
+        ("b", 1, 7)
+    );
+
+    runner
+        .outcomes
+        .insert("b".into(), finished(TaskStatus::new(bits::DONE, 5)));
+    let report = tick(&state, &opts(), &mut runner).unwrap();
+    assert_eq!(
+        report
+            .finished
+            .iter()
+            .map(|f| (f.node.as_str(), f.status))
+            .collect::<Vec<_>>(),
+        [("b", "done")]
+    );
+    assert_eq!(runner.cleaned, ["b"]);
+    assert_eq!(
+        runner.started,
+        ["b", "a"],
+        "the freed slot is used in the same tick"
+    );
+    let (rows, running) = stored(&state);
+    assert_eq!(
+        (rows[0].node.as_str(), rows[0].status.bits, rows[0].attempts),
+        ("b", bits::DONE, 1)
+    );
+    assert_eq!(running[0].node, "a");
+}
+
+#[test]
+fn a_lost_run_gets_the_backoff_computed_when_it_started() {
+    let (_dir, state) = state_with_two_nodes();
+    let mut runner = ScriptedRunner::default();
+    tick(&state, &opts(), &mut runner).unwrap();
+    runner.outcomes.insert(
+        "b".into(),
+        Outcome::Lost(TaskStatus::error_backoff("lost", 100), "lost".into()),
+    );
+    let report = tick(&state, &opts(), &mut runner).unwrap();
+    assert_eq!(report.finished[0].status, "error_backoff");
+    let (rows, _) = stored(&state);
+    assert_eq!(
+        (rows[0].status.backoff, rows[0].status.exception()),
+        (7, Some("lost"))
+    );
+    let events = crate::store::LogStore::open(&state.logs_db())
+        .unwrap()
+        .query(&Default::default())
+        .unwrap();
+    assert!(events[0].line.contains("supervisor_lost"));
+}
+
+#[test]
+fn a_run_that_never_started_is_released_with_its_stored_status_untouched() {
+    let (_dir, state) = state_with_two_nodes();
+    let mut runner = ScriptedRunner::default();
+    tick(&state, &opts(), &mut runner).unwrap();
+    let mut incomplete = TaskStatus::new(bits::INCOMPLETE, 5);
+    incomplete.data = Some(
+        serde_json::json!({"checkpoint": 3})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    runner
+        .outcomes
+        .insert("b".into(), finished(incomplete.clone()));
+    tick(&state, &opts(), &mut runner).unwrap();
+    // The incomplete task was started again (attempt 2); that run never starts.
+    assert_eq!(stored(&state).1[0].attempts, 2);
+    runner
+        .outcomes
+        .insert("b".into(), Outcome::NeverStarted("gone".into()));
+    let report = tick(&state, &opts(), &mut runner).unwrap();
+    assert!(report
+        .finished
+        .iter()
+        .any(|f| f.node == "b" && f.status == "not_started"));
+    let (rows, _) = stored(&state);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (&rows[0].status, rows[0].attempts),
+        (&incomplete, 1),
+        "prev_status data and attempts survive"
+    );
+}
+
+#[test]
+fn a_runner_that_cannot_start_a_task_releases_its_claim() {
+    let (_dir, state) = state_with_two_nodes();
+    let mut runner = ScriptedRunner {
+        refuse_start: true,
+        ..Default::default()
+    };
+    let report = tick(&state, &opts(), &mut runner).unwrap();
+    assert_eq!(report.start_errors, ["j/b: no room"]);
+    assert_eq!(report.running, 0);
+    let (rows, running) = stored(&state);
+    assert!(rows.is_empty() && running.is_empty());
+    assert_eq!(runner.cleaned, ["b"]);
+}
+
+#[test]
+fn a_broken_config_file_schedules_with_the_last_good_one() {
+    let (_dir, state) = state_with_two_nodes();
+    let mut runner = ScriptedRunner::default();
+    tick(&state, &opts(), &mut runner).unwrap();
+    std::fs::write(state.default_config(), "{ not json").unwrap();
+    runner
+        .outcomes
+        .insert("b".into(), finished(TaskStatus::new(bits::DONE, 5)));
+    let report = tick(&state, &opts(), &mut runner).unwrap();
+    assert!(report.using_last_good);
+    assert!(report.config_errors[0].1.contains("invalid JSON"));
+    assert_eq!(runner.started, ["b", "a"], "scheduling goes on");
+}
