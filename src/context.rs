@@ -38,13 +38,6 @@ pub struct ConfigInForce {
     pub error: Option<ConfigLoadError>,
 }
 
-impl ConfigInForce {
-    /// True when the last good config stands in for a broken file.
-    pub fn is_fallback(&self) -> bool {
-        self.error.is_some() && self.config.is_some()
-    }
-}
-
 /// The config file to read: `--config`, else the one `tick` last used, else
 /// `STATE/config.json`.
 pub fn config_path(

@@ -11,10 +11,15 @@
 //! - [`resources`]: limits and per-pass slot accounting;
 //! - [`status`]: status values, parsing and backoff;
 //! - [`scheduler`]: the pure scheduling pass and its policies;
+//! - [`task`]: the identity of a task run;
 //! - [`store`]: the SQLite status and task-log databases;
 //! - [`runner`]: starting and supervising task processes;
 //! - [`state`]: the state directory and its lock;
+//! - [`context`]: what a command resolves from its flags and the state dir;
 //! - [`tick`]: one scheduling iteration over the state directory;
+//! - [`run_task`]: one task now, in the foreground;
+//! - [`report`]: the `status` document;
+//! - [`sanitize`], [`time`]: terminal-safe strings, clocks and dates;
 //! - [`cli`]: the `bistro` command line.
 
 #![deny(missing_docs)]
@@ -34,17 +39,6 @@ pub mod status;
 pub mod store;
 pub mod task;
 pub mod tick;
+pub mod time;
 
-/// The current time in epoch seconds (`BISTRO_FAKE_NOW` overrides it, for tests of
-/// backoff that must not sleep).
-pub fn now() -> i64 {
-    if let Some(fake) = std::env::var("BISTRO_FAKE_NOW")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        return fake;
-    }
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub use time::now;

@@ -39,13 +39,6 @@ impl ResourceDefs {
         self.names.iter().position(|n| n == name)
     }
 
-    /// The level that defines a resource (the last one, if several do).
-    pub fn level_of(&self, resource: usize) -> Option<usize> {
-        self.by_level
-            .iter()
-            .rposition(|rs| rs.iter().any(|r| r.resource == resource))
-    }
-
     /// Parses `{LEVEL: {NAME: {default, limit, weight?}}}`, recording problems in `errors`.
     pub fn parse(value: &Value, levels: &Levels, errors: &mut ErrorRecord) -> Self {
         let mut defs = ResourceDefs {
@@ -139,8 +132,8 @@ pub struct ResourceBlocks {
     free: Vec<i64>,
     /// Block offset of each node (by node index), or `u32::MAX` for levels without resources.
     block_of_node: Vec<u32>,
-    /// Block offset of each (level, name).
-    block_of_name: HashMap<(usize, String), u32>,
+    /// Block offset of each name, by level.
+    block_of_name: Vec<HashMap<String, u32>>,
 }
 
 /// Why a task did not fit.
@@ -171,16 +164,15 @@ impl ResourceBlocks {
         let mut blocks = Self {
             free: Vec::new(),
             block_of_node: vec![NO_BLOCK; node_count],
-            block_of_name: HashMap::new(),
+            block_of_name: vec![HashMap::new(); defs.by_level.len()],
         };
         for (idx, level, name) in nodes {
             let level_resources = &defs.by_level[level];
             if level_resources.is_empty() {
                 continue;
             }
-            let offset = *blocks
-                .block_of_name
-                .entry((level, name.to_string()))
+            let offset = *blocks.block_of_name[level]
+                .entry(name.to_string())
                 .or_insert_with(|| {
                     let offset = blocks.free.len() as u32;
                     blocks.free.extend(level_resources.iter().map(|r| r.limit));
@@ -197,7 +189,11 @@ impl ResourceBlocks {
             let Some(level) = levels.id(&charge.level) else {
                 continue;
             };
-            let Some(&offset) = self.block_of_name.get(&(level, charge.node.clone())) else {
+            let Some(&offset) = self
+                .block_of_name
+                .get(level)
+                .and_then(|names| names.get(charge.node.as_str()))
+            else {
                 continue;
             };
             for (name, amount) in &charge.amounts {
@@ -248,20 +244,5 @@ impl ResourceBlocks {
                 self.free[offset as usize + pos] -= need[r.resource];
             }
         }
-    }
-
-    /// Free amount of a resource on a node, if its level defines it.
-    pub fn free_on(
-        &self,
-        defs: &ResourceDefs,
-        node: usize,
-        level: usize,
-        resource: usize,
-    ) -> Option<i64> {
-        let offset = self.block_of_node[node];
-        let pos = defs.by_level[level]
-            .iter()
-            .position(|r| r.resource == resource)?;
-        (offset != NO_BLOCK).then(|| self.free[offset as usize + pos])
     }
 }

@@ -37,11 +37,17 @@ pub enum RunTaskError {
     /// The config in force is unusable.
     #[error("{0}")]
     Config(String),
+    /// The node sources failed.
+    #[error("cannot fetch nodes: {0}")]
+    Nodes(String),
+    /// The task could not be set up.
+    #[error("cannot start the task: {0}")]
+    Start(String),
     /// Its resources are taken.
     #[error("not enough resources to run it now: {0} (pass --ignore-resources to run it anyway)")]
     NoRoom(String),
     /// The task already runs.
-    #[error("{job}/{node} is already running (invocation {invocation}); wait for it or kill it")]
+    #[error("{job}/{node} is already running (invocation {invocation}); wait for it to finish")]
     AlreadyRunning {
         /// Job name.
         job: String,
@@ -92,24 +98,34 @@ pub fn run_task(
         instance,
         worker_command,
     } = context::resolve(state, &store, &opts.flags)?;
-    let config = match (&in_force.config, &in_force.error) {
-        (Some(c), _) => c,
-        (None, Some(e)) => return Err(RunTaskError::Config(e.to_string())),
-        (None, None) => unreachable!("a config or an error"),
-    };
-    let job = config.job(job_name).ok_or_else(|| {
+    let config = in_force.config.as_ref().ok_or_else(|| {
+        let why = in_force
+            .error
+            .as_ref()
+            .map_or_else(String::new, ToString::to_string);
+        RunTaskError::Config(format!("{why}; fix the file or pass --config"))
+    })?;
+    let job_index = config.job_index(job_name).ok_or_else(|| {
         RunTaskError::Usage(format!(
             "no job named {job_name:?} in {}",
             in_force.path.display()
         ))
     })?;
-    if let Some(errors) = &job.errors {
+    let job = &config.jobs[job_index];
+    if job.errors.is_some() {
+        let problems: Vec<String> = config
+            .job_problems()
+            .into_iter()
+            .filter(|(at, _)| at.starts_with(&format!("{}{job_name}", crate::config::JOB_PREFIX)))
+            .map(|(at, message)| format!("{at}: {message}"))
+            .collect();
         return Err(RunTaskError::Config(format!(
-            "job {job_name} has config errors: {errors}"
+            "job {job_name} has config errors: {}",
+            problems.join("; ")
         )));
     }
-    let nodes = fetch_nodes(&config.settings, &instance)
-        .map_err(|e| RunTaskError::Config(e.to_string()))?;
+    let nodes =
+        fetch_nodes(&config.settings, &instance).map_err(|e| RunTaskError::Nodes(e.to_string()))?;
     let levels = &config.settings.levels;
     let node = nodes.find(job.level_for_tasks, node_name).ok_or_else(|| {
         RunTaskError::Usage(format!(
@@ -117,25 +133,19 @@ pub fn run_task(
             levels.name(job.level_for_tasks)
         ))
     })?;
-    if let Some(t) = store
-        .running()?
-        .into_iter()
+    let running = store.running()?;
+    if let Some(t) = running
+        .iter()
         .find(|t| t.job == job_name && t.node == node_name)
     {
         return Err(RunTaskError::AlreadyRunning {
-            job: t.job,
-            node: t.node,
+            job: t.job.clone(),
+            node: t.node.clone(),
             invocation: t.invocation.to_string(),
         });
     }
-    let (statuses, _) = store.load_statuses()?;
+    let statuses = store.load_statuses()?;
     let prev = statuses.get(job_name, node_name);
-    let running = store.running()?;
-    let job_index = config
-        .jobs
-        .iter()
-        .position(|j| j.name == job.name)
-        .expect("the job is in the config");
     let input = PassInput {
         config,
         nodes: &nodes,
@@ -156,12 +166,12 @@ pub fn run_task(
         worker_host: &host,
     };
     let invocation = InvocationId::new(crate::now());
-    let launch =
-        build_launch(&ctx, job, node, invocation, &charges, prev).map_err(RunTaskError::Usage)?;
+    let launch = build_launch(&ctx, job, node, invocation, &charges, prev)
+        .map_err(|e| RunTaskError::Usage(e.to_string()))?;
     let mut runner = LocalRunner::new(state.clone(), exe);
     let prepared = runner
         .prepare(launch.clone())
-        .map_err(|e| RunTaskError::Usage(e.to_string()))?;
+        .map_err(|e| RunTaskError::Start(e.to_string()))?;
     let attempts = statuses.attempts(job_name, node_name) + 1;
     let task = RunningTask {
         job: job.name.clone(),
@@ -187,7 +197,7 @@ pub fn run_task(
         Ok(_lock) => {
             let mut store = StatusStore::open(&state.statuses_db())?;
             if store.running_invocation(invocation)?.is_some() {
-                let (mut statuses, _) = store.load_statuses()?;
+                let mut statuses = store.load_statuses()?;
                 let (finished, _) =
                     crate::tick::reap(&mut store, None, &mut runner, &mut statuses, vec![task])?;
                 finished.into_iter().next()

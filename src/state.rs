@@ -1,7 +1,7 @@
 //! The state directory: the only code that knows its layout.
 //!
 //! ```text
-//! STATE/lock              flock held by the tick or daemon that schedules
+//! STATE/lock              flock held by the command that schedules (tick)
 //! STATE/config.json       the default config file
 //! STATE/statuses.sql3     task statuses, running tasks, metadata
 //! STATE/task_logs.sql3    task stdout, stderr and lifecycle events
@@ -31,7 +31,7 @@ pub enum StateError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// Another tick or daemon holds the lock.
+    /// Another scheduling command holds the lock.
     #[error("state dir {dir} is locked by {holder}; try again later")]
     Locked {
         /// The state directory.

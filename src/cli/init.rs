@@ -45,7 +45,10 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &InitArgs) -> anyhow::Resul
         return Ok(super::ExitCode::Usage as i32);
     }
     if let Err(e) = crate::config::Config::parse(&text) {
-        super::warn(&format!("warning: the config is not valid yet: {e}"));
+        super::warn(&format!(
+            "warning: {} is not a valid config yet: {e}",
+            target.display()
+        ));
     }
     crate::state::write_atomic(&target, text.as_bytes())?;
     // Later ticks read the config just installed, not one a previous tick remembered.

@@ -1,8 +1,9 @@
 //! `bistro logs`: task output and lifecycle events, filtered, followed, or as JSON Lines.
 
-use crate::sanitize::{for_terminal, rfc3339};
+use crate::sanitize::for_terminal;
 use crate::state::StateDir;
 use crate::store::{LogKind, LogQuery, LogRow, LogStore};
+use crate::time::rfc3339;
 use clap::Args;
 use std::io::Write;
 use std::time::Duration;
@@ -80,6 +81,9 @@ pub(super) fn run(state: &StateDir, args: &LogsArgs) -> anyhow::Result<i32> {
         }
         out.flush()?;
         if !args.follow {
+            if rows.is_empty() && !(args.jobs.is_empty() && args.nodes.is_empty()) {
+                super::warn("no log lines match those --job/--node filters");
+            }
             return Ok(0);
         }
         if let Some(last) = rows.last() {

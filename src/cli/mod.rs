@@ -22,7 +22,7 @@ pub enum ExitCode {
     Failure = 1,
     /// A usage or configuration error.
     Usage = 2,
-    /// The state dir is locked by another tick or daemon; try again later.
+    /// The state dir is locked by another tick; try again later.
     Locked = 75,
 }
 
@@ -45,7 +45,8 @@ const AFTER_HELP: &str = "Examples:
   bistro logs --job simple_job --stream stderr
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error,
-75 state dir locked by another tick (try again later).";
+3/4 `status --check`: work remains / only permanent failures remain,
+75 state dir locked by another tick (try again later), 128+N run-task interrupted by signal N.";
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]

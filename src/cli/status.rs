@@ -3,10 +3,11 @@
 use super::Cli;
 use crate::context;
 use crate::report::{build, ReportFilter, ReportInput};
-use crate::sanitize::{for_terminal, rfc3339};
+use crate::sanitize::for_terminal;
 use crate::state::StateDir;
 use crate::status::StatusName;
 use crate::store::StatusStore;
+use crate::time::rfc3339;
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use std::io::Write;
@@ -77,7 +78,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
     let config_error = in_force.error.as_ref().map(ToString::to_string);
     let Some(config) = &in_force.config else {
         super::warn(&format!(
-            "no usable config: {}",
+            "no usable config: {}; pass --config FILE, or run `bistro init`",
             config_error.unwrap_or_default()
         ));
         return Ok(super::ExitCode::Usage as i32);

@@ -14,8 +14,8 @@ pub struct SuperviseArgs {
 }
 
 pub(super) fn run(state: &StateDir, args: &SuperviseArgs) -> anyhow::Result<i32> {
-    let invocation =
-        crate::task::InvocationId::parse(&args.invocation).context("not an invocation id")?;
+    let invocation = crate::task::InvocationId::parse(&args.invocation)
+        .with_context(|| format!("{:?} is not an invocation id", args.invocation))?;
     let dir = state.invocation_dir(invocation);
     // SAFETY: the tick hands us the invocation's locked file on LOCK_FD; we own it now.
     let lock = unsafe { std::fs::File::from_raw_fd(LOCK_FD) };

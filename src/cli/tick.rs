@@ -106,12 +106,7 @@ fn write_json(out: &mut impl Write, report: &TickReport) -> anyhow::Result<()> {
 }
 
 fn exit_code(report: &TickReport) -> i32 {
-    if !report.config_errors.is_empty()
-        || report
-            .start_errors
-            .iter()
-            .any(|e| e.contains("--worker-command"))
-    {
+    if !report.config_errors.is_empty() || !report.usage_errors.is_empty() {
         ExitCode::Usage as i32
     } else if report.nodes_error.is_some() || !report.start_errors.is_empty() {
         ExitCode::Failure as i32
@@ -143,6 +138,9 @@ fn print_human(
     }
     if let Some(e) = &report.nodes_error {
         super::warn(&format!("cannot fetch nodes, nothing new starts: {e}"));
+    }
+    for e in &report.usage_errors {
+        super::warn(e);
     }
     for e in &report.start_errors {
         super::warn(&format!("cannot start task: {e}"));
@@ -191,7 +189,9 @@ fn print_human(
     } else {
         format!(" ({})", finished.join(", "))
     };
-    let scheduler = if report.scheduler_enabled {
+    let scheduler = if !report.config_errors.is_empty() && !report.using_last_good {
+        "; no usable config"
+    } else if report.scheduler_enabled {
         ""
     } else {
         "; scheduler disabled (bistro_settings.enabled is not true)"

@@ -100,23 +100,10 @@ impl JobFilter {
 
     /// Does node `name` with `tags` pass this filter for job `job`?
     pub fn passes(&self, job: &str, name: &str, tags: &[String]) -> bool {
-        (self.whitelist.is_empty() || self.whitelist.contains(name))
-            && self
-                .whitelist_regex
-                .as_ref()
-                .is_none_or(|r| r.is_match(name))
-            && !self.blacklist.contains(name)
-            && !self
-                .blacklist_regex
-                .as_ref()
-                .is_some_and(|r| r.is_match(name))
-            && (self.tag_whitelist.is_empty()
-                || tags.iter().any(|t| self.tag_whitelist.contains(t)))
-            && (self.fraction_of_nodes >= 1.0
-                || fraction_hash(name, job) < self.fraction_of_nodes * 2f64.powi(64))
+        self.rejection(job, name, tags).is_none()
     }
 
-    /// Names the first part of the filter that rejects the node, for `why`.
+    /// Names the first part of the filter that rejects the node, if one does.
     pub fn rejection(&self, job: &str, name: &str, tags: &[String]) -> Option<&'static str> {
         if !self.whitelist.is_empty() && !self.whitelist.contains(name) {
             Some("whitelist")
@@ -138,7 +125,9 @@ impl JobFilter {
             && !tags.iter().any(|t| self.tag_whitelist.contains(t))
         {
             Some("tag_whitelist")
-        } else if !self.passes(job, name, tags) {
+        } else if self.fraction_of_nodes < 1.0
+            && fraction_hash(name, job) >= self.fraction_of_nodes * 2f64.powi(64)
+        {
             Some("fraction_of_nodes")
         } else {
             None

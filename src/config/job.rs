@@ -37,7 +37,8 @@ pub struct Job {
     pub level_for_host_placement: Option<usize>,
     /// Restrict remote placement to this host.
     pub host_placement: String,
-    /// Kill orphaned tasks after this many ms (None: never).
+    /// Kill orphaned tasks after this many ms (None: never). Parsed; orphan killing
+    /// is not implemented yet.
     pub kill_orphan_tasks_after_ms: Option<i64>,
     /// Task process options.
     pub task_subprocess: TaskSubprocess,
@@ -116,14 +117,11 @@ impl Job {
                                 amount,
                                 "must be an integer",
                             ),
-                            (Some(id), Some(a)) if a < 0 => {
-                                let _ = id;
-                                rec.nested("resources").nested_error(
-                                    res.as_str(),
-                                    amount,
-                                    "must not be negative",
-                                )
-                            }
+                            (Some(_), Some(a)) if a < 0 => rec.nested("resources").nested_error(
+                                res.as_str(),
+                                amount,
+                                "must not be negative",
+                            ),
                             (Some(id), Some(a)) => resources[id] = a,
                         }
                     }
@@ -279,22 +277,36 @@ impl Job {
         }
     }
 
-    fn add_error(&mut self, key: &str, value: &Value, message: String) {
-        let mut errors = self
-            .errors
-            .take()
-            .unwrap_or_else(|| Value::Object(Map::new()));
-        let nested = errors
-            .as_object_mut()
-            .expect("job errors are an object")
-            .entry("nested")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Some(nested) = nested.as_object_mut() {
-            nested.insert(
-                key.to_string(),
-                serde_json::json!({"value": value, "error": message}),
-            );
+    /// Adds a problem found after parsing, at `path` in the job's error record,
+    /// keeping every problem already recorded there.
+    fn add_error(&mut self, path: &[String], value: &Value, message: &str) {
+        let mut errors = match self.errors.take() {
+            None => Value::Object(Map::new()),
+            Some(record @ Value::Object(_)) => record,
+            Some(other) => {
+                serde_json::json!({"nested": {"errors": {"value": other, "error": "Pre-existing errors"}}})
+            }
+        };
+        let mut at = &mut errors;
+        for key in path {
+            let nested = at
+                .as_object_mut()
+                .expect("error records are objects")
+                .entry("nested")
+                .or_insert_with(|| Value::Object(Map::new()));
+            at = nested
+                .as_object_mut()
+                .expect("nested is an object")
+                .entry(key.as_str())
+                .or_insert_with(|| Value::Object(Map::new()));
         }
+        let leaf = at.as_object_mut().expect("error records are objects");
+        leaf.insert("value".into(), value.clone());
+        let combined = match leaf.get("error").and_then(Value::as_str) {
+            Some(before) => format!("{before}; {message}"),
+            None => message.to_string(),
+        };
+        leaf.insert("error".into(), Value::from(combined));
         self.errors = Some(errors);
     }
 }
@@ -308,7 +320,7 @@ pub fn check_dependencies(jobs: &mut [Job]) {
         .enumerate()
         .map(|(i, j)| (j.name.clone(), i))
         .collect();
-    let mut problems: Vec<(usize, &'static str, Value, String)> = Vec::new();
+    let mut problems: Vec<(usize, Vec<String>, Value, String)> = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
         for (key, list) in [
             ("depends_on", &job.depends_on),
@@ -317,18 +329,19 @@ pub fn check_dependencies(jobs: &mut [Job]) {
                 &job.run_only_after_all_nodes_are_done_for,
             ),
         ] {
-            for dep in list {
+            for (n, dep) in list.iter().enumerate() {
+                let at = vec![key.to_string(), n.to_string()];
                 if dep == &job.name {
                     problems.push((
                         i,
-                        key,
+                        at,
                         Value::from(dep.as_str()),
                         format!("job {dep:?} cannot depend on itself"),
                     ));
                 } else if !index.contains_key(dep) {
                     problems.push((
                         i,
-                        key,
+                        at,
                         Value::from(dep.as_str()),
                         format!("no job named {dep:?} in the config"),
                     ));
@@ -379,13 +392,13 @@ pub fn check_dependencies(jobs: &mut [Job]) {
         let deps = Value::from(jobs[i].depends_on.clone());
         problems.push((
             i,
-            "depends_on",
+            vec!["depends_on".to_string()],
             deps,
             "dependency cycle between jobs".to_string(),
         ));
     }
-    for (i, key, value, message) in problems {
-        jobs[i].add_error(key, &value, message);
+    for (i, path, value, message) in problems {
+        jobs[i].add_error(&path, &value, &message);
     }
 }
 
@@ -476,6 +489,35 @@ mod tests {
             &s,
         );
         assert!(j.errors.is_some());
+    }
+
+    #[test]
+    fn every_dependency_problem_is_kept_even_over_odd_pre_existing_errors() {
+        let s = settings();
+        let mut jobs = vec![
+            Job::parse("a", &json!({"owner": "o", "depends_on": ["m1", "m2"]}), &s),
+            Job::parse(
+                "b",
+                &json!({"owner": "o", "depends_on": ["m3"], "errors": "oops"}),
+                &s,
+            ),
+        ];
+        check_dependencies(&mut jobs);
+        let a = jobs[0].errors.clone().unwrap();
+        assert!(a["nested"]["depends_on"]["nested"]["0"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("m1"));
+        assert!(a["nested"]["depends_on"]["nested"]["1"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("m2"));
+        let b = jobs[1].errors.clone().unwrap();
+        assert_eq!(b["nested"]["errors"]["value"], "oops");
+        assert!(b["nested"]["depends_on"]["nested"]["0"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("m3"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! JSON file and detects changes by content, not by whole-second mtime.
 
 use super::{Config, ConfigError};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A config read from its source, with the exact text it was parsed from.
 #[derive(Debug, Clone)]
@@ -25,7 +25,7 @@ pub enum ConfigLoadError {
         message: String,
     },
     /// The file's content is not a usable config.
-    #[error("config file {path}:{error}")]
+    #[error("config file {path}: {error}")]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -76,8 +76,6 @@ impl ConfigLoadError {
 
 /// A source of configs, re-read every iteration.
 pub trait ConfigLoader {
-    /// Describes the source for messages (a path, a URL).
-    fn source(&self) -> String;
     /// Reads and validates the current config.
     fn load(&self) -> Result<LoadedConfig, ConfigLoadError>;
 }
@@ -93,18 +91,9 @@ impl FileConfigLoader {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
-
-    /// The file it reads.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 impl ConfigLoader for FileConfigLoader {
-    fn source(&self) -> String {
-        self.path.display().to_string()
-    }
-
     fn load(&self) -> Result<LoadedConfig, ConfigLoadError> {
         let text = std::fs::read_to_string(&self.path).map_err(|e| ConfigLoadError::Read {
             path: self.path.clone(),

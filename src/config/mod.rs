@@ -121,6 +121,13 @@ impl Config {
         Ok(Config { settings, jobs })
     }
 
+    /// A job's index in `jobs`, by name.
+    pub fn job_index(&self, name: &str) -> Option<usize> {
+        self.jobs
+            .binary_search_by(|j| j.name.as_str().cmp(name))
+            .ok()
+    }
+
     /// A job by name.
     pub fn job(&self, name: &str) -> Option<&Job> {
         self.jobs

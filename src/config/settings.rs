@@ -92,7 +92,8 @@ impl Default for KillRequest {
 pub struct TaskSubprocess {
     /// Supervisor poll period.
     pub poll_ms: i64,
-    /// Log lines per poll period before reading pauses (<= 0: unlimited).
+    /// Bistro's log rate limit; accepted, not applied (a bounded buffer slows
+    /// floods instead).
     pub max_log_lines_per_poll_interval: i64,
     /// Signal the task gets when its supervisor dies (0: none).
     pub parent_death_signal: i32,
@@ -144,7 +145,8 @@ pub struct Settings {
     pub resources: ResourceDefs,
     /// Per-worker overrides of worker-level limits.
     pub worker_resources_override: BTreeMap<String, BTreeMap<String, i64>>,
-    /// Kill orphans after this many ms (None: never).
+    /// Kill orphans after this many ms (None: never). Parsed; orphan killing is not
+    /// implemented yet.
     pub kill_orphan_tasks_after_ms: Option<i64>,
     /// Default task process options.
     pub task_subprocess: TaskSubprocess,
@@ -376,7 +378,13 @@ fn parse_node_source(v: &Value, rec: &mut ErrorRecord) -> Option<NodeSourceSpec>
             rec.missing_key(v, "source");
             return None;
         }
-        Some(s) => lenient::as_string(s)?,
+        Some(s) => match lenient::as_string(s) {
+            Some(name) => name,
+            None => {
+                rec.nested_error("source", s, "must be a node source name");
+                return None;
+            }
+        },
     };
     if !super::settings::NODE_SOURCES.contains(&source.as_str()) {
         rec.nested_error(

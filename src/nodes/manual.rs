@@ -79,12 +79,8 @@ impl NodeFetcher for ManualFetcher {
             return Err("No top level nodes are defined".into());
         }
         let configured = levels.len() - 2;
-        let find = |name: &str| {
-            specs
-                .iter()
-                .find(|(n, _)| n.as_str() == name)
-                .map(|(_, s)| s)
-        };
+        let by_name: std::collections::HashMap<&str, &Spec> =
+            specs.iter().map(|(n, s)| (n.as_str(), s)).collect();
         let mut stack: Vec<(String, usize, usize)> =
             roots.iter().rev().map(|r| ((*r).clone(), 1, 0)).collect();
         while let Some((name, level, parent)) = stack.pop() {
@@ -93,7 +89,7 @@ impl NodeFetcher for ManualFetcher {
                     "node {name:?} needs level {level}, but only {configured} levels are defined"
                 ));
             }
-            let spec = find(&name);
+            let spec = by_name.get(name.as_str()).copied();
             let idx = nodes.push(name, level, parent, spec.is_none_or(|s| s.enabled));
             if let Some(spec) = spec {
                 stack.extend(

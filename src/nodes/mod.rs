@@ -71,6 +71,12 @@ impl Nodes {
         std::iter::successors(Some(idx), |&i| self.list[i].parent)
     }
 
+    /// Fills `path` with (node, level) for the node and its ancestors, node first.
+    pub fn path_levels(&self, idx: usize, path: &mut Vec<(usize, usize)>) {
+        path.clear();
+        path.extend(self.upward(idx).map(|i| (i, self.list[i].level)));
+    }
+
     /// Names from the root down to the node (a task's `path_to_node`).
     pub fn path_to_node(&self, idx: usize) -> Vec<String> {
         let mut path: Vec<String> = self

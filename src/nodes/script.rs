@@ -105,7 +105,7 @@ impl NodeFetcher for ScriptFetcher {
         for p in parents {
             let stdout = run_script(
                 &script,
-                &nodes.list[p].name.clone(),
+                &nodes.list[p].name,
                 Duration::from_secs_f64(timeout),
             )?;
             for line in stdout.lines().filter(|l| !l.is_empty()) {

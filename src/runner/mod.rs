@@ -104,6 +104,16 @@ pub trait TaskRunner {
     fn cleanup(&mut self, task: &RunningTask);
 }
 
+/// A job with no `command` when no `--worker-command` was given: a usage error.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "job {job} has no \"command\" and no --worker-command was given: pass --worker-command CMD"
+)]
+pub struct NoCommand {
+    /// The job.
+    pub job: String,
+}
+
 /// What a task is run with, apart from its identity.
 pub struct LaunchContext<'a> {
     /// The state directory.
@@ -124,13 +134,15 @@ pub fn build_launch(
     invocation: InvocationId,
     charges: &[NodeCharge],
     prev_status: Option<&TaskStatus>,
-) -> Result<Launch, String> {
+) -> Result<Launch, NoCommand> {
     let node_name = ctx.nodes.list[node].name.clone();
     let mut argv = if job.command.is_empty() {
-        vec![ctx.worker_command.ok_or_else(|| {
-            format!("job {} has no \"command\" and no --worker-command was given: pass --worker-command CMD to tick", job.name)
-        })?
-        .to_string()]
+        vec![ctx
+            .worker_command
+            .ok_or_else(|| NoCommand {
+                job: job.name.clone(),
+            })?
+            .to_string()]
     } else {
         job.command.clone()
     };

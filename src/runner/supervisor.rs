@@ -284,7 +284,7 @@ pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
             );
             sink.event(
                 "task_failed_to_start",
-                json!({"status": status_json(&status)}),
+                json!({"status": status.to_event_json()}),
             );
             TaskResult {
                 status,
@@ -306,14 +306,6 @@ pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
         eprintln!("bistro supervise: {e}");
     }
     result
-}
-
-fn status_json(status: &TaskStatus) -> Value {
-    let mut v = json!({"result_bits": status.bits});
-    if let Some(data) = &status.data {
-        v["data"] = Value::Object(data.clone());
-    }
-    v
 }
 
 fn spawn(launch: &Launch) -> Result<std::process::Child, String> {
@@ -487,7 +479,7 @@ fn run(
             None,
         ),
     };
-    let mut got = json!({"status": status_json(&status)});
+    let mut got = json!({"status": status.to_event_json()});
     if let Some(raw) = &raw {
         got["raw_status"] = Value::from(raw.as_str());
     }

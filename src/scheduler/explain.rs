@@ -1,6 +1,7 @@
 //! Why a task is not running: the reasons `tick --dry-run` prints for every waiting
-//! task. Reasons hold indices, not names, so explaining a million waiting tasks stays
-//! cheap; they are rendered against the config and nodes they came from.
+//! task. Reasons hold job, node and resource indices, not names, so explaining a
+//! million waiting tasks stays cheap; they are rendered against the config and nodes
+//! they came from.
 
 use super::{PassInput, Plan};
 use crate::config::Config;
@@ -54,13 +55,13 @@ pub enum WaitReason {
     },
     /// A `depends_on` job is not done on this node.
     DependsOn {
-        /// The job it waits for.
-        job: String,
+        /// The job it waits for (index into the jobs).
+        job: usize,
     },
     /// A `run_only_after_all_nodes_are_done_for` job is not done everywhere.
     AllNodesOf {
-        /// The job it waits for.
-        job: String,
+        /// The job it waits for (index into the jobs).
+        job: usize,
     },
     /// Not enough of a resource on a node of its path.
     Resource {
@@ -169,7 +170,7 @@ impl WaitReason {
             WaitReason::Done => "done".into(),
             WaitReason::JobDisabled => "the job is disabled (\"enabled\": false)".into(),
             WaitReason::JobInvalid => "the job has config errors (see `bistro check`)".into(),
-            WaitReason::Failed => "failed permanently; `bistro forgive` releases it".into(),
+            WaitReason::Failed => "failed permanently (its backoff list is exhausted)".into(),
             WaitReason::Backoff { until } => {
                 format!("backing off for {}s more (until {until})", until - now)
             }
@@ -181,9 +182,17 @@ impl WaitReason {
                     name(*node)
                 )
             }
-            WaitReason::DependsOn { job } => format!("depends on job {job}, not done on this node"),
+            WaitReason::DependsOn { job } => {
+                format!(
+                    "depends on job {}, not done on this node",
+                    config.jobs[*job].name
+                )
+            }
             WaitReason::AllNodesOf { job } => {
-                format!("waits until job {job} is done on all its nodes")
+                format!(
+                    "waits until job {} is done on all its nodes",
+                    config.jobs[*job].name
+                )
             }
             WaitReason::Resource {
                 node,
@@ -252,7 +261,7 @@ impl Waiting {
                 out.filter = Some(filter);
             }
             WaitReason::DependsOn { job } | WaitReason::AllNodesOf { job } => {
-                out.waits_for_job = Some(job)
+                out.waits_for_job = Some(&config.jobs[*job].name)
             }
             WaitReason::Resource {
                 node,

@@ -2,7 +2,7 @@
 //!
 //! [`plan`] is pure: config, nodes, statuses, running tasks and `now` in, tasks to start
 //! (and, on request, why every other task waits) out. No I/O, so it is unit-tested and
-//! benchmarked on millions of tasks. Policies ([`Policy`]) decide the order in which
+//! can be benchmarked on millions of tasks. Policies ([`Policy`]) decide the order in which
 //! candidates are tried; resources decide whether each fits.
 
 mod explain;
@@ -94,8 +94,6 @@ pub enum TryStart {
     Started,
     /// Not started (e.g. it did not fit); try other tasks.
     DidNotRun,
-    /// Stop the whole pass.
-    StopPass,
 }
 
 /// A job's candidate nodes for this pass; policies pop them from the end.
@@ -240,24 +238,23 @@ fn not_a_candidate(
     if let Some((node, filter)) = filtered_on_path(job, input.nodes, node) {
         return Some(WaitReason::Filtered { node, filter });
     }
+    // Runnable jobs have only valid dependencies (config::job::check_dependencies).
     for dep in &job.depends_on {
         if !input
             .statuses
             .get(dep, name)
             .is_some_and(TaskStatus::is_done)
         {
-            return Some(WaitReason::DependsOn { job: dep.clone() });
+            return input
+                .config
+                .job_index(dep)
+                .map(|job| WaitReason::DependsOn { job });
         }
     }
     for dep in &job.run_only_after_all_nodes_are_done_for {
-        let done = input
-            .config
-            .jobs
-            .iter()
-            .position(|j| &j.name == dep)
-            .is_some_and(|i| done_jobs.contains(&i));
-        if !done {
-            return Some(WaitReason::AllNodesOf { job: dep.clone() });
+        let dep = input.config.job_index(dep)?;
+        if !done_jobs.contains(&dep) {
+            return Some(WaitReason::AllNodesOf { job: dep });
         }
     }
     None
@@ -302,10 +299,8 @@ pub fn check_fits(input: &PassInput, job: usize, node: usize) -> Result<(), Wait
     for task in input.running {
         blocks.subtract(defs, levels, &task.charges);
     }
-    let path: Vec<(usize, usize)> = nodes
-        .upward(node)
-        .map(|i| (i, nodes.list[i].level))
-        .collect();
+    let mut path = Vec::new();
+    nodes.path_levels(node, &mut path);
     blocks
         .check(defs, &path, &input.config.jobs[job].resources)
         .map_err(|shortage| {
@@ -404,17 +399,14 @@ pub fn plan(input: &PassInput, rng: &mut impl Rng, explain: bool) -> Plan {
     }
     let mut started_names: HashSet<(usize, &str)> = HashSet::new();
     let mut shortages: Vec<(usize, usize, Shortage)> = Vec::new();
+    let mut path = Vec::new();
     let mut try_start = |j: usize, n: usize| -> TryStart {
         let job = &config.jobs[j];
         let name = input.nodes.list[n].name.as_str();
         if !started_names.insert((j, name)) {
             return TryStart::DidNotRun;
         }
-        let path: Vec<(usize, usize)> = input
-            .nodes
-            .upward(n)
-            .map(|i| (i, input.nodes.list[i].level))
-            .collect();
+        input.nodes.path_levels(n, &mut path);
         if let Err(shortage) = blocks.check(defs, &path, &job.resources) {
             started_names.remove(&(j, name));
             if explain {

@@ -35,7 +35,6 @@ impl Policy for RandomizedPriority {
                 match try_start(entry.job, node) {
                     TryStart::Started => break,
                     TryStart::DidNotRun => {}
-                    TryStart::StopPass => return,
                 }
             }
         }

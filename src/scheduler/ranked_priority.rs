@@ -12,9 +12,7 @@ pub(super) fn exhaust_in_order(
 ) {
     for mut entry in jobs {
         while let Some(node) = entry.nodes.pop() {
-            if try_start(entry.job, node) == TryStart::StopPass {
-                return;
-            }
+            try_start(entry.job, node);
         }
     }
 }

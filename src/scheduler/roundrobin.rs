@@ -19,7 +19,6 @@ impl Policy for RoundRobin {
                     match try_start(entry.job, node) {
                         TryStart::Started => break,
                         TryStart::DidNotRun => {}
-                        TryStart::StopPass => return,
                     }
                 }
             }

@@ -167,8 +167,8 @@ impl TaskStatus {
             .then(|| self.time + self.backoff)
     }
 
-    /// The stable user-facing name (never `running` or `not_started`: those come from
-    /// the running table and the absence of a status).
+    /// The stable user-facing name. `not_started` comes from the absence of a status,
+    /// and a running task is known from the running table, not from its stored status.
     pub fn name(&self) -> StatusName {
         if self.has(bits::DONE) {
             StatusName::Done
@@ -193,6 +193,16 @@ impl TaskStatus {
         out.insert("time".into(), Value::from(self.time));
         if self.has(bits::USES_BACKOFF) && self.backoff != 0 {
             out.insert("backoff_duration".into(), Value::from(self.backoff));
+        }
+        Value::Object(out)
+    }
+
+    /// The form lifecycle events carry: `result_bits` and `data` only.
+    pub fn to_event_json(&self) -> Value {
+        let mut out = Map::new();
+        out.insert("result_bits".into(), Value::from(self.bits));
+        if let Some(data) = &self.data {
+            out.insert("data".into(), Value::Object(data.clone()));
         }
         Value::Object(out)
     }

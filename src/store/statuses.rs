@@ -105,13 +105,12 @@ impl StatusStore {
     }
 
     /// Every stored status, as the scheduler looks them up.
-    pub fn load_statuses(&self) -> Result<(Statuses, Vec<StatusRow>), StoreError> {
-        let rows = self.load()?;
+    pub fn load_statuses(&self) -> Result<Statuses, StoreError> {
         let mut statuses = Statuses::default();
-        for row in &rows {
-            statuses.insert(&row.job, &row.node, row.status.clone(), row.attempts);
+        for row in self.load()? {
+            statuses.insert(&row.job, &row.node, row.status, row.attempts);
         }
-        Ok((statuses, rows))
+        Ok(statuses)
     }
 
     /// Every running task.

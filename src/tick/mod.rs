@@ -81,6 +81,8 @@ pub struct TickReport {
     pub started: Vec<StartedTask>,
     /// Tasks that could not be started.
     pub start_errors: Vec<String>,
+    /// Tasks that cannot start until the command line changes (no command for a job).
+    pub usage_errors: Vec<String>,
     /// Tasks running after the tick.
     pub running: usize,
     /// With `--dry-run`: why each other task waits.
@@ -275,7 +277,7 @@ pub fn tick(
         store.set_meta(&remember)?;
     }
 
-    let (mut statuses, _) = store.load_statuses()?;
+    let mut statuses = store.load_statuses()?;
     let running = store.running()?;
     let running = if opts.dry_run {
         running
@@ -353,7 +355,7 @@ pub fn tick(
     };
     let mut prepared = Vec::new();
     let mut claims = Vec::new();
-    for start in &planned.starts {
+    for start in planned.starts {
         let job = &config.jobs[start.job];
         let node = &nodes.list[start.node].name;
         let prev = statuses.get(&job.name, node);
@@ -361,7 +363,7 @@ pub fn tick(
         let launch = match build_launch(&ctx, job, start.node, invocation, &start.charges, prev) {
             Ok(l) => l,
             Err(e) => {
-                report.start_errors.push(e);
+                report.usage_errors.push(e.to_string());
                 continue;
             }
         };
@@ -376,7 +378,7 @@ pub fn tick(
             job: job.name.clone(),
             node: node.clone(),
             invocation,
-            charges: start.charges.clone(),
+            charges: start.charges,
             next_backoff: job
                 .backoff
                 .next(prev.map(configured_backoff).unwrap_or_default()),

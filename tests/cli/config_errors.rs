@@ -157,3 +157,54 @@ fn status_warns_that_the_shown_config_is_the_last_good_one() {
         "{stderr}"
     );
 }
+
+#[test]
+fn odd_job_errors_and_bad_sources_are_reported_not_crashed_on() {
+    let env = Env::new();
+    env.config(&config_with_jobs(
+        1,
+        r#""bistro_job->j": {"owner": "me", "errors": "oops", "depends_on": ["m1", "m2"]}"#,
+    ));
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("depends_on.0: no job named \"m1\"")
+            && stdout.contains("depends_on.1: no job named \"m2\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("errors: Pre-existing errors"), "{stdout}");
+    env.config(
+        &config_with_jobs(1, GOOD_JOB).replace("\"source\": \"manual\"", "\"source\": true"),
+    );
+    let stdout = String::from_utf8(env.run(&["check"]).stdout).unwrap();
+    assert!(
+        stdout.contains("node_sources.0.source: must be a node source name"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn without_any_usable_config_a_tick_says_so_and_exits_2() {
+    let env = Env::new();
+    env.config("{");
+    let out = env.run(&["tick"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("; no usable config"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no config is in force"));
+}
+
+#[test]
+fn run_task_exits_1_when_the_node_script_fails() {
+    let env = Env::new();
+    let script = env.script("nodes.sh", "exit 3");
+    env.config(&format!(
+        r#"{{"bistro_settings": {{"enabled": true, "nodes": {{"levels": ["db"], "node_sources": [
+            {{"source": "script", "prefs": {{"parent_level": "instance", "script": "{}"}}}}]}}, "resources": {{}}}},
+          {GOOD_JOB}}}"#,
+        script.display()
+    ));
+    let out = env.run(&["run-task", "j", "x", "--worker-command", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot fetch nodes"));
+}
