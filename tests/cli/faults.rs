@@ -226,3 +226,56 @@ fn supervisors_killed_at_random_lose_no_status_and_never_overlap_runs() {
     let running = env.status_json(&["--tasks", "--status", "running"]);
     assert!(running["tasks"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn a_terminated_supervisor_terms_then_kills_the_whole_task_group() {
+    let env = Env::new();
+    let pids = env.path("pids");
+    let task = env.script(
+        "task.sh",
+        &format!(
+            "trap '' TERM\nsleep 1000 &\na=$!\nsleep 1000 &\necho \"$$ $a $!\" > {}\nwait",
+            pids.display()
+        ),
+    );
+    env.config(&config_with_jobs(
+        1,
+        r#""bistro_job->j": {"owner": "me", "filters": {"level2": {"whitelist": ["node11"]}},
+                             "kill_subprocess": {"method": "term_wait_kill", "kill_wait_ms": 300}}"#,
+    ));
+    env.ok(&["tick", "--worker-command", task.to_str().unwrap()]);
+    env.wait_for("the task to start", || read(&pids).ends_with('\n'));
+    let all: Vec<i32> = read(&pids)
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(all.len(), 3, "{all:?}");
+    let supervisor = parent_of(all[0]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(supervisor),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    env.wait_for("every process of the task to die", || {
+        all.iter().all(|&p| !alive(p))
+    });
+    env.tick_until(&[], |s| {
+        s["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["node"] == "node11" && t["status"] != "running")
+    });
+    let t = env.task("j", "node11");
+    assert_eq!(
+        t["status"], "incomplete",
+        "a killed task backs off without using a retry: {t}"
+    );
+    assert_eq!(t["data"]["exception"], "Task killed, no status returned");
+    let events = event_names(&env);
+    assert!(
+        events.contains(&"process_exited".to_string())
+            && events.last().map(String::as_str) == Some("got_status"),
+        "{events:?}"
+    );
+}
