@@ -119,6 +119,7 @@ complete -c bistro -n "__fish_bistro_using_subcommand manpage" -l color -d 'When
 always\t'Always'
 never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand manpage" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l lock-fd -d 'The descriptor of the run\'s locked launch file, handed over by the tick' -r
 complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l state-dir -d 'The state directory (created on first use)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'

@@ -6,8 +6,9 @@
 //! STATE/statuses.sql3     task statuses, running tasks, metadata
 //! STATE/task_logs.sql3    task stdout, stderr and lifecycle events
 //! STATE/jobs/JOB/         each job's working directory
-//! STATE/running/INV/      one directory per running task: its launch spec, status
-//!                         file, supervisor lock and final result
+//! STATE/running/INV/      one directory per running task: its launch spec (locked by
+//!                         its supervisor), status file, pids and final result
+//! STATE/supervisors.log   supervisors' own diagnostics
 //! ```
 
 use std::fs::{File, OpenOptions};
@@ -186,7 +187,20 @@ pub fn escape_component(name: &str) -> String {
 }
 
 /// Writes a file atomically: a temporary file in the same directory, fsync, rename.
+/// For files a user keeps (configs).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    write_replacing(path, bytes, true)
+}
+
+/// Writes a file atomically without forcing it to disk: readers never see a torn file
+/// and it survives any process crash, but not a power cut. For the per-run files of
+/// `running/` (launch spec, pids, result), which a power cut makes moot anyway and
+/// whose fsync would dominate the cost of starting a task.
+pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    write_replacing(path, bytes, false)
+}
+
+fn write_replacing(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StateError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp",
@@ -199,9 +213,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
         .mode(0o600)
         .open(&tmp)
         .map_err(io_err("creating", &tmp))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io_err("writing", &tmp))?;
+    file.write_all(bytes).map_err(io_err("writing", &tmp))?;
+    if sync {
+        file.sync_all().map_err(io_err("writing", &tmp))?;
+    }
     std::fs::rename(&tmp, path).map_err(io_err("renaming into place", path))
 }
 

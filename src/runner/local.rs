@@ -1,10 +1,11 @@
 //! The local runner: each task gets a detached supervisor process (`bistro supervise`)
 //! that outlives the tick which started it.
 //!
-//! Liveness is an flock on `running/INV/lock`: the tick takes it before the task is
-//! recorded as running and hands the locked descriptor to the supervisor, so there is
-//! no instant at which a live supervisor's lock looks free. The lock is released only
-//! when the supervisor is gone, whatever killed it.
+//! Liveness is an flock on `running/INV/launch.json`: the tick takes it while writing
+//! the launch spec, before the task is recorded as running, and hands the locked
+//! descriptor to the supervisor, so there is no instant at which a live supervisor's
+//! lock looks free. The lock is released only when the supervisor is gone, whatever
+//! killed it.
 
 use super::process::{self, Scope};
 use super::{Launch, Outcome, PreparedTask, RunnerError, TaskResult, TaskRunner};
@@ -12,36 +13,48 @@ use crate::state::StateDir;
 use crate::status::{parse_status, read_status_file, TaskStatus};
 use crate::task::RunningTask;
 use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// The descriptor number a supervisor finds its invocation lock on.
-pub const LOCK_FD: i32 = 3;
+/// The run's launch spec; its supervisor holds an flock on it for its whole life.
+pub const LAUNCH_FILE: &str = "launch.json";
 
 /// Runs tasks as children of detached supervisors on this machine.
 pub struct LocalRunner {
     state: StateDir,
     exe: PathBuf,
+    log: Option<File>,
 }
 
 impl LocalRunner {
     /// A runner whose supervisors are `exe supervise` (normally this very binary).
     pub fn new(state: StateDir, exe: PathBuf) -> Self {
-        Self { state, exe }
+        Self {
+            state,
+            exe,
+            log: None,
+        }
     }
-}
 
-/// Opens (creating) an invocation's lock file.
-pub fn open_lock(dir: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(dir.join("lock"))
+    /// Where supervisors write their own diagnostics: `STATE/supervisors.log`, shared
+    /// (appends of whole lines), opened once per runner.
+    fn supervisor_log(&mut self) -> Result<File, String> {
+        if self.log.is_none() {
+            let path = self.state.root().join("supervisors.log");
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("opening {}: {e}", path.display()))?;
+            self.log = Some(file);
+        }
+        let log = self.log.as_ref().expect("just opened");
+        log.try_clone()
+            .map_err(|e| format!("sharing supervisors.log: {e}"))
+    }
 }
 
 fn err(launch: &Launch, message: String) -> RunnerError {
@@ -57,67 +70,62 @@ impl TaskRunner for LocalRunner {
         let dir = self.state.invocation_dir(launch.invocation);
         std::fs::create_dir_all(&dir)
             .map_err(|e| err(&launch, format!("creating {}: {e}", dir.display())))?;
-        crate::state::write_atomic(
-            &dir.join("launch.json"),
-            serde_json::to_string(&launch)
-                .expect("serializes")
-                .as_bytes(),
-        )
-        .map_err(|e| err(&launch, e.to_string()))?;
-        let lock = open_lock(&dir)
-            .map_err(|e| err(&launch, format!("creating {}/lock: {e}", dir.display())))?;
-        lock.try_lock()
-            .map_err(|e| err(&launch, format!("locking {}/lock: {e}", dir.display())))?;
+        let path = dir.join(LAUNCH_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| err(&launch, format!("creating {}: {e}", path.display())))?;
+        file.try_lock()
+            .map_err(|e| err(&launch, format!("locking {}: {e}", path.display())))?;
+        let spec = serde_json::to_vec(&launch).expect("launch specs serialize");
+        file.write_all(&spec)
+            .map_err(|e| err(&launch, format!("writing {}: {e}", path.display())))?;
         Ok(PreparedTask {
             launch,
-            lock: Some(lock),
+            lock: Some(file),
         })
     }
 
     fn start(&mut self, task: PreparedTask) -> Result<(), RunnerError> {
-        let dir = self.state.invocation_dir(task.launch.invocation);
-        let log = File::create(dir.join("supervisor.log"))
-            .map_err(|e| err(&task.launch, format!("creating supervisor.log: {e}")))?;
         let lock = task
             .lock
             .ok_or_else(|| err(&task.launch, "the task was not prepared".into()))?;
-        let lock_fd = lock.as_raw_fd();
-        let mut cmd = Command::new(&self.exe);
-        cmd.arg("--state-dir")
+        let log = self.supervisor_log().map_err(|e| err(&task.launch, e))?;
+        // Hand the locked launch file to the supervisor: clear close-on-exec for this
+        // spawn (nothing else spawns meanwhile), then close our copy. No pre_exec hook,
+        // so std can use posix_spawn, which stays fast however large this process is.
+        let fd = lock.as_raw_fd();
+        nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )
+        .map_err(|e| {
+            err(
+                &task.launch,
+                format!("passing the lock to the supervisor: {e}"),
+            )
+        })?;
+        let spawned = Command::new(&self.exe)
+            .arg("--state-dir")
             .arg(self.state.root())
             .arg("supervise")
             .arg(task.launch.invocation.to_string())
+            .arg("--lock-fd")
+            .arg(fd.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log);
-        // SAFETY: setsid and dup2 are async-signal-safe; nothing else runs in the child.
-        unsafe {
-            cmd.pre_exec(move || {
-                nix::unistd::setsid().map_err(std::io::Error::from)?;
-                if lock_fd == LOCK_FD {
-                    let flags = nix::fcntl::fcntl(lock_fd, nix::fcntl::FcntlArg::F_GETFD)
-                        .map_err(std::io::Error::from)?;
-                    let flags = nix::fcntl::FdFlag::from_bits_truncate(flags)
-                        - nix::fcntl::FdFlag::FD_CLOEXEC;
-                    nix::fcntl::fcntl(lock_fd, nix::fcntl::FcntlArg::F_SETFD(flags))
-                        .map_err(std::io::Error::from)?;
-                } else {
-                    nix::unistd::dup2(lock_fd, LOCK_FD).map_err(std::io::Error::from)?;
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().map_err(|e| {
+            .stderr(log)
+            .spawn();
+        drop(lock);
+        // The child is not waited for: when this short-lived process exits, init reaps it.
+        spawned.map(drop).map_err(|e| {
             err(
                 &task.launch,
                 format!("cannot start supervisor {}: {e}", self.exe.display()),
             )
-        })?;
-        drop(lock);
-        // The supervisor runs in its own session; reap it in the background so it
-        // leaves no zombie while we live.
-        std::thread::spawn(move || child.wait());
-        Ok(())
+        })
     }
 
     fn check(&mut self, task: &RunningTask) -> Outcome {
@@ -125,12 +133,11 @@ impl TaskRunner for LocalRunner {
         if let Some(result) = read_result(&dir) {
             return Outcome::Finished(result);
         }
-        match open_lock(&dir) {
-            Ok(lock) if lock.try_lock().is_err() => return Outcome::Running,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        match is_supervised(&dir) {
+            Some(true) => return Outcome::Running,
+            Some(false) => {}
             // Cannot tell (e.g. out of descriptors): assume alive, look again next tick.
-            Err(_) => return Outcome::Running,
+            None => return Outcome::Running,
         }
         if let Some(result) = read_result(&dir) {
             return Outcome::Finished(result);
@@ -140,6 +147,20 @@ impl TaskRunner for LocalRunner {
 
     fn cleanup(&mut self, task: &RunningTask) {
         let _ = std::fs::remove_dir_all(self.state.invocation_dir(task.invocation));
+    }
+}
+
+/// Whether a supervisor holds a run's launch file: `Some(false)` when the file is
+/// free or gone, `None` when it cannot be told.
+pub fn is_supervised(dir: &Path) -> Option<bool> {
+    match File::open(dir.join(LAUNCH_FILE)) {
+        Ok(file) => match file.try_lock() {
+            Ok(()) => Some(false),
+            Err(std::fs::TryLockError::WouldBlock) => Some(true),
+            Err(std::fs::TryLockError::Error(_)) => None,
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(false),
+        Err(_) => None,
     }
 }
 

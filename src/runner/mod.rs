@@ -6,7 +6,7 @@ mod local;
 pub mod process;
 pub mod supervisor;
 
-pub use local::{LocalRunner, LOCK_FD};
+pub use local::{is_supervised, LocalRunner, LAUNCH_FILE};
 
 use crate::config::{Job, KillRequest, TaskSubprocess};
 use crate::nodes::Nodes;

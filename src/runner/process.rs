@@ -144,7 +144,7 @@ pub enum Scope {
 
 /// Writes a [`ProcessId`] to a file.
 pub fn record(path: &Path, id: ProcessId) -> Result<(), crate::state::StateError> {
-    crate::state::write_atomic(
+    crate::state::write_replace(
         path,
         serde_json::to_string(&id).expect("serializes").as_bytes(),
     )

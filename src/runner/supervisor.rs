@@ -297,7 +297,7 @@ pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
         Ok(child) => run(launch, dir, child, echo, &sink),
     };
     sink.finish();
-    if let Err(e) = crate::state::write_atomic(
+    if let Err(e) = crate::state::write_replace(
         &dir.join("result.json"),
         serde_json::to_string(&result)
             .expect("serializes")

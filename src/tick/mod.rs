@@ -3,7 +3,7 @@
 //!
 //! The caller holds the state lock (except for `--dry-run`, which writes nothing).
 //! Crash safety comes from the order of the steps: a run is recorded as running only
-//! after its invocation directory and lock exist, and is started only after that record
+//! after its invocation directory and locked launch file exist, and is started only after that record
 //! is committed; a status is recorded before its invocation directory is removed.
 
 use crate::config::Config;
@@ -199,9 +199,7 @@ fn sweep_stray_dirs(state: &StateDir, running: &[RunningTask]) {
         if owned.contains(&name) || InvocationId::parse(&name).is_none() {
             continue;
         }
-        let held = crate::runner::process::read_record(&entry.path().join("task.pid"))
-            .is_some_and(|p| p.is_alive())
-            || std::fs::File::open(entry.path().join("lock")).is_ok_and(|f| f.try_lock().is_err());
+        let held = crate::runner::is_supervised(&entry.path()) != Some(false);
         if !held {
             let _ = std::fs::remove_dir_all(entry.path());
         }
