@@ -8,9 +8,8 @@ use crate::nodes::fetch_nodes;
 use crate::runner::{build_launch, supervisor, LaunchContext, LocalRunner, TaskResult, TaskRunner};
 use crate::scheduler::{charges_for, check_fits, PassInput};
 use crate::state::StateDir;
-use crate::status::configured_backoff;
 use crate::store::StatusStore;
-use crate::task::{InvocationId, RunningTask};
+use crate::task::InvocationId;
 use crate::tick::FinishedTask;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -172,18 +171,7 @@ pub fn run_task(
     let prepared = runner
         .prepare(launch.clone())
         .map_err(|e| RunTaskError::Start(e.to_string()))?;
-    let attempts = statuses.attempts(job_name, node_name) + 1;
-    let task = RunningTask {
-        job: job.name.clone(),
-        node: node_name.to_string(),
-        invocation,
-        charges,
-        next_backoff: job
-            .backoff
-            .next(prev.map(configured_backoff).unwrap_or_default()),
-        attempts,
-        worker_shard: "local".into(),
-    };
+    let task = crate::tick::new_run(job, node_name, invocation, charges, &statuses);
     store.claim(std::slice::from_ref(&task))?;
     drop(store);
     drop(lock);

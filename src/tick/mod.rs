@@ -6,9 +6,10 @@
 //! after its invocation directory and locked launch file exist, and is started only after that record
 //! is committed; a status is recorded before its invocation directory is removed.
 
-use crate::config::Config;
+use crate::config::{Config, Job};
 use crate::context::{self, keys, NodesSnapshot, Resolved, RunFlags};
 use crate::nodes::{fetch_nodes, Nodes};
+use crate::resources::NodeCharge;
 use crate::runner::{build_launch, LaunchContext, Outcome, TaskRunner};
 use crate::scheduler::{plan, PassInput, Statuses, Waiting};
 use crate::state::StateDir;
@@ -227,6 +228,29 @@ fn remember_nodes(
     Ok(())
 }
 
+/// The record of a run about to start: its backoff step if it fails is computed now
+/// from the stored status (as Bistro does), and it counts one more attempt.
+pub fn new_run(
+    job: &Job,
+    node: &str,
+    invocation: InvocationId,
+    charges: Vec<NodeCharge>,
+    statuses: &Statuses,
+) -> RunningTask {
+    let prev = statuses.get(&job.name, node);
+    RunningTask {
+        job: job.name.clone(),
+        node: node.to_string(),
+        invocation,
+        charges,
+        next_backoff: job
+            .backoff
+            .next(prev.map(configured_backoff).unwrap_or_default()),
+        attempts: statuses.attempts(&job.name, node) + 1,
+        worker_shard: "local".into(),
+    }
+}
+
 /// Runs one iteration. The caller holds the state lock unless `opts.dry_run`.
 pub fn tick(
     state: &StateDir,
@@ -372,17 +396,7 @@ pub fn tick(
                 continue;
             }
         }
-        claims.push(RunningTask {
-            job: job.name.clone(),
-            node: node.clone(),
-            invocation,
-            charges: start.charges,
-            next_backoff: job
-                .backoff
-                .next(prev.map(configured_backoff).unwrap_or_default()),
-            attempts: statuses.attempts(&job.name, node) + 1,
-            worker_shard: "local".into(),
-        });
+        claims.push(new_run(job, node, invocation, start.charges, &statuses));
     }
     store.claim(&claims)?;
     let mut failed = Vec::new();
