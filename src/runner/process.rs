@@ -17,26 +17,32 @@ pub struct ProcessId {
     pub session: i32,
 }
 
-/// What `/proc/PID/stat` says of a live (not zombie) process.
+/// What `/proc/PID/stat` says of a process.
 struct Stat {
     pgrp: i32,
     session: i32,
     start_ticks: u64,
+    /// Exited, not yet reaped (or being reaped).
+    zombie: bool,
 }
 
-fn stat(pid: i32) -> Option<Stat> {
+/// Any process, zombies included.
+fn stat_any(pid: i32) -> Option<Stat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &text[text.rfind(')')? + 2..];
     let fields: Vec<&str> = after.split(' ').collect();
     // After "pid (comm) ": state=0, ppid=1, pgrp=2, session=3, ..., starttime=19.
-    if matches!(*fields.first()?, "Z" | "X") {
-        return None;
-    }
     Some(Stat {
+        zombie: matches!(*fields.first()?, "Z" | "X"),
         pgrp: fields.get(2)?.parse().ok()?,
         session: fields.get(3)?.parse().ok()?,
         start_ticks: fields.get(19)?.parse().ok()?,
     })
+}
+
+/// A live (not zombie) process.
+fn stat(pid: i32) -> Option<Stat> {
+    stat_any(pid).filter(|s| !s.zombie)
 }
 
 /// Live processes matching `keep`.
@@ -51,9 +57,11 @@ fn processes(keep: impl Fn(&Stat) -> bool) -> Vec<i32> {
 }
 
 impl ProcessId {
-    /// Identifies a live process.
+    /// Identifies a process, even one that already exited but is not reaped yet (a
+    /// child we have not waited for), so its group can still be told apart from a
+    /// later process that reuses its pid.
     pub fn of(pid: i32) -> Option<Self> {
-        stat(pid).map(|s| Self {
+        stat_any(pid).map(|s| Self {
             pid,
             start_ticks: s.start_ticks,
             session: s.session,

@@ -82,7 +82,9 @@ fn a_killed_supervisor_is_reported_and_its_task_group_dies() {
     );
     env.config(&config_with_jobs(
         1,
-        r#""bistro_job->j": {"owner": "me", "filters": {"level2": {"whitelist": ["node11"]}}}"#,
+        // A long backoff: the lost run must not be restarted while the test looks.
+        r#""bistro_job->j": {"owner": "me", "backoff": [3600, "fail"],
+                             "filters": {"level2": {"whitelist": ["node11"]}}}"#,
     ));
     env.ok(&["tick", "--worker-command", task.to_str().unwrap()]);
     env.wait_for("the task to start", || read(&pids).ends_with('\n'));
@@ -241,6 +243,7 @@ fn a_terminated_supervisor_terms_then_kills_the_whole_task_group() {
     env.config(&config_with_jobs(
         1,
         r#""bistro_job->j": {"owner": "me", "filters": {"level2": {"whitelist": ["node11"]}},
+                             "backoff": [3600, "fail"],
                              "kill_subprocess": {"method": "term_wait_kill", "kill_wait_ms": 300}}"#,
     ));
     env.ok(&["tick", "--worker-command", task.to_str().unwrap()]);

@@ -235,12 +235,14 @@ pub fn probe_task(env: &Env, ledger: &Path, sleep: &str) -> PathBuf {
 }
 
 /// Runs a one-task job (node11 only) whose task body is `body`, ticking until its run
-/// is recorded; returns the task from `status --json --tasks`.
+/// is recorded; returns the task from `status --json --tasks`. The job backs off for an
+/// hour after a failure, so a slow machine cannot restart it while the test looks.
 pub fn run_single(env: &Env, body: &str) -> Value {
     let task = env.script("task.sh", body);
     env.config(&config_with_jobs(
         1,
-        r#""bistro_job->j": {"owner": "me", "filters": {"level2": {"whitelist": ["node11"]}}}"#,
+        r#""bistro_job->j": {"owner": "me", "backoff": [3600, "fail"],
+                             "filters": {"level2": {"whitelist": ["node11"]}}}"#,
     ));
     env.tick_until(&["--worker-command", task.to_str().unwrap()], |s| {
         let t = s["tasks"]
