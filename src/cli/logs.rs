@@ -39,6 +39,10 @@ fn print(out: &mut impl Write, row: &LogRow, json: bool) -> std::io::Result<()> 
         });
         writeln!(out, "{v}")
     } else {
+        let line = match row.kind {
+            LogKind::Statuses => describe_event(&row.line),
+            _ => row.line.clone(),
+        };
         writeln!(
             out,
             "{} {}/{} {}: {}",
@@ -46,8 +50,62 @@ fn print(out: &mut impl Write, row: &LogRow, json: bool) -> std::io::Result<()> 
             for_terminal(&row.job),
             for_terminal(&row.node),
             row.kind.table(),
-            for_terminal(&row.line)
+            for_terminal(&line)
         )
+    }
+}
+
+/// A lifecycle event for humans: its name and what matters about it, without the
+/// invocation ids (`--json` keeps the whole event).
+fn describe_event(line: &str) -> String {
+    let Ok(serde_json::Value::Object(mut event)) = serde_json::from_str(line) else {
+        return line.to_string();
+    };
+    let name = event
+        .remove("event")
+        .and_then(|e| e.as_str().map(str::to_string))
+        .unwrap_or_default();
+    for noise in ["invocation_start_time", "invocation_rand", "worker_host"] {
+        event.remove(noise);
+    }
+    let detail = match (
+        name.as_str(),
+        event.get("command"),
+        event.get("message"),
+        event.get("status"),
+    ) {
+        ("running", Some(serde_json::Value::Array(argv)), _, _) => argv
+            .iter()
+            .map(|a| shell_quote(a.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(" "),
+        ("got_status", _, _, Some(status)) => {
+            match event.get("raw_status").and_then(|r| r.as_str()) {
+                Some(raw) => format!("{raw} ({status})"),
+                None => status.to_string(),
+            }
+        }
+        (_, _, Some(serde_json::Value::String(message)), _) => message.clone(),
+        _ if event.is_empty() => String::new(),
+        _ => serde_json::Value::Object(event).to_string(),
+    };
+    if detail.is_empty() {
+        name
+    } else {
+        format!("{name}: {detail}")
+    }
+}
+
+/// Quotes an argument the way a shell would need it (Bistro's log escaping).
+fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+    {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
     }
 }
 
@@ -94,5 +152,29 @@ pub(super) fn run(state: &StateDir, args: &LogsArgs) -> anyhow::Result<i32> {
         query.limit = None;
         query.newest = false;
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_read_as_a_name_and_what_matters() {
+        let running = r#"{"event":"running","invocation_start_time":1,"invocation_rand":2,"worker_host":"h","command":["/t.sh","n1","it's"]}"#;
+        assert_eq!(describe_event(running), "running: /t.sh n1 'it'\\''s'");
+        let exited =
+            r#"{"event":"process_exited","invocation_rand":2,"message":"killed by signal 9"}"#;
+        assert_eq!(describe_event(exited), "process_exited: killed by signal 9");
+        let got = r#"{"event":"got_status","status":{"result_bits":4},"raw_status":"done"}"#;
+        assert_eq!(
+            describe_event(got),
+            r#"got_status: done ({"result_bits":4})"#
+        );
+        assert_eq!(
+            describe_event(r#"{"event":"task_pipes_closed","worker_host":"h"}"#),
+            "task_pipes_closed"
+        );
+        assert_eq!(describe_event("not json"), "not json");
     }
 }
