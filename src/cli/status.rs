@@ -86,8 +86,9 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
     let instance = context::instance_name(Some(&store), None)?;
     let nodes = context::nodes_for_report(Some(&store), config, &instance)?
         .map_err(|e| anyhow::anyhow!("cannot list the nodes: {e}"))?;
-    let rows = store.load()?;
-    let running = store.running()?;
+    let mut rows = store.load()?;
+    let mut running = store.running()?;
+    crate::tick::preview_finished(state, &mut rows, &mut running);
     let input = ReportInput {
         config,
         nodes: &nodes,

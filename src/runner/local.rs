@@ -164,7 +164,8 @@ pub fn is_supervised(dir: &Path) -> Option<bool> {
     }
 }
 
-fn read_result(dir: &Path) -> Option<TaskResult> {
+/// The result a run's supervisor recorded, if it finished.
+pub fn read_result(dir: &Path) -> Option<TaskResult> {
     let path = dir.join("result.json");
     let text = std::fs::read_to_string(&path).ok()?;
     serde_json::from_str(&text)

@@ -6,7 +6,7 @@ mod local;
 pub mod process;
 pub mod supervisor;
 
-pub use local::{is_supervised, LocalRunner, LAUNCH_FILE};
+pub use local::{is_supervised, read_result, LocalRunner, LAUNCH_FILE};
 
 use crate::config::{Job, KillRequest, TaskSubprocess};
 use crate::nodes::Nodes;

@@ -188,6 +188,43 @@ pub fn reap(
     Ok((finished, still))
 }
 
+/// Applies, in memory only, the results of runs that finished since the last tick,
+/// so a report shows what the next tick will record instead of `running`.
+pub fn preview_finished(
+    state: &StateDir,
+    rows: &mut Vec<crate::store::StatusRow>,
+    running: &mut Vec<RunningTask>,
+) {
+    let mut at: std::collections::HashMap<(String, String), usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ((r.job.clone(), r.node.clone()), i))
+        .collect();
+    running.retain(|task| {
+        let Some(result) = crate::runner::read_result(&state.invocation_dir(task.invocation))
+        else {
+            return true;
+        };
+        let key = (task.job.clone(), task.node.clone());
+        let stored = at.get(&key).map(|&i| &rows[i].status);
+        let status = apply_status(stored, result.status, task.next_backoff);
+        let row = crate::store::StatusRow {
+            job: task.job.clone(),
+            node: task.node.clone(),
+            status,
+            attempts: task.attempts,
+        };
+        match at.get(&key) {
+            Some(&i) => rows[i] = row,
+            None => {
+                at.insert(key, rows.len());
+                rows.push(row);
+            }
+        }
+        false
+    });
+}
+
 /// Removes invocation directories that no recorded run owns and no supervisor holds
 /// (left by a tick that died before recording them, or after recording their status).
 fn sweep_stray_dirs(state: &StateDir, running: &[RunningTask]) {

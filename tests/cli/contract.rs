@@ -259,3 +259,32 @@ fn wait_lock_waits_for_the_holder_then_ticks() {
     drop(holder);
     assert!(tick.wait().unwrap().success());
 }
+
+#[test]
+fn status_shows_a_finished_run_before_the_next_tick_records_it() {
+    let env = Env::new();
+    let task = env.script(
+        "task.sh",
+        "echo '{\"result\": \"incomplete\", \"data\": {\"step\": 1}}' > \"$2\"",
+    );
+    env.config(&config_with_jobs(
+        1,
+        r#""bistro_job->j": {"owner": "me", "enabled": true, "filters": {"level2": {"whitelist": ["node11"]}}}"#,
+    ));
+    env.ok(&["tick", "--worker-command", task.to_str().unwrap()]);
+    env.wait_for("the run to finish", || {
+        env.task("j", "node11")["status"] == "incomplete"
+    });
+    let t = env.task("j", "node11");
+    assert_eq!(
+        (&t["data"], &t["attempts"]),
+        (&json!({"step": 1}), &json!(1))
+    );
+    // Only now does a tick record it (and, being incomplete, start it again).
+    env.config(&config_with_jobs(
+        1,
+        r#""bistro_job->j": {"owner": "me", "enabled": false}"#,
+    ));
+    let tick: serde_json::Value = serde_json::from_str(&env.ok(&["tick", "--json"])).unwrap();
+    assert_eq!(tick["finished"][0]["status"], "incomplete");
+}
