@@ -288,7 +288,8 @@ pub fn new_run(
     }
 }
 
-/// Runs one iteration. The caller holds the state lock unless `opts.dry_run`.
+/// Runs one iteration: config -> statuses (recording finished runs) -> nodes ->
+/// policy -> dispatch. The caller holds the state lock unless `opts.dry_run`.
 pub fn tick(
     state: &StateDir,
     opts: &TickOptions,
@@ -307,58 +308,29 @@ pub fn tick(
     } else {
         Some(LogStore::open(&state.logs_db())?)
     };
+
+    let resolved = context::resolve(state, &store, &opts.flags)?;
+    note_config(&mut report, &resolved);
+    if !opts.dry_run {
+        remember_run(&mut report, &mut store, &resolved, opts)?;
+    }
+
+    let mut statuses = store.load_statuses()?;
+    let mut running = store.running()?;
+    if let Some(logs) = logs.as_mut() {
+        let (finished, still) = reap(&mut store, Some(&mut *logs), runner, &mut statuses, running)?;
+        report.finished = finished;
+        sweep_stray_dirs(state, &still);
+        running = still;
+        prune_logs(&mut store, logs, opts, now)?;
+    }
+    report.running = running.len();
+
     let Resolved {
         config: in_force,
         instance,
         worker_command,
-    } = context::resolve(state, &store, &opts.flags)?;
-    let path = in_force.path.clone();
-    report.config = path.display().to_string();
-    if let Some(e) = &in_force.error {
-        report.config_errors = e.problems();
-        report.using_last_good = in_force.config.is_some();
-    }
-    if !opts.dry_run {
-        let mut remember: Vec<(&str, &str)> = vec![
-            (keys::CONFIG_PATH, path.to_str().unwrap_or_default()),
-            (keys::INSTANCE_NODE_NAME, &instance),
-        ];
-        if let Some(text) = &in_force.text {
-            let last_good = store.meta(keys::LAST_GOOD_CONFIG)?;
-            if last_good.as_deref() != Some(text.as_str()) {
-                report.config_changes = context::config_changes(last_good.as_deref(), text);
-                remember.push((keys::LAST_GOOD_CONFIG, text));
-            }
-        }
-        if let Some(cmd) = &opts.flags.worker_command {
-            remember.push((keys::WORKER_COMMAND, cmd));
-        }
-        store.set_meta(&remember)?;
-    }
-
-    let mut statuses = store.load_statuses()?;
-    let running = store.running()?;
-    let running = if opts.dry_run {
-        running
-    } else {
-        let (finished, still) = reap(&mut store, logs.as_mut(), runner, &mut statuses, running)?;
-        report.finished = finished;
-        sweep_stray_dirs(state, &still);
-        still
-    };
-    report.running = running.len();
-
-    if let Some(logs) = logs.as_mut().filter(|_| opts.log_prune_frequency_secs > 0) {
-        let last: i64 = store
-            .meta(keys::LAST_LOG_PRUNE)?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if now - last >= opts.log_prune_frequency_secs {
-            logs.prune(now - opts.log_retention_secs)?;
-            store.set_meta(&[(keys::LAST_LOG_PRUNE, &now.to_string())])?;
-        }
-    }
-
+    } = resolved;
     let Some(config) = in_force.config else {
         return Ok(report);
     };
@@ -385,8 +357,11 @@ pub fn tick(
         running: &running,
         now,
     };
-    let mut rng = rand::rngs::StdRng::from_entropy();
-    let planned = plan(&input, &mut rng, opts.dry_run);
+    let planned = plan(
+        &input,
+        &mut rand::rngs::StdRng::from_entropy(),
+        opts.dry_run,
+    );
     if opts.dry_run {
         report.started = planned
             .starts
@@ -404,7 +379,6 @@ pub fn tick(
         });
         return Ok(report);
     }
-
     let host = crate::runner::process::hostname();
     let ctx = LaunchContext {
         state,
@@ -412,14 +386,99 @@ pub fn tick(
         worker_command: worker_command.as_deref(),
         worker_host: &host,
     };
+    dispatch(
+        &mut report,
+        &mut store,
+        runner,
+        &ctx,
+        &config,
+        &statuses,
+        planned.starts,
+    )?;
+    Ok(report)
+}
+
+/// Reports problems with the config file (the last good config may stand in).
+fn note_config(report: &mut TickReport, resolved: &Resolved) {
+    report.config = resolved.config.path.display().to_string();
+    if let Some(e) = &resolved.config.error {
+        report.config_errors = e.problems();
+        report.using_last_good = resolved.config.config.is_some();
+    }
+}
+
+/// Remembers this run's config path, flags and last good config for later commands,
+/// noting how the config changed.
+fn remember_run(
+    report: &mut TickReport,
+    store: &mut StatusStore,
+    resolved: &Resolved,
+    opts: &TickOptions,
+) -> Result<(), StoreError> {
+    let path = resolved.config.path.display().to_string();
+    let mut remember: Vec<(&str, &str)> = vec![
+        (keys::CONFIG_PATH, &path),
+        (keys::INSTANCE_NODE_NAME, &resolved.instance),
+    ];
+    if let Some(text) = &resolved.config.text {
+        let last_good = store.meta(keys::LAST_GOOD_CONFIG)?;
+        if last_good.as_deref() != Some(text.as_str()) {
+            report.config_changes = context::config_changes(last_good.as_deref(), text);
+            remember.push((keys::LAST_GOOD_CONFIG, text));
+        }
+    }
+    if let Some(cmd) = &opts.flags.worker_command {
+        remember.push((keys::WORKER_COMMAND, cmd));
+    }
+    store.set_meta(&remember)
+}
+
+/// Deletes task-log lines past their retention, at most once per prune period.
+fn prune_logs(
+    store: &mut StatusStore,
+    logs: &mut LogStore,
+    opts: &TickOptions,
+    now: i64,
+) -> Result<(), StoreError> {
+    if opts.log_prune_frequency_secs <= 0 {
+        return Ok(());
+    }
+    let last: i64 = store
+        .meta(keys::LAST_LOG_PRUNE)?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if now - last >= opts.log_prune_frequency_secs {
+        logs.prune(now - opts.log_retention_secs)?;
+        store.set_meta(&[(keys::LAST_LOG_PRUNE, &now.to_string())])?;
+    }
+    Ok(())
+}
+
+/// Starts the planned tasks: each is prepared, then all are recorded as running in one
+/// transaction, then started; a start that fails releases its record.
+fn dispatch(
+    report: &mut TickReport,
+    store: &mut StatusStore,
+    runner: &mut dyn TaskRunner,
+    ctx: &LaunchContext,
+    config: &Config,
+    statuses: &Statuses,
+    starts: Vec<crate::scheduler::PlannedStart>,
+) -> Result<(), TickError> {
     let mut prepared = Vec::new();
     let mut claims = Vec::new();
-    for start in planned.starts {
+    for start in starts {
         let job = &config.jobs[start.job];
-        let node = &nodes.list[start.node].name;
-        let prev = statuses.get(&job.name, node);
-        let invocation = InvocationId::new(now);
-        let launch = match build_launch(&ctx, job, start.node, invocation, &start.charges, prev) {
+        let node = &ctx.nodes.list[start.node].name;
+        let invocation = InvocationId::new(report.now);
+        let launch = match build_launch(
+            ctx,
+            job,
+            start.node,
+            invocation,
+            &start.charges,
+            statuses.get(&job.name, node),
+        ) {
             Ok(l) => l,
             Err(e) => {
                 report.usage_errors.push(e.to_string());
@@ -433,17 +492,16 @@ pub fn tick(
                 continue;
             }
         }
-        claims.push(new_run(job, node, invocation, start.charges, &statuses));
+        claims.push(new_run(job, node, invocation, start.charges, statuses));
     }
     store.claim(&claims)?;
     let mut failed = Vec::new();
     for (task, claim) in prepared.into_iter().zip(claims) {
-        let (job, node, invocation) = (claim.job.clone(), claim.node.clone(), claim.invocation);
         match runner.start(task) {
             Ok(()) => report.started.push(StartedTask {
-                job,
-                node,
-                invocation: Some(invocation.to_string()),
+                job: claim.job.clone(),
+                node: claim.node.clone(),
+                invocation: Some(claim.invocation.to_string()),
             }),
             Err(e) => {
                 report.start_errors.push(e.to_string());
@@ -456,7 +514,7 @@ pub fn tick(
         runner.cleanup(claim);
     }
     report.running += report.started.len();
-    Ok(report)
+    Ok(())
 }
 
 #[cfg(test)]
