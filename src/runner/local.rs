@@ -107,6 +107,9 @@ impl TaskRunner for LocalRunner {
                 format!("passing the lock to the supervisor: {e}"),
             )
         })?;
+        // Until it calls setsid, the supervisor shares our process group: a Ctrl-C or
+        // hang-up meant for this tick must not reach it, so it starts with them ignored.
+        let quiet = IgnoreStopSignals::install();
         let spawned = Command::new(&self.exe)
             .arg("--state-dir")
             .arg(self.state.root())
@@ -118,6 +121,7 @@ impl TaskRunner for LocalRunner {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn();
+        drop(quiet);
         drop(lock);
         // The child is not waited for: when this short-lived process exits, init reaps it.
         spawned.map(drop).map_err(|e| {
@@ -150,10 +154,47 @@ impl TaskRunner for LocalRunner {
     }
 }
 
+/// SIGINT, SIGHUP and SIGTERM ignored while it lives (ignored signals stay ignored
+/// across exec), the previous dispositions restored on drop.
+struct IgnoreStopSignals(Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>);
+
+impl IgnoreStopSignals {
+    fn install() -> Self {
+        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+        let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+        let previous = [Signal::SIGINT, Signal::SIGHUP, Signal::SIGTERM]
+            .into_iter()
+            // SAFETY: installing SIG_IGN runs no code in signal context.
+            .filter_map(|sig| {
+                unsafe { sigaction(sig, &ignore) }
+                    .ok()
+                    .map(|old| (sig, old))
+            })
+            .collect();
+        Self(previous)
+    }
+}
+
+impl Drop for IgnoreStopSignals {
+    fn drop(&mut self) {
+        for (sig, old) in &self.0 {
+            // SAFETY: restores the disposition that was in place before.
+            unsafe {
+                let _ = nix::sys::signal::sigaction(*sig, old);
+            }
+        }
+    }
+}
+
 /// Whether a supervisor holds a run's launch file: `Some(false)` when the file is
 /// free or gone, `None` when it cannot be told.
 pub fn is_supervised(dir: &Path) -> Option<bool> {
-    match File::open(dir.join(LAUNCH_FILE)) {
+    // Read-write: over NFS an exclusive lock needs a descriptor open for writing.
+    match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join(LAUNCH_FILE))
+    {
         Ok(file) => match file.try_lock() {
             Ok(()) => Some(false),
             Err(std::fs::TryLockError::WouldBlock) => Some(true),

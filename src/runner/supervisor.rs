@@ -364,12 +364,13 @@ fn run(
         }
     }
     let child_pid = child.id();
-    let signal = |sig: Signal, group: bool| {
-        if let Some(id) = pid {
-            id.signal(sig, group);
-        } else {
+    // Without a /proc identity, only the unreaped child itself can be signalled safely.
+    let signal = |sig: Signal, group: bool, reaped: bool| match pid {
+        Some(id) => id.signal(sig, group),
+        None if !reaped => {
             let _ = child_kill(child_pid, sig);
         }
+        None => {}
     };
     let group = launch.task_subprocess.process_group_leader;
     let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -415,10 +416,10 @@ fn run(
             stop_signal = Some(requested);
             killed = true;
             match launch.kill_subprocess.method {
-                KillMethod::Kill => signal(Signal::SIGKILL, group),
-                KillMethod::Term => signal(Signal::SIGTERM, group),
+                KillMethod::Kill => signal(Signal::SIGKILL, group, false),
+                KillMethod::Term => signal(Signal::SIGTERM, group, false),
                 KillMethod::TermWaitKill => {
-                    signal(Signal::SIGTERM, group);
+                    signal(Signal::SIGTERM, group, false);
                     sigkill_at = Some(
                         Instant::now()
                             + Duration::from_millis(
@@ -429,7 +430,7 @@ fn run(
             }
         }
         if sigkill_at.is_some_and(|t| Instant::now() >= t) {
-            signal(Signal::SIGKILL, group);
+            signal(Signal::SIGKILL, group, false);
             sigkill_at = None;
         }
         std::thread::sleep(poll);
@@ -444,7 +445,7 @@ fn run(
     let mut closed = wait_for_readers(&done_rx, &mut open, PIPE_GRACE);
     if !closed && group {
         sink.event("task_pipes_timeout", json!({"message": "background processes kept the task's output open; killing its process group"}));
-        signal(Signal::SIGKILL, true);
+        signal(Signal::SIGKILL, true, true);
         closed = wait_for_readers(&done_rx, &mut open, PIPE_GRACE);
     }
     if closed {

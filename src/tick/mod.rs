@@ -465,6 +465,36 @@ fn dispatch(
     statuses: &Statuses,
     starts: Vec<crate::scheduler::PlannedStart>,
 ) -> Result<(), TickError> {
+    // In batches, so the prepared runs' open lock files stay well within the fd limit.
+    let batch_size = dispatch_batch_size();
+    let mut starts = starts.into_iter().peekable();
+    while starts.peek().is_some() {
+        let batch: Vec<_> = starts.by_ref().take(batch_size).collect();
+        dispatch_batch(report, store, runner, ctx, config, statuses, batch)?;
+    }
+    report.running += report.started.len();
+    Ok(())
+}
+
+/// How many starts go through prepare, claim and start at a time: up to 256, and at
+/// most a quarter of the descriptors this process may open.
+fn dispatch_batch_size() -> usize {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    usize::try_from(soft / 4)
+        .unwrap_or(usize::MAX)
+        .clamp(1, 256)
+}
+
+fn dispatch_batch(
+    report: &mut TickReport,
+    store: &mut StatusStore,
+    runner: &mut dyn TaskRunner,
+    ctx: &LaunchContext,
+    config: &Config,
+    statuses: &Statuses,
+    starts: Vec<crate::scheduler::PlannedStart>,
+) -> Result<(), TickError> {
     let mut prepared = Vec::new();
     let mut claims = Vec::new();
     for start in starts {
@@ -513,7 +543,6 @@ fn dispatch(
     for (claim, _) in &failed {
         runner.cleanup(claim);
     }
-    report.running += report.started.len();
     Ok(())
 }
 
