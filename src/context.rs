@@ -23,6 +23,8 @@ pub mod keys {
     pub const NODES: &str = "nodes";
     /// When task logs were last pruned.
     pub const LAST_LOG_PRUNE: &str = "last_log_prune";
+    /// What the last real tick did ([`crate::tick::LastTick`]).
+    pub const LAST_TICK: &str = "last_tick";
 }
 
 /// The config a command acts on.

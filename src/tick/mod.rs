@@ -290,7 +290,60 @@ pub fn new_run(
 
 /// Runs one iteration: config -> statuses (recording finished runs) -> nodes ->
 /// policy -> dispatch. The caller holds the state lock unless `opts.dry_run`.
+/// A real tick records when it ran and what it did (meta `last_tick`) for monitoring.
 pub fn tick(
+    state: &StateDir,
+    opts: &TickOptions,
+    runner: &mut dyn TaskRunner,
+) -> Result<TickReport, TickError> {
+    let began = std::time::Instant::now();
+    let report = iterate(state, opts, runner)?;
+    if !opts.dry_run {
+        let summary = LastTick {
+            time: report.now,
+            duration_ms: began.elapsed().as_millis() as u64,
+            started: report.started.len(),
+            finished: report.finished.len(),
+            running: report.running,
+            errors: report.config_errors.len()
+                + report.job_errors.len()
+                + report.start_errors.len()
+                + report.usage_errors.len()
+                + usize::from(report.nodes_error.is_some()),
+        };
+        let text = serde_json::to_string(&summary).expect("serializes");
+        StatusStore::open(&state.statuses_db())?.set_meta(&[(keys::LAST_TICK, &text)])?;
+    }
+    Ok(report)
+}
+
+/// What the last real tick did, kept in meta `last_tick` for `serve-http` and metrics.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LastTick {
+    /// When it started, epoch seconds.
+    pub time: i64,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// Tasks it started.
+    pub started: usize,
+    /// Finished tasks it recorded.
+    pub finished: usize,
+    /// Tasks running after it.
+    pub running: usize,
+    /// Config, job, node-source and start problems it saw.
+    pub errors: usize,
+}
+
+impl LastTick {
+    /// The last tick's summary stored in the state dir, if any tick ran.
+    pub fn load(store: &StatusStore) -> Result<Option<Self>, StoreError> {
+        Ok(store
+            .meta(keys::LAST_TICK)?
+            .and_then(|text| serde_json::from_str(&text).ok()))
+    }
+}
+
+fn iterate(
     state: &StateDir,
     opts: &TickOptions,
     runner: &mut dyn TaskRunner,

@@ -219,3 +219,29 @@ fn a_broken_config_file_schedules_with_the_last_good_one() {
     assert!(report.config_errors[0].1.contains("invalid JSON"));
     assert_eq!(runner.started, ["b", "a"], "scheduling goes on");
 }
+
+#[test]
+fn a_real_tick_records_what_it_did_and_a_dry_run_does_not() {
+    let (_dir, state) = state_with_two_nodes();
+    let mut runner = ScriptedRunner::default();
+    let last = |state: &StateDir| {
+        LastTick::load(&StatusStore::open(&state.statuses_db()).unwrap()).unwrap()
+    };
+    let dry = TickOptions {
+        dry_run: true,
+        ..opts()
+    };
+    tick(&state, &dry, &mut runner).unwrap();
+    assert_eq!(last(&state), None);
+    let report = tick(&state, &opts(), &mut runner).unwrap();
+    let recorded = last(&state).expect("a real tick leaves its summary");
+    assert_eq!(
+        (
+            recorded.time,
+            recorded.started,
+            recorded.running,
+            recorded.errors
+        ),
+        (report.now, 1, 1, 0)
+    );
+}
