@@ -25,6 +25,8 @@ pub mod keys {
     pub const LAST_LOG_PRUNE: &str = "last_log_prune";
     /// What the last real tick did ([`crate::tick::LastTick`]).
     pub const LAST_TICK: &str = "last_tick";
+    /// When each orphan (by invocation id) is to be killed.
+    pub const ORPHAN_KILL_AT: &str = "orphan_kill_at";
 }
 
 /// The config a command acts on.

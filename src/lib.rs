@@ -27,6 +27,7 @@
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod control;
 pub mod nodes;
 pub mod report;
 pub mod resources;

@@ -2,6 +2,7 @@
 //! Data goes to stdout, diagnostics to stderr; exit codes are in [`ExitCode`].
 
 mod check;
+mod control;
 mod docs;
 mod init;
 mod logs;
@@ -122,6 +123,10 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Validate the config; print every problem; exit 2 if there is any.
     Check(check::CheckArgs),
+    /// Kill a running task (its job's kill_subprocess, on its whole process group).
+    Kill(control::KillArgs),
+    /// Let failed and backed-off tasks of a job run again (durably).
+    Forgive(control::ForgiveArgs),
     /// Print a shell completion script.
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff) of bistro or of one subcommand.
@@ -141,6 +146,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Status(args) => status::run(&state, &cli, args),
         Command::Logs(args) => logs::run(&state, args),
         Command::Check(args) => check::run(&state, &cli, args),
+        Command::Kill(args) => control::kill(&state, args),
+        Command::Forgive(args) => control::forgive(&state, args),
         Command::Completions(args) => docs::completions(args),
         Command::Manpage(args) => docs::manpage(args),
         Command::Supervise(args) => supervise::run(&state, args),
@@ -159,6 +166,13 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
         }
         if let Some(
             crate::run_task::RunTaskError::Usage(_) | crate::run_task::RunTaskError::Config(_),
+        ) = cause.downcast_ref()
+        {
+            return ExitCode::Usage as i32;
+        }
+        if let Some(
+            crate::control::ControlError::UnknownJob(_)
+            | crate::control::ControlError::NoConfig { .. },
         ) = cause.downcast_ref()
         {
             return ExitCode::Usage as i32;

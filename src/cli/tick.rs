@@ -108,7 +108,10 @@ fn write_json(out: &mut impl Write, report: &TickReport) -> anyhow::Result<()> {
 fn exit_code(report: &TickReport) -> i32 {
     if !report.config_errors.is_empty() || !report.usage_errors.is_empty() {
         ExitCode::Usage as i32
-    } else if report.nodes_error.is_some() || !report.start_errors.is_empty() {
+    } else if report.nodes_error.is_some()
+        || !report.start_errors.is_empty()
+        || !report.kill_errors.is_empty()
+    {
         ExitCode::Failure as i32
     } else {
         ExitCode::Success as i32
@@ -144,6 +147,12 @@ fn print_human(
     }
     for e in &report.start_errors {
         super::warn(&format!("cannot start task: {e}"));
+    }
+    for e in &report.kill_errors {
+        super::warn(&format!("cannot kill orphan: {e}"));
+    }
+    for k in &report.orphans_killed {
+        super::warn(&format!("killed orphan {}/{}: {}", k.job, k.node, k.reason));
     }
     if quiet {
         return Ok(());

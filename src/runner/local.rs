@@ -8,7 +8,9 @@
 //! killed it.
 
 use super::process::{self, Scope};
+use super::supervisor::KILL_REQUEST_FILE;
 use super::{Launch, Outcome, PreparedTask, RunnerError, TaskResult, TaskRunner};
+use crate::config::KillRequest;
 use crate::state::StateDir;
 use crate::status::{parse_status, read_status_file, TaskStatus};
 use crate::task::RunningTask;
@@ -152,6 +154,35 @@ impl TaskRunner for LocalRunner {
     fn cleanup(&mut self, task: &RunningTask) {
         let _ = std::fs::remove_dir_all(self.state.invocation_dir(task.invocation));
     }
+
+    fn kill(&mut self, task: &RunningTask, request: &KillRequest) -> Result<(), RunnerError> {
+        request_kill(&self.state.invocation_dir(task.invocation), request).map_err(|message| {
+            RunnerError {
+                job: task.job.clone(),
+                node: task.node.clone(),
+                message,
+            }
+        })
+    }
+}
+
+/// Asks the supervisor of the run in `dir` to kill its task as `request` says: the
+/// request is written beside the launch spec, then the supervisor gets SIGTERM and
+/// signals the task's process group.
+pub fn request_kill(dir: &Path, request: &KillRequest) -> Result<(), String> {
+    let supervisor = process::read_record(&dir.join("supervisor.pid"))
+        .filter(process::ProcessId::is_alive)
+        .ok_or_else(|| {
+            "its supervisor is not running (starting, or gone: the next tick records how it ended)"
+                .to_string()
+        })?;
+    crate::state::write_replace(
+        &dir.join(KILL_REQUEST_FILE),
+        &serde_json::to_vec(request).expect("kill requests serialize"),
+    )
+    .map_err(|e| e.to_string())?;
+    supervisor.signal(nix::sys::signal::Signal::SIGTERM, false);
+    Ok(())
 }
 
 /// SIGINT, SIGHUP and SIGTERM ignored while it lives (ignored signals stay ignored

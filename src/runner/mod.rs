@@ -6,7 +6,7 @@ mod local;
 pub mod process;
 pub mod supervisor;
 
-pub use local::{is_supervised, read_result, LocalRunner, LAUNCH_FILE};
+pub use local::{is_supervised, read_result, request_kill, LocalRunner, LAUNCH_FILE};
 
 use crate::config::{Job, KillRequest, TaskSubprocess};
 use crate::nodes::Nodes;
@@ -102,6 +102,9 @@ pub trait TaskRunner {
     fn check(&mut self, task: &RunningTask) -> Outcome;
     /// Forgets a run whose status has been recorded.
     fn cleanup(&mut self, task: &RunningTask);
+    /// Asks a running task to die as `request` says; its end is then reported as
+    /// usual (a kill changes no status by itself).
+    fn kill(&mut self, task: &RunningTask, request: &KillRequest) -> Result<(), RunnerError>;
 }
 
 /// A job with no `command` when no `--worker-command` was given: a usage error.

@@ -9,7 +9,7 @@
 
 use super::process::{self, ProcessId};
 use super::{Launch, TaskResult};
-use crate::config::KillMethod;
+use crate::config::{KillMethod, KillRequest};
 use crate::status::{
     parse_status, read_status_file, StatusFileError, TaskStatus, MAX_STATUS_BYTES,
 };
@@ -20,7 +20,7 @@ use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -39,11 +39,28 @@ const LOG_BUFFER_LINES: usize = 10_000;
 /// The file a supervisor creates just before it starts the task.
 pub const SPAWNING: &str = "spawning";
 
-/// The signal that asked this supervisor to stop (0: none).
+/// The last signal that asked this supervisor to stop (0: none).
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// How many stop signals arrived: each one is a kill request, applied once.
+static STOP_REQUESTS: AtomicUsize = AtomicUsize::new(0);
 
 extern "C" fn on_stop_signal(signal: i32) {
     STOP_SIGNAL.store(signal, Ordering::SeqCst);
+    STOP_REQUESTS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The file a killer writes before signalling the supervisor, to ask for a kill
+/// method other than the one the task was launched with (the job's current
+/// `kill_subprocess`, or the global one for an orphan of a deleted job).
+pub const KILL_REQUEST_FILE: &str = "kill.json";
+
+/// The kill a stop signal asks for: the request file's, else the launch's.
+fn kill_request(launch: &Launch, dir: &Path) -> KillRequest {
+    std::fs::read(dir.join(KILL_REQUEST_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or(launch.kill_subprocess)
 }
 
 const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
@@ -401,6 +418,7 @@ fn run(
     let poll = Duration::from_millis(launch.task_subprocess.poll_ms.clamp(1, 1000) as u64);
     let mut killed = false;
     let mut stop_signal = None;
+    let mut requests_seen = 0;
     let mut sigkill_at: Option<Instant> = None;
     let exit = loop {
         match child.try_wait() {
@@ -411,21 +429,25 @@ fn run(
                 break None;
             }
         }
-        let requested = STOP_SIGNAL.load(Ordering::SeqCst);
-        if requested != 0 && stop_signal.is_none() {
-            stop_signal = Some(requested);
+        // Each new request is applied as Bistro merges queued kills: KILL at once
+        // (cancelling a countdown), TERM, or TERM with the earliest SIGKILL deadline.
+        let requests = STOP_REQUESTS.load(Ordering::SeqCst);
+        if requests != requests_seen {
+            requests_seen = requests;
+            stop_signal = Some(STOP_SIGNAL.load(Ordering::SeqCst));
             killed = true;
-            match launch.kill_subprocess.method {
-                KillMethod::Kill => signal(Signal::SIGKILL, group, false),
+            let request = kill_request(launch, dir);
+            match request.method {
+                KillMethod::Kill => {
+                    signal(Signal::SIGKILL, group, false);
+                    sigkill_at = None;
+                }
                 KillMethod::Term => signal(Signal::SIGTERM, group, false),
                 KillMethod::TermWaitKill => {
                     signal(Signal::SIGTERM, group, false);
-                    sigkill_at = Some(
-                        Instant::now()
-                            + Duration::from_millis(
-                                launch.kill_subprocess.kill_wait_ms.max(0) as u64
-                            ),
-                    );
+                    let at =
+                        Instant::now() + Duration::from_millis(request.kill_wait_ms.max(0) as u64);
+                    sigkill_at = Some(sigkill_at.map_or(at, |t| t.min(at)));
                 }
             }
         }

@@ -269,6 +269,77 @@ impl StatusStore {
         tx.commit()
             .map_err(sql_err(&self.path, "writing state metadata"))
     }
+
+    /// Releases the stored statuses of `jobs` (on `nodes` only, unless it is empty)
+    /// from permanent failure and backoff, in one transaction. Returns how many changed.
+    pub fn forgive(&mut self, jobs: &[String], nodes: &[String]) -> Result<usize, StoreError> {
+        let err = || sql_err(&self.path, "forgiving task statuses");
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err())?;
+        let mut changed = 0;
+        {
+            let mut select = tx
+                .prepare_cached(
+                    "SELECT node, bits, time, backoff, data FROM task_statuses WHERE job = ?1",
+                )
+                .map_err(err())?;
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE task_statuses SET bits = ?3, backoff = ?4, data = ?5
+                     WHERE job = ?1 AND node = ?2",
+                )
+                .map_err(err())?;
+            for job in jobs {
+                let rows = select
+                    .query_map([job], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, u32>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, Option<String>>(4)?,
+                        ))
+                    })
+                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                    .map_err(err())?;
+                for (node, bits, time, backoff, data) in rows {
+                    if !nodes.is_empty() && !nodes.contains(&node) {
+                        continue;
+                    }
+                    let data = data
+                        .map(|text| serde_json::from_str(&text))
+                        .transpose()
+                        .map_err(|e| StoreError::Corrupt {
+                            path: self.path.clone(),
+                            table: "task_statuses",
+                            message: format!("{job}/{node}: {e}"),
+                        })?;
+                    let before = TaskStatus {
+                        bits,
+                        data,
+                        time,
+                        backoff,
+                    };
+                    let mut after = before.clone();
+                    crate::status::forgive(&mut after);
+                    if after != before {
+                        let data = after
+                            .data
+                            .as_ref()
+                            .map(|d| serde_json::to_string(d).expect("JSON serializes"));
+                        update
+                            .execute(params![job, node, after.bits, after.backoff, data])
+                            .map_err(err())?;
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(err())?;
+        Ok(changed)
+    }
 }
 
 #[cfg(test)]
@@ -327,6 +398,43 @@ mod tests {
             store.running().unwrap(),
             vec![task("a", "n2", 2)],
             "a stale invocation does not finish a task"
+        );
+    }
+
+    #[test]
+    fn forgiveness_releases_failures_and_backoff_durably_and_only_where_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("statuses.sql3");
+        let mut store = StatusStore::open(&path).unwrap();
+        let mut backoff = TaskStatus::error_backoff("boom", 20);
+        backoff.backoff = 15;
+        let failed = TaskStatus::new(bits::FAILED, 20);
+        store
+            .claim(&[task("a", "n1", 1), task("a", "n2", 2), task("b", "n1", 3)])
+            .unwrap();
+        store
+            .finish(&[
+                (task("a", "n1", 1), Some(backoff.clone())),
+                (task("a", "n2", 2), Some(failed.clone())),
+                (task("b", "n1", 3), Some(failed.clone())),
+            ])
+            .unwrap();
+        assert_eq!(store.forgive(&["a".into()], &["n2".into()]).unwrap(), 1);
+        assert_eq!(store.forgive(&["a".into()], &[]).unwrap(), 1);
+        assert_eq!(
+            store.forgive(&["a".into()], &[]).unwrap(),
+            0,
+            "nothing left"
+        );
+        drop(store);
+        let statuses = StatusStore::open(&path).unwrap().load_statuses().unwrap();
+        let a1 = statuses.get("a", "n1").unwrap();
+        assert!(!a1.in_backoff(21) && !a1.is_failed(), "{a1:?}");
+        let a2 = statuses.get("a", "n2").unwrap();
+        assert!(!a2.is_failed() && a2.has(bits::ERROR), "{a2:?}");
+        assert!(
+            statuses.get("b", "n1").unwrap().is_failed(),
+            "job b untouched"
         );
     }
 

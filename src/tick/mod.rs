@@ -18,7 +18,7 @@ use crate::store::{LogKind, LogLine, LogStore, StatusStore, StoreError};
 use crate::task::{InvocationId, RunningTask};
 use rand::SeedableRng;
 use serde_json::json;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// How a tick runs.
 #[derive(Debug, Clone, Default)]
@@ -57,6 +57,17 @@ pub struct StartedTask {
     pub invocation: Option<String>,
 }
 
+/// An orphan a tick killed (`kill_orphan_tasks_after_sec`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KilledOrphan {
+    /// Job name.
+    pub job: String,
+    /// Node name.
+    pub node: String,
+    /// Why it is an orphan.
+    pub reason: String,
+}
+
 /// What a tick did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct TickReport {
@@ -84,6 +95,10 @@ pub struct TickReport {
     pub start_errors: Vec<String>,
     /// Tasks that cannot start until the command line changes (no command for a job).
     pub usage_errors: Vec<String>,
+    /// Orphans (tasks whose job or node no longer wants them) asked to die.
+    pub orphans_killed: Vec<KilledOrphan>,
+    /// Orphans that could not be signalled.
+    pub kill_errors: Vec<String>,
     /// Tasks running after the tick.
     pub running: usize,
     /// With `--dry-run`: why each other task waits.
@@ -448,7 +463,80 @@ fn iterate(
         &statuses,
         planned.starts,
     )?;
+    kill_orphans(
+        &mut report,
+        &mut store,
+        runner,
+        &config,
+        &nodes,
+        &running,
+        &planned.orphans,
+    )?;
     Ok(report)
+}
+
+/// Kills orphans whose grace period is over (bistro-runtime §2.11): the first tick
+/// that sees an orphan sets its deadline from `kill_orphan_tasks_after_sec` (its
+/// job's, or the global one for a deleted job); once due it is killed with that job's
+/// `kill_subprocess` and forgotten, so a survivor is killed again after another full
+/// delay. Deadlines live in meta `orphan_kill_at`, so they span ticks.
+fn kill_orphans(
+    report: &mut TickReport,
+    store: &mut StatusStore,
+    runner: &mut dyn TaskRunner,
+    config: &Config,
+    nodes: &Nodes,
+    running: &[RunningTask],
+    orphans: &[usize],
+) -> Result<(), StoreError> {
+    let stored = store.meta(keys::ORPHAN_KILL_AT)?;
+    let deadlines: BTreeMap<String, i64> = stored
+        .as_deref()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    let mut pending = BTreeMap::new();
+    for task in orphans.iter().map(|&i| &running[i]) {
+        let job = config.job(&task.job);
+        let Some(delay_ms) = job.map_or(config.settings.kill_orphan_tasks_after_ms, |j| {
+            j.kill_orphan_tasks_after_ms
+        }) else {
+            continue;
+        };
+        let key = task.invocation.to_string();
+        let due = deadlines
+            .get(&key)
+            .copied()
+            .unwrap_or(report.now + (delay_ms + 999) / 1000);
+        if report.now < due {
+            pending.insert(key, due);
+            continue;
+        }
+        let request = job.map_or(config.settings.kill_subprocess, |j| j.kill_subprocess);
+        match runner.kill(task, &request) {
+            Ok(()) => report.orphans_killed.push(KilledOrphan {
+                job: task.job.clone(),
+                node: task.node.clone(),
+                reason: orphan_reason(config, nodes, task),
+            }),
+            Err(e) => report.kill_errors.push(e.to_string()),
+        }
+    }
+    let text = serde_json::to_string(&pending).expect("serializes");
+    if stored.as_deref().unwrap_or("{}") != text {
+        store.set_meta(&[(keys::ORPHAN_KILL_AT, &text)])?;
+    }
+    Ok(())
+}
+
+/// Why a running task is an orphan, in words.
+fn orphan_reason(config: &Config, nodes: &Nodes, task: &RunningTask) -> String {
+    match config.job(&task.job) {
+        None => "its job was deleted".into(),
+        Some(job) if job.errors.is_some() => "its job is invalid".into(),
+        Some(job) if !job.enabled => "its job is disabled".into(),
+        Some(_) if nodes.list.iter().any(|n| n.name == task.node) => "its node is disabled".into(),
+        Some(_) => "its node is gone".into(),
+    }
 }
 
 /// Reports problems with the config file (the last good config may stand in).

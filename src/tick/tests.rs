@@ -13,6 +13,7 @@ struct ScriptedRunner {
     refuse_start: bool,
     started: Vec<String>,
     cleaned: Vec<String>,
+    killed: Vec<(String, crate::config::KillMethod)>,
 }
 
 impl TaskRunner for ScriptedRunner {
@@ -41,6 +42,15 @@ impl TaskRunner for ScriptedRunner {
 
     fn cleanup(&mut self, task: &RunningTask) {
         self.cleaned.push(task.node.clone());
+    }
+
+    fn kill(
+        &mut self,
+        task: &RunningTask,
+        request: &crate::config::KillRequest,
+    ) -> Result<(), RunnerError> {
+        self.killed.push((task.node.clone(), request.method));
+        Ok(())
     }
 }
 
@@ -244,4 +254,103 @@ fn a_real_tick_records_what_it_did_and_a_dry_run_does_not() {
         ),
         (report.now, 1, 1, 0)
     );
+}
+
+fn rewrite_config(state: &StateDir, from: &str, to: &str) {
+    let text = std::fs::read_to_string(state.default_config()).unwrap();
+    assert!(text.contains(from), "{from} not in the config");
+    std::fs::write(state.default_config(), text.replace(from, to)).unwrap();
+}
+
+#[test]
+fn an_orphan_of_a_disabled_job_is_killed_with_the_jobs_kill_method() {
+    let (_dir, state) = state_with_two_nodes();
+    let mut runner = ScriptedRunner::default();
+    tick(&state, &opts(), &mut runner).unwrap();
+    rewrite_config(
+        &state,
+        r#""bistro_job->j": {"owner": "o"}"#,
+        r#""bistro_job->j": {"owner": "o", "enabled": false, "kill_orphan_tasks_after_sec": true,
+                             "kill_subprocess": {"method": "kill"}}"#,
+    );
+    let report = tick(&state, &opts(), &mut runner).unwrap();
+    assert_eq!(
+        runner.killed,
+        [("b".to_string(), crate::config::KillMethod::Kill)]
+    );
+    assert_eq!(report.orphans_killed[0].reason, "its job is disabled");
+    let report = tick(&state, &opts(), &mut runner).unwrap();
+    assert_eq!(
+        runner.killed.len(),
+        2,
+        "a surviving orphan is killed again after the delay (0)"
+    );
+    assert_eq!(report.started.len(), 0, "a disabled job starts nothing");
+}
+
+#[test]
+fn an_orphan_waits_out_its_delay_and_is_not_killed_without_one() {
+    let (_dir, state) = state_with_two_nodes();
+    let mut runner = ScriptedRunner::default();
+    tick(&state, &opts(), &mut runner).unwrap();
+    rewrite_config(
+        &state,
+        r#""bistro_job->j": {"owner": "o"}"#,
+        r#""bistro_job->j": {"owner": "o", "enabled": false}"#,
+    );
+    tick(&state, &opts(), &mut runner).unwrap();
+    assert!(
+        runner.killed.is_empty(),
+        "no kill_orphan_tasks_after_sec: orphans live on"
+    );
+
+    rewrite_config(
+        &state,
+        r#""enabled": false}"#,
+        r#""enabled": false, "kill_orphan_tasks_after_sec": 3600}"#,
+    );
+    let report = tick(&state, &opts(), &mut runner).unwrap();
+    assert!(runner.killed.is_empty());
+    let store = StatusStore::open(&state.statuses_db()).unwrap();
+    let deadlines: BTreeMap<String, i64> =
+        serde_json::from_str(&store.meta(keys::ORPHAN_KILL_AT).unwrap().unwrap()).unwrap();
+    assert_eq!(
+        deadlines.values().copied().collect::<Vec<_>>(),
+        [report.now + 3600]
+    );
+
+    rewrite_config(
+        &state,
+        r#""enabled": false, "kill_orphan_tasks_after_sec": 3600}"#,
+        r#""enabled": true}"#,
+    );
+    tick(&state, &opts(), &mut runner).unwrap();
+    assert_eq!(
+        store.meta(keys::ORPHAN_KILL_AT).unwrap().as_deref(),
+        Some("{}"),
+        "a task that is no orphan any more is forgotten"
+    );
+}
+
+#[test]
+fn an_orphan_of_a_deleted_job_is_killed_with_the_global_settings() {
+    let (_dir, state) = state_with_two_nodes();
+    let mut runner = ScriptedRunner::default();
+    tick(&state, &opts(), &mut runner).unwrap();
+    rewrite_config(
+        &state,
+        r#""bistro_job->j": {"owner": "o"}"#,
+        r#""bistro_job->other": {"owner": "o", "enabled": false}"#,
+    );
+    rewrite_config(
+        &state,
+        r#""enabled": true,"#,
+        r#""enabled": true, "kill_orphan_tasks_after_sec": 0, "kill_subprocess": {"method": "term"},"#,
+    );
+    let report = tick(&state, &opts(), &mut runner).unwrap();
+    assert_eq!(
+        runner.killed,
+        [("b".to_string(), crate::config::KillMethod::Term)]
+    );
+    assert_eq!(report.orphans_killed[0].reason, "its job was deleted");
 }

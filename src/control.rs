@@ -1,0 +1,101 @@
+//! Acting on a scheduler from outside its iterations: killing a running task and
+//! forgiving failures. `bistro kill` / `bistro forgive` and the HTTP handlers
+//! `kill_task` / `forgive_jobs` share this code.
+//!
+//! Neither takes the state lock, so both work beside a running daemon: a kill only
+//! signals the task's supervisor (the task's end is then recorded as usual), and a
+//! forgiveness rewrites stored statuses of tasks that are not running, in one
+//! transaction, where the next iteration reads them.
+
+use crate::config::Config;
+use crate::context;
+use crate::state::StateDir;
+use crate::store::{StatusStore, StoreError};
+
+/// Why a control action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The job is not in the config in force.
+    #[error("Unknown job {0}")]
+    UnknownJob(String),
+    /// No run of (job, node) is recorded as running.
+    #[error("Unknown running task {job}, {node}")]
+    NotRunning {
+        /// Job name.
+        job: String,
+        /// Node name.
+        node: String,
+    },
+    /// The task is running but could not be signalled.
+    #[error("cannot kill {job}/{node}: {message}")]
+    Signal {
+        /// Job name.
+        job: String,
+        /// Node name.
+        node: String,
+        /// Why.
+        message: String,
+    },
+    /// Neither the config file nor a last good copy of it can be used.
+    #[error("no usable config at {path}: {message}")]
+    NoConfig {
+        /// The config file.
+        path: String,
+        /// Why it cannot be used.
+        message: String,
+    },
+    /// The status database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The config the scheduler runs with: the file it last used, else its last good copy.
+fn config_in_force(state: &StateDir, store: &StatusStore) -> Result<Config, ControlError> {
+    let path = context::config_path(state, Some(store), None)?;
+    let loaded = context::load_config(Some(store), path.clone())?;
+    loaded.config.ok_or_else(|| ControlError::NoConfig {
+        path: path.display().to_string(),
+        message: loaded
+            .error
+            .map_or_else(|| "unreadable".to_string(), |e| e.to_string()),
+    })
+}
+
+/// Kills the running task of (job, node) with the job's current `kill_subprocess`,
+/// applied by its supervisor to the task's whole process group. A task that dies
+/// without writing a status is recorded as `incomplete_backoff`, as in Bistro.
+pub fn kill(state: &StateDir, job: &str, node: &str) -> Result<(), ControlError> {
+    let store = StatusStore::open(&state.statuses_db())?;
+    let config = config_in_force(state, &store)?;
+    let job_config = config
+        .job(job)
+        .ok_or_else(|| ControlError::UnknownJob(job.to_string()))?;
+    let task = store
+        .running()?
+        .into_iter()
+        .find(|t| t.job == job && t.node == node)
+        .ok_or_else(|| ControlError::NotRunning {
+            job: job.to_string(),
+            node: node.to_string(),
+        })?;
+    crate::runner::request_kill(
+        &state.invocation_dir(task.invocation),
+        &job_config.kill_subprocess,
+    )
+    .map_err(|message| ControlError::Signal {
+        job: job.to_string(),
+        node: node.to_string(),
+        message,
+    })
+}
+
+/// Releases the tasks of `jobs` (only those on `nodes`, unless it is empty) from
+/// permanent failure and backoff, durably. Returns how many stored statuses changed.
+pub fn forgive(state: &StateDir, jobs: &[String], nodes: &[String]) -> Result<usize, ControlError> {
+    let mut store = StatusStore::open(&state.statuses_db())?;
+    let config = config_in_force(state, &store)?;
+    if let Some(unknown) = jobs.iter().find(|j| config.job(j).is_none()) {
+        return Err(ControlError::UnknownJob(unknown.clone()));
+    }
+    Ok(store.forgive(jobs, nodes)?)
+}
