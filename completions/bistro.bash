@@ -22,11 +22,17 @@ _bistro() {
             bistro,completions)
                 cmd="bistro__subcmd__completions"
                 ;;
+            bistro,forgive)
+                cmd="bistro__subcmd__forgive"
+                ;;
             bistro,help)
                 cmd="bistro__subcmd__help"
                 ;;
             bistro,init)
                 cmd="bistro__subcmd__init"
+                ;;
+            bistro,kill)
+                cmd="bistro__subcmd__kill"
                 ;;
             bistro,logs)
                 cmd="bistro__subcmd__logs"
@@ -46,17 +52,26 @@ _bistro() {
             bistro,tick)
                 cmd="bistro__subcmd__tick"
                 ;;
+            bistro,why)
+                cmd="bistro__subcmd__why"
+                ;;
             bistro__subcmd__help,check)
                 cmd="bistro__subcmd__help__subcmd__check"
                 ;;
             bistro__subcmd__help,completions)
                 cmd="bistro__subcmd__help__subcmd__completions"
                 ;;
+            bistro__subcmd__help,forgive)
+                cmd="bistro__subcmd__help__subcmd__forgive"
+                ;;
             bistro__subcmd__help,help)
                 cmd="bistro__subcmd__help__subcmd__help"
                 ;;
             bistro__subcmd__help,init)
                 cmd="bistro__subcmd__help__subcmd__init"
+                ;;
+            bistro__subcmd__help,kill)
+                cmd="bistro__subcmd__help__subcmd__kill"
                 ;;
             bistro__subcmd__help,logs)
                 cmd="bistro__subcmd__help__subcmd__logs"
@@ -76,6 +91,9 @@ _bistro() {
             bistro__subcmd__help,tick)
                 cmd="bistro__subcmd__help__subcmd__tick"
                 ;;
+            bistro__subcmd__help,why)
+                cmd="bistro__subcmd__help__subcmd__why"
+                ;;
             *)
                 ;;
         esac
@@ -83,7 +101,7 @@ _bistro() {
 
     case "${cmd}" in
         bistro)
-            opts="-h -V --state-dir --config --color --help --version init tick run-task status logs check completions manpage supervise help"
+            opts="-h -V --state-dir --config --color --help --version init tick run-task status logs check why kill forgive completions manpage supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -160,8 +178,34 @@ _bistro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        bistro__subcmd__forgive)
+            opts="-h --state-dir --config --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         bistro__subcmd__help)
-            opts="init tick run-task status logs check completions manpage supervise help"
+            opts="init tick run-task status logs check why kill forgive completions manpage supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -202,6 +246,20 @@ _bistro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        bistro__subcmd__help__subcmd__forgive)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         bistro__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -217,6 +275,20 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bistro__subcmd__help__subcmd__kill)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -314,8 +386,48 @@ _bistro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        bistro__subcmd__help__subcmd__why)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         bistro__subcmd__init)
             opts="-h --force --state-dir --config --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bistro__subcmd__kill)
+            opts="-h --state-dir --config --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -541,6 +653,32 @@ _bistro() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bistro__subcmd__why)
+            opts="-h --json --state-dir --config --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -41,5 +41,6 @@ pub mod store;
 pub mod task;
 pub mod tick;
 pub mod time;
+pub mod why;
 
 pub use time::now;

@@ -10,6 +10,7 @@ mod run_task;
 mod status;
 mod supervise;
 mod tick;
+mod why;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -123,6 +124,9 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Validate the config; print every problem; exit 2 if there is any.
     Check(check::CheckArgs),
+    /// Why a task is or is not running: its status, backoff, a disabled job or node,
+    /// a filter, an unfinished dependency, or the exact resource and who holds it.
+    Why(why::WhyArgs),
     /// Kill a running task (its job's kill_subprocess, on its whole process group).
     Kill(control::KillArgs),
     /// Let failed and backed-off tasks of a job run again (durably).
@@ -146,6 +150,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Status(args) => status::run(&state, &cli, args),
         Command::Logs(args) => logs::run(&state, args),
         Command::Check(args) => check::run(&state, &cli, args),
+        Command::Why(args) => why::run(&state, &cli, args),
         Command::Kill(args) => control::kill(&state, args),
         Command::Forgive(args) => control::forgive(&state, args),
         Command::Completions(args) => docs::completions(args),
@@ -166,6 +171,12 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
         }
         if let Some(
             crate::run_task::RunTaskError::Usage(_) | crate::run_task::RunTaskError::Config(_),
+        ) = cause.downcast_ref()
+        {
+            return ExitCode::Usage as i32;
+        }
+        if let Some(
+            crate::why::WhyError::UnknownJob { .. } | crate::why::WhyError::NotATask { .. },
         ) = cause.downcast_ref()
         {
             return ExitCode::Usage as i32;

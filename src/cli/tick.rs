@@ -176,6 +176,7 @@ fn print_human(
             config,
             nodes,
             waiting,
+            ..
         } = explained;
         for w in waiting {
             let message = w.reason.describe(config, nodes, report.now);

@@ -117,6 +117,10 @@ pub struct Explained {
     pub nodes: Nodes,
     /// Every task that neither runs nor would start, with its reason.
     pub waiting: Vec<Waiting>,
+    /// The tasks the pass saw running.
+    pub running: Vec<RunningTask>,
+    /// The statuses the pass saw, finished runs included.
+    pub statuses: Statuses,
 }
 
 /// A failure that stops the tick.
@@ -391,6 +395,20 @@ fn iterate(
         sweep_stray_dirs(state, &still);
         running = still;
         prune_logs(&mut store, logs, opts, now)?;
+    } else {
+        running.retain(|task| {
+            let Some(result) = crate::runner::read_result(&state.invocation_dir(task.invocation))
+            else {
+                return true;
+            };
+            let status = apply_status(
+                statuses.get(&task.job, &task.node),
+                result.status,
+                task.next_backoff,
+            );
+            statuses.insert(&task.job, &task.node, status, task.attempts);
+            false
+        });
     }
     report.running = running.len();
 
@@ -444,6 +462,8 @@ fn iterate(
             waiting: planned.waiting,
             config,
             nodes,
+            running,
+            statuses,
         });
         return Ok(report);
     }

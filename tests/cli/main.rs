@@ -10,4 +10,5 @@ mod disk_full;
 mod faults;
 mod process_hygiene;
 mod run_task;
+mod scheduling;
 mod status_lines;

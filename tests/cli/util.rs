@@ -171,6 +171,16 @@ pub fn config_with_jobs(concurrency: u32, jobs: &str) -> String {
     )
 }
 
+/// Is the process alive (not a zombie)?
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !matches!(
+            s[s.rfind(')').unwrap() + 2..].split(' ').next(),
+            Some("Z" | "X")
+        )
+    })
+}
+
 /// Reads a file, or "" if it does not exist.
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
