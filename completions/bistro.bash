@@ -627,7 +627,7 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__tick)
-            opts="-q -v -h --worker-command --instance-node-name --wait-lock --dry-run --json --quiet --verbose --log-retention --log-prune-frequency --state-dir --config --color --help"
+            opts="-q -v -h --worker-command --instance-node-name --wait-lock --dry-run --json --quiet --verbose --log-retention --log-prune-frequency --nodes-update-ms --state-dir --config --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -650,6 +650,10 @@ _bistro() {
                     return 0
                     ;;
                 --log-prune-frequency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nodes-update-ms)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

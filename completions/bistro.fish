@@ -56,6 +56,7 @@ complete -c bistro -n "__fish_bistro_using_subcommand tick" -l instance-node-nam
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l wait-lock -d 'Wait up to SECS for the state lock instead of exiting 75 at once' -r
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l log-retention -d 'Task log lines older than SECS are deleted (default 30 days)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l log-prune-frequency -d 'Seconds between log prunes; 0 disables pruning' -r
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l nodes-update-ms -d 'Reuse the nodes fetched by an earlier tick for this long (node scripts do not rerun); a change of node sources, levels or instance name refetches at once' -r
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l state-dir -d 'The state directory (created on first use)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'

@@ -159,6 +159,12 @@ pub struct NodesSnapshot {
     pub levels: Vec<String>,
     /// The nodes.
     pub nodes: Nodes,
+    /// What they were fetched from: instance name, levels and node sources.
+    #[serde(default)]
+    pub key: String,
+    /// When they were fetched, epoch seconds.
+    #[serde(default)]
+    pub fetched_at: i64,
 }
 
 /// The nodes of the last refresh if they fit `config`, else freshly fetched ones.

@@ -33,6 +33,8 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &WhyArgs) -> anyhow::Result
             config: cli.config.clone(),
             ..Default::default()
         },
+        // The nodes the last tick fetched, as the next one will most likely see them.
+        nodes_update_ms: 300_000,
         ..Default::default()
     };
     let exe = std::env::current_exe().context("finding the bistro binary")?;

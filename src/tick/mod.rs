@@ -31,6 +31,8 @@ pub struct TickOptions {
     pub log_retention_secs: i64,
     /// Seconds between prunes.
     pub log_prune_frequency_secs: i64,
+    /// How long fetched nodes are reused before the node sources run again.
+    pub nodes_update_ms: i64,
 }
 
 /// A finished task as a tick recorded it.
@@ -263,25 +265,54 @@ fn sweep_stray_dirs(state: &StateDir, running: &[RunningTask]) {
     }
 }
 
-/// Stores the node list when it changed, for `status` to count tasks without
-/// re-running node sources.
-fn remember_nodes(
+/// The nodes for this pass: the last fetch while it is younger than
+/// `nodes_update_ms` and was made from the same levels, node sources and instance
+/// name (so a cron tick does not rerun node scripts every minute), else a new fetch,
+/// which a real tick stores for the next ones and for `status`. Failed fetches are
+/// not stored: the next tick tries again.
+fn current_nodes(
     store: &mut StatusStore,
     config: &Config,
-    nodes: &Nodes,
-) -> Result<(), StoreError> {
-    let levels = (0..config.settings.levels.len())
-        .map(|i| config.settings.levels.name(i).to_string())
+    instance: &str,
+    opts: &TickOptions,
+    now: i64,
+) -> Result<Result<Nodes, crate::nodes::NodeError>, StoreError> {
+    let settings = &config.settings;
+    let levels: Vec<String> = (0..settings.levels.len())
+        .map(|i| settings.levels.name(i).to_string())
         .collect();
-    let text = serde_json::to_string(&NodesSnapshot {
-        levels,
-        nodes: nodes.clone(),
-    })
-    .expect("serializes");
-    if store.meta(keys::NODES)?.as_deref() != Some(text.as_str()) {
-        store.set_meta(&[(keys::NODES, &text)])?;
+    let sources: Vec<serde_json::Value> = settings
+        .node_sources
+        .iter()
+        .map(|s| json!({"source": s.source, "prefs": s.prefs}))
+        .collect();
+    let key = json!({"instance": instance, "levels": levels, "sources": sources}).to_string();
+    let stored = store.meta(keys::NODES)?;
+    if let Some(snapshot) = stored
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<NodesSnapshot>(text).ok())
+    {
+        let age_ms = (now - snapshot.fetched_at).saturating_mul(1000);
+        if snapshot.key == key && age_ms < opts.nodes_update_ms {
+            return Ok(Ok(snapshot.nodes));
+        }
     }
-    Ok(())
+    let nodes = match fetch_nodes(settings, instance) {
+        Ok(nodes) => nodes,
+        Err(e) => return Ok(Err(e)),
+    };
+    if !opts.dry_run {
+        let snapshot = NodesSnapshot {
+            levels,
+            nodes,
+            key,
+            fetched_at: now,
+        };
+        let text = serde_json::to_string(&snapshot).expect("serializes");
+        store.set_meta(&[(keys::NODES, &text)])?;
+        return Ok(Ok(snapshot.nodes));
+    }
+    Ok(Ok(nodes))
 }
 
 /// The record of a run about to start: its backoff step if it fails is computed now
@@ -422,16 +453,13 @@ fn iterate(
     };
     report.job_errors = config.job_problems();
     report.scheduler_enabled = config.settings.enabled;
-    let nodes = match fetch_nodes(&config.settings, &instance) {
+    let nodes = match current_nodes(&mut store, &config, &instance, opts, now)? {
         Ok(nodes) => nodes,
         Err(e) => {
             report.nodes_error = Some(e.to_string());
             return Ok(report);
         }
     };
-    if !opts.dry_run {
-        remember_nodes(&mut store, &config, &nodes)?;
-    }
     if !config.settings.enabled {
         return Ok(report);
     }

@@ -379,3 +379,45 @@ fn bistro_kill_ends_a_running_tasks_process_group_and_refuses_what_is_not_runnin
     let t = env.task("sleepy", "host1.a");
     assert_eq!(t["status"], "incomplete", "{t}");
 }
+
+#[test]
+fn node_scripts_rerun_only_after_nodes_update_ms_or_a_change_of_sources() {
+    let env = Env::new();
+    let runs = env.path("runs");
+    let dbs = env.script(
+        "dbs.sh",
+        &format!("echo run >> {}\necho \"$1.a\"", runs.display()),
+    );
+    let config = |end: u32| {
+        format!(
+            r#"{{"bistro_settings": {{"enabled": true, "nodes": {{"levels": ["host", "db"], "node_sources": [
+                 {{"source": "range_label", "prefs": {{"parent_level": "instance", "start": 1, "end": {end}, "format": "host{{i}}"}}}},
+                 {{"source": "script", "prefs": {{"parent_level": "host", "script": "{dbs}"}}}}]}},
+                 "resources": {{}}}},
+               "bistro_job->j": {{"owner": "me", "enabled": false}}}}"#,
+            dbs = dbs.display()
+        )
+    };
+    env.config(&config(1));
+    let script_runs = || read(&runs).lines().count();
+    env.ok(&["tick", "--worker-command", "true"]);
+    assert_eq!(script_runs(), 1);
+    env.ok(&["tick"]);
+    assert_eq!(
+        script_runs(),
+        1,
+        "the nodes fetched a moment ago are reused"
+    );
+    env.ok(&["tick", "--nodes-update-ms", "0"]);
+    assert_eq!(script_runs(), 2, "a zero period refetches every tick");
+    env.config(&config(2));
+    env.ok(&["tick"]);
+    assert_eq!(
+        script_runs(),
+        4,
+        "new node sources refetch at once (one run per host)"
+    );
+    let why = env.run(&["why", "j", "host2.a", "--json"]);
+    assert!(why.status.success(), "{why:?}");
+    assert_eq!(script_runs(), 4, "why reuses the tick's nodes");
+}
