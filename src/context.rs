@@ -30,7 +30,7 @@ pub mod keys {
 }
 
 /// The config a command acts on.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ConfigInForce {
     /// The file it comes from.
     pub path: PathBuf,
@@ -103,7 +103,7 @@ pub struct RunFlags {
 }
 
 /// Everything a run resolves from its flags and the state dir.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Resolved {
     /// The config in force.
     pub config: ConfigInForce,

@@ -28,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod control;
+pub mod daemon;
 pub mod nodes;
 pub mod report;
 pub mod resources;

@@ -3,6 +3,7 @@
 
 mod check;
 mod control;
+mod daemon;
 mod docs;
 mod init;
 mod logs;
@@ -116,6 +117,9 @@ pub enum Command {
     Init(init::InitArgs),
     /// One scheduling iteration: reload config and nodes, record finished tasks, start what fits.
     Tick(tick::TickArgs),
+    /// Scheduling iterations in one long-running process (SIGTERM/SIGINT stop it;
+    /// tasks keep running).
+    Daemon(daemon::DaemonArgs),
     /// Run one task now in the foreground and record its status; exit 0 only if it is done.
     RunTask(run_task::RunTaskArgs),
     /// Per-job task counts, and with --tasks one row per task.
@@ -146,6 +150,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Init(args) => init::run(&state, &cli, args),
         Command::Tick(args) => tick::run(&state, &cli, args),
+        Command::Daemon(args) => daemon::run(&state, &cli, args),
         Command::RunTask(args) => run_task::run(&state, &cli, args),
         Command::Status(args) => status::run(&state, &cli, args),
         Command::Logs(args) => logs::run(&state, args),

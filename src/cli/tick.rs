@@ -49,6 +49,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> anyhow::Resul
         log_retention_secs: args.log_retention,
         log_prune_frequency_secs: args.log_prune_frequency,
         nodes_update_ms: args.nodes_update_ms,
+        config_update_ms: 0,
     };
     let exe = std::env::current_exe().context("finding the bistro binary to run supervisors")?;
     let mut runner = LocalRunner::new(state.clone(), exe);

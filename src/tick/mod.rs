@@ -33,6 +33,8 @@ pub struct TickOptions {
     pub log_prune_frequency_secs: i64,
     /// How long fetched nodes are reused before the node sources run again.
     pub nodes_update_ms: i64,
+    /// How long a [`TickCache`] reuses the config before reading the file again.
+    pub config_update_ms: u64,
 }
 
 /// A finished task as a tick recorded it.
@@ -103,6 +105,8 @@ pub struct TickReport {
     pub kill_errors: Vec<String>,
     /// Tasks running after the tick.
     pub running: usize,
+    /// How long a daemon waits before the next iteration.
+    pub wait_ms: u64,
     /// With `--dry-run`: why each other task waits.
     #[serde(skip)]
     pub explained: Option<Explained>,
@@ -346,8 +350,31 @@ pub fn tick(
     opts: &TickOptions,
     runner: &mut dyn TaskRunner,
 ) -> Result<TickReport, TickError> {
+    tick_with(state, opts, runner, &mut TickCache::default())
+}
+
+/// What a long-running scheduler keeps between iterations: the config it resolved,
+/// re-read only every `config_update_ms`.
+#[derive(Debug, Default)]
+pub struct TickCache {
+    config: Option<(std::time::Instant, Resolved)>,
+}
+
+/// [`tick`] for a scheduler that runs many iterations in one process.
+pub fn tick_with(
+    state: &StateDir,
+    opts: &TickOptions,
+    runner: &mut dyn TaskRunner,
+    cache: &mut TickCache,
+) -> Result<TickReport, TickError> {
     let began = std::time::Instant::now();
-    let report = iterate(state, opts, runner)?;
+    let mut report = iterate(state, opts, runner, cache)?;
+    let settings = cache
+        .config
+        .as_ref()
+        .and_then(|(_, r)| r.config.config.as_ref())
+        .map(|c| &c.settings);
+    report.wait_ms = next_wait_ms(&report, settings);
     if !opts.dry_run {
         let summary = LastTick {
             time: report.now,
@@ -365,6 +392,26 @@ pub fn tick(
         StatusStore::open(&state.statuses_db())?.set_meta(&[(keys::LAST_TICK, &text)])?;
     }
     Ok(report)
+}
+
+/// How long a long-running scheduler waits before its next iteration, as Bistro's
+/// loop does (bistro-runtime §1.4): 5 s after a config or node failure, `idle_wait`
+/// when the scheduler is disabled or nothing runs, `working_wait` otherwise.
+fn next_wait_ms(report: &TickReport, settings: Option<&crate::config::Settings>) -> u64 {
+    const AFTER_FAILURE_MS: u64 = 5000;
+    let Some(settings) = settings else {
+        return AFTER_FAILURE_MS;
+    };
+    let ms = |v: i64| u64::try_from(v).unwrap_or(0);
+    if !report.scheduler_enabled {
+        ms(settings.idle_wait_ms)
+    } else if report.nodes_error.is_some() {
+        AFTER_FAILURE_MS
+    } else if report.running > 0 {
+        ms(settings.working_wait_ms)
+    } else {
+        ms(settings.idle_wait_ms)
+    }
 }
 
 /// What the last real tick did, kept in meta `last_tick` for `serve-http` and metrics.
@@ -397,6 +444,7 @@ fn iterate(
     state: &StateDir,
     opts: &TickOptions,
     runner: &mut dyn TaskRunner,
+    cache: &mut TickCache,
 ) -> Result<TickReport, TickError> {
     let now = crate::now();
     let mut report = TickReport {
@@ -412,7 +460,18 @@ fn iterate(
         Some(LogStore::open(&state.logs_db())?)
     };
 
-    let resolved = context::resolve(state, &store, &opts.flags)?;
+    let period = std::time::Duration::from_millis(opts.config_update_ms);
+    let resolved = match cache.config.take() {
+        Some((at, resolved)) if at.elapsed() < period => {
+            cache.config = Some((at, resolved.clone()));
+            resolved
+        }
+        _ => {
+            let resolved = context::resolve(state, &store, &opts.flags)?;
+            cache.config = Some((std::time::Instant::now(), resolved.clone()));
+            resolved
+        }
+    };
     note_config(&mut report, &resolved);
     if !opts.dry_run {
         remember_run(&mut report, &mut store, &resolved, opts)?;

@@ -5,6 +5,7 @@ mod util;
 mod commands;
 mod config_errors;
 mod contract;
+mod daemon;
 mod demo;
 mod disk_full;
 mod faults;

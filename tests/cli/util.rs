@@ -188,6 +188,7 @@ pub fn read(path: &Path) -> String {
 
 /// What a ledger of `start NODE` / `end NODE` / `overlap NODE` lines (appended by
 /// probe tasks) shows.
+#[derive(Debug)]
 pub struct Ledger {
     /// Most tasks running at once (counting a run that never wrote `end` as running).
     pub peak: i32,
