@@ -47,14 +47,14 @@ pub enum NodeOrder {
 /// One `nodes.node_sources` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeSourceSpec {
-    /// The fetcher name: `manual`, `range_label`, `script` or `empty`.
+    /// The fetcher name: `manual`, `range_label`, `script`, `empty` or `add_time`.
     pub source: String,
     /// The fetcher's preferences.
     pub prefs: Map<String, Value>,
 }
 
 /// The node source names we know.
-pub const NODE_SOURCES: [&str; 4] = ["manual", "range_label", "script", "empty"];
+pub const NODE_SOURCES: [&str; 5] = ["manual", "range_label", "script", "empty", "add_time"];
 
 /// How a kill is delivered (`kill_subprocess.method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
