@@ -8,6 +8,7 @@
 //!
 //! - [`config`]: the JSON config file, settings and jobs;
 //! - [`nodes`]: node sources and levels;
+//! - [`cron`]: crontab items, the schedules of the `add_time` node source;
 //! - [`resources`]: limits and per-pass slot accounting;
 //! - [`status`]: status values, parsing and backoff;
 //! - [`scheduler`]: the pure scheduling pass and its policies;
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod control;
+pub mod cron;
 pub mod daemon;
 pub mod nodes;
 pub mod report;
