@@ -18,6 +18,9 @@
 //! - [`state`]: the state directory and its lock;
 //! - [`context`]: what a command resolves from its flags and the state dir;
 //! - [`tick`]: one scheduling iteration over the state directory;
+//! - [`daemon`]: iterations in one long-running process;
+//! - [`control`]: killing tasks and forgiving failures from outside an iteration;
+//! - [`why`]: why one task is or is not running;
 //! - [`run_task`]: one task now, in the foreground;
 //! - [`report`]: the `status` document;
 //! - [`sanitize`], [`time`]: terminal-safe strings, clocks and dates;
