@@ -53,14 +53,16 @@ impl Drop for Daemon {
     }
 }
 
-/// A probe task (see util) that waits for the file `release` before finishing.
+/// A probe task (see util) that waits for the file `release` (or the end of the
+/// test's directory) before finishing.
 fn held_probe(env: &Env, ledger: &std::path::Path) -> std::path::PathBuf {
     probe_task(
         env,
         ledger,
         &format!(
-            "0; while [ ! -e {} ]; do sleep 0.05; done",
-            env.path("release").display()
+            "0; while [ ! -e {} ] && [ -d {} ]; do sleep 0.05; done",
+            env.path("release").display(),
+            env.dir.path().display()
         ),
     )
 }

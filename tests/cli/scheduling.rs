@@ -32,7 +32,7 @@ fn three_levels(env: &Env, slots: u32, extra_settings: &str, jobs: &str) {
 /// A task script taking the job name as its first argument (jobs set `"command":
 /// ["TASK", "JOB"]`): holds its host's lock while it runs (recording `overlap HOST`
 /// if another task holds it), logs `start JOB NODE` / `end JOB NODE`, waits until
-/// the file `release` exists, and reports done.
+/// the file `release` exists (or the test's directory is gone), and reports done.
 fn host_probe(env: &Env) -> (PathBuf, PathBuf) {
     let ledger = env.path("ledger");
     let locks = env.path("host-locks");
@@ -40,10 +40,11 @@ fn host_probe(env: &Env) -> (PathBuf, PathBuf) {
     let task = env.script(
         "task.sh",
         &format!(
-            "host=${{2%%.*}}\nexec 9>>{locks}/$host\nflock -n 9 || echo \"overlap $host\" >> {l}\necho \"start $1 $2\" >> {l}\nwhile [ ! -e {release} ]; do sleep 0.05; done\necho \"end $1 $2\" >> {l}\necho done > \"$3\"",
+            "host=${{2%%.*}}\nexec 9>>{locks}/$host\nflock -n 9 || echo \"overlap $host\" >> {l}\necho \"start $1 $2\" >> {l}\nwhile [ ! -e {release} ] && [ -d {dir} ]; do sleep 0.05; done\necho \"end $1 $2\" >> {l}\necho done > \"$3\"",
             locks = locks.display(),
             l = ledger.display(),
-            release = env.path("release").display()
+            release = env.path("release").display(),
+            dir = env.dir.path().display()
         ),
     );
     (task, ledger)
@@ -420,4 +421,69 @@ fn node_scripts_rerun_only_after_nodes_update_ms_or_a_change_of_sources() {
     let why = env.run(&["why", "j", "host2.a", "--json"]);
     assert!(why.status.success(), "{why:?}");
     assert_eq!(script_runs(), 4, "why reuses the tick's nodes");
+}
+
+#[test]
+fn why_names_backoff_deadlines_disabled_jobs_and_nodes_and_the_instance_limit() {
+    let env = Env::new();
+    let (task, _ledger) = host_probe(&env);
+    let failing = env.script("fail.sh", "echo error_backoff > \"$3\"");
+    three_levels(
+        &env,
+        1,
+        "",
+        &format!(
+            r#""bistro_job->holder": {{"owner": "me", "command": {holder},
+                 "filters": {{"db": {{"whitelist": ["host2.b"]}}}}}},
+               "bistro_job->flaky": {{"owner": "me", "command": {flaky}, "backoff": [3600, "fail"],
+                 "resources": {{"slots": 0, "host_slots": 0}},
+                 "filters": {{"db": {{"whitelist": ["host1.a"]}}}}}},
+               "bistro_job->off": {{"owner": "me", "enabled": false}}"#,
+            holder = command(&task, "holder"),
+            flaky = command(&failing, "flaky")
+        ),
+    );
+    env.tick_until(&["--instance-node-name", "inst"], |s| {
+        count(s, "holder", "running") == 1 && count(s, "flaky", "error_backoff") == 1
+    });
+    let backoff = why(&env, "flaky", "host1.a");
+    let failed_at = backoff["status"]["time"].as_i64().unwrap();
+    assert_eq!(
+        (&backoff["reason"], backoff["backoff_until"].as_i64()),
+        (&Value::from("backoff"), Some(failed_at + 3600)),
+        "{backoff}"
+    );
+    assert_eq!(backoff["status"]["status"], "error_backoff");
+    assert_eq!(why(&env, "off", "host1.a")["reason"], "job_disabled");
+
+    // The instance has one slot and holder/host2.b takes it.
+    std::fs::write(
+        env.state().join("config.json"),
+        read(&env.state().join("config.json")).replace(
+            r#"{"db": {"whitelist": ["host2.b"]}}"#,
+            r#"{"db": {"whitelist": ["host2.b", "host1.b"]}}"#,
+        ),
+    )
+    .unwrap();
+    let short = why(&env, "holder", "host1.b");
+    assert_eq!(
+        (
+            &short["reason"],
+            &short["resource"],
+            &short["resource_node"],
+            &short["level"]
+        ),
+        (
+            &Value::from("resources"),
+            &Value::from("slots"),
+            &Value::from("inst"),
+            &Value::from("instance")
+        ),
+        "{short}"
+    );
+    assert_eq!(
+        (&short["used"], &short["limit"]),
+        (&Value::from(1), &Value::from(1))
+    );
+    assert_eq!(short["holders"], serde_json::json!(["holder/host2.b"]));
 }
