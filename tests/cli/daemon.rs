@@ -71,7 +71,11 @@ fn running_count(env: &Env) -> u64 {
     if !out.status.success() {
         return 0;
     }
-    count(&serde_json::from_slice(&out.stdout).unwrap(), "j", "running")
+    count(
+        &serde_json::from_slice(&out.stdout).unwrap(),
+        "j",
+        "running",
+    )
 }
 
 #[test]
