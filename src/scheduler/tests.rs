@@ -341,8 +341,11 @@ fn instance_level_tasks_run_on_the_instance_node() {
     );
 }
 
-/// A running task holding explicit (level, node, resource, amount) charges.
-fn running_with(job: &str, node: &str, charges: &[(&str, &str, &[(&str, i64)])]) -> RunningTask {
+/// A charge as (level, node, [(resource, amount)]).
+type Charge<'a> = (&'a str, &'a str, &'a [(&'a str, i64)]);
+
+/// A running task holding explicit charges.
+fn running_with(job: &str, node: &str, charges: &[Charge]) -> RunningTask {
     RunningTask {
         job: job.into(),
         node: node.into(),
