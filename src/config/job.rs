@@ -491,6 +491,100 @@ mod tests {
         assert!(j.errors.is_some());
     }
 
+    /// Bistro's test_job HandleAll: what a job inherits from the settings and what it
+    /// overrides.
+    #[test]
+    fn a_job_inherits_process_kill_and_orphan_settings_and_overrides_them_field_by_field() {
+        let settings_with = |extra: Value| {
+            let mut v = json!({"nodes": {"levels": ["level1", "level2"]}, "resources": {}});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            Settings::parse(&v).unwrap()
+        };
+        let s = settings_with(json!({}));
+        let j = Job::parse("j", &json!({"owner": "o"}), &s);
+        assert_eq!(j.kill_orphan_tasks_after_ms, None);
+        assert!(j.command.is_empty());
+        assert_eq!(s.levels.name(j.level_for_tasks), "level2");
+        let never = settings_with(json!({"kill_orphan_tasks_after_sec": false}));
+        let j = Job::parse("j", &json!({"owner": "o"}), &never);
+        assert_eq!(j.kill_orphan_tasks_after_ms, None);
+        let at_once = settings_with(json!({"kill_orphan_tasks_after_sec": true}));
+        let j = Job::parse("j", &json!({"owner": "o"}), &at_once);
+        assert_eq!(j.kill_orphan_tasks_after_ms, Some(0));
+
+        let s = settings_with(json!({
+            "task_subprocess": {"poll_ms": 111, "cgroups": {"subsystems": ["cpu"], "slice": "s"}},
+            "kill_subprocess": {"method": "term", "kill_wait_ms": 987},
+            "level_for_tasks": "level1",
+        }));
+        let j = Job::parse("j", &json!({"owner": "o"}), &s);
+        assert_eq!(j.task_subprocess, s.task_subprocess);
+        assert_eq!(j.kill_subprocess, s.kill_subprocess);
+        assert_eq!(s.levels.name(j.level_for_tasks), "level1");
+        let j = Job::parse(
+            "j",
+            &json!({"owner": "o",
+                    "task_subprocess": {"max_log_lines_per_poll_interval": 5,
+                                        "cgroups": {"subsystems": ["memory"]}},
+                    "kill_subprocess": {"method": "kill"},
+                    "command": ["/bin/sh", "-c", "x"],
+                    "level_for_tasks": "instance",
+                    "depends_on": ["job1", "job2"],
+                    "version_id": 7}),
+            &s,
+        );
+        assert_eq!(j.errors, None);
+        assert_eq!(j.task_subprocess.poll_ms, 111, "inherited");
+        assert_eq!(j.task_subprocess.max_log_lines_per_poll_interval, 5);
+        assert_eq!(
+            j.task_subprocess.cgroups,
+            json!({"root": "", "slice": "s", "subsystems": ["memory"], "kill_without_freezer": false}),
+            "the job's subsystems replace the settings' list"
+        );
+        assert_eq!(
+            j.kill_subprocess,
+            KillRequest {
+                method: super::super::KillMethod::Kill,
+                kill_wait_ms: 987
+            }
+        );
+        assert_eq!(j.command, vec!["/bin/sh", "-c", "x"]);
+        assert_eq!(s.levels.name(j.level_for_tasks), "instance");
+        assert_eq!(j.depends_on, vec!["job1", "job2"]);
+        assert_eq!(j.version_id, 7);
+
+        let bad = Job::parse("j", &json!({"owner": "o", "level_for_tasks": "nope"}), &s);
+        assert!(bad.errors.unwrap()["nested"]["level_for_tasks"].is_object());
+    }
+
+    #[test]
+    fn host_placement_keys_are_valid_alone_or_together_and_unknown_levels_are_errors() {
+        let s = settings();
+        for job in [
+            json!({"owner": "o", "level_for_host_placement": "host"}),
+            json!({"owner": "o", "host_placement": "host2"}),
+            json!({"owner": "o", "level_for_host_placement": "host", "host_placement": "host2"}),
+        ] {
+            let j = Job::parse("j", &job, &s);
+            assert_eq!(j.errors, None, "{job}");
+        }
+        let j = Job::parse(
+            "j",
+            &json!({"owner": "o", "level_for_host_placement": "nope"}),
+            &s,
+        );
+        let error = &j.errors.unwrap()["nested"]["level_for_host_placement"];
+        assert!(
+            error["error"]
+                .as_str()
+                .unwrap()
+                .contains("Unknown identifier"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn every_dependency_problem_is_kept_even_over_odd_pre_existing_errors() {
         let s = settings();

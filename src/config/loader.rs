@@ -106,3 +106,33 @@ impl ConfigLoader for FileConfigLoader {
         Ok(LoadedConfig { config, text })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bistro's test_file_config_loader HandleValidConfig, with the legacy node source.
+    #[test]
+    fn a_valid_config_file_loads_with_its_settings_and_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let text = r#"{
+            "bistro_settings": {
+                "enabled": true,
+                "working_wait": 0.5,
+                "nodes": {"levels": ["level1", "level2"], "node_source": "range_label",
+                          "node_source_prefs": {"parent_level": "instance", "start": 1, "end": 2}},
+                "resources": {},
+                "scheduler": "ranked_priority"
+            },
+            "bistro_job->job1": {"owner": "test"}
+        }"#;
+        std::fs::write(&path, text).unwrap();
+        let loaded = FileConfigLoader::new(&path).load().unwrap();
+        assert!(loaded.config.settings.enabled);
+        assert_eq!(loaded.config.settings.working_wait_ms, 500);
+        assert_eq!(loaded.config.jobs.len(), 1);
+        assert_eq!(loaded.config.jobs[0].errors, None);
+        assert_eq!(loaded.text, text);
+    }
+}

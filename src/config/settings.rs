@@ -900,6 +900,169 @@ mod tests {
         assert!(good.is_ok());
     }
 
+    /// Bistro's test_config HandleConstruction, key by key.
+    #[test]
+    fn a_full_settings_block_keeps_every_value() {
+        let v = json!({
+            "enabled": true,
+            "working_wait": 0.5,
+            "idle_wait": 5.5,
+            "scheduler": "ranked_priority",
+            "remote_worker_selector": "busiest",
+            "nodes": {
+                "levels": ["level1", "level2"],
+                "node_order": "original",
+                "node_sources": [
+                    {"source": "range_label", "prefs": {"key1": "val1"}},
+                    {"source": "script", "prefs": {"key2": "val2"}},
+                    {"source": "empty"},
+                ],
+            },
+            "resources": {
+                "level1": {"concurrency": {"default": 1, "limit": 10}},
+                "worker": {"ram_gb": {"default": 2, "limit": 24, "weight": 3}},
+            },
+            "worker_resources_override": {"worker1:17": {"ram_gb": 17}, "worker2:19": {"ram_gb": 19}},
+            "kill_subprocess": {"method": "kill", "kill_wait_ms": 987},
+            "kill_orphan_tasks_after_sec": 0,
+            "CAUTION_exit_initial_wait_before_timestamp": 123,
+        });
+        let s = Settings::parse(&v).unwrap();
+        assert!(s.enabled);
+        assert_eq!((s.working_wait_ms, s.idle_wait_ms), (500, 5500));
+        assert_eq!(s.scheduler, PolicyName::RankedPriority);
+        assert_eq!(s.remote_worker_selector, "busiest");
+        assert_eq!(s.node_order, NodeOrder::Original);
+        let sources: Vec<(&str, Value)> = s
+            .node_sources
+            .iter()
+            .map(|n| (n.source.as_str(), Value::Object(n.prefs.clone())))
+            .collect();
+        assert_eq!(
+            sources,
+            vec![
+                ("range_label", json!({"key1": "val1"})),
+                ("script", json!({"key2": "val2"})),
+                ("empty", json!({})),
+            ]
+        );
+        let concurrency = s.resources.id("concurrency").unwrap();
+        let ram = s.resources.id("ram_gb").unwrap();
+        assert_eq!(
+            (s.resources.defaults[concurrency], s.resources.defaults[ram]),
+            (1, 2)
+        );
+        let level1 = s.levels.id("level1").unwrap();
+        assert_eq!(
+            s.resources.by_level[level1],
+            vec![crate::resources::LevelResource {
+                resource: concurrency,
+                limit: 10,
+                weight: 0
+            }]
+        );
+        assert_eq!(
+            s.resources.by_level[s.levels.worker()],
+            vec![crate::resources::LevelResource {
+                resource: ram,
+                limit: 24,
+                weight: 3
+            }]
+        );
+        assert_eq!(s.worker_resources_override["worker1:17"]["ram_gb"], 17);
+        assert_eq!(s.worker_resources_override["worker2:19"]["ram_gb"], 19);
+        assert_eq!(
+            s.kill_subprocess,
+            KillRequest {
+                method: KillMethod::Kill,
+                kill_wait_ms: 987
+            }
+        );
+        assert_eq!(s.kill_orphan_tasks_after_ms, Some(0));
+        assert_eq!(s.exit_initial_wait_before_timestamp, 123);
+        assert_eq!(s.levels.name(s.level_for_tasks), "level2");
+    }
+
+    #[test]
+    fn an_unknown_remote_worker_selector_or_node_order_is_an_error() {
+        let s = Settings::parse(&minimal()).unwrap();
+        assert_eq!(s.remote_worker_selector, "roundrobin");
+        let mut bad = minimal();
+        bad["remote_worker_selector"] = json!("laziest");
+        assert_eq!(
+            Settings::parse(&bad).unwrap_err().flatten()[0].0,
+            "remote_worker_selector"
+        );
+        let mut bad = minimal();
+        bad["nodes"]["node_order"] = json!("alphabetical");
+        assert_eq!(
+            Settings::parse(&bad).unwrap_err().flatten()[0].0,
+            "nodes.node_order"
+        );
+    }
+
+    #[test]
+    fn level_for_tasks_names_any_level_including_the_instance() {
+        for name in ["level1", "level2", "instance"] {
+            let mut v = minimal();
+            v["level_for_tasks"] = json!(name);
+            let s = Settings::parse(&v).unwrap();
+            assert_eq!(s.levels.name(s.level_for_tasks), name);
+        }
+        let mut bad = minimal();
+        bad["level_for_tasks"] = json!("nope");
+        assert_eq!(
+            Settings::parse(&bad).unwrap_err().flatten()[0].0,
+            "level_for_tasks"
+        );
+    }
+
+    #[test]
+    fn task_subprocess_defaults_and_a_full_override_that_round_trips() {
+        let s = Settings::parse(&minimal()).unwrap();
+        // Bistro's default process_group_leader is false; ours is true so that a kill
+        // reaches the whole task group (spec README, "default kill").
+        assert_eq!(
+            serde_json::to_value(&s.task_subprocess).unwrap(),
+            json!({"poll_ms": 10, "max_log_lines_per_poll_interval": 50,
+                   "parent_death_signal": 9, "process_group_leader": true,
+                   "use_canary_pipe": true,
+                   "cgroups": {"root": "", "slice": "", "subsystems": [],
+                               "kill_without_freezer": false}})
+        );
+        let full = json!({"poll_ms": 111, "max_log_lines_per_poll_interval": 222,
+                          "parent_death_signal": 15, "process_group_leader": false,
+                          "use_canary_pipe": false,
+                          "cgroups": {"root": "/sys/fs/cgroup", "slice": "bistro.slice",
+                                      "subsystems": ["cpu", "memory"],
+                                      "kill_without_freezer": true}});
+        let mut v = minimal();
+        v["task_subprocess"] = full.clone();
+        let s = Settings::parse(&v).unwrap();
+        assert_eq!(serde_json::to_value(&s.task_subprocess).unwrap(), full);
+        let mut rec = ErrorRecord::default();
+        let reparsed = parse_task_subprocess(&full, &TaskSubprocess::default(), &mut rec);
+        assert!(rec.is_empty());
+        assert_eq!(reparsed, s.task_subprocess);
+    }
+
+    #[test]
+    fn physical_gpu_cards_map_to_a_worker_resource_without_enforcement() {
+        let mut v = minimal();
+        v["resources"] = json!({"worker": {"ram_gb": {"default": 1, "limit": 4},
+                                            "cpu": {"default": 1, "limit": 4},
+                                            "gpu": {"default": 0, "limit": 2}}});
+        v["physical_resources"] = json!({
+            "ram_mb": {"logical_resource": "ram_gb", "multiply_logical_by": 1024,
+                       "enforcement": "hard", "physical_reserve_amount": 1536},
+            "cpu_core": {"logical_resource": "cpu", "multiply_logical_by": 0.001,
+                         "enforcement": "soft"},
+            "gpu_card": {"logical_resource": "gpu", "enforcement": "none"},
+        });
+        let s = Settings::parse(&v).unwrap();
+        assert_eq!(s.physical_resources, Some(v["physical_resources"].clone()));
+    }
+
     #[test]
     fn instance_and_worker_cannot_be_listed_as_levels() {
         let v = json!({"nodes": {"levels": ["instance", "a"]}, "resources": {}});

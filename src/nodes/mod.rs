@@ -196,6 +196,21 @@ mod tests {
         assert_eq!(nodes.at_level(2).collect::<Vec<_>>(), vec![db]);
     }
 
+    /// Bistro's test_nodes CheckIterateOverLevel.
+    #[test]
+    fn each_level_iterates_only_its_own_nodes() {
+        let mut nodes = Nodes::with_instance("my_host");
+        let host1 = nodes.push("host1".into(), 1, 0, true);
+        let host2 = nodes.push("host2".into(), 1, 0, true);
+        let db1 = nodes.push("db1".into(), 2, host1, true);
+        let db2 = nodes.push("db2".into(), 2, host2, true);
+        assert_eq!(nodes.at_level(0).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(nodes.list[0].name, "my_host");
+        assert_eq!(nodes.at_level(1).collect::<Vec<_>>(), vec![host1, host2]);
+        assert_eq!(nodes.at_level(2).collect::<Vec<_>>(), vec![db1, db2]);
+        assert_eq!(nodes.at_level(7).count(), 0, "an unknown level is empty");
+    }
+
     #[test]
     fn parent_level_needs_enough_levels() {
         let l = levels(&["a"]);

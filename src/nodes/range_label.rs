@@ -111,6 +111,19 @@ mod tests {
     }
 
     #[test]
+    fn a_source_below_an_empty_level_adds_nothing() {
+        let n = names(
+            &[
+                json!({"parent_level": "instance", "start": 5, "end": 3}),
+                json!({"parent_level": "mid", "start": 1, "end": 2}),
+            ],
+            &["mid", "leaf"],
+        )
+        .unwrap();
+        assert_eq!(n, vec![("inst".to_string(), 0, true)]);
+    }
+
+    #[test]
     fn empty_ranges_and_multiple_levels() {
         assert_eq!(
             names(

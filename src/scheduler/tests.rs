@@ -340,3 +340,164 @@ fn instance_level_tasks_run_on_the_instance_node() {
         vec![("j".to_string(), "inst".to_string())]
     );
 }
+
+/// A charge as (level, node, [(resource, amount)]).
+type Charge<'a> = (&'a str, &'a str, &'a [(&'a str, i64)]);
+
+/// A running task holding explicit charges.
+fn running_with(job: &str, node: &str, charges: &[Charge]) -> RunningTask {
+    RunningTask {
+        job: job.into(),
+        node: node.into(),
+        invocation: crate::task::InvocationId {
+            start_time: 1,
+            rand: 1,
+        },
+        charges: charges
+            .iter()
+            .map(|(level, node, amounts)| NodeCharge {
+                level: level.to_string(),
+                node: node.to_string(),
+                amounts: amounts.iter().map(|(r, a)| (r.to_string(), *a)).collect(),
+            })
+            .collect(),
+        next_backoff: BackoffDuration::default(),
+        attempts: 1,
+        worker_shard: "local".into(),
+    }
+}
+
+/// Bistro's test_scheduler InvokePolicyAndCheckOrphans. Bistro inspects the policy's
+/// input (free blocks host1=7, host2=4; db blocks (2,5), (1,3), (1,2), (2,5), (0,2));
+/// our pass is pure, so we assert what those blocks let start and what they stop.
+#[test]
+fn running_tasks_hold_their_slots_and_tasks_of_gone_jobs_nodes_and_disabled_ones_are_orphans() {
+    let v = json!({
+        "bistro_settings": {
+            "enabled": true,
+            "nodes": {"levels": ["host", "db"], "node_order": "lexicographic",
+                      "node_sources": [{"source": "manual", "prefs": {
+                          "host1": ["host1.db2", "host1.db1"],
+                          "host2": ["host2.db2", "host2.db1", "host2.db_disabled"],
+                          "host2.db_disabled": {"disabled": true}}}]},
+            "resources": {
+                "host": {"host_concurrency": {"limit": 10, "default": 3}},
+                "db": {"db_concurrency": {"limit": 2, "default": 1},
+                       "chicken": {"limit": 5, "default": 3}}
+            }
+        },
+        "bistro_job->job": {"owner": "o", "resources": {"db_concurrency": 2}},
+        "bistro_job->job_disabled": {"owner": "o", "enabled": false, "resources": {"chicken": 2}}
+    });
+    let mut fx = Fixture::new(Config::from_value(&v).unwrap());
+    let (host, db_conc, chicken) = ("host_concurrency", "db_concurrency", "chicken");
+    fx.running = vec![
+        running_with(
+            "unknown_job",
+            "host2.db1",
+            &[
+                ("host", "host2", &[(host, 3)]),
+                ("db", "host2.db1", &[(db_conc, 1), (chicken, 3)]),
+            ],
+        ),
+        running_with(
+            "job",
+            "bad_node",
+            &[("db", "bad_node", &[(db_conc, 2), (chicken, 3)])],
+        ),
+        running_with(
+            "job_disabled",
+            "host1.db2",
+            &[
+                ("host", "host1", &[(host, 3)]),
+                ("db", "host1.db2", &[(db_conc, 1), (chicken, 2)]),
+            ],
+        ),
+        running_with(
+            "job",
+            "host2.db_disabled",
+            &[
+                ("host", "host2", &[(host, 3)]),
+                ("db", "host2.db_disabled", &[(db_conc, 2), (chicken, 3)]),
+            ],
+        ),
+    ];
+    let plan = fx.plan_seeded(0, true);
+    assert_eq!(plan.orphans, vec![0, 1, 2, 3]);
+    // Candidates are tried last (lexicographically) first; db_concurrency 2 fits only
+    // where no running task holds a db slot.
+    assert_eq!(
+        fx.started(&plan),
+        vec![
+            ("job".to_string(), "host2.db2".to_string()),
+            ("job".to_string(), "host1.db1".to_string())
+        ]
+    );
+    let mut short: Vec<(String, i64, i64, i64)> = plan
+        .waiting
+        .iter()
+        .filter(|w| fx.config.jobs[w.job].name == "job")
+        .map(|w| match &w.reason {
+            WaitReason::Resource {
+                node,
+                resource,
+                need,
+                used,
+                limit,
+                ..
+            } => {
+                assert_eq!(fx.config.settings.resources.names[*resource], db_conc);
+                (fx.nodes.list[*node].name.clone(), *need, *used, *limit)
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    short.sort();
+    assert_eq!(
+        short,
+        vec![
+            ("host1.db2".to_string(), 2, 1, 2),
+            ("host2.db1".to_string(), 2, 1, 2)
+        ]
+    );
+}
+
+/// Bistro's test_job HandleShouldRunOn: a filter on an ancestor's level avoids the
+/// ancestor's descendants too.
+#[test]
+fn a_filter_on_an_ancestor_level_avoids_its_descendants() {
+    let fx = Fixture::new(config(
+        "roundrobin",
+        json!({"j": {"owner": "o", "filters": {"host": {"whitelist": ["host2"]}}}}),
+    ));
+    let mut started: Vec<String> = fx
+        .started(&fx.plan_seeded(0, false))
+        .into_iter()
+        .map(|s| s.1)
+        .collect();
+    started.sort();
+    assert_eq!(started, vec!["db21", "db22"]);
+}
+
+/// Bistro's test_level_for_tasks CanSelectLevel.
+#[test]
+fn level_for_tasks_selects_the_level_whose_nodes_become_tasks() {
+    let with = |level_for_tasks: Option<&str>| {
+        let mut v = json!({
+            "bistro_settings": {"enabled": true,
+                "nodes": {"levels": ["l1"], "node_sources": [{"source": "manual", "prefs": {"a_node": []}}]},
+                "resources": {}},
+            "bistro_job->j": {"owner": "o"}
+        });
+        if let Some(level) = level_for_tasks {
+            v["bistro_settings"]["level_for_tasks"] = json!(level);
+        }
+        let fx = Fixture::new(Config::from_value(&v).unwrap());
+        fx.started(&fx.plan_seeded(0, false))
+    };
+    assert_eq!(with(None), vec![("j".to_string(), "a_node".to_string())]);
+    assert_eq!(
+        with(Some("instance")),
+        vec![("j".to_string(), "inst".to_string())]
+    );
+}

@@ -132,3 +132,55 @@ mod tests {
         assert_eq!((s.bits, s.data, s.backoff), (bits::DONE, None, 0));
     }
 }
+
+#[cfg(test)]
+mod ported {
+    //! Bistro's test_task_status predicate, Error and Forgiveness cases.
+    use super::*;
+    use crate::status::{parse_status, BackoffSettings, StatusName};
+    use serde_json::json;
+
+    #[test]
+    fn each_status_answers_only_its_own_predicate() {
+        let running = TaskStatus::new(bits::RUNNING, 10);
+        assert_eq!(running.name(), StatusName::Running);
+        assert!(!running.is_done() && !running.is_failed() && !running.in_backoff(10));
+        let done = parse_status(r#"{"result":"done","data":{"k":"v"}}"#, 10);
+        assert!(done.is_done() && !done.is_failed() && !done.in_backoff(10));
+        assert_eq!(done.data_json(), json!({"k": "v"}), "data kept when given");
+        let incomplete = parse_status("incomplete", 10);
+        assert!(!incomplete.is_done() && !incomplete.is_failed() && !incomplete.in_backoff(10));
+        assert_eq!(incomplete.name(), StatusName::Incomplete);
+        let mut incomplete_backoff = parse_status("incomplete_backoff", 10);
+        incomplete_backoff.backoff = 5;
+        assert!(!incomplete_backoff.is_done() && !incomplete_backoff.is_failed());
+        assert!(incomplete_backoff.in_backoff(14));
+    }
+
+    #[test]
+    fn an_error_keeps_its_message_and_backs_off_until_expiry() {
+        let b = BackoffSettings::parse(&json!([1, 2, 4, "fail"])).unwrap();
+        let s = apply_status(
+            None,
+            TaskStatus::error_backoff("my error", 100),
+            b.next(BackoffDuration::default()),
+        );
+        assert_eq!(s.exception(), Some("my error"));
+        assert_eq!(s.name(), StatusName::ErrorBackoff);
+        assert!(s.in_backoff(100));
+        assert!(!s.in_backoff(101), "a 1 s backoff is over at time + 1");
+    }
+
+    #[test]
+    fn forgiving_an_error_in_backoff_ends_the_backoff() {
+        let b = BackoffSettings::parse(&json!([1, 2, 4, "fail"])).unwrap();
+        let mut s = apply_status(
+            None,
+            TaskStatus::error_backoff("boom", 100),
+            b.next(BackoffDuration::default()),
+        );
+        assert!(s.in_backoff(100));
+        forgive(&mut s);
+        assert!(!s.in_backoff(100) && !s.is_failed());
+    }
+}

@@ -446,6 +446,39 @@ mod tests {
         );
     }
 
+    /// Bistro's test_sqlite_task_store HandleAll.
+    #[test]
+    fn an_empty_store_has_no_rows_and_then_returns_what_was_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StatusStore::open(&dir.path().join("statuses.sql3")).unwrap();
+        assert!(store.load().unwrap().is_empty());
+        store
+            .claim(&[task("a", "node1", 1), task("a", "node2", 2)])
+            .unwrap();
+        store
+            .finish(&[
+                (task("a", "node1", 1), Some(TaskStatus::new(bits::DONE, 20))),
+                (
+                    task("a", "node2", 2),
+                    Some(TaskStatus::new(bits::FAILED, 20)),
+                ),
+            ])
+            .unwrap();
+        let rows: Vec<(String, String, u32)> = store
+            .load()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.job, r.node, r.status.bits))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("a".into(), "node1".into(), bits::DONE),
+                ("a".into(), "node2".into(), bits::FAILED)
+            ]
+        );
+    }
+
     #[test]
     fn a_file_that_is_not_a_database_is_reported_with_its_path() {
         let dir = tempfile::tempdir().unwrap();

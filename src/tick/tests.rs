@@ -354,3 +354,54 @@ fn an_orphan_of_a_deleted_job_is_killed_with_the_global_settings() {
     );
     assert_eq!(report.orphans_killed[0].reason, "its job was deleted");
 }
+
+/// Bistro's KillJobOrphans with a delay: no kill before the deadline, a kill once it
+/// has passed. We move the stored deadline instead of the clock.
+#[test]
+fn an_orphan_is_killed_once_its_stored_deadline_has_passed() {
+    let (_dir, state) = state_with_two_nodes();
+    let mut runner = ScriptedRunner::default();
+    tick(&state, &opts(), &mut runner).unwrap();
+    rewrite_config(
+        &state,
+        r#""bistro_job->j": {"owner": "o"}"#,
+        r#""bistro_job->j": {"owner": "o", "enabled": false, "kill_orphan_tasks_after_sec": 1}"#,
+    );
+    tick(&state, &opts(), &mut runner).unwrap();
+    assert!(runner.killed.is_empty(), "not due yet");
+    let mut store = StatusStore::open(&state.statuses_db()).unwrap();
+    let mut deadlines: BTreeMap<String, i64> =
+        serde_json::from_str(&store.meta(keys::ORPHAN_KILL_AT).unwrap().unwrap()).unwrap();
+    assert_eq!(deadlines.len(), 1);
+    for due in deadlines.values_mut() {
+        *due -= 1;
+    }
+    let passed = serde_json::to_string(&deadlines).unwrap();
+    store.set_meta(&[(keys::ORPHAN_KILL_AT, &passed)]).unwrap();
+    let report = tick(&state, &opts(), &mut runner).unwrap();
+    assert_eq!(runner.killed.len(), 1);
+    assert_eq!(report.orphans_killed[0].node, "b");
+}
+
+/// Bistro's KillJobOrphans: no kill while the config fails to load, nor once it is
+/// back. Bistro's pass stops early; we schedule with the last good config (spec
+/// README), in which the task is no orphan either.
+#[test]
+fn a_config_that_fails_to_load_kills_no_task() {
+    let (_dir, state) = state_with_two_nodes();
+    rewrite_config(
+        &state,
+        r#""enabled": true,"#,
+        r#""enabled": true, "kill_orphan_tasks_after_sec": 0,"#,
+    );
+    let mut runner = ScriptedRunner::default();
+    tick(&state, &opts(), &mut runner).unwrap();
+    let good = std::fs::read_to_string(state.default_config()).unwrap();
+    std::fs::write(state.default_config(), "{ not json").unwrap();
+    let report = tick(&state, &opts(), &mut runner).unwrap();
+    assert!(report.using_last_good);
+    std::fs::write(state.default_config(), good).unwrap();
+    tick(&state, &opts(), &mut runner).unwrap();
+    assert!(runner.killed.is_empty());
+    assert_eq!(stored(&state).1.len(), 1, "the task still runs");
+}
