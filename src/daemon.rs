@@ -13,6 +13,9 @@ use crate::tick::{tick, tick_with, TickCache, TickError, TickOptions, TickReport
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// How long the daemon waits after an iteration failed.
+const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
+
 /// How a daemon runs.
 #[derive(Debug, Clone, Default)]
 pub struct DaemonOptions {
@@ -34,7 +37,8 @@ pub enum DaemonEnd {
 }
 
 /// Runs iterations until `stop` is set or, with `exit_when_done`, the work is over.
-/// `on_iteration` sees every iteration's report (for logs and monitoring).
+/// `on_iteration` sees every iteration's report (for logs and monitoring). Only the
+/// check for remaining work can fail the daemon; failed iterations are retried.
 pub fn run(
     state: &StateDir,
     opts: &DaemonOptions,
@@ -44,7 +48,16 @@ pub fn run(
 ) -> Result<DaemonEnd, TickError> {
     let mut cache = TickCache::default();
     while !stop.load(Ordering::SeqCst) {
-        let report = tick_with(state, &opts.tick, runner, &mut cache)?;
+        // A failed iteration (a busy or full disk, a database error) is logged and
+        // retried, as Bistro's loop does: the tasks are safe with their supervisors.
+        let report = match tick_with(state, &opts.tick, runner, &mut cache) {
+            Ok(report) => report,
+            Err(e) => {
+                tracing::error!("iteration failed, retrying in 5 s: {e}");
+                wait(RETRY_AFTER_ERROR, stop);
+                continue;
+            }
+        };
         on_iteration(&report);
         reap_exited_children();
         if opts.exit_when_done && report.running == 0 && report.started.is_empty() {
