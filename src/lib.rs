@@ -19,6 +19,7 @@
 //! - [`tick`]: one scheduling iteration over the state directory;
 //! - [`run_task`]: one task now, in the foreground;
 //! - [`report`]: the `status` document;
+//! - [`http`]: the REST API, status page and metrics;
 //! - [`sanitize`], [`time`]: terminal-safe strings, clocks and dates;
 //! - [`cli`]: the `bistro` command line.
 
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod control;
+pub mod http;
 pub mod nodes;
 pub mod report;
 pub mod resources;
