@@ -22,11 +22,17 @@ _bistro() {
             bistro,completions)
                 cmd="bistro__subcmd__completions"
                 ;;
+            bistro,forgive)
+                cmd="bistro__subcmd__forgive"
+                ;;
             bistro,help)
                 cmd="bistro__subcmd__help"
                 ;;
             bistro,init)
                 cmd="bistro__subcmd__init"
+                ;;
+            bistro,kill)
+                cmd="bistro__subcmd__kill"
                 ;;
             bistro,logs)
                 cmd="bistro__subcmd__logs"
@@ -36,6 +42,9 @@ _bistro() {
                 ;;
             bistro,run-task)
                 cmd="bistro__subcmd__run__subcmd__task"
+                ;;
+            bistro,serve-http)
+                cmd="bistro__subcmd__serve__subcmd__http"
                 ;;
             bistro,status)
                 cmd="bistro__subcmd__status"
@@ -52,11 +61,17 @@ _bistro() {
             bistro__subcmd__help,completions)
                 cmd="bistro__subcmd__help__subcmd__completions"
                 ;;
+            bistro__subcmd__help,forgive)
+                cmd="bistro__subcmd__help__subcmd__forgive"
+                ;;
             bistro__subcmd__help,help)
                 cmd="bistro__subcmd__help__subcmd__help"
                 ;;
             bistro__subcmd__help,init)
                 cmd="bistro__subcmd__help__subcmd__init"
+                ;;
+            bistro__subcmd__help,kill)
+                cmd="bistro__subcmd__help__subcmd__kill"
                 ;;
             bistro__subcmd__help,logs)
                 cmd="bistro__subcmd__help__subcmd__logs"
@@ -66,6 +81,9 @@ _bistro() {
                 ;;
             bistro__subcmd__help,run-task)
                 cmd="bistro__subcmd__help__subcmd__run__subcmd__task"
+                ;;
+            bistro__subcmd__help,serve-http)
+                cmd="bistro__subcmd__help__subcmd__serve__subcmd__http"
                 ;;
             bistro__subcmd__help,status)
                 cmd="bistro__subcmd__help__subcmd__status"
@@ -83,7 +101,7 @@ _bistro() {
 
     case "${cmd}" in
         bistro)
-            opts="-h -V --state-dir --config --color --help --version init tick run-task status logs check completions manpage supervise help"
+            opts="-h -V --state-dir --config --color --help --version init tick run-task status logs check kill forgive serve-http completions manpage supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -160,8 +178,34 @@ _bistro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        bistro__subcmd__forgive)
+            opts="-h --state-dir --config --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         bistro__subcmd__help)
-            opts="init tick run-task status logs check completions manpage supervise help"
+            opts="init tick run-task status logs check kill forgive serve-http completions manpage supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -202,6 +246,20 @@ _bistro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        bistro__subcmd__help__subcmd__forgive)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         bistro__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -217,6 +275,20 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bistro__subcmd__help__subcmd__kill)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -259,6 +331,20 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__help__subcmd__run__subcmd__task)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bistro__subcmd__help__subcmd__serve__subcmd__http)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -316,6 +402,32 @@ _bistro() {
             ;;
         bistro__subcmd__init)
             opts="-h --force --state-dir --config --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bistro__subcmd__kill)
+            opts="-h --state-dir --config --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -428,6 +540,36 @@ _bistro() {
                     return 0
                     ;;
                 --wait-lock)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bistro__subcmd__serve__subcmd__http)
+            opts="-h --listen --allow-remote --state-dir --config --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -37,6 +37,9 @@ complete -c bistro -n "__fish_bistro_needs_command" -f -a "run-task" -d 'Run one
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "status" -d 'Per-job task counts, and with --tasks one row per task'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "logs" -d 'Task output and lifecycle events from the task-log database'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "check" -d 'Validate the config; print every problem; exit 2 if there is any'
+complete -c bistro -n "__fish_bistro_needs_command" -f -a "kill" -d 'Kill a running task (its job\'s kill_subprocess, on its whole process group)'
+complete -c bistro -n "__fish_bistro_needs_command" -f -a "forgive" -d 'Let failed and backed-off tasks of a job run again (durably)'
+complete -c bistro -n "__fish_bistro_needs_command" -f -a "serve-http" -d 'Serve the REST API, a status page and metrics over the state dir (loopback only by default)'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "manpage" -d 'Print the man page (roff) of bistro or of one subcommand'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "supervise" -d 'Supervise one task run (started by `tick`; not for direct use)'
@@ -107,6 +110,26 @@ never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand check" -l nodes -d 'Also run the node sources (scripts included) to check them'
 complete -c bistro -n "__fish_bistro_using_subcommand check" -l json -d 'Print {"ok", "config", "problems": [{"where", "message"}], "warnings": [...]}'
 complete -c bistro -n "__fish_bistro_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bistro -n "__fish_bistro_using_subcommand kill" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand kill" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand kill" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
+always\t'Always'
+never\t'Never'"
+complete -c bistro -n "__fish_bistro_using_subcommand kill" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bistro -n "__fish_bistro_using_subcommand forgive" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand forgive" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand forgive" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
+always\t'Always'
+never\t'Never'"
+complete -c bistro -n "__fish_bistro_using_subcommand forgive" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -l listen -d 'Address to listen on (IP:PORT or localhost:PORT; port 0 picks a free one)' -r
+complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
+always\t'Always'
+never\t'Never'"
+complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -l allow-remote -d 'Allow a non-loopback --listen address: anyone who can reach it can read the state (changes still need the token)'
+complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c bistro -n "__fish_bistro_using_subcommand completions" -l state-dir -d 'The state directory (created on first use)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand completions" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand completions" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
@@ -126,13 +149,16 @@ complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l color -d 'Wh
 always\t'Always'
 never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand supervise" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "init" -d 'Create the state directory; copy --config into it, or write the demo config'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "tick" -d 'One scheduling iteration: reload config and nodes, record finished tasks, start what fits'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "run-task" -d 'Run one task now in the foreground and record its status; exit 0 only if it is done'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "status" -d 'Per-job task counts, and with --tasks one row per task'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "logs" -d 'Task output and lifecycle events from the task-log database'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "check" -d 'Validate the config; print every problem; exit 2 if there is any'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "completions" -d 'Print a shell completion script'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "manpage" -d 'Print the man page (roff) of bistro or of one subcommand'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "supervise" -d 'Supervise one task run (started by `tick`; not for direct use)'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check completions manpage supervise help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "init" -d 'Create the state directory; copy --config into it, or write the demo config'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "tick" -d 'One scheduling iteration: reload config and nodes, record finished tasks, start what fits'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "run-task" -d 'Run one task now in the foreground and record its status; exit 0 only if it is done'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "status" -d 'Per-job task counts, and with --tasks one row per task'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "logs" -d 'Task output and lifecycle events from the task-log database'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "check" -d 'Validate the config; print every problem; exit 2 if there is any'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "kill" -d 'Kill a running task (its job\'s kill_subprocess, on its whole process group)'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "forgive" -d 'Let failed and backed-off tasks of a job run again (durably)'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "serve-http" -d 'Serve the REST API, a status page and metrics over the state dir (loopback only by default)'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "completions" -d 'Print a shell completion script'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "manpage" -d 'Print the man page (roff) of bistro or of one subcommand'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "supervise" -d 'Supervise one task run (started by `tick`; not for direct use)'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
