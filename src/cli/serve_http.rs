@@ -68,6 +68,6 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &ServeHttpArgs) -> anyhow::
         Err(e) => return Err(e.into()),
     };
     eprintln!("listening on http://{}", server.local_addr());
-    server.serve(&STOP)?;
+    server.serve(&STOP);
     Ok(ExitCode::Success as i32)
 }

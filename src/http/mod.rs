@@ -22,10 +22,10 @@
 //! use std::sync::atomic::AtomicBool;
 //! # fn main() -> Result<(), bistro::http::HttpError> {
 //! let state = bistro::state::StateDir::new("bistro-state");
-//! let server = HttpServer::bind(&state, &HttpOptions::default())?;
-//! eprintln!("listening on http://{}", server.local_addr());
+//! let server = HttpServer::bind(&state, &HttpOptions::default())?; // fails fast: bad
+//! eprintln!("listening on http://{}", server.local_addr());       // address, port taken
 //! let stop = AtomicBool::new(false);
-//! server.serve(&stop); // returns soon after `stop` becomes true
+//! server.serve(&stop); // blocks; returns within 100 ms once `stop` is true
 //! # Ok(()) }
 //! ```
 
@@ -36,6 +36,9 @@ pub mod metrics;
 pub mod page;
 mod server;
 mod snapshot;
+pub mod wire;
 
-pub use server::{HttpError, HttpOptions, HttpServer, DEFAULT_LISTEN, MAX_BODY_BYTES};
+pub use server::{
+    HttpError, HttpOptions, HttpServer, DEFAULT_LISTEN, IO_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS,
+};
 pub use snapshot::Snapshot;

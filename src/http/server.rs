@@ -1,29 +1,27 @@
-//! The HTTP server: binding (loopback only unless allowed), the request checks every
-//! route shares (Host allowlist, route and method, body size), and the serve loop.
+//! The HTTP server: binding (loopback only unless allowed), the checks every route
+//! shares (Host allowlist, route and method, body size), and the serve loop.
 //!
-//! tiny_http reads each connection's request head on its own thread, so idle or slow
-//! clients never occupy the fixed pool of [`WORKERS`] that computes answers. What a
-//! worker could still block on is the client's socket, and tiny_http does not expose
-//! it for a read or write timeout, so a worker never touches it: a body larger than
-//! tiny_http's own 1 KiB pre-read is read by a helper thread the worker waits for at
-//! most [`BODY_DEADLINE`] (the client then gets 408), and every response is written
-//! by a helper thread. A slow client costs a parked thread, as its idle connection
-//! already does in tiny_http, never a worker.
+//! One thread accepts; each connection gets a short-lived thread that reads one
+//! request under socket timeouts and size limits ([`wire`]) and writes the answer, so
+//! idle and slow clients only ever hold their own thread (at most
+//! [`MAX_CONNECTIONS`] of them, each for at most [`IO_TIMEOUT`] per read or write).
+//! Answers are computed by a fixed pool of [`WORKERS`] that never touch a socket.
 
 use super::auth::{ensure_token, Token};
 use super::snapshot::{Snapshot, SnapshotError};
+use super::wire::{self, ReadError};
 use super::{envelope, metrics, page};
 use crate::report::{self, ReportError, ReportFilter};
 use crate::state::{StateDir, StateError};
 use crate::tick::LastTick;
 use serde_json::{json, Value};
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
+use std::io::{BufReader, Read};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
-use tiny_http::{Header, Request, Response};
 
 /// Where `serve-http` listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6790";
@@ -34,10 +32,13 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Threads that compute answers.
 const WORKERS: usize = 4;
 
-/// How long a worker waits for a request body.
-const BODY_DEADLINE: Duration = Duration::from_secs(10);
+/// Connections served at once; more are answered 503 at once.
+pub const MAX_CONNECTIONS: usize = 256;
 
-/// How often workers look at the stop flag.
+/// The longest a socket read or write may block.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the accept loop and the workers look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
 /// How the server listens and what it serves.
@@ -84,19 +85,11 @@ pub enum HttpError {
     /// The token file could not be created or read.
     #[error(transparent)]
     Token(#[from] StateError),
-    /// The listening socket failed; the server cannot accept connections any more.
-    #[error("the listening socket on {addr} failed: {source}")]
-    Accept {
-        /// The address.
-        addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
-    },
 }
 
 /// A bound server over one state directory.
 pub struct HttpServer {
-    server: tiny_http::Server,
+    listener: TcpListener,
     state: StateDir,
     config: Option<PathBuf>,
     local_addr: SocketAddr,
@@ -131,12 +124,8 @@ impl HttpServer {
             TcpListener::bind(addr).map_err(|source| HttpError::Bind { addr, source })?;
         let local_addr = listener
             .local_addr()
+            .and_then(|a| listener.set_nonblocking(true).map(|()| a))
             .map_err(|source| HttpError::Bind { addr, source })?;
-        let server =
-            tiny_http::Server::from_listener(listener, None).map_err(|e| HttpError::Bind {
-                addr,
-                source: std::io::Error::other(e.to_string()),
-            })?;
         let port = local_addr.port();
         let hosts = vec![
             format!("127.0.0.1:{port}"),
@@ -146,7 +135,7 @@ impl HttpServer {
             opts.listen.to_ascii_lowercase(),
         ];
         Ok(Self {
-            server,
+            listener,
             state: state.clone(),
             config: opts.config.clone(),
             local_addr,
@@ -160,67 +149,73 @@ impl HttpServer {
         self.local_addr
     }
 
-    /// Serves requests on a fixed pool of threads until `stop` is true (checked every
-    /// 100 ms), or until the listening socket fails.
-    pub fn serve(&self, stop: &AtomicBool) -> Result<(), HttpError> {
-        let failure = std::sync::Mutex::new(None);
-        let failed = AtomicBool::new(false);
+    /// Serves until `stop` is true (checked every 100 ms). Accept errors (such as
+    /// running out of file descriptors) are reported on stderr and retried, so the
+    /// server keeps serving once they pass.
+    pub fn serve(&self, stop: &AtomicBool) {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(MAX_CONNECTIONS);
+        let queue = Mutex::new(queue);
+        let open = Arc::new(AtomicUsize::new(0));
         std::thread::scope(|scope| {
             for _ in 0..WORKERS {
-                scope.spawn(|| {
-                    while !stop.load(Ordering::SeqCst) && !failed.load(Ordering::SeqCst) {
-                        match self.server.recv_timeout(POLL) {
-                            Ok(Some(request)) => self.handle(request),
-                            Ok(None) => {}
-                            Err(source) => {
-                                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(source);
-                                failed.store(true, Ordering::SeqCst);
-                            }
-                        }
+                scope.spawn(|| self.work(&queue, stop));
+            }
+            while !stop.load(Ordering::SeqCst) {
+                match self.listener.accept() {
+                    Ok((stream, _)) => accept(stream, &jobs, &open),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.wait_for_client(),
+                    Err(e) => {
+                        eprintln!(
+                            "bistro: http: accepting a connection on {}: {e}",
+                            self.local_addr
+                        );
+                        std::thread::sleep(POLL);
                     }
-                });
+                }
             }
         });
-        match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(source) => Err(HttpError::Accept {
-                addr: self.local_addr,
-                source,
-            }),
-            None => Ok(()),
+    }
+
+    /// Blocks until a client connects or [`POLL`] passes.
+    fn wait_for_client(&self) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(POLL.as_millis() as u16));
+    }
+
+    /// A worker: answers queued requests until `stop`.
+    fn work(&self, queue: &Mutex<mpsc::Receiver<Job>>, stop: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
+            let job = queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .recv_timeout(POLL);
+            if let Ok((request, answer)) = job {
+                let _ = answer.send(self.handle(&request));
+            }
         }
     }
 
-    fn handle(&self, request: Request) {
-        let head = Head::of(&request);
-        if !self.host_allowed(head.host.as_deref()) {
-            let host = head.host.as_deref().unwrap_or("(none)");
-            return send(
-                request,
-                Reply::error(
-                    403,
-                    &format!(
-                        "Host {host:?} is not one of this server's names ({}); requests through other names are refused to prevent DNS rebinding",
-                        self.hosts[..4].join(", ")
-                    ),
+    /// Answers one request.
+    fn handle(&self, request: &wire::Request) -> Reply {
+        let host = request.header("host");
+        if !self.host_allowed(host) {
+            return Reply::error(
+                403,
+                &format!(
+                    "Host {:?} is not one of this server's names ({}); requests through other names are refused to prevent DNS rebinding",
+                    host.unwrap_or("(none)"),
+                    self.hosts[..4].join(", ")
                 ),
             );
         }
-        let route = match route(&head.method, &head.path) {
-            Ok(route) => route,
-            Err(reply) => return send(request, reply),
-        };
-        let reply = match route {
-            Route::Page => Reply::html(page::HTML),
-            Route::Status => self.status(&head.query),
-            Route::Metrics => self.metrics(),
-            Route::Envelope => {
-                let Some((request, body)) = read_body(request) else {
-                    return;
-                };
-                return send(request, self.envelope(&body, head.authorization.as_deref()));
-            }
-        };
-        send(request, reply)
+        match route(&request.method, &request.path) {
+            Err(reply) => reply,
+            Ok(Route::Page) => Reply::html(page::HTML),
+            Ok(Route::Status) => self.status(&request.query),
+            Ok(Route::Metrics) => self.metrics(),
+            Ok(Route::Envelope) => self.envelope(&request.body, request.header("authorization")),
+        }
     }
 
     fn host_allowed(&self, host: Option<&str>) -> bool {
@@ -310,35 +305,6 @@ fn snapshot_status(e: &SnapshotError) -> u16 {
     }
 }
 
-/// What the checks need from a request.
-struct Head {
-    method: String,
-    path: String,
-    query: String,
-    host: Option<String>,
-    authorization: Option<String>,
-}
-
-impl Head {
-    fn of(request: &Request) -> Self {
-        let header = |name: &'static str| {
-            request
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv(name))
-                .map(|h| h.value.as_str().to_string())
-        };
-        let (path, query) = request.url().split_once('?').unwrap_or((request.url(), ""));
-        Self {
-            method: request.method().as_str().to_string(),
-            path: path.to_string(),
-            query: query.to_string(),
-            host: header("Host"),
-            authorization: header("Authorization"),
-        }
-    }
-}
-
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -383,57 +349,60 @@ fn route(method: &str, path: &str) -> Result<Route, Reply> {
     }
 }
 
-/// Reads the body, at most [`MAX_BODY_BYTES`], within [`BODY_DEADLINE`]. On failure
-/// the request has been answered (413, 400 or 408) and None is returned.
-fn read_body(mut request: Request) -> Option<(Request, Vec<u8>)> {
-    if request.body_length().is_some_and(|n| n > MAX_BODY_BYTES) {
-        send(request, too_large());
-        return None;
+/// A request and where its answer goes.
+type Job = (wire::Request, mpsc::Sender<Reply>);
+
+/// Hands a new connection to its own thread, or answers 503 when too many are open.
+fn accept(stream: TcpStream, jobs: &mpsc::SyncSender<Job>, open: &Arc<AtomicUsize>) {
+    let ready = stream.set_nonblocking(false).is_ok()
+        && stream.set_read_timeout(Some(IO_TIMEOUT)).is_ok()
+        && stream.set_write_timeout(Some(IO_TIMEOUT)).is_ok();
+    if !ready {
+        return;
     }
-    // tiny_http reads a body of up to 1 KiB with the head, unless the client waits
-    // for `100 Continue`.
-    let buffered = request.body_length().is_some_and(|n| n <= 1024)
-        && !request.headers().iter().any(|h| h.field.equiv("Expect"));
-    let (tx, rx) = mpsc::channel();
-    let reader = move || {
-        let mut body = Vec::new();
-        let read = request
-            .as_reader()
-            .take(MAX_BODY_BYTES as u64 + 1)
-            .read_to_end(&mut body);
-        let outcome = match read {
-            Ok(_) if body.len() > MAX_BODY_BYTES => Err(too_large()),
-            Ok(_) => Ok(body),
-            Err(e) => Err(Reply::error(
-                400,
-                &format!("cannot read the request body: {e}"),
-            )),
-        };
-        match outcome {
-            Ok(body) => {
-                if let Err(mpsc::SendError((request, _))) = tx.send((request, body)) {
-                    send(
-                        request,
-                        Reply::error(408, "the request body took too long to arrive"),
-                    );
-                }
-            }
-            Err(reply) => send(request, reply),
-        }
-    };
-    if buffered {
-        reader();
-    } else {
-        std::thread::spawn(reader);
+    if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+        open.fetch_sub(1, Ordering::SeqCst);
+        let _ = stream.set_write_timeout(Some(POLL));
+        return send(stream, Reply::error(503, "too many connections; try again"));
     }
-    rx.recv_timeout(BODY_DEADLINE).ok()
+    let (jobs, open) = (jobs.clone(), Arc::clone(open));
+    std::thread::spawn(move || {
+        connection(stream, &jobs);
+        open.fetch_sub(1, Ordering::SeqCst);
+    });
 }
 
-fn too_large() -> Reply {
-    Reply::error(
-        413,
-        &format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-    )
+/// One connection: read the request, queue it for a worker, write the answer.
+fn connection(stream: TcpStream, jobs: &mpsc::SyncSender<Job>) {
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let reply = match wire::read_request(&mut reader, &mut writer, MAX_BODY_BYTES) {
+        Ok(request) => {
+            let (answer, reply) = mpsc::channel();
+            if jobs.send((request, answer)).is_err() {
+                return;
+            }
+            match reply.recv() {
+                Ok(reply) => reply,
+                Err(_) => return,
+            }
+        }
+        Err(e @ ReadError::Malformed(_)) => Reply::json(400, &Value::String(e.to_string())),
+        Err(e) => match e.status() {
+            Some(status) => Reply::error(status, &e.to_string()),
+            None => return,
+        },
+    };
+    let refused_early = reply.status == 413 || reply.status == 411;
+    send(writer, reply);
+    if refused_early {
+        // Read a little of what the client is still sending, so closing the socket
+        // does not reset the connection before the client has read the answer.
+        let _ = reader.get_mut().set_read_timeout(Some(POLL));
+        let _ = std::io::copy(&mut reader.take(64 * 1024), &mut std::io::sink());
+    }
 }
 
 /// A response before it is sent.
@@ -470,30 +439,23 @@ impl Reply {
     }
 }
 
-/// Writes the reply on a helper thread, so a client that does not read cannot hold
-/// the worker. No CORS header is ever sent: browsers keep other origins out.
-fn send(request: Request, reply: Reply) {
+/// Writes the reply and closes the connection. No CORS header is ever sent:
+/// browsers keep other origins out.
+fn send(mut stream: TcpStream, reply: Reply) {
     let mut headers = vec![
-        ("Content-Type", reply.content_type.to_string()),
-        ("Cache-Control", "no-store".to_string()),
-        ("X-Content-Type-Options", "nosniff".to_string()),
-        ("Referrer-Policy", "no-referrer".to_string()),
+        ("Content-Type", reply.content_type),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
     ];
     if reply.content_type.starts_with("text/html") {
-        headers.push(("Content-Security-Policy", page::CSP.to_string()));
+        headers.push(("Content-Security-Policy", page::CSP));
     }
-    if let Some(allow) = reply.allow {
+    if let Some(allow) = &reply.allow {
         headers.push(("Allow", allow));
     }
-    let mut response = Response::from_data(reply.body).with_status_code(reply.status);
-    for (name, value) in headers {
-        response.add_header(
-            Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header"),
-        );
-    }
-    std::thread::spawn(move || {
-        let _ = request.respond(response);
-    });
+    let _ = wire::write_response(&mut stream, reply.status, &headers, &reply.body);
+    let _ = stream.shutdown(Shutdown::Write);
 }
 
 #[cfg(test)]
