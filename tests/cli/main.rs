@@ -8,6 +8,7 @@ mod contract;
 mod demo;
 mod disk_full;
 mod faults;
+mod http;
 mod process_hygiene;
 mod run_task;
 mod status_lines;
