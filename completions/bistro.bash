@@ -22,6 +22,9 @@ _bistro() {
             bistro,completions)
                 cmd="bistro__subcmd__completions"
                 ;;
+            bistro,daemon)
+                cmd="bistro__subcmd__daemon"
+                ;;
             bistro,forgive)
                 cmd="bistro__subcmd__forgive"
                 ;;
@@ -55,11 +58,17 @@ _bistro() {
             bistro,tick)
                 cmd="bistro__subcmd__tick"
                 ;;
+            bistro,why)
+                cmd="bistro__subcmd__why"
+                ;;
             bistro__subcmd__help,check)
                 cmd="bistro__subcmd__help__subcmd__check"
                 ;;
             bistro__subcmd__help,completions)
                 cmd="bistro__subcmd__help__subcmd__completions"
+                ;;
+            bistro__subcmd__help,daemon)
+                cmd="bistro__subcmd__help__subcmd__daemon"
                 ;;
             bistro__subcmd__help,forgive)
                 cmd="bistro__subcmd__help__subcmd__forgive"
@@ -94,6 +103,9 @@ _bistro() {
             bistro__subcmd__help,tick)
                 cmd="bistro__subcmd__help__subcmd__tick"
                 ;;
+            bistro__subcmd__help,why)
+                cmd="bistro__subcmd__help__subcmd__why"
+                ;;
             *)
                 ;;
         esac
@@ -101,7 +113,7 @@ _bistro() {
 
     case "${cmd}" in
         bistro)
-            opts="-h -V --state-dir --config --color --help --version init tick run-task status logs check kill forgive serve-http completions manpage supervise help"
+            opts="-h -V --state-dir --config --color --help --version init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -178,6 +190,60 @@ _bistro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        bistro__subcmd__daemon)
+            opts="-v -h --worker-command --instance-node-name --wait-lock --exit-when-done --config-update-ms --nodes-update-ms --clean-statuses --log-retention --log-prune-frequency --verbose --state-dir --config --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --worker-command)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --instance-node-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait-lock)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config-update-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nodes-update-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-retention)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-prune-frequency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         bistro__subcmd__forgive)
             opts="-h --state-dir --config --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -205,7 +271,7 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__help)
-            opts="init tick run-task status logs check kill forgive serve-http completions manpage supervise help"
+            opts="init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -233,6 +299,20 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bistro__subcmd__help__subcmd__daemon)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -387,6 +467,20 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__help__subcmd__tick)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bistro__subcmd__help__subcmd__why)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -657,7 +751,7 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__tick)
-            opts="-q -v -h --worker-command --instance-node-name --wait-lock --dry-run --json --quiet --verbose --log-retention --log-prune-frequency --state-dir --config --color --help"
+            opts="-q -v -h --worker-command --instance-node-name --wait-lock --dry-run --json --quiet --verbose --log-retention --log-prune-frequency --nodes-update-ms --state-dir --config --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -683,6 +777,36 @@ _bistro() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --nodes-update-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bistro__subcmd__why)
+            opts="-h --json --state-dir --config --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

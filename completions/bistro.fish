@@ -33,10 +33,12 @@ complete -c bistro -n "__fish_bistro_needs_command" -s h -l help -d 'Print help 
 complete -c bistro -n "__fish_bistro_needs_command" -s V -l version -d 'Print version'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "init" -d 'Create the state directory; copy --config into it, or write the demo config'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "tick" -d 'One scheduling iteration: reload config and nodes, record finished tasks, start what fits'
+complete -c bistro -n "__fish_bistro_needs_command" -f -a "daemon" -d 'Scheduling iterations in one long-running process (SIGTERM/SIGINT stop it; tasks keep running)'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "run-task" -d 'Run one task now in the foreground and record its status; exit 0 only if it is done'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "status" -d 'Per-job task counts, and with --tasks one row per task'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "logs" -d 'Task output and lifecycle events from the task-log database'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "check" -d 'Validate the config; print every problem; exit 2 if there is any'
+complete -c bistro -n "__fish_bistro_needs_command" -f -a "why" -d 'Why a task is or is not running: its status, backoff, a disabled job or node, a filter, an unfinished dependency, or the exact resource and who holds it'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "kill" -d 'Kill a running task (its job\'s kill_subprocess, on its whole process group)'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "forgive" -d 'Let failed and backed-off tasks of a job run again (durably)'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "serve-http" -d 'Serve the REST API, a status page and metrics over the state dir (loopback only by default)'
@@ -56,6 +58,7 @@ complete -c bistro -n "__fish_bistro_using_subcommand tick" -l instance-node-nam
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l wait-lock -d 'Wait up to SECS for the state lock instead of exiting 75 at once' -r
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l log-retention -d 'Task log lines older than SECS are deleted (default 30 days)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l log-prune-frequency -d 'Seconds between log prunes; 0 disables pruning' -r
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l nodes-update-ms -d 'Reuse the nodes fetched by an earlier tick for this long (node scripts do not rerun); a change of node sources, levels or instance name refetches at once' -r
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l state-dir -d 'The state directory (created on first use)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
@@ -66,6 +69,22 @@ complete -c bistro -n "__fish_bistro_using_subcommand tick" -l json -d 'Print th
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -s q -l quiet -d 'Print nothing on success'
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -s v -l verbose -d 'Also print each task started'
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l worker-command -d 'Command run for each task as `CMD NODE STATUS_FILE JSON` (a job\'s "command" overrides it); remembered for later ticks' -r
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l instance-node-name -d 'Name of the root instance node [default: remembered, else the host name]' -r
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l wait-lock -d 'Wait up to SECS for the state lock instead of exiting 75 at once' -r
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l config-update-ms -d 'Re-read the config file at most this often' -r
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l nodes-update-ms -d 'Rerun the node sources at most this often (a change of node sources refetches at once)' -r
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l log-retention -d 'Task log lines older than SECS are deleted (default 30 days)' -r
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l log-prune-frequency -d 'Seconds between log prunes; 0 disables pruning' -r
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
+always\t'Always'
+never\t'Never'"
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l exit-when-done -d 'Exit 0 once nothing runs and nothing can start (tasks in backoff still can)'
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l clean-statuses -d 'Forget every stored status at start, so every task runs again'
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -s v -l verbose -d 'More log on stderr: -v each start and finish, -vv every iteration (or set BISTRO_LOG, e.g. BISTRO_LOG=debug)'
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l worker-command -d 'Command run for each task as `CMD NODE STATUS_FILE JSON` (a job\'s "command" overrides it); remembered for later ticks' -r
 complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l instance-node-name -d 'Name of the root instance node [default: remembered, else the host name]' -r
 complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l wait-lock -d 'Wait up to SECS for the state lock instead of exiting 75 at once' -r
@@ -110,6 +129,13 @@ never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand check" -l nodes -d 'Also run the node sources (scripts included) to check them'
 complete -c bistro -n "__fish_bistro_using_subcommand check" -l json -d 'Print {"ok", "config", "problems": [{"where", "message"}], "warnings": [...]}'
 complete -c bistro -n "__fish_bistro_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bistro -n "__fish_bistro_using_subcommand why" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand why" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand why" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
+always\t'Always'
+never\t'Never'"
+complete -c bistro -n "__fish_bistro_using_subcommand why" -l json -d 'Print one JSON object: job, node, state, reason, message, the reason\'s details (resource, used, limit, holders, backoff_until, ...) and the stored status'
+complete -c bistro -n "__fish_bistro_using_subcommand why" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c bistro -n "__fish_bistro_using_subcommand kill" -l state-dir -d 'The state directory (created on first use)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand kill" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand kill" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
@@ -149,16 +175,18 @@ complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l color -d 'Wh
 always\t'Always'
 never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand supervise" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "init" -d 'Create the state directory; copy --config into it, or write the demo config'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "tick" -d 'One scheduling iteration: reload config and nodes, record finished tasks, start what fits'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "run-task" -d 'Run one task now in the foreground and record its status; exit 0 only if it is done'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "status" -d 'Per-job task counts, and with --tasks one row per task'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "logs" -d 'Task output and lifecycle events from the task-log database'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "check" -d 'Validate the config; print every problem; exit 2 if there is any'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "kill" -d 'Kill a running task (its job\'s kill_subprocess, on its whole process group)'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "forgive" -d 'Let failed and backed-off tasks of a job run again (durably)'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "serve-http" -d 'Serve the REST API, a status page and metrics over the state dir (loopback only by default)'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "completions" -d 'Print a shell completion script'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "manpage" -d 'Print the man page (roff) of bistro or of one subcommand'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "supervise" -d 'Supervise one task run (started by `tick`; not for direct use)'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick run-task status logs check kill forgive serve-http completions manpage supervise help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help" -f -a "init" -d 'Create the state directory; copy --config into it, or write the demo config'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help" -f -a "tick" -d 'One scheduling iteration: reload config and nodes, record finished tasks, start what fits'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help" -f -a "daemon" -d 'Scheduling iterations in one long-running process (SIGTERM/SIGINT stop it; tasks keep running)'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help" -f -a "run-task" -d 'Run one task now in the foreground and record its status; exit 0 only if it is done'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help" -f -a "status" -d 'Per-job task counts, and with --tasks one row per task'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help" -f -a "logs" -d 'Task output and lifecycle events from the task-log database'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help" -f -a "check" -d 'Validate the config; print every problem; exit 2 if there is any'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help" -f -a "why" -d 'Why a task is or is not running: its status, backoff, a disabled job or node, a filter, an unfinished dependency, or the exact resource and who holds it'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help" -f -a "kill" -d 'Kill a running task (its job\'s kill_subprocess, on its whole process group)'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help" -f -a "forgive" -d 'Let failed and backed-off tasks of a job run again (durably)'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help" -f -a "serve-http" -d 'Serve the REST API, a status page and metrics over the state dir (loopback only by default)'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help" -f -a "completions" -d 'Print a shell completion script'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help" -f -a "manpage" -d 'Print the man page (roff) of bistro or of one subcommand'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help" -f -a "supervise" -d 'Supervise one task run (started by `tick`; not for direct use)'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

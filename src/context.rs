@@ -30,7 +30,7 @@ pub mod keys {
 }
 
 /// The config a command acts on.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ConfigInForce {
     /// The file it comes from.
     pub path: PathBuf,
@@ -103,7 +103,7 @@ pub struct RunFlags {
 }
 
 /// Everything a run resolves from its flags and the state dir.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Resolved {
     /// The config in force.
     pub config: ConfigInForce,
@@ -159,6 +159,12 @@ pub struct NodesSnapshot {
     pub levels: Vec<String>,
     /// The nodes.
     pub nodes: Nodes,
+    /// What they were fetched from: instance name, levels and node sources.
+    #[serde(default)]
+    pub key: String,
+    /// When they were fetched, epoch seconds.
+    #[serde(default)]
+    pub fetched_at: i64,
 }
 
 /// The nodes of the last refresh if they fit `config`, else freshly fetched ones.

@@ -78,15 +78,23 @@ pub fn kill(state: &StateDir, job: &str, node: &str) -> Result<(), ControlError>
             job: job.to_string(),
             node: node.to_string(),
         })?;
-    crate::runner::request_kill(
-        &state.invocation_dir(task.invocation),
-        &job_config.kill_subprocess,
-    )
-    .map_err(|message| ControlError::Signal {
+    let signal_error = |message: String| ControlError::Signal {
         job: job.to_string(),
         node: node.to_string(),
         message,
-    })
+    };
+    let signalled = crate::runner::request_kill(
+        &state.invocation_dir(task.invocation),
+        &job_config.kill_subprocess,
+    )
+    .map_err(signal_error)?;
+    if signalled {
+        Ok(())
+    } else {
+        Err(signal_error(
+            "its supervisor is not running (it is starting: try again; or it ended: the next tick records how)".into(),
+        ))
+    }
 }
 
 /// Releases the tasks of `jobs` (only those on `nodes`, unless it is empty) from

@@ -8,6 +8,7 @@
 //!
 //! - [`config`]: the JSON config file, settings and jobs;
 //! - [`nodes`]: node sources and levels;
+//! - [`cron`]: crontab items, the schedules of the `add_time` node source;
 //! - [`resources`]: limits and per-pass slot accounting;
 //! - [`status`]: status values, parsing and backoff;
 //! - [`scheduler`]: the pure scheduling pass and its policies;
@@ -17,6 +18,9 @@
 //! - [`state`]: the state directory and its lock;
 //! - [`context`]: what a command resolves from its flags and the state dir;
 //! - [`tick`]: one scheduling iteration over the state directory;
+//! - [`daemon`]: iterations in one long-running process;
+//! - [`control`]: killing tasks and forgiving failures from outside an iteration;
+//! - [`why`]: why one task is or is not running;
 //! - [`run_task`]: one task now, in the foreground;
 //! - [`report`]: the `status` document;
 //! - [`http`]: the REST API, status page and metrics;
@@ -29,6 +33,8 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod control;
+pub mod cron;
+pub mod daemon;
 pub mod http;
 pub mod nodes;
 pub mod report;
@@ -43,5 +49,6 @@ pub mod store;
 pub mod task;
 pub mod tick;
 pub mod time;
+pub mod why;
 
 pub use time::now;

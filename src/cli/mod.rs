@@ -3,6 +3,7 @@
 
 mod check;
 mod control;
+mod daemon;
 mod docs;
 mod init;
 mod logs;
@@ -11,6 +12,7 @@ mod serve_http;
 mod status;
 mod supervise;
 mod tick;
+mod why;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -116,6 +118,9 @@ pub enum Command {
     Init(init::InitArgs),
     /// One scheduling iteration: reload config and nodes, record finished tasks, start what fits.
     Tick(tick::TickArgs),
+    /// Scheduling iterations in one long-running process (SIGTERM/SIGINT stop it;
+    /// tasks keep running).
+    Daemon(daemon::DaemonArgs),
     /// Run one task now in the foreground and record its status; exit 0 only if it is done.
     RunTask(run_task::RunTaskArgs),
     /// Per-job task counts, and with --tasks one row per task.
@@ -124,6 +129,9 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Validate the config; print every problem; exit 2 if there is any.
     Check(check::CheckArgs),
+    /// Why a task is or is not running: its status, backoff, a disabled job or node,
+    /// a filter, an unfinished dependency, or the exact resource and who holds it.
+    Why(why::WhyArgs),
     /// Kill a running task (its job's kill_subprocess, on its whole process group).
     Kill(control::KillArgs),
     /// Let failed and backed-off tasks of a job run again (durably).
@@ -145,10 +153,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Init(args) => init::run(&state, &cli, args),
         Command::Tick(args) => tick::run(&state, &cli, args),
+        Command::Daemon(args) => daemon::run(&state, &cli, args),
         Command::RunTask(args) => run_task::run(&state, &cli, args),
         Command::Status(args) => status::run(&state, &cli, args),
         Command::Logs(args) => logs::run(&state, args),
         Command::Check(args) => check::run(&state, &cli, args),
+        Command::Why(args) => why::run(&state, &cli, args),
         Command::Kill(args) => control::kill(&state, args),
         Command::Forgive(args) => control::forgive(&state, args),
         Command::ServeHttp(args) => serve_http::run(&state, &cli, args),
@@ -170,6 +180,12 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
         }
         if let Some(
             crate::run_task::RunTaskError::Usage(_) | crate::run_task::RunTaskError::Config(_),
+        ) = cause.downcast_ref()
+        {
+            return ExitCode::Usage as i32;
+        }
+        if let Some(
+            crate::why::WhyError::UnknownJob { .. } | crate::why::WhyError::NotATask { .. },
         ) = cause.downcast_ref()
         {
             return ExitCode::Usage as i32;

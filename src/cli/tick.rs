@@ -32,6 +32,10 @@ pub struct TickArgs {
     /// Seconds between log prunes; 0 disables pruning.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     log_prune_frequency: i64,
+    /// Reuse the nodes fetched by an earlier tick for this long (node scripts do not
+    /// rerun); a change of node sources, levels or instance name refetches at once.
+    #[arg(long, value_name = "MS", default_value_t = 300_000)]
+    nodes_update_ms: i64,
 }
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> anyhow::Result<i32> {
@@ -44,6 +48,8 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> anyhow::Resul
         dry_run: args.dry_run,
         log_retention_secs: args.log_retention,
         log_prune_frequency_secs: args.log_prune_frequency,
+        nodes_update_ms: args.nodes_update_ms,
+        config_update_ms: 0,
     };
     let exe = std::env::current_exe().context("finding the bistro binary to run supervisors")?;
     let mut runner = LocalRunner::new(state.clone(), exe);
@@ -176,6 +182,7 @@ fn print_human(
             config,
             nodes,
             waiting,
+            ..
         } = explained;
         for w in waiting {
             let message = w.reason.describe(config, nodes, report.now);

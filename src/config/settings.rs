@@ -47,14 +47,14 @@ pub enum NodeOrder {
 /// One `nodes.node_sources` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeSourceSpec {
-    /// The fetcher name: `manual`, `range_label`, `script` or `empty`.
+    /// The fetcher name: `manual`, `range_label`, `script`, `empty` or `add_time`.
     pub source: String,
     /// The fetcher's preferences.
     pub prefs: Map<String, Value>,
 }
 
 /// The node source names we know.
-pub const NODE_SOURCES: [&str; 4] = ["manual", "range_label", "script", "empty"];
+pub const NODE_SOURCES: [&str; 5] = ["manual", "range_label", "script", "empty", "add_time"];
 
 /// How a kill is delivered (`kill_subprocess.method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -405,7 +405,36 @@ fn parse_node_source(v: &Value, rec: &mut ErrorRecord) -> Option<NodeSourceSpec>
             return None;
         }
     };
+    if source == "add_time" {
+        if let Err(errors) = crate::nodes::add_time::validate_prefs(&prefs) {
+            for e in errors {
+                record_prefs_error(rec.nested("prefs"), &prefs, &e.path, e.message);
+            }
+            return None;
+        }
+    }
     Some(NodeSourceSpec { source, prefs })
+}
+
+/// Records `message` at `path` below a node source's prefs, with the value found there.
+fn record_prefs_error(
+    rec: &mut ErrorRecord,
+    prefs: &Map<String, Value>,
+    path: &[String],
+    message: String,
+) {
+    let value = path.split_first().and_then(|(first, rest)| {
+        rest.iter().try_fold(prefs.get(first)?, |v, key| match v {
+            Value::Object(obj) => obj.get(key),
+            Value::Array(items) => items.get(key.parse::<usize>().ok()?),
+            _ => None,
+        })
+    });
+    let at = path.iter().fold(rec, |at, key| at.nested(key.as_str()));
+    match value {
+        Some(value) => at.set_error(value, message),
+        None => at.error = Some(message),
+    }
 }
 
 fn parse_nodes(nodes: &Value, rec: &mut ErrorRecord) -> (Levels, NodeOrder, Vec<NodeSourceSpec>) {
@@ -821,6 +850,54 @@ mod tests {
             Settings::parse(&w).unwrap_err().flatten()[0].0,
             "worker_resources_override.w1"
         );
+    }
+
+    #[test]
+    fn a_bad_add_time_schedule_is_a_config_error_naming_the_key() {
+        let config = |cron: Value| {
+            json!({"bistro_settings": {
+                "nodes": {"levels": ["time"], "node_sources": [{
+                    "source": "add_time",
+                    "prefs": {"parent_level": "instance", "schedule": [
+                        {"lifetime": 60, "cron": {"epoch": {"period": 60}}},
+                        {"lifetime": 60, "cron": cron},
+                    ]},
+                }]},
+                "resources": {},
+            }})
+        };
+        let problems = |cron: Value| {
+            crate::config::Config::from_value(&config(cron))
+                .unwrap_err()
+                .problems()
+        };
+        let dst = json!(["skip", "repeat_use_both"]);
+        let feb30 =
+            problems(json!({"minute": 0, "day_of_month": 30, "month": "Feb", "dst_fixes": dst}));
+        assert_eq!(feb30.len(), 1);
+        assert_eq!(
+            feb30[0].0,
+            "bistro_settings.nodes.node_sources.0.prefs.schedule.1.cron"
+        );
+        assert!(feb30[0].1.contains("February 30"), "{}", feb30[0].1);
+        let chicken = problems(json!({"minute": 0, "day_of_week": "Chicken", "dst_fixes": dst}));
+        assert_eq!(
+            chicken[0].0,
+            "bistro_settings.nodes.node_sources.0.prefs.schedule.1.cron.day_of_week"
+        );
+        assert!(
+            chicken[0].1.starts_with("unknown name \"Chicken\""),
+            "{}",
+            chicken[0].1
+        );
+        assert!(
+            chicken[0].1.ends_with("(value: \"Chicken\")"),
+            "{}",
+            chicken[0].1
+        );
+        let good =
+            crate::config::Config::from_value(&config(json!({"minute": 0, "dst_fixes": dst})));
+        assert!(good.is_ok());
     }
 
     #[test]

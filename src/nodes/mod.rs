@@ -1,6 +1,7 @@
 //! Nodes and levels (bistro-scheduling §2): the instance node, then the output of each
 //! node source in order. Each source is a [`NodeFetcher`], Bistro's plugin point.
 
+pub mod add_time;
 mod manual;
 mod range_label;
 mod script;
@@ -124,6 +125,7 @@ fn fetcher(name: &str) -> Option<Box<dyn NodeFetcher>> {
         "range_label" => Box::new(range_label::RangeLabelFetcher),
         "script" => Box::new(script::ScriptFetcher),
         "empty" => Box::new(EmptyFetcher),
+        "add_time" => Box::new(add_time::AddTimeFetcher),
         _ => return None,
     })
 }

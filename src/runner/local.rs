@@ -155,34 +155,36 @@ impl TaskRunner for LocalRunner {
         let _ = std::fs::remove_dir_all(self.state.invocation_dir(task.invocation));
     }
 
+    /// A run whose supervisor is already gone needs no kill: the next tick records
+    /// how it ended.
     fn kill(&mut self, task: &RunningTask, request: &KillRequest) -> Result<(), RunnerError> {
-        request_kill(&self.state.invocation_dir(task.invocation), request).map_err(|message| {
-            RunnerError {
+        request_kill(&self.state.invocation_dir(task.invocation), request)
+            .map(drop)
+            .map_err(|message| RunnerError {
                 job: task.job.clone(),
                 node: task.node.clone(),
                 message,
-            }
-        })
+            })
     }
 }
 
 /// Asks the supervisor of the run in `dir` to kill its task as `request` says: the
 /// request is written beside the launch spec, then the supervisor gets SIGTERM and
-/// signals the task's process group.
-pub fn request_kill(dir: &Path, request: &KillRequest) -> Result<(), String> {
-    let supervisor = process::read_record(&dir.join("supervisor.pid"))
-        .filter(process::ProcessId::is_alive)
-        .ok_or_else(|| {
-            "its supervisor is not running (starting, or gone: the next tick records how it ended)"
-                .to_string()
-        })?;
+/// signals the task's process group. `Ok(false)` when no live supervisor is recorded
+/// (it is starting, or it is gone and the next tick records how the run ended).
+pub fn request_kill(dir: &Path, request: &KillRequest) -> Result<bool, String> {
+    let Some(supervisor) =
+        process::read_record(&dir.join("supervisor.pid")).filter(process::ProcessId::is_alive)
+    else {
+        return Ok(false);
+    };
     crate::state::write_replace(
         &dir.join(KILL_REQUEST_FILE),
         &serde_json::to_vec(request).expect("kill requests serialize"),
     )
     .map_err(|e| e.to_string())?;
     supervisor.signal(nix::sys::signal::Signal::SIGTERM, false);
-    Ok(())
+    Ok(true)
 }
 
 /// SIGINT, SIGHUP and SIGTERM ignored while it lives (ignored signals stay ignored

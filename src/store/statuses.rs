@@ -270,6 +270,14 @@ impl StatusStore {
             .map_err(sql_err(&self.path, "writing state metadata"))
     }
 
+    /// Deletes every stored status (running tasks stay recorded), so every task is
+    /// eligible again: `daemon --clean-statuses`. Returns how many were deleted.
+    pub fn clear_statuses(&mut self) -> Result<usize, StoreError> {
+        self.conn
+            .execute("DELETE FROM task_statuses", [])
+            .map_err(sql_err(&self.path, "clearing task statuses"))
+    }
+
     /// Releases the stored statuses of `jobs` (on `nodes` only, unless it is empty)
     /// from permanent failure and backoff, in one transaction. Returns how many changed.
     pub fn forgive(&mut self, jobs: &[String], nodes: &[String]) -> Result<usize, StoreError> {

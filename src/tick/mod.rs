@@ -31,6 +31,10 @@ pub struct TickOptions {
     pub log_retention_secs: i64,
     /// Seconds between prunes.
     pub log_prune_frequency_secs: i64,
+    /// How long fetched nodes are reused before the node sources run again.
+    pub nodes_update_ms: i64,
+    /// How long a [`TickCache`] reuses the config before reading the file again.
+    pub config_update_ms: u64,
 }
 
 /// A finished task as a tick recorded it.
@@ -101,6 +105,8 @@ pub struct TickReport {
     pub kill_errors: Vec<String>,
     /// Tasks running after the tick.
     pub running: usize,
+    /// How long a daemon waits before the next iteration.
+    pub wait_ms: u64,
     /// With `--dry-run`: why each other task waits.
     #[serde(skip)]
     pub explained: Option<Explained>,
@@ -117,6 +123,10 @@ pub struct Explained {
     pub nodes: Nodes,
     /// Every task that neither runs nor would start, with its reason.
     pub waiting: Vec<Waiting>,
+    /// The tasks the pass saw running.
+    pub running: Vec<RunningTask>,
+    /// The statuses the pass saw, finished runs included.
+    pub statuses: Statuses,
 }
 
 /// A failure that stops the tick.
@@ -259,25 +269,54 @@ fn sweep_stray_dirs(state: &StateDir, running: &[RunningTask]) {
     }
 }
 
-/// Stores the node list when it changed, for `status` to count tasks without
-/// re-running node sources.
-fn remember_nodes(
+/// The nodes for this pass: the last fetch while it is younger than
+/// `nodes_update_ms` and was made from the same levels, node sources and instance
+/// name (so a cron tick does not rerun node scripts every minute), else a new fetch,
+/// which a real tick stores for the next ones and for `status`. Failed fetches are
+/// not stored: the next tick tries again.
+fn current_nodes(
     store: &mut StatusStore,
     config: &Config,
-    nodes: &Nodes,
-) -> Result<(), StoreError> {
-    let levels = (0..config.settings.levels.len())
-        .map(|i| config.settings.levels.name(i).to_string())
+    instance: &str,
+    opts: &TickOptions,
+    now: i64,
+) -> Result<Result<Nodes, crate::nodes::NodeError>, StoreError> {
+    let settings = &config.settings;
+    let levels: Vec<String> = (0..settings.levels.len())
+        .map(|i| settings.levels.name(i).to_string())
         .collect();
-    let text = serde_json::to_string(&NodesSnapshot {
-        levels,
-        nodes: nodes.clone(),
-    })
-    .expect("serializes");
-    if store.meta(keys::NODES)?.as_deref() != Some(text.as_str()) {
-        store.set_meta(&[(keys::NODES, &text)])?;
+    let sources: Vec<serde_json::Value> = settings
+        .node_sources
+        .iter()
+        .map(|s| json!({"source": s.source, "prefs": s.prefs}))
+        .collect();
+    let key = json!({"instance": instance, "levels": levels, "sources": sources}).to_string();
+    let stored = store.meta(keys::NODES)?;
+    if let Some(snapshot) = stored
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<NodesSnapshot>(text).ok())
+    {
+        let age_ms = (now - snapshot.fetched_at).saturating_mul(1000);
+        if snapshot.key == key && age_ms < opts.nodes_update_ms {
+            return Ok(Ok(snapshot.nodes));
+        }
     }
-    Ok(())
+    let nodes = match fetch_nodes(settings, instance) {
+        Ok(nodes) => nodes,
+        Err(e) => return Ok(Err(e)),
+    };
+    if !opts.dry_run {
+        let snapshot = NodesSnapshot {
+            levels,
+            nodes,
+            key,
+            fetched_at: now,
+        };
+        let text = serde_json::to_string(&snapshot).expect("serializes");
+        store.set_meta(&[(keys::NODES, &text)])?;
+        return Ok(Ok(snapshot.nodes));
+    }
+    Ok(Ok(nodes))
 }
 
 /// The record of a run about to start: its backoff step if it fails is computed now
@@ -311,8 +350,31 @@ pub fn tick(
     opts: &TickOptions,
     runner: &mut dyn TaskRunner,
 ) -> Result<TickReport, TickError> {
+    tick_with(state, opts, runner, &mut TickCache::default())
+}
+
+/// What a long-running scheduler keeps between iterations: the config it resolved,
+/// re-read only every `config_update_ms`.
+#[derive(Debug, Default)]
+pub struct TickCache {
+    config: Option<(std::time::Instant, Resolved)>,
+}
+
+/// [`tick`] for a scheduler that runs many iterations in one process.
+pub fn tick_with(
+    state: &StateDir,
+    opts: &TickOptions,
+    runner: &mut dyn TaskRunner,
+    cache: &mut TickCache,
+) -> Result<TickReport, TickError> {
     let began = std::time::Instant::now();
-    let report = iterate(state, opts, runner)?;
+    let mut report = iterate(state, opts, runner, cache)?;
+    let settings = cache
+        .config
+        .as_ref()
+        .and_then(|(_, r)| r.config.config.as_ref())
+        .map(|c| &c.settings);
+    report.wait_ms = next_wait_ms(&report, settings);
     if !opts.dry_run {
         let summary = LastTick {
             time: report.now,
@@ -330,6 +392,26 @@ pub fn tick(
         StatusStore::open(&state.statuses_db())?.set_meta(&[(keys::LAST_TICK, &text)])?;
     }
     Ok(report)
+}
+
+/// How long a long-running scheduler waits before its next iteration, as Bistro's
+/// loop does (bistro-runtime §1.4): 5 s after a config or node failure, `idle_wait`
+/// when the scheduler is disabled or nothing runs, `working_wait` otherwise.
+fn next_wait_ms(report: &TickReport, settings: Option<&crate::config::Settings>) -> u64 {
+    const AFTER_FAILURE_MS: u64 = 5000;
+    let Some(settings) = settings else {
+        return AFTER_FAILURE_MS;
+    };
+    let ms = |v: i64| u64::try_from(v).unwrap_or(0);
+    if !report.scheduler_enabled {
+        ms(settings.idle_wait_ms)
+    } else if report.nodes_error.is_some() {
+        AFTER_FAILURE_MS
+    } else if report.running > 0 {
+        ms(settings.working_wait_ms)
+    } else {
+        ms(settings.idle_wait_ms)
+    }
 }
 
 /// What the last real tick did, kept in meta `last_tick` for `serve-http` and metrics.
@@ -362,6 +444,7 @@ fn iterate(
     state: &StateDir,
     opts: &TickOptions,
     runner: &mut dyn TaskRunner,
+    cache: &mut TickCache,
 ) -> Result<TickReport, TickError> {
     let now = crate::now();
     let mut report = TickReport {
@@ -377,7 +460,18 @@ fn iterate(
         Some(LogStore::open(&state.logs_db())?)
     };
 
-    let resolved = context::resolve(state, &store, &opts.flags)?;
+    let period = std::time::Duration::from_millis(opts.config_update_ms);
+    let resolved = match cache.config.take() {
+        Some((at, resolved)) if at.elapsed() < period => {
+            cache.config = Some((at, resolved.clone()));
+            resolved
+        }
+        _ => {
+            let resolved = context::resolve(state, &store, &opts.flags)?;
+            cache.config = Some((std::time::Instant::now(), resolved.clone()));
+            resolved
+        }
+    };
     note_config(&mut report, &resolved);
     if !opts.dry_run {
         remember_run(&mut report, &mut store, &resolved, opts)?;
@@ -391,6 +485,20 @@ fn iterate(
         sweep_stray_dirs(state, &still);
         running = still;
         prune_logs(&mut store, logs, opts, now)?;
+    } else {
+        running.retain(|task| {
+            let Some(result) = crate::runner::read_result(&state.invocation_dir(task.invocation))
+            else {
+                return true;
+            };
+            let status = apply_status(
+                statuses.get(&task.job, &task.node),
+                result.status,
+                task.next_backoff,
+            );
+            statuses.insert(&task.job, &task.node, status, task.attempts);
+            false
+        });
     }
     report.running = running.len();
 
@@ -404,16 +512,13 @@ fn iterate(
     };
     report.job_errors = config.job_problems();
     report.scheduler_enabled = config.settings.enabled;
-    let nodes = match fetch_nodes(&config.settings, &instance) {
+    let nodes = match current_nodes(&mut store, &config, &instance, opts, now)? {
         Ok(nodes) => nodes,
         Err(e) => {
             report.nodes_error = Some(e.to_string());
             return Ok(report);
         }
     };
-    if !opts.dry_run {
-        remember_nodes(&mut store, &config, &nodes)?;
-    }
     if !config.settings.enabled {
         return Ok(report);
     }
@@ -444,6 +549,8 @@ fn iterate(
             waiting: planned.waiting,
             config,
             nodes,
+            running,
+            statuses,
         });
         return Ok(report);
     }

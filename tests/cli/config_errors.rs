@@ -208,3 +208,41 @@ fn run_task_exits_1_when_the_node_script_fails() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot fetch nodes"));
 }
+
+#[test]
+fn bad_filters_and_dependencies_are_job_errors_naming_the_key_and_others_run() {
+    let env = Env::new();
+    let task = done_task(&env);
+    env.config(&config_with_jobs(
+        4,
+        r#""bistro_job->regex": {"owner": "me", "filters": {"level2": {"whitelist_regex": "node(1"}}},
+           "bistro_job->level": {"owner": "me", "filters": {"no_such_level": {"whitelist": ["x"]}}},
+           "bistro_job->fraction": {"owner": "me", "filters": {"level2": {"fraction_of_nodes": 1.5}}},
+           "bistro_job->cycle_a": {"owner": "me", "depends_on": ["cycle_b"]},
+           "bistro_job->cycle_b": {"owner": "me", "depends_on": ["cycle_a"]},
+           "bistro_job->missing": {"owner": "me", "depends_on": ["nosuch"]},
+           "bistro_job->good": {"owner": "me"}"#,
+    ));
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for (job, key) in [
+        ("regex", "filters.level2.whitelist_regex"),
+        ("level", "filters.no_such_level"),
+        ("fraction", "filters.level2.fraction_of_nodes"),
+        ("cycle_a", "depends_on"),
+        ("cycle_b", "depends_on"),
+        ("missing", "depends_on.0"),
+    ] {
+        assert!(
+            stdout.contains(&format!("bistro_job->{job}: {key}")),
+            "{job} {key} not named in:\n{stdout}"
+        );
+    }
+    let status = env.tick_until(&["--worker-command", &task], |s| all_done(s, "good"));
+    for job in [
+        "regex", "level", "fraction", "cycle_a", "cycle_b", "missing",
+    ] {
+        assert_eq!(count(&status, job, "not_started"), 4, "{job} must not run");
+    }
+}

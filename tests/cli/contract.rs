@@ -199,6 +199,44 @@ fn range_label_and_script_sources_build_the_node_tree() {
 }
 
 #[test]
+fn add_time_nodes_follow_the_system_time_zone() {
+    let env = Env::new();
+    env.config(
+        r#"{"bistro_settings": {"enabled": true,
+              "nodes": {"levels": ["time"], "node_sources": [{"source": "add_time", "prefs": {
+                "parent_level": "instance",
+                "schedule": [{"lifetime": 14400, "enabled_lifetime": 900, "cron": {
+                  "minute": [33, 47, 58], "hour": {"start": 1, "period": 4},
+                  "dst_fixes": ["skip", "repeat_use_both"]}}]}}]},
+              "resources": {}},
+            "bistro_job->j": {"owner": "me"}}"#,
+    );
+    env.ok(&["init"]);
+    // 39200 is Thu Jan 1 1970 05:53:20 EST: 01:58 and 05:33 EST are live but
+    // disabled, 05:47 EST is enabled. In UTC the events would be 09:33, 09:47, 09:58.
+    let out = env
+        .cmd(&["tick", "--dry-run", "--instance-node-name", "inst"])
+        .env("TZ", "EST5EDT,M3.2.0,M11.1.0")
+        .env("BISTRO_FAKE_NOW", "39200")
+        .output()
+        .unwrap();
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(out.contains("would start j/inst:38820"), "{out}");
+    for disabled in ["inst:37980", "inst:25080"] {
+        assert!(
+            out.contains(&format!(
+                "waiting j/{disabled}: node {disabled} is disabled"
+            )),
+            "{out}"
+        );
+    }
+    assert!(
+        out.contains("tick --dry-run: 1 would start, 0 finished, 0 running"),
+        "{out}"
+    );
+}
+
+#[test]
 fn lexicographic_node_order_tries_the_last_name_first() {
     let env = Env::new();
     let ledger = env.path("ledger");

@@ -61,17 +61,6 @@ fn parent_of(pid: i32) -> i32 {
         .unwrap()
 }
 
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        let state = s[s.rfind(')').unwrap() + 2..]
-            .split(' ')
-            .next()
-            .unwrap()
-            .to_string();
-        state != "Z" && state != "X"
-    })
-}
-
 #[test]
 fn a_killed_supervisor_is_reported_and_its_task_group_dies() {
     let env = Env::new();

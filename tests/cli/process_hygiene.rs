@@ -2,15 +2,6 @@
 
 use crate::util::*;
 
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !matches!(
-            s[s.rfind(')').unwrap() + 2..].split(' ').next(),
-            Some("Z" | "X")
-        )
-    })
-}
-
 #[test]
 fn a_background_child_holding_the_output_is_killed_after_the_task_exits() {
     let env = Env::new();

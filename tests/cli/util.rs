@@ -171,6 +171,16 @@ pub fn config_with_jobs(concurrency: u32, jobs: &str) -> String {
     )
 }
 
+/// Is the process alive (not a zombie)?
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !matches!(
+            s[s.rfind(')').unwrap() + 2..].split(' ').next(),
+            Some("Z" | "X")
+        )
+    })
+}
+
 /// Reads a file, or "" if it does not exist.
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
@@ -178,6 +188,7 @@ pub fn read(path: &Path) -> String {
 
 /// What a ledger of `start NODE` / `end NODE` / `overlap NODE` lines (appended by
 /// probe tasks) shows.
+#[derive(Debug)]
 pub struct Ledger {
     /// Most tasks running at once (counting a run that never wrote `end` as running).
     pub peak: i32,

@@ -1,0 +1,67 @@
+//! `bistro why JOB NODE`: why a task is or is not running.
+
+use super::Cli;
+use crate::runner::LocalRunner;
+use crate::sanitize::for_terminal;
+use crate::state::StateDir;
+use crate::tick::TickOptions;
+use anyhow::Context;
+use clap::Args;
+
+/// `bistro why`.
+#[derive(Debug, Args)]
+pub struct WhyArgs {
+    /// The job.
+    job: String,
+    /// The node.
+    node: String,
+    /// Print one JSON object: job, node, state, reason, message, the reason's details
+    /// (resource, used, limit, holders, backoff_until, ...) and the stored status.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) fn run(state: &StateDir, cli: &Cli, args: &WhyArgs) -> anyhow::Result<i32> {
+    if !state.statuses_db().exists() {
+        anyhow::bail!(
+            "state dir {} has no status database yet: run `bistro init` or a tick first",
+            state.root().display()
+        );
+    }
+    let opts = TickOptions {
+        flags: crate::context::RunFlags {
+            config: cli.config.clone(),
+            ..Default::default()
+        },
+        // The nodes the last tick fetched, as the next one will most likely see them.
+        nodes_update_ms: 300_000,
+        ..Default::default()
+    };
+    let exe = std::env::current_exe().context("finding the bistro binary")?;
+    let mut runner = LocalRunner::new(state.clone(), exe);
+    let why = crate::why::why(state, &opts, &mut runner, &args.job, &args.node)?;
+    if args.json {
+        println!("{}", why.json);
+    } else {
+        println!(
+            "{}/{}: {}: {}",
+            for_terminal(&args.job),
+            for_terminal(&args.node),
+            why.state,
+            for_terminal(&why.message)
+        );
+        if let Some(status) = why.json["status"].as_object() {
+            let message = status["data"]["exception"]
+                .as_str()
+                .map(|m| format!(", \"{}\"", for_terminal(m)))
+                .unwrap_or_default();
+            println!(
+                "  last status: {} at {}, {} attempt(s){message}",
+                status["status"].as_str().unwrap_or("?"),
+                crate::time::rfc3339(status["time"].as_i64().unwrap_or(0)),
+                status["attempts"]
+            );
+        }
+    }
+    Ok(super::ExitCode::Success as i32)
+}

@@ -1,0 +1,109 @@
+//! `bistro daemon`: the tick loop kept in one process (bistro-runtime §1.4). Each
+//! iteration is exactly a `tick`; between them the daemon keeps its config (re-read
+//! every `config_update_ms`) and waits as Bistro does (`working_wait` while tasks run,
+//! `idle_wait` otherwise, 5 s after a failure). The caller holds the state lock.
+//!
+//! Tasks belong to their detached supervisors, not to the daemon: stopping it (or
+//! killing it) leaves them running, and the next daemon or tick records their ends.
+
+use crate::runner::TaskRunner;
+use crate::scheduler::WaitReason;
+use crate::state::StateDir;
+use crate::tick::{tick, tick_with, TickCache, TickError, TickOptions, TickReport};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How a daemon runs.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// What each iteration does.
+    pub tick: TickOptions,
+    /// End once nothing runs and nothing can start (a batch run).
+    pub exit_when_done: bool,
+}
+
+/// Why a daemon returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaemonEnd {
+    /// Asked to stop (SIGTERM, SIGINT).
+    Stopped,
+    /// `exit_when_done`, and nothing runs or can start any more.
+    Done,
+    /// `exit_when_done`, and no usable config exists, so nothing can ever start.
+    NoConfig,
+}
+
+/// Runs iterations until `stop` is set or, with `exit_when_done`, the work is over.
+/// `on_iteration` sees every iteration's report (for logs and monitoring).
+pub fn run(
+    state: &StateDir,
+    opts: &DaemonOptions,
+    runner: &mut dyn TaskRunner,
+    stop: &AtomicBool,
+    on_iteration: &mut dyn FnMut(&TickReport),
+) -> Result<DaemonEnd, TickError> {
+    let mut cache = TickCache::default();
+    while !stop.load(Ordering::SeqCst) {
+        let report = tick_with(state, &opts.tick, runner, &mut cache)?;
+        on_iteration(&report);
+        reap_exited_children();
+        if opts.exit_when_done && report.running == 0 && report.started.is_empty() {
+            if !report.config_errors.is_empty() && !report.using_last_good {
+                return Ok(DaemonEnd::NoConfig);
+            }
+            if report.nodes_error.is_none() && nothing_can_start(state, opts, runner)? {
+                return Ok(DaemonEnd::Done);
+            }
+        }
+        wait(Duration::from_millis(report.wait_ms), stop);
+    }
+    Ok(DaemonEnd::Stopped)
+}
+
+/// With nothing running, can any task still start later? Only one that backs off:
+/// every other waiting reason (done, failed, filtered, disabled, a dependency that
+/// cannot finish) stays as it is until a person acts.
+fn nothing_can_start(
+    state: &StateDir,
+    opts: &DaemonOptions,
+    runner: &mut dyn TaskRunner,
+) -> Result<bool, TickError> {
+    let dry = TickOptions {
+        dry_run: true,
+        ..opts.tick.clone()
+    };
+    let report = tick(state, &dry, runner)?;
+    let Some(explained) = report.explained else {
+        return Ok(true);
+    };
+    Ok(report.started.is_empty()
+        && !explained
+            .waiting
+            .iter()
+            .any(|w| matches!(w.reason, WaitReason::Backoff { .. })))
+}
+
+/// Sleeps up to `period`, waking early when `stop` is set.
+fn wait(period: Duration, stop: &AtomicBool) {
+    const SLICE: Duration = Duration::from_millis(50);
+    let until = Instant::now() + period;
+    while !stop.load(Ordering::SeqCst) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(SLICE));
+    }
+}
+
+/// Reaps supervisors that this process started and that have exited (they are its
+/// children until then), so a long-running daemon leaves no zombies. Runs between
+/// iterations only, when no other child of ours is being waited for.
+fn reap_exited_children() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    while let Ok(status) = waitpid(nix::unistd::Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}

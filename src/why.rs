@@ -1,0 +1,183 @@
+//! `bistro why JOB NODE`: why one task is or is not running, from the same dry-run
+//! pass as `tick --dry-run`, plus what the status database says of the task.
+
+use crate::runner::TaskRunner;
+use crate::state::StateDir;
+use crate::store::{StatusStore, StoreError};
+use crate::tick::{tick, TickError, TickOptions};
+use serde_json::{json, Value};
+
+/// The answer for one task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Why {
+    /// `running`, `would_start`, `done` or `waiting`.
+    pub state: &'static str,
+    /// A stable reason code (the wait reasons of `tick --dry-run`, or `running`,
+    /// `would_start`, `done`, `scheduler_disabled`, `no_config`, `nodes_error`).
+    pub reason: &'static str,
+    /// One sentence for humans.
+    pub message: String,
+    /// The whole answer as JSON: the fields above, the reason's details (resource,
+    /// holders, backoff deadline, ...) and the stored status.
+    pub json: Value,
+}
+
+/// Why `why` could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum WhyError {
+    /// The job is not in the config in force.
+    #[error("Unknown job {job}: the config in force has no \"bistro_job->{job}\"")]
+    UnknownJob {
+        /// The job asked about.
+        job: String,
+    },
+    /// The node is not one of the job's task nodes.
+    #[error("{node} is not a node of level {level}, where job {job} runs its tasks")]
+    NotATask {
+        /// The job.
+        job: String,
+        /// The node asked about.
+        node: String,
+        /// The job's `level_for_tasks`.
+        level: String,
+    },
+    /// The state dir or its databases failed.
+    #[error(transparent)]
+    Tick(#[from] TickError),
+}
+
+impl From<StoreError> for WhyError {
+    fn from(e: StoreError) -> Self {
+        WhyError::Tick(e.into())
+    }
+}
+
+/// Explains (job, node) with a dry-run pass: writes nothing, starts nothing.
+pub fn why(
+    state: &StateDir,
+    opts: &TickOptions,
+    runner: &mut dyn TaskRunner,
+    job: &str,
+    node: &str,
+) -> Result<Why, WhyError> {
+    let opts = TickOptions {
+        dry_run: true,
+        ..opts.clone()
+    };
+    let report = tick(state, &opts, runner)?;
+    let (statuses, running) = match &report.explained {
+        Some(e) => (e.statuses.clone(), e.running.clone()),
+        None => {
+            let store = StatusStore::open(&state.statuses_db())?;
+            (store.load_statuses()?, store.running()?)
+        }
+    };
+    let status = statuses.get(job, node).map_or(Value::Null, |s| {
+        json!({"status": s.name().as_str(), "time": s.time,
+               "attempts": statuses.attempts(job, node), "backoff_until": s.backoff_until(),
+               "data": s.data_json()})
+    });
+    let running = running.into_iter().find(|t| t.job == job && t.node == node);
+    let answer = |state: &'static str, reason: &'static str, message: String, details: Value| {
+        let mut json = json!({"job": job, "node": node, "state": state, "reason": reason,
+                              "message": message.clone(), "status": status.clone()});
+        if let Value::Object(extra) = details {
+            for (k, v) in extra {
+                json[k.as_str()] = v;
+            }
+        }
+        Why {
+            state,
+            reason,
+            message,
+            json,
+        }
+    };
+    if let Some(task) = running {
+        let message = format!(
+            "running since {} (invocation {})",
+            crate::time::rfc3339(task.invocation.start_time),
+            task.invocation
+        );
+        return Ok(answer(
+            "running",
+            "running",
+            message,
+            json!({"invocation": task.invocation.to_string()}),
+        ));
+    }
+    let Some(explained) = report.explained else {
+        return Ok(blocked(&report, answer));
+    };
+    let config = &explained.config;
+    let nodes = &explained.nodes;
+    let j = config
+        .job_index(job)
+        .ok_or_else(|| WhyError::UnknownJob { job: job.into() })?;
+    let level = config.jobs[j].level_for_tasks;
+    if !nodes.at_level(level).any(|n| nodes.list[n].name == node) {
+        return Err(WhyError::NotATask {
+            job: job.into(),
+            node: node.into(),
+            level: config.settings.levels.name(level).into(),
+        });
+    }
+    if report
+        .started
+        .iter()
+        .any(|s| s.job == job && s.node == node)
+    {
+        let message = "nothing stops it: the next tick starts it".to_string();
+        return Ok(answer("would_start", "would_start", message, Value::Null));
+    }
+    if let Some(w) = explained
+        .waiting
+        .iter()
+        .find(|w| w.job == j && nodes.list[w.node].name == node)
+    {
+        let details =
+            serde_json::to_value(w.to_json(config, nodes, report.now)).expect("serializes");
+        let message = w.reason.describe(config, nodes, report.now);
+        return Ok(answer("waiting", w.reason.code(), message, details));
+    }
+    Ok(answer(
+        "done",
+        "done",
+        "done: it will not run again unless its status is cleared".into(),
+        Value::Null,
+    ))
+}
+
+/// The answer when no pass could run: no config, no nodes, or the scheduler is off.
+fn blocked(
+    report: &crate::tick::TickReport,
+    answer: impl Fn(&'static str, &'static str, String, Value) -> Why,
+) -> Why {
+    if !report.config_errors.is_empty() && !report.using_last_good {
+        let problems: Vec<String> = report
+            .config_errors
+            .iter()
+            .map(|(at, m)| format!("{at}: {m}"))
+            .collect();
+        return answer(
+            "waiting",
+            "no_config",
+            format!("no usable config: {}", problems.join("; ")),
+            Value::Null,
+        );
+    }
+    if let Some(e) = &report.nodes_error {
+        return answer(
+            "waiting",
+            "nodes_error",
+            format!("the nodes cannot be fetched: {e}"),
+            Value::Null,
+        );
+    }
+    answer(
+        "waiting",
+        "scheduler_disabled",
+        "the scheduler is disabled: set \"enabled\": true in bistro_settings".into(),
+        Value::Null,
+    )
+}

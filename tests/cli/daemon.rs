@@ -1,0 +1,196 @@
+//! `bistro daemon`: the seed demo in one process, batch exits, the state lock, clean
+//! stops and restarts that lose no status and start nothing twice.
+
+use crate::util::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::process::{Child, Stdio};
+
+/// A daemon in the background, killed if the test ends early.
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(env: &Env, args: &[&str]) -> Self {
+        let mut all = vec!["daemon"];
+        all.extend_from_slice(args);
+        let child = env
+            .spawn_cmd(&all)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
+    fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.0.id() as i32), sig).unwrap();
+    }
+
+    /// Waits for the daemon to exit; returns its exit code and stderr.
+    fn wait(mut self) -> (Option<i32>, String) {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let code = loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                break status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the daemon did not exit"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(self.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+        (code, err)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A probe task (see util) that waits for the file `release` before finishing.
+fn held_probe(env: &Env, ledger: &std::path::Path) -> std::path::PathBuf {
+    probe_task(
+        env,
+        ledger,
+        &format!(
+            "0; while [ ! -e {} ]; do sleep 0.05; done",
+            env.path("release").display()
+        ),
+    )
+}
+
+/// Tasks of job j running, 0 before the daemon has created the state.
+fn running_count(env: &Env) -> u64 {
+    let out = env.run(&["status", "--json"]);
+    if !out.status.success() {
+        return 0;
+    }
+    count(
+        &serde_json::from_slice(&out.stdout).unwrap(),
+        "j",
+        "running",
+    )
+}
+
+#[test]
+fn the_seed_demo_runs_under_a_daemon_that_exits_when_done() {
+    let env = Env::new();
+    env.config(&config_with_jobs(2, r#""bistro_job->j": {"owner": "me"}"#));
+    let task = env.script("task.sh", "echo done > \"$2\"");
+    let out = env
+        .cmd(&[
+            "daemon",
+            "--worker-command",
+            task.to_str().unwrap(),
+            "--exit-when-done",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stderr.is_empty(), "quiet on success: {out:?}");
+    assert!(all_done(&env.status_json(&[]), "j"));
+}
+
+#[test]
+fn exit_when_done_waits_for_tasks_in_backoff() {
+    let env = Env::new();
+    let tries = env.path("tries");
+    let task = env.script(
+        "task.sh",
+        &format!(
+            "echo x >> {t}.$1\nif [ $(wc -l < {t}.$1) -ge 2 ]; then echo done > \"$2\"; else echo error_backoff > \"$2\"; fi",
+            t = tries.display()
+        ),
+    );
+    env.config(&config_with_jobs(4, r#""bistro_job->j": {"owner": "me"}"#));
+    let out = env
+        .cmd(&[
+            "daemon",
+            "--worker-command",
+            task.to_str().unwrap(),
+            "--exit-when-done",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let status = env.status_json(&["--tasks"]);
+    assert!(
+        all_done(&status, "j"),
+        "every task ran again after its backoff: {status}"
+    );
+}
+
+#[test]
+fn exit_when_done_without_a_usable_config_exits_2() {
+    let env = Env::new();
+    env.config("{ not json");
+    let out = env.cmd(&["daemon", "--exit-when-done"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config.json") && err.contains("no usable config"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_daemon_while_tasks_run_on_and_a_restart_records_them() {
+    let env = Env::new();
+    let ledger = env.path("ledger");
+    let task = held_probe(&env, &ledger);
+    env.config(&config_with_jobs(2, r#""bistro_job->j": {"owner": "me"}"#));
+    let daemon = Daemon::start(&env, &["--worker-command", task.to_str().unwrap()]);
+    env.wait_for("two tasks to run", || running_count(&env) == 2);
+
+    let beside = env.run(&["tick"]);
+    assert_eq!(
+        beside.status.code(),
+        Some(75),
+        "the daemon holds the state lock"
+    );
+
+    daemon.signal(Signal::SIGTERM);
+    let (code, err) = daemon.wait();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(running_count(&env), 2, "the tasks outlive the daemon");
+
+    std::fs::write(env.path("release"), "").unwrap();
+    let out = env.cmd(&["daemon", "--exit-when-done"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(all_done(&env.status_json(&[]), "j"));
+    let ledger = Ledger::read(&ledger);
+    assert!(ledger.each_ran_once(), "{ledger:?}");
+}
+
+#[test]
+fn a_daemon_killed_mid_run_loses_no_status_and_starts_nothing_twice() {
+    let env = Env::new();
+    let ledger = env.path("ledger");
+    let task = held_probe(&env, &ledger);
+    env.config(&config_with_jobs(2, r#""bistro_job->j": {"owner": "me"}"#));
+    let daemon = Daemon::start(&env, &["--worker-command", task.to_str().unwrap()]);
+    env.wait_for("two tasks to run", || running_count(&env) == 2);
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait();
+
+    let restarted = Daemon::start(&env, &["--exit-when-done"]);
+    env.wait_for("the restarted daemon to see the runs", || {
+        read(&ledger)
+            .lines()
+            .filter(|l| l.starts_with("start"))
+            .count()
+            >= 2
+    });
+    std::fs::write(env.path("release"), "").unwrap();
+    let (code, err) = restarted.wait();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(all_done(&env.status_json(&[]), "j"));
+    let ledger = Ledger::read(&ledger);
+    assert!(ledger.each_ran_once(), "{ledger:?}");
+}

@@ -1,0 +1,423 @@
+//! Scheduling fidelity on a three-level model (instance -> host -> db) made by a
+//! `range_label` source and a `script` source, with instance- and host-level
+//! resources: limits, priorities, dependencies, filters, forgiveness, killing, and
+//! `bistro why`.
+
+use crate::util::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Two hosts (`range_label`), two dbs each (`script`): host1.a, host1.b, host2.a,
+/// host2.b. Each host has one `host_slots`; the instance has `slots` slots.
+fn three_levels(env: &Env, slots: u32, extra_settings: &str, jobs: &str) {
+    let dbs = env.script("dbs.sh", "echo \"$1.a\"\necho \"$1.b\"");
+    env.config(&format!(
+        r#"{{
+  "bistro_settings": {{
+    "enabled": true, {extra_settings}
+    "nodes": {{"levels": ["host", "db"], "node_order": "lexicographic", "node_sources": [
+      {{"source": "range_label", "prefs": {{"parent_level": "instance", "start": 1, "end": 2, "format": "host{{i}}"}}}},
+      {{"source": "script", "prefs": {{"parent_level": "host", "script": "{dbs}"}}}}]}},
+    "resources": {{"instance": {{"slots": {{"limit": {slots}, "default": 1}}}},
+                  "host": {{"host_slots": {{"limit": 1, "default": 1}}}}}},
+    "backoff": [1, "fail"]
+  }},
+  {jobs}
+}}"#,
+        dbs = dbs.display()
+    ));
+    env.ok(&["init"]);
+}
+
+/// A task script taking the job name as its first argument (jobs set `"command":
+/// ["TASK", "JOB"]`): holds its host's lock while it runs (recording `overlap HOST`
+/// if another task holds it), logs `start JOB NODE` / `end JOB NODE`, waits until
+/// the file `release` exists, and reports done.
+fn host_probe(env: &Env) -> (PathBuf, PathBuf) {
+    let ledger = env.path("ledger");
+    let locks = env.path("host-locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let task = env.script(
+        "task.sh",
+        &format!(
+            "host=${{2%%.*}}\nexec 9>>{locks}/$host\nflock -n 9 || echo \"overlap $host\" >> {l}\necho \"start $1 $2\" >> {l}\nwhile [ ! -e {release} ]; do sleep 0.05; done\necho \"end $1 $2\" >> {l}\necho done > \"$3\"",
+            locks = locks.display(),
+            l = ledger.display(),
+            release = env.path("release").display()
+        ),
+    );
+    (task, ledger)
+}
+
+fn command(task: &Path, job: &str) -> String {
+    format!(r#"["{}", "{job}"]"#, task.display())
+}
+
+fn ledger_lines(ledger: &Path) -> Vec<String> {
+    read(ledger).lines().map(str::to_string).collect()
+}
+
+fn running(status: &Value) -> Vec<(String, String)> {
+    status["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "running")
+        .map(|t| {
+            (
+                t["job"].as_str().unwrap().to_string(),
+                t["node"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn why(env: &Env, job: &str, node: &str) -> Value {
+    serde_json::from_str(&env.ok(&["why", job, node, "--json"])).unwrap()
+}
+
+#[test]
+fn host_limits_hold_and_ranked_priority_starts_the_higher_job_first() {
+    let env = Env::new();
+    let (task, ledger) = host_probe(&env);
+    three_levels(
+        &env,
+        4,
+        r#""scheduler": "ranked_priority","#,
+        &format!(
+            r#""bistro_job->low": {{"owner": "me", "priority": 1, "command": {low}}},
+               "bistro_job->high": {{"owner": "me", "priority": 10, "command": {high}}}"#,
+            low = command(&task, "low"),
+            high = command(&task, "high")
+        ),
+    );
+    env.ok(&["tick"]);
+    let status = env.status_json(&["--tasks"]);
+    let mut started = running(&status);
+    started.sort();
+    let expected = [("high", "host1.b"), ("high", "host2.b")].map(|(j, n)| (j.into(), n.into()));
+    assert_eq!(
+        started, expected,
+        "one task per host (host_slots limit 1), of the higher-priority job, last name first"
+    );
+    let waiting = why(&env, "high", "host1.a");
+    assert_eq!(waiting["reason"], "resources", "{waiting}");
+    assert_eq!(
+        (
+            &waiting["resource"],
+            &waiting["resource_node"],
+            &waiting["used"],
+            &waiting["limit"]
+        ),
+        (
+            &Value::from("host_slots"),
+            &Value::from("host1"),
+            &Value::from(1),
+            &Value::from(1)
+        )
+    );
+    assert_eq!(waiting["holders"], serde_json::json!(["high/host1.b"]));
+    let busy = why(&env, "high", "host1.b");
+    assert_eq!(busy["state"], "running", "{busy}");
+
+    std::fs::write(env.path("release"), "").unwrap();
+    env.tick_until(&[], |s| all_done(s, "low") && all_done(s, "high"));
+    let lines = ledger_lines(&ledger);
+    assert!(!lines.iter().any(|l| l.starts_with("overlap")), "{lines:?}");
+    let first_low = lines
+        .iter()
+        .position(|l| l.starts_with("start low"))
+        .unwrap();
+    let last_high = lines
+        .iter()
+        .rposition(|l| l.starts_with("start high"))
+        .unwrap();
+    assert!(
+        last_high < first_low,
+        "every high task starts before any low task: {lines:?}"
+    );
+}
+
+#[test]
+fn dependencies_order_jobs_per_node_filters_exclude_and_all_nodes_gates_wait() {
+    let env = Env::new();
+    let (task, ledger) = host_probe(&env);
+    std::fs::write(env.path("release"), "").unwrap();
+    three_levels(
+        &env,
+        4,
+        "",
+        &format!(
+            r#""bistro_job->extract": {{"owner": "me", "command": {extract},
+                 "filters": {{"db": {{"blacklist": ["host1.b"]}}}}}},
+               "bistro_job->load": {{"owner": "me", "command": {load}, "depends_on": ["extract"]}},
+               "bistro_job->report": {{"owner": "me", "command": {report}, "level_for_tasks": "host",
+                 "resources": {{"host_slots": 0}},
+                 "run_only_after_all_nodes_are_done_for": ["extract"]}}"#,
+            extract = command(&task, "extract"),
+            load = command(&task, "load"),
+            report = command(&task, "report")
+        ),
+    );
+    let filtered = why(&env, "extract", "host1.b");
+    assert_eq!(
+        (
+            &filtered["reason"],
+            &filtered["filtered_node"],
+            &filtered["filter"]
+        ),
+        (
+            &Value::from("filtered"),
+            &Value::from("host1.b"),
+            &Value::from("blacklist")
+        ),
+        "{filtered}"
+    );
+    let dependent = why(&env, "load", "host2.a");
+    assert_eq!(
+        (&dependent["reason"], &dependent["waits_for_job"]),
+        (&Value::from("depends_on"), &Value::from("extract")),
+        "{dependent}"
+    );
+    let gated = why(&env, "report", "host1");
+    assert_eq!(
+        gated["reason"], "run_only_after_all_nodes_are_done_for",
+        "{gated}"
+    );
+
+    let status = env.tick_until(&[], |s| {
+        count(s, "report", "done") == 2 && count(s, "load", "done") == 3
+    });
+    assert_eq!(
+        count(&status, "extract", "done"),
+        3,
+        "the filtered node never runs: {status}"
+    );
+    let lines = ledger_lines(&ledger);
+    assert!(
+        !lines.iter().any(|l| l.contains("extract host1.b")),
+        "{lines:?}"
+    );
+    let at = |what: &str| {
+        lines
+            .iter()
+            .position(|l| l == what)
+            .unwrap_or_else(|| panic!("{what} not in {lines:?}"))
+    };
+    for db in ["host1.a", "host2.a", "host2.b"] {
+        assert!(at(&format!("end extract {db}")) < at(&format!("start load {db}")));
+    }
+    let last_extract = lines
+        .iter()
+        .rposition(|l| l.starts_with("end extract"))
+        .unwrap();
+    let first_report = lines
+        .iter()
+        .position(|l| l.starts_with("start report"))
+        .unwrap();
+    assert!(
+        last_extract < first_report,
+        "report waits for every extract: {lines:?}"
+    );
+    let blocked = why(&env, "load", "host1.b");
+    assert_eq!(
+        blocked["reason"], "depends_on",
+        "a filtered dependency never finishes"
+    );
+}
+
+#[test]
+fn a_forgiven_failure_runs_again_and_the_forgiveness_is_durable() {
+    let env = Env::new();
+    let tries = env.path("tries");
+    let task = env.script(
+        "flaky.sh",
+        &format!(
+            "echo x >> {t}\nif [ $(wc -l < {t}) -ge 2 ]; then echo done > \"$3\"; else echo failed > \"$3\"; fi",
+            t = tries.display()
+        ),
+    );
+    three_levels(
+        &env,
+        4,
+        "",
+        &format!(
+            r#""bistro_job->flaky": {{"owner": "me", "command": {cmd},
+                 "filters": {{"db": {{"whitelist": ["host1.a"]}}}}}}"#,
+            cmd = command(&task, "flaky")
+        ),
+    );
+    env.tick_until(&[], |s| count(s, "flaky", "failed") == 1);
+    let failed = why(&env, "flaky", "host1.a");
+    assert_eq!(
+        (&failed["reason"], &failed["status"]["status"]),
+        (&Value::from("failed"), &Value::from("failed")),
+        "{failed}"
+    );
+    env.ok(&["tick"]);
+    assert_eq!(
+        read(&tries).lines().count(),
+        1,
+        "a failed task is not retried"
+    );
+
+    let out = env.ok(&["forgive", "flaky"]);
+    assert!(out.contains("forgave 1 task of flaky"), "{out}");
+    assert_eq!(
+        why(&env, "flaky", "host1.a")["state"],
+        "would_start",
+        "forgiveness is stored, so a new process sees it"
+    );
+    env.tick_until(&[], |s| count(s, "flaky", "done") == 1);
+    assert_eq!(read(&tries).lines().count(), 2);
+
+    let unknown = env.run(&["forgive", "nosuch"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("Unknown job nosuch"));
+}
+
+/// A task that starts a background child in its process group, records both pids,
+/// and runs until killed without writing a status.
+fn sleeper(env: &Env) -> PathBuf {
+    env.script(
+        "sleeper.sh",
+        &format!(
+            "sleep 600 &\necho \"$$ $!\" > {pids}\nwait",
+            pids = env.path("pids").display()
+        ),
+    )
+}
+
+fn task_pids(env: &Env) -> Vec<i32> {
+    read(&env.path("pids"))
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn an_orphan_of_a_disabled_job_is_killed_with_its_process_group() {
+    let env = Env::new();
+    let task = sleeper(&env);
+    let job = |extra: &str| {
+        format!(
+            r#""bistro_job->sleepy": {{"owner": "me", "command": {cmd}, {extra}
+                 "kill_subprocess": {{"method": "term"}},
+                 "filters": {{"db": {{"whitelist": ["host2.a"]}}}}}}"#,
+            cmd = command(&task, "sleepy")
+        )
+    };
+    three_levels(&env, 4, "", &job(""));
+    env.ok(&["tick"]);
+    env.wait_for("the task to record its pids", || task_pids(&env).len() == 2);
+    let pids = task_pids(&env);
+
+    three_levels(
+        &env,
+        4,
+        "",
+        &job(r#""enabled": false, "kill_orphan_tasks_after_sec": 0,"#),
+    );
+    let out = env.run(&["tick"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("killed orphan sleepy/host2.a: its job is disabled"),
+        "{stderr}"
+    );
+    env.wait_for("the task's whole group to die", || {
+        pids.iter().all(|&p| !alive(p))
+    });
+    let status = env.tick_until(&[], |s| count(s, "sleepy", "running") == 0);
+    let t = status["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["node"] == "host2.a")
+        .unwrap()
+        .clone();
+    assert_eq!(t["status"], "incomplete", "{t}");
+    assert_eq!(t["data"]["exception"], "Task killed, no status returned");
+}
+
+#[test]
+fn bistro_kill_ends_a_running_tasks_process_group_and_refuses_what_is_not_running() {
+    let env = Env::new();
+    let task = sleeper(&env);
+    three_levels(
+        &env,
+        4,
+        "",
+        &format!(
+            r#""bistro_job->sleepy": {{"owner": "me", "command": {cmd},
+                 "kill_subprocess": {{"method": "term_wait_kill", "kill_wait_ms": 100}},
+                 "filters": {{"db": {{"whitelist": ["host1.a"]}}}}}}"#,
+            cmd = command(&task, "sleepy")
+        ),
+    );
+    env.ok(&["tick"]);
+    env.wait_for("the task to record its pids", || task_pids(&env).len() == 2);
+    let pids = task_pids(&env);
+
+    let not_running = env.run(&["kill", "sleepy", "host2.a"]);
+    assert_eq!(not_running.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&not_running.stderr)
+            .contains("Unknown running task sleepy, host2.a"),
+        "{not_running:?}"
+    );
+    assert_eq!(
+        env.run(&["kill", "nosuch", "host1.a"]).status.code(),
+        Some(2)
+    );
+
+    let out = env.ok(&["kill", "sleepy", "host1.a"]);
+    assert!(out.contains("signaled sleepy/host1.a"), "{out}");
+    env.wait_for("the task's whole group to die", || {
+        pids.iter().all(|&p| !alive(p))
+    });
+    env.tick_until(&[], |s| count(s, "sleepy", "running") == 0);
+    let t = env.task("sleepy", "host1.a");
+    assert_eq!(t["status"], "incomplete", "{t}");
+}
+
+#[test]
+fn node_scripts_rerun_only_after_nodes_update_ms_or_a_change_of_sources() {
+    let env = Env::new();
+    let runs = env.path("runs");
+    let dbs = env.script(
+        "dbs.sh",
+        &format!("echo run >> {}\necho \"$1.a\"", runs.display()),
+    );
+    let config = |end: u32| {
+        format!(
+            r#"{{"bistro_settings": {{"enabled": true, "nodes": {{"levels": ["host", "db"], "node_sources": [
+                 {{"source": "range_label", "prefs": {{"parent_level": "instance", "start": 1, "end": {end}, "format": "host{{i}}"}}}},
+                 {{"source": "script", "prefs": {{"parent_level": "host", "script": "{dbs}"}}}}]}},
+                 "resources": {{}}}},
+               "bistro_job->j": {{"owner": "me", "enabled": false}}}}"#,
+            dbs = dbs.display()
+        )
+    };
+    env.config(&config(1));
+    let script_runs = || read(&runs).lines().count();
+    env.ok(&["tick", "--worker-command", "true"]);
+    assert_eq!(script_runs(), 1);
+    env.ok(&["tick"]);
+    assert_eq!(
+        script_runs(),
+        1,
+        "the nodes fetched a moment ago are reused"
+    );
+    env.ok(&["tick", "--nodes-update-ms", "0"]);
+    assert_eq!(script_runs(), 2, "a zero period refetches every tick");
+    env.config(&config(2));
+    env.ok(&["tick"]);
+    assert_eq!(
+        script_runs(),
+        4,
+        "new node sources refetch at once (one run per host)"
+    );
+    let why = env.run(&["why", "j", "host2.a", "--json"]);
+    assert!(why.status.success(), "{why:?}");
+    assert_eq!(script_runs(), 4, "why reuses the tick's nodes");
+}
