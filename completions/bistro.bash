@@ -46,6 +46,9 @@ _bistro() {
             bistro,run-task)
                 cmd="bistro__subcmd__run__subcmd__task"
                 ;;
+            bistro,serve-http)
+                cmd="bistro__subcmd__serve__subcmd__http"
+                ;;
             bistro,status)
                 cmd="bistro__subcmd__status"
                 ;;
@@ -88,6 +91,9 @@ _bistro() {
             bistro__subcmd__help,run-task)
                 cmd="bistro__subcmd__help__subcmd__run__subcmd__task"
                 ;;
+            bistro__subcmd__help,serve-http)
+                cmd="bistro__subcmd__help__subcmd__serve__subcmd__http"
+                ;;
             bistro__subcmd__help,status)
                 cmd="bistro__subcmd__help__subcmd__status"
                 ;;
@@ -107,7 +113,7 @@ _bistro() {
 
     case "${cmd}" in
         bistro)
-            opts="-h -V --state-dir --config --color --help --version init tick daemon run-task status logs check why kill forgive completions manpage supervise help"
+            opts="-h -V --state-dir --config --color --help --version init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -265,7 +271,7 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__help)
-            opts="init tick daemon run-task status logs check why kill forgive completions manpage supervise help"
+            opts="init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -405,6 +411,20 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__help__subcmd__run__subcmd__task)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bistro__subcmd__help__subcmd__serve__subcmd__http)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -614,6 +634,36 @@ _bistro() {
                     return 0
                     ;;
                 --wait-lock)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bistro__subcmd__serve__subcmd__http)
+            opts="-h --listen --allow-remote --state-dir --config --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

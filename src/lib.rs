@@ -23,6 +23,7 @@
 //! - [`why`]: why one task is or is not running;
 //! - [`run_task`]: one task now, in the foreground;
 //! - [`report`]: the `status` document;
+//! - [`http`]: the REST API, status page and metrics;
 //! - [`sanitize`], [`time`]: terminal-safe strings, clocks and dates;
 //! - [`cli`]: the `bistro` command line.
 
@@ -34,6 +35,7 @@ pub mod context;
 pub mod control;
 pub mod cron;
 pub mod daemon;
+pub mod http;
 pub mod nodes;
 pub mod report;
 pub mod resources;

@@ -2,13 +2,16 @@
 //! form is a stable contract (`schema_version` 1): extend it, never rename.
 
 use crate::config::Config;
+use crate::context;
 use crate::nodes::Nodes;
+use crate::state::StateDir;
 use crate::status::{StatusName, TaskStatus};
-use crate::store::StatusRow;
+use crate::store::{StatusRow, StatusStore};
 use crate::task::RunningTask;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
 /// The whole document.
 #[derive(Debug, Serialize)]
@@ -179,4 +182,67 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
         jobs,
         tasks: filter.tasks.then_some(tasks),
     }
+}
+
+/// A report read from a state directory, with the config it was computed from.
+#[derive(Debug)]
+pub struct StateReport {
+    /// The document.
+    pub report: StatusReport,
+    /// The config in force.
+    pub config: Config,
+}
+
+/// Why a report cannot be read from a state directory.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The state directory has no status database.
+    #[error("no state in {0}: run `bistro init` (or a tick) first")]
+    NoState(PathBuf),
+    /// Neither the config file nor a last good config is usable.
+    #[error("no usable config: {0}; pass --config FILE, or run `bistro init`")]
+    NoConfig(String),
+    /// The nodes could not be listed.
+    #[error("cannot list the nodes: {0}")]
+    Nodes(#[from] crate::nodes::NodeError),
+    /// A database failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Reads the report of a state directory as `bistro status` shows it: the config in
+/// force (`explicit` or the remembered file, else the last good one), the nodes of
+/// the last refresh, and statuses with finished-but-unrecorded runs applied.
+/// Takes no lock: the databases are safe to read beside a running tick.
+pub fn from_state(
+    state: &StateDir,
+    explicit: Option<&Path>,
+    filter: &ReportFilter,
+) -> Result<StateReport, ReportError> {
+    let db = state.statuses_db();
+    if !db.exists() {
+        return Err(ReportError::NoState(state.root().to_path_buf()));
+    }
+    let store = StatusStore::open(&db)?;
+    let path = context::config_path(state, Some(&store), explicit)?;
+    let in_force = context::load_config(Some(&store), path)?;
+    let config_error = in_force.error.as_ref().map(ToString::to_string);
+    let Some(config) = in_force.config else {
+        return Err(ReportError::NoConfig(config_error.unwrap_or_default()));
+    };
+    let instance = context::instance_name(Some(&store), None)?;
+    let nodes = context::nodes_for_report(Some(&store), &config, &instance)??;
+    let mut rows = store.load()?;
+    let mut running = store.running()?;
+    crate::tick::preview_finished(state, &mut rows, &mut running);
+    let input = ReportInput {
+        config: &config,
+        nodes: &nodes,
+        rows: &rows,
+        running: &running,
+        config_error,
+        now: crate::now(),
+    };
+    let report = build(&input, filter);
+    Ok(StateReport { report, config })
 }

@@ -8,6 +8,7 @@ mod docs;
 mod init;
 mod logs;
 mod run_task;
+mod serve_http;
 mod status;
 mod supervise;
 mod tick;
@@ -135,6 +136,8 @@ pub enum Command {
     Kill(control::KillArgs),
     /// Let failed and backed-off tasks of a job run again (durably).
     Forgive(control::ForgiveArgs),
+    /// Serve the REST API, a status page and metrics over the state dir (loopback only by default).
+    ServeHttp(serve_http::ServeHttpArgs),
     /// Print a shell completion script.
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff) of bistro or of one subcommand.
@@ -158,6 +161,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Why(args) => why::run(&state, &cli, args),
         Command::Kill(args) => control::kill(&state, args),
         Command::Forgive(args) => control::forgive(&state, args),
+        Command::ServeHttp(args) => serve_http::run(&state, &cli, args),
         Command::Completions(args) => docs::completions(args),
         Command::Manpage(args) => docs::manpage(args),
         Command::Supervise(args) => supervise::run(&state, args),

@@ -1,12 +1,10 @@
 //! `bistro status`: per-job progress, as a table or as the stable JSON document.
 
 use super::Cli;
-use crate::context;
-use crate::report::{build, ReportFilter, ReportInput};
+use crate::report::{self, ReportError, ReportFilter, StateReport};
 use crate::sanitize::for_terminal;
 use crate::state::StateDir;
 use crate::status::StatusName;
-use crate::store::StatusStore;
 use crate::time::rfc3339;
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
@@ -64,45 +62,22 @@ fn parse_status_name(s: &str) -> Result<StatusName, String> {
 }
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Result<i32> {
-    let db = state.statuses_db();
-    if !db.exists() {
-        super::warn(&format!(
-            "no state in {}: run `bistro init` (or a tick) first",
-            state.root().display()
-        ));
-        return Ok(super::ExitCode::Usage as i32);
-    }
-    let store = StatusStore::open(&db)?;
-    let path = context::config_path(state, Some(&store), cli.config.as_deref())?;
-    let in_force = context::load_config(Some(&store), path)?;
-    let config_error = in_force.error.as_ref().map(ToString::to_string);
-    let Some(config) = &in_force.config else {
-        super::warn(&format!(
-            "no usable config: {}; pass --config FILE, or run `bistro init`",
-            config_error.unwrap_or_default()
-        ));
-        return Ok(super::ExitCode::Usage as i32);
-    };
-    let instance = context::instance_name(Some(&store), None)?;
-    let nodes = context::nodes_for_report(Some(&store), config, &instance)?
-        .map_err(|e| anyhow::anyhow!("cannot list the nodes: {e}"))?;
-    let mut rows = store.load()?;
-    let mut running = store.running()?;
-    crate::tick::preview_finished(state, &mut rows, &mut running);
-    let input = ReportInput {
-        config,
-        nodes: &nodes,
-        rows: &rows,
-        running: &running,
-        config_error: config_error.clone(),
-        now: crate::now(),
-    };
     let filter = ReportFilter {
         jobs: args.jobs.clone(),
         statuses: args.statuses.clone(),
         tasks: args.tasks || !args.statuses.is_empty(),
     };
-    let report = build(&input, &filter);
+    let StateReport { report, config } =
+        match report::from_state(state, cli.config.as_deref(), &filter) {
+            Ok(loaded) => loaded,
+            Err(e @ (ReportError::NoState(_) | ReportError::NoConfig(_))) => {
+                super::warn(&e.to_string());
+                return Ok(super::ExitCode::Usage as i32);
+            }
+            Err(e) => return Err(e.into()),
+        };
+    let config = &config;
+    let config_error = report.scheduler.config_error.clone();
     for job in &args.jobs {
         if config.job(job).is_none() {
             super::warn(&format!("no job named {job:?} in the config"));

@@ -157,12 +157,12 @@ fn ordered_levels(
 }
 
 /// Is this node or an ancestor disabled? Returns the first disabled one.
-fn disabled_on_path(nodes: &Nodes, node: usize) -> Option<usize> {
+pub fn disabled_on_path(nodes: &Nodes, node: usize) -> Option<usize> {
     nodes.upward(node).find(|&i| !nodes.list[i].enabled)
 }
 
 /// The first (level, node, filter part) on the path that the job's filters reject.
-fn filtered_on_path(job: &Job, nodes: &Nodes, node: usize) -> Option<(usize, &'static str)> {
+pub fn filtered_on_path(job: &Job, nodes: &Nodes, node: usize) -> Option<(usize, &'static str)> {
     if job.filters.is_empty() {
         return None;
     }

@@ -103,6 +103,23 @@ pub struct LogQuery {
     pub newest: bool,
 }
 
+/// A page request over one log (see [`LogStore::page`]).
+#[derive(Debug, Clone)]
+pub struct PageQuery {
+    /// The log.
+    pub kind: LogKind,
+    /// Only these jobs (empty: all).
+    pub jobs: Vec<String>,
+    /// Only these nodes (empty: all).
+    pub nodes: Vec<String>,
+    /// The first id to include (`>=` ascending, `<=` descending); None: from the end.
+    pub from: Option<i64>,
+    /// Oldest first.
+    pub ascending: bool,
+    /// At most this many rows.
+    pub limit: usize,
+}
+
 /// The task-log database.
 pub struct LogStore {
     conn: Connection,
@@ -240,6 +257,54 @@ impl LogStore {
         Ok(rows)
     }
 
+    /// One page of one log in id order (ascending or descending) starting at `from`
+    /// inclusive, at most `limit` rows: the primitive of Bistro's `getJobLogs`.
+    pub fn page(&self, q: &PageQuery) -> Result<Vec<LogRow>, StoreError> {
+        let mut sql = format!(
+            "SELECT job_id, node_id, time_and_count, line FROM {} WHERE 1",
+            q.kind.table()
+        );
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        for (column, values) in [("job_id", &q.jobs), ("node_id", &q.nodes)] {
+            if !values.is_empty() {
+                sql.push_str(&format!(
+                    " AND {column} IN ({})",
+                    vec!["?"; values.len()].join(",")
+                ));
+                args.extend(values.iter().cloned().map(rusqlite::types::Value::Text));
+            }
+        }
+        if let Some(from) = q.from {
+            sql.push_str(if q.ascending {
+                " AND time_and_count >= ?"
+            } else {
+                " AND time_and_count <= ?"
+            });
+            args.push(rusqlite::types::Value::Integer(from));
+        }
+        sql.push_str(if q.ascending {
+            " ORDER BY time_and_count ASC"
+        } else {
+            " ORDER BY time_and_count DESC"
+        });
+        sql.push_str(&format!(" LIMIT {}", q.limit));
+        let err = || sql_err(&self.path, "reading task logs");
+        let mut stmt = self.conn.prepare(&sql).map_err(err())?;
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| {
+                Ok(LogRow {
+                    kind: q.kind,
+                    job: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    node: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    id: r.get(2)?,
+                    line: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(err())?;
+        Ok(rows)
+    }
+
     /// Deletes lines older than `before` (epoch seconds); returns how many. Works in
     /// small transactions so supervisors writing logs meanwhile are never starved.
     pub fn prune(&mut self, before: i64) -> Result<usize, StoreError> {
@@ -327,6 +392,39 @@ mod tests {
             after.iter().map(|r| r.line.as_str()).collect::<Vec<_>>(),
             vec!["b1"]
         );
+    }
+
+    #[test]
+    fn pages_start_inclusive_in_either_direction() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = LogStore::open(&dir.path().join("l.sql3")).unwrap();
+        let ids = s
+            .append(&[
+                line(LogKind::Stdout, "n1", 10, "a"),
+                line(LogKind::Stderr, "n1", 10, "other log"),
+                line(LogKind::Stdout, "n2", 11, "b"),
+                line(LogKind::Stdout, "n1", 12, "c"),
+            ])
+            .unwrap();
+        let page = |from, ascending, nodes: &[&str]| -> Vec<String> {
+            s.page(&PageQuery {
+                kind: LogKind::Stdout,
+                jobs: vec!["j".into()],
+                nodes: nodes.iter().map(|n| n.to_string()).collect(),
+                from,
+                ascending,
+                limit: 2,
+            })
+            .unwrap()
+            .into_iter()
+            .map(|r| r.line)
+            .collect()
+        };
+        assert_eq!(page(None, true, &[]), vec!["a", "b"]);
+        assert_eq!(page(None, false, &[]), vec!["c", "b"]);
+        assert_eq!(page(Some(ids[2]), true, &[]), vec!["b", "c"]);
+        assert_eq!(page(Some(ids[2]), false, &[]), vec!["b", "a"]);
+        assert_eq!(page(None, true, &["n1"]), vec!["a", "c"]);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 mod logs;
 mod statuses;
 
-pub use logs::{LogKind, LogLine, LogQuery, LogRow, LogStore};
+pub use logs::{LogKind, LogLine, LogQuery, LogRow, LogStore, PageQuery};
 pub use statuses::{StatusRow, StatusStore};
 
 use rusqlite::Connection;

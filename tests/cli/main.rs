@@ -9,6 +9,7 @@ mod daemon;
 mod demo;
 mod disk_full;
 mod faults;
+mod http;
 mod process_hygiene;
 mod run_task;
 mod scheduling;

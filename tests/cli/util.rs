@@ -348,3 +348,134 @@ impl Drop for Watchdog {
         drop(self.0.take());
     }
 }
+
+/// A running `bistro serve-http --listen 127.0.0.1:0`, stopped with SIGTERM on drop.
+pub struct Served {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`, read from the server's `listening on http://ADDR` line.
+    pub addr: String,
+    _watchdog: Watchdog,
+}
+
+impl Served {
+    /// Starts the server and waits for its `listening on` line.
+    pub fn start(env: &Env) -> Self {
+        let mut child = env
+            .spawn_cmd(&["serve-http", "--listen", "127.0.0.1:0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let watchdog = Watchdog::arm(child.id());
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line from serve-http: {line:?}"))
+            .to_string();
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::stderr()));
+        Self {
+            child,
+            addr,
+            _watchdog: watchdog,
+        }
+    }
+
+    /// `POST /` with a JSON body; returns the status and the JSON answer.
+    pub fn post(&self, body: &str) -> (u16, Value) {
+        let reply = self.request("POST", "/", &[], body.as_bytes());
+        (reply.status, reply.json())
+    }
+
+    /// `POST /` with `Authorization: Bearer TOKEN`.
+    pub fn post_with_token(&self, token: &str, body: &str) -> Value {
+        let auth = format!("Bearer {token}");
+        self.request("POST", "/", &[("Authorization", &auth)], body.as_bytes())
+            .json()
+    }
+
+    /// One request with `Host: ADDR` unless `headers` names another.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+            head.push_str(&format!("Host: {}\r\n", self.addr));
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut raw = head.into_bytes();
+        raw.extend_from_slice(body);
+        self.raw(&raw)
+    }
+
+    /// Sends raw bytes and reads the response. The server may answer (413) and close
+    /// before it has read everything, so a failed write or a reset after the answer
+    /// is not an error.
+    pub fn raw(&self, bytes: &[u8]) -> Reply {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.addr).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let _ = stream.write_all(bytes);
+        let mut out = Vec::new();
+        let mut buf = [0; 8192];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            out.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {head:?}"));
+        Reply {
+            status,
+            head: head.to_string(),
+            body: body.to_string(),
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP response.
+pub struct Reply {
+    pub status: u16,
+    /// The status line and headers.
+    pub head: String,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    /// A header's value (name matched case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}

@@ -1,0 +1,73 @@
+//! `bistro serve-http`: the REST API, status page and metrics over the state dir, until
+//! SIGINT or SIGTERM.
+
+use super::{Cli, ExitCode};
+use crate::http::{HttpError, HttpOptions, HttpServer, DEFAULT_LISTEN};
+use crate::state::StateDir;
+use clap::Args;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `bistro serve-http`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Routes: GET / (status page), POST / and POST /api (Bistro's API: \
+a JSON object of named queries), GET /api/status[?tasks=1] (the `status --json` \
+document), GET /metrics (Prometheus).
+Handlers that change state (kill_task, forgive_jobs, save_job, delete_job) need \
+`Authorization: Bearer TOKEN`, TOKEN being the content of STATE/http.token (created \
+with mode 0600 on first start).
+
+Example:
+  curl -s -d '{\"a\":{\"handler\":\"jobs\"}}' http://127.0.0.1:6790/"
+)]
+pub struct ServeHttpArgs {
+    /// Address to listen on (IP:PORT or localhost:PORT; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    listen: String,
+    /// Allow a non-loopback --listen address: anyone who can reach it can read the
+    /// state (changes still need the token).
+    #[arg(long)]
+    allow_remote: bool,
+}
+
+/// Set by SIGINT/SIGTERM.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: i32) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_stop_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            let _ = sigaction(signal, &action);
+        }
+    }
+}
+
+pub(super) fn run(state: &StateDir, cli: &Cli, args: &ServeHttpArgs) -> anyhow::Result<i32> {
+    let opts = HttpOptions {
+        listen: args.listen.clone(),
+        allow_remote: args.allow_remote,
+        config: cli.config.clone(),
+    };
+    install_signal_handlers();
+    let server = match HttpServer::bind(state, &opts) {
+        Ok(server) => server,
+        Err(e @ (HttpError::BadAddress(_) | HttpError::NotLoopback(_) | HttpError::NoState(_))) => {
+            super::warn(&e.to_string());
+            return Ok(ExitCode::Usage as i32);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    eprintln!("listening on http://{}", server.local_addr());
+    server.serve(&STOP);
+    Ok(ExitCode::Success as i32)
+}

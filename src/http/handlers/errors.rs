@@ -1,0 +1,51 @@
+//! `errors` and `refresh_time`: what is wrong with the config, its jobs and its node
+//! sources, and when the scheduler last looked (the last tick's time).
+//!
+//! Error keys name what is at fault, like Bistro's code locations do for it: the
+//! config file (and the key inside it), `bistro_job->NAME`, or
+//! `bistro_settings.nodes`. A key's messages are joined by ".\n".
+
+use crate::http::Snapshot;
+use crate::tick::LastTick;
+use serde_json::{json, Map, Value};
+
+pub(super) fn errors(snap: &Snapshot) -> Result<Value, String> {
+    let mut problems: Vec<(String, String)> = Vec::new();
+    if let Some(e) = &snap.config_error {
+        problems.extend(
+            e.problems()
+                .into_iter()
+                .map(|(at, message)| (at, format!("{message} (the last good config is in force)"))),
+        );
+    }
+    for (at, message) in snap.config.job_problems() {
+        let (job, key) = at.split_once(": ").unwrap_or((&at, ""));
+        let message = if key.is_empty() {
+            message
+        } else {
+            format!("{key}: {message}")
+        };
+        problems.push((job.to_string(), message));
+    }
+    if let Err(e) = snap.nodes() {
+        problems.push(("bistro_settings.nodes".into(), e));
+    }
+    let mut out: Map<String, Value> = Map::new();
+    for (key, message) in problems {
+        match out.get_mut(&key) {
+            Some(Value::String(joined)) => {
+                joined.push_str(".\n");
+                joined.push_str(&message);
+            }
+            _ => {
+                out.insert(key, Value::String(message));
+            }
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+pub(super) fn refresh_time(snap: &Snapshot) -> Result<Value, String> {
+    let last = LastTick::load(&snap.store).map_err(|e| e.to_string())?;
+    Ok(json!(last.map_or(0, |t| t.time)))
+}

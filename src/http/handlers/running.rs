@@ -1,0 +1,38 @@
+//! `running_tasks` and the deprecated `job_node_runtime`: the tasks running now, with
+//! when they started (runs whose result is written but not yet recorded are over).
+
+use super::{strings, wanted, Params};
+use crate::http::Snapshot;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub(super) fn running_tasks(params: &Params, snap: &Snapshot) -> Result<Value, String> {
+    by_job_and_node(
+        params,
+        snap,
+        |task| json!({"start_time": task.invocation.start_time, "worker_shard": task.worker_shard}),
+    )
+}
+
+pub(super) fn job_node_runtime(params: &Params, snap: &Snapshot) -> Result<Value, String> {
+    by_job_and_node(params, snap, |task| {
+        json!(snap.now - task.invocation.start_time)
+    })
+}
+
+/// `{job: {node: f(task)}}` over the running tasks of the `jobs` filter.
+fn by_job_and_node(
+    params: &Params,
+    snap: &Snapshot,
+    f: impl Fn(&crate::task::RunningTask) -> Value,
+) -> Result<Value, String> {
+    let filter = strings(params, "jobs")?;
+    let (_, running) = snap.statuses()?;
+    let mut out: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+    for task in running.iter().filter(|t| wanted(&filter, &t.job)) {
+        out.entry(task.job.as_str())
+            .or_default()
+            .insert(task.node.clone(), f(task));
+    }
+    Ok(json!(out))
+}

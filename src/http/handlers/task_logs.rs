@@ -1,0 +1,215 @@
+//! `task_logs` (bistro-runtime §3 and §4.4): one page of one log, newest or oldest
+//! first, from a time or a line id; pass `next_line_id` back as `line_id` with the same
+//! sort for the next page, until it is `"-1"`.
+//!
+//! Unlike Bistro, whose regex filter runs after the page limit and so may end the
+//! paging early (§8.8), whether more lines exist is decided before filtering: a page
+//! may hold fewer matching lines, but paging always reaches every line.
+
+use super::{integer, strings, Params};
+use crate::http::Snapshot;
+use crate::store::{LogKind, LogStore, PageQuery};
+use regex::Regex;
+use serde_json::{json, Value};
+
+/// Lines per page, as Bistro's local scheduler.
+pub const PAGE_SIZE: usize = 1000;
+
+/// A parsed `task_logs` query.
+#[derive(Debug)]
+pub struct LogsRequest {
+    /// The page to read (its `limit` is set by the caller).
+    pub query: PageQuery,
+    /// Lines that must match somewhere (None: all).
+    pub regex: Option<Regex>,
+}
+
+/// Parses the parameters of §4.4.
+pub fn parse(params: &Params) -> Result<LogsRequest, String> {
+    if params.contains_key("columns") {
+        return Err("Custom columns are currently not supported.".into());
+    }
+    let kind = match params.get("log_type") {
+        None | Some(Value::Null) => {
+            return Err("missing parameter log_type (stdout, stderr or statuses)".into())
+        }
+        Some(Value::String(s)) => {
+            LogKind::parse(s).ok_or_else(|| format!("Unknown table for logs: {s}"))?
+        }
+        Some(other) => return Err(format!("log_type must be a string, got {other}")),
+    };
+    let ascending = match params.get("sort") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("asc") => true,
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("desc") => false,
+        Some(Value::String(s)) => return Err(format!("Unknown sort order: {s}")),
+        Some(other) => return Err(format!("sort must be \"asc\" or \"desc\", got {other}")),
+    };
+    let time = integer(params, "time")?;
+    let line_id = match params.get("line_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.trim().parse::<i64>().map_err(|_| {
+            format!("line_id must be an int64 written as a string, got {s:?}")
+        })?),
+        Some(other) => {
+            return Err(format!(
+                "line_id must be an int64 written as a string (JSON numbers lose precision), got {other}"
+            ))
+        }
+    };
+    let from = match (time, line_id) {
+        (Some(_), Some(_)) => return Err("Cannot specify both time and line_id".into()),
+        (Some(t), None) if ascending => Some(t << 32),
+        (Some(t), None) => Some((t << 32) | 0xffff_ffff),
+        (None, Some(-1)) | (None, None) => None,
+        (None, Some(id)) => Some(id),
+    };
+    let regex = match params.get("regex_filter") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(
+            Regex::new(s).map_err(|e| format!("regex_filter {s:?} is not a valid regex: {e}"))?,
+        ),
+        Some(other) => return Err(format!("regex_filter must be a string, got {other}")),
+    };
+    Ok(LogsRequest {
+        query: PageQuery {
+            kind,
+            jobs: strings(params, "jobs")?,
+            nodes: strings(params, "nodes")?,
+            from,
+            ascending,
+            limit: PAGE_SIZE,
+        },
+        regex,
+    })
+}
+
+/// Reads one page: `{"next_line_id": "<id or -1>", "lines": [[job, node, time, line, "<id>"]]}`.
+pub fn page(store: &LogStore, request: &LogsRequest) -> Result<Value, String> {
+    let limit = request.query.limit;
+    let mut rows = store
+        .page(&PageQuery {
+            limit: limit + 1,
+            ..request.query.clone()
+        })
+        .map_err(|e| e.to_string())?;
+    let next = if rows.len() > limit {
+        rows.pop().map_or(-1, |r| r.id)
+    } else {
+        -1
+    };
+    let lines: Vec<Value> = rows
+        .iter()
+        .filter(|r| request.regex.as_ref().is_none_or(|re| re.is_match(&r.line)))
+        .map(|r| json!([r.job, r.node, r.time(), r.line, r.id.to_string()]))
+        .collect();
+    Ok(json!({"next_line_id": next.to_string(), "lines": lines}))
+}
+
+pub(super) fn task_logs(params: &Params, snap: &Snapshot) -> Result<Value, String> {
+    let request = parse(params)?;
+    let path = snap.state.logs_db();
+    if !path.exists() {
+        return Ok(json!({"next_line_id": "-1", "lines": []}));
+    }
+    let store = LogStore::open(&path).map_err(|e| e.to_string())?;
+    page(&store, &request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LogLine;
+
+    fn params(v: Value) -> Params {
+        v.as_object().unwrap().clone()
+    }
+
+    fn error(v: Value) -> String {
+        parse(&params(v)).unwrap_err()
+    }
+
+    #[test]
+    fn parameters_are_checked_with_bistro_messages() {
+        assert_eq!(
+            error(json!({"log_type": "stdout", "columns": []})),
+            "Custom columns are currently not supported."
+        );
+        assert_eq!(
+            error(json!({"log_type": "nope"})),
+            "Unknown table for logs: nope"
+        );
+        assert_eq!(
+            error(json!({"log_type": "stdout", "sort": "up"})),
+            "Unknown sort order: up"
+        );
+        assert_eq!(
+            error(json!({"log_type": "stdout", "time": 1, "line_id": "5"})),
+            "Cannot specify both time and line_id"
+        );
+        assert!(error(json!({"log_type": "stdout", "line_id": 5})).contains("string"));
+        assert!(error(json!({"log_type": "stdout", "time": "x"})).contains("time must be"));
+        assert!(error(json!({"log_type": "stdout", "regex_filter": "("})).contains("regex"));
+        assert!(error(json!({})).contains("log_type"));
+    }
+
+    #[test]
+    fn time_and_line_id_set_an_inclusive_start() {
+        let q = |v: Value| parse(&params(v)).unwrap().query;
+        let asc = q(json!({"log_type": "stderr", "sort": "ASC", "time": 5}));
+        assert!(asc.ascending);
+        assert_eq!(asc.from, Some(5 << 32));
+        let desc = q(json!({"log_type": "stderr", "time": 5}));
+        assert!(!desc.ascending, "desc is the default");
+        assert_eq!(desc.from, Some((5 << 32) | 0xffff_ffff));
+        assert_eq!(q(json!({"log_type": "stdout", "line_id": "-1"})).from, None);
+        assert_eq!(
+            q(json!({"log_type": "stdout", "line_id": "42"})).from,
+            Some(42)
+        );
+        assert_eq!(q(json!({"log_type": "statuses"})).kind, LogKind::Statuses);
+    }
+
+    #[test]
+    fn paging_reaches_every_line_even_with_a_regex() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(&dir.path().join("l.sql3")).unwrap();
+        let lines: Vec<LogLine> = (0..5)
+            .map(|i| LogLine {
+                kind: LogKind::Stdout,
+                job: "j".into(),
+                node: "n".into(),
+                time: 100,
+                line: format!("{} {i}", if i % 2 == 0 { "even" } else { "odd" }),
+            })
+            .collect();
+        store.append(&lines).unwrap();
+        for (sort, expected) in [("asc", [0, 2, 4]), ("desc", [4, 2, 0])] {
+            let mut request = parse(&params(
+                json!({"log_type": "stdout", "sort": sort, "regex_filter": "^even"}),
+            ))
+            .unwrap();
+            request.query.limit = 2;
+            let mut seen = Vec::new();
+            loop {
+                let page = page(&store, &request).unwrap();
+                for line in page["lines"].as_array().unwrap() {
+                    assert_eq!(line[2], 100);
+                    seen.push(line[3].as_str().unwrap().to_string());
+                }
+                let next = page["next_line_id"].as_str().unwrap().to_string();
+                if next == "-1" {
+                    break;
+                }
+                request = parse(&params(
+                    json!({"log_type": "stdout", "sort": sort, "regex_filter": "^even", "line_id": next}),
+                ))
+                .unwrap();
+                request.query.limit = 2;
+            }
+            let want: Vec<String> = expected.iter().map(|i| format!("even {i}")).collect();
+            assert_eq!(seen, want, "sort {sort}");
+        }
+    }
+}

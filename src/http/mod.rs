@@ -1,0 +1,44 @@
+//! The REST API over a state directory (bistro-runtime §4), the status page and
+//! Prometheus metrics, served by `bistro serve-http` (and `bistro daemon --http`).
+//!
+//! Routes:
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST /`, `POST /api` | Bistro's envelope of named sub-queries ([`envelope`]) |
+//! | `GET /` | the self-refreshing status page ([`page`]) |
+//! | `GET /api/status[?tasks=1]` | the `bistro status --json` document |
+//! | `GET /metrics` | Prometheus text exposition ([`metrics`]) |
+//!
+//! Everything is read from the state directory's files and SQLite databases (WAL, safe
+//! beside a running tick); the state lock is never taken. Security (engineering guide
+//! B.1 §7): loopback by default, a `Host` allowlist against DNS rebinding, a bearer
+//! token ([`auth`]) for the handlers that change state, a 1 MiB body cap, and no CORS.
+//!
+//! For the daemon, the whole API is:
+//!
+//! ```no_run
+//! use bistro::http::{HttpOptions, HttpServer};
+//! use std::sync::atomic::AtomicBool;
+//! # fn main() -> Result<(), bistro::http::HttpError> {
+//! let state = bistro::state::StateDir::new("bistro-state");
+//! let server = HttpServer::bind(&state, &HttpOptions::default())?; // fails fast: bad
+//! eprintln!("listening on http://{}", server.local_addr());       // address, port taken
+//! let stop = AtomicBool::new(false);
+//! server.serve(&stop); // blocks; returns within 100 ms once `stop` is true
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod envelope;
+pub mod handlers;
+pub mod metrics;
+pub mod page;
+mod server;
+mod snapshot;
+pub mod wire;
+
+pub use server::{
+    HttpError, HttpOptions, HttpServer, DEFAULT_LISTEN, IO_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS,
+};
+pub use snapshot::Snapshot;

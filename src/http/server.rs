@@ -1,0 +1,501 @@
+//! The HTTP server: binding (loopback only unless allowed), the checks every route
+//! shares (Host allowlist, route and method, body size), and the serve loop.
+//!
+//! One thread accepts; each connection gets a short-lived thread that reads one
+//! request under socket timeouts and size limits ([`wire`]) and writes the answer, so
+//! idle and slow clients only ever hold their own thread (at most
+//! [`MAX_CONNECTIONS`] of them, each for at most [`IO_TIMEOUT`] per read or write).
+//! Answers are computed by a fixed pool of [`WORKERS`] that never touch a socket.
+
+use super::auth::{ensure_token, Token};
+use super::snapshot::{Snapshot, SnapshotError};
+use super::wire::{self, ReadError};
+use super::{envelope, metrics, page};
+use crate::report::{self, ReportError, ReportFilter};
+use crate::state::{StateDir, StateError};
+use crate::tick::LastTick;
+use serde_json::{json, Value};
+use std::io::{BufReader, Read};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+/// Where `serve-http` listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:6790";
+
+/// The largest request body accepted (413 beyond).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Threads that compute answers.
+const WORKERS: usize = 4;
+
+/// Connections served at once; more are answered 503 at once.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// The longest a socket read or write may block.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the accept loop and the workers look at the stop flag.
+const POLL: Duration = Duration::from_millis(100);
+
+/// How the server listens and what it serves.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// `IP:PORT` or `localhost:PORT`; port 0 picks a free port.
+    pub listen: String,
+    /// Listen on a non-loopback address too.
+    pub allow_remote: bool,
+    /// The config file (default: the one the scheduler last used).
+    pub config: Option<PathBuf>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_string(),
+            allow_remote: false,
+            config: None,
+        }
+    }
+}
+
+/// Why the server cannot start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The listen address does not parse.
+    #[error("cannot listen on {0:?}: expected IP:PORT (e.g. 127.0.0.1:6790, [::1]:6790) or localhost:PORT")]
+    BadAddress(String),
+    /// A non-loopback address without `allow_remote`.
+    #[error("refusing to listen on {0}: it is not a loopback address, so other machines could reach the API; pass --allow-remote to do it anyway")]
+    NotLoopback(SocketAddr),
+    /// The port is taken or not ours to use.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The state directory has no state yet.
+    #[error("no state in {0}: run `bistro init` (or a tick) first")]
+    NoState(PathBuf),
+    /// The token file could not be created or read.
+    #[error(transparent)]
+    Token(#[from] StateError),
+}
+
+/// A bound server over one state directory.
+pub struct HttpServer {
+    listener: TcpListener,
+    state: StateDir,
+    config: Option<PathBuf>,
+    local_addr: SocketAddr,
+    hosts: Vec<String>,
+    token: Token,
+}
+
+/// Parses a listen address: a socket address, or `localhost:PORT`.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, HttpError> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.strip_prefix("localhost:")
+        .and_then(|port| port.parse::<u16>().ok())
+        .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+        .ok_or_else(|| HttpError::BadAddress(text.to_string()))
+}
+
+impl HttpServer {
+    /// Binds the listening socket and makes sure the token file exists. Refuses a
+    /// non-loopback address unless `allow_remote`, and a state dir without state.
+    pub fn bind(state: &StateDir, opts: &HttpOptions) -> Result<Self, HttpError> {
+        let addr = parse_listen(&opts.listen)?;
+        if !addr.ip().is_loopback() && !opts.allow_remote {
+            return Err(HttpError::NotLoopback(addr));
+        }
+        if !state.statuses_db().exists() {
+            return Err(HttpError::NoState(state.root().to_path_buf()));
+        }
+        let token = ensure_token(state)?;
+        let listener =
+            TcpListener::bind(addr).map_err(|source| HttpError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .and_then(|a| listener.set_nonblocking(true).map(|()| a))
+            .map_err(|source| HttpError::Bind { addr, source })?;
+        let port = local_addr.port();
+        let hosts = vec![
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("[::1]:{port}"),
+            local_addr.to_string(),
+            opts.listen.to_ascii_lowercase(),
+        ];
+        Ok(Self {
+            listener,
+            state: state.clone(),
+            config: opts.config.clone(),
+            local_addr,
+            hosts,
+            token,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `stop` is true (checked every 100 ms). Accept errors (such as
+    /// running out of file descriptors) are reported on stderr and retried, so the
+    /// server keeps serving once they pass.
+    pub fn serve(&self, stop: &AtomicBool) {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(MAX_CONNECTIONS);
+        let queue = Mutex::new(queue);
+        let open = Arc::new(AtomicUsize::new(0));
+        std::thread::scope(|scope| {
+            for _ in 0..WORKERS {
+                scope.spawn(|| self.work(&queue, stop));
+            }
+            while !stop.load(Ordering::SeqCst) {
+                match self.listener.accept() {
+                    Ok((stream, _)) => accept(stream, &jobs, &open),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.wait_for_client(),
+                    Err(e) => {
+                        eprintln!(
+                            "bistro: http: accepting a connection on {}: {e}",
+                            self.local_addr
+                        );
+                        std::thread::sleep(POLL);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Blocks until a client connects or [`POLL`] passes.
+    fn wait_for_client(&self) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(POLL.as_millis() as u16));
+    }
+
+    /// A worker: answers queued requests until `stop`.
+    fn work(&self, queue: &Mutex<mpsc::Receiver<Job>>, stop: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
+            let job = queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .recv_timeout(POLL);
+            if let Ok((request, answer)) = job {
+                let _ = answer.send(self.handle(&request));
+            }
+        }
+    }
+
+    /// Answers one request.
+    fn handle(&self, request: &wire::Request) -> Reply {
+        let host = request.header("host");
+        if !self.host_allowed(host) {
+            return Reply::error(
+                403,
+                &format!(
+                    "Host {:?} is not one of this server's names ({}); requests through other names are refused to prevent DNS rebinding",
+                    host.unwrap_or("(none)"),
+                    self.hosts[..4].join(", ")
+                ),
+            );
+        }
+        match route(&request.method, &request.path) {
+            Err(reply) => reply,
+            Ok(Route::Page) => Reply::html(page::HTML),
+            Ok(Route::Status) => self.status(&request.query),
+            Ok(Route::Metrics) => self.metrics(),
+            Ok(Route::Envelope) => self.envelope(&request.body, request.header("authorization")),
+        }
+    }
+
+    fn host_allowed(&self, host: Option<&str>) -> bool {
+        host.is_some_and(|h| {
+            let h = h.trim().to_ascii_lowercase();
+            self.hosts.contains(&h)
+        })
+    }
+
+    fn envelope(&self, body: &[u8], authorization: Option<&str>) -> Reply {
+        let queries = match envelope::parse(body) {
+            Ok(q) => q,
+            Err(message) => return Reply::json(400, &Value::String(message)),
+        };
+        let snap = match Snapshot::load(&self.state, self.config.as_deref()) {
+            Ok(snap) => snap,
+            Err(e) => return Reply::json(snapshot_status(&e), &Value::String(e.to_string())),
+        };
+        let auth = self.token.check(authorization);
+        Reply::json(200, &envelope::answer(queries, &snap, auth))
+    }
+
+    fn status(&self, query: &str) -> Reply {
+        let tasks = query
+            .split('&')
+            .any(|kv| kv == "tasks=1" || kv == "tasks=true");
+        let filter = ReportFilter {
+            tasks,
+            ..Default::default()
+        };
+        match report::from_state(&self.state, self.config.as_deref(), &filter) {
+            Ok(loaded) => Reply::json(
+                200,
+                &serde_json::to_value(&loaded.report).expect("serializes"),
+            ),
+            Err(e @ (ReportError::NoState(_) | ReportError::NoConfig(_))) => {
+                Reply::error(503, &e.to_string())
+            }
+            Err(e) => Reply::error(500, &e.to_string()),
+        }
+    }
+
+    fn metrics(&self) -> Reply {
+        let snap = match Snapshot::load(&self.state, self.config.as_deref()) {
+            Ok(snap) => snap,
+            Err(e) => return Reply::error(snapshot_status(&e), &e.to_string()),
+        };
+        let text = (|| -> Result<String, String> {
+            let nodes = snap.nodes()?;
+            let (rows, running) = snap.statuses()?;
+            let report = report::build(
+                &report::ReportInput {
+                    config: &snap.config,
+                    nodes,
+                    rows,
+                    running,
+                    config_error: snap.config_error.as_ref().map(ToString::to_string),
+                    now: snap.now,
+                },
+                &ReportFilter::default(),
+            );
+            let last_tick = LastTick::load(&snap.store).map_err(|e| e.to_string())?;
+            Ok(metrics::render(&metrics::MetricsInput {
+                report: &report,
+                last_tick: last_tick.as_ref(),
+                config_errors: snap.config_error.as_ref().map_or(0, |e| e.problems().len()),
+                job_errors: snap.config.job_problems().len(),
+            }))
+        })();
+        match text {
+            Ok(text) => Reply {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: text.into_bytes(),
+                allow: None,
+            },
+            Err(e) => Reply::error(500, &e),
+        }
+    }
+}
+
+/// 503 while there is nothing to serve yet, 500 for real failures.
+fn snapshot_status(e: &SnapshotError) -> u16 {
+    match e {
+        SnapshotError::NoState(_) | SnapshotError::NoConfig { .. } => 503,
+        SnapshotError::Store(_) => 500,
+    }
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /`.
+    Page,
+    /// `POST /` or `POST /api`.
+    Envelope,
+    /// `GET /api/status`.
+    Status,
+    /// `GET /metrics`.
+    Metrics,
+}
+
+/// Routes a request: 404 for an unknown path, 405 (with `Allow`) for a wrong method.
+fn route(method: &str, path: &str) -> Result<Route, Reply> {
+    let allowed: &[(&str, Route)] = match path {
+        "/" => &[("GET", Route::Page), ("POST", Route::Envelope)],
+        "/api" => &[("POST", Route::Envelope)],
+        "/api/status" => &[("GET", Route::Status)],
+        "/metrics" => &[("GET", Route::Metrics)],
+        _ => {
+            return Err(Reply::error(
+                404,
+                &format!("no route {path}; use GET / (status page), POST / (the API), GET /api/status or GET /metrics"),
+            ))
+        }
+    };
+    match allowed.iter().find(|(m, _)| *m == method) {
+        Some((_, route)) => Ok(*route),
+        None => {
+            let methods: Vec<&str> = allowed.iter().map(|(m, _)| *m).collect();
+            let mut reply = Reply::error(
+                405,
+                &format!(
+                    "{method} is not allowed on {path}; use {}",
+                    methods.join(" or ")
+                ),
+            );
+            reply.allow = Some(methods.join(", "));
+            Err(reply)
+        }
+    }
+}
+
+/// A request and where its answer goes.
+type Job = (wire::Request, mpsc::Sender<Reply>);
+
+/// Hands a new connection to its own thread, or answers 503 when too many are open.
+fn accept(stream: TcpStream, jobs: &mpsc::SyncSender<Job>, open: &Arc<AtomicUsize>) {
+    let ready = stream.set_nonblocking(false).is_ok()
+        && stream.set_read_timeout(Some(IO_TIMEOUT)).is_ok()
+        && stream.set_write_timeout(Some(IO_TIMEOUT)).is_ok();
+    if !ready {
+        return;
+    }
+    if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+        open.fetch_sub(1, Ordering::SeqCst);
+        let _ = stream.set_write_timeout(Some(POLL));
+        return send(stream, Reply::error(503, "too many connections; try again"));
+    }
+    let (jobs, open) = (jobs.clone(), Arc::clone(open));
+    std::thread::spawn(move || {
+        connection(stream, &jobs);
+        open.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+/// One connection: read the request, queue it for a worker, write the answer.
+fn connection(stream: TcpStream, jobs: &mpsc::SyncSender<Job>) {
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let reply = match wire::read_request(&mut reader, &mut writer, MAX_BODY_BYTES) {
+        Ok(request) => {
+            let (answer, reply) = mpsc::channel();
+            if jobs.send((request, answer)).is_err() {
+                return;
+            }
+            match reply.recv() {
+                Ok(reply) => reply,
+                Err(_) => return,
+            }
+        }
+        Err(e @ ReadError::Malformed(_)) => Reply::json(400, &Value::String(e.to_string())),
+        Err(e) => match e.status() {
+            Some(status) => Reply::error(status, &e.to_string()),
+            None => return,
+        },
+    };
+    let refused_early = reply.status == 413 || reply.status == 411;
+    send(writer, reply);
+    if refused_early {
+        // Read a little of what the client is still sending, so closing the socket
+        // does not reset the connection before the client has read the answer.
+        let _ = reader.get_mut().set_read_timeout(Some(POLL));
+        let _ = std::io::copy(&mut reader.take(64 * 1024), &mut std::io::sink());
+    }
+}
+
+/// A response before it is sent.
+#[derive(Debug)]
+pub struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    allow: Option<String>,
+}
+
+impl Reply {
+    fn json(status: u16, value: &Value) -> Self {
+        Self {
+            status,
+            content_type: "application/json; charset=utf-8",
+            body: serde_json::to_vec(value).expect("serializes"),
+            allow: None,
+        }
+    }
+
+    /// A refusal: `{"error": message}`.
+    fn error(status: u16, message: &str) -> Self {
+        Self::json(status, &json!({ "error": message }))
+    }
+
+    fn html(text: &str) -> Self {
+        Self {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: text.as_bytes().to_vec(),
+            allow: None,
+        }
+    }
+}
+
+/// Writes the reply and closes the connection. No CORS header is ever sent:
+/// browsers keep other origins out.
+fn send(mut stream: TcpStream, reply: Reply) {
+    let mut headers = vec![
+        ("Content-Type", reply.content_type),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
+    ];
+    if reply.content_type.starts_with("text/html") {
+        headers.push(("Content-Security-Policy", page::CSP));
+    }
+    if let Some(allow) = &reply.allow {
+        headers.push(("Allow", allow));
+    }
+    let _ = wire::write_response(&mut stream, reply.status, &headers, &reply.body);
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_answer_404_for_unknown_paths_and_405_for_wrong_methods() {
+        assert_eq!(route("GET", "/").unwrap(), Route::Page);
+        assert_eq!(route("POST", "/").unwrap(), Route::Envelope);
+        assert_eq!(route("POST", "/api").unwrap(), Route::Envelope);
+        assert_eq!(route("GET", "/api/status").unwrap(), Route::Status);
+        assert_eq!(route("GET", "/metrics").unwrap(), Route::Metrics);
+        assert_eq!(route("GET", "/nope").unwrap_err().status, 404);
+        let wrong = route("DELETE", "/api").unwrap_err();
+        assert_eq!(wrong.status, 405);
+        assert_eq!(wrong.allow.as_deref(), Some("POST"));
+        assert_eq!(route("POST", "/metrics").unwrap_err().status, 405);
+    }
+
+    #[test]
+    fn listen_addresses_parse_and_remote_ones_are_refused_by_default() {
+        assert_eq!(
+            parse_listen("localhost:7").unwrap(),
+            "127.0.0.1:7".parse().unwrap()
+        );
+        assert!(parse_listen("[::1]:0").unwrap().ip().is_loopback());
+        assert!(matches!(
+            parse_listen("nope"),
+            Err(HttpError::BadAddress(_))
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let opts = HttpOptions {
+            listen: "0.0.0.0:0".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            HttpServer::bind(&state, &opts),
+            Err(HttpError::NotLoopback(_))
+        ));
+    }
+}

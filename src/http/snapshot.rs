@@ -1,0 +1,121 @@
+//! What one request reads: the config in force (with its JSON, for the job export and
+//! config edits), and, loaded on first use, the nodes and the task statuses. Every
+//! sub-query of an envelope runs against one snapshot, as in Bistro.
+
+use crate::config::{Config, ConfigLoadError};
+use crate::context::{self, keys};
+use crate::nodes::{NodeError, Nodes};
+use crate::state::StateDir;
+use crate::store::{StatusRow, StatusStore, StoreError};
+use crate::task::RunningTask;
+use serde_json::Value;
+use std::cell::OnceCell;
+use std::path::{Path, PathBuf};
+
+/// Why a request cannot be answered at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The state directory has no status database.
+    #[error("no state in {0}: run `bistro init` (or a tick) first")]
+    NoState(PathBuf),
+    /// Neither the config file nor a last good config is usable.
+    #[error("no usable config at {path}: {message}")]
+    NoConfig {
+        /// The config file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Stored statuses and running tasks.
+type Statuses = (Vec<StatusRow>, Vec<RunningTask>);
+
+/// The state one request reads.
+pub struct Snapshot {
+    /// The state directory.
+    pub state: StateDir,
+    /// The status database.
+    pub store: StatusStore,
+    /// The config file (`--config`, else the one the scheduler last used).
+    pub config_path: PathBuf,
+    /// The config in force (the file's, or the last good one).
+    pub config: Config,
+    /// The JSON the config in force was parsed from.
+    pub raw: Value,
+    /// Why the config file itself is unusable, when the last good config stands in.
+    pub config_error: Option<ConfigLoadError>,
+    /// Epoch seconds when the snapshot was taken.
+    pub now: i64,
+    nodes: OnceCell<Result<Nodes, String>>,
+    statuses: OnceCell<Result<Statuses, String>>,
+}
+
+impl Snapshot {
+    /// Reads the config in force of `state` (`explicit` overrides the remembered file).
+    pub fn load(state: &StateDir, explicit: Option<&Path>) -> Result<Self, SnapshotError> {
+        let db = state.statuses_db();
+        if !db.exists() {
+            return Err(SnapshotError::NoState(state.root().to_path_buf()));
+        }
+        let store = StatusStore::open(&db)?;
+        let path = context::config_path(state, Some(&store), explicit)?;
+        let in_force = context::load_config(Some(&store), path.clone())?;
+        let text = match &in_force.text {
+            Some(text) => Some(text.clone()),
+            None => store.meta(keys::LAST_GOOD_CONFIG)?,
+        };
+        let raw = text.and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        let (Some(config), Some(raw)) = (in_force.config, raw) else {
+            return Err(SnapshotError::NoConfig {
+                path,
+                message: in_force
+                    .error
+                    .map_or_else(|| "unreadable".to_string(), |e| e.to_string()),
+            });
+        };
+        Ok(Self {
+            state: state.clone(),
+            store,
+            config_path: path,
+            config,
+            raw,
+            config_error: in_force.error,
+            now: crate::now(),
+            nodes: OnceCell::new(),
+            statuses: OnceCell::new(),
+        })
+    }
+
+    /// The nodes of the last refresh (fetched afresh if none fits the config).
+    pub fn nodes(&self) -> Result<&Nodes, String> {
+        self.nodes
+            .get_or_init(|| {
+                let instance =
+                    context::instance_name(Some(&self.store), None).map_err(|e| e.to_string())?;
+                context::nodes_for_report(Some(&self.store), &self.config, &instance)
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e: NodeError| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Stored statuses and running tasks, with runs that finished since the last tick
+    /// applied (as `bistro status` shows them).
+    pub fn statuses(&self) -> Result<(&[StatusRow], &[RunningTask]), String> {
+        self.statuses
+            .get_or_init(|| {
+                let mut rows = self.store.load().map_err(|e| e.to_string())?;
+                let mut running = self.store.running().map_err(|e| e.to_string())?;
+                crate::tick::preview_finished(&self.state, &mut rows, &mut running);
+                Ok((rows, running))
+            })
+            .as_ref()
+            .map(|(rows, running)| (rows.as_slice(), running.as_slice()))
+            .map_err(Clone::clone)
+    }
+}
