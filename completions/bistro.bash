@@ -191,7 +191,7 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__daemon)
-            opts="-v -h --worker-command --instance-node-name --wait-lock --exit-when-done --config-update-ms --nodes-update-ms --clean-statuses --log-retention --log-prune-frequency --verbose --state-dir --config --color --help"
+            opts="-v -h --worker-command --instance-node-name --wait-lock --exit-when-done --config-update-ms --nodes-update-ms --clean-statuses --log-retention --log-prune-frequency --http --allow-remote --verbose --state-dir --config --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -222,6 +222,10 @@ _bistro() {
                     return 0
                     ;;
                 --log-prune-frequency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -76,6 +76,7 @@ complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l config-update-m
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l nodes-update-ms -d 'Rerun the node sources at most this often (a change of node sources refetches at once)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l log-retention -d 'Task log lines older than SECS are deleted (default 30 days)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l log-prune-frequency -d 'Seconds between log prunes; 0 disables pruning' -r
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l http -d 'Also serve the REST API, status page and metrics on ADDR (as `serve-http`)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l state-dir -d 'The state directory (created on first use)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
@@ -83,6 +84,7 @@ always\t'Always'
 never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l exit-when-done -d 'Exit 0 once nothing runs and nothing can start (tasks in backoff still can)'
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l clean-statuses -d 'Forget every stored status at start, so every task runs again'
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l allow-remote -d 'Allow a non-loopback --http address (changes still need the token)'
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -s v -l verbose -d 'More log on stderr: -v each start and finish, -vv every iteration (or set BISTRO_LOG, e.g. BISTRO_LOG=debug)'
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l worker-command -d 'Command run for each task as `CMD NODE STATUS_FILE JSON` (a job\'s "command" overrides it); remembered for later ticks' -r

@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::Args;
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 /// `bistro daemon`.
 #[derive(Debug, Args)]
@@ -37,32 +37,16 @@ pub struct DaemonArgs {
     /// Seconds between log prunes; 0 disables pruning.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     log_prune_frequency: i64,
+    /// Also serve the REST API, status page and metrics on ADDR (as `serve-http`).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// Allow a non-loopback --http address (changes still need the token).
+    #[arg(long, requires = "http")]
+    allow_remote: bool,
     /// More log on stderr: -v each start and finish, -vv every iteration
     /// (or set BISTRO_LOG, e.g. BISTRO_LOG=debug).
     #[arg(long, short, action = clap::ArgAction::Count)]
     verbose: u8,
-}
-
-/// Set by SIGTERM or SIGINT: finish the current iteration, then exit.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop(_: i32) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn install_stop_handlers() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(
-        SigHandler::Handler(on_stop),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGTERM, Signal::SIGINT] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            let _ = sigaction(sig, &action);
-        }
-    }
 }
 
 fn init_logging(verbose: u8) {
@@ -86,11 +70,14 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> anyhow::Res
     init_logging(args.verbose);
     state.create()?;
     let _lock = state.lock(args.run.wait_lock)?;
-    install_stop_handlers();
+    let stop = super::signals::stop_on_signals();
+    // Created now, so the HTTP server has a state to serve from the start.
+    let mut store = StatusStore::open(&state.statuses_db())?;
     if args.clean_statuses {
-        let cleared = StatusStore::open(&state.statuses_db())?.clear_statuses()?;
+        let cleared = store.clear_statuses()?;
         tracing::info!("--clean-statuses: forgot {cleared} stored statuses");
     }
+    drop(store);
     let opts = DaemonOptions {
         tick: TickOptions {
             flags: crate::context::RunFlags {
@@ -113,8 +100,17 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> anyhow::Res
         state.root().display(),
         std::process::id()
     );
+    let http = match &args.http {
+        Some(listen) => Some(start_http(state, cli, listen, args.allow_remote, stop)?),
+        None => None,
+    };
     let mut log = IterationLog::default();
-    let end = crate::daemon::run(state, &opts, &mut runner, &STOP, &mut |r| log.record(r))?;
+    let end = crate::daemon::run(state, &opts, &mut runner, stop, &mut |r| log.record(r));
+    stop.store(true, Ordering::SeqCst);
+    if let Some(server) = http {
+        let _ = server.join();
+    }
+    let end = end?;
     Ok(match end {
         DaemonEnd::Stopped => {
             tracing::info!(
@@ -193,4 +189,24 @@ impl IterationLog {
         );
         self.running = r.running;
     }
+}
+
+/// Binds the HTTP server before the first iteration (a bad address fails the start)
+/// and serves it on its own thread until `stop`.
+fn start_http(
+    state: &StateDir,
+    cli: &Cli,
+    listen: &str,
+    allow_remote: bool,
+    stop: &'static std::sync::atomic::AtomicBool,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let opts = crate::http::HttpOptions {
+        listen: listen.to_string(),
+        allow_remote,
+        config: cli.config.clone(),
+    };
+    let server = crate::http::HttpServer::bind(state, &opts)
+        .with_context(|| format!("serving HTTP on {listen}"))?;
+    eprintln!("listening on http://{}", server.local_addr());
+    Ok(std::thread::spawn(move || server.serve(stop)))
 }

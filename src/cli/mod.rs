@@ -9,6 +9,7 @@ mod init;
 mod logs;
 mod run_task;
 mod serve_http;
+mod signals;
 mod status;
 mod supervise;
 mod tick;
@@ -186,6 +187,14 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
         }
         if let Some(
             crate::why::WhyError::UnknownJob { .. } | crate::why::WhyError::NotATask { .. },
+        ) = cause.downcast_ref()
+        {
+            return ExitCode::Usage as i32;
+        }
+        if let Some(
+            crate::http::HttpError::BadAddress(_)
+            | crate::http::HttpError::NotLoopback(_)
+            | crate::http::HttpError::NoState(_),
         ) = cause.downcast_ref()
         {
             return ExitCode::Usage as i32;

@@ -5,7 +5,6 @@ use super::{Cli, ExitCode};
 use crate::http::{HttpError, HttpOptions, HttpServer, DEFAULT_LISTEN};
 use crate::state::StateDir;
 use clap::Args;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// `bistro serve-http`.
 #[derive(Debug, Args)]
@@ -30,35 +29,13 @@ pub struct ServeHttpArgs {
     allow_remote: bool,
 }
 
-/// Set by SIGINT/SIGTERM.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: i32) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(
-        SigHandler::Handler(on_stop_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for signal in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            let _ = sigaction(signal, &action);
-        }
-    }
-}
-
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &ServeHttpArgs) -> anyhow::Result<i32> {
     let opts = HttpOptions {
         listen: args.listen.clone(),
         allow_remote: args.allow_remote,
         config: cli.config.clone(),
     };
-    install_signal_handlers();
+    let stop = super::signals::stop_on_signals();
     let server = match HttpServer::bind(state, &opts) {
         Ok(server) => server,
         Err(e @ (HttpError::BadAddress(_) | HttpError::NotLoopback(_) | HttpError::NoState(_))) => {
@@ -68,6 +45,6 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &ServeHttpArgs) -> anyhow::
         Err(e) => return Err(e.into()),
     };
     eprintln!("listening on http://{}", server.local_addr());
-    server.serve(&STOP);
+    server.serve(stop);
     Ok(ExitCode::Success as i32)
 }

@@ -196,3 +196,63 @@ fn a_daemon_killed_mid_run_loses_no_status_and_starts_nothing_twice() {
     let ledger = Ledger::read(&ledger);
     assert!(ledger.each_ran_once(), "{ledger:?}");
 }
+
+#[test]
+fn a_daemon_serves_the_api_refuses_bad_requests_and_kill_task_ends_a_process_group() {
+    let env = Env::new();
+    let pids = env.path("pids");
+    let task = env.script(
+        "task.sh",
+        &format!(
+            "if [ \"$1\" = node22 ]; then sleep 600 & echo \"$$ $!\" > {pids}; wait; fi\necho done > \"$2\"",
+            pids = pids.display()
+        ),
+    );
+    env.config(&config_with_jobs(4, r#""bistro_job->j": {"owner": "me"}"#));
+    let served = Served::start_with(
+        &env,
+        &[
+            "daemon",
+            "--http",
+            "127.0.0.1:0",
+            "--worker-command",
+            task.to_str().unwrap(),
+        ],
+    );
+    env.wait_for("node22's task to record its pids", || {
+        read(&pids).split_whitespace().count() == 2
+    });
+    let pids: Vec<i32> = read(&pids)
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+
+    let (code, answer) = served.post(r#"{"a":{"handler":"jobs"},"b":{"handler":"running_tasks"}}"#);
+    assert_eq!(code, 200);
+    assert_eq!(answer["a"]["data"]["j"]["owner"], "me", "{answer}");
+    assert!(answer["b"]["data"]["j"]["node22"].is_object(), "{answer}");
+
+    let oversized = served.request("POST", "/", &[], &vec![b' '; 2 << 20]);
+    assert_eq!(oversized.status, 413);
+    let (_, bad) = served
+        .post(r#"{"x": {"handler": "no_such_handler"}, "y": {"handler": "sorted_node_names"}}"#);
+    assert!(
+        bad["x"]["error"].is_string() && bad["y"]["data"].is_object(),
+        "{bad}"
+    );
+
+    let token = read(&env.state().join("http.token"));
+    let killed = served.post_with_token(
+        &token,
+        r#"{"k": {"handler": "kill_task", "job_id": "j", "node_id": "node22"}}"#,
+    );
+    assert_eq!(killed["k"]["data"], "signaled", "{killed}");
+    env.wait_for("the task's whole process group to die", || {
+        pids.iter().all(|&p| !alive(p))
+    });
+    env.wait_for("the daemon to record the kill", || {
+        env.task("j", "node22")["status"] == "incomplete"
+    });
+    let status = served.request("GET", "/api/status", &[], b"").json();
+    assert_eq!(status["jobs"][0]["counts"]["done"], 3, "{status}");
+}

@@ -27,8 +27,9 @@ fn one_running(env: &Env) {
     let task = env.script(
         "task.sh",
         &format!(
-            "if [ \"$1\" = node22 ]; then while [ ! -e {} ]; do sleep 0.05; done; fi\necho done > \"$2\"",
-            release.display()
+            "if [ \"$1\" = node22 ]; then while [ ! -e {} ] && [ -d {} ]; do sleep 0.05; done; fi\necho done > \"$2\"",
+            release.display(),
+            env.dir.path().display()
         ),
     );
     env.config(&config_with_jobs(4, r#""bistro_job->j": {"owner": "me"}"#));

@@ -349,7 +349,8 @@ impl Drop for Watchdog {
     }
 }
 
-/// A running `bistro serve-http --listen 127.0.0.1:0`, stopped with SIGTERM on drop.
+/// A running `bistro serve-http --listen 127.0.0.1:0` (or another command that serves
+/// HTTP, such as `daemon --http 127.0.0.1:0`), stopped with SIGTERM on drop.
 pub struct Served {
     child: std::process::Child,
     /// `127.0.0.1:PORT`, read from the server's `listening on http://ADDR` line.
@@ -358,10 +359,16 @@ pub struct Served {
 }
 
 impl Served {
-    /// Starts the server and waits for its `listening on` line.
+    /// Starts `serve-http` and waits for its `listening on` line.
     pub fn start(env: &Env) -> Self {
+        Self::start_with(env, &["serve-http", "--listen", "127.0.0.1:0"])
+    }
+
+    /// Starts `bistro ARGS...`, which must print `listening on http://ADDR` first on
+    /// stderr, and waits for that line.
+    pub fn start_with(env: &Env, args: &[&str]) -> Self {
         let mut child = env
-            .spawn_cmd(&["serve-http", "--listen", "127.0.0.1:0"])
+            .spawn_cmd(args)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
