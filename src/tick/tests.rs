@@ -405,3 +405,73 @@ fn a_config_that_fails_to_load_kills_no_task() {
     assert!(runner.killed.is_empty());
     assert_eq!(stored(&state).1.len(), 1, "the task still runs");
 }
+
+#[test]
+fn a_tick_cache_rereads_the_config_only_after_config_update_ms() {
+    let (_dir, state) = state_with_two_nodes();
+    let mut runner = ScriptedRunner::default();
+    let slow = TickOptions {
+        config_update_ms: 3_600_000,
+        ..opts()
+    };
+    let mut cache = TickCache::default();
+    tick_with(&state, &slow, &mut runner, &mut cache).unwrap();
+    rewrite_config(
+        &state,
+        r#""bistro_job->j": {"owner": "o"}"#,
+        r#""bistro_job->j": {"owner": "o"}, "bistro_job->k": {"owner": "o"}"#,
+    );
+    let report = tick_with(&state, &slow, &mut runner, &mut cache).unwrap();
+    assert!(
+        report.config_changes.is_empty(),
+        "the cached config is still in force"
+    );
+    let fresh = TickOptions {
+        config_update_ms: 0,
+        ..opts()
+    };
+    let report = tick_with(&state, &fresh, &mut runner, &mut cache).unwrap();
+    assert_eq!(report.config_changes, ["added job k"]);
+}
+
+#[test]
+fn the_next_wait_follows_bistros_loop() {
+    let (_dir, state) = state_with_two_nodes();
+    rewrite_config(
+        &state,
+        r#""enabled": true,"#,
+        r#""enabled": true, "working_wait": 0.25, "idle_wait": 7,"#,
+    );
+    let mut runner = ScriptedRunner::default();
+    let report = tick(&state, &opts(), &mut runner).unwrap();
+    assert_eq!(
+        (report.running, report.wait_ms),
+        (1, 250),
+        "working_wait while a task runs"
+    );
+    rewrite_config(
+        &state,
+        r#""bistro_job->j": {"owner": "o"}"#,
+        r#""bistro_job->j": {"owner": "o", "enabled": false}"#,
+    );
+    runner
+        .outcomes
+        .insert("b".into(), finished(TaskStatus::new(bits::DONE, 5)));
+    let report = tick(&state, &opts(), &mut runner).unwrap();
+    assert_eq!(
+        (report.running, report.wait_ms),
+        (0, 7000),
+        "idle_wait when nothing runs"
+    );
+    std::fs::write(state.default_config(), "{ broken").unwrap();
+    let report = tick(&state, &opts(), &mut runner).unwrap();
+    assert_eq!(
+        report.wait_ms, 7000,
+        "the last good config's idle_wait, as it stays in force"
+    );
+
+    let (_dir, never_good) = state_with_two_nodes();
+    std::fs::write(never_good.default_config(), "{ broken").unwrap();
+    let report = tick(&never_good, &opts(), &mut runner).unwrap();
+    assert_eq!(report.wait_ms, 5000, "5 s after a config failure");
+}
