@@ -2,9 +2,10 @@
 //! pass as `tick --dry-run`, plus what the status database says of the task.
 
 use crate::runner::TaskRunner;
+use crate::scheduler::{WaitReason, Waiting};
 use crate::state::StateDir;
 use crate::store::{StatusStore, StoreError};
-use crate::tick::{tick, TickError, TickOptions};
+use crate::tick::{tick, Explained, TickError, TickOptions, TickReport};
 use serde_json::{json, Value};
 
 /// The answer for one task.
@@ -106,7 +107,7 @@ pub fn why(
             json!({"invocation": task.invocation.to_string()}),
         ));
     }
-    let Some(explained) = report.explained else {
+    let Some(explained) = &report.explained else {
         return Ok(blocked(&report, answer));
     };
     let config = &explained.config;
@@ -130,14 +131,14 @@ pub fn why(
         let message = "nothing stops it: the next tick starts it".to_string();
         return Ok(answer("would_start", "would_start", message, Value::Null));
     }
-    if let Some(w) = explained
-        .waiting
-        .iter()
-        .find(|w| w.job == j && nodes.list[w.node].name == node)
-    {
-        let details =
+    if let Some(w) = most_telling(explained, j, |name| name == node) {
+        let mut details =
             serde_json::to_value(w.to_json(config, nodes, report.now)).expect("serializes");
-        let message = w.reason.describe(config, nodes, report.now);
+        let mut message = w.reason.describe(config, nodes, report.now);
+        if let Some(blocker) = dependency_blocker(&report, explained, &w.reason, node) {
+            message.push_str(&format!(" ({blocker})"));
+            details["blocked_by"] = blocker.into();
+        }
         return Ok(answer("waiting", w.reason.code(), message, details));
     }
     Ok(answer(
@@ -148,9 +149,65 @@ pub fn why(
     ))
 }
 
+/// The waiting entry of `job` on a node whose name `matches` that says most: a name
+/// under several parents (replicas) has an entry per replica, and a disabled or
+/// filtered replica says less than the reason an eligible one waits.
+fn most_telling(
+    explained: &Explained,
+    job: usize,
+    matches: impl Fn(&str) -> bool,
+) -> Option<&Waiting> {
+    let vague = |w: &Waiting| match w.reason {
+        WaitReason::NodeDisabled { .. } => 2,
+        WaitReason::Filtered { .. } => 1,
+        _ => 0,
+    };
+    explained
+        .waiting
+        .iter()
+        .filter(|w| w.job == job && matches(&explained.nodes.list[w.node].name))
+        .min_by_key(|w| vague(w))
+}
+
+/// What holds up the job a task waits for: that job's own state on the same node
+/// (`depends_on`), or on one of its unfinished nodes
+/// (`run_only_after_all_nodes_are_done_for`), so a dependency that can never finish
+/// (filtered out, disabled, failed) is named as such.
+fn dependency_blocker(
+    report: &TickReport,
+    explained: &Explained,
+    reason: &WaitReason,
+    node: &str,
+) -> Option<String> {
+    let (dep, same_node) = match reason {
+        WaitReason::DependsOn { job } => (*job, true),
+        WaitReason::AllNodesOf { job } => (*job, false),
+        _ => return None,
+    };
+    let config = &explained.config;
+    let name = config.jobs[dep].name.as_str();
+    let on = |n: &str| !same_node || n == node;
+    if let Some(t) = explained
+        .running
+        .iter()
+        .find(|t| t.job == name && on(&t.node))
+    {
+        return Some(format!("{name}/{} is running", t.node));
+    }
+    if let Some(s) = report.started.iter().find(|s| s.job == name && on(&s.node)) {
+        return Some(format!("{name}/{} starts at the next tick", s.node));
+    }
+    let w = most_telling(explained, dep, on)?;
+    Some(format!(
+        "{name}/{}: {}",
+        explained.nodes.list[w.node].name,
+        w.reason.describe(config, &explained.nodes, report.now)
+    ))
+}
+
 /// The answer when no pass could run: no config, no nodes, or the scheduler is off.
 fn blocked(
-    report: &crate::tick::TickReport,
+    report: &TickReport,
     answer: impl Fn(&'static str, &'static str, String, Value) -> Why,
 ) -> Why {
     if !report.config_errors.is_empty() && !report.using_last_good {

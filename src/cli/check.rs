@@ -48,6 +48,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> anyhow::Resu
         if config.jobs.is_empty() {
             warnings.push("the config defines no job (keys look like \"bistro_job->NAME\")".into());
         }
+        warnings.extend(ignored_settings(config));
         if args.nodes {
             let instance = context::instance_name(store.as_ref(), None)?;
             if let Err(e) = fetch_nodes(&config.settings, &instance) {
@@ -80,4 +81,32 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> anyhow::Resu
     } else {
         super::ExitCode::Usage as i32
     })
+}
+
+/// Settings that are valid but that this bistro does not enforce, so a user migrating
+/// from Bistro is not misled into relying on them.
+fn ignored_settings(config: &crate::config::Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let subprocesses = std::iter::once((
+        "bistro_settings".to_string(),
+        &config.settings.task_subprocess,
+    ))
+    .chain(
+        config
+            .jobs
+            .iter()
+            .filter(|j| j.task_subprocess.cgroups != config.settings.task_subprocess.cgroups)
+            .map(|j| (format!("bistro_job->{}", j.name), &j.task_subprocess)),
+    );
+    for (owner, sub) in subprocesses {
+        let subsystems = sub.cgroups["subsystems"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty());
+        if subsystems {
+            out.push(format!(
+                "{owner}: task_subprocess.cgroups is accepted but not enforced (no cgroup limits are applied)"
+            ));
+        }
+    }
+    out
 }

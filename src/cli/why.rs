@@ -33,8 +33,9 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &WhyArgs) -> anyhow::Result
             config: cli.config.clone(),
             ..Default::default()
         },
-        // The nodes the last tick fetched, as the next one will most likely see them.
-        nodes_update_ms: 300_000,
+        // The nodes the scheduler fetched last, whatever its --nodes-update-ms: those
+        // are the ones it schedules over (only a change of node sources refetches).
+        nodes_update_ms: i64::MAX,
         ..Default::default()
     };
     let exe = std::env::current_exe().context("finding the bistro binary")?;

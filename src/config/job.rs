@@ -95,10 +95,12 @@ impl Job {
             .flatten()
             .unwrap_or(settings.level_for_tasks);
         let priority = get("priority").map_or(1.0, |x| {
-            lenient::as_f64(x).filter(|p| *p > 0.0).unwrap_or_else(|| {
-                rec.nested_error("priority", x, "must be a positive number");
-                1.0
-            })
+            lenient::as_f64(x)
+                .filter(|p| p.is_finite())
+                .unwrap_or_else(|| {
+                    rec.nested_error("priority", x, "must be a number");
+                    1.0
+                })
         });
         let mut resources = defs.defaults.clone();
         if let Some(x) = get("resources") {
@@ -388,14 +390,28 @@ pub fn check_dependencies(jobs: &mut [Job]) {
     }
     cyclic.sort_unstable();
     cyclic.dedup();
-    for i in cyclic {
-        let deps = Value::from(jobs[i].depends_on.clone());
-        problems.push((
-            i,
-            vec!["depends_on".to_string()],
-            deps,
-            "dependency cycle between jobs".to_string(),
-        ));
+    let in_cycle: Vec<&str> = cyclic.iter().map(|&i| jobs[i].name.as_str()).collect();
+    // Each edge into the cycle is named by its own key and index.
+    for &i in &cyclic {
+        let job = &jobs[i];
+        for (key, list) in [
+            ("depends_on", &job.depends_on),
+            (
+                "run_only_after_all_nodes_are_done_for",
+                &job.run_only_after_all_nodes_are_done_for,
+            ),
+        ] {
+            for (n, dep) in list.iter().enumerate() {
+                if dep != &job.name && in_cycle.contains(&dep.as_str()) {
+                    problems.push((
+                        i,
+                        vec![key.to_string(), n.to_string()],
+                        Value::from(dep.as_str()),
+                        format!("dependency cycle between jobs {}", in_cycle.join(", ")),
+                    ));
+                }
+            }
+        }
     }
     for (i, path, value, message) in problems {
         jobs[i].add_error(&path, &value, &message);
@@ -631,5 +647,33 @@ mod tests {
             .map(|j| j.name.as_str())
             .collect();
         assert_eq!(invalid, vec!["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn a_cycle_is_reported_at_the_key_of_each_edge_that_closes_it() {
+        let s = settings();
+        let mut jobs = vec![
+            Job::parse("cyc1", &json!({"owner": "o", "depends_on": ["cyc2"]}), &s),
+            Job::parse(
+                "cyc2",
+                &json!({"owner": "o", "depends_on": [],
+                        "run_only_after_all_nodes_are_done_for": ["cyc1"]}),
+                &s,
+            ),
+        ];
+        check_dependencies(&mut jobs);
+        let errors = |j: &Job| serde_json::to_string(&j.errors).unwrap();
+        assert!(
+            errors(&jobs[0]).contains("\"depends_on\"") && errors(&jobs[0]).contains("cycle"),
+            "{}",
+            errors(&jobs[0])
+        );
+        let second = errors(&jobs[1]);
+        assert!(
+            second.contains("run_only_after_all_nodes_are_done_for")
+                && second.contains("cyc1")
+                && second.contains("cycle"),
+            "{second}"
+        );
     }
 }

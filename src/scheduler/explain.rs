@@ -170,7 +170,11 @@ impl WaitReason {
             WaitReason::Done => "done".into(),
             WaitReason::JobDisabled => "the job is disabled (\"enabled\": false)".into(),
             WaitReason::JobInvalid => "the job has config errors (see `bistro check`)".into(),
-            WaitReason::Failed => "failed permanently (its backoff list is exhausted)".into(),
+            WaitReason::Failed => {
+                "failed permanently (it reported failed, or its backoff list ran out); \
+                 `bistro forgive` lets it run again"
+                    .into()
+            }
             WaitReason::Backoff { until } => {
                 format!("backing off for {}s more (until {until})", until - now)
             }

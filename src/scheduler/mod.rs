@@ -194,9 +194,10 @@ fn fully_done_jobs(input: &PassInput) -> HashSet<usize> {
         .enumerate()
         .filter(|(_, j)| wanted.contains(j.name.as_str()))
         .filter(|(_, j)| {
+            // Nodes the job's filters exclude can never run, so they count as done; a
+            // disabled node may come back, so its task must really be done.
             input.nodes.at_level(j.level_for_tasks).all(|n| {
-                disabled_on_path(input.nodes, n).is_some()
-                    || filtered_on_path(j, input.nodes, n).is_some()
+                filtered_on_path(j, input.nodes, n).is_some()
                     || input
                         .statuses
                         .get(&j.name, &input.nodes.list[n].name)

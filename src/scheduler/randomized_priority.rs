@@ -4,8 +4,10 @@
 use super::{JobCandidates, Policy, TryStart};
 use rand::Rng;
 
-/// Weighted random job choice. Priorities are positive (the config rejects others), so
-/// the loop always ends: every draw removes a node or a job.
+/// Weighted random job choice. Every draw removes a node or a job, so the loop ends.
+/// Weights are priorities scaled by the largest one (so huge priorities cannot
+/// overflow the sum); a job with priority <= 0 is drawn only once no positive one is
+/// left, and then uniformly (Bistro's weights are undefined there).
 pub(super) struct RandomizedPriority;
 
 impl Policy for RandomizedPriority {
@@ -16,15 +18,18 @@ impl Policy for RandomizedPriority {
         try_start: &mut dyn FnMut(usize, usize) -> TryStart,
     ) {
         while !jobs.is_empty() {
-            let total: f64 = jobs.iter().map(|e| e.priority).sum();
+            let max = jobs.iter().map(|e| e.priority).fold(0.0, f64::max);
+            let weight = |p: f64| if max > 0.0 { (p / max).max(0.0) } else { 1.0 };
+            let total: f64 = jobs.iter().map(|e| weight(e.priority)).sum();
             let mut pick = rng.gen_range(0.0..total);
             let mut chosen = jobs.len() - 1;
             for (i, e) in jobs.iter().enumerate() {
-                if pick < e.priority {
+                let w = weight(e.priority);
+                if pick < w {
                     chosen = i;
                     break;
                 }
-                pick -= e.priority;
+                pick -= w;
             }
             let entry = &mut jobs[chosen];
             if entry.nodes.is_empty() {

@@ -501,3 +501,67 @@ fn level_for_tasks_selects_the_level_whose_nodes_become_tasks() {
         vec![("j".to_string(), "inst".to_string())]
     );
 }
+
+#[test]
+fn randomized_priority_survives_huge_zero_and_negative_priorities() {
+    let fx = Fixture::new(config(
+        "randomized_priority",
+        json!({"big1": {"owner": "o", "priority": 1e308}, "big2": {"owner": "o", "priority": 1e308},
+               "zero": {"owner": "o", "priority": 0}, "negative": {"owner": "o", "priority": -5}}),
+    ));
+    assert!(
+        fx.config.jobs.iter().all(Job::can_run),
+        "any finite priority is valid"
+    );
+    for seed in 0..20 {
+        let started = fx.started(&fx.plan_seeded(seed, false));
+        assert_eq!(started.len(), 4, "the db limit of 1 allows one task per db");
+        assert!(
+            started.iter().all(|(job, _)| job.starts_with("big")),
+            "jobs with priority <= 0 go last: {started:?}"
+        );
+    }
+    let only_zero = Fixture::new(config(
+        "randomized_priority",
+        json!({"zero": {"owner": "o", "priority": 0}, "negative": {"owner": "o", "priority": -1}}),
+    ));
+    assert_eq!(
+        only_zero.started(&only_zero.plan_seeded(3, false)).len(),
+        4,
+        "with no positive priority left, jobs are drawn uniformly"
+    );
+}
+
+#[test]
+fn all_nodes_gates_count_filtered_nodes_as_done_but_not_disabled_ones() {
+    let hosts =
+        json!({"host1": {"children": ["db11"], "disabled": true}, "host2": ["db21", "db22"]});
+    let mut v = json!({"bistro_settings": {"enabled": true,
+        "nodes": {"levels": ["host", "db"], "node_sources": [{"source": "manual", "prefs": hosts}]},
+        "resources": {}},
+        "bistro_job->first": {"owner": "o", "filters": {"db": {"blacklist": ["db22"]}}},
+        "bistro_job->after": {"owner": "o", "level_for_tasks": "host",
+                              "run_only_after_all_nodes_are_done_for": ["first"]}});
+    let mut fx = Fixture::new(Config::from_value(&v).unwrap());
+    fx.statuses
+        .insert("first", "db21", TaskStatus::new(bits::DONE, 1), 1);
+    let plan = fx.plan_seeded(0, true);
+    assert!(
+        !fx.started(&plan).iter().any(|s| s.0 == "after"),
+        "db11 is only disabled: it may come back and must run first"
+    );
+    fx.statuses
+        .insert("first", "db11", TaskStatus::new(bits::DONE, 1), 1);
+    let started = fx.started(&fx.plan_seeded(0, false));
+    assert_eq!(
+        started,
+        [("after".to_string(), "host2".to_string())],
+        "db22 is filtered out (never runs), so first is done everywhere it can run"
+    );
+    v["bistro_job->first"]["filters"] = json!({});
+    let fx = Fixture::new(Config::from_value(&v).unwrap());
+    assert!(fx
+        .started(&fx.plan_seeded(0, false))
+        .iter()
+        .all(|s| s.0 == "first"));
+}

@@ -387,22 +387,46 @@ fn an_orphan_is_killed_once_its_stored_deadline_has_passed() {
 /// back. Bistro's pass stops early; we schedule with the last good config (spec
 /// README), in which the task is no orphan either.
 #[test]
-fn a_config_that_fails_to_load_kills_no_task() {
+fn a_failed_node_fetch_kills_no_orphan_and_keeps_its_deadline() {
     let (_dir, state) = state_with_two_nodes();
-    rewrite_config(
-        &state,
-        r#""enabled": true,"#,
-        r#""enabled": true, "kill_orphan_tasks_after_sec": 0,"#,
-    );
     let mut runner = ScriptedRunner::default();
     tick(&state, &opts(), &mut runner).unwrap();
-    let good = std::fs::read_to_string(state.default_config()).unwrap();
-    std::fs::write(state.default_config(), "{ not json").unwrap();
-    let report = tick(&state, &opts(), &mut runner).unwrap();
-    assert!(report.using_last_good);
-    std::fs::write(state.default_config(), good).unwrap();
+    rewrite_config(
+        &state,
+        r#""bistro_job->j": {"owner": "o"}"#,
+        r#""bistro_job->j": {"owner": "o", "enabled": false, "kill_orphan_tasks_after_sec": 3600}"#,
+    );
     tick(&state, &opts(), &mut runner).unwrap();
-    assert!(runner.killed.is_empty());
+    let deadlines = || {
+        StatusStore::open(&state.statuses_db())
+            .unwrap()
+            .meta(keys::ORPHAN_KILL_AT)
+            .unwrap()
+    };
+    let pending = deadlines();
+    assert!(pending.as_deref().is_some_and(|d| d != "{}"), "{pending:?}");
+
+    rewrite_config(
+        &state,
+        r#"{"source": "manual", "prefs": {"a": [], "b": []}}"#,
+        r#"{"source": "script", "prefs": {"parent_level": "instance", "script": "/nonexistent/nodes.sh"}}"#,
+    );
+    rewrite_config(
+        &state,
+        r#""kill_orphan_tasks_after_sec": 3600"#,
+        r#""kill_orphan_tasks_after_sec": 0"#,
+    );
+    let report = tick(&state, &opts(), &mut runner).unwrap();
+    assert!(report.nodes_error.is_some());
+    assert!(
+        runner.killed.is_empty(),
+        "no kill while the nodes cannot be fetched, even when due"
+    );
+    assert_eq!(
+        deadlines(),
+        pending,
+        "the pending deadline is left untouched"
+    );
     assert_eq!(stored(&state).1.len(), 1, "the task still runs");
 }
 

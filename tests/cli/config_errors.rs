@@ -246,3 +246,27 @@ fn bad_filters_and_dependencies_are_job_errors_naming_the_key_and_others_run() {
         assert_eq!(count(&status, job, "not_started"), 4, "{job} must not run");
     }
 }
+
+#[test]
+fn check_warns_that_cgroups_are_accepted_but_not_enforced() {
+    let env = Env::new();
+    env.config(&config_with_jobs(
+        1,
+        r#""bistro_job->limited": {"owner": "me",
+             "task_subprocess": {"cgroups": {"root": "/sys/fs/cgroup", "slice": "bistro", "subsystems": ["memory"]}}},
+           "bistro_job->plain": {"owner": "me"}"#,
+    ));
+    let out = env.run(&["check"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a warning is not an error: {out:?}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("bistro_job->limited: task_subprocess.cgroups is accepted but not enforced"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("bistro_job->plain"), "{stderr}");
+}

@@ -530,7 +530,7 @@ fn save_job_and_delete_job_edit_the_config_atomically_with_a_backup() {
     let bad = served.post_with_token(
         &token(&env),
         r#"{"s": {"handler": "save_job", "job_id": "broken",
-                  "job": {"owner": "me", "priority": -1, "level_for_tasks": "nope"}}}"#,
+                  "job": {"owner": "me", "priority": "high", "level_for_tasks": "nope"}}}"#,
     );
     let message = bad["s"]["error"].as_str().unwrap();
     assert!(

@@ -221,9 +221,11 @@ fn dependencies_order_jobs_per_node_filters_exclude_and_all_nodes_gates_wait() {
         "report waits for every extract: {lines:?}"
     );
     let blocked = why(&env, "load", "host1.b");
+    assert_eq!(blocked["reason"], "depends_on", "{blocked}");
     assert_eq!(
-        blocked["reason"], "depends_on",
-        "a filtered dependency never finishes"
+        blocked["blocked_by"],
+        "extract/host1.b: the job's db filter (blacklist) excludes node host1.b",
+        "a dependency that can never finish says why"
     );
 }
 
@@ -486,4 +488,33 @@ fn why_names_backoff_deadlines_disabled_jobs_and_nodes_and_the_instance_limit() 
         (&Value::from(1), &Value::from(1))
     );
     assert_eq!(short["holders"], serde_json::json!(["holder/host2.b"]));
+}
+
+#[test]
+fn why_explains_the_eligible_replica_of_a_node_name() {
+    let env = Env::new();
+    let (task, _ledger) = host_probe(&env);
+    env.config(&format!(
+        r#"{{"bistro_settings": {{"enabled": true, "scheduler": "ranked_priority",
+             "nodes": {{"levels": ["host", "db"], "node_sources": [{{"source": "manual", "prefs":
+               {{"host1": {{"children": ["db1"], "disabled": true}}, "host2": ["db1", "db2"]}}}}]}},
+             "resources": {{"host": {{"host_slots": {{"limit": 1, "default": 1}}}}}}}},
+           "bistro_job->hold": {{"owner": "me", "priority": 10, "command": {hold}, "filters": {{"db": {{"whitelist": ["db2"]}}}}}},
+           "bistro_job->j": {{"owner": "me", "command": {j}, "filters": {{"db": {{"whitelist": ["db1"]}}}}}}}}"#,
+        hold = command(&task, "hold"),
+        j = command(&task, "j")
+    ));
+    env.ok(&["tick", "--instance-node-name", "inst"]);
+    assert_eq!(
+        running(&env.status_json(&["--tasks"])),
+        [("hold".to_string(), "db2".to_string())],
+        "ranked priority gives host2's slot to hold"
+    );
+    let answer = why(&env, "j", "db1");
+    assert_eq!(
+        (&answer["reason"], &answer["resource_node"]),
+        (&Value::from("resources"), &Value::from("host2")),
+        "the replica under disabled host1 says less than the one under host2: {answer}"
+    );
+    assert_eq!(answer["holders"], serde_json::json!(["hold/db2"]));
 }
