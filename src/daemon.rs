@@ -59,7 +59,7 @@ pub fn run(
             }
         };
         on_iteration(&report);
-        reap_exited_children();
+        runner.tidy_up();
         if opts.exit_when_done && report.running == 0 && report.started.is_empty() {
             if !report.config_errors.is_empty() && !report.using_last_good {
                 return Ok(DaemonEnd::NoConfig);
@@ -106,17 +106,5 @@ fn wait(period: Duration, stop: &AtomicBool) {
             break;
         }
         std::thread::sleep(left.min(SLICE));
-    }
-}
-
-/// Reaps supervisors that this process started and that have exited (they are its
-/// children until then), so a long-running daemon leaves no zombies. Runs between
-/// iterations only, when no other child of ours is being waited for.
-fn reap_exited_children() {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    while let Ok(status) = waitpid(nix::unistd::Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-        if status == WaitStatus::StillAlive {
-            break;
-        }
     }
 }

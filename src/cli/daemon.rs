@@ -73,11 +73,6 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> anyhow::Res
     let stop = super::signals::stop_on_signals();
     // Created now, so the HTTP server has a state to serve from the start.
     let mut store = StatusStore::open(&state.statuses_db())?;
-    if args.clean_statuses {
-        let cleared = store.clear_statuses()?;
-        tracing::info!("--clean-statuses: forgot {cleared} stored statuses");
-    }
-    drop(store);
     let opts = DaemonOptions {
         tick: TickOptions {
             flags: crate::context::RunFlags {
@@ -104,6 +99,12 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> anyhow::Res
         Some(listen) => Some(start_http(state, cli, listen, args.allow_remote, stop)?),
         None => None,
     };
+    // Only once everything has started: a start that fails must lose nothing.
+    if args.clean_statuses {
+        let cleared = store.clear_statuses()?;
+        tracing::info!("--clean-statuses: forgot {cleared} stored statuses");
+    }
+    drop(store);
     let mut log = IterationLog::default();
     let end = crate::daemon::run(state, &opts, &mut runner, stop, &mut |r| log.record(r));
     stop.store(true, Ordering::SeqCst);
@@ -172,7 +173,17 @@ impl IterationLog {
             tracing::warn!("killed orphan {}/{}: {}", k.job, k.node, k.reason);
         }
         for f in &r.finished {
-            tracing::info!("finished {}/{}: {}", f.job, f.node, f.status);
+            let message = f
+                .message
+                .as_deref()
+                .map(|m| format!(": {}", crate::sanitize::for_terminal(m)))
+                .unwrap_or_default();
+            match f.status {
+                "error_backoff" | "failed" => {
+                    tracing::warn!("finished {}/{}: {}{message}", f.job, f.node, f.status)
+                }
+                _ => tracing::info!("finished {}/{}: {}{message}", f.job, f.node, f.status),
+            }
         }
         for s in &r.started {
             tracing::info!("started {}/{}", s.job, s.node);

@@ -29,6 +29,8 @@ pub struct LocalRunner {
     state: StateDir,
     exe: PathBuf,
     log: Option<File>,
+    /// Supervisors this process started and has not reaped yet.
+    children: Vec<std::process::Child>,
 }
 
 impl LocalRunner {
@@ -38,6 +40,7 @@ impl LocalRunner {
             state,
             exe,
             log: None,
+            children: Vec::new(),
         }
     }
 
@@ -125,8 +128,8 @@ impl TaskRunner for LocalRunner {
             .spawn();
         drop(quiet);
         drop(lock);
-        // The child is not waited for: when this short-lived process exits, init reaps it.
-        spawned.map(drop).map_err(|e| {
+        // Reaped by a later call of this runner, or by init once this process exits.
+        spawned.map(|child| self.children.push(child)).map_err(|e| {
             err(
                 &task.launch,
                 format!("cannot start supervisor {}: {e}", self.exe.display()),
@@ -153,6 +156,14 @@ impl TaskRunner for LocalRunner {
 
     fn cleanup(&mut self, task: &RunningTask) {
         let _ = std::fs::remove_dir_all(self.state.invocation_dir(task.invocation));
+    }
+
+    /// Reaps the supervisors this process started that have exited, so a long-running
+    /// scheduler leaves no zombies. Only our own children are waited for: a global
+    /// wait would steal the exit status of other children (node scripts).
+    fn tidy_up(&mut self) {
+        self.children
+            .retain_mut(|child| !matches!(child.try_wait(), Ok(Some(_)) | Err(_)));
     }
 
     /// A run whose supervisor is already gone needs no kill: the next tick records

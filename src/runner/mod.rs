@@ -105,6 +105,9 @@ pub trait TaskRunner {
     /// Asks a running task to die as `request` says; its end is then reported as
     /// usual (a kill changes no status by itself).
     fn kill(&mut self, task: &RunningTask, request: &KillRequest) -> Result<(), RunnerError>;
+    /// Called between a long-running scheduler's iterations to release what ended
+    /// runs left behind (the local runner reaps its exited supervisors).
+    fn tidy_up(&mut self) {}
 }
 
 /// A job with no `command` when no `--worker-command` was given: a usage error.

@@ -256,3 +256,67 @@ fn a_daemon_serves_the_api_refuses_bad_requests_and_kill_task_ends_a_process_gro
     let status = served.request("GET", "/api/status", &[], b"").json();
     assert_eq!(status["jobs"][0]["counts"]["done"], 3, "{status}");
 }
+
+/// Zombie children of `pid`.
+fn zombie_children(pid: u32) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+            fields[0] == "Z" && fields[1] == pid.to_string()
+        })
+        .count()
+}
+
+#[test]
+fn a_daemon_reaps_the_supervisors_it_started() {
+    let env = Env::new();
+    env.config(&config_with_leaves(
+        40,
+        8,
+        r#""idle_wait": 0.05, "working_wait": 0.02,"#,
+    ));
+    let task = env.script("task.sh", "echo done > \"$2\"");
+    let daemon = Daemon::start(&env, &["--worker-command", task.to_str().unwrap()]);
+    env.wait_for("every task to be done", || {
+        let out = env.run(&["status", "--json"]);
+        out.status.success() && {
+            let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            s["jobs"][0]["counts"]["done"] == 40
+        }
+    });
+    env.wait_for("no zombie supervisor under the daemon", || {
+        zombie_children(daemon.0.id()) == 0
+    });
+}
+
+#[test]
+fn clean_statuses_runs_everything_again_but_not_when_the_start_fails() {
+    let env = Env::new();
+    let runs = env.path("runs");
+    let task = env.script(
+        "task.sh",
+        &format!("echo \"$1\" >> {}\necho done > \"$2\"", runs.display()),
+    );
+    env.config(&config_with_jobs(4, r#""bistro_job->j": {"owner": "me"}"#));
+    let task = task.to_str().unwrap();
+    let batch = |extra: &[&str]| {
+        let mut args = vec!["daemon", "--exit-when-done", "--worker-command", task];
+        args.extend_from_slice(extra);
+        env.run(&args)
+    };
+    assert_eq!(batch(&[]).status.code(), Some(0));
+    assert_eq!(read(&runs).lines().count(), 4);
+
+    let refused = batch(&["--clean-statuses", "--http", "not-an-address"]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(
+        all_done(&env.status_json(&[]), "j"),
+        "a failed start forgets nothing"
+    );
+
+    assert_eq!(batch(&["--clean-statuses"]).status.code(), Some(0));
+    assert_eq!(read(&runs).lines().count(), 8, "every task ran again");
+}
