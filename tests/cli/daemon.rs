@@ -67,6 +67,18 @@ fn held_probe(env: &Env, ledger: &std::path::Path) -> std::path::PathBuf {
     )
 }
 
+/// `bistro daemon --exit-when-done --worker-command TASK`, run to its end.
+fn batch(env: &Env, task: &std::path::Path) -> std::process::Output {
+    env.cmd(&[
+        "daemon",
+        "--exit-when-done",
+        "--worker-command",
+        task.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap()
+}
+
 /// Tasks of job j running, 0 before the daemon has created the state.
 fn running_count(env: &Env) -> u64 {
     let out = env.run(&["status", "--json"]);
@@ -85,15 +97,7 @@ fn the_seed_demo_runs_under_a_daemon_that_exits_when_done() {
     let env = Env::new();
     env.config(&config_with_jobs(2, r#""bistro_job->j": {"owner": "me"}"#));
     let task = env.script("task.sh", "echo done > \"$2\"");
-    let out = env
-        .cmd(&[
-            "daemon",
-            "--worker-command",
-            task.to_str().unwrap(),
-            "--exit-when-done",
-        ])
-        .output()
-        .unwrap();
+    let out = batch(&env, &task);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(out.stderr.is_empty(), "quiet on success: {out:?}");
     assert!(all_done(&env.status_json(&[]), "j"));
@@ -111,15 +115,7 @@ fn exit_when_done_waits_for_tasks_in_backoff() {
         ),
     );
     env.config(&config_with_jobs(4, r#""bistro_job->j": {"owner": "me"}"#));
-    let out = env
-        .cmd(&[
-            "daemon",
-            "--worker-command",
-            task.to_str().unwrap(),
-            "--exit-when-done",
-        ])
-        .output()
-        .unwrap();
+    let out = batch(&env, &task);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let status = env.status_json(&["--tasks"]);
     assert!(
