@@ -204,6 +204,7 @@ fn start_http(
         listen: listen.to_string(),
         allow_remote,
         config: cli.config.clone(),
+        ..Default::default()
     };
     let server = crate::http::HttpServer::bind(state, &opts)
         .with_context(|| format!("serving HTTP on {listen}"))?;

@@ -34,6 +34,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &ServeHttpArgs) -> anyhow::
         listen: args.listen.clone(),
         allow_remote: args.allow_remote,
         config: cli.config.clone(),
+        ..Default::default()
     };
     let stop = super::signals::stop_on_signals();
     let server = match HttpServer::bind(state, &opts) {

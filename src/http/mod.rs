@@ -39,6 +39,7 @@ mod snapshot;
 pub mod wire;
 
 pub use server::{
-    HttpError, HttpOptions, HttpServer, DEFAULT_LISTEN, IO_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS,
+    HttpError, HttpOptions, HttpServer, DEFAULT_LISTEN, HEAD_TIMEOUT, MAX_BODY_BYTES,
+    MAX_CONNECTIONS, REQUEST_TIMEOUT,
 };
 pub use snapshot::Snapshot;
