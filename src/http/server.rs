@@ -232,6 +232,16 @@ impl HttpServer {
                 ),
             );
         }
+        if let Some(origin) = request.header("origin") {
+            if !self.origin_allowed(origin) {
+                return Reply::error(
+                    403,
+                    &format!(
+                        "Origin {origin:?} is not this server; requests from other sites' pages are refused (this server sends no CORS headers)"
+                    ),
+                );
+            }
+        }
         match route(&request.method, &request.path) {
             Err(reply) => reply,
             Ok(Route::Page) => Reply::html(page::HTML),
@@ -248,6 +258,13 @@ impl HttpServer {
         })
     }
 
+    /// Whether a browser's `Origin` is one of this server's names: a page from another
+    /// site may POST a text/plain body without a preflight, and its answer, though
+    /// unreadable to the page, still costs the server the work.
+    fn origin_allowed(&self, origin: &str) -> bool {
+        origin_host(origin).is_some_and(|host| self.hosts.contains(&host))
+    }
+
     fn envelope(&self, body: &[u8], authorization: Option<&str>) -> Reply {
         let queries = match envelope::parse(body) {
             Ok(q) => q,
@@ -258,7 +275,10 @@ impl HttpServer {
             Err(e) => return Reply::json(snapshot_status(&e), &Value::String(e.to_string())),
         };
         let auth = self.token.check(authorization);
-        Reply::json(200, &envelope::answer(queries, &snap, auth))
+        Reply::json(
+            200,
+            &envelope::answer(queries, &snap, auth, envelope::MAX_RESPONSE_BYTES),
+        )
     }
 
     fn status(&self, query: &str) -> Reply {
@@ -318,6 +338,29 @@ impl HttpServer {
             Err(e) => Reply::error(500, &e),
         }
     }
+}
+
+/// The `host:port` of an `Origin` header (`http://host[:port]` or `https://...`, the
+/// port defaulting to the scheme's), lower-cased; None for `null` and anything else.
+fn origin_host(origin: &str) -> Option<String> {
+    let origin = origin.trim().to_ascii_lowercase();
+    let (rest, default_port) = if let Some(rest) = origin.strip_prefix("http://") {
+        (rest, 80)
+    } else {
+        (origin.strip_prefix("https://")?, 443)
+    };
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+        return None;
+    }
+    let has_port = match rest.rfind(']') {
+        Some(bracket) => rest[bracket..].contains(':'),
+        None => rest.contains(':'),
+    };
+    Some(if has_port {
+        rest.to_string()
+    } else {
+        format!("{rest}:{default_port}")
+    })
 }
 
 /// 503 while there is nothing to serve yet, 500 for real failures.
@@ -601,6 +644,34 @@ mod tests {
         assert_eq!(wrong.status, 405);
         assert_eq!(wrong.allow.as_deref(), Some("POST"));
         assert_eq!(route("POST", "/metrics").unwrap_err().status, 405);
+    }
+
+    #[test]
+    fn origins_become_host_and_port() {
+        assert_eq!(
+            origin_host("http://127.0.0.1:6790").as_deref(),
+            Some("127.0.0.1:6790")
+        );
+        assert_eq!(
+            origin_host("HTTP://LocalHost").as_deref(),
+            Some("localhost:80")
+        );
+        assert_eq!(
+            origin_host("https://evil.example").as_deref(),
+            Some("evil.example:443")
+        );
+        assert_eq!(origin_host("http://[::1]:7").as_deref(), Some("[::1]:7"));
+        assert_eq!(origin_host("http://[::1]").as_deref(), Some("[::1]:80"));
+        for refused in [
+            "null",
+            "",
+            "file://",
+            "http://a/b",
+            "http://u@a:1",
+            "ftp://a:1",
+        ] {
+            assert_eq!(origin_host(refused), None, "{refused}");
+        }
     }
 
     #[test]

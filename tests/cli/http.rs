@@ -470,6 +470,56 @@ fn bad_input_is_refused_clearly_and_the_server_keeps_serving() {
 }
 
 #[test]
+fn cross_origin_pages_and_oversized_envelopes_are_refused() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let served = Served::start(&env);
+    let body = br#"{"a": {"handler": "jobs"}}"#;
+    let port = served.addr.rsplit(':').next().unwrap();
+    for origin in [
+        "http://evil.example",
+        "null",
+        &format!("http://evil.example:{port}"),
+    ] {
+        let reply = served.request(
+            "POST",
+            "/",
+            &[("Origin", origin), ("Content-Type", "text/plain")],
+            body,
+        );
+        assert_eq!(reply.status, 403, "Origin {origin}");
+        let error = reply.json()["error"].as_str().unwrap().to_string();
+        assert!(
+            error.contains("Origin") && error.contains(origin),
+            "{error}"
+        );
+    }
+    for origin in [
+        format!("http://{}", served.addr),
+        format!("http://localhost:{port}"),
+    ] {
+        let reply = served.request("POST", "/", &[("Origin", &origin)], body);
+        assert_eq!(reply.status, 200, "same-origin {origin}");
+    }
+
+    let queries: serde_json::Map<String, Value> = (0..65)
+        .map(|i| {
+            (
+                format!("q{i}"),
+                json!({"handler": "task_logs", "log_type": "stdout"}),
+            )
+        })
+        .collect();
+    let (status, answer) = served.post(&Value::Object(queries).to_string());
+    assert_eq!(status, 400);
+    let message = answer.as_str().unwrap();
+    assert!(
+        message.contains("65 queries") && message.contains("at most 64"),
+        "{message}"
+    );
+}
+
+#[test]
 fn idle_connections_do_not_stop_a_request_from_being_answered() {
     let env = Env::new();
     env.ok(&["init"]);
