@@ -9,10 +9,10 @@
 //! computed by a fixed pool of [`WORKERS`] that never touch a socket.
 
 use super::auth::{ensure_token, Token};
-use super::snapshot::{Snapshot, SnapshotError};
+use super::snapshot::{NodesUnavailable, Snapshot, SnapshotError};
 use super::wire::{self, Deadlined, ReadError};
 use super::{envelope, metrics, page};
-use crate::report::{self, ReportError, ReportFilter};
+use crate::report::{self, NodesFrom, ReportError, ReportFilter};
 use crate::state::{StateDir, StateError};
 use crate::tick::LastTick;
 use serde_json::{json, Value};
@@ -289,14 +289,21 @@ impl HttpServer {
             tasks,
             ..Default::default()
         };
-        match report::from_state(&self.state, self.config.as_deref(), &filter) {
+        match report::from_state(
+            &self.state,
+            self.config.as_deref(),
+            &filter,
+            NodesFrom::StoredOnly,
+        ) {
             Ok(loaded) => Reply::json(
                 200,
                 &serde_json::to_value(&loaded.report).expect("serializes"),
             ),
-            Err(e @ (ReportError::NoState(_) | ReportError::NoConfig(_))) => {
-                Reply::error(503, &e.to_string())
-            }
+            Err(
+                e @ (ReportError::NoState(_)
+                | ReportError::NoConfig(_)
+                | ReportError::NodesNotFetched(_)),
+            ) => Reply::error(503, &e.to_string()),
             Err(e) => Reply::error(500, &e.to_string()),
         }
     }
@@ -306,8 +313,12 @@ impl HttpServer {
             Ok(snap) => snap,
             Err(e) => return Reply::error(snapshot_status(&e), &e.to_string()),
         };
+        let nodes = match snap.nodes() {
+            Ok(nodes) => nodes,
+            Err(e @ NodesUnavailable::NotFetched(_)) => return Reply::error(503, &e.to_string()),
+            Err(e) => return Reply::error(500, &e.to_string()),
+        };
         let text = (|| -> Result<String, String> {
-            let nodes = snap.nodes()?;
             let (rows, running) = snap.statuses()?;
             let report = report::build(
                 &report::ReportInput {

@@ -433,7 +433,7 @@ fn bad_input_is_refused_clearly_and_the_server_keeps_serving() {
     for host in ["localhost", "[::1]", "127.0.0.1"] {
         let port = served.addr.rsplit(':').next().unwrap();
         let host = format!("{host}:{port}");
-        let reply = served.request("GET", "/metrics", &[("Host", &host)], b"");
+        let reply = served.request("GET", "/", &[("Host", &host)], b"");
         assert_eq!(reply.status, 200, "Host {host}");
     }
 
@@ -517,6 +517,85 @@ fn cross_origin_pages_and_oversized_envelopes_are_refused() {
         message.contains("65 queries") && message.contains("at most 64"),
         "{message}"
     );
+}
+
+#[test]
+fn requests_answer_from_stored_nodes_and_never_run_node_sources() {
+    let env = Env::new();
+    let ledger = env.path("node_runs");
+    let script = env.script(
+        "nodes.sh",
+        &format!("echo run >> {}\necho db1\necho db2", ledger.display()),
+    );
+    let config = |timeout: u32| {
+        format!(
+            r#"{{"bistro_settings": {{"enabled": true, "resources": {{}}, "nodes": {{"levels": ["db"],
+                 "node_sources": [{{"source": "script", "prefs": {{"parent_level": "instance",
+                   "script": "{}", "timeout_sec": {timeout}}}}}]}}}},
+                "bistro_job->j": {{"owner": "me"}}}}"#,
+            script.display()
+        )
+    };
+    let runs = || std::fs::read_to_string(&ledger).map_or(0, |t| t.lines().count());
+    env.config(&config(10));
+    env.ok(&["init"]);
+    let served = Served::start(&env);
+    let ask = || {
+        served
+            .post(
+                r#"{"n": {"handler": "nodes"}, "s": {"handler": "sorted_node_names"},
+                    "h": {"handler": "histogram"}, "e": {"handler": "errors"},
+                    "j": {"handler": "jobs"}}"#,
+            )
+            .1
+    };
+    let not_fetched = |when: &str| {
+        let a = ask();
+        for key in ["n", "s", "h"] {
+            let error = a[key]["error"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{when}: {a}"));
+            assert!(
+                error.contains("has not fetched nodes for this config"),
+                "{when}: {error}"
+            );
+        }
+        assert!(a["e"]["data"]["bistro_settings.nodes"]
+            .as_str()
+            .unwrap()
+            .contains("has not fetched nodes"));
+        assert_eq!(a["j"]["data"]["j"]["owner"], "me", "{when}: {a}");
+        for path in ["/api/status", "/metrics"] {
+            let reply = served.request("GET", path, &[], b"");
+            assert_eq!(reply.status, 503, "{when}: {path}");
+            assert!(
+                reply.body.contains("has not fetched nodes"),
+                "{}",
+                reply.body
+            );
+        }
+    };
+    not_fetched("before any tick");
+    assert_eq!(runs(), 0, "a request ran the node source");
+
+    let task = env.script("task.sh", "echo done > \"$2\"");
+    env.ok(&["tick", "--worker-command", task.to_str().unwrap()]);
+    assert_eq!(runs(), 1);
+    let a = ask();
+    assert_eq!(a["s"]["data"]["db"], json!(["db1", "db2"]), "{a}");
+    assert_eq!(
+        a["n"]["data"]["results"]["db"].as_object().unwrap().len(),
+        2
+    );
+    assert!(a["e"]["data"].get("bistro_settings.nodes").is_none(), "{a}");
+    for path in ["/api/status", "/metrics"] {
+        assert_eq!(served.request("GET", path, &[], b"").status, 200, "{path}");
+    }
+    assert_eq!(runs(), 1);
+
+    env.config(&config(20));
+    not_fetched("after the node sources changed");
+    assert_eq!(runs(), 1, "a request ran the node source");
 }
 
 #[test]
