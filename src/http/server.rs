@@ -53,6 +53,9 @@ pub struct HttpOptions {
     pub listen: String,
     /// Listen on a non-loopback address too.
     pub allow_remote: bool,
+    /// More names clients may reach the server by (`Host` and `Origin`): `NAME` (with
+    /// or without the listening port) or `NAME:PORT`.
+    pub allow_hosts: Vec<String>,
     /// The config file (default: the one the scheduler last used).
     pub config: Option<PathBuf>,
     /// How long a client has to send the request head ([`HEAD_TIMEOUT`]).
@@ -67,6 +70,7 @@ impl Default for HttpOptions {
         Self {
             listen: DEFAULT_LISTEN.to_string(),
             allow_remote: false,
+            allow_hosts: Vec::new(),
             config: None,
             head_timeout: HEAD_TIMEOUT,
             request_timeout: REQUEST_TIMEOUT,
@@ -80,6 +84,9 @@ pub enum HttpError {
     /// The listen address does not parse.
     #[error("cannot listen on {0:?}: expected IP:PORT (e.g. 127.0.0.1:6790, [::1]:6790) or localhost:PORT")]
     BadAddress(String),
+    /// An `allow_hosts` entry that is not `NAME` or `NAME:PORT`.
+    #[error("--allow-host {0:?}: expected NAME or NAME:PORT (e.g. bistro.example.com, bistro.example.com:6790, [2001:db8::1]:6790)")]
+    BadAllowedHost(String),
     /// A non-loopback address without `allow_remote`.
     #[error("refusing to listen on {0}: it is not a loopback address, so other machines could reach the API; pass --allow-remote to do it anyway")]
     NotLoopback(SocketAddr),
@@ -127,6 +134,9 @@ impl HttpServer {
     /// non-loopback address unless `allow_remote`, and a state dir without state.
     pub fn bind(state: &StateDir, opts: &HttpOptions) -> Result<Self, HttpError> {
         let addr = parse_listen(&opts.listen)?;
+        for name in &opts.allow_hosts {
+            allowed_host(name, 0)?;
+        }
         if !addr.ip().is_loopback() && !opts.allow_remote {
             return Err(HttpError::NotLoopback(addr));
         }
@@ -141,13 +151,18 @@ impl HttpServer {
             .and_then(|a| listener.set_nonblocking(true).map(|()| a))
             .map_err(|source| HttpError::Bind { addr, source })?;
         let port = local_addr.port();
-        let hosts = vec![
+        let mut hosts = vec![
             format!("127.0.0.1:{port}"),
             format!("localhost:{port}"),
             format!("[::1]:{port}"),
             local_addr.to_string(),
             opts.listen.to_ascii_lowercase(),
         ];
+        for name in &opts.allow_hosts {
+            hosts.extend(allowed_host(name, port)?);
+        }
+        let mut seen = std::collections::HashSet::new();
+        hosts.retain(|h| seen.insert(h.clone()));
         Ok(Self {
             listener,
             state: state.clone(),
@@ -226,9 +241,9 @@ impl HttpServer {
             return Reply::error(
                 403,
                 &format!(
-                    "Host {:?} is not one of this server's names ({}); requests through other names are refused to prevent DNS rebinding",
+                    "Host {:?} is not one of this server's names ({}); requests through other names are refused to prevent DNS rebinding (--allow-host adds names)",
                     host.unwrap_or("(none)"),
-                    self.hosts[..4].join(", ")
+                    self.hosts.join(", ")
                 ),
             );
         }
@@ -351,26 +366,54 @@ impl HttpServer {
     }
 }
 
-/// The `host:port` of an `Origin` header (`http://host[:port]` or `https://...`, the
-/// port defaulting to the scheme's), lower-cased; None for `null` and anything else.
+/// The `host[:port]` of an `Origin` header (`http://...` or `https://...`),
+/// lower-cased, as a browser would send it in `Host` to that origin (a default port
+/// is left out of both); None for `null` and anything else.
 fn origin_host(origin: &str) -> Option<String> {
     let origin = origin.trim().to_ascii_lowercase();
-    let (rest, default_port) = if let Some(rest) = origin.strip_prefix("http://") {
-        (rest, 80)
-    } else {
-        (origin.strip_prefix("https://")?, 443)
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))?;
+    (!rest.is_empty() && !rest.contains(['/', '?', '#', '@'])).then(|| rest.to_string())
+}
+
+/// The `Host` values an `--allow-host` entry allows: `NAME:PORT` as given, `NAME`
+/// both alone (as sent to a proxy on a default port) and with the listening `port`.
+fn allowed_host(entry: &str, port: u16) -> Result<Vec<String>, HttpError> {
+    let bad = || HttpError::BadAllowedHost(entry.to_string());
+    let entry = entry.trim().to_ascii_lowercase();
+    let (name, given_port) = match entry.rfind(']') {
+        Some(bracket) if entry.starts_with('[') => match &entry[bracket + 1..] {
+            "" => (entry.as_str(), None),
+            rest => (
+                &entry[..=bracket],
+                Some(rest.strip_prefix(':').ok_or_else(bad)?),
+            ),
+        },
+        Some(_) => return Err(bad()),
+        None => match entry.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (entry.as_str(), None),
+        },
     };
-    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
-        return None;
+    let name_ok = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        Some(ip6) => ip6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        }
+    };
+    if !name_ok {
+        return Err(bad());
     }
-    let has_port = match rest.rfind(']') {
-        Some(bracket) => rest[bracket..].contains(':'),
-        None => rest.contains(':'),
-    };
-    Some(if has_port {
-        rest.to_string()
-    } else {
-        format!("{rest}:{default_port}")
+    Ok(match given_port {
+        Some(p) => {
+            p.parse::<u16>().map_err(|_| bad())?;
+            vec![format!("{name}:{p}")]
+        }
+        None => vec![name.to_string(), format!("{name}:{port}")],
     })
 }
 
@@ -658,21 +701,20 @@ mod tests {
     }
 
     #[test]
-    fn origins_become_host_and_port() {
+    fn origins_become_host_values() {
         assert_eq!(
             origin_host("http://127.0.0.1:6790").as_deref(),
             Some("127.0.0.1:6790")
         );
         assert_eq!(
             origin_host("HTTP://LocalHost").as_deref(),
-            Some("localhost:80")
+            Some("localhost")
         );
         assert_eq!(
             origin_host("https://evil.example").as_deref(),
-            Some("evil.example:443")
+            Some("evil.example")
         );
         assert_eq!(origin_host("http://[::1]:7").as_deref(), Some("[::1]:7"));
-        assert_eq!(origin_host("http://[::1]").as_deref(), Some("[::1]:80"));
         for refused in [
             "null",
             "",
@@ -682,6 +724,36 @@ mod tests {
             "ftp://a:1",
         ] {
             assert_eq!(origin_host(refused), None, "{refused}");
+        }
+    }
+
+    #[test]
+    fn allowed_hosts_add_a_name_with_and_without_the_port() {
+        let allowed = |entry: &str| allowed_host(entry, 6790).map_err(|e| e.to_string());
+        assert_eq!(
+            allowed("Bistro.Example").unwrap(),
+            vec!["bistro.example", "bistro.example:6790"]
+        );
+        assert_eq!(allowed("b.example:443").unwrap(), vec!["b.example:443"]);
+        assert_eq!(allowed("[2001:db8::1]:7").unwrap(), vec!["[2001:db8::1]:7"]);
+        assert_eq!(
+            allowed("[2001:db8::1]").unwrap(),
+            vec!["[2001:db8::1]", "[2001:db8::1]:6790"]
+        );
+        for bad in [
+            "",
+            "a:b",
+            "a:99999",
+            "2001:db8::1",
+            "a/b",
+            "a b",
+            "[::1]x",
+            "x]",
+            "[",
+            "[x]",
+        ] {
+            let error = allowed(bad).unwrap_err();
+            assert!(error.contains("NAME:PORT"), "{bad}: {error}");
         }
     }
 

@@ -599,6 +599,52 @@ fn requests_answer_from_stored_nodes_and_never_run_node_sources() {
 }
 
 #[test]
+fn allow_host_adds_names_for_host_and_origin() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let bad = env.run(&[
+        "serve-http",
+        "--listen",
+        "127.0.0.1:0",
+        "--allow-host",
+        "a b",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--allow-host \"a b\""));
+    let served = Served::start_with(
+        &env,
+        &[
+            "serve-http",
+            "--listen",
+            "127.0.0.1:0",
+            "--allow-host",
+            "bistro.example",
+            "--allow-host",
+            "Proxy.Example:8443",
+        ],
+    );
+    let port = served.addr.rsplit(':').next().unwrap();
+    let get = |headers: &[(&str, &str)]| served.request("GET", "/", headers, b"").status;
+    for host in [
+        format!("bistro.example:{port}"),
+        "bistro.example".to_string(),
+        "proxy.example:8443".to_string(),
+    ] {
+        assert_eq!(get(&[("Host", &host)]), 200, "Host {host}");
+        let origin = format!("http://{host}");
+        assert_eq!(get(&[("Origin", &origin)]), 200, "Origin {origin}");
+    }
+    for host in [
+        format!("proxy.example:{port}"),
+        format!("evil.example:{port}"),
+    ] {
+        assert_eq!(get(&[("Host", &host)]), 403, "Host {host}");
+        let origin = format!("http://{host}");
+        assert_eq!(get(&[("Origin", &origin)]), 403, "Origin {origin}");
+    }
+}
+
+#[test]
 fn idle_connections_do_not_stop_a_request_from_being_answered() {
     let env = Env::new();
     env.ok(&["init"]);
