@@ -750,6 +750,56 @@ fn save_job_and_delete_job_edit_the_config_atomically_with_a_backup() {
 }
 
 #[test]
+fn save_job_edits_a_symlinked_config_through_its_target() {
+    let env = Env::new();
+    let real_dir = env.path("configs");
+    std::fs::create_dir(&real_dir).unwrap();
+    let real = real_dir.join("bistro.json");
+    std::fs::write(
+        &real,
+        config_with_jobs(1, r#""bistro_job->old": {"owner": "me"}"#),
+    )
+    .unwrap();
+    std::fs::create_dir_all(env.state()).unwrap();
+    let link = env.state().join("config.json");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    env.ok(&["init"]);
+    let original = std::fs::read_to_string(&real).unwrap();
+    let served = Served::start(&env);
+    let saved = served.post_with_token(
+        &token(&env),
+        r#"{"s": {"handler": "save_job", "job_id": "new", "job": {"owner": "me"}}}"#,
+    );
+    assert_eq!(saved["s"]["data"], "saved", "{saved}");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the symlink was replaced by a file"
+    );
+    let edited: Value = serde_json::from_str(&std::fs::read_to_string(&real).unwrap()).unwrap();
+    assert_eq!(edited["bistro_job->new"]["owner"], "me");
+    assert_eq!(edited["bistro_job->old"]["owner"], "me");
+    assert_eq!(
+        std::fs::read_to_string(real_dir.join("bistro.json.bak")).unwrap(),
+        original,
+        "the backup is beside the real file"
+    );
+    let mut beside_real: Vec<String> = std::fs::read_dir(&real_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    beside_real.sort();
+    assert_eq!(
+        beside_real,
+        vec!["bistro.json", "bistro.json.bak", "bistro.json.lock"],
+        "no temporary is left"
+    );
+    assert!(!env.state().join("config.json.bak").exists());
+}
+
+#[test]
 fn serve_http_refuses_bad_addresses_remote_addresses_and_taken_ports() {
     let env = Env::new();
     let no_state = env.run(&["serve-http", "--listen", "127.0.0.1:0"]);
