@@ -77,6 +77,7 @@ complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l nodes-update-ms
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l log-retention -d 'Task log lines older than SECS are deleted (default 30 days)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l log-prune-frequency -d 'Seconds between log prunes; 0 disables pruning' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l http -d 'Also serve the REST API, status page and metrics on ADDR (as `serve-http`)' -r
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l allow-host -d 'Another name clients may reach the --http server by (as `serve-http --allow-host`): NAME or NAME:PORT. Repeatable' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l state-dir -d 'The state directory (created on first use)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
@@ -151,6 +152,7 @@ always\t'Always'
 never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand forgive" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -l listen -d 'Address to listen on (IP:PORT or localhost:PORT; port 0 picks a free one)' -r
+complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -l allow-host -d 'Another name clients may reach the server by, in `Host` and `Origin` (e.g. the machine\'s DNS name with --allow-remote, or a proxy\'s): NAME (with or without the listening port) or NAME:PORT. Repeatable' -r
 complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -l state-dir -d 'The state directory (created on first use)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'

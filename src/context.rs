@@ -167,7 +167,46 @@ pub struct NodesSnapshot {
     pub fetched_at: i64,
 }
 
-/// The nodes of the last refresh if they fit `config`, else freshly fetched ones.
+/// What a nodes snapshot is fetched from: the instance name, the levels and the node
+/// sources. A stored snapshot with another key is not the nodes of this config.
+pub fn nodes_key(config: &Config, instance: &str) -> String {
+    let settings = &config.settings;
+    let levels: Vec<&str> = (0..settings.levels.len())
+        .map(|i| settings.levels.name(i))
+        .collect();
+    let sources: Vec<serde_json::Value> = settings
+        .node_sources
+        .iter()
+        .map(|s| serde_json::json!({"source": s.source, "prefs": s.prefs}))
+        .collect();
+    serde_json::json!({"instance": instance, "levels": levels, "sources": sources}).to_string()
+}
+
+/// No stored nodes snapshot was fetched for the config in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the scheduler has not fetched nodes for this config yet (the HTTP server never runs node sources itself): they are served once a tick, or the daemon's next iteration, has fetched them")]
+pub struct NodesNotFetched;
+
+/// The nodes a real tick stored, if they were fetched for `config` and `instance`
+/// (see [`nodes_key`]). Never runs a node source, so it is safe on threads that must
+/// not spawn processes (the HTTP server's) and for requests that must not trigger
+/// scripts.
+pub fn stored_nodes(
+    store: &StatusStore,
+    config: &Config,
+    instance: &str,
+) -> Result<Result<Nodes, NodesNotFetched>, StoreError> {
+    let key = nodes_key(config, instance);
+    Ok(store
+        .meta(keys::NODES)?
+        .and_then(|text| serde_json::from_str::<NodesSnapshot>(&text).ok())
+        .filter(|snapshot| snapshot.key == key)
+        .map(|snapshot| snapshot.nodes)
+        .ok_or(NodesNotFetched))
+}
+
+/// The nodes of the last refresh if they fit `config`, else freshly fetched ones
+/// (for the CLI; the HTTP server uses [`stored_nodes`]).
 pub fn nodes_for_report(
     store: Option<&StatusStore>,
     config: &Config,

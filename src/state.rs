@@ -200,24 +200,32 @@ pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     write_replacing(path, bytes, false)
 }
 
+/// Writes `bytes` to a new temporary file beside `path` and renames it over `path`.
+/// The temporary name is random and created with `create_new` (`O_EXCL`, which also
+/// refuses a symlink), so two writers never share one and a name planted in a shared
+/// directory is never written through; it is removed if the write fails.
 fn write_replacing(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StateError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+        ".{}.{:016x}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        rand::random::<u64>()
     ));
     let mut file = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&tmp)
         .map_err(io_err("creating", &tmp))?;
-    file.write_all(bytes).map_err(io_err("writing", &tmp))?;
-    if sync {
-        file.sync_all().map_err(io_err("writing", &tmp))?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| if sync { file.sync_all() } else { Ok(()) })
+        .map_err(io_err("writing", &tmp))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(io_err("renaming into place", path)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path).map_err(io_err("renaming into place", path))
+    written
 }
 
 #[cfg(test)]
@@ -231,6 +239,24 @@ mod tests {
         assert_eq!(escape_component(".."), "%2E.");
         assert_eq!(escape_component(""), "%00");
         assert_eq!(escape_component("v1.2"), "v1.2");
+    }
+
+    #[test]
+    fn atomic_writes_replace_the_file_and_leave_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.json");
+        write_atomic(&path, b"one").unwrap();
+        write_replace(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        let failed = write_atomic(&dir.path().join("d"), b"x").unwrap_err();
+        assert!(failed.to_string().contains("renaming"), "{failed}");
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["d", "f.json"], "no temporary is left behind");
     }
 
     #[test]

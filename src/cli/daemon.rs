@@ -43,6 +43,10 @@ pub struct DaemonArgs {
     /// Allow a non-loopback --http address (changes still need the token).
     #[arg(long, requires = "http")]
     allow_remote: bool,
+    /// Another name clients may reach the --http server by (as `serve-http
+    /// --allow-host`): NAME or NAME:PORT. Repeatable.
+    #[arg(long = "allow-host", value_name = "NAME[:PORT]", requires = "http")]
+    allow_hosts: Vec<String>,
     /// More log on stderr: -v each start and finish, -vv every iteration
     /// (or set BISTRO_LOG, e.g. BISTRO_LOG=debug).
     #[arg(long, short, action = clap::ArgAction::Count)]
@@ -96,7 +100,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> anyhow::Res
         std::process::id()
     );
     let http = match &args.http {
-        Some(listen) => Some(start_http(state, cli, listen, args.allow_remote, stop)?),
+        Some(listen) => Some(start_http(state, cli, args, listen, stop)?),
         None => None,
     };
     // Only once everything has started: a start that fails must lose nothing.
@@ -207,14 +211,16 @@ impl IterationLog {
 fn start_http(
     state: &StateDir,
     cli: &Cli,
+    args: &DaemonArgs,
     listen: &str,
-    allow_remote: bool,
     stop: &'static std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let opts = crate::http::HttpOptions {
         listen: listen.to_string(),
-        allow_remote,
+        allow_remote: args.allow_remote,
+        allow_hosts: args.allow_hosts.clone(),
         config: cli.config.clone(),
+        ..Default::default()
     };
     let server = crate::http::HttpServer::bind(state, &opts)
         .with_context(|| format!("serving HTTP on {listen}"))?;

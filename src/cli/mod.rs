@@ -193,6 +193,7 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
         }
         if let Some(
             crate::http::HttpError::BadAddress(_)
+            | crate::http::HttpError::BadAllowedHost(_)
             | crate::http::HttpError::NotLoopback(_)
             | crate::http::HttpError::NoState(_),
         ) = cause.downcast_ref()

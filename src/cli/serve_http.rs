@@ -27,18 +27,30 @@ pub struct ServeHttpArgs {
     /// state (changes still need the token).
     #[arg(long)]
     allow_remote: bool,
+    /// Another name clients may reach the server by, in `Host` and `Origin` (e.g. the
+    /// machine's DNS name with --allow-remote, or a proxy's): NAME (with or without
+    /// the listening port) or NAME:PORT. Repeatable.
+    #[arg(long = "allow-host", value_name = "NAME[:PORT]")]
+    allow_hosts: Vec<String>,
 }
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &ServeHttpArgs) -> anyhow::Result<i32> {
     let opts = HttpOptions {
         listen: args.listen.clone(),
         allow_remote: args.allow_remote,
+        allow_hosts: args.allow_hosts.clone(),
         config: cli.config.clone(),
+        ..Default::default()
     };
     let stop = super::signals::stop_on_signals();
     let server = match HttpServer::bind(state, &opts) {
         Ok(server) => server,
-        Err(e @ (HttpError::BadAddress(_) | HttpError::NotLoopback(_) | HttpError::NoState(_))) => {
+        Err(
+            e @ (HttpError::BadAddress(_)
+            | HttpError::BadAllowedHost(_)
+            | HttpError::NotLoopback(_)
+            | HttpError::NoState(_)),
+        ) => {
             super::warn(&e.to_string());
             return Ok(ExitCode::Usage as i32);
         }

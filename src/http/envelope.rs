@@ -1,12 +1,23 @@
 //! Bistro's request envelope (bistro-runtime §4.2): a JSON object of named sub-queries,
 //! `{"a": {"handler": "jobs", ...params}, "b": ...}`, each answered independently as
 //! `{"data": ...}` or `{"error": "..."}`. A top-level `prefs` is ignored. A body that
-//! is not a JSON object is refused as a whole, with the message as a JSON string.
+//! is not a JSON object, or that holds more than [`MAX_QUERIES`] sub-queries, is
+//! refused as a whole, with the message as a JSON string.
+//!
+//! Both limits keep a small request from costing a large answer: a 75 KB body of
+//! `task_logs` sub-queries once made a 374 MB response. Once the answers reach
+//! [`MAX_RESPONSE_BYTES`], the remaining sub-queries are not run and answer an error.
 
 use super::auth::AuthError;
 use super::handlers::{self, Params};
 use super::Snapshot;
 use serde_json::{json, Map, Value};
+
+/// The most sub-queries one request may hold.
+pub const MAX_QUERIES: usize = 64;
+
+/// The size of the answers after which the remaining sub-queries are not run.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// One sub-query: its key, and its handler and parameters, or why it is malformed.
 #[derive(Debug, PartialEq)]
@@ -28,6 +39,12 @@ pub fn parse(body: &[u8]) -> Result<Vec<SubQuery>, String> {
             kind(&value)
         ));
     };
+    let count = queries.keys().filter(|key| *key != "prefs").count();
+    if count > MAX_QUERIES {
+        return Err(format!(
+            "the request holds {count} queries; at most {MAX_QUERIES} are answered per request, send the rest in other requests"
+        ));
+    }
     Ok(queries
         .into_iter()
         .filter(|(key, _)| key != "prefs")
@@ -48,20 +65,56 @@ pub fn parse(body: &[u8]) -> Result<Vec<SubQuery>, String> {
         .collect())
 }
 
-/// Answers every sub-query against one snapshot.
-pub fn answer(queries: Vec<SubQuery>, snap: &Snapshot, auth: Result<(), AuthError>) -> Value {
+/// Answers every sub-query against one snapshot, in order, until the answers would
+/// exceed `max_bytes` (their size is measured as each is serialized): that answer and
+/// every later sub-query, which is then not run, get an error instead.
+pub fn answer(
+    queries: Vec<SubQuery>,
+    snap: &Snapshot,
+    auth: Result<(), AuthError>,
+    max_bytes: usize,
+) -> Value {
+    let mut total = 0;
     let out: Map<String, Value> = queries
         .into_iter()
         .map(|SubQuery { key, call }| {
+            let too_large = || json!({ "error": format!(
+                "response too large: answering this query would take the response past {max_bytes} bytes; send it in another request"
+            ) });
+            if total > max_bytes {
+                return (key, too_large());
+            }
             let result = call.and_then(|(name, params)| handlers::run(&name, &params, snap, auth));
             let answer = match result {
                 Ok(data) => json!({ "data": data }),
                 Err(error) => json!({ "error": error }),
             };
+            total += json_size(&key) + json_size(&answer);
+            if total > max_bytes {
+                return (key, too_large());
+            }
             (key, answer)
         })
         .collect();
     Value::Object(out)
+}
+
+/// The length of a value's JSON text, counted without building it.
+fn json_size(value: &(impl serde::Serialize + ?Sized)) -> usize {
+    /// A writer that only counts bytes.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).expect("a JSON value serializes");
+    count.0
 }
 
 /// A JSON value's kind, for messages.
@@ -99,6 +152,48 @@ mod tests {
         );
         assert!(queries[2].call.as_ref().unwrap_err().contains("an array"));
         assert_eq!(queries[3].call, Err("missing \"handler\"".into()));
+    }
+
+    #[test]
+    fn more_than_max_queries_are_refused_whole() {
+        let body = |n: usize| {
+            let mut queries: Map<String, Value> = (0..n)
+                .map(|i| (format!("q{i}"), json!({"handler": "jobs"})))
+                .collect();
+            queries.insert("prefs".into(), json!({}));
+            serde_json::to_vec(&queries).unwrap()
+        };
+        assert_eq!(parse(&body(MAX_QUERIES)).unwrap().len(), MAX_QUERIES);
+        let refused = parse(&body(MAX_QUERIES + 1)).unwrap_err();
+        assert!(
+            refused.contains("65 queries") && refused.contains("at most 64"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn answers_past_the_size_limit_become_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::state::StateDir::new(dir.path());
+        state.create().unwrap();
+        crate::store::StatusStore::open(&state.statuses_db()).unwrap();
+        std::fs::write(
+            state.default_config(),
+            include_str!("../../examples/configs/simple.json"),
+        )
+        .unwrap();
+        let snap = Snapshot::load(&state, Some(&state.default_config())).unwrap();
+        let body = br#"{"a": {"handler": "jobs"}, "b": {"handler": "jobs"},
+                        "c": {"handler": "jobs"}, "d": {"handler": "refresh_time"}}"#;
+        let unlimited = answer(parse(body).unwrap(), &snap, Ok(()), MAX_RESPONSE_BYTES);
+        let one = json_size("a") + json_size(&unlimited["a"]);
+        let limited = answer(parse(body).unwrap(), &snap, Ok(()), one * 5 / 2);
+        assert_eq!(limited["a"], unlimited["a"]);
+        assert_eq!(limited["b"], unlimited["b"]);
+        for key in ["c", "d"] {
+            let error = limited[key]["error"].as_str().unwrap();
+            assert!(error.starts_with("response too large"), "{key}: {error}");
+        }
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! Everything is read from the state directory's files and SQLite databases (WAL, safe
 //! beside a running tick); the state lock is never taken. Security (engineering guide
 //! B.1 §7): loopback by default, a `Host` allowlist against DNS rebinding, a bearer
-//! token ([`auth`]) for the handlers that change state, a 1 MiB body cap, and no CORS.
+//! token ([`auth`]) for the handlers that change state, a 1 MiB body cap, limits on
+//! the queries of an envelope and the size of their answers ([`envelope`]), and no
+//! CORS: a request from another origin's page is refused.
 //!
 //! For the daemon, the whole API is:
 //!
@@ -39,6 +41,7 @@ mod snapshot;
 pub mod wire;
 
 pub use server::{
-    HttpError, HttpOptions, HttpServer, DEFAULT_LISTEN, IO_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS,
+    HttpError, HttpOptions, HttpServer, DEFAULT_LISTEN, HEAD_TIMEOUT, MAX_BODY_BYTES,
+    MAX_CONNECTIONS, REQUEST_TIMEOUT,
 };
 pub use snapshot::Snapshot;

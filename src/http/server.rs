@@ -2,16 +2,17 @@
 //! shares (Host allowlist, route and method, body size), and the serve loop.
 //!
 //! One thread accepts; each connection gets a short-lived thread that reads one
-//! request under socket timeouts and size limits ([`wire`]) and writes the answer, so
-//! idle and slow clients only ever hold their own thread (at most
-//! [`MAX_CONNECTIONS`] of them, each for at most [`IO_TIMEOUT`] per read or write).
-//! Answers are computed by a fixed pool of [`WORKERS`] that never touch a socket.
+//! request under deadlines and size limits ([`wire`]) and writes the answer, so idle
+//! and slow clients only ever hold their own thread (at most [`MAX_CONNECTIONS`] of
+//! them, each for at most [`HEAD_TIMEOUT`] to send its head, [`REQUEST_TIMEOUT`] to
+//! send the whole request, and as long again to read the answer). Answers are
+//! computed by a fixed pool of [`WORKERS`] that never touch a socket.
 
 use super::auth::{ensure_token, Token};
-use super::snapshot::{Snapshot, SnapshotError};
-use super::wire::{self, ReadError};
+use super::snapshot::{NodesUnavailable, Snapshot, SnapshotError};
+use super::wire::{self, Deadlined, ReadError};
 use super::{envelope, metrics, page};
-use crate::report::{self, ReportError, ReportFilter};
+use crate::report::{self, NodesFrom, ReportError, ReportFilter};
 use crate::state::{StateDir, StateError};
 use crate::tick::LastTick;
 use serde_json::{json, Value};
@@ -21,7 +22,7 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where `serve-http` listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6790";
@@ -35,8 +36,12 @@ const WORKERS: usize = 4;
 /// Connections served at once; more are answered 503 at once.
 pub const MAX_CONNECTIONS: usize = 256;
 
-/// The longest a socket read or write may block.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to send the request line and headers (408 after).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client has to send the whole request (408 after), and to read the
+/// answer (the connection is closed after).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often the accept loop and the workers look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
@@ -48,8 +53,16 @@ pub struct HttpOptions {
     pub listen: String,
     /// Listen on a non-loopback address too.
     pub allow_remote: bool,
+    /// More names clients may reach the server by (`Host` and `Origin`): `NAME` (with
+    /// or without the listening port) or `NAME:PORT`.
+    pub allow_hosts: Vec<String>,
     /// The config file (default: the one the scheduler last used).
     pub config: Option<PathBuf>,
+    /// How long a client has to send the request head ([`HEAD_TIMEOUT`]).
+    pub head_timeout: Duration,
+    /// How long a client has to send the whole request, and to read the answer
+    /// ([`REQUEST_TIMEOUT`]).
+    pub request_timeout: Duration,
 }
 
 impl Default for HttpOptions {
@@ -57,7 +70,10 @@ impl Default for HttpOptions {
         Self {
             listen: DEFAULT_LISTEN.to_string(),
             allow_remote: false,
+            allow_hosts: Vec::new(),
             config: None,
+            head_timeout: HEAD_TIMEOUT,
+            request_timeout: REQUEST_TIMEOUT,
         }
     }
 }
@@ -68,6 +84,9 @@ pub enum HttpError {
     /// The listen address does not parse.
     #[error("cannot listen on {0:?}: expected IP:PORT (e.g. 127.0.0.1:6790, [::1]:6790) or localhost:PORT")]
     BadAddress(String),
+    /// An `allow_hosts` entry that is not `NAME` or `NAME:PORT`.
+    #[error("--allow-host {0:?}: expected NAME or NAME:PORT (e.g. bistro.example.com, bistro.example.com:6790, [2001:db8::1]:6790)")]
+    BadAllowedHost(String),
     /// A non-loopback address without `allow_remote`.
     #[error("refusing to listen on {0}: it is not a loopback address, so other machines could reach the API; pass --allow-remote to do it anyway")]
     NotLoopback(SocketAddr),
@@ -95,6 +114,8 @@ pub struct HttpServer {
     local_addr: SocketAddr,
     hosts: Vec<String>,
     token: Token,
+    head_timeout: Duration,
+    request_timeout: Duration,
 }
 
 /// Parses a listen address: a socket address, or `localhost:PORT`.
@@ -113,6 +134,9 @@ impl HttpServer {
     /// non-loopback address unless `allow_remote`, and a state dir without state.
     pub fn bind(state: &StateDir, opts: &HttpOptions) -> Result<Self, HttpError> {
         let addr = parse_listen(&opts.listen)?;
+        for name in &opts.allow_hosts {
+            allowed_host(name, 0)?;
+        }
         if !addr.ip().is_loopback() && !opts.allow_remote {
             return Err(HttpError::NotLoopback(addr));
         }
@@ -127,13 +151,18 @@ impl HttpServer {
             .and_then(|a| listener.set_nonblocking(true).map(|()| a))
             .map_err(|source| HttpError::Bind { addr, source })?;
         let port = local_addr.port();
-        let hosts = vec![
+        let mut hosts = vec![
             format!("127.0.0.1:{port}"),
             format!("localhost:{port}"),
             format!("[::1]:{port}"),
             local_addr.to_string(),
             opts.listen.to_ascii_lowercase(),
         ];
+        for name in &opts.allow_hosts {
+            hosts.extend(allowed_host(name, port)?);
+        }
+        let mut seen = std::collections::HashSet::new();
+        hosts.retain(|h| seen.insert(h.clone()));
         Ok(Self {
             listener,
             state: state.clone(),
@@ -141,7 +170,16 @@ impl HttpServer {
             local_addr,
             hosts,
             token,
+            head_timeout: opts.head_timeout,
+            request_timeout: opts.request_timeout,
         })
+    }
+
+    fn deadlines(&self) -> Deadlines {
+        Deadlines {
+            head: self.head_timeout,
+            request: self.request_timeout,
+        }
     }
 
     /// The address actually bound (useful with port 0).
@@ -162,7 +200,7 @@ impl HttpServer {
             }
             while !stop.load(Ordering::SeqCst) {
                 match self.listener.accept() {
-                    Ok((stream, _)) => accept(stream, &jobs, &open),
+                    Ok((stream, _)) => accept(stream, &jobs, &open, self.deadlines()),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.wait_for_client(),
                     Err(e) => {
                         eprintln!(
@@ -203,11 +241,21 @@ impl HttpServer {
             return Reply::error(
                 403,
                 &format!(
-                    "Host {:?} is not one of this server's names ({}); requests through other names are refused to prevent DNS rebinding",
+                    "Host {:?} is not one of this server's names ({}); requests through other names are refused to prevent DNS rebinding (--allow-host adds names)",
                     host.unwrap_or("(none)"),
-                    self.hosts[..4].join(", ")
+                    self.hosts.join(", ")
                 ),
             );
+        }
+        if let Some(origin) = request.header("origin") {
+            if !self.origin_allowed(origin) {
+                return Reply::error(
+                    403,
+                    &format!(
+                        "Origin {origin:?} is not this server; requests from other sites' pages are refused (this server sends no CORS headers)"
+                    ),
+                );
+            }
         }
         match route(&request.method, &request.path) {
             Err(reply) => reply,
@@ -225,6 +273,13 @@ impl HttpServer {
         })
     }
 
+    /// Whether a browser's `Origin` is one of this server's names: a page from another
+    /// site may POST a text/plain body without a preflight, and its answer, though
+    /// unreadable to the page, still costs the server the work.
+    fn origin_allowed(&self, origin: &str) -> bool {
+        origin_host(origin).is_some_and(|host| self.hosts.contains(&host))
+    }
+
     fn envelope(&self, body: &[u8], authorization: Option<&str>) -> Reply {
         let queries = match envelope::parse(body) {
             Ok(q) => q,
@@ -235,7 +290,10 @@ impl HttpServer {
             Err(e) => return Reply::json(snapshot_status(&e), &Value::String(e.to_string())),
         };
         let auth = self.token.check(authorization);
-        Reply::json(200, &envelope::answer(queries, &snap, auth))
+        Reply::json(
+            200,
+            &envelope::answer(queries, &snap, auth, envelope::MAX_RESPONSE_BYTES),
+        )
     }
 
     fn status(&self, query: &str) -> Reply {
@@ -246,14 +304,21 @@ impl HttpServer {
             tasks,
             ..Default::default()
         };
-        match report::from_state(&self.state, self.config.as_deref(), &filter) {
+        match report::from_state(
+            &self.state,
+            self.config.as_deref(),
+            &filter,
+            NodesFrom::StoredOnly,
+        ) {
             Ok(loaded) => Reply::json(
                 200,
                 &serde_json::to_value(&loaded.report).expect("serializes"),
             ),
-            Err(e @ (ReportError::NoState(_) | ReportError::NoConfig(_))) => {
-                Reply::error(503, &e.to_string())
-            }
+            Err(
+                e @ (ReportError::NoState(_)
+                | ReportError::NoConfig(_)
+                | ReportError::NodesNotFetched(_)),
+            ) => Reply::error(503, &e.to_string()),
             Err(e) => Reply::error(500, &e.to_string()),
         }
     }
@@ -263,8 +328,12 @@ impl HttpServer {
             Ok(snap) => snap,
             Err(e) => return Reply::error(snapshot_status(&e), &e.to_string()),
         };
+        let nodes = match snap.nodes() {
+            Ok(nodes) => nodes,
+            Err(e @ NodesUnavailable::NotFetched(_)) => return Reply::error(503, &e.to_string()),
+            Err(e) => return Reply::error(500, &e.to_string()),
+        };
         let text = (|| -> Result<String, String> {
-            let nodes = snap.nodes()?;
             let (rows, running) = snap.statuses()?;
             let report = report::build(
                 &report::ReportInput {
@@ -295,6 +364,57 @@ impl HttpServer {
             Err(e) => Reply::error(500, &e),
         }
     }
+}
+
+/// The `host[:port]` of an `Origin` header (`http://...` or `https://...`),
+/// lower-cased, as a browser would send it in `Host` to that origin (a default port
+/// is left out of both); None for `null` and anything else.
+fn origin_host(origin: &str) -> Option<String> {
+    let origin = origin.trim().to_ascii_lowercase();
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))?;
+    (!rest.is_empty() && !rest.contains(['/', '?', '#', '@'])).then(|| rest.to_string())
+}
+
+/// The `Host` values an `--allow-host` entry allows: `NAME:PORT` as given, `NAME`
+/// both alone (as sent to a proxy on a default port) and with the listening `port`.
+fn allowed_host(entry: &str, port: u16) -> Result<Vec<String>, HttpError> {
+    let bad = || HttpError::BadAllowedHost(entry.to_string());
+    let entry = entry.trim().to_ascii_lowercase();
+    let (name, given_port) = match entry.rfind(']') {
+        Some(bracket) if entry.starts_with('[') => match &entry[bracket + 1..] {
+            "" => (entry.as_str(), None),
+            rest => (
+                &entry[..=bracket],
+                Some(rest.strip_prefix(':').ok_or_else(bad)?),
+            ),
+        },
+        Some(_) => return Err(bad()),
+        None => match entry.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (entry.as_str(), None),
+        },
+    };
+    let name_ok = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        Some(ip6) => ip6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        }
+    };
+    if !name_ok {
+        return Err(bad());
+    }
+    Ok(match given_port {
+        Some(p) => {
+            p.parse::<u16>().map_err(|_| bad())?;
+            vec![format!("{name}:{p}")]
+        }
+        None => vec![name.to_string(), format!("{name}:{port}")],
+    })
 }
 
 /// 503 while there is nothing to serve yet, 500 for real failures.
@@ -353,32 +473,52 @@ fn route(method: &str, path: &str) -> Result<Route, Reply> {
 type Job = (wire::Request, mpsc::Sender<Reply>);
 
 /// Hands a new connection to its own thread, or answers 503 when too many are open.
-fn accept(stream: TcpStream, jobs: &mpsc::SyncSender<Job>, open: &Arc<AtomicUsize>) {
-    let ready = stream.set_nonblocking(false).is_ok()
-        && stream.set_read_timeout(Some(IO_TIMEOUT)).is_ok()
-        && stream.set_write_timeout(Some(IO_TIMEOUT)).is_ok();
-    if !ready {
+fn accept(
+    stream: TcpStream,
+    jobs: &mpsc::SyncSender<Job>,
+    open: &Arc<AtomicUsize>,
+    deadlines: Deadlines,
+) {
+    if stream.set_nonblocking(false).is_err() {
         return;
     }
     if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
         open.fetch_sub(1, Ordering::SeqCst);
-        let _ = stream.set_write_timeout(Some(POLL));
-        return send(stream, Reply::error(503, "too many connections; try again"));
+        return send(
+            Deadlined::new(stream, POLL),
+            Reply::error(503, "too many connections; try again"),
+        );
     }
     let (jobs, open) = (jobs.clone(), Arc::clone(open));
     std::thread::spawn(move || {
-        connection(stream, &jobs);
+        connection(stream, &jobs, deadlines);
         open.fetch_sub(1, Ordering::SeqCst);
     });
 }
 
-/// One connection: read the request, queue it for a worker, write the answer.
-fn connection(stream: TcpStream, jobs: &mpsc::SyncSender<Job>) {
-    let Ok(mut writer) = stream.try_clone() else {
+/// How long a connection may take: to send its head, its whole request, and to read
+/// the answer.
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    head: Duration,
+    request: Duration,
+}
+
+/// One connection: read the request (the head within `deadlines.head`, all of it
+/// within `deadlines.request`, else 408), queue it for a worker, write the answer
+/// (within `deadlines.request`).
+fn connection(stream: TcpStream, jobs: &mpsc::SyncSender<Job>, deadlines: Deadlines) {
+    let start = Instant::now();
+    let Ok(writer) = stream.try_clone() else {
         return;
     };
-    let mut reader = BufReader::new(stream);
-    let reply = match wire::read_request(&mut reader, &mut writer, MAX_BODY_BYTES) {
+    let mut interim = Deadlined::new(writer, deadlines.request);
+    let mut reader = BufReader::new(Deadlined::new(stream, deadlines.head));
+    let read = wire::read_head(&mut reader).and_then(|mut request| {
+        reader.get_mut().deadline = start + deadlines.request;
+        wire::read_body(&mut reader, &mut interim, &mut request, MAX_BODY_BYTES).map(|()| request)
+    });
+    let reply = match read {
         Ok(request) => {
             let (answer, reply) = mpsc::channel();
             if jobs.send((request, answer)).is_err() {
@@ -395,12 +535,13 @@ fn connection(stream: TcpStream, jobs: &mpsc::SyncSender<Job>) {
             None => return,
         },
     };
-    let refused_early = reply.status == 413 || reply.status == 411;
-    send(writer, reply);
+    let refused_early = matches!(reply.status, 408 | 411 | 413);
+    interim.deadline = Instant::now() + deadlines.request;
+    send(interim, reply);
     if refused_early {
         // Read a little of what the client is still sending, so closing the socket
         // does not reset the connection before the client has read the answer.
-        let _ = reader.get_mut().set_read_timeout(Some(POLL));
+        reader.get_mut().deadline = Instant::now() + POLL;
         let _ = std::io::copy(&mut reader.take(64 * 1024), &mut std::io::sink());
     }
 }
@@ -439,9 +580,9 @@ impl Reply {
     }
 }
 
-/// Writes the reply and closes the connection. No CORS header is ever sent:
-/// browsers keep other origins out.
-fn send(mut stream: TcpStream, reply: Reply) {
+/// Writes the reply (within the stream's deadline) and closes the connection. No CORS
+/// header is ever sent: browsers keep other origins out.
+fn send(mut stream: Deadlined, reply: Reply) {
     let mut headers = vec![
         ("Content-Type", reply.content_type),
         ("Cache-Control", "no-store"),
@@ -455,12 +596,95 @@ fn send(mut stream: TcpStream, reply: Reply) {
         headers.push(("Allow", allow));
     }
     let _ = wire::write_response(&mut stream, reply.status, &headers, &reply.body);
-    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.get_ref().shutdown(Shutdown::Write);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+
+    /// Sets the stop flag when dropped, so a failing test still ends the server.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Runs `test` against a server with `opts` on a free loopback port, over a fresh
+    /// state dir.
+    fn serving(opts: HttpOptions, test: impl FnOnce(SocketAddr)) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        state.create().unwrap();
+        crate::store::StatusStore::open(&state.statuses_db()).unwrap();
+        let opts = HttpOptions {
+            listen: "127.0.0.1:0".into(),
+            ..opts
+        };
+        let server = HttpServer::bind(&state, &opts).unwrap();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let _stop = StopOnDrop(&stop);
+            scope.spawn(|| server.serve(&stop));
+            test(server.local_addr());
+        });
+    }
+
+    /// Sends `head`, then one byte of `trickle` every 20 ms (each well within any
+    /// per-read timeout) until the server answers and closes; returns the answer and
+    /// how long it took. Gives up after 5 s.
+    fn trickle(addr: SocketAddr, head: &[u8], trickle: u8) -> (String, Duration) {
+        let mut client = TcpStream::connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let start = Instant::now();
+        client.write_all(head).unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0; 1024];
+        while start.elapsed() < Duration::from_secs(5) {
+            match client.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let _ = client.write_all(&[trickle]);
+                }
+                Err(_) => break,
+            }
+        }
+        (
+            String::from_utf8_lossy(&answer).into_owned(),
+            start.elapsed(),
+        )
+    }
+
+    #[test]
+    fn a_client_trickling_its_request_is_cut_off_at_the_deadline() {
+        let opts = HttpOptions {
+            head_timeout: Duration::from_millis(300),
+            request_timeout: Duration::from_millis(700),
+            ..Default::default()
+        };
+        serving(opts, |addr| {
+            let (answer, took) = trickle(addr, b"GET / HTTP/1.1\r\nX-Slow: ", b'a');
+            assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+            assert!(answer.contains("took too long"), "{answer:?}");
+            assert!(
+                took >= Duration::from_millis(300) && took < Duration::from_millis(700),
+                "the head's deadline: {took:?}"
+            );
+            let head = format!("POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 100000\r\n\r\n");
+            let (answer, took) = trickle(addr, head.as_bytes(), b' ');
+            assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+            assert!(
+                took >= Duration::from_millis(700) && took < Duration::from_secs(2),
+                "the whole request's deadline: {took:?}"
+            );
+        });
+    }
 
     #[test]
     fn routes_answer_404_for_unknown_paths_and_405_for_wrong_methods() {
@@ -474,6 +698,63 @@ mod tests {
         assert_eq!(wrong.status, 405);
         assert_eq!(wrong.allow.as_deref(), Some("POST"));
         assert_eq!(route("POST", "/metrics").unwrap_err().status, 405);
+    }
+
+    #[test]
+    fn origins_become_host_values() {
+        assert_eq!(
+            origin_host("http://127.0.0.1:6790").as_deref(),
+            Some("127.0.0.1:6790")
+        );
+        assert_eq!(
+            origin_host("HTTP://LocalHost").as_deref(),
+            Some("localhost")
+        );
+        assert_eq!(
+            origin_host("https://evil.example").as_deref(),
+            Some("evil.example")
+        );
+        assert_eq!(origin_host("http://[::1]:7").as_deref(), Some("[::1]:7"));
+        for refused in [
+            "null",
+            "",
+            "file://",
+            "http://a/b",
+            "http://u@a:1",
+            "ftp://a:1",
+        ] {
+            assert_eq!(origin_host(refused), None, "{refused}");
+        }
+    }
+
+    #[test]
+    fn allowed_hosts_add_a_name_with_and_without_the_port() {
+        let allowed = |entry: &str| allowed_host(entry, 6790).map_err(|e| e.to_string());
+        assert_eq!(
+            allowed("Bistro.Example").unwrap(),
+            vec!["bistro.example", "bistro.example:6790"]
+        );
+        assert_eq!(allowed("b.example:443").unwrap(), vec!["b.example:443"]);
+        assert_eq!(allowed("[2001:db8::1]:7").unwrap(), vec!["[2001:db8::1]:7"]);
+        assert_eq!(
+            allowed("[2001:db8::1]").unwrap(),
+            vec!["[2001:db8::1]", "[2001:db8::1]:6790"]
+        );
+        for bad in [
+            "",
+            "a:b",
+            "a:99999",
+            "2001:db8::1",
+            "a/b",
+            "a b",
+            "[::1]x",
+            "x]",
+            "[",
+            "[x]",
+        ] {
+            let error = allowed(bad).unwrap_err();
+            assert!(error.contains("NAME:PORT"), "{bad}: {error}");
+        }
     }
 
     #[test]

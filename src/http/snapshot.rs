@@ -1,10 +1,14 @@
 //! What one request reads: the config in force (with its JSON, for the job export and
 //! config edits), and, loaded on first use, the nodes and the task statuses. Every
 //! sub-query of an envelope runs against one snapshot, as in Bistro.
+//!
+//! The nodes are only ever the ones the scheduler stored: running node sources here
+//! would let any request spawn scripts, and in the daemon would race its child
+//! reaper and the moments a task lock fd is inheritable.
 
 use crate::config::{Config, ConfigLoadError};
-use crate::context::{self, keys};
-use crate::nodes::{NodeError, Nodes};
+use crate::context::{self, keys, NodesNotFetched};
+use crate::nodes::Nodes;
 use crate::state::StateDir;
 use crate::store::{StatusRow, StatusStore, StoreError};
 use crate::task::RunningTask;
@@ -31,6 +35,17 @@ pub enum SnapshotError {
     Store(#[from] StoreError),
 }
 
+/// Why a request cannot have the nodes.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NodesUnavailable {
+    /// None were stored for the config in force.
+    #[error(transparent)]
+    NotFetched(#[from] NodesNotFetched),
+    /// The status database failed.
+    #[error("cannot read the stored nodes: {0}")]
+    Store(String),
+}
+
 /// Stored statuses and running tasks.
 type Statuses = (Vec<StatusRow>, Vec<RunningTask>);
 
@@ -50,7 +65,7 @@ pub struct Snapshot {
     pub config_error: Option<ConfigLoadError>,
     /// Epoch seconds when the snapshot was taken.
     pub now: i64,
-    nodes: OnceCell<Result<Nodes, String>>,
+    nodes: OnceCell<Result<Nodes, NodesUnavailable>>,
     statuses: OnceCell<Result<Statuses, String>>,
 }
 
@@ -90,15 +105,17 @@ impl Snapshot {
         })
     }
 
-    /// The nodes of the last refresh (fetched afresh if none fits the config).
-    pub fn nodes(&self) -> Result<&Nodes, String> {
+    /// The nodes the scheduler last stored, if it fetched them for the config in
+    /// force; never runs a node source.
+    pub fn nodes(&self) -> Result<&Nodes, NodesUnavailable> {
         self.nodes
             .get_or_init(|| {
+                let store_error =
+                    |e: crate::store::StoreError| NodesUnavailable::Store(e.to_string());
                 let instance =
-                    context::instance_name(Some(&self.store), None).map_err(|e| e.to_string())?;
-                context::nodes_for_report(Some(&self.store), &self.config, &instance)
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e: NodeError| e.to_string())
+                    context::instance_name(Some(&self.store), None).map_err(store_error)?;
+                Ok(context::stored_nodes(&self.store, &self.config, &instance)
+                    .map_err(store_error)??)
             })
             .as_ref()
             .map_err(Clone::clone)

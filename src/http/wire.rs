@@ -2,7 +2,9 @@
 //! (every response says `Connection: close`), bodies by `Content-Length` only, and
 //! hard limits on everything a client controls: the head (16 KiB), the body
 //! ([`MAX_BODY_BYTES`](super::MAX_BODY_BYTES), refused before it is read), and the
-//! time it takes (the caller sets socket timeouts).
+//! time it takes: the caller reads through a [`Deadlined`] socket, with one deadline
+//! for the head ([`read_head`]) and a later one for the whole request
+//! ([`read_body`]).
 //!
 //! We do not use tiny_http 0.12: refusing a request whose `Content-Length` is huge
 //! makes it allocate that many bytes when the request is dropped, which aborts the
@@ -10,6 +12,8 @@
 //! no cap on header lines.
 
 use std::io::{BufRead, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 /// The largest request line plus headers accepted.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -83,13 +87,62 @@ fn io_error(e: std::io::Error) -> ReadError {
     }
 }
 
-/// Reads one request. `interim` receives `100 Continue` when the client asks for it
-/// and the body is acceptable.
-pub fn read_request(
-    reader: &mut impl BufRead,
-    interim: &mut impl Write,
-    max_body: usize,
-) -> Result<Request, ReadError> {
+/// A socket whose reads and writes must all be done by one instant: each call blocks
+/// at most for the time left, and fails with `TimedOut` once it has passed. A timeout
+/// per call alone would let a client that sends a byte just before each timeout hold
+/// its connection for as long as it likes.
+#[derive(Debug)]
+pub struct Deadlined {
+    stream: TcpStream,
+    /// When the current phase (head, body, answer) must be over.
+    pub deadline: Instant,
+}
+
+impl Deadlined {
+    /// `stream`, which must be done within `budget` from now.
+    pub fn new(stream: TcpStream, budget: Duration) -> Self {
+        Self {
+            stream,
+            deadline: Instant::now() + budget,
+        }
+    }
+
+    /// The socket.
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// The time left before the deadline, or `TimedOut` when none is.
+    fn time_left(&self) -> std::io::Result<Duration> {
+        self.deadline
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "the deadline has passed")
+            })
+    }
+}
+
+impl Read for Deadlined {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.time_left()?))?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Deadlined {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.time_left()?))?;
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// Reads the request line and headers; the body is left for [`read_body`].
+pub fn read_head(reader: &mut impl BufRead) -> Result<Request, ReadError> {
     let mut head = reader.take(MAX_HEAD_BYTES as u64);
     let mut lines = Vec::new();
     loop {
@@ -116,7 +169,6 @@ pub fn read_request(
             .map_err(|_| ReadError::Malformed("the request head is not UTF-8".into()))?;
         lines.push(text);
     }
-    let reader = head.into_inner();
     let request_line = &lines[0];
     let mut parts = request_line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
@@ -148,13 +200,23 @@ pub fn read_request(
             .ok_or_else(|| ReadError::Malformed(format!("bad header line {line:?}")))?;
         headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
     }
-    let mut request = Request {
+    Ok(Request {
         method: method.to_string(),
         path: path.to_string(),
         query: query.to_string(),
         headers,
         body: Vec::new(),
-    };
+    })
+}
+
+/// Reads the body of `request`, whose head [`read_head`] read. `interim` receives
+/// `100 Continue` when the client asks for it and the body is acceptable.
+pub fn read_body(
+    reader: &mut impl BufRead,
+    interim: &mut impl Write,
+    request: &mut Request,
+    max_body: usize,
+) -> Result<(), ReadError> {
     if request.header("transfer-encoding").is_some() {
         return Err(ReadError::LengthRequired);
     }
@@ -191,7 +253,7 @@ pub fn read_request(
     let mut body = vec![0; length as usize];
     reader.read_exact(&mut body).map_err(io_error)?;
     request.body = body;
-    Ok(request)
+    Ok(())
 }
 
 /// The reason phrase of the statuses we send.
@@ -239,7 +301,10 @@ mod tests {
 
     fn read(raw: &[u8]) -> (Result<Request, ReadError>, Vec<u8>) {
         let mut interim = Vec::new();
-        let r = read_request(&mut std::io::Cursor::new(raw), &mut interim, 100);
+        let mut reader = std::io::Cursor::new(raw);
+        let r = read_head(&mut reader).and_then(|mut request| {
+            read_body(&mut reader, &mut interim, &mut request, 100).map(|()| request)
+        });
         (r, interim)
     }
 

@@ -285,12 +285,7 @@ fn current_nodes(
     let levels: Vec<String> = (0..settings.levels.len())
         .map(|i| settings.levels.name(i).to_string())
         .collect();
-    let sources: Vec<serde_json::Value> = settings
-        .node_sources
-        .iter()
-        .map(|s| json!({"source": s.source, "prefs": s.prefs}))
-        .collect();
-    let key = json!({"instance": instance, "levels": levels, "sources": sources}).to_string();
+    let key = context::nodes_key(config, instance);
     let stored = store.meta(keys::NODES)?;
     if let Some(snapshot) = stored
         .as_deref()

@@ -211,6 +211,8 @@ fn a_daemon_serves_the_api_refuses_bad_requests_and_kill_task_ends_a_process_gro
             "daemon",
             "--http",
             "127.0.0.1:0",
+            "--allow-host",
+            "bistro.example",
             "--worker-command",
             task.to_str().unwrap(),
         ],
@@ -228,6 +230,20 @@ fn a_daemon_serves_the_api_refuses_bad_requests_and_kill_task_ends_a_process_gro
     assert_eq!(answer["a"]["data"]["j"]["owner"], "me", "{answer}");
     assert!(answer["b"]["data"]["j"]["node22"].is_object(), "{answer}");
 
+    let port = served.addr.rsplit(':').next().unwrap();
+    let named = served.request(
+        "GET",
+        "/",
+        &[("Host", &format!("bistro.example:{port}"))],
+        b"",
+    );
+    assert_eq!(named.status, 200, "--allow-host");
+    let without_http = env.run(&["daemon", "--allow-host", "bistro.example"]);
+    assert_eq!(
+        without_http.status.code(),
+        Some(2),
+        "--allow-host needs --http"
+    );
     let oversized = served.request("POST", "/", &[], &vec![b' '; 2 << 20]);
     assert_eq!(oversized.status, 413);
     let (_, bad) = served

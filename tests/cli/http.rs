@@ -433,7 +433,7 @@ fn bad_input_is_refused_clearly_and_the_server_keeps_serving() {
     for host in ["localhost", "[::1]", "127.0.0.1"] {
         let port = served.addr.rsplit(':').next().unwrap();
         let host = format!("{host}:{port}");
-        let reply = served.request("GET", "/metrics", &[("Host", &host)], b"");
+        let reply = served.request("GET", "/", &[("Host", &host)], b"");
         assert_eq!(reply.status, 200, "Host {host}");
     }
 
@@ -467,6 +467,181 @@ fn bad_input_is_refused_clearly_and_the_server_keeps_serving() {
         200,
         "still serving"
     );
+}
+
+#[test]
+fn cross_origin_pages_and_oversized_envelopes_are_refused() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let served = Served::start(&env);
+    let body = br#"{"a": {"handler": "jobs"}}"#;
+    let port = served.addr.rsplit(':').next().unwrap();
+    for origin in [
+        "http://evil.example",
+        "null",
+        &format!("http://evil.example:{port}"),
+    ] {
+        let reply = served.request(
+            "POST",
+            "/",
+            &[("Origin", origin), ("Content-Type", "text/plain")],
+            body,
+        );
+        assert_eq!(reply.status, 403, "Origin {origin}");
+        let error = reply.json()["error"].as_str().unwrap().to_string();
+        assert!(
+            error.contains("Origin") && error.contains(origin),
+            "{error}"
+        );
+    }
+    for origin in [
+        format!("http://{}", served.addr),
+        format!("http://localhost:{port}"),
+    ] {
+        let reply = served.request("POST", "/", &[("Origin", &origin)], body);
+        assert_eq!(reply.status, 200, "same-origin {origin}");
+    }
+
+    let queries: serde_json::Map<String, Value> = (0..65)
+        .map(|i| {
+            (
+                format!("q{i}"),
+                json!({"handler": "task_logs", "log_type": "stdout"}),
+            )
+        })
+        .collect();
+    let (status, answer) = served.post(&Value::Object(queries).to_string());
+    assert_eq!(status, 400);
+    let message = answer.as_str().unwrap();
+    assert!(
+        message.contains("65 queries") && message.contains("at most 64"),
+        "{message}"
+    );
+}
+
+#[test]
+fn requests_answer_from_stored_nodes_and_never_run_node_sources() {
+    let env = Env::new();
+    let ledger = env.path("node_runs");
+    let script = env.script(
+        "nodes.sh",
+        &format!("echo run >> {}\necho db1\necho db2", ledger.display()),
+    );
+    let config = |timeout: u32| {
+        format!(
+            r#"{{"bistro_settings": {{"enabled": true, "resources": {{}}, "nodes": {{"levels": ["db"],
+                 "node_sources": [{{"source": "script", "prefs": {{"parent_level": "instance",
+                   "script": "{}", "timeout_sec": {timeout}}}}}]}}}},
+                "bistro_job->j": {{"owner": "me"}}}}"#,
+            script.display()
+        )
+    };
+    let runs = || std::fs::read_to_string(&ledger).map_or(0, |t| t.lines().count());
+    env.config(&config(10));
+    env.ok(&["init"]);
+    let served = Served::start(&env);
+    let ask = || {
+        served
+            .post(
+                r#"{"n": {"handler": "nodes"}, "s": {"handler": "sorted_node_names"},
+                    "h": {"handler": "histogram"}, "e": {"handler": "errors"},
+                    "j": {"handler": "jobs"}}"#,
+            )
+            .1
+    };
+    let not_fetched = |when: &str| {
+        let a = ask();
+        for key in ["n", "s", "h"] {
+            let error = a[key]["error"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{when}: {a}"));
+            assert!(
+                error.contains("has not fetched nodes for this config"),
+                "{when}: {error}"
+            );
+        }
+        assert!(a["e"]["data"]["bistro_settings.nodes"]
+            .as_str()
+            .unwrap()
+            .contains("has not fetched nodes"));
+        assert_eq!(a["j"]["data"]["j"]["owner"], "me", "{when}: {a}");
+        for path in ["/api/status", "/metrics"] {
+            let reply = served.request("GET", path, &[], b"");
+            assert_eq!(reply.status, 503, "{when}: {path}");
+            assert!(
+                reply.body.contains("has not fetched nodes"),
+                "{}",
+                reply.body
+            );
+        }
+    };
+    not_fetched("before any tick");
+    assert_eq!(runs(), 0, "a request ran the node source");
+
+    let task = env.script("task.sh", "echo done > \"$2\"");
+    env.ok(&["tick", "--worker-command", task.to_str().unwrap()]);
+    assert_eq!(runs(), 1);
+    let a = ask();
+    assert_eq!(a["s"]["data"]["db"], json!(["db1", "db2"]), "{a}");
+    assert_eq!(
+        a["n"]["data"]["results"]["db"].as_object().unwrap().len(),
+        2
+    );
+    assert!(a["e"]["data"].get("bistro_settings.nodes").is_none(), "{a}");
+    for path in ["/api/status", "/metrics"] {
+        assert_eq!(served.request("GET", path, &[], b"").status, 200, "{path}");
+    }
+    assert_eq!(runs(), 1);
+
+    env.config(&config(20));
+    not_fetched("after the node sources changed");
+    assert_eq!(runs(), 1, "a request ran the node source");
+}
+
+#[test]
+fn allow_host_adds_names_for_host_and_origin() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let bad = env.run(&[
+        "serve-http",
+        "--listen",
+        "127.0.0.1:0",
+        "--allow-host",
+        "a b",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--allow-host \"a b\""));
+    let served = Served::start_with(
+        &env,
+        &[
+            "serve-http",
+            "--listen",
+            "127.0.0.1:0",
+            "--allow-host",
+            "bistro.example",
+            "--allow-host",
+            "Proxy.Example:8443",
+        ],
+    );
+    let port = served.addr.rsplit(':').next().unwrap();
+    let get = |headers: &[(&str, &str)]| served.request("GET", "/", headers, b"").status;
+    for host in [
+        format!("bistro.example:{port}"),
+        "bistro.example".to_string(),
+        "proxy.example:8443".to_string(),
+    ] {
+        assert_eq!(get(&[("Host", &host)]), 200, "Host {host}");
+        let origin = format!("http://{host}");
+        assert_eq!(get(&[("Origin", &origin)]), 200, "Origin {origin}");
+    }
+    for host in [
+        format!("proxy.example:{port}"),
+        format!("evil.example:{port}"),
+    ] {
+        assert_eq!(get(&[("Host", &host)]), 403, "Host {host}");
+        let origin = format!("http://{host}");
+        assert_eq!(get(&[("Origin", &origin)]), 403, "Origin {origin}");
+    }
 }
 
 #[test]
@@ -572,6 +747,56 @@ fn save_job_and_delete_job_edit_the_config_atomically_with_a_backup() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     env.ok(&["check"]);
+}
+
+#[test]
+fn save_job_edits_a_symlinked_config_through_its_target() {
+    let env = Env::new();
+    let real_dir = env.path("configs");
+    std::fs::create_dir(&real_dir).unwrap();
+    let real = real_dir.join("bistro.json");
+    std::fs::write(
+        &real,
+        config_with_jobs(1, r#""bistro_job->old": {"owner": "me"}"#),
+    )
+    .unwrap();
+    std::fs::create_dir_all(env.state()).unwrap();
+    let link = env.state().join("config.json");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    env.ok(&["init"]);
+    let original = std::fs::read_to_string(&real).unwrap();
+    let served = Served::start(&env);
+    let saved = served.post_with_token(
+        &token(&env),
+        r#"{"s": {"handler": "save_job", "job_id": "new", "job": {"owner": "me"}}}"#,
+    );
+    assert_eq!(saved["s"]["data"], "saved", "{saved}");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the symlink was replaced by a file"
+    );
+    let edited: Value = serde_json::from_str(&std::fs::read_to_string(&real).unwrap()).unwrap();
+    assert_eq!(edited["bistro_job->new"]["owner"], "me");
+    assert_eq!(edited["bistro_job->old"]["owner"], "me");
+    assert_eq!(
+        std::fs::read_to_string(real_dir.join("bistro.json.bak")).unwrap(),
+        original,
+        "the backup is beside the real file"
+    );
+    let mut beside_real: Vec<String> = std::fs::read_dir(&real_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    beside_real.sort();
+    assert_eq!(
+        beside_real,
+        vec!["bistro.json", "bistro.json.bak", "bistro.json.lock"],
+        "no temporary is left"
+    );
+    assert!(!env.state().join("config.json.bak").exists());
 }
 
 #[test]

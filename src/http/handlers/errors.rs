@@ -28,7 +28,7 @@ pub(super) fn errors(snap: &Snapshot) -> Result<Value, String> {
         problems.push((job.to_string(), message));
     }
     if let Err(e) = snap.nodes() {
-        problems.push(("bistro_settings.nodes".into(), e));
+        problems.push(("bistro_settings.nodes".into(), e.to_string()));
     }
     let mut out: Map<String, Value> = Map::new();
     for (key, message) in problems {

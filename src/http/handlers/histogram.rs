@@ -35,7 +35,7 @@ pub(super) fn histogram(params: &Params, snap: &Snapshot) -> Result<Value, Strin
     let num_samples = integer(params, "num_samples")?.unwrap_or(0);
     let num_samples = usize::try_from(num_samples)
         .map_err(|_| format!("num_samples must not be negative, got {num_samples}"))?;
-    let nodes = snap.nodes()?;
+    let nodes = snap.nodes().map_err(|e| e.to_string())?;
     let (rows, running) = snap.statuses()?;
     let stored: HashMap<(&str, &str), u32> = rows
         .iter()

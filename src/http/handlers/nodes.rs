@@ -19,7 +19,7 @@ pub(super) fn nodes(params: &Params, snap: &Snapshot) -> Result<Value, String> {
     if fields.is_empty() {
         fields = FIELDS.iter().map(|f| f.to_string()).collect();
     }
-    let nodes = snap.nodes()?;
+    let nodes = snap.nodes().map_err(|e| e.to_string())?;
     let settings = &snap.config.settings;
     let defs = &settings.resources;
     let mut results: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
@@ -56,7 +56,7 @@ pub(super) fn nodes(params: &Params, snap: &Snapshot) -> Result<Value, String> {
 }
 
 pub(super) fn sorted_node_names(snap: &Snapshot) -> Result<Value, String> {
-    let nodes = snap.nodes()?;
+    let nodes = snap.nodes().map_err(|e| e.to_string())?;
     let levels = &snap.config.settings.levels;
     let mut out: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for node in nodes.list.iter().filter(|n| n.level != levels.worker()) {
