@@ -136,6 +136,7 @@ mod tests {
             finished: 0,
             running: 1,
             errors: 0,
+            nodes_error: None,
         };
         let text = render(&MetricsInput {
             report: &report,

@@ -39,7 +39,9 @@ fn run_script(script: &str, parent: &str, timeout: Duration) -> Result<String, S
         stdout.read_to_end(&mut out).map(|_| out)
     });
     let (who, parent_name) = (script.to_string(), parent.to_string());
+    // Echoes the script's stderr and keeps its last line for the error message.
     let errors = std::thread::spawn(move || {
+        let mut last = None;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!(
                 "bistro: node script {} {}: {}",
@@ -47,7 +49,11 @@ fn run_script(script: &str, parent: &str, timeout: Duration) -> Result<String, S
                 for_terminal(&parent_name),
                 for_terminal(&line)
             );
+            if !line.trim().is_empty() {
+                last = Some(line.chars().take(MAX_QUOTED_CHARS).collect::<String>());
+            }
         }
+        last
     });
     let deadline = Instant::now() + timeout;
     let status = loop {
@@ -73,9 +79,13 @@ fn run_script(script: &str, parent: &str, timeout: Duration) -> Result<String, S
     let output = reader
         .join()
         .map_err(|_| "reading the script's output failed".to_string())?;
-    let _ = errors.join();
+    let last_error = errors.join().ok().flatten();
     if !status.success() {
-        return Err(format!("script {script:?} {parent:?} failed: {status}"));
+        let said =
+            last_error.map_or_else(String::new, |l| format!(" (its last stderr line: {l:?})"));
+        return Err(format!(
+            "script {script:?} {parent:?} failed: {status}{said}"
+        ));
     }
     let output = output.map_err(|e| format!("reading the output of script {script:?}: {e}"))?;
     String::from_utf8(output)
@@ -115,6 +125,9 @@ impl NodeFetcher for ScriptFetcher {
         Ok(())
     }
 }
+
+/// How much of a script's stderr line an error message quotes.
+const MAX_QUOTED_CHARS: usize = 500;
 
 #[cfg(test)]
 mod tests {

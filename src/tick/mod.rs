@@ -382,6 +382,7 @@ pub fn tick_with(
                 + report.start_errors.len()
                 + report.usage_errors.len()
                 + usize::from(report.nodes_error.is_some()),
+            nodes_error: report.nodes_error.clone(),
         };
         let text = serde_json::to_string(&summary).expect("serializes");
         StatusStore::open(&state.statuses_db())?.set_meta(&[(keys::LAST_TICK, &text)])?;
@@ -424,6 +425,9 @@ pub struct LastTick {
     pub running: usize,
     /// Config, job, node-source and start problems it saw.
     pub errors: usize,
+    /// Why it could not fetch the nodes, if it could not.
+    #[serde(default)]
+    pub nodes_error: Option<String>,
 }
 
 impl LastTick {

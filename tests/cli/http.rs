@@ -889,3 +889,26 @@ fn the_status_page_shows_jobs_and_running_tasks_in_headless_chromium() {
     );
     assert!(dom.contains("No errors."));
 }
+
+#[test]
+fn errors_shows_why_the_scheduler_could_not_fetch_nodes() {
+    let env = Env::new();
+    let script = env.script("nodes.sh", "echo 'inventory is down' >&2\nexit 3");
+    env.config(&format!(
+        r#"{{"bistro_settings": {{"enabled": true, "nodes": {{"levels": ["db"], "node_sources": [
+              {{"source": "script", "prefs": {{"parent_level": "instance", "script": "{}"}}}}]}},
+              "resources": {{}}}},
+            "bistro_job->j": {{"owner": "me"}}}}"#,
+        script.display()
+    ));
+    assert_eq!(
+        env.run(&["tick", "--worker-command", "true"]).status.code(),
+        Some(1)
+    );
+    let served = Served::start(&env);
+    let (_, a) = served.post(r#"{"e": {"handler": "errors"}}"#);
+    let message = a["e"]["data"]["bistro_settings.nodes"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("inventory is down"), "{a}");
+}

@@ -27,7 +27,11 @@ pub(super) fn errors(snap: &Snapshot) -> Result<Value, String> {
         };
         problems.push((job.to_string(), message));
     }
-    if let Err(e) = snap.nodes() {
+    // The scheduler's own failure says more than "no nodes were fetched".
+    let last = LastTick::load(&snap.store).map_err(|e| e.to_string())?;
+    if let Some(e) = last.and_then(|t| t.nodes_error) {
+        problems.push(("bistro_settings.nodes".into(), e));
+    } else if let Err(e) = snap.nodes() {
         problems.push(("bistro_settings.nodes".into(), e.to_string()));
     }
     let mut out: Map<String, Value> = Map::new();
