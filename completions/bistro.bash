@@ -191,7 +191,7 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__daemon)
-            opts="-v -h --worker-command --instance-node-name --wait-lock --exit-when-done --config-update-ms --nodes-update-ms --clean-statuses --log-retention --log-prune-frequency --http --allow-remote --allow-host --verbose --state-dir --config --color --help"
+            opts="-v -h --worker-command --instance-node-name --wait-lock --exit-when-done --config-update-ms --clean-statuses --log-retention --log-prune-frequency --nodes-update-ms --http --allow-remote --allow-host --verbose --state-dir --config --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -213,15 +213,15 @@ _bistro() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --nodes-update-ms)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --log-retention)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --log-prune-frequency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nodes-update-ms)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

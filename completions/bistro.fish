@@ -58,7 +58,7 @@ complete -c bistro -n "__fish_bistro_using_subcommand tick" -l instance-node-nam
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l wait-lock -d 'Wait up to SECS for the state lock instead of exiting 75 at once' -r
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l log-retention -d 'Task log lines older than SECS are deleted (default 30 days)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l log-prune-frequency -d 'Seconds between log prunes; 0 disables pruning' -r
-complete -c bistro -n "__fish_bistro_using_subcommand tick" -l nodes-update-ms -d 'Reuse the nodes fetched by an earlier tick for this long (node scripts do not rerun); a change of node sources, levels or instance name refetches at once' -r
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l nodes-update-ms -d 'Reuse the nodes fetched by an earlier iteration for this long (node scripts do not rerun); a change of node sources, levels or instance name refetches at once' -r
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l state-dir -d 'The state directory (created on first use)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
@@ -73,9 +73,9 @@ complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l worker-command 
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l instance-node-name -d 'Name of the root instance node [default: remembered, else the host name]' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l wait-lock -d 'Wait up to SECS for the state lock instead of exiting 75 at once' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l config-update-ms -d 'Re-read the config file at most this often' -r
-complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l nodes-update-ms -d 'Rerun the node sources at most this often (a change of node sources refetches at once)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l log-retention -d 'Task log lines older than SECS are deleted (default 30 days)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l log-prune-frequency -d 'Seconds between log prunes; 0 disables pruning' -r
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l nodes-update-ms -d 'Reuse the nodes fetched by an earlier iteration for this long (node scripts do not rerun); a change of node sources, levels or instance name refetches at once' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l http -d 'Also serve the REST API, status page and metrics on ADDR (as `serve-http`)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l allow-host -d 'Another name clients may reach the --http server by (as `serve-http --allow-host`): NAME or NAME:PORT. Repeatable' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l state-dir -d 'The state directory (created on first use)' -r -F

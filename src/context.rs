@@ -90,6 +90,33 @@ pub fn load_config(
     }
 }
 
+/// Neither the config file nor a last good copy of it can be used.
+#[derive(Debug, thiserror::Error)]
+#[error("no usable config at {}: {message}; fix it (`bistro check` lists every problem), pass --config FILE, or run `bistro init`", path.display())]
+pub struct NoUsableConfig {
+    /// The config file.
+    pub path: PathBuf,
+    /// Why it cannot be used.
+    pub message: String,
+}
+
+/// The config in force for a command: the file ([`config_path`]), or its last good
+/// copy when the file is broken.
+pub fn usable_config(
+    state: &StateDir,
+    store: &StatusStore,
+    explicit: Option<&Path>,
+) -> Result<Result<Config, NoUsableConfig>, StoreError> {
+    let path = config_path(state, Some(store), explicit)?;
+    let loaded = load_config(Some(store), path.clone())?;
+    Ok(loaded.config.ok_or_else(|| NoUsableConfig {
+        path,
+        message: loaded
+            .error
+            .map_or_else(|| "unreadable".to_string(), |e| e.to_string()),
+    }))
+}
+
 /// The command-line choices that select what a run uses; unset ones fall back to
 /// what the state dir remembers.
 #[derive(Debug, Clone, Default)]
@@ -152,11 +179,9 @@ pub fn instance_name(
         .unwrap_or_else(crate::runner::process::hostname))
 }
 
-/// The nodes snapshot as stored: level names and the list.
+/// The nodes of the last fetch as a real tick stored them (meta `nodes`).
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct NodesSnapshot {
-    /// Level names the node levels refer to.
-    pub levels: Vec<String>,
     /// The nodes.
     pub nodes: Nodes,
     /// What they were fetched from: instance name, levels and node sources.
@@ -197,29 +222,29 @@ pub fn stored_nodes(
     instance: &str,
 ) -> Result<Result<Nodes, NodesNotFetched>, StoreError> {
     let key = nodes_key(config, instance);
-    Ok(store
-        .meta(keys::NODES)?
-        .and_then(|text| serde_json::from_str::<NodesSnapshot>(&text).ok())
+    Ok(stored_snapshot(store)?
         .filter(|snapshot| snapshot.key == key)
         .map(|snapshot| snapshot.nodes)
         .ok_or(NodesNotFetched))
 }
 
-/// The nodes of the last refresh if they fit `config`, else freshly fetched ones
-/// (for the CLI; the HTTP server uses [`stored_nodes`]).
+/// The stored nodes snapshot, whatever config it was fetched for.
+pub fn stored_snapshot(store: &StatusStore) -> Result<Option<NodesSnapshot>, StoreError> {
+    Ok(store
+        .meta(keys::NODES)?
+        .and_then(|text| serde_json::from_str(&text).ok()))
+}
+
+/// The nodes a real tick stored for `config`, else freshly fetched ones (for the
+/// CLI; the HTTP server uses [`stored_nodes`]).
 pub fn nodes_for_report(
     store: Option<&StatusStore>,
     config: &Config,
     instance: &str,
 ) -> Result<Result<Nodes, NodeError>, StoreError> {
-    let levels: Vec<String> = (0..config.settings.levels.len())
-        .map(|i| config.settings.levels.name(i).to_string())
-        .collect();
-    if let Some(text) = store.map(|s| s.meta(keys::NODES)).transpose()?.flatten() {
-        if let Ok(snapshot) = serde_json::from_str::<NodesSnapshot>(&text) {
-            if snapshot.levels == levels {
-                return Ok(Ok(snapshot.nodes));
-            }
+    if let Some(store) = store {
+        if let Ok(nodes) = stored_nodes(store, config, instance)? {
+            return Ok(Ok(nodes));
         }
     }
     Ok(fetch_nodes(&config.settings, instance))

@@ -4,11 +4,11 @@
 //!
 //! Neither takes the state lock, so both work beside a running daemon: a kill only
 //! signals the task's supervisor (the task's end is then recorded as usual), and a
-//! forgiveness rewrites stored statuses of tasks that are not running, in one
-//! transaction, where the next iteration reads them.
+//! forgiveness rewrites stored statuses in one transaction, where the next iteration
+//! reads them (a failed or backed-off task is not running; a running task's new
+//! status replaces its forgiven one when it ends).
 
 use crate::config::Config;
-use crate::context;
 use crate::state::StateDir;
 use crate::store::{StatusStore, StoreError};
 
@@ -36,41 +36,20 @@ pub enum ControlError {
         /// Why.
         message: String,
     },
-    /// Neither the config file nor a last good copy of it can be used.
-    #[error("no usable config at {path}: {message}")]
-    NoConfig {
-        /// The config file.
-        path: String,
-        /// Why it cannot be used.
-        message: String,
-    },
     /// The status database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// The config the scheduler runs with: the file it last used, else its last good copy.
-fn config_in_force(state: &StateDir, store: &StatusStore) -> Result<Config, ControlError> {
-    let path = context::config_path(state, Some(store), None)?;
-    let loaded = context::load_config(Some(store), path.clone())?;
-    loaded.config.ok_or_else(|| ControlError::NoConfig {
-        path: path.display().to_string(),
-        message: loaded
-            .error
-            .map_or_else(|| "unreadable".to_string(), |e| e.to_string()),
-    })
-}
-
-/// Kills the running task of (job, node) with the job's current `kill_subprocess`,
-/// applied by its supervisor to the task's whole process group. A task that dies
-/// without writing a status is recorded as `incomplete_backoff`, as in Bistro.
-pub fn kill(state: &StateDir, job: &str, node: &str) -> Result<(), ControlError> {
-    let store = StatusStore::open(&state.statuses_db())?;
-    let config = config_in_force(state, &store)?;
+/// Kills the running task of (job, node) with the job's `kill_subprocess` in
+/// `config` (the config in force), applied by its supervisor to the task's whole
+/// process group. A task that dies without writing a status is recorded as
+/// `incomplete_backoff`, as in Bistro.
+pub fn kill(state: &StateDir, config: &Config, job: &str, node: &str) -> Result<(), ControlError> {
     let job_config = config
         .job(job)
         .ok_or_else(|| ControlError::UnknownJob(job.to_string()))?;
-    let task = store
+    let task = StatusStore::open(&state.statuses_db())?
         .running()?
         .into_iter()
         .find(|t| t.job == job && t.node == node)
@@ -98,12 +77,16 @@ pub fn kill(state: &StateDir, job: &str, node: &str) -> Result<(), ControlError>
 }
 
 /// Releases the tasks of `jobs` (only those on `nodes`, unless it is empty) from
-/// permanent failure and backoff, durably. Returns how many stored statuses changed.
-pub fn forgive(state: &StateDir, jobs: &[String], nodes: &[String]) -> Result<usize, ControlError> {
-    let mut store = StatusStore::open(&state.statuses_db())?;
-    let config = config_in_force(state, &store)?;
+/// permanent failure and backoff, durably. Every job must be in `config` (the config
+/// in force). Returns how many stored statuses changed.
+pub fn forgive(
+    state: &StateDir,
+    config: &Config,
+    jobs: &[String],
+    nodes: &[String],
+) -> Result<usize, ControlError> {
     if let Some(unknown) = jobs.iter().find(|j| config.job(j).is_none()) {
         return Err(ControlError::UnknownJob(unknown.clone()));
     }
-    Ok(store.forgive(jobs, nodes)?)
+    Ok(StatusStore::open(&state.statuses_db())?.forgive(jobs, nodes)?)
 }

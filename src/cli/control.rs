@@ -1,9 +1,13 @@
 //! `bistro kill` and `bistro forgive`: control a scheduler as the HTTP handlers
 //! `kill_task` and `forgive_jobs` do.
 
+use super::Cli;
+use crate::config::Config;
+use crate::context;
 use crate::control;
 use crate::sanitize::for_terminal;
 use crate::state::StateDir;
+use crate::store::StatusStore;
 use clap::Args;
 
 /// `bistro kill JOB NODE`.
@@ -24,8 +28,24 @@ pub struct ForgiveArgs {
     nodes: Vec<String>,
 }
 
-pub(super) fn kill(state: &StateDir, args: &KillArgs) -> anyhow::Result<i32> {
-    control::kill(state, &args.job, &args.node)?;
+/// The config in force, as the scheduler reads it (`--config` overrides).
+fn config(state: &StateDir, cli: &Cli) -> anyhow::Result<Config> {
+    if !state.statuses_db().exists() {
+        anyhow::bail!(
+            "no state in {}: run `bistro init` (or a tick) first",
+            state.root().display()
+        );
+    }
+    let store = StatusStore::open(&state.statuses_db())?;
+    Ok(context::usable_config(
+        state,
+        &store,
+        cli.config.as_deref(),
+    )??)
+}
+
+pub(super) fn kill(state: &StateDir, cli: &Cli, args: &KillArgs) -> anyhow::Result<i32> {
+    control::kill(state, &config(state, cli)?, &args.job, &args.node)?;
     println!(
         "signaled {}/{}: its status is recorded when it ends",
         for_terminal(&args.job),
@@ -34,8 +54,13 @@ pub(super) fn kill(state: &StateDir, args: &KillArgs) -> anyhow::Result<i32> {
     Ok(super::ExitCode::Success as i32)
 }
 
-pub(super) fn forgive(state: &StateDir, args: &ForgiveArgs) -> anyhow::Result<i32> {
-    let changed = control::forgive(state, std::slice::from_ref(&args.job), &args.nodes)?;
+pub(super) fn forgive(state: &StateDir, cli: &Cli, args: &ForgiveArgs) -> anyhow::Result<i32> {
+    let changed = control::forgive(
+        state,
+        &config(state, cli)?,
+        std::slice::from_ref(&args.job),
+        &args.nodes,
+    )?;
     println!(
         "forgave {changed} task{} of {}",
         if changed == 1 { "" } else { "s" },

@@ -2,9 +2,10 @@
 //! state lock (a cron `tick` beside it exits 75). Logs go to stderr through
 //! `tracing`: warnings only by default, `-v` for each start and finish.
 
-use super::{Cli, RunFlags};
+use super::{Cli, IterationFlags, RunFlags};
 use crate::daemon::{DaemonEnd, DaemonOptions};
 use crate::runner::LocalRunner;
+use crate::sanitize::for_terminal;
 use crate::state::StateDir;
 use crate::store::StatusStore;
 use crate::tick::{TickOptions, TickReport};
@@ -25,18 +26,11 @@ pub struct DaemonArgs {
     /// Re-read the config file at most this often.
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     config_update_ms: u64,
-    /// Rerun the node sources at most this often (a change of node sources refetches at once).
-    #[arg(long, value_name = "MS", default_value_t = 300_000)]
-    nodes_update_ms: i64,
     /// Forget every stored status at start, so every task runs again.
     #[arg(long)]
     clean_statuses: bool,
-    /// Task log lines older than SECS are deleted (default 30 days).
-    #[arg(long, value_name = "SECS", default_value_t = 2_592_000)]
-    log_retention: i64,
-    /// Seconds between log prunes; 0 disables pruning.
-    #[arg(long, value_name = "SECS", default_value_t = 3600)]
-    log_prune_frequency: i64,
+    #[command(flatten)]
+    iteration: IterationFlags,
     /// Also serve the REST API, status page and metrics on ADDR (as `serve-http`).
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
@@ -79,16 +73,8 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> anyhow::Res
     let mut store = StatusStore::open(&state.statuses_db())?;
     let opts = DaemonOptions {
         tick: TickOptions {
-            flags: crate::context::RunFlags {
-                config: cli.config.clone(),
-                worker_command: args.run.worker_command.clone(),
-                instance_node_name: args.run.instance_node_name.clone(),
-            },
-            dry_run: false,
-            log_retention_secs: args.log_retention,
-            log_prune_frequency_secs: args.log_prune_frequency,
-            nodes_update_ms: args.nodes_update_ms,
             config_update_ms: args.config_update_ms,
+            ..args.iteration.tick_options(cli, &args.run)
         },
         exit_when_done: args.exit_when_done,
     };
@@ -135,8 +121,9 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> anyhow::Res
     })
 }
 
-/// Logs each iteration: problems once each while they last, starts and finishes
-/// at info level, a summary at debug level.
+/// Logs each iteration: lasting problems once each while they last, events (failed
+/// starts and kills, killed orphans, failed tasks) as warnings, starts and finishes
+/// at info level, a summary at debug level; every name escaped for a terminal.
 #[derive(Default)]
 struct IterationLog {
     problems: BTreeSet<String>,
@@ -145,55 +132,40 @@ struct IterationLog {
 
 impl IterationLog {
     fn record(&mut self, r: &TickReport) {
-        let mut problems = BTreeSet::new();
-        problems.extend(
-            r.config_errors
-                .iter()
-                .map(|(at, m)| format!("config error: {at}: {m}")),
-        );
-        problems.extend(
-            r.job_errors
-                .iter()
-                .map(|(at, m)| format!("job error (the job will not run): {at}: {m}")),
-        );
-        problems.extend(
-            r.nodes_error
-                .iter()
-                .map(|e| format!("cannot fetch nodes, nothing new starts: {e}")),
-        );
-        problems.extend(r.usage_errors.iter().cloned());
+        let mut lasting = BTreeSet::new();
+        for d in r.diagnostics() {
+            if d.lasting {
+                lasting.insert(d.message);
+            } else {
+                tracing::warn!("{}", for_terminal(&d.message));
+            }
+        }
         if r.config_errors.is_empty() && !r.scheduler_enabled {
-            problems
+            lasting
                 .insert("bistro_settings.enabled is not true: the scheduler starts nothing".into());
         }
-        for p in problems.difference(&self.problems) {
-            tracing::warn!("{}", crate::sanitize::for_terminal(p));
+        for problem in lasting.difference(&self.problems) {
+            tracing::warn!("{}", for_terminal(problem));
         }
-        self.problems = problems;
-        for e in r.start_errors.iter().chain(&r.kill_errors) {
-            tracing::warn!("{}", crate::sanitize::for_terminal(e));
-        }
-        for k in &r.orphans_killed {
-            tracing::warn!("killed orphan {}/{}: {}", k.job, k.node, k.reason);
-        }
+        self.problems = lasting;
         for f in &r.finished {
             let message = f
                 .message
                 .as_deref()
-                .map(|m| format!(": {}", crate::sanitize::for_terminal(m)))
+                .map(|m| format!(": {m}"))
                 .unwrap_or_default();
+            let line = format!("finished {}/{}: {}{message}", f.job, f.node, f.status);
+            let line = for_terminal(&line);
             match f.status {
-                "error_backoff" | "failed" => {
-                    tracing::warn!("finished {}/{}: {}{message}", f.job, f.node, f.status)
-                }
-                _ => tracing::info!("finished {}/{}: {}{message}", f.job, f.node, f.status),
+                "error_backoff" | "failed" => tracing::warn!("{line}"),
+                _ => tracing::info!("{line}"),
             }
         }
         for s in &r.started {
-            tracing::info!("started {}/{}", s.job, s.node);
+            tracing::info!("{}", for_terminal(&format!("started {}/{}", s.job, s.node)));
         }
         for change in &r.config_changes {
-            tracing::info!("config: {change}");
+            tracing::info!("{}", for_terminal(&format!("config: {change}")));
         }
         tracing::debug!(
             "iteration: {} started, {} finished, {} running; next in {} ms",

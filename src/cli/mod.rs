@@ -103,6 +103,39 @@ pub struct RunFlags {
     pub wait_lock: std::time::Duration,
 }
 
+/// Flags shared by the commands that run scheduling iterations (`tick`, `daemon`).
+#[derive(Debug, Clone, Args)]
+pub struct IterationFlags {
+    /// Task log lines older than SECS are deleted (default 30 days).
+    #[arg(long, value_name = "SECS", default_value_t = 2_592_000)]
+    log_retention: i64,
+    /// Seconds between log prunes; 0 disables pruning.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    log_prune_frequency: i64,
+    /// Reuse the nodes fetched by an earlier iteration for this long (node scripts do
+    /// not rerun); a change of node sources, levels or instance name refetches at once.
+    #[arg(long, value_name = "MS", default_value_t = 300_000)]
+    nodes_update_ms: i64,
+}
+
+impl IterationFlags {
+    /// What each iteration does, from these flags, `run` and the global ones.
+    fn tick_options(&self, cli: &Cli, run: &RunFlags) -> crate::tick::TickOptions {
+        crate::tick::TickOptions {
+            flags: crate::context::RunFlags {
+                config: cli.config.clone(),
+                worker_command: run.worker_command.clone(),
+                instance_node_name: run.instance_node_name.clone(),
+            },
+            dry_run: false,
+            log_retention_secs: self.log_retention,
+            log_prune_frequency_secs: self.log_prune_frequency,
+            nodes_update_ms: self.nodes_update_ms,
+            config_update_ms: 0,
+        }
+    }
+}
+
 /// Parses a duration in (fractional) seconds, from 0 to a million.
 fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
     text.parse::<f64>()
@@ -160,8 +193,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logs(args) => logs::run(&state, args),
         Command::Check(args) => check::run(&state, &cli, args),
         Command::Why(args) => why::run(&state, &cli, args),
-        Command::Kill(args) => control::kill(&state, args),
-        Command::Forgive(args) => control::forgive(&state, args),
+        Command::Kill(args) => control::kill(&state, &cli, args),
+        Command::Forgive(args) => control::forgive(&state, &cli, args),
         Command::ServeHttp(args) => serve_http::run(&state, &cli, args),
         Command::Completions(args) => docs::completions(args),
         Command::Manpage(args) => docs::manpage(args),
@@ -200,11 +233,10 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
         {
             return ExitCode::Usage as i32;
         }
-        if let Some(
-            crate::control::ControlError::UnknownJob(_)
-            | crate::control::ControlError::NoConfig { .. },
-        ) = cause.downcast_ref()
-        {
+        if let Some(crate::control::ControlError::UnknownJob(_)) = cause.downcast_ref() {
+            return ExitCode::Usage as i32;
+        }
+        if let Some(crate::context::NoUsableConfig { .. }) = cause.downcast_ref() {
             return ExitCode::Usage as i32;
         }
     }

@@ -2,7 +2,7 @@
 //! SIGINT or SIGTERM.
 
 use super::{Cli, ExitCode};
-use crate::http::{HttpError, HttpOptions, HttpServer, DEFAULT_LISTEN};
+use crate::http::{HttpOptions, HttpServer, DEFAULT_LISTEN};
 use crate::state::StateDir;
 use clap::Args;
 
@@ -43,19 +43,8 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &ServeHttpArgs) -> anyhow::
         ..Default::default()
     };
     let stop = super::signals::stop_on_signals();
-    let server = match HttpServer::bind(state, &opts) {
-        Ok(server) => server,
-        Err(
-            e @ (HttpError::BadAddress(_)
-            | HttpError::BadAllowedHost(_)
-            | HttpError::NotLoopback(_)
-            | HttpError::NoState(_)),
-        ) => {
-            super::warn(&e.to_string());
-            return Ok(ExitCode::Usage as i32);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    // Bad addresses and a state dir without state exit 2 (see `exit_code_for`).
+    let server = HttpServer::bind(state, &opts)?;
     eprintln!("listening on http://{}", server.local_addr());
     server.serve(stop);
     Ok(ExitCode::Success as i32)

@@ -1,6 +1,6 @@
 //! `bistro tick`: one scheduling iteration, for cron and scripts.
 
-use super::{Cli, ExitCode, RunFlags};
+use super::{Cli, ExitCode, IterationFlags, RunFlags};
 use crate::runner::LocalRunner;
 use crate::sanitize::for_terminal;
 use crate::state::StateDir;
@@ -26,30 +26,14 @@ pub struct TickArgs {
     /// Also print each task started.
     #[arg(long, short)]
     verbose: bool,
-    /// Task log lines older than SECS are deleted (default 30 days).
-    #[arg(long, value_name = "SECS", default_value_t = 2_592_000)]
-    log_retention: i64,
-    /// Seconds between log prunes; 0 disables pruning.
-    #[arg(long, value_name = "SECS", default_value_t = 3600)]
-    log_prune_frequency: i64,
-    /// Reuse the nodes fetched by an earlier tick for this long (node scripts do not
-    /// rerun); a change of node sources, levels or instance name refetches at once.
-    #[arg(long, value_name = "MS", default_value_t = 300_000)]
-    nodes_update_ms: i64,
+    #[command(flatten)]
+    iteration: IterationFlags,
 }
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> anyhow::Result<i32> {
     let opts = TickOptions {
-        flags: crate::context::RunFlags {
-            config: cli.config.clone(),
-            worker_command: args.run.worker_command.clone(),
-            instance_node_name: args.run.instance_node_name.clone(),
-        },
         dry_run: args.dry_run,
-        log_retention_secs: args.log_retention,
-        log_prune_frequency_secs: args.log_prune_frequency,
-        nodes_update_ms: args.nodes_update_ms,
-        config_update_ms: 0,
+        ..args.iteration.tick_options(cli, &args.run)
     };
     let exe = std::env::current_exe().context("finding the bistro binary to run supervisors")?;
     let mut runner = LocalRunner::new(state.clone(), exe);
@@ -132,33 +116,8 @@ fn print_human(
     quiet: bool,
     verbose: bool,
 ) -> std::io::Result<()> {
-    for (at, message) in &report.config_errors {
-        super::warn(&format!("config error: {at}: {message}"));
-    }
-    if report.using_last_good {
-        super::warn("the last good config stays in force until the file is fixed (`bistro check` lists every problem)");
-    } else if !report.config_errors.is_empty() {
-        super::warn("no config is in force: nothing new starts until the file is fixed (`bistro check` lists every problem)");
-    }
-    for (at, message) in &report.job_errors {
-        super::warn(&format!(
-            "job error (the job will not run): {at}: {message}"
-        ));
-    }
-    if let Some(e) = &report.nodes_error {
-        super::warn(&format!("cannot fetch nodes, nothing new starts: {e}"));
-    }
-    for e in &report.usage_errors {
-        super::warn(e);
-    }
-    for e in &report.start_errors {
-        super::warn(&format!("cannot start task: {e}"));
-    }
-    for e in &report.kill_errors {
-        super::warn(&format!("cannot kill orphan: {e}"));
-    }
-    for k in &report.orphans_killed {
-        super::warn(&format!("killed orphan {}/{}: {}", k.job, k.node, k.reason));
+    for d in report.diagnostics() {
+        super::warn(&d.message);
     }
     if quiet {
         return Ok(());

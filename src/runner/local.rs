@@ -168,14 +168,14 @@ impl TaskRunner for LocalRunner {
 
     /// A run whose supervisor is already gone needs no kill: the next tick records
     /// how it ended.
-    fn kill(&mut self, task: &RunningTask, request: &KillRequest) -> Result<(), RunnerError> {
-        request_kill(&self.state.invocation_dir(task.invocation), request)
-            .map(drop)
-            .map_err(|message| RunnerError {
+    fn kill(&mut self, task: &RunningTask, request: &KillRequest) -> Result<bool, RunnerError> {
+        request_kill(&self.state.invocation_dir(task.invocation), request).map_err(|message| {
+            RunnerError {
                 job: task.job.clone(),
                 node: task.node.clone(),
                 message,
-            })
+            }
+        })
     }
 }
 

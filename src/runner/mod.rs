@@ -103,8 +103,9 @@ pub trait TaskRunner {
     /// Forgets a run whose status has been recorded.
     fn cleanup(&mut self, task: &RunningTask);
     /// Asks a running task to die as `request` says; its end is then reported as
-    /// usual (a kill changes no status by itself).
-    fn kill(&mut self, task: &RunningTask, request: &KillRequest) -> Result<(), RunnerError>;
+    /// usual (a kill changes no status by itself). `Ok(false)` when there was nothing
+    /// left to signal (the run is ending and the next check records it).
+    fn kill(&mut self, task: &RunningTask, request: &KillRequest) -> Result<bool, RunnerError>;
     /// Called between a long-running scheduler's iterations to release what ended
     /// runs left behind (the local runner reaps its exited supervisors).
     fn tidy_up(&mut self) {}

@@ -114,6 +114,68 @@ pub struct TickReport {
     pub dry_run: bool,
 }
 
+/// Something a tick's user should be told, in words (not yet escaped for a terminal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// What happened or is wrong.
+    pub message: String,
+    /// A condition that lasts until someone acts (a config or node problem), as
+    /// opposed to an event of this tick (a failed start, a killed orphan).
+    pub lasting: bool,
+}
+
+impl TickReport {
+    /// The problems and notable events of this tick, for `tick` to print and the
+    /// daemon to log.
+    pub fn diagnostics(&self) -> Vec<Diagnostic> {
+        let lasting = |message: String| Diagnostic {
+            message,
+            lasting: true,
+        };
+        let event = |message: String| Diagnostic {
+            message,
+            lasting: false,
+        };
+        let mut out: Vec<Diagnostic> = self
+            .config_errors
+            .iter()
+            .map(|(at, m)| lasting(format!("config error: {at}: {m}")))
+            .collect();
+        if self.using_last_good {
+            out.push(lasting("the last good config stays in force until the file is fixed (`bistro check` lists every problem)".into()));
+        } else if !self.config_errors.is_empty() {
+            out.push(lasting("no config is in force: nothing new starts until the file is fixed (`bistro check` lists every problem)".into()));
+        }
+        out.extend(
+            self.job_errors
+                .iter()
+                .map(|(at, m)| lasting(format!("job error (the job will not run): {at}: {m}"))),
+        );
+        out.extend(
+            self.nodes_error
+                .iter()
+                .map(|e| lasting(format!("cannot fetch nodes, nothing new starts: {e}"))),
+        );
+        out.extend(self.usage_errors.iter().cloned().map(lasting));
+        out.extend(
+            self.start_errors
+                .iter()
+                .map(|e| event(format!("cannot start task: {e}"))),
+        );
+        out.extend(
+            self.kill_errors
+                .iter()
+                .map(|e| event(format!("cannot kill orphan: {e}"))),
+        );
+        out.extend(
+            self.orphans_killed
+                .iter()
+                .map(|k| event(format!("killed orphan {}/{}: {}", k.job, k.node, k.reason))),
+        );
+        out
+    }
+}
+
 /// A dry run's waiting tasks, with the config and nodes their reasons refer to.
 #[derive(Debug, Clone)]
 pub struct Explained {
@@ -281,28 +343,19 @@ fn current_nodes(
     opts: &TickOptions,
     now: i64,
 ) -> Result<Result<Nodes, crate::nodes::NodeError>, StoreError> {
-    let settings = &config.settings;
-    let levels: Vec<String> = (0..settings.levels.len())
-        .map(|i| settings.levels.name(i).to_string())
-        .collect();
     let key = context::nodes_key(config, instance);
-    let stored = store.meta(keys::NODES)?;
-    if let Some(snapshot) = stored
-        .as_deref()
-        .and_then(|text| serde_json::from_str::<NodesSnapshot>(text).ok())
-    {
+    if let Some(snapshot) = context::stored_snapshot(store)? {
         let age_ms = (now - snapshot.fetched_at).saturating_mul(1000);
         if snapshot.key == key && age_ms < opts.nodes_update_ms {
             return Ok(Ok(snapshot.nodes));
         }
     }
-    let nodes = match fetch_nodes(settings, instance) {
+    let nodes = match fetch_nodes(&config.settings, instance) {
         Ok(nodes) => nodes,
         Err(e) => return Ok(Err(e)),
     };
     if !opts.dry_run {
         let snapshot = NodesSnapshot {
-            levels,
             nodes,
             key,
             fetched_at: now,
@@ -619,11 +672,12 @@ fn kill_orphans(
         }
         let request = job.map_or(config.settings.kill_subprocess, |j| j.kill_subprocess);
         match runner.kill(task, &request) {
-            Ok(()) => report.orphans_killed.push(KilledOrphan {
+            Ok(true) => report.orphans_killed.push(KilledOrphan {
                 job: task.job.clone(),
                 node: task.node.clone(),
                 reason: orphan_reason(config, nodes, task),
             }),
+            Ok(false) => {}
             Err(e) => report.kill_errors.push(e.to_string()),
         }
     }

@@ -48,9 +48,9 @@ impl TaskRunner for ScriptedRunner {
         &mut self,
         task: &RunningTask,
         request: &crate::config::KillRequest,
-    ) -> Result<(), RunnerError> {
+    ) -> Result<bool, RunnerError> {
         self.killed.push((task.node.clone(), request.method));
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -200,8 +200,9 @@ fn a_daemon_serves_the_api_refuses_bad_requests_and_kill_task_ends_a_process_gro
     let task = env.script(
         "task.sh",
         &format!(
-            "if [ \"$1\" = node22 ]; then sleep 600 & echo \"$$ $!\" > {pids}; wait; fi\necho done > \"$2\"",
-            pids = pids.display()
+            "if [ \"$1\" = node22 ]; then (while [ -d {dir} ]; do sleep 0.1; done) & echo \"$$ $!\" > {pids}; wait; fi\necho done > \"$2\"",
+            pids = pids.display(),
+            dir = env.dir.path().display()
         ),
     );
     env.config(&config_with_jobs(4, r#""bistro_job->j": {"owner": "me"}"#));

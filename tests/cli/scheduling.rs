@@ -280,13 +280,14 @@ fn a_forgiven_failure_runs_again_and_the_forgiveness_is_durable() {
 }
 
 /// A task that starts a background child in its process group, records both pids,
-/// and runs until killed without writing a status.
+/// and runs until killed (or its test directory is gone) without writing a status.
 fn sleeper(env: &Env) -> PathBuf {
     env.script(
         "sleeper.sh",
         &format!(
-            "sleep 600 &\necho \"$$ $!\" > {pids}\nwait",
-            pids = env.path("pids").display()
+            "(while [ -d {dir} ]; do sleep 0.1; done) &\necho \"$$ $!\" > {pids}\nwait",
+            pids = env.path("pids").display(),
+            dir = env.dir.path().display()
         ),
     )
 }
@@ -517,4 +518,32 @@ fn why_explains_the_eligible_replica_of_a_node_name() {
         "the replica under disabled host1 says less than the one under host2: {answer}"
     );
     assert_eq!(answer["holders"], serde_json::json!(["hold/db2"]));
+}
+
+#[test]
+fn kill_and_forgive_read_the_config_given_with_config() {
+    let env = Env::new();
+    env.config(&config_with_jobs(1, r#""bistro_job->j": {"owner": "me"}"#));
+    env.ok(&["init"]);
+    let other = env.path("other.json");
+    std::fs::write(
+        &other,
+        config_with_jobs(1, r#""bistro_job->only_there": {"owner": "me"}"#),
+    )
+    .unwrap();
+    let default = env.run(&["forgive", "only_there"]);
+    assert_eq!(default.status.code(), Some(2), "{default:?}");
+    let given = env.ok(&["--config", other.to_str().unwrap(), "forgive", "only_there"]);
+    assert!(given.contains("forgave 0 tasks of only_there"), "{given}");
+    let kill = env.run(&[
+        "--config",
+        other.to_str().unwrap(),
+        "kill",
+        "only_there",
+        "node11",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&kill.stderr).contains("Unknown running task only_there, node11"),
+        "{kill:?}"
+    );
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 pub(super) fn kill_task(params: &Params, snap: &Snapshot) -> Result<Value, String> {
     let job = required_string(params, "job_id")?;
     let node = required_string(params, "node_id")?;
-    crate::control::kill(&snap.state, job, node).map_err(|e| e.to_string())?;
+    crate::control::kill(&snap.state, &snap.config, job, node).map_err(|e| e.to_string())?;
     Ok(json!("signaled"))
 }
 
@@ -17,6 +17,6 @@ pub(super) fn forgive_jobs(params: &Params, snap: &Snapshot) -> Result<Value, St
     if jobs.is_empty() {
         return Err("jobs must name at least one job to forgive".into());
     }
-    crate::control::forgive(&snap.state, &jobs, &[]).map_err(|e| e.to_string())?;
+    crate::control::forgive(&snap.state, &snap.config, &jobs, &[]).map_err(|e| e.to_string())?;
     Ok(json!("forgiven"))
 }
