@@ -66,11 +66,14 @@ pub fn why(
         ..opts.clone()
     };
     let report = tick(state, &opts, runner)?;
+    // Without a pass (no config, no nodes, scheduler off), what the database says.
+    let stored;
     let (statuses, running) = match &report.explained {
-        Some(e) => (e.statuses.clone(), e.running.clone()),
+        Some(e) => (&e.statuses, e.running.as_slice()),
         None => {
             let store = StatusStore::open(&state.statuses_db())?;
-            (store.load_statuses()?, store.running()?)
+            stored = (store.load_statuses()?, store.running()?);
+            (&stored.0, stored.1.as_slice())
         }
     };
     let status = statuses.get(job, node).map_or(Value::Null, |s| {
@@ -78,7 +81,7 @@ pub fn why(
                "attempts": statuses.attempts(job, node), "backoff_until": s.backoff_until(),
                "data": s.data_json()})
     });
-    let running = running.into_iter().find(|t| t.job == job && t.node == node);
+    let running = running.iter().find(|t| t.job == job && t.node == node);
     let answer = |state: &'static str, reason: &'static str, message: String, details: Value| {
         let mut json = json!({"job": job, "node": node, "state": state, "reason": reason,
                               "message": message.clone(), "status": status.clone()});

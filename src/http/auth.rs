@@ -18,9 +18,6 @@ pub enum AuthError {
     /// A token that is not the state dir's.
     #[error("this handler changes state and needs the header `Authorization: Bearer TOKEN`, TOKEN being the content of STATE/http.token; the token sent is wrong")]
     Wrong,
-    /// The token file could not be read.
-    #[error("this handler changes state, but the server cannot read STATE/http.token")]
-    Unavailable,
 }
 
 /// The token file of a state directory.

@@ -5,16 +5,16 @@
 //!
 //! | route | does |
 //! |---|---|
-//! | `POST /`, `POST /api` | Bistro's envelope of named sub-queries ([`envelope`]) |
-//! | `GET /` | the self-refreshing status page ([`page`]) |
+//! | `POST /`, `POST /api` | Bistro's envelope of named sub-queries (`envelope.rs`) |
+//! | `GET /` | the self-refreshing status page (`page.rs`) |
 //! | `GET /api/status[?tasks=1]` | the `bistro status --json` document |
-//! | `GET /metrics` | Prometheus text exposition ([`metrics`]) |
+//! | `GET /metrics` | Prometheus text exposition (`metrics.rs`) |
 //!
 //! Everything is read from the state directory's files and SQLite databases (WAL, safe
 //! beside a running tick); the state lock is never taken. Security (engineering guide
 //! B.1 §7): loopback by default, a `Host` allowlist against DNS rebinding, a bearer
-//! token ([`auth`]) for the handlers that change state, a 1 MiB body cap, limits on
-//! the queries of an envelope and the size of their answers ([`envelope`]), and no
+//! token (`auth.rs`) for the handlers that change state, a 1 MiB body cap, limits on
+//! the queries of an envelope and the size of their answers (`envelope.rs`), and no
 //! CORS: a request from another origin's page is refused.
 //!
 //! For the daemon, the whole API is:
@@ -31,17 +31,14 @@
 //! # Ok(()) }
 //! ```
 
-pub mod auth;
-pub mod envelope;
-pub mod handlers;
-pub mod metrics;
-pub mod page;
+mod auth;
+mod envelope;
+mod handlers;
+mod metrics;
+mod page;
 mod server;
 mod snapshot;
-pub mod wire;
+mod wire;
 
-pub use server::{
-    HttpError, HttpOptions, HttpServer, DEFAULT_LISTEN, HEAD_TIMEOUT, MAX_BODY_BYTES,
-    MAX_CONNECTIONS, REQUEST_TIMEOUT,
-};
-pub use snapshot::Snapshot;
+pub use server::{HttpError, HttpOptions, HttpServer, DEFAULT_LISTEN};
+use snapshot::Snapshot;

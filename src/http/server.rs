@@ -58,10 +58,10 @@ pub struct HttpOptions {
     pub allow_hosts: Vec<String>,
     /// The config file (default: the one the scheduler last used).
     pub config: Option<PathBuf>,
-    /// How long a client has to send the request head ([`HEAD_TIMEOUT`]).
+    /// How long a client has to send the request head (default 10 s).
     pub head_timeout: Duration,
     /// How long a client has to send the whole request, and to read the answer
-    /// ([`REQUEST_TIMEOUT`]).
+    /// (default 30 s).
     pub request_timeout: Duration,
 }
 

@@ -287,11 +287,7 @@ pub fn preview_finished(
         .enumerate()
         .map(|(i, r)| ((r.job.clone(), r.node.clone()), i))
         .collect();
-    running.retain(|task| {
-        let Some(result) = crate::runner::read_result(&state.invocation_dir(task.invocation))
-        else {
-            return true;
-        };
+    take_finished(state, running, |task, result| {
         let key = (task.job.clone(), task.node.clone());
         let stored = at.get(&key).map(|&i| &rows[i].status);
         let status = apply_status(stored, result.status, task.next_backoff);
@@ -308,7 +304,24 @@ pub fn preview_finished(
                 rows.push(row);
             }
         }
-        false
+    });
+}
+
+/// Takes out of `running` the runs whose supervisors recorded a result that no tick
+/// has recorded yet, handing each to `finished` with its result.
+fn take_finished(
+    state: &StateDir,
+    running: &mut Vec<RunningTask>,
+    mut finished: impl FnMut(&RunningTask, crate::runner::TaskResult),
+) {
+    running.retain(|task| {
+        match crate::runner::read_result(&state.invocation_dir(task.invocation)) {
+            Some(result) => {
+                finished(task, result);
+                false
+            }
+            None => true,
+        }
     });
 }
 
@@ -416,7 +429,8 @@ pub fn tick_with(
     cache: &mut TickCache,
 ) -> Result<TickReport, TickError> {
     let began = std::time::Instant::now();
-    let mut report = iterate(state, opts, runner, cache)?;
+    let mut store = StatusStore::open(&state.statuses_db())?;
+    let mut report = iterate(state, &mut store, opts, runner, cache)?;
     let settings = cache
         .config
         .as_ref()
@@ -438,7 +452,7 @@ pub fn tick_with(
             nodes_error: report.nodes_error.clone(),
         };
         let text = serde_json::to_string(&summary).expect("serializes");
-        StatusStore::open(&state.statuses_db())?.set_meta(&[(keys::LAST_TICK, &text)])?;
+        store.set_meta(&[(keys::LAST_TICK, &text)])?;
     }
     Ok(report)
 }
@@ -494,6 +508,7 @@ impl LastTick {
 
 fn iterate(
     state: &StateDir,
+    store: &mut StatusStore,
     opts: &TickOptions,
     runner: &mut dyn TaskRunner,
     cache: &mut TickCache,
@@ -504,7 +519,6 @@ fn iterate(
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    let mut store = StatusStore::open(&state.statuses_db())?;
     // A dry run writes nothing, not even a log database's schema.
     let mut logs = if opts.dry_run {
         None
@@ -519,37 +533,30 @@ fn iterate(
             resolved
         }
         _ => {
-            let resolved = context::resolve(state, &store, &opts.flags)?;
+            let resolved = context::resolve(state, store, &opts.flags)?;
             cache.config = Some((std::time::Instant::now(), resolved.clone()));
             resolved
         }
     };
     note_config(&mut report, &resolved);
     if !opts.dry_run {
-        remember_run(&mut report, &mut store, &resolved, opts)?;
+        remember_run(&mut report, store, &resolved, opts)?;
     }
 
     let mut statuses = store.load_statuses()?;
     let mut running = store.running()?;
     if let Some(logs) = logs.as_mut() {
-        let (finished, still) = reap(&mut store, Some(&mut *logs), runner, &mut statuses, running)?;
+        let (finished, still) = reap(store, Some(&mut *logs), runner, &mut statuses, running)?;
         report.finished = finished;
         sweep_stray_dirs(state, &still);
         running = still;
-        prune_logs(&mut store, logs, opts, now)?;
+        prune_logs(store, logs, opts, now)?;
     } else {
-        running.retain(|task| {
-            let Some(result) = crate::runner::read_result(&state.invocation_dir(task.invocation))
-            else {
-                return true;
-            };
-            let status = apply_status(
-                statuses.get(&task.job, &task.node),
-                result.status,
-                task.next_backoff,
-            );
+        // What `status` shows: results recorded by supervisors but not by a tick.
+        take_finished(state, &mut running, |task, result| {
+            let stored = statuses.get(&task.job, &task.node);
+            let status = apply_status(stored, result.status, task.next_backoff);
             statuses.insert(&task.job, &task.node, status, task.attempts);
-            false
         });
     }
     report.running = running.len();
@@ -564,7 +571,7 @@ fn iterate(
     };
     report.job_errors = config.job_problems();
     report.scheduler_enabled = config.settings.enabled;
-    let nodes = match current_nodes(&mut store, &config, &instance, opts, now)? {
+    let nodes = match current_nodes(store, &config, &instance, opts, now)? {
         Ok(nodes) => nodes,
         Err(e) => {
             report.nodes_error = Some(e.to_string());
@@ -615,7 +622,7 @@ fn iterate(
     };
     dispatch(
         &mut report,
-        &mut store,
+        store,
         runner,
         &ctx,
         &config,
@@ -624,7 +631,7 @@ fn iterate(
     )?;
     kill_orphans(
         &mut report,
-        &mut store,
+        store,
         runner,
         &config,
         &nodes,

@@ -11,8 +11,6 @@ mod nodes;
 mod running;
 pub mod task_logs;
 
-pub use histogram::code as histogram_code;
-
 use super::auth::AuthError;
 use super::Snapshot;
 use serde_json::{Map, Value};
