@@ -180,7 +180,7 @@ pub fn instance_name(
 }
 
 /// The nodes of the last fetch as a real tick stored them (meta `nodes`).
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct NodesSnapshot {
     /// The nodes.
     pub nodes: Nodes,

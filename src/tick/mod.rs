@@ -19,6 +19,7 @@ use crate::task::{InvocationId, RunningTask};
 use rand::SeedableRng;
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 /// How a tick runs.
 #[derive(Debug, Clone, Default)]
@@ -347,37 +348,46 @@ fn sweep_stray_dirs(state: &StateDir, running: &[RunningTask]) {
 /// The nodes for this pass: the last fetch while it is younger than
 /// `nodes_update_ms` and was made from the same levels, node sources and instance
 /// name (so a cron tick does not rerun node scripts every minute), else a new fetch,
-/// which a real tick stores for the next ones and for `status`. Failed fetches are
-/// not stored: the next tick tries again.
+/// which a real tick stores for the next ones and for `status`. A daemon keeps the
+/// last fetch in its cache instead of reading it back each iteration. Failed fetches
+/// are not stored: the next tick tries again.
 fn current_nodes(
     store: &mut StatusStore,
+    cache: &mut TickCache,
     config: &Config,
     instance: &str,
     opts: &TickOptions,
     now: i64,
-) -> Result<Result<Nodes, crate::nodes::NodeError>, StoreError> {
+) -> Result<Result<Arc<NodesSnapshot>, crate::nodes::NodeError>, StoreError> {
     let key = context::nodes_key(config, instance);
-    if let Some(snapshot) = context::stored_snapshot(store)? {
-        let age_ms = (now - snapshot.fetched_at).saturating_mul(1000);
-        if snapshot.key == key && age_ms < opts.nodes_update_ms {
-            return Ok(Ok(snapshot.nodes));
-        }
-    }
-    let nodes = match fetch_nodes(&config.settings, instance) {
-        Ok(nodes) => nodes,
-        Err(e) => return Ok(Err(e)),
+    let fresh = |s: &NodesSnapshot| {
+        s.key == key && (now - s.fetched_at).saturating_mul(1000) < opts.nodes_update_ms
     };
-    if !opts.dry_run {
-        let snapshot = NodesSnapshot {
-            nodes,
-            key,
-            fetched_at: now,
-        };
-        let text = serde_json::to_string(&snapshot).expect("serializes");
-        store.set_meta(&[(keys::NODES, &text)])?;
-        return Ok(Ok(snapshot.nodes));
+    if let Some(cached) = cache.nodes.as_ref().filter(|s| fresh(s)) {
+        return Ok(Ok(Arc::clone(cached)));
     }
-    Ok(Ok(nodes))
+    let snapshot = match context::stored_snapshot(store)?.filter(|s| fresh(s)) {
+        Some(stored) => stored,
+        None => {
+            let nodes = match fetch_nodes(&config.settings, instance) {
+                Ok(nodes) => nodes,
+                Err(e) => return Ok(Err(e)),
+            };
+            let snapshot = NodesSnapshot {
+                nodes,
+                key,
+                fetched_at: now,
+            };
+            if !opts.dry_run {
+                let text = serde_json::to_string(&snapshot).expect("serializes");
+                store.set_meta(&[(keys::NODES, &text)])?;
+            }
+            snapshot
+        }
+    };
+    let snapshot = Arc::new(snapshot);
+    cache.nodes = Some(Arc::clone(&snapshot));
+    Ok(Ok(snapshot))
 }
 
 /// The record of a run about to start: its backoff step if it fails is computed now
@@ -415,10 +425,11 @@ pub fn tick(
 }
 
 /// What a long-running scheduler keeps between iterations: the config it resolved,
-/// re-read only every `config_update_ms`.
+/// re-read only every `config_update_ms`, and the nodes of its last fetch.
 #[derive(Debug, Default)]
 pub struct TickCache {
     config: Option<(std::time::Instant, Resolved)>,
+    nodes: Option<Arc<NodesSnapshot>>,
 }
 
 /// [`tick`] for a scheduler that runs many iterations in one process.
@@ -571,8 +582,8 @@ fn iterate(
     };
     report.job_errors = config.job_problems();
     report.scheduler_enabled = config.settings.enabled;
-    let nodes = match current_nodes(store, &config, &instance, opts, now)? {
-        Ok(nodes) => nodes,
+    let fetched = match current_nodes(store, cache, &config, &instance, opts, now)? {
+        Ok(fetched) => fetched,
         Err(e) => {
             report.nodes_error = Some(e.to_string());
             return Ok(report);
@@ -581,10 +592,11 @@ fn iterate(
     if !config.settings.enabled {
         return Ok(report);
     }
+    let nodes = &fetched.nodes;
 
     let input = PassInput {
         config: &config,
-        nodes: &nodes,
+        nodes,
         statuses: &statuses,
         running: &running,
         now,
@@ -607,7 +619,7 @@ fn iterate(
         report.explained = Some(Explained {
             waiting: planned.waiting,
             config,
-            nodes,
+            nodes: nodes.clone(),
             running,
             statuses,
         });
@@ -616,7 +628,7 @@ fn iterate(
     let host = crate::runner::process::hostname();
     let ctx = LaunchContext {
         state,
-        nodes: &nodes,
+        nodes,
         worker_command: worker_command.as_deref(),
         worker_host: &host,
     };
@@ -634,7 +646,7 @@ fn iterate(
         store,
         runner,
         &config,
-        &nodes,
+        nodes,
         &running,
         &planned.orphans,
     )?;
