@@ -120,6 +120,17 @@ pub struct PageQuery {
     pub limit: usize,
 }
 
+/// Which lines of one log a query reads, in which order.
+struct Filter<'a> {
+    kind: LogKind,
+    jobs: &'a [String],
+    nodes: &'a [String],
+    /// An SQL comparison (`>`, `>=`, `<=`) of line ids against an id.
+    bound: Option<(&'static str, i64)>,
+    descending: bool,
+    limit: Option<usize>,
+}
+
 /// The task-log database.
 pub struct LogStore {
     conn: Connection,
@@ -196,55 +207,15 @@ impl LogStore {
         };
         let mut rows = Vec::new();
         for kind in kinds {
-            let mut sql = format!(
-                "SELECT job_id, node_id, time_and_count, line FROM {} WHERE 1",
-                kind.table()
-            );
-            let mut args: Vec<rusqlite::types::Value> = Vec::new();
-            let mut in_list = |column: &str, values: &[String], sql: &mut String| {
-                if !values.is_empty() {
-                    sql.push_str(&format!(
-                        " AND {column} IN ({})",
-                        vec!["?"; values.len()].join(",")
-                    ));
-                    args.extend(
-                        values
-                            .iter()
-                            .map(|v| rusqlite::types::Value::Text(v.clone())),
-                    );
-                }
+            let filter = Filter {
+                kind,
+                jobs: &q.jobs,
+                nodes: &q.nodes,
+                bound: q.after_id.map(|id| (">", id)),
+                descending: q.newest,
+                limit: q.limit,
             };
-            in_list("job_id", &q.jobs, &mut sql);
-            in_list("node_id", &q.nodes, &mut sql);
-            if let Some(after) = q.after_id {
-                sql.push_str(" AND time_and_count > ?");
-                args.push(rusqlite::types::Value::Integer(after));
-            }
-            sql.push_str(if q.newest {
-                " ORDER BY time_and_count DESC"
-            } else {
-                " ORDER BY time_and_count"
-            });
-            if let Some(limit) = q.limit {
-                sql.push_str(&format!(" LIMIT {limit}"));
-            }
-            let mut stmt = self
-                .conn
-                .prepare(&sql)
-                .map_err(sql_err(&self.path, "reading task logs"))?;
-            let found = stmt
-                .query_map(params_from_iter(args), |r| {
-                    Ok(LogRow {
-                        kind,
-                        job: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                        node: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                        id: r.get(2)?,
-                        line: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
-                    })
-                })
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                .map_err(sql_err(&self.path, "reading task logs"))?;
-            rows.extend(found);
+            rows.extend(self.select(&filter)?);
         }
         rows.sort_by_key(|r| r.id);
         if let Some(limit) = q.limit {
@@ -260,12 +231,24 @@ impl LogStore {
     /// One page of one log in id order (ascending or descending) starting at `from`
     /// inclusive, at most `limit` rows: the primitive of Bistro's `getJobLogs`.
     pub fn page(&self, q: &PageQuery) -> Result<Vec<LogRow>, StoreError> {
+        self.select(&Filter {
+            kind: q.kind,
+            jobs: &q.jobs,
+            nodes: &q.nodes,
+            bound: q.from.map(|id| (if q.ascending { ">=" } else { "<=" }, id)),
+            descending: !q.ascending,
+            limit: Some(q.limit),
+        })
+    }
+
+    /// The lines of one log that pass `f`, in its order.
+    fn select(&self, f: &Filter) -> Result<Vec<LogRow>, StoreError> {
         let mut sql = format!(
             "SELECT job_id, node_id, time_and_count, line FROM {} WHERE 1",
-            q.kind.table()
+            f.kind.table()
         );
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        for (column, values) in [("job_id", &q.jobs), ("node_id", &q.nodes)] {
+        for (column, values) in [("job_id", f.jobs), ("node_id", f.nodes)] {
             if !values.is_empty() {
                 sql.push_str(&format!(
                     " AND {column} IN ({})",
@@ -274,26 +257,24 @@ impl LogStore {
                 args.extend(values.iter().cloned().map(rusqlite::types::Value::Text));
             }
         }
-        if let Some(from) = q.from {
-            sql.push_str(if q.ascending {
-                " AND time_and_count >= ?"
-            } else {
-                " AND time_and_count <= ?"
-            });
-            args.push(rusqlite::types::Value::Integer(from));
+        if let Some((op, id)) = f.bound {
+            sql.push_str(&format!(" AND time_and_count {op} ?"));
+            args.push(rusqlite::types::Value::Integer(id));
         }
-        sql.push_str(if q.ascending {
-            " ORDER BY time_and_count ASC"
-        } else {
+        sql.push_str(if f.descending {
             " ORDER BY time_and_count DESC"
+        } else {
+            " ORDER BY time_and_count ASC"
         });
-        sql.push_str(&format!(" LIMIT {}", q.limit));
+        if let Some(limit) = f.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
         let err = || sql_err(&self.path, "reading task logs");
         let mut stmt = self.conn.prepare(&sql).map_err(err())?;
         let rows = stmt
             .query_map(params_from_iter(args), |r| {
                 Ok(LogRow {
-                    kind: q.kind,
+                    kind: f.kind,
                     job: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
                     node: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
                     id: r.get(2)?,
