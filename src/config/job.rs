@@ -62,6 +62,30 @@ impl Job {
         self.enabled && self.errors.is_none()
     }
 
+    /// One `(key, message)` per problem, the key inside the job entry (empty for the
+    /// job as a whole); empty for a valid job.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut flat = Vec::new();
+        if let Some(errors) = &self.errors {
+            super::flatten_json(errors, "", &mut flat);
+        }
+        flat
+    }
+
+    /// The problems as `key: message` lines (just `message` for the job as a whole).
+    pub fn problem_lines(&self) -> Vec<String> {
+        self.problems()
+            .into_iter()
+            .map(|(key, message)| {
+                if key.is_empty() {
+                    message
+                } else {
+                    format!("{key}: {message}")
+                }
+            })
+            .collect()
+    }
+
     /// Parses one job entry over the settings' defaults.
     pub fn parse(name: &str, v: &Value, settings: &Settings) -> Job {
         let mut rec = ErrorRecord::default();

@@ -138,22 +138,19 @@ impl Config {
 
     /// One `(where, message)` per problem in the jobs, for `check` and `status`.
     pub fn job_problems(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for job in &self.jobs {
-            if let Some(errors) = &job.errors {
-                let mut flat = Vec::new();
-                flatten_json(errors, "", &mut flat);
-                out.extend(flat.into_iter().map(|(key, msg)| {
+        self.jobs
+            .iter()
+            .flat_map(|job| {
+                job.problems().into_iter().map(|(key, message)| {
                     let at = if key.is_empty() {
                         format!("{JOB_PREFIX}{}", job.name)
                     } else {
                         format!("{JOB_PREFIX}{}: {key}", job.name)
                     };
-                    (at, msg)
-                }));
-            }
-        }
-        out
+                    (at, message)
+                })
+            })
+            .collect()
     }
 }
 

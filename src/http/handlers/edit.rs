@@ -7,7 +7,7 @@
 //! and a `serve-http`, cannot lose one another's change.
 
 use super::{required_string, Params};
-use crate::config::{flatten_json, Config, JOB_PREFIX};
+use crate::config::{Config, JOB_PREFIX};
 use crate::http::Snapshot;
 use crate::state::write_atomic;
 use serde_json::{json, Map, Value};
@@ -34,19 +34,8 @@ pub(super) fn save_job(params: &Params, snap: &Snapshot) -> Result<Value, String
         let parsed = Config::from_value(&Value::Object(config.clone()))
             .map_err(|e| format!("the config would be invalid: {e}"))?;
         let saved = parsed.job(name).expect("the job was just inserted");
-        if let Some(errors) = &saved.errors {
-            let mut problems = Vec::new();
-            flatten_json(errors, "", &mut problems);
-            let problems: Vec<String> = problems
-                .into_iter()
-                .map(|(key, msg)| {
-                    if key.is_empty() {
-                        msg
-                    } else {
-                        format!("{key}: {msg}")
-                    }
-                })
-                .collect();
+        let problems = saved.problem_lines();
+        if !problems.is_empty() {
             return Err(format!(
                 "job {name} was not saved, it has errors: {}",
                 problems.join("; ")

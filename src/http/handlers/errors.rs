@@ -18,14 +18,9 @@ pub(super) fn errors(snap: &Snapshot) -> Result<Value, String> {
                 .map(|(at, message)| (at, format!("{message} (the last good config is in force)"))),
         );
     }
-    for (at, message) in snap.config.job_problems() {
-        let (job, key) = at.split_once(": ").unwrap_or((&at, ""));
-        let message = if key.is_empty() {
-            message
-        } else {
-            format!("{key}: {message}")
-        };
-        problems.push((job.to_string(), message));
+    for job in &snap.config.jobs {
+        let at = format!("{}{}", crate::config::JOB_PREFIX, job.name);
+        problems.extend(job.problem_lines().into_iter().map(|m| (at.clone(), m)));
     }
     // The scheduler's own failure says more than "no nodes were fetched".
     let last = LastTick::load(&snap.store).map_err(|e| e.to_string())?;
