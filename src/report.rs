@@ -205,33 +205,20 @@ pub enum ReportError {
     /// The nodes could not be listed.
     #[error("cannot list the nodes: {0}")]
     Nodes(#[from] crate::nodes::NodeError),
-    /// No nodes were stored for this config, and they may not be fetched.
-    #[error(transparent)]
-    NodesNotFetched(#[from] context::NodesNotFetched),
     /// A database failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
 
-/// Where a report's nodes come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodesFrom {
-    /// The last refresh's if they fit the config, else a fresh fetch (`bistro status`).
-    StoredOrFetched,
-    /// The last refresh's if it was made for the config in force, else
-    /// [`ReportError::NodesNotFetched`]: never runs a node source (the HTTP server).
-    StoredOnly,
-}
-
 /// Reads the report of a state directory as `bistro status` shows it: the config in
-/// force (`explicit` or the remembered file, else the last good one), the nodes (see
-/// [`NodesFrom`]), and statuses with finished-but-unrecorded runs applied.
+/// force (`explicit` or the remembered file, else the last good one), the nodes the
+/// scheduler stored for it (else freshly fetched), and statuses with
+/// finished-but-unrecorded runs applied.
 /// Takes no lock: the databases are safe to read beside a running tick.
 pub fn from_state(
     state: &StateDir,
     explicit: Option<&Path>,
     filter: &ReportFilter,
-    nodes_from: NodesFrom,
 ) -> Result<StateReport, ReportError> {
     let db = state.statuses_db();
     if !db.exists() {
@@ -245,10 +232,7 @@ pub fn from_state(
         return Err(ReportError::NoConfig(config_error.unwrap_or_default()));
     };
     let instance = context::instance_name(Some(&store), None)?;
-    let nodes = match nodes_from {
-        NodesFrom::StoredOrFetched => context::nodes_for_report(Some(&store), &config, &instance)??,
-        NodesFrom::StoredOnly => context::stored_nodes(&store, &config, &instance)??,
-    };
+    let nodes = context::nodes_for_report(Some(&store), &config, &instance)??;
     let mut rows = store.load()?;
     let mut running = store.running()?;
     crate::tick::preview_finished(state, &mut rows, &mut running);

@@ -67,19 +67,15 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
         statuses: args.statuses.clone(),
         tasks: args.tasks || !args.statuses.is_empty(),
     };
-    let StateReport { report, config } = match report::from_state(
-        state,
-        cli.config.as_deref(),
-        &filter,
-        report::NodesFrom::StoredOrFetched,
-    ) {
-        Ok(loaded) => loaded,
-        Err(e @ (ReportError::NoState(_) | ReportError::NoConfig(_))) => {
-            super::warn(&e.to_string());
-            return Ok(super::ExitCode::Usage as i32);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let StateReport { report, config } =
+        match report::from_state(state, cli.config.as_deref(), &filter) {
+            Ok(loaded) => loaded,
+            Err(e @ (ReportError::NoState(_) | ReportError::NoConfig(_))) => {
+                super::warn(&e.to_string());
+                return Ok(super::ExitCode::Usage as i32);
+            }
+            Err(e) => return Err(e.into()),
+        };
     let config = &config;
     let config_error = report.scheduler.config_error.clone();
     for job in &args.jobs {

@@ -12,7 +12,7 @@ use super::auth::{ensure_token, Token};
 use super::snapshot::{NodesUnavailable, Snapshot, SnapshotError};
 use super::wire::{self, Deadlined, ReadError};
 use super::{envelope, metrics, page};
-use crate::report::{self, NodesFrom, ReportError, ReportFilter};
+use crate::report::{self, ReportFilter};
 use crate::state::{StateDir, StateError};
 use crate::tick::LastTick;
 use serde_json::{json, Value};
@@ -304,65 +304,65 @@ impl HttpServer {
             tasks,
             ..Default::default()
         };
-        match report::from_state(
-            &self.state,
-            self.config.as_deref(),
-            &filter,
-            NodesFrom::StoredOnly,
-        ) {
-            Ok(loaded) => Reply::json(
-                200,
-                &serde_json::to_value(&loaded.report).expect("serializes"),
-            ),
-            Err(
-                e @ (ReportError::NoState(_)
-                | ReportError::NoConfig(_)
-                | ReportError::NodesNotFetched(_)),
-            ) => Reply::error(503, &e.to_string()),
-            Err(e) => Reply::error(500, &e.to_string()),
+        match self.snapshot_report(&filter) {
+            Ok((_, report)) => {
+                Reply::json(200, &serde_json::to_value(&report).expect("serializes"))
+            }
+            Err(refusal) => refusal,
         }
     }
 
     fn metrics(&self) -> Reply {
-        let snap = match Snapshot::load(&self.state, self.config.as_deref()) {
-            Ok(snap) => snap,
-            Err(e) => return Reply::error(snapshot_status(&e), &e.to_string()),
+        let (snap, report) = match self.snapshot_report(&ReportFilter::default()) {
+            Ok(loaded) => loaded,
+            Err(refusal) => return refusal,
         };
-        let nodes = match snap.nodes() {
-            Ok(nodes) => nodes,
-            Err(e @ NodesUnavailable::NotFetched(_)) => return Reply::error(503, &e.to_string()),
-            Err(e) => return Reply::error(500, &e.to_string()),
-        };
-        let text = (|| -> Result<String, String> {
-            let (rows, running) = snap.statuses()?;
-            let report = report::build(
-                &report::ReportInput {
-                    config: &snap.config,
-                    nodes,
-                    rows,
-                    running,
-                    config_error: snap.config_error.as_ref().map(ToString::to_string),
-                    now: snap.now,
-                },
-                &ReportFilter::default(),
-            );
-            let last_tick = LastTick::load(&snap.store).map_err(|e| e.to_string())?;
-            Ok(metrics::render(&metrics::MetricsInput {
-                report: &report,
-                last_tick: last_tick.as_ref(),
-                config_errors: snap.config_error.as_ref().map_or(0, |e| e.problems().len()),
-                job_errors: snap.config.job_problems().len(),
-            }))
-        })();
-        match text {
-            Ok(text) => Reply {
+        match LastTick::load(&snap.store) {
+            Ok(last_tick) => Reply {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
-                body: text.into_bytes(),
+                body: metrics::render(&metrics::MetricsInput {
+                    report: &report,
+                    last_tick: last_tick.as_ref(),
+                    config_errors: snap.config_error.as_ref().map_or(0, |e| e.problems().len()),
+                    job_errors: snap.config.job_problems().len(),
+                })
+                .into_bytes(),
                 allow: None,
             },
-            Err(e) => Reply::error(500, &e),
+            Err(e) => Reply::error(500, &e.to_string()),
         }
+    }
+
+    /// The `status --json` document as of now, from the stored nodes only, or the
+    /// refusal to send instead: 503 while there is nothing to report yet (no state,
+    /// no config, no nodes fetched for it), 500 for real failures.
+    fn snapshot_report(
+        &self,
+        filter: &ReportFilter,
+    ) -> Result<(Snapshot, report::StatusReport), Reply> {
+        let snap = Snapshot::load(&self.state, self.config.as_deref())
+            .map_err(|e| Reply::error(snapshot_status(&e), &e.to_string()))?;
+        let nodes = match snap.nodes() {
+            Ok(nodes) => nodes,
+            Err(e @ NodesUnavailable::NotFetched(_)) => {
+                return Err(Reply::error(503, &e.to_string()))
+            }
+            Err(e) => return Err(Reply::error(500, &e.to_string())),
+        };
+        let (rows, running) = snap.statuses().map_err(|e| Reply::error(500, &e))?;
+        let report = report::build(
+            &report::ReportInput {
+                config: &snap.config,
+                nodes,
+                rows,
+                running,
+                config_error: snap.config_error.as_ref().map(ToString::to_string),
+                now: snap.now,
+            },
+            filter,
+        );
+        Ok((snap, report))
     }
 }
 
