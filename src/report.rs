@@ -11,7 +11,7 @@ use crate::task::RunningTask;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The whole document.
 #[derive(Debug, Serialize)]
@@ -197,8 +197,8 @@ pub struct StateReport {
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// The state directory has no status database.
-    #[error("no state in {0}: run `bistro init` (or a tick) first")]
-    NoState(PathBuf),
+    #[error(transparent)]
+    NoState(crate::state::StateError),
     /// Neither the config file nor a last good config is usable.
     #[error("no usable config: {0}; pass --config FILE, or run `bistro init`")]
     NoConfig(String),
@@ -220,10 +220,7 @@ pub fn from_state(
     explicit: Option<&Path>,
     filter: &ReportFilter,
 ) -> Result<StateReport, ReportError> {
-    let db = state.statuses_db();
-    if !db.exists() {
-        return Err(ReportError::NoState(state.root().to_path_buf()));
-    }
+    let db = state.existing_statuses_db().map_err(ReportError::NoState)?;
     let store = StatusStore::open(&db)?;
     let path = context::config_path(state, Some(&store), explicit)?;
     let in_force = context::load_config(Some(&store), path)?;

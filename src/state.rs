@@ -32,6 +32,9 @@ pub enum StateError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// Nothing has created the state yet (no status database).
+    #[error("no state in {0}: run `bistro init` (or a tick) first")]
+    NoState(PathBuf),
     /// Another scheduling command holds the lock.
     #[error("state dir {dir} is locked by {holder}; try again later")]
     Locked {
@@ -93,6 +96,17 @@ impl StateDir {
     /// The status database.
     pub fn statuses_db(&self) -> PathBuf {
         self.root.join("statuses.sql3")
+    }
+
+    /// The status database, which must already exist: for the commands that read
+    /// a state rather than create it.
+    pub fn existing_statuses_db(&self) -> Result<PathBuf, StateError> {
+        let db = self.statuses_db();
+        if db.exists() {
+            Ok(db)
+        } else {
+            Err(StateError::NoState(self.root().to_path_buf()))
+        }
     }
 
     /// The task-log database.

@@ -30,13 +30,7 @@ pub struct ForgiveArgs {
 
 /// The config in force, as the scheduler reads it (`--config` overrides).
 fn config(state: &StateDir, cli: &Cli) -> anyhow::Result<Config> {
-    if !state.statuses_db().exists() {
-        anyhow::bail!(
-            "no state in {}: run `bistro init` (or a tick) first",
-            state.root().display()
-        );
-    }
-    let store = StatusStore::open(&state.statuses_db())?;
+    let store = StatusStore::open(&state.existing_statuses_db()?)?;
     Ok(context::usable_config(
         state,
         &store,

@@ -212,6 +212,9 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
         if let Some(crate::state::StateError::Locked { .. }) = cause.downcast_ref() {
             return ExitCode::Locked as i32;
         }
+        if let Some(crate::state::StateError::NoState(_)) = cause.downcast_ref() {
+            return ExitCode::Usage as i32;
+        }
         if let Some(
             crate::run_task::RunTaskError::Usage(_) | crate::run_task::RunTaskError::Config(_),
         ) = cause.downcast_ref()

@@ -38,12 +38,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> anyhow::Resul
     let exe = std::env::current_exe().context("finding the bistro binary to run supervisors")?;
     let mut runner = LocalRunner::new(state.clone(), exe);
     let report = if args.dry_run {
-        if !state.statuses_db().exists() {
-            anyhow::bail!(
-                "state dir {} has no status database yet: run `bistro init` or a real tick first",
-                state.root().display()
-            );
-        }
+        state.existing_statuses_db()?;
         tick(state, &opts, &mut runner)?
     } else {
         state.create()?;

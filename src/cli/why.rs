@@ -22,12 +22,7 @@ pub struct WhyArgs {
 }
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &WhyArgs) -> anyhow::Result<i32> {
-    if !state.statuses_db().exists() {
-        anyhow::bail!(
-            "state dir {} has no status database yet: run `bistro init` or a tick first",
-            state.root().display()
-        );
-    }
+    state.existing_statuses_db()?;
     let opts = TickOptions {
         flags: crate::context::RunFlags {
             config: cli.config.clone(),

@@ -99,8 +99,8 @@ pub enum HttpError {
         source: std::io::Error,
     },
     /// The state directory has no state yet.
-    #[error("no state in {0}: run `bistro init` (or a tick) first")]
-    NoState(PathBuf),
+    #[error(transparent)]
+    NoState(StateError),
     /// The token file could not be created or read.
     #[error(transparent)]
     Token(#[from] StateError),
@@ -140,9 +140,7 @@ impl HttpServer {
         if !addr.ip().is_loopback() && !opts.allow_remote {
             return Err(HttpError::NotLoopback(addr));
         }
-        if !state.statuses_db().exists() {
-            return Err(HttpError::NoState(state.root().to_path_buf()));
-        }
+        state.existing_statuses_db().map_err(HttpError::NoState)?;
         let token = ensure_token(state)?;
         let listener =
             TcpListener::bind(addr).map_err(|source| HttpError::Bind { addr, source })?;

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     /// The state directory has no status database.
-    #[error("no state in {0}: run `bistro init` (or a tick) first")]
-    NoState(PathBuf),
+    #[error(transparent)]
+    NoState(crate::state::StateError),
     /// Neither the config file nor a last good config is usable.
     #[error("no usable config at {path}: {message}")]
     NoConfig {
@@ -72,10 +72,9 @@ pub struct Snapshot {
 impl Snapshot {
     /// Reads the config in force of `state` (`explicit` overrides the remembered file).
     pub fn load(state: &StateDir, explicit: Option<&Path>) -> Result<Self, SnapshotError> {
-        let db = state.statuses_db();
-        if !db.exists() {
-            return Err(SnapshotError::NoState(state.root().to_path_buf()));
-        }
+        let db = state
+            .existing_statuses_db()
+            .map_err(SnapshotError::NoState)?;
         let store = StatusStore::open(&db)?;
         let path = context::config_path(state, Some(&store), explicit)?;
         let in_force = context::load_config(Some(&store), path.clone())?;

@@ -425,3 +425,26 @@ fn init_with_a_config_replaces_the_one_ticks_remember() {
     env.ok(&["tick"]);
     assert_eq!(env.status_json(&[])["jobs"][0]["name"], "from_b");
 }
+
+#[test]
+fn commands_that_read_a_state_say_how_to_create_it_and_exit_2() {
+    let env = Env::new();
+    for args in [
+        &["status"][..],
+        &["why", "j", "n"],
+        &["kill", "j", "n"],
+        &["forgive", "j"],
+        &["tick", "--dry-run"],
+        &["serve-http", "--listen", "127.0.0.1:0"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("no state in")
+                && stderr.contains("run `bistro init` (or a tick) first"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(!env.state().exists(), "reading commands create nothing");
+}
