@@ -209,11 +209,15 @@ fn bistro_state(cli: &Cli) -> crate::state::StateDir {
 /// Maps library errors to the exit code a script should see.
 pub fn exit_code_for(error: &anyhow::Error) -> i32 {
     for cause in error.chain() {
-        if let Some(crate::state::StateError::Locked { .. }) = cause.downcast_ref() {
-            return ExitCode::Locked as i32;
-        }
-        if let Some(crate::state::StateError::NoState(_)) = cause.downcast_ref() {
-            return ExitCode::Usage as i32;
+        // A state error may be wrapped transparently (then it is not in the chain).
+        let state_error = match cause.downcast_ref() {
+            Some(crate::run_task::RunTaskError::Tick(crate::tick::TickError::State(e))) => Some(e),
+            _ => cause.downcast_ref::<crate::state::StateError>(),
+        };
+        match state_error {
+            Some(crate::state::StateError::Locked { .. }) => return ExitCode::Locked as i32,
+            Some(crate::state::StateError::NoState(_)) => return ExitCode::Usage as i32,
+            _ => {}
         }
         if let Some(
             crate::run_task::RunTaskError::Usage(_) | crate::run_task::RunTaskError::Config(_),

@@ -3,18 +3,23 @@
 use crate::util::*;
 
 #[test]
-fn a_tick_exits_75_while_another_holds_the_state_lock() {
+fn tick_and_run_task_exit_75_while_another_holds_the_state_lock() {
     let env = Env::new();
     env.config(&config_with_jobs(1, r#""bistro_job->j": {"owner": "me"}"#));
     env.ok(&["init"]);
     let holder = LockHolder::take(&env);
-    let out = env.run(&["tick"]);
-    assert_eq!(out.status.code(), Some(75));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("is locked"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for args in [
+        &["tick"][..],
+        &["run-task", "j", "node11", "--worker-command", "true"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(75), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is locked"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     // `status` does not need the lock.
     env.ok(&["status"]);
     drop(holder);
