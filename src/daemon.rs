@@ -34,6 +34,9 @@ pub enum DaemonEnd {
     Done,
     /// `exit_when_done`, and no usable config exists, so nothing can ever start.
     NoConfig,
+    /// `exit_when_done`, and tasks wait for something only the command line can
+    /// give (a job without `command` and no `--worker-command`).
+    Unstartable(Vec<String>),
 }
 
 /// Runs iterations until `stop` is set or, with `exit_when_done`, the work is over.
@@ -63,6 +66,9 @@ pub fn run(
         if opts.exit_when_done && report.running == 0 && report.started.is_empty() {
             if !report.config_errors.is_empty() && !report.using_last_good {
                 return Ok(DaemonEnd::NoConfig);
+            }
+            if !report.usage_errors.is_empty() {
+                return Ok(DaemonEnd::Unstartable(report.usage_errors));
             }
             if report.nodes_error.is_none() && nothing_can_start(state, opts, runner)? {
                 return Ok(DaemonEnd::Done);

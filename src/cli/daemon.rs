@@ -114,6 +114,13 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> anyhow::Res
             tracing::info!("nothing runs and nothing can start: done");
             super::ExitCode::Success as i32
         }
+        DaemonEnd::Unstartable(why) => {
+            for reason in why {
+                tracing::error!("{}", for_terminal(&reason));
+            }
+            tracing::error!("nothing else runs or can start: exiting");
+            super::ExitCode::Usage as i32
+        }
         DaemonEnd::NoConfig => {
             tracing::error!("no usable config, so nothing can ever start: fix it and run again (`bistro check` lists every problem)");
             super::ExitCode::Usage as i32

@@ -831,7 +831,11 @@ fn dispatch_batch(
         ) {
             Ok(l) => l,
             Err(e) => {
-                report.usage_errors.push(e.to_string());
+                // Said once per job, not once per task.
+                let e = e.to_string();
+                if !report.usage_errors.contains(&e) {
+                    report.usage_errors.push(e);
+                }
                 continue;
             }
         };

@@ -333,3 +333,18 @@ fn clean_statuses_runs_everything_again_but_not_when_the_start_fails() {
     assert_eq!(batch(&["--clean-statuses"]).status.code(), Some(0));
     assert_eq!(read(&runs).lines().count(), 8, "every task ran again");
 }
+
+#[test]
+fn exit_when_done_with_a_job_it_cannot_start_exits_2_saying_why_once() {
+    let env = Env::new();
+    env.config(&config_with_jobs(4, r#""bistro_job->j": {"owner": "me"}"#));
+    let out = env.cmd(&["daemon", "--exit-when-done"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("job j has no \"command\"").count(),
+        2,
+        "once as the warning, once as the reason to exit: {stderr}"
+    );
+    assert!(stderr.contains("--worker-command"), "{stderr}");
+}
