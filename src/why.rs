@@ -14,7 +14,8 @@ pub struct Why {
     /// `running`, `would_start`, `done` or `waiting`.
     pub state: &'static str,
     /// A stable reason code (the wait reasons of `tick --dry-run`, or `running`,
-    /// `would_start`, `done`, `scheduler_disabled`, `no_config`, `nodes_error`).
+    /// `would_start`, `done`, `no_command`, `scheduler_disabled`, `no_config`,
+    /// `nodes_error`).
     pub reason: &'static str,
     /// One sentence for humans.
     pub message: String,
@@ -99,7 +100,7 @@ pub fn why(
     };
     if let Some(task) = running {
         let message = format!(
-            "running since {} (invocation {})",
+            "since {} (invocation {})",
             crate::time::rfc3339(task.invocation.start_time),
             task.invocation
         );
@@ -131,7 +132,13 @@ pub fn why(
         .iter()
         .any(|s| s.job == job && s.node == node)
     {
-        let message = "nothing stops it: the next tick starts it".to_string();
+        let no_command = crate::runner::NoCommand { job: job.into() }.to_string();
+        if report.usage_errors.contains(&no_command) {
+            return Ok(answer("waiting", "no_command", no_command, Value::Null));
+        }
+        let message = "nothing stops it: a tick now would start it (where more tasks \
+                       compete for free slots than fit, the policy's order decides which)"
+            .to_string();
         return Ok(answer("would_start", "would_start", message, Value::Null));
     }
     if let Some(w) = most_telling(explained, j, |name| name == node) {
@@ -147,7 +154,7 @@ pub fn why(
     Ok(answer(
         "done",
         "done",
-        "done: it will not run again unless its status is cleared".into(),
+        "it will not run again unless its status is cleared (`daemon --clean-statuses` clears every status)".into(),
         Value::Null,
     ))
 }

@@ -176,7 +176,11 @@ impl WaitReason {
                     .into()
             }
             WaitReason::Backoff { until } => {
-                format!("backing off for {}s more (until {until})", until - now)
+                format!(
+                    "backing off for {}s more (until {})",
+                    until - now,
+                    crate::time::rfc3339(*until)
+                )
             }
             WaitReason::NodeDisabled { node } => format!("node {} is disabled", name(*node)),
             WaitReason::Filtered { node, filter } => {

@@ -616,6 +616,19 @@ fn iterate(
                 invocation: None,
             })
             .collect();
+        // What a real tick would refuse to start: a job with no command to run.
+        for s in &planned.starts {
+            let job = &config.jobs[s.job];
+            if job.command.is_empty() && worker_command.is_none() {
+                let e = crate::runner::NoCommand {
+                    job: job.name.clone(),
+                }
+                .to_string();
+                if !report.usage_errors.contains(&e) {
+                    report.usage_errors.push(e);
+                }
+            }
+        }
         report.explained = Some(Explained {
             waiting: planned.waiting,
             config,

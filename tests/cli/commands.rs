@@ -43,8 +43,14 @@ fn dry_run_starts_and_writes_nothing_and_explains_every_waiting_task() {
         out.contains("tick --dry-run: 1 would start, 0 finished, 0 running"),
         "{out}"
     );
-    let json: serde_json::Value =
-        serde_json::from_str(&env.ok(&["tick", "--dry-run", "--json"])).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "tick",
+        "--dry-run",
+        "--json",
+        "--worker-command",
+        task.to_str().unwrap(),
+    ]))
+    .unwrap();
     let reasons: std::collections::BTreeSet<&str> = json["waiting"]
         .as_array()
         .unwrap()

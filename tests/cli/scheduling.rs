@@ -547,3 +547,30 @@ fn kill_and_forgive_read_the_config_given_with_config() {
         "{kill:?}"
     );
 }
+
+#[test]
+fn why_and_dry_runs_name_a_missing_command_instead_of_promising_a_start() {
+    let env = Env::new();
+    env.config(&config_with_jobs(4, r#""bistro_job->j": {"owner": "me"}"#));
+    env.ok(&["init"]);
+    let answer = why(&env, "j", "node11");
+    assert_eq!(
+        (&answer["state"], &answer["reason"]),
+        (&Value::from("waiting"), &Value::from("no_command")),
+        "{answer}"
+    );
+    let dry = env.run(&["tick", "--dry-run"]);
+    assert_eq!(
+        dry.status.code(),
+        Some(2),
+        "as the real tick would: {dry:?}"
+    );
+    assert!(String::from_utf8_lossy(&dry.stderr).contains("--worker-command"));
+
+    env.ok(&["tick", "--worker-command", "true"]);
+    let remembered = why(&env, "j", "node11");
+    assert_ne!(
+        remembered["reason"], "no_command",
+        "a real tick remembers its --worker-command: {remembered}"
+    );
+}
