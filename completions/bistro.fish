@@ -108,7 +108,7 @@ always\t'Always'
 never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand status" -l json -d 'Print the JSON document (schema_version 1)'
 complete -c bistro -n "__fish_bistro_using_subcommand status" -l tasks -d 'Add one row per task'
-complete -c bistro -n "__fish_bistro_using_subcommand status" -l check -d 'Print nothing; exit 0 when every task of every runnable job is done, 3 while work remains, 4 when only permanent failures remain (for scripts and CI)'
+complete -c bistro -n "__fish_bistro_using_subcommand status" -l check -d 'Print nothing; exit 0 when every task of every runnable job is done (tasks that filters or disabled nodes exclude aside), 3 while work remains, 4 when only permanent failures remain (for scripts and CI)'
 complete -c bistro -n "__fish_bistro_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c bistro -n "__fish_bistro_using_subcommand logs" -l job -d 'Only this job (repeatable)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand logs" -l node -d 'Only this node (repeatable)' -r

@@ -51,7 +51,8 @@ pub struct JobReport {
     pub errors: Option<Value>,
     /// The level whose nodes are its tasks.
     pub level_for_tasks: String,
-    /// Task counts by status, and `total`.
+    /// Task counts by status, `total`, and `excluded`: of the `not_started` ones, those
+    /// a disabled node (or ancestor) or the job's filters keep from running.
     pub counts: BTreeMap<&'static str, usize>,
 }
 
@@ -122,7 +123,7 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
         }
         let mut counts: BTreeMap<&'static str, usize> =
             StatusName::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-        let mut total = 0;
+        let (mut total, mut excluded) = (0, 0);
         let mut seen = std::collections::HashSet::new();
         for n in input.nodes.at_level(job.level_for_tasks) {
             let node = input.nodes.list[n].name.as_str();
@@ -138,6 +139,11 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
                 (None, None) => StatusName::NotStarted,
             };
             *counts.entry(name.as_str()).or_default() += 1;
+            if name == StatusName::NotStarted
+                && crate::scheduler::excluded_by_nodes(job, input.nodes, n)
+            {
+                excluded += 1;
+            }
             if filter.tasks && (filter.statuses.is_empty() || filter.statuses.contains(&name)) {
                 let status: Option<&TaskStatus> = row.map(|r| &r.status);
                 tasks.push(TaskReport {
@@ -163,6 +169,7 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
             }
         }
         counts.insert("total", total);
+        counts.insert("excluded", excluded);
         jobs.push(JobReport {
             name: job.name.clone(),
             owner: job.owner.clone(),

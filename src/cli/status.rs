@@ -22,8 +22,9 @@ pub struct StatusArgs {
     /// Only this job (repeatable).
     #[arg(long = "job", value_name = "JOB")]
     jobs: Vec<String>,
-    /// Print nothing; exit 0 when every task of every runnable job is done, 3 while
-    /// work remains, 4 when only permanent failures remain (for scripts and CI).
+    /// Print nothing; exit 0 when every task of every runnable job is done (tasks that
+    /// filters or disabled nodes exclude aside), 3 while work remains, 4 when only
+    /// permanent failures remain (for scripts and CI).
     #[arg(long, conflicts_with_all = ["json", "tasks"])]
     check: bool,
     /// Only tasks with this status (repeatable): running, done, incomplete,
@@ -41,7 +42,7 @@ fn check_code(report: &crate::report::StatusReport, config: &crate::config::Conf
     let (mut total, mut done, mut failed) = (0, 0, 0);
     for job in runnable {
         let c = |k: &str| job.counts.get(k).copied().unwrap_or(0);
-        total += c("total");
+        total += c("total") - c("excluded");
         done += c("done");
         failed += c("failed");
     }
@@ -110,12 +111,13 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
         "BACKOFF",
         "FAILED",
         "NOT STARTED",
+        "EXCLUDED",
         "TOTAL",
         "PROGRESS",
     ]);
     for job in &report.jobs {
         let c = |k: &str| job.counts.get(k).copied().unwrap_or(0);
-        let total = c("total");
+        let total = c("total") - c("excluded");
         let progress = if total == 0 {
             "-".to_string()
         } else {
@@ -135,6 +137,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
             "error_backoff",
             "failed",
             "not_started",
+            "excluded",
             "total",
         ] {
             row.push(Cell::new(c(k)).set_alignment(CellAlignment::Right));

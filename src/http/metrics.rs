@@ -41,7 +41,12 @@ pub fn render(input: &MetricsInput) -> String {
     let mut out = String::new();
     header(&mut out, "bistro_tasks", "Tasks by job and status.");
     for job in &input.report.jobs {
-        for (status, n) in job.counts.iter().filter(|(s, _)| **s != "total") {
+        // Statuses only: `total` is their sum, `excluded` a part of `not_started`.
+        for (status, n) in job
+            .counts
+            .iter()
+            .filter(|(s, _)| !matches!(**s, "total" | "excluded"))
+        {
             let _ = writeln!(
                 out,
                 "bistro_tasks{{job=\"{}\",status=\"{status}\"}} {n}",

@@ -175,6 +175,12 @@ pub fn filtered_on_path(job: &Job, nodes: &Nodes, node: usize) -> Option<(usize,
     })
 }
 
+/// Is (job, node) kept from running by the nodes themselves: a disabled node or
+/// ancestor, or the job's filters? (Reports count such unstarted tasks apart.)
+pub fn excluded_by_nodes(job: &Job, nodes: &Nodes, node: usize) -> bool {
+    disabled_on_path(nodes, node).is_some() || filtered_on_path(job, nodes, node).is_some()
+}
+
 /// Jobs whose every task is done (for `run_only_after_all_nodes_are_done_for`).
 fn fully_done_jobs(input: &PassInput) -> HashSet<usize> {
     let wanted: HashSet<&str> = input

@@ -58,7 +58,7 @@ fn status_json_has_exactly_the_contract_keys() {
     );
     assert_eq!(
         job["counts"],
-        json!({"done": 4, "running": 0, "incomplete": 0, "error_backoff": 0, "failed": 0, "not_started": 0, "total": 4})
+        json!({"done": 4, "running": 0, "incomplete": 0, "error_backoff": 0, "failed": 0, "not_started": 0, "excluded": 0, "total": 4})
     );
     let task = &status["tasks"][0];
     assert_eq!(

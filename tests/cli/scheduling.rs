@@ -574,3 +574,31 @@ fn why_and_dry_runs_name_a_missing_command_instead_of_promising_a_start() {
         "a real tick remembers its --worker-command: {remembered}"
     );
 }
+
+#[test]
+fn status_counts_filtered_and_disabled_tasks_apart_and_check_ignores_them() {
+    let env = Env::new();
+    let task = env.script("task.sh", "echo done > \"$3\"");
+    three_levels(
+        &env,
+        4,
+        "",
+        &format!(
+            r#""bistro_job->j": {{"owner": "me", "command": {cmd},
+                 "filters": {{"db": {{"blacklist": ["host2.b"]}}}}}}"#,
+            cmd = command(&task, "j")
+        ),
+    );
+    let status = env.tick_until(&[], |s| count(s, "j", "done") == 3);
+    assert_eq!(
+        (
+            count(&status, "j", "not_started"),
+            count(&status, "j", "excluded")
+        ),
+        (1, 1),
+        "{status}"
+    );
+    assert_eq!(env.run(&["status", "--check"]).status.code(), Some(0));
+    let table = env.ok(&["status"]);
+    assert!(table.contains("100%"), "{table}");
+}
