@@ -326,3 +326,24 @@ fn status_shows_a_finished_run_before_the_next_tick_records_it() {
     let tick: serde_json::Value = serde_json::from_str(&env.ok(&["tick", "--json"])).unwrap();
     assert_eq!(tick["finished"][0]["status"], "incomplete");
 }
+
+#[test]
+fn the_hourly_example_makes_one_task_per_host_and_recent_hour() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let env = Env::new();
+    let config = root.join("examples/configs/hourly.json");
+    env.ok(&["init", "--config", config.to_str().unwrap()]);
+    env.ok(&["check", "--nodes"]);
+    let dry: serde_json::Value =
+        serde_json::from_str(&env.ok(&["tick", "--dry-run", "--json", "--worker-command", "true"]))
+            .unwrap();
+    let started = dry["started"].as_array().unwrap();
+    assert_eq!(
+        started.len(),
+        4,
+        "2 hosts x the 2 hourly events younger than enabled_lifetime (7200 s): {dry}"
+    );
+    assert!(started
+        .iter()
+        .all(|s| s["node"].as_str().unwrap().starts_with("host")));
+}
