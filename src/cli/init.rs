@@ -3,7 +3,6 @@
 use super::Cli;
 use crate::state::StateDir;
 use crate::store::{LogStore, StatusStore};
-use anyhow::Context;
 use clap::Args;
 
 /// The getting-started demo config, verbatim (legacy `node_source` form).
@@ -18,13 +17,26 @@ pub struct InitArgs {
 }
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &InitArgs) -> anyhow::Result<i32> {
+    let target = state.default_config();
+    // Read first: an unreadable --config creates nothing.
+    let source = match &cli.config {
+        Some(source) => match std::fs::read_to_string(source) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                super::warn(&format!(
+                    "cannot read the config {}: {e}; pass an existing file",
+                    source.display()
+                ));
+                return Ok(super::ExitCode::Usage as i32);
+            }
+        },
+        None => None,
+    };
     state.create()?;
     let mut store = StatusStore::open(&state.statuses_db())?;
     LogStore::open(&state.logs_db())?;
-    let target = state.default_config();
-    let text = match &cli.config {
-        Some(source) => std::fs::read_to_string(source)
-            .with_context(|| format!("reading {}", source.display()))?,
+    let text = match source {
+        Some(text) => text,
         None if target.exists() => {
             eprintln!(
                 "bistro: state dir {} is ready; keeping its config.json",

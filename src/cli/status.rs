@@ -79,10 +79,16 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
         };
     let config = &config;
     let config_error = report.scheduler.config_error.clone();
-    for job in &args.jobs {
-        if config.job(job).is_none() {
+    let unknown: Vec<&String> = args
+        .jobs
+        .iter()
+        .filter(|j| config.job(j).is_none())
+        .collect();
+    if !unknown.is_empty() {
+        for job in unknown {
             super::warn(&format!("no job named {job:?} in the config"));
         }
+        return Ok(super::ExitCode::Usage as i32);
     }
     if !config.settings.enabled {
         super::warn("WARNING: the scheduler is disabled: bistro_settings.enabled is not true, so no task will start");

@@ -454,3 +454,19 @@ fn commands_that_read_a_state_say_how_to_create_it_and_exit_2() {
     }
     assert!(!env.state().exists(), "reading commands create nothing");
 }
+
+#[test]
+fn an_unknown_job_or_an_unreadable_config_is_a_usage_error() {
+    let env = Env::new();
+    let missing = env.path("no-such-config.json");
+    let init = env.run(&["--config", missing.to_str().unwrap(), "init"]);
+    assert_eq!(init.status.code(), Some(2), "{init:?}");
+    assert!(String::from_utf8_lossy(&init.stderr).contains("no-such-config.json"));
+    assert!(!env.state().exists(), "an init that fails creates nothing");
+
+    env.config(&config_with_jobs(1, r#""bistro_job->j": {"owner": "me"}"#));
+    env.ok(&["init"]);
+    let status = env.run(&["status", "--job", "nope"]);
+    assert_eq!(status.status.code(), Some(2), "{status:?}");
+    assert!(String::from_utf8_lossy(&status.stderr).contains("no job named \"nope\""));
+}
