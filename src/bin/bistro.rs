@@ -10,7 +10,7 @@ fn main() {
         Err(error) => {
             eprintln!(
                 "bistro: {}",
-                bistro::sanitize::for_terminal(&format!("{error:#}"))
+                bistro::sanitize::for_terminal(&bistro::cli::error_message(&error))
             );
             bistro::cli::exit_code_for(&error)
         }

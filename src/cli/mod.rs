@@ -250,6 +250,24 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
     ExitCode::Failure as i32
 }
 
+/// The error and its causes in one line, each cause said once: many errors already
+/// quote their source in their own message (`creating X: No such file`), so a cause
+/// the message so far already ends with is not repeated.
+pub fn error_message(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// True when the error is a closed stdout (`bistro status | head -1`): not a failure.
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|c| {
@@ -267,6 +285,14 @@ pub(crate) fn warn(message: &str) {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn an_error_message_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let state = crate::state::io_err("creating", std::path::Path::new("/x"))(io);
+        let error = anyhow::Error::new(state).context("starting");
+        assert_eq!(error_message(&error), "starting: creating /x: No such file");
+    }
 
     #[test]
     fn the_command_line_definition_is_consistent() {
