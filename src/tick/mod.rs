@@ -203,6 +203,21 @@ pub enum TickError {
     State(#[from] crate::state::StateError),
 }
 
+/// A line of a run's lifecycle in the `statuses` task log, as supervisors write
+/// theirs (bistro-runtime §2.7), for what the scheduler itself saw or did.
+fn lifecycle_event(task: &RunningTask, name: &str, message: &str) -> LogLine {
+    LogLine {
+        kind: LogKind::Statuses,
+        job: task.job.clone(),
+        node: task.node.clone(),
+        time: crate::now(),
+        line: json!({"event": name, "message": message,
+                     "invocation_start_time": task.invocation.start_time,
+                     "invocation_rand": task.invocation.rand})
+        .to_string(),
+    }
+}
+
 /// Records finished runs: applies each result over the stored status with the backoff
 /// step computed at start, in one transaction, then forgets their directories. Runs
 /// that never started are released with their stored status untouched.
@@ -218,16 +233,7 @@ pub fn reap(
     let mut finished = Vec::new();
     let mut still = Vec::new();
     for task in running {
-        let event = |name: &str, message: &str| LogLine {
-            kind: LogKind::Statuses,
-            job: task.job.clone(),
-            node: task.node.clone(),
-            time: crate::now(),
-            line: json!({"event": name, "message": message,
-                         "invocation_start_time": task.invocation.start_time,
-                         "invocation_rand": task.invocation.rand})
-            .to_string(),
-        };
+        let event = |name: &str, message: &str| lifecycle_event(&task, name, message);
         let reported = match runner.check(&task) {
             Outcome::Running => {
                 still.push(task);
@@ -657,6 +663,7 @@ fn iterate(
     kill_orphans(
         &mut report,
         store,
+        logs.as_mut(),
         runner,
         &config,
         nodes,
@@ -671,9 +678,11 @@ fn iterate(
 /// job's, or the global one for a deleted job); once due it is killed with that job's
 /// `kill_subprocess` and forgotten, so a survivor is killed again after another full
 /// delay. Deadlines live in meta `orphan_kill_at`, so they span ticks.
+#[allow(clippy::too_many_arguments)]
 fn kill_orphans(
     report: &mut TickReport,
     store: &mut StatusStore,
+    logs: Option<&mut LogStore>,
     runner: &mut dyn TaskRunner,
     config: &Config,
     nodes: &Nodes,
@@ -686,6 +695,7 @@ fn kill_orphans(
         .and_then(|text| serde_json::from_str(text).ok())
         .unwrap_or_default();
     let mut pending = BTreeMap::new();
+    let mut events = Vec::new();
     for task in orphans.iter().map(|&i| &running[i]) {
         let job = config.job(&task.job);
         let Some(delay_ms) = job.map_or(config.settings.kill_orphan_tasks_after_ms, |j| {
@@ -704,13 +714,24 @@ fn kill_orphans(
         }
         let request = job.map_or(config.settings.kill_subprocess, |j| j.kill_subprocess);
         match runner.kill(task, &request) {
-            Ok(true) => report.orphans_killed.push(KilledOrphan {
-                job: task.job.clone(),
-                node: task.node.clone(),
-                reason: orphan_reason(config, nodes, task),
-            }),
+            Ok(true) => {
+                let reason = orphan_reason(config, nodes, task);
+                events.push(lifecycle_event(task, "orphan_killed", &reason));
+                report.orphans_killed.push(KilledOrphan {
+                    job: task.job.clone(),
+                    node: task.node.clone(),
+                    reason,
+                });
+            }
             Ok(false) => {}
             Err(e) => report.kill_errors.push(e.to_string()),
+        }
+    }
+    if let (Some(logs), false) = (logs, events.is_empty()) {
+        if let Err(e) = logs.append(&events) {
+            report
+                .kill_errors
+                .push(format!("recording the kills in the task log: {e}"));
         }
     }
     let text = serde_json::to_string(&pending).expect("serializes");

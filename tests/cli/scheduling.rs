@@ -341,6 +341,14 @@ fn an_orphan_of_a_disabled_job_is_killed_with_its_process_group() {
         .clone();
     assert_eq!(t["status"], "incomplete", "{t}");
     assert_eq!(t["data"]["exception"], "Task killed, no status returned");
+    let killed: Vec<Value> = env
+        .logs(&["--stream", "statuses"])
+        .iter()
+        .map(|e| serde_json::from_str(e["line"].as_str().unwrap()).unwrap())
+        .filter(|e: &Value| e["event"] == "orphan_killed")
+        .collect();
+    assert_eq!(killed.len(), 1, "{killed:?}");
+    assert_eq!(killed[0]["message"], "its job is disabled");
 }
 
 #[test]
