@@ -633,7 +633,7 @@ mod tests {
 
     /// Sends `head`, then one byte of `trickle` every 20 ms (each well within any
     /// per-read timeout) until the server answers and closes; returns the answer and
-    /// how long it took. Gives up after 5 s.
+    /// how long it took. Gives up after 10 s.
     fn trickle(addr: SocketAddr, head: &[u8], trickle: u8) -> (String, Duration) {
         let mut client = TcpStream::connect(addr).unwrap();
         client
@@ -643,7 +643,7 @@ mod tests {
         client.write_all(head).unwrap();
         let mut answer = Vec::new();
         let mut buf = [0; 1024];
-        while start.elapsed() < Duration::from_secs(5) {
+        while start.elapsed() < Duration::from_secs(10) {
             match client.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => answer.extend_from_slice(&buf[..n]),
@@ -663,23 +663,24 @@ mod tests {
     fn a_client_trickling_its_request_is_cut_off_at_the_deadline() {
         let opts = HttpOptions {
             head_timeout: Duration::from_millis(300),
-            request_timeout: Duration::from_millis(700),
+            request_timeout: Duration::from_millis(3000),
             ..Default::default()
         };
         serving(opts, |addr| {
             let (answer, took) = trickle(addr, b"GET / HTTP/1.1\r\nX-Slow: ", b'a');
             assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
             assert!(answer.contains("took too long"), "{answer:?}");
+            // Only the head's deadline can end it before the whole request's.
             assert!(
-                took >= Duration::from_millis(300) && took < Duration::from_millis(700),
+                took >= Duration::from_millis(300) && took < Duration::from_millis(3000),
                 "the head's deadline: {took:?}"
             );
             let head = format!("POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 100000\r\n\r\n");
             let (answer, took) = trickle(addr, head.as_bytes(), b' ');
             assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
             assert!(
-                took >= Duration::from_millis(700) && took < Duration::from_secs(2),
-                "the whole request's deadline: {took:?}"
+                took >= Duration::from_millis(3000),
+                "the whole request's deadline, not an earlier one: {took:?}"
             );
         });
     }
