@@ -67,6 +67,17 @@ fn held_probe(env: &Env, ledger: &std::path::Path) -> std::path::PathBuf {
     )
 }
 
+/// A daemon over the seed's four nodes (two at a time) whose tasks hold until the
+/// file `release` exists; returns once two run, with the path of their ledger.
+fn daemon_running_two_held_tasks(env: &Env) -> (Daemon, std::path::PathBuf) {
+    let ledger = env.path("ledger");
+    let task = held_probe(env, &ledger);
+    env.config(&config_with_jobs(2, r#""bistro_job->j": {"owner": "me"}"#));
+    let daemon = Daemon::start(env, &["--worker-command", task.to_str().unwrap()]);
+    env.wait_for("two tasks to run", || running_count(env) == 2);
+    (daemon, ledger)
+}
+
 /// `bistro daemon --exit-when-done --worker-command TASK`, run to its end.
 fn batch(env: &Env, task: &std::path::Path) -> std::process::Output {
     env.cmd(&[
@@ -140,11 +151,7 @@ fn exit_when_done_without_a_usable_config_exits_2() {
 #[test]
 fn sigterm_stops_the_daemon_while_tasks_run_on_and_a_restart_records_them() {
     let env = Env::new();
-    let ledger = env.path("ledger");
-    let task = held_probe(&env, &ledger);
-    env.config(&config_with_jobs(2, r#""bistro_job->j": {"owner": "me"}"#));
-    let daemon = Daemon::start(&env, &["--worker-command", task.to_str().unwrap()]);
-    env.wait_for("two tasks to run", || running_count(&env) == 2);
+    let (daemon, ledger) = daemon_running_two_held_tasks(&env);
 
     let beside = env.run(&["tick"]);
     assert_eq!(
@@ -169,11 +176,7 @@ fn sigterm_stops_the_daemon_while_tasks_run_on_and_a_restart_records_them() {
 #[test]
 fn a_daemon_killed_mid_run_loses_no_status_and_starts_nothing_twice() {
     let env = Env::new();
-    let ledger = env.path("ledger");
-    let task = held_probe(&env, &ledger);
-    env.config(&config_with_jobs(2, r#""bistro_job->j": {"owner": "me"}"#));
-    let daemon = Daemon::start(&env, &["--worker-command", task.to_str().unwrap()]);
-    env.wait_for("two tasks to run", || running_count(&env) == 2);
+    let (daemon, ledger) = daemon_running_two_held_tasks(&env);
     daemon.signal(Signal::SIGKILL);
     daemon.wait();
 
