@@ -27,6 +27,20 @@ pub struct StatusReport {
     /// One entry per task, with `--tasks`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<TaskReport>>,
+    /// Tasks still running for jobs the config no longer has (until they end or
+    /// `kill_orphan_tasks_after_sec` kills them).
+    pub orphans: Vec<OrphanReport>,
+}
+
+/// A running task of a job that is not in the config.
+#[derive(Debug, Serialize)]
+pub struct OrphanReport {
+    /// Job name.
+    pub job: String,
+    /// Node name.
+    pub node: String,
+    /// When it started, epoch seconds.
+    pub start_time: i64,
 }
 
 /// Whether the scheduler can start tasks.
@@ -188,6 +202,16 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
         },
         jobs,
         tasks: filter.tasks.then_some(tasks),
+        orphans: input
+            .running
+            .iter()
+            .filter(|t| input.config.job(&t.job).is_none())
+            .map(|t| OrphanReport {
+                job: t.job.clone(),
+                node: t.node.clone(),
+                start_time: t.invocation.start_time,
+            })
+            .collect(),
     }
 }
 

@@ -152,6 +152,15 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
         table.add_row(row);
     }
     writeln!(out, "{table}")?;
+    for o in &report.orphans {
+        writeln!(
+            out,
+            "still running for a job no longer in the config: {}/{} (since {})",
+            for_terminal(&o.job),
+            for_terminal(&o.node),
+            crate::time::rfc3339(o.start_time)
+        )?;
+    }
     if let Some(tasks) = &report.tasks {
         let mut t = Table::new();
         t.load_preset(UTF8_FULL_CONDENSED).set_header([

@@ -20,8 +20,16 @@ fn status_json_has_exactly_the_contract_keys() {
         |v: &serde_json::Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
     assert_eq!(
         keys(&status),
-        ["schema_version", "now", "scheduler", "jobs", "tasks"]
+        [
+            "schema_version",
+            "now",
+            "scheduler",
+            "jobs",
+            "tasks",
+            "orphans"
+        ]
     );
+    assert_eq!(status["orphans"], json!([]));
     assert_eq!(status["schema_version"], 1);
     assert!(status["now"].as_i64().unwrap() > 1_700_000_000);
     assert_eq!(

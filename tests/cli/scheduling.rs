@@ -619,3 +619,34 @@ fn status_counts_filtered_and_disabled_tasks_apart_and_check_ignores_them() {
     let table = env.ok(&["status"]);
     assert!(table.contains("100%"), "{table}");
 }
+
+#[test]
+fn status_lists_tasks_still_running_for_a_deleted_job() {
+    let env = Env::new();
+    let task = sleeper(&env);
+    let job = format!(
+        r#""bistro_job->sleepy": {{"owner": "me", "command": {cmd},
+             "filters": {{"db": {{"whitelist": ["host1.a"]}}}}}}"#,
+        cmd = command(&task, "sleepy")
+    );
+    three_levels(&env, 4, "", &job);
+    env.ok(&["tick"]);
+    three_levels(
+        &env,
+        4,
+        "",
+        r#""bistro_job->other": {"owner": "me", "enabled": false}"#,
+    );
+    env.ok(&["tick"]);
+    let status = env.status_json(&[]);
+    assert_eq!(status["orphans"].as_array().unwrap().len(), 1, "{status}");
+    assert_eq!(
+        (&status["orphans"][0]["job"], &status["orphans"][0]["node"]),
+        (&Value::from("sleepy"), &Value::from("host1.a"))
+    );
+    let table = env.ok(&["status"]);
+    assert!(
+        table.contains("still running for a job no longer in the config: sleepy/host1.a"),
+        "{table}"
+    );
+}
