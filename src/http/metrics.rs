@@ -133,6 +133,7 @@ mod tests {
                 counts,
             }],
             tasks: None,
+            orphans: Vec::new(),
         };
         let tick = LastTick {
             time: 1700000000,

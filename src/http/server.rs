@@ -537,12 +537,18 @@ fn connection(stream: TcpStream, jobs: &mpsc::SyncSender<Job>, deadlines: Deadli
     interim.deadline = Instant::now() + deadlines.request;
     send(interim, reply);
     if refused_early {
-        // Read a little of what the client is still sending, so closing the socket
-        // does not reset the connection before the client has read the answer.
-        reader.get_mut().deadline = Instant::now() + POLL;
-        let _ = std::io::copy(&mut reader.take(64 * 1024), &mut std::io::sink());
+        // Read (and drop) what the client is still sending, for a bounded time and
+        // amount, so closing the socket does not reset the connection (which throws
+        // away the answer in the client's buffer) before the client has read it.
+        reader.get_mut().deadline = Instant::now() + DRAIN_TIME;
+        let _ = std::io::copy(&mut reader.take(DRAIN_BYTES), &mut std::io::sink());
     }
 }
+
+/// After refusing a request early, how long and how much of its body is read and
+/// dropped before the connection closes.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+const DRAIN_BYTES: u64 = 16 << 20;
 
 /// A response before it is sent.
 #[derive(Debug)]
