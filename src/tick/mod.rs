@@ -665,9 +665,7 @@ fn iterate(
         store,
         logs.as_mut(),
         runner,
-        &config,
-        nodes,
-        &running,
+        &input,
         &planned.orphans,
     )?;
     Ok(report)
@@ -678,17 +676,20 @@ fn iterate(
 /// job's, or the global one for a deleted job); once due it is killed with that job's
 /// `kill_subprocess` and forgotten, so a survivor is killed again after another full
 /// delay. Deadlines live in meta `orphan_kill_at`, so they span ticks.
-#[allow(clippy::too_many_arguments)]
 fn kill_orphans(
     report: &mut TickReport,
     store: &mut StatusStore,
     logs: Option<&mut LogStore>,
     runner: &mut dyn TaskRunner,
-    config: &Config,
-    nodes: &Nodes,
-    running: &[RunningTask],
+    pass: &PassInput,
     orphans: &[usize],
 ) -> Result<(), StoreError> {
+    let PassInput {
+        config,
+        nodes,
+        running,
+        ..
+    } = *pass;
     let stored = store.meta(keys::ORPHAN_KILL_AT)?;
     let deadlines: BTreeMap<String, i64> = stored
         .as_deref()
