@@ -24,7 +24,7 @@ function __fish_bistro_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c bistro -n "__fish_bistro_needs_command" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_needs_command" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_needs_command" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_needs_command" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
 always\t'Always'
@@ -46,7 +46,7 @@ complete -c bistro -n "__fish_bistro_needs_command" -f -a "completions" -d 'Prin
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "manpage" -d 'Print the man page (roff) of bistro or of one subcommand'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "supervise" -d 'Supervise one task run (started by `tick`; not for direct use)'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c bistro -n "__fish_bistro_using_subcommand init" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand init" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand init" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand init" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
 always\t'Always'
@@ -59,7 +59,7 @@ complete -c bistro -n "__fish_bistro_using_subcommand tick" -l wait-lock -d 'Wai
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l log-retention -d 'Task log lines older than SECS are deleted (default 30 days)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l log-prune-frequency -d 'Seconds between log prunes; 0 disables pruning' -r
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l nodes-update-ms -d 'Reuse the nodes fetched by an earlier iteration for this long (node scripts do not rerun); a change of node sources, levels or instance name refetches at once' -r
-complete -c bistro -n "__fish_bistro_using_subcommand tick" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
 always\t'Always'
@@ -78,7 +78,7 @@ complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l log-prune-frequ
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l nodes-update-ms -d 'Reuse the nodes fetched by an earlier iteration for this long (node scripts do not rerun); a change of node sources, levels or instance name refetches at once' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l http -d 'Also serve the REST API, status page and metrics on ADDR (as `serve-http`)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l allow-host -d 'Another name clients may reach the --http server by (as `serve-http --allow-host`): NAME or NAME:PORT. Repeatable' -r
-complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
 always\t'Always'
@@ -91,7 +91,7 @@ complete -c bistro -n "__fish_bistro_using_subcommand daemon" -s h -l help -d 'P
 complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l worker-command -d 'Command run for each task as `CMD NODE STATUS_FILE JSON` (a job\'s "command" overrides it); remembered for later ticks' -r
 complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l instance-node-name -d 'Name of the root instance node [default: remembered, else the host name]' -r
 complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l wait-lock -d 'Wait up to SECS for the state lock instead of exiting 75 at once' -r
-complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
 always\t'Always'
@@ -101,7 +101,7 @@ complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l ignore-resour
 complete -c bistro -n "__fish_bistro_using_subcommand run-task" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c bistro -n "__fish_bistro_using_subcommand status" -l job -d 'Only this job (repeatable)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand status" -l status -d 'Only tasks with this status (repeatable): running, done, incomplete, error_backoff, failed, not_started' -r
-complete -c bistro -n "__fish_bistro_using_subcommand status" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand status" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand status" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand status" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
 always\t'Always'
@@ -116,7 +116,7 @@ complete -c bistro -n "__fish_bistro_using_subcommand logs" -l stream -d 'Only t
 stderr\t''
 statuses\t''"
 complete -c bistro -n "__fish_bistro_using_subcommand logs" -s n -l limit -d 'Only the last N lines' -r
-complete -c bistro -n "__fish_bistro_using_subcommand logs" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand logs" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand logs" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand logs" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
 always\t'Always'
@@ -124,7 +124,7 @@ never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand logs" -s f -l follow -d 'Keep printing new lines as they arrive (Ctrl-C to stop)'
 complete -c bistro -n "__fish_bistro_using_subcommand logs" -l json -d 'Print JSON Lines: {id, time, time_rfc3339, job, node, stream, line}'
 complete -c bistro -n "__fish_bistro_using_subcommand logs" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c bistro -n "__fish_bistro_using_subcommand check" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand check" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand check" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand check" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
 always\t'Always'
@@ -132,20 +132,20 @@ never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand check" -l nodes -d 'Also run the node sources (scripts included) to check them'
 complete -c bistro -n "__fish_bistro_using_subcommand check" -l json -d 'Print {"ok", "config", "problems": [{"where", "message"}], "warnings": [...]}'
 complete -c bistro -n "__fish_bistro_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c bistro -n "__fish_bistro_using_subcommand why" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand why" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand why" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand why" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
 always\t'Always'
 never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand why" -l json -d 'Print one JSON object: job, node, state, reason, message, the reason\'s details (resource, used, limit, holders, backoff_until, ...) and the stored status'
 complete -c bistro -n "__fish_bistro_using_subcommand why" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c bistro -n "__fish_bistro_using_subcommand kill" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand kill" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand kill" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand kill" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
 always\t'Always'
 never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand kill" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c bistro -n "__fish_bistro_using_subcommand forgive" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand forgive" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand forgive" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand forgive" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
 always\t'Always'
@@ -153,27 +153,27 @@ never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand forgive" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -l listen -d 'Address to listen on (IP:PORT or localhost:PORT; port 0 picks a free one)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -l allow-host -d 'Another name clients may reach the server by, in `Host` and `Origin` (e.g. the machine\'s DNS name with --allow-remote, or a proxy\'s): NAME (with or without the listening port) or NAME:PORT. Repeatable' -r
-complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
 always\t'Always'
 never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -l allow-remote -d 'Allow a non-loopback --listen address: anyone who can reach it can read the state (changes still need the token)'
 complete -c bistro -n "__fish_bistro_using_subcommand serve-http" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c bistro -n "__fish_bistro_using_subcommand completions" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand completions" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand completions" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand completions" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
 always\t'Always'
 never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c bistro -n "__fish_bistro_using_subcommand manpage" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand manpage" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand manpage" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand manpage" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
 always\t'Always'
 never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand manpage" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l lock-fd -d 'The descriptor of the run\'s locked launch file, handed over by the tick' -r
-complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l state-dir -d 'The state directory (created on first use)' -r -F
+complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
 always\t'Always'

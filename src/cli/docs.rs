@@ -30,7 +30,9 @@ pub(super) fn completions(args: &CompletionsArgs) -> anyhow::Result<i32> {
 }
 
 pub(super) fn manpage(args: &ManpageArgs) -> anyhow::Result<i32> {
-    let cmd = Cli::command();
+    let mut cmd = Cli::command();
+    // Built, so subcommands carry the global options (--state-dir, --config, --color).
+    cmd.build();
     let page = match &args.subcommand {
         None => cmd,
         Some(name) => {
@@ -38,8 +40,11 @@ pub(super) fn manpage(args: &ManpageArgs) -> anyhow::Result<i32> {
                 .find_subcommand(name)
                 .filter(|s| !s.is_hide_set())
                 .ok_or_else(|| anyhow::anyhow!("no subcommand {name:?}; see `bistro --help`"))?;
-            let full = format!("bistro-{}", sub.get_name());
-            sub.clone().name(full.clone()).bin_name(full)
+            // The page is bistro-tick(1), as git-commit(1); its synopsis says `bistro tick`.
+            let usage = format!("bistro {}", sub.get_name());
+            sub.clone()
+                .name(format!("bistro-{}", sub.get_name()))
+                .bin_name(usage)
         }
     };
     clap_mangen::Man::new(page).render(&mut std::io::stdout())?;

@@ -57,7 +57,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error,
 #[derive(Debug, Parser)]
 #[command(name = "bistro", version, about = ABOUT, after_help = AFTER_HELP, max_term_width = 100)]
 pub struct Cli {
-    /// The state directory (created on first use).
+    /// The state directory (created by `init`, `tick`, `daemon` and `run-task`).
     #[arg(
         long,
         global = true,
