@@ -42,31 +42,32 @@ pub enum ControlError {
 }
 
 /// Kills the running task of (job, node) with the job's `kill_subprocess` in
-/// `config` (the config in force), applied by its supervisor to the task's whole
-/// process group. A task that dies without writing a status is recorded as
-/// `incomplete_backoff`, as in Bistro.
+/// `config` (the config in force; the global one for a job no longer in it), applied
+/// by its supervisor to the task's whole process group. A task that dies without
+/// writing a status is recorded as `incomplete_backoff`, as in Bistro.
 pub fn kill(state: &StateDir, config: &Config, job: &str, node: &str) -> Result<(), ControlError> {
-    let job_config = config
-        .job(job)
-        .ok_or_else(|| ControlError::UnknownJob(job.to_string()))?;
     let task = StatusStore::open(&state.statuses_db())?
         .running()?
         .into_iter()
-        .find(|t| t.job == job && t.node == node)
-        .ok_or_else(|| ControlError::NotRunning {
-            job: job.to_string(),
-            node: node.to_string(),
-        })?;
+        .find(|t| t.job == job && t.node == node);
+    let request = match (config.job(job), &task) {
+        (Some(j), _) => j.kill_subprocess,
+        // Still running for a deleted job (an orphan): Bistro refuses; we let it be
+        // ended, as an orphan kill would end it.
+        (None, Some(_)) => config.settings.kill_subprocess,
+        (None, None) => return Err(ControlError::UnknownJob(job.to_string())),
+    };
+    let task = task.ok_or_else(|| ControlError::NotRunning {
+        job: job.to_string(),
+        node: node.to_string(),
+    })?;
     let signal_error = |message: String| ControlError::Signal {
         job: job.to_string(),
         node: node.to_string(),
         message,
     };
-    let signalled = crate::runner::request_kill(
-        &state.invocation_dir(task.invocation),
-        &job_config.kill_subprocess,
-    )
-    .map_err(signal_error)?;
+    let signalled = crate::runner::request_kill(&state.invocation_dir(task.invocation), &request)
+        .map_err(signal_error)?;
     if signalled {
         Ok(())
     } else {

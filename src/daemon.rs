@@ -67,11 +67,12 @@ pub fn run(
             if !report.config_errors.is_empty() && !report.using_last_good {
                 return Ok(DaemonEnd::NoConfig);
             }
-            if !report.usage_errors.is_empty() {
-                return Ok(DaemonEnd::Unstartable(report.usage_errors));
-            }
-            if report.nodes_error.is_none() && nothing_can_start(state, opts, runner)? {
-                return Ok(DaemonEnd::Done);
+            if report.nodes_error.is_none() {
+                match remaining_work(state, opts, runner)? {
+                    Remaining::Some => {}
+                    Remaining::None => return Ok(DaemonEnd::Done),
+                    Remaining::OnlyUnstartable(why) => return Ok(DaemonEnd::Unstartable(why)),
+                }
             }
         }
         wait(Duration::from_millis(report.wait_ms), stop);
@@ -79,27 +80,47 @@ pub fn run(
     Ok(DaemonEnd::Stopped)
 }
 
-/// With nothing running, can any task still start later? Only one that backs off:
-/// every other waiting reason (done, failed, filtered, disabled, a dependency that
-/// cannot finish) stays as it is until a person acts.
-fn nothing_can_start(
+/// What a batch run still has to do once nothing runs.
+enum Remaining {
+    /// Tasks can start now or after their backoff.
+    Some,
+    /// Nothing: what waits needs a person (done, failed, filtered, disabled, a
+    /// dependency that cannot finish).
+    None,
+    /// Only tasks that need something the command line lacks (a command to run).
+    OnlyUnstartable(Vec<String>),
+}
+
+/// With nothing running, can any task still start, now or after a backoff? Asks a
+/// dry-run pass, which also names the tasks that only a command line can start.
+fn remaining_work(
     state: &StateDir,
     opts: &DaemonOptions,
     runner: &mut dyn TaskRunner,
-) -> Result<bool, TickError> {
+) -> Result<Remaining, TickError> {
     let dry = TickOptions {
         dry_run: true,
         ..opts.tick.clone()
     };
     let report = tick(state, &dry, runner)?;
-    let Some(explained) = report.explained else {
-        return Ok(true);
+    let Some(explained) = &report.explained else {
+        return Ok(Remaining::None);
     };
-    Ok(report.started.is_empty()
-        && !explained
-            .waiting
-            .iter()
-            .any(|w| matches!(w.reason, WaitReason::Backoff { .. })))
+    let startable = report.started.iter().any(|s| {
+        let no_command = crate::runner::NoCommand { job: s.job.clone() }.to_string();
+        !report.usage_errors.contains(&no_command)
+    });
+    let backing_off = explained
+        .waiting
+        .iter()
+        .any(|w| matches!(w.reason, WaitReason::Backoff { .. }));
+    Ok(if startable || backing_off {
+        Remaining::Some
+    } else if report.usage_errors.is_empty() {
+        Remaining::None
+    } else {
+        Remaining::OnlyUnstartable(report.usage_errors)
+    })
 }
 
 /// Sleeps up to `period`, waking early when `stop` is set.

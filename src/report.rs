@@ -27,12 +27,12 @@ pub struct StatusReport {
     /// One entry per task, with `--tasks`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<TaskReport>>,
-    /// Tasks still running for jobs the config no longer has (until they end or
-    /// `kill_orphan_tasks_after_sec` kills them).
+    /// Tasks still running that no job of the config counts: their job or node is
+    /// gone (until they end or `kill_orphan_tasks_after_sec` kills them).
     pub orphans: Vec<OrphanReport>,
 }
 
-/// A running task of a job that is not in the config.
+/// A running task that the config in force no longer accounts for.
 #[derive(Debug, Serialize)]
 pub struct OrphanReport {
     /// Job name.
@@ -41,6 +41,8 @@ pub struct OrphanReport {
     pub node: String,
     /// When it started, epoch seconds.
     pub start_time: i64,
+    /// Why no job of the config counts it.
+    pub reason: &'static str,
 }
 
 /// Whether the scheduler can start tasks.
@@ -65,8 +67,9 @@ pub struct JobReport {
     pub errors: Option<Value>,
     /// The level whose nodes are its tasks.
     pub level_for_tasks: String,
-    /// Task counts by status, `total`, and `excluded`: of the `not_started` ones, those
-    /// a disabled node (or ancestor) or the job's filters keep from running.
+    /// Task counts by status, `total`, and `excluded`: of the tasks that are not done,
+    /// running or failed, those a disabled node (or ancestor) or the job's filters
+    /// keep from running.
     pub counts: BTreeMap<&'static str, usize>,
 }
 
@@ -138,12 +141,19 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
         let mut counts: BTreeMap<&'static str, usize> =
             StatusName::ALL.iter().map(|s| (s.as_str(), 0)).collect();
         let (mut total, mut excluded) = (0, 0);
-        let mut seen = std::collections::HashSet::new();
+        // A name under several parents (replicas) is one task, excluded only if every
+        // copy is.
+        let mut copies: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut order = Vec::new();
         for n in input.nodes.at_level(job.level_for_tasks) {
             let node = input.nodes.list[n].name.as_str();
-            if !seen.insert(node) {
-                continue;
-            }
+            copies.entry(node).or_insert_with(|| {
+                order.push(node);
+                Vec::new()
+            });
+            copies.get_mut(node).expect("just inserted").push(n);
+        }
+        for node in order {
             total += 1;
             let row = stored.get(&(job.name.as_str(), node));
             let run = running.get(&(job.name.as_str(), node));
@@ -153,8 +163,14 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
                 (None, None) => StatusName::NotStarted,
             };
             *counts.entry(name.as_str()).or_default() += 1;
-            if name == StatusName::NotStarted
-                && crate::scheduler::excluded_by_nodes(job, input.nodes, n)
+            let may_run_again = !matches!(
+                name,
+                StatusName::Done | StatusName::Running | StatusName::Failed
+            );
+            if may_run_again
+                && copies[node]
+                    .iter()
+                    .all(|&n| crate::scheduler::excluded_by_nodes(job, input.nodes, n))
             {
                 excluded += 1;
             }
@@ -202,17 +218,36 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
         },
         jobs,
         tasks: filter.tasks.then_some(tasks),
-        orphans: input
-            .running
-            .iter()
-            .filter(|t| input.config.job(&t.job).is_none())
-            .map(|t| OrphanReport {
+        orphans: orphans(input),
+    }
+}
+
+/// Running tasks that no (job, node) of the config in force accounts for.
+fn orphans(input: &ReportInput) -> Vec<OrphanReport> {
+    input
+        .running
+        .iter()
+        .filter_map(|t| {
+            let reason = match input.config.job(&t.job) {
+                None => "its job is not in the config",
+                Some(job)
+                    if !input
+                        .nodes
+                        .at_level(job.level_for_tasks)
+                        .any(|n| input.nodes.list[n].name == t.node) =>
+                {
+                    "its node is not one of its job's nodes any more"
+                }
+                Some(_) => return None,
+            };
+            Some(OrphanReport {
                 job: t.job.clone(),
                 node: t.node.clone(),
                 start_time: t.invocation.start_time,
+                reason,
             })
-            .collect(),
-    }
+        })
+        .collect()
 }
 
 /// A report read from a state directory, with the config it was computed from.

@@ -112,6 +112,15 @@ pub fn why(
         ));
     }
     let Some(explained) = &report.explained else {
+        // No pass ran; an unknown job is still an error, not a reason to wait.
+        let store = StatusStore::open(&state.statuses_db())?;
+        if let Ok(config) =
+            crate::context::usable_config(state, &store, opts.flags.config.as_deref())?
+        {
+            if config.job(job).is_none() {
+                return Err(WhyError::UnknownJob { job: job.into() });
+            }
+        }
         return Ok(blocked(&report, answer));
     };
     let config = &explained.config;

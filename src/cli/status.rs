@@ -155,7 +155,8 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
     for o in &report.orphans {
         writeln!(
             out,
-            "still running for a job no longer in the config: {}/{} (since {})",
+            "still running, though {}: {}/{} (since {})",
+            o.reason,
             for_terminal(&o.job),
             for_terminal(&o.node),
             crate::time::rfc3339(o.start_time)

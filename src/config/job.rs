@@ -3,7 +3,7 @@
 //! job with errors never runs.
 
 use super::settings::{parse_kill_orphans, parse_kill_subprocess, parse_task_subprocess};
-use super::{lenient, ErrorRecord, JobFilter, KillRequest, Settings, TaskSubprocess};
+use super::{lenient, ErrorRecord, JobFilter, KillRequest, Levels, Settings, TaskSubprocess};
 use crate::status::BackoffSettings;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -340,7 +340,7 @@ impl Job {
 /// Marks jobs whose `depends_on` or `run_only_after_all_nodes_are_done_for` name a
 /// missing job, themselves, or a cycle: they become invalid instead of never running
 /// silently (Bistro reports nothing and may even crash).
-pub fn check_dependencies(jobs: &mut [Job]) {
+pub fn check_dependencies(jobs: &mut [Job], levels: &Levels) {
     let index: HashMap<String, usize> = jobs
         .iter()
         .enumerate()
@@ -370,6 +370,20 @@ pub fn check_dependencies(jobs: &mut [Job]) {
                         at,
                         Value::from(dep.as_str()),
                         format!("no job named {dep:?} in the config"),
+                    ));
+                } else if key == "depends_on"
+                    && jobs[index[dep]].level_for_tasks != job.level_for_tasks
+                {
+                    // depends_on waits for the dependency's task on the same node.
+                    problems.push((
+                        i,
+                        at,
+                        Value::from(dep.as_str()),
+                        format!(
+                            "job {dep:?} runs on level {}, not on {}: it has no task on this job's nodes, so this job would never run (run_only_after_all_nodes_are_done_for waits for a whole job on any level)",
+                            levels.name(jobs[index[dep]].level_for_tasks),
+                            levels.name(job.level_for_tasks)
+                        ),
                     ));
                 }
             }
@@ -636,7 +650,7 @@ mod tests {
                 &s,
             ),
         ];
-        check_dependencies(&mut jobs);
+        check_dependencies(&mut jobs, &settings().levels);
         let a = jobs[0].errors.clone().unwrap();
         assert!(a["nested"]["depends_on"]["nested"]["0"]["error"]
             .as_str()
@@ -664,13 +678,39 @@ mod tests {
             Job::parse("d", &json!({"owner": "o", "depends_on": ["d"]}), &s),
             Job::parse("e", &json!({"owner": "o", "depends_on": ["c"]}), &s),
         ];
-        check_dependencies(&mut jobs);
+        check_dependencies(&mut jobs, &settings().levels);
         let invalid: Vec<&str> = jobs
             .iter()
             .filter(|j| j.errors.is_some())
             .map(|j| j.name.as_str())
             .collect();
         assert_eq!(invalid, vec!["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn depends_on_a_job_of_another_level_is_a_job_error_but_an_all_nodes_gate_is_not() {
+        let s = settings();
+        let mut jobs = vec![
+            Job::parse(
+                "hosts",
+                &json!({"owner": "o", "level_for_tasks": "host"}),
+                &s,
+            ),
+            Job::parse(
+                "per_db",
+                &json!({"owner": "o", "depends_on": ["hosts"]}),
+                &s,
+            ),
+            Job::parse(
+                "after_hosts",
+                &json!({"owner": "o", "run_only_after_all_nodes_are_done_for": ["hosts"]}),
+                &s,
+            ),
+        ];
+        check_dependencies(&mut jobs, &s.levels);
+        let errors = serde_json::to_string(&jobs[1].errors).unwrap();
+        assert!(errors.contains("runs on level host, not on db"), "{errors}");
+        assert!(jobs[0].errors.is_none() && jobs[2].errors.is_none());
     }
 
     #[test]
@@ -685,7 +725,7 @@ mod tests {
                 &s,
             ),
         ];
-        check_dependencies(&mut jobs);
+        check_dependencies(&mut jobs, &settings().levels);
         let errors = |j: &Job| serde_json::to_string(&j.errors).unwrap();
         assert!(
             errors(&jobs[0]).contains("\"depends_on\"") && errors(&jobs[0]).contains("cycle"),

@@ -117,7 +117,7 @@ impl Config {
             .map(|(name, v)| Job::parse(name, v, &settings))
             .collect();
         jobs.sort_by(|a, b| a.name.cmp(&b.name));
-        job::check_dependencies(&mut jobs);
+        job::check_dependencies(&mut jobs, &settings.levels);
         Ok(Config { settings, jobs })
     }
 

@@ -351,3 +351,30 @@ fn exit_when_done_with_a_job_it_cannot_start_exits_2_saying_why_once() {
     );
     assert!(stderr.contains("--worker-command"), "{stderr}");
 }
+
+#[test]
+fn exit_when_done_lets_backoffs_finish_before_giving_up_on_a_job_without_command() {
+    let env = Env::new();
+    let tries = env.path("tries");
+    let task = env.script(
+        "task.sh",
+        &format!(
+            "echo x >> {t}.$1\nif [ $(wc -l < {t}.$1) -ge 2 ]; then echo done > \"$2\"; else echo error_backoff > \"$2\"; fi",
+            t = tries.display()
+        ),
+    );
+    env.config(&config_with_jobs(
+        4,
+        &format!(
+            r#""bistro_job->retried": {{"owner": "me", "command": ["{}"]}},
+               "bistro_job->commandless": {{"owner": "me"}}"#,
+            task.display()
+        ),
+    ));
+    let out = env.cmd(&["daemon", "--exit-when-done"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        all_done(&env.status_json(&[]), "retried"),
+        "the retried job finished its backoffs first"
+    );
+}

@@ -621,7 +621,7 @@ fn status_counts_filtered_and_disabled_tasks_apart_and_check_ignores_them() {
 }
 
 #[test]
-fn status_lists_tasks_still_running_for_a_deleted_job() {
+fn status_lists_tasks_still_running_for_a_deleted_job_and_kill_ends_them() {
     let env = Env::new();
     let task = sleeper(&env);
     let job = format!(
@@ -646,7 +646,28 @@ fn status_lists_tasks_still_running_for_a_deleted_job() {
     );
     let table = env.ok(&["status"]);
     assert!(
-        table.contains("still running for a job no longer in the config: sleepy/host1.a"),
+        table.contains("still running, though its job is not in the config: sleepy/host1.a"),
         "{table}"
     );
+    env.wait_for("the task to record its pids", || task_pids(&env).len() == 2);
+    let pids = task_pids(&env);
+    env.ok(&["kill", "sleepy", "host1.a"]);
+    env.wait_for("the deleted job's task to die", || {
+        pids.iter().all(|&p| !alive(p))
+    });
+    env.tick_until(&[], |s| s["orphans"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn why_refuses_an_unknown_job_even_while_the_scheduler_is_disabled() {
+    let env = Env::new();
+    env.config(
+        &config_with_jobs(1, r#""bistro_job->j": {"owner": "me"}"#)
+            .replace("\"enabled\": true", "\"enabled\": false"),
+    );
+    env.ok(&["init"]);
+    assert_eq!(why(&env, "j", "node11")["reason"], "scheduler_disabled");
+    let unknown = env.run(&["why", "nosuch", "node11"]);
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("Unknown job nosuch"));
 }
