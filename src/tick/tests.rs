@@ -266,14 +266,11 @@ fn rewrite_config(state: &StateDir, from: &str, to: &str) {
 fn an_orphan_of_a_disabled_job_is_killed_with_the_jobs_kill_method() {
     let (_dir, state) = state_with_two_nodes();
     let mut runner = ScriptedRunner::default();
-    tick(&state, &opts(), &mut runner).unwrap();
-    rewrite_config(
+    let report = orphan_running_task(
         &state,
-        r#""bistro_job->j": {"owner": "o"}"#,
-        r#""bistro_job->j": {"owner": "o", "enabled": false, "kill_orphan_tasks_after_sec": true,
-                             "kill_subprocess": {"method": "kill"}}"#,
+        &mut runner,
+        r#", "kill_orphan_tasks_after_sec": true, "kill_subprocess": {"method": "kill"}"#,
     );
-    let report = tick(&state, &opts(), &mut runner).unwrap();
     assert_eq!(
         runner.killed,
         [("b".to_string(), crate::config::KillMethod::Kill)]
@@ -292,13 +289,7 @@ fn an_orphan_of_a_disabled_job_is_killed_with_the_jobs_kill_method() {
 fn an_orphan_waits_out_its_delay_and_is_not_killed_without_one() {
     let (_dir, state) = state_with_two_nodes();
     let mut runner = ScriptedRunner::default();
-    tick(&state, &opts(), &mut runner).unwrap();
-    rewrite_config(
-        &state,
-        r#""bistro_job->j": {"owner": "o"}"#,
-        r#""bistro_job->j": {"owner": "o", "enabled": false}"#,
-    );
-    tick(&state, &opts(), &mut runner).unwrap();
+    orphan_running_task(&state, &mut runner, "");
     assert!(
         runner.killed.is_empty(),
         "no kill_orphan_tasks_after_sec: orphans live on"
@@ -355,16 +346,21 @@ fn an_orphan_of_a_deleted_job_is_killed_with_the_global_settings() {
     assert_eq!(report.orphans_killed[0].reason, "its job was deleted");
 }
 
-/// Starts job j's task on b, then disables the job with `kill_settings` and ticks
-/// once, so the task is an orphan the tick has seen.
-fn orphan_running_task(state: &StateDir, runner: &mut ScriptedRunner, kill_settings: &str) {
+/// Starts job j's task on b, then disables the job with `kill_settings` (`, KEY:
+/// VALUE...`) and ticks once, so the task is an orphan that tick has seen; returns
+/// that tick's report.
+fn orphan_running_task(
+    state: &StateDir,
+    runner: &mut ScriptedRunner,
+    kill_settings: &str,
+) -> TickReport {
     tick(state, &opts(), runner).unwrap();
     rewrite_config(
         state,
         r#""bistro_job->j": {"owner": "o"}"#,
-        &format!(r#""bistro_job->j": {{"owner": "o", "enabled": false, {kill_settings}}}"#),
+        &format!(r#""bistro_job->j": {{"owner": "o", "enabled": false{kill_settings}}}"#),
     );
-    tick(state, &opts(), runner).unwrap();
+    tick(state, &opts(), runner).unwrap()
 }
 
 /// Bistro's KillJobOrphans with a delay: no kill before the deadline, a kill once it
@@ -373,7 +369,7 @@ fn orphan_running_task(state: &StateDir, runner: &mut ScriptedRunner, kill_setti
 fn an_orphan_is_killed_once_its_stored_deadline_has_passed() {
     let (_dir, state) = state_with_two_nodes();
     let mut runner = ScriptedRunner::default();
-    orphan_running_task(&state, &mut runner, r#""kill_orphan_tasks_after_sec": 1"#);
+    orphan_running_task(&state, &mut runner, r#", "kill_orphan_tasks_after_sec": 1"#);
     assert!(runner.killed.is_empty(), "not due yet");
     let mut store = StatusStore::open(&state.statuses_db()).unwrap();
     let mut deadlines: BTreeMap<String, i64> =
@@ -399,7 +395,7 @@ fn a_failed_node_fetch_kills_no_orphan_and_keeps_its_deadline() {
     orphan_running_task(
         &state,
         &mut runner,
-        r#""kill_orphan_tasks_after_sec": 3600"#,
+        r#", "kill_orphan_tasks_after_sec": 3600"#,
     );
     let deadlines = || {
         StatusStore::open(&state.statuses_db())
