@@ -208,7 +208,11 @@ fn a_daemon_serves_the_api_refuses_bad_requests_and_kill_task_ends_a_process_gro
             dir = env.dir.path().display()
         ),
     );
-    env.config(&config_with_jobs(4, r#""bistro_job->j": {"owner": "me"}"#));
+    // A long backoff, so the killed node22 is not started again before the check.
+    env.config(&config_with_jobs(
+        4,
+        r#""bistro_job->j": {"owner": "me", "backoff": [3600, "fail"]}"#,
+    ));
     let served = Served::start_with(
         &env,
         &[

@@ -32,7 +32,11 @@ fn one_running(env: &Env) {
             env.dir.path().display()
         ),
     );
-    env.config(&config_with_jobs(4, r#""bistro_job->j": {"owner": "me"}"#));
+    // A long backoff, so a killed node22 cannot start again while a test looks at it.
+    env.config(&config_with_jobs(
+        4,
+        r#""bistro_job->j": {"owner": "me", "backoff": [3600, "fail"]}"#,
+    ));
     env.tick_until(&["--worker-command", task.to_str().unwrap()], |s| {
         count(s, "j", "done") == 3 && count(s, "j", "running") == 1
     });

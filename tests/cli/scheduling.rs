@@ -371,6 +371,7 @@ fn bistro_kill_ends_a_running_tasks_process_group_and_refuses_what_is_not_runnin
         &format!(
             r#""bistro_job->sleepy": {{"owner": "me", "command": {cmd},
                  "kill_subprocess": {{"method": "term_wait_kill", "kill_wait_ms": 100}},
+                 "backoff": [3600, "fail"],
                  "filters": {{"db": {{"whitelist": ["host1.a"]}}}}}}"#,
             cmd = command(&task, "sleepy")
         ),
