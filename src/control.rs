@@ -72,7 +72,7 @@ pub fn kill(state: &StateDir, config: &Config, job: &str, node: &str) -> Result<
         Ok(())
     } else {
         Err(signal_error(
-            "its supervisor is not running (it is starting: try again; or it ended: the next tick records how)".into(),
+            "its supervisor is not running (it ended: the next tick records how)".into(),
         ))
     }
 }

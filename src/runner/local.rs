@@ -181,21 +181,27 @@ impl TaskRunner for LocalRunner {
 
 /// Asks the supervisor of the run in `dir` to kill its task as `request` says: the
 /// request is written beside the launch spec, then the supervisor gets SIGTERM and
-/// signals the task's process group. `Ok(false)` when no live supervisor is recorded
-/// (it is starting, or it is gone and the next tick records how the run ended).
+/// signals the task's process group. A supervisor still starting reads the request
+/// once it is up. `Ok(false)` when the run has no live supervisor (it ended, and the
+/// next tick records how).
 pub fn request_kill(dir: &Path, request: &KillRequest) -> Result<bool, String> {
-    let Some(supervisor) =
-        process::read_record(&dir.join("supervisor.pid")).filter(process::ProcessId::is_alive)
-    else {
+    if !dir.join(LAUNCH_FILE).exists() {
         return Ok(false);
-    };
+    }
+    // The request is written before the pid is read, and a starting supervisor records
+    // its pid before it looks for a request: one of the two always sees the other.
     crate::state::write_replace(
         &dir.join(KILL_REQUEST_FILE),
         &serde_json::to_vec(request).expect("kill requests serialize"),
     )
     .map_err(|e| e.to_string())?;
-    supervisor.signal(nix::sys::signal::Signal::SIGTERM, false);
-    Ok(true)
+    match process::read_record(&dir.join("supervisor.pid")).filter(process::ProcessId::is_alive) {
+        Some(supervisor) => {
+            supervisor.signal(nix::sys::signal::Signal::SIGTERM, false);
+            Ok(true)
+        }
+        None => Ok(is_supervised(dir) == Some(true)),
+    }
 }
 
 /// SIGINT, SIGHUP and SIGTERM ignored while it lives (ignored signals stay ignored
@@ -296,5 +302,59 @@ fn lost(dir: &Path, task: &RunningTask) -> Outcome {
             TaskStatus::error_backoff(format!("{lost}: cannot read its status file: {e}"), now),
             lost,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::InvocationId;
+
+    fn prepared(state: &StateDir) -> (PreparedTask, PathBuf) {
+        let invocation = InvocationId {
+            start_time: 1,
+            rand: 7,
+        };
+        let launch = Launch {
+            job: "j".into(),
+            node: "n".into(),
+            invocation,
+            argv: vec!["true".into()],
+            cwd: state.root().into(),
+            status_file: state.root().join("status"),
+            log_db: state.logs_db(),
+            worker_host: "h".into(),
+            task_subprocess: Default::default(),
+            kill_subprocess: Default::default(),
+        };
+        let mut runner = LocalRunner::new(state.clone(), "unused".into());
+        let task = runner.prepare(launch).unwrap();
+        (task, state.invocation_dir(invocation))
+    }
+
+    #[test]
+    fn a_kill_asked_while_the_supervisor_starts_is_left_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let (task, run) = prepared(&state);
+        assert_eq!(request_kill(&run, &KillRequest::default()), Ok(true));
+        assert!(run.join(KILL_REQUEST_FILE).exists());
+        drop(task);
+        assert_eq!(
+            request_kill(&run, &KillRequest::default()),
+            Ok(false),
+            "no one holds the launch file: the run ended"
+        );
+    }
+
+    #[test]
+    fn a_kill_of_a_cleaned_up_run_finds_nothing_to_kill() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = StateDir::new(dir.path()).invocation_dir(InvocationId {
+            start_time: 1,
+            rand: 7,
+        });
+        assert_eq!(request_kill(&run, &KillRequest::default()), Ok(false));
+        assert!(!run.exists());
     }
 }

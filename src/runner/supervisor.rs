@@ -31,6 +31,11 @@ pub const MAX_LINE_BYTES: usize = 65000;
 /// background children) before the rest of its process group is killed.
 const PIPE_GRACE: Duration = Duration::from_secs(3);
 
+/// After the task's process group is killed, how long its buffered output may take to
+/// reach the log, as long as it keeps coming (a process that left the group could
+/// otherwise keep the supervisor forever).
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
 /// Lines buffered between the pipe readers and the database writer. When full, the
 /// readers stop reading and the task blocks on its pipe: back-pressure, as in Bistro,
 /// instead of unbounded memory.
@@ -199,6 +204,7 @@ fn read_lines(
     launch: &Launch,
     tx: &mpsc::SyncSender<Msg>,
     mut echo: Option<Echo>,
+    reads: &AtomicUsize,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut pending: Vec<u8> = Vec::new();
@@ -223,6 +229,7 @@ fn read_lines(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
+        reads.fetch_add(1, Ordering::Relaxed);
         for &b in &buf[..n] {
             if b == b'\n' || pending.len() == MAX_LINE_BYTES {
                 if !send(&pending, b == b'\n') {
@@ -283,6 +290,10 @@ pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
         if let Err(e) = process::record(&dir.join("supervisor.pid"), me) {
             eprintln!("bistro supervise: {e}");
         }
+    }
+    // A kill requested while we were starting (see `request_kill`) came with no signal.
+    if dir.join(KILL_REQUEST_FILE).exists() {
+        on_stop_signal(Signal::SIGTERM as i32);
     }
     let sink = LogSink::start(launch);
     sink.event("running", json!({"command": launch.argv}));
@@ -405,11 +416,13 @@ fn run(
     .flatten()
     .collect();
     let mut open = pipes.len();
+    let reads = std::sync::Arc::new(AtomicUsize::new(0));
     for (pipe, kind) in pipes {
         let (tx, done_tx, launch) = (sink.tx.clone(), done_tx.clone(), launch.clone());
         let out = echo.then(|| Echo::new(kind));
+        let reads = reads.clone();
         std::thread::spawn(move || {
-            read_lines(pipe, kind, &launch, &tx, out);
+            read_lines(pipe, kind, &launch, &tx, out, &reads);
             let _ = done_tx.send(());
         });
     }
@@ -464,11 +477,13 @@ fn run(
     };
     sink.event("process_exited", json!({"message": message}));
 
-    let mut closed = wait_for_readers(&done_rx, &mut open, PIPE_GRACE);
+    let mut closed = wait_for_readers(&done_rx, &mut open, PIPE_GRACE, None, PIPE_GRACE);
     if !closed && group {
-        sink.event("task_pipes_timeout", json!({"message": "background processes kept the task's output open; killing its process group"}));
+        sink.event("task_pipes_timeout", json!({"message": "the task's output stayed open after it exited (background processes, or more output than the log took in time); killing its process group"}));
         signal(Signal::SIGKILL, true, true);
-        closed = wait_for_readers(&done_rx, &mut open, PIPE_GRACE);
+        // No one writes any more: what is left is buffered output, drained as fast as
+        // the log database takes it, however long that is.
+        closed = wait_for_readers(&done_rx, &mut open, PIPE_GRACE, Some(&reads), DRAIN_LIMIT);
     }
     if closed {
         sink.event("task_pipes_closed", json!({}));
@@ -521,16 +536,100 @@ fn child_kill(pid: u32, sig: Signal) -> nix::Result<()> {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
 }
 
-/// Waits until every reader reported EOF (`open` counts those still reading), up to
-/// `grace` in all.
-fn wait_for_readers(done: &mpsc::Receiver<()>, open: &mut usize, grace: Duration) -> bool {
-    let deadline = Instant::now() + grace;
+/// Waits until every reader reported EOF (`open` counts those still reading): up to
+/// `grace`, extended (up to `at_most` in all) while the readers' count of `reads`
+/// grows.
+fn wait_for_readers(
+    done: &mpsc::Receiver<()>,
+    open: &mut usize,
+    grace: Duration,
+    reads: Option<&AtomicUsize>,
+    at_most: Duration,
+) -> bool {
+    let progress = || reads.map(|r| r.load(Ordering::Relaxed));
+    let mut seen = progress();
+    let start = Instant::now();
+    let mut deadline = start + grace;
     while *open > 0 {
-        match done.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(100));
+        match done.recv_timeout(wait) {
             Ok(()) => *open -= 1,
             Err(mpsc::RecvTimeoutError::Disconnected) => return true,
-            Err(mpsc::RecvTimeoutError::Timeout) => return false,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let now = progress();
+                if now != seen {
+                    seen = now;
+                    deadline = (Instant::now() + grace).min(start + at_most);
+                }
+                if Instant::now() >= deadline {
+                    return false;
+                }
+            }
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    /// A reader that reads (bumps `reads`) until `stop`, then reports EOF.
+    fn reader(
+        reads: Arc<AtomicUsize>,
+        until: impl Fn() -> bool + Send + 'static,
+    ) -> mpsc::Receiver<()> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            while !until() {
+                reads.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = tx.send(());
+        });
+        rx
+    }
+
+    #[test]
+    fn output_that_keeps_coming_is_drained_past_the_grace() {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let watched = reads.clone();
+        let done = reader(reads.clone(), move || {
+            watched.load(Ordering::Relaxed) >= 400
+        });
+        let mut open = 1;
+        let grace = Duration::from_millis(500);
+        assert!(wait_for_readers(
+            &done,
+            &mut open,
+            grace,
+            Some(&reads),
+            Duration::from_secs(60)
+        ));
+        assert_eq!(open, 0);
+    }
+
+    #[test]
+    fn silent_or_endless_output_is_given_up_on() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let reads = Arc::new(AtomicUsize::new(0));
+        let flag = stop.clone();
+        let done = reader(reads.clone(), move || flag.load(Ordering::Relaxed));
+        let mut open = 1;
+        let short = Duration::from_millis(100);
+        assert!(
+            !wait_for_readers(&done, &mut open, short, None, short),
+            "without counting reads the grace is fixed"
+        );
+        assert!(
+            !wait_for_readers(&done, &mut open, short, Some(&reads), short * 5),
+            "a reader that never ends is given up on after at_most"
+        );
+        assert_eq!(open, 1);
+        stop.store(true, Ordering::Relaxed);
+    }
 }

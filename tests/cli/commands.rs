@@ -162,7 +162,7 @@ fn status_filters_by_job_and_status_and_check_reports_progress() {
     env.ok(&["init"]);
     assert_eq!(env.run(&["status", "--check"]).status.code(), Some(3));
     env.tick_until(&["--worker-command", task.to_str().unwrap()], |s| {
-        count(s, "a", "done") == 3
+        count(s, "a", "done") == 3 && count(s, "a", "failed") == 1
     });
     let only_a = env.status_json(&["--job", "a", "--status", "failed"]);
     assert_eq!(only_a["jobs"].as_array().unwrap().len(), 1);

@@ -270,8 +270,9 @@ fn a_daemon_serves_the_api_refuses_bad_requests_and_kill_task_ends_a_process_gro
     env.wait_for("the task's whole process group to die", || {
         pids.iter().all(|&p| !alive(p))
     });
-    env.wait_for("the daemon to record the kill", || {
-        env.task("j", "node22")["status"] == "incomplete"
+    env.wait_for("the daemon to record the kill and the other runs", || {
+        let counts = &env.status_json(&[])["jobs"][0]["counts"];
+        counts["incomplete"] == 1 && counts["done"] == 3
     });
     let status = served.request("GET", "/api/status", &[], b"").json();
     assert_eq!(status["jobs"][0]["counts"]["done"], 3, "{status}");

@@ -189,7 +189,8 @@ fn supervisors(env: &Env) -> Vec<i32> {
 fn supervisors_killed_at_random_lose_no_status_and_never_overlap_runs() {
     let env = Env::new();
     let ledger = env.path("ledger");
-    let task = probe_task(&env, &ledger, "0.05");
+    // Runs long enough that each wave of supervisors is still there to be killed.
+    let task = probe_task(&env, &ledger, "0.5");
     env.config(&config_with_leaves(12, 4, r#""backoff": [1, "repeat"],"#));
     env.ok(&["init"]);
     env.ok(&[
