@@ -8,7 +8,7 @@
 //! send the whole request, and as long again to read the answer). Answers are
 //! computed by a fixed pool of [`WORKERS`] that never touch a socket.
 
-use super::auth::{ensure_token, Token};
+use super::auth::{ensure_token, AuthError};
 use super::snapshot::{NodesUnavailable, Snapshot, SnapshotError};
 use super::wire::{self, Deadlined, ReadError};
 use super::{envelope, metrics, page};
@@ -113,7 +113,6 @@ pub struct HttpServer {
     config: Option<PathBuf>,
     local_addr: SocketAddr,
     hosts: Vec<String>,
-    token: Token,
     head_timeout: Duration,
     request_timeout: Duration,
 }
@@ -141,7 +140,7 @@ impl HttpServer {
             return Err(HttpError::NotLoopback(addr));
         }
         state.existing_statuses_db().map_err(HttpError::NoState)?;
-        let token = ensure_token(state)?;
+        ensure_token(state)?;
         let listener =
             TcpListener::bind(addr).map_err(|source| HttpError::Bind { addr, source })?;
         let local_addr = listener
@@ -167,7 +166,6 @@ impl HttpServer {
             config: opts.config.clone(),
             local_addr,
             hosts,
-            token,
             head_timeout: opts.head_timeout,
             request_timeout: opts.request_timeout,
         })
@@ -287,7 +285,14 @@ impl HttpServer {
             Ok(snap) => snap,
             Err(e) => return Reply::json(snapshot_status(&e), &Value::String(e.to_string())),
         };
-        let auth = self.token.check(authorization);
+        // Read per request, so replacing the file rotates the token without a restart.
+        let auth = match authorization {
+            None => Err(AuthError::Missing),
+            Some(header) => match ensure_token(&self.state) {
+                Ok(token) => token.check(Some(header)),
+                Err(e) => return Reply::json(500, &Value::String(e.to_string())),
+            },
+        };
         Reply::json(
             200,
             &envelope::answer(queries, &snap, auth, envelope::MAX_RESPONSE_BYTES),

@@ -345,6 +345,31 @@ fn forgive_jobs_releases_failed_tasks_with_the_token() {
 }
 
 #[test]
+fn replacing_the_token_file_rotates_the_token_without_a_restart() {
+    let env = Env::new();
+    env.config(&config_with_jobs(1, r#""bistro_job->j": {"owner": "me"}"#));
+    env.ok(&["init"]);
+    let served = Served::start(&env);
+    let old = token(&env);
+    let forgive = r#"{"f": {"handler": "forgive_jobs", "jobs": ["j"]}}"#;
+    assert_eq!(
+        served.post_with_token(&old, forgive)["f"]["data"],
+        "forgiven"
+    );
+    let new = "ab".repeat(32);
+    std::fs::write(env.state().join("http.token"), &new).unwrap();
+    let refused = served.post_with_token(&old, forgive);
+    assert!(
+        refused["f"]["error"].as_str().unwrap().contains("wrong"),
+        "{refused}"
+    );
+    assert_eq!(
+        served.post_with_token(&new, forgive)["f"]["data"],
+        "forgiven"
+    );
+}
+
+#[test]
 fn bad_input_is_refused_clearly_and_the_server_keeps_serving() {
     let env = Env::new();
     env.ok(&["init"]);
