@@ -481,8 +481,8 @@ fn run(
     if !closed && group {
         sink.event("task_pipes_timeout", json!({"message": "the task's output stayed open after it exited (background processes, or more output than the log took in time); killing its process group"}));
         signal(Signal::SIGKILL, true, true);
-        // No one writes any more: what is left is buffered output, drained as fast as
-        // the log database takes it, however long that is.
+        // Nothing of the group writes any more: what is left is buffered output,
+        // drained for as long as it keeps coming (within DRAIN_LIMIT).
         closed = wait_for_readers(&done_rx, &mut open, PIPE_GRACE, Some(&reads), DRAIN_LIMIT);
     }
     if closed {
