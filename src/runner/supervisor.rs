@@ -578,7 +578,7 @@ mod tests {
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
-    /// A reader that reads (bumps `reads`) until `stop`, then reports EOF.
+    /// A pipe reader that keeps reading (bumps `reads`) until `until()`, then reports EOF.
     fn reader(
         reads: Arc<AtomicUsize>,
         until: impl Fn() -> bool + Send + 'static,
