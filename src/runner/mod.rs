@@ -4,6 +4,7 @@
 
 mod local;
 pub mod process;
+pub mod remote;
 pub mod supervisor;
 
 pub use local::{is_supervised, read_result, request_kill, LocalRunner, LAUNCH_FILE};

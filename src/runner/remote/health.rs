@@ -1,0 +1,1 @@
+//! Worker health (bistro-runtime §5.3).
