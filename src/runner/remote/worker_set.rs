@@ -224,9 +224,10 @@ pub enum EchoOutcome {
 /// The scheduler's worker pool drives it:
 /// - a heartbeat from a new instance on a shard: [`add_worker`](Self::add_worker)
 ///   (which also retires the shard's previous live instance, if any);
-/// - a heartbeat from the current instance: [`may_become_healthy`](Self::may_become_healthy)
-///   for the health update, [`record_echo`](Self::record_echo) with the echoed id
-///   first, then the health update;
+/// - a heartbeat from the current instance: take the
+///   [`may_become_healthy`](Self::may_become_healthy) verdict first (Bistro computes it
+///   before the echo is recorded), then [`record_echo`](Self::record_echo) the echoed
+///   id, then run the health update with that verdict;
 /// - a worker that becomes MUST_DIE: [`remove_worker`](Self::remove_worker);
 /// - every reply carries [`current`](Self::current), read after all of the above;
 /// - each sweep: [`sweep`](Self::sweep) first, then each worker's health update with
