@@ -21,6 +21,7 @@
 //! - [`daemon`]: iterations in one long-running process;
 //! - [`control`]: killing tasks and forgiving failures from outside an iteration;
 //! - [`why`]: why one task is or is not running;
+//! - [`worker`]: `bistro worker`, a remote worker that runs what a scheduler sends;
 //! - [`run_task`]: one task now, in the foreground;
 //! - [`report`]: the `status` document;
 //! - [`http`]: the REST API, status page and metrics;
@@ -50,5 +51,6 @@ pub mod task;
 pub mod tick;
 pub mod time;
 pub mod why;
+pub mod worker;
 
 pub use time::now;

@@ -163,9 +163,10 @@ pub fn run_task(
         nodes: &nodes,
         worker_command: worker_command.as_deref(),
         worker_host: &host,
+        workers: None,
     };
     let invocation = InvocationId::new(crate::now());
-    let launch = build_launch(&ctx, job, node, invocation, &charges, prev)
+    let launch = build_launch(&ctx, job, node, invocation, &charges, prev, None)
         .map_err(|e| RunTaskError::Usage(e.to_string()))?;
     let mut runner = LocalRunner::new(state.clone(), exe);
     let prepared = runner

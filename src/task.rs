@@ -7,7 +7,7 @@ use std::fmt;
 
 /// Identifies one run of a task: the scheduler's start time plus a random number, so a
 /// late report from an old run can never be mistaken for the current one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct InvocationId {
     /// Epoch seconds when the run was started.
     pub start_time: i64,

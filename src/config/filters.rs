@@ -125,13 +125,28 @@ impl JobFilter {
             && !tags.iter().any(|t| self.tag_whitelist.contains(t))
         {
             Some("tag_whitelist")
-        } else if self.fraction_of_nodes < 1.0
-            && fraction_hash(name, job) >= self.fraction_of_nodes * 2f64.powi(64)
-        {
+        } else if !self.keeps_fraction(job, name) {
             Some("fraction_of_nodes")
         } else {
             None
         }
+    }
+
+    /// The filter of the `worker` level, applied to a worker's host name: as
+    /// [`rejection`](Self::rejection), except that workers have no tags, so
+    /// `tag_whitelist` does not apply (bistro-scheduling §3.3).
+    pub fn host_rejection(&self, job: &str, host: &str) -> Option<&'static str> {
+        match self.rejection(job, host, &[]) {
+            Some("tag_whitelist") => {
+                (!self.keeps_fraction(job, host)).then_some("fraction_of_nodes")
+            }
+            other => other,
+        }
+    }
+
+    fn keeps_fraction(&self, job: &str, name: &str) -> bool {
+        self.fraction_of_nodes >= 1.0
+            || fraction_hash(name, job) < self.fraction_of_nodes * 2f64.powi(64)
     }
 }
 

@@ -7,7 +7,7 @@ use crate::state::{io_err, StateDir, StateError};
 use rand::RngCore;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why a request may not change state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -27,7 +27,18 @@ pub fn token_path(state: &StateDir) -> PathBuf {
 
 /// Reads the token, creating the file on first need.
 pub fn ensure_token(state: &StateDir) -> Result<Token, StateError> {
-    let path = token_path(state);
+    ensure_secret(&token_path(state))
+}
+
+/// The secret that remote workers and their scheduler present to each other:
+/// `STATE/worker.token`.
+pub fn worker_token_path(state: &StateDir) -> PathBuf {
+    state.root().join("worker.token")
+}
+
+/// Reads a secret file, creating it (mode 0600, 64 random hex characters) on first
+/// need, so two processes starting at once agree on one secret.
+pub fn ensure_secret(path: &Path) -> Result<Token, StateError> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let fresh: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -35,21 +46,24 @@ pub fn ensure_token(state: &StateDir) -> Result<Token, StateError> {
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
+        .open(path)
     {
         Ok(mut file) => {
             file.write_all(fresh.as_bytes())
                 .and_then(|()| file.sync_all())
-                .map_err(io_err("writing the HTTP token", &path))?;
+                .map_err(io_err("writing the secret", path))?;
             Ok(Token(fresh))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let text =
-                std::fs::read_to_string(&path).map_err(io_err("reading the HTTP token", &path))?;
-            Ok(Token(text.trim().to_string()))
-        }
-        Err(e) => Err(io_err("creating the HTTP token", &path)(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_secret(path),
+        Err(e) => Err(io_err("creating the secret", path)(e)),
     }
+}
+
+/// Reads an existing secret file (such as the scheduler's worker token handed to a
+/// worker with `--token-file`).
+pub fn read_secret(path: &Path) -> Result<Token, StateError> {
+    let text = std::fs::read_to_string(path).map_err(io_err("reading the secret", path))?;
+    Ok(Token(text.trim().to_string()))
 }
 
 /// A secret token; its `Debug` form hides it.
@@ -63,6 +77,11 @@ impl std::fmt::Debug for Token {
 }
 
 impl Token {
+    /// The `Authorization` header value that presents this token.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.0)
+    }
+
     /// Checks an `Authorization` header value against the token.
     pub fn check(&self, authorization: Option<&str>) -> Result<(), AuthError> {
         let sent = authorization

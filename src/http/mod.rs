@@ -32,13 +32,16 @@
 //! ```
 
 mod auth;
+pub mod client;
 mod envelope;
 mod handlers;
 mod metrics;
 mod page;
+pub mod rpc;
 mod server;
 mod snapshot;
 mod wire;
 
+pub use auth::{ensure_secret, read_secret, worker_token_path, Token};
 pub use server::{HttpError, HttpOptions, HttpServer, DEFAULT_LISTEN};
 use snapshot::Snapshot;

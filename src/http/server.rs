@@ -9,6 +9,7 @@
 //! computed by a fixed pool of [`WORKERS`] that never touch a socket.
 
 use super::auth::{ensure_token, AuthError};
+use super::rpc::RpcEndpoint;
 use super::snapshot::{NodesUnavailable, Snapshot, SnapshotError};
 use super::wire::{self, Deadlined, ReadError};
 use super::{envelope, metrics, page};
@@ -63,6 +64,8 @@ pub struct HttpOptions {
     /// How long a client has to send the whole request, and to read the answer
     /// (default 30 s).
     pub request_timeout: Duration,
+    /// Remote workers' calls (`POST /rpc/NAME`), when this server is a scheduler's.
+    pub rpc: Option<RpcEndpoint>,
 }
 
 impl Default for HttpOptions {
@@ -74,6 +77,7 @@ impl Default for HttpOptions {
             config: None,
             head_timeout: HEAD_TIMEOUT,
             request_timeout: REQUEST_TIMEOUT,
+            rpc: None,
         }
     }
 }
@@ -115,6 +119,7 @@ pub struct HttpServer {
     hosts: Vec<String>,
     head_timeout: Duration,
     request_timeout: Duration,
+    rpc: Option<RpcEndpoint>,
 }
 
 /// Parses a listen address: a socket address, or `localhost:PORT`.
@@ -168,6 +173,7 @@ impl HttpServer {
             hosts,
             head_timeout: opts.head_timeout,
             request_timeout: opts.request_timeout,
+            rpc: opts.rpc.clone(),
         })
     }
 
@@ -187,51 +193,22 @@ impl HttpServer {
     /// running out of file descriptors) are reported on stderr and retried, so the
     /// server keeps serving once they pass.
     pub fn serve(&self, stop: &AtomicBool) {
-        let (jobs, queue) = mpsc::sync_channel::<Job>(MAX_CONNECTIONS);
-        let queue = Mutex::new(queue);
-        let open = Arc::new(AtomicUsize::new(0));
-        std::thread::scope(|scope| {
-            for _ in 0..WORKERS {
-                scope.spawn(|| self.work(&queue, stop));
-            }
-            while !stop.load(Ordering::SeqCst) {
-                match self.listener.accept() {
-                    Ok((stream, _)) => accept(stream, &jobs, &open, self.deadlines()),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.wait_for_client(),
-                    Err(e) => {
-                        eprintln!(
-                            "bistro: http: accepting a connection on {}: {e}",
-                            self.local_addr
-                        );
-                        std::thread::sleep(POLL);
-                    }
-                }
-            }
-        });
-    }
-
-    /// Blocks until a client connects or [`POLL`] passes.
-    fn wait_for_client(&self) {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, PollTimeout::from(POLL.as_millis() as u16));
-    }
-
-    /// A worker: answers queued requests until `stop`.
-    fn work(&self, queue: &Mutex<mpsc::Receiver<Job>>, stop: &AtomicBool) {
-        while !stop.load(Ordering::SeqCst) {
-            let job = queue
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .recv_timeout(POLL);
-            if let Ok((request, answer)) = job {
-                let _ = answer.send(self.handle(&request));
-            }
-        }
+        serve_with(&self.listener, self.deadlines(), stop, &|r| self.handle(r));
     }
 
     /// Answers one request.
     fn handle(&self, request: &wire::Request) -> Reply {
+        if let Some(name) = request.path.strip_prefix("/rpc/") {
+            // Machine-to-machine calls: the shared secret is their protection (a
+            // browser cannot send it cross-origin), not the names they are sent to.
+            return match &self.rpc {
+                Some(rpc) => rpc.answer(name, request),
+                None => Reply::error(
+                    404,
+                    "this server takes no worker calls: remote workers talk to `bistro daemon` run without --worker-command",
+                ),
+            };
+        }
         let host = request.header("host");
         if !self.host_allowed(host) {
             return Reply::error(
@@ -475,6 +452,61 @@ fn route(method: &str, path: &str) -> Result<Route, Reply> {
 /// A request and where its answer goes.
 type Job = (wire::Request, mpsc::Sender<Reply>);
 
+/// Accepts connections on `listener` until `stop`, answering each request with
+/// `handler` on a fixed pool of [`WORKERS`].
+pub(super) fn serve_with(
+    listener: &TcpListener,
+    deadlines: Deadlines,
+    stop: &AtomicBool,
+    handler: &(dyn Fn(&wire::Request) -> Reply + Sync),
+) {
+    let (jobs, queue) = mpsc::sync_channel::<Job>(MAX_CONNECTIONS);
+    let queue = Mutex::new(queue);
+    let open = Arc::new(AtomicUsize::new(0));
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    std::thread::scope(|scope| {
+        for _ in 0..WORKERS {
+            scope.spawn(|| work(&queue, stop, handler));
+        }
+        while !stop.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((stream, _)) => accept(stream, &jobs, &open, deadlines),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_for_client(listener),
+                Err(e) => {
+                    eprintln!("bistro: http: accepting a connection on {local}: {e}");
+                    std::thread::sleep(POLL);
+                }
+            }
+        }
+    });
+}
+
+/// Blocks until a client connects or [`POLL`] passes.
+fn wait_for_client(listener: &TcpListener) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    let _ = poll(&mut fds, PollTimeout::from(POLL.as_millis() as u16));
+}
+
+/// A worker: answers queued requests until `stop`.
+fn work(
+    queue: &Mutex<mpsc::Receiver<Job>>,
+    stop: &AtomicBool,
+    handler: &(dyn Fn(&wire::Request) -> Reply + Sync),
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let job = queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .recv_timeout(POLL);
+        if let Ok((request, answer)) = job {
+            let _ = answer.send(handler(&request));
+        }
+    }
+}
+
 /// Hands a new connection to its own thread, or answers 503 when too many are open.
 fn accept(
     stream: TcpStream,
@@ -502,9 +534,9 @@ fn accept(
 /// How long a connection may take: to send its head, its whole request, and to read
 /// the answer.
 #[derive(Debug, Clone, Copy)]
-struct Deadlines {
-    head: Duration,
-    request: Duration,
+pub(super) struct Deadlines {
+    pub(super) head: Duration,
+    pub(super) request: Duration,
 }
 
 /// One connection: read the request (the head within `deadlines.head`, all of it
@@ -565,7 +597,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn json(status: u16, value: &Value) -> Self {
+    pub(super) fn json(status: u16, value: &Value) -> Self {
         Self {
             status,
             content_type: "application/json; charset=utf-8",
@@ -575,7 +607,7 @@ impl Reply {
     }
 
     /// A refusal: `{"error": message}`.
-    fn error(status: u16, message: &str) -> Self {
+    pub(super) fn error(status: u16, message: &str) -> Self {
         Self::json(status, &json!({ "error": message }))
     }
 

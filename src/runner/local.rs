@@ -138,20 +138,7 @@ impl TaskRunner for LocalRunner {
     }
 
     fn check(&mut self, task: &RunningTask) -> Outcome {
-        let dir = self.state.invocation_dir(task.invocation);
-        if let Some(result) = read_result(&dir) {
-            return Outcome::Finished(result);
-        }
-        match is_supervised(&dir) {
-            Some(true) => return Outcome::Running,
-            Some(false) => {}
-            // Cannot tell (e.g. out of descriptors): assume alive, look again next tick.
-            None => return Outcome::Running,
-        }
-        if let Some(result) = read_result(&dir) {
-            return Outcome::Finished(result);
-        }
-        lost(&dir, task)
+        local_outcome(&self.state.invocation_dir(task.invocation), task)
     }
 
     fn cleanup(&mut self, task: &RunningTask) {
@@ -177,6 +164,28 @@ impl TaskRunner for LocalRunner {
             }
         })
     }
+}
+
+/// How the run in `dir` stands, judged by its supervisor's lock and result. A run
+/// sent to a remote worker (it has `remote.json`) is left to the scheduler that
+/// talks to that worker: it counts as running until its status arrives.
+pub fn local_outcome(dir: &Path, task: &RunningTask) -> Outcome {
+    if let Some(result) = read_result(dir) {
+        return Outcome::Finished(result);
+    }
+    if dir.join(super::remote::hub::REMOTE_FILE).exists() {
+        return Outcome::Running;
+    }
+    match is_supervised(dir) {
+        Some(true) => return Outcome::Running,
+        Some(false) => {}
+        // Cannot tell (e.g. out of descriptors): assume alive, look again next tick.
+        None => return Outcome::Running,
+    }
+    if let Some(result) = read_result(dir) {
+        return Outcome::Finished(result);
+    }
+    lost(dir, task)
 }
 
 /// Asks the supervisor of the run in `dir` to kill its task as `request` says: the
@@ -326,6 +335,8 @@ mod tests {
             worker_host: "h".into(),
             task_subprocess: Default::default(),
             kill_subprocess: Default::default(),
+            worker_pid: None,
+            worker: None,
         };
         let mut runner = LocalRunner::new(state.clone(), "unused".into());
         let task = runner.prepare(launch).unwrap();

@@ -7,14 +7,18 @@ pub mod process;
 pub mod remote;
 pub mod supervisor;
 
-pub use local::{is_supervised, read_result, request_kill, LocalRunner, LAUNCH_FILE};
+pub use local::{
+    is_supervised, local_outcome, read_result, request_kill, LocalRunner, LAUNCH_FILE,
+};
 
-use crate::config::{Job, KillRequest, TaskSubprocess};
+use crate::config::{Config, Job, KillRequest, TaskSubprocess};
 use crate::nodes::Nodes;
 use crate::resources::NodeCharge;
+use crate::scheduler::workers::{WorkerSlot, WorkerSlots};
 use crate::state::StateDir;
 use crate::status::TaskStatus;
 use crate::task::{InvocationId, RunningTask};
+use remote::hub::LateStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
@@ -42,6 +46,14 @@ pub struct Launch {
     pub task_subprocess: TaskSubprocess,
     /// How to kill it.
     pub kill_subprocess: KillRequest,
+    /// On a remote worker: the worker's pid. The supervisor kills its task (as a stop
+    /// signal does) when that process dies, so a task never outlives its worker by
+    /// more than the kill wait, which the scheduler's safety backoff counts on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_pid: Option<i32>,
+    /// On a scheduler with remote workers: the shard of the worker the task goes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 /// How a run ended, as its supervisor recorded it.
@@ -110,6 +122,21 @@ pub trait TaskRunner {
     /// Called between a long-running scheduler's iterations to release what ended
     /// runs left behind (the local runner reaps its exited supervisors).
     fn tidy_up(&mut self) {}
+    /// For a runner whose tasks go to remote workers: the workers this pass may place
+    /// tasks on. None: tasks run here.
+    fn workers(&mut self, _config: &Config, _running: &[RunningTask]) -> Option<WorkerSlots> {
+        None
+    }
+    /// Hands back the workers after the pass (their round-robin positions persist).
+    fn placed(&mut self, _slots: WorkerSlots) {}
+    /// Statuses reported for runs that had already ended (their worker was lost).
+    fn late_statuses(&mut self) -> Vec<LateStatus> {
+        Vec::new()
+    }
+    /// Lasting conditions the scheduler should report (e.g. waiting for workers).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A job with no `command` when no `--worker-command` was given: a usage error.
@@ -132,6 +159,9 @@ pub struct LaunchContext<'a> {
     pub worker_command: Option<&'a str>,
     /// Host name for `worker_host`.
     pub worker_host: &'a str,
+    /// With remote workers: the workers of this pass (they supply the command of a
+    /// job without one).
+    pub workers: Option<&'a WorkerSlots>,
 }
 
 /// Builds the launch spec of (job, node): argv with the task's JSON argument.
@@ -142,9 +172,12 @@ pub fn build_launch(
     invocation: InvocationId,
     charges: &[NodeCharge],
     prev_status: Option<&TaskStatus>,
+    worker: Option<&WorkerSlot>,
 ) -> Result<Launch, NoCommand> {
     let node_name = ctx.nodes.list[node].name.clone();
-    let mut argv = if job.command.is_empty() {
+    let mut argv = if job.command.is_empty() && ctx.workers.is_some() {
+        Vec::new()
+    } else if job.command.is_empty() {
         vec![ctx
             .worker_command
             .ok_or_else(|| NoCommand {
@@ -175,8 +208,8 @@ pub fn build_launch(
         "path_to_node": ctx.nodes.path_to_node(node),
         "config": job.config,
         "resources_by_node": resources_by_node,
-        "worker_node": ctx.nodes.list[0].name,
-        "worker_host": ctx.worker_host,
+        "worker_node": worker.map_or(ctx.nodes.list[0].name.as_str(), |w| w.shard.as_str()),
+        "worker_host": worker.map_or(ctx.worker_host, |w| w.hostname.as_str()),
     });
     if let Some(prev) = prev_status {
         arg["prev_status"] = prev.to_json();
@@ -194,8 +227,12 @@ pub fn build_launch(
         cwd: ctx.state.job_dir(&job.name),
         status_file,
         log_db: ctx.state.logs_db(),
-        worker_host: ctx.worker_host.to_string(),
+        worker_host: worker
+            .map_or(ctx.worker_host, |w| w.hostname.as_str())
+            .to_string(),
         task_subprocess: job.task_subprocess.clone(),
         kill_subprocess: job.kill_subprocess,
+        worker_pid: None,
+        worker: worker.map(|w| w.shard.clone()),
     })
 }

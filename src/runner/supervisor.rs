@@ -286,6 +286,14 @@ impl Echo {
 /// `run-task` in a terminal).
 pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
     install_signal_handlers();
+    if let Some(worker) = launch.worker_pid {
+        // The worker's death is a stop signal; if it died before this was armed,
+        // act on it now.
+        let armed = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).is_ok();
+        if !armed || nix::unistd::getppid().as_raw() != worker {
+            on_stop_signal(Signal::SIGTERM as i32);
+        }
+    }
     if let Some(me) = ProcessId::me() {
         if let Err(e) = process::record(&dir.join("supervisor.pid"), me) {
             eprintln!("bistro supervise: {e}");

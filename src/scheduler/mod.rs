@@ -10,6 +10,7 @@ mod long_tail;
 mod randomized_priority;
 mod ranked_priority;
 mod roundrobin;
+pub mod workers;
 
 pub use explain::{Holders, WaitReason, Waiting, WaitingJson};
 
@@ -72,8 +73,11 @@ pub struct PlannedStart {
     pub job: usize,
     /// Index into `nodes.list`.
     pub node: usize,
-    /// The resources it takes, per node on its path.
+    /// The resources it takes, per node on its path (and on its worker).
     pub charges: Vec<NodeCharge>,
+    /// With remote workers: the worker it goes to (index into the pass's
+    /// [`WorkerSlots`](workers::WorkerSlots)).
+    pub worker: Option<usize>,
 }
 
 /// The outcome of a pass.
@@ -319,6 +323,17 @@ pub fn check_fits(input: &PassInput, job: usize, node: usize) -> Result<(), Wait
 
 /// Runs one scheduling pass. With `explain`, also says why each other task waits.
 pub fn plan(input: &PassInput, rng: &mut impl Rng, explain: bool) -> Plan {
+    plan_on(input, rng, explain, None)
+}
+
+/// [`plan`] for tasks that run on remote workers: each task that fits its nodes also
+/// needs a worker that `workers` places it on.
+pub fn plan_on(
+    input: &PassInput,
+    rng: &mut impl Rng,
+    explain: bool,
+    mut workers: Option<&mut workers::WorkerSlots>,
+) -> Plan {
     let config = input.config;
     let settings = &config.settings;
     let levels = &settings.levels;
@@ -421,12 +436,26 @@ pub fn plan(input: &PassInput, rng: &mut impl Rng, explain: bool) -> Plan {
             }
             return TryStart::DidNotRun;
         }
+        let mut charges = charges_for(config, input.nodes, job, n);
+        let mut worker = None;
+        if let Some(slots) = workers.as_deref_mut() {
+            match slots.place(config, job, input.nodes, n) {
+                workers::Placement::Worker(w) => {
+                    charges.push(slots.charge(config, job, w));
+                    worker = Some(w);
+                }
+                workers::Placement::DidNotRun | workers::Placement::DoNotRunMore => {
+                    started_names.remove(&(j, name));
+                    return TryStart::DidNotRun;
+                }
+            }
+        }
         blocks.take(defs, &path, &job.resources);
-        let charges = charges_for(config, input.nodes, job, n);
         plan.starts.push(PlannedStart {
             job: j,
             node: n,
             charges,
+            worker,
         });
         TryStart::Started
     };

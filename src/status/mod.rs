@@ -128,7 +128,8 @@ impl TaskStatus {
         )
     }
 
-    fn with_exception(bits: u32, message: impl Into<String>, time: i64) -> Self {
+    /// A status of `bits` with `data.exception = message`.
+    pub fn with_exception(bits: u32, message: impl Into<String>, time: i64) -> Self {
         let mut data = Map::new();
         data.insert("exception".into(), Value::String(message.into()));
         Self {

@@ -27,11 +27,22 @@ pub fn configured_backoff(status: &TaskStatus) -> BackoffDuration {
 
 /// Applies `new` (as parsed, backoff 0) over `stored`, given the backoff step `next`
 /// that was computed when the task started.
+///
+/// A status with a saved backoff (a lost worker's stand-in, whose `backoff` is the
+/// least wait that makes a second copy safe) keeps `next` as its saved step and
+/// waits at least that least wait (bistro-runtime §5.9).
 pub fn apply_status(
     stored: Option<&TaskStatus>,
     mut new: TaskStatus,
     next: BackoffDuration,
 ) -> TaskStatus {
+    let floor = if new.has(bits::HAS_SAVED_BACKOFF) {
+        let data = new.data.get_or_insert_with(Default::default);
+        data.insert(SAVED_BACKOFF_KEY.into(), Value::from(next.seconds));
+        new.backoff
+    } else {
+        0
+    };
     new.backoff = 0;
     if !new.has(bits::USES_BACKOFF) {
         return new;
@@ -47,6 +58,7 @@ pub fn apply_status(
             new.bits = (new.bits & !bits::ERROR) | bits::FAILED;
         }
     }
+    new.backoff = new.backoff.max(floor);
     new
 }
 
@@ -95,6 +107,31 @@ mod tests {
         let s = run(&b, Some(s), "error_backoff");
         assert!(s.is_failed());
         assert!(!s.has(bits::ERROR));
+    }
+
+    #[test]
+    fn a_lost_worker_s_task_waits_the_safety_margin_and_keeps_its_step() {
+        let b = BackoffSettings::parse(&json!([1, 2, 100, "fail"])).unwrap();
+        let lost = |time| TaskStatus {
+            bits: bits::ERROR | bits::USES_BACKOFF | bits::OVERWRITEABLE | bits::HAS_SAVED_BACKOFF,
+            data: None,
+            time,
+            backoff: 66,
+        };
+        let next = b.next(BackoffDuration::default());
+        let s = apply_status(None, lost(100), next);
+        assert_eq!(s.backoff, 66, "the safety margin wins over a 1 s step");
+        assert_eq!(configured_backoff(&s).seconds, 1, "the job's step is saved");
+        let s = apply_status(Some(&s), lost(200), b.next(configured_backoff(&s)));
+        assert_eq!((s.backoff, configured_backoff(&s).seconds), (66, 2));
+        let s = apply_status(Some(&s), lost(300), b.next(configured_backoff(&s)));
+        assert_eq!(s.backoff, 100, "a longer step wins over the margin");
+        let s = apply_status(Some(&s), lost(400), b.next(configured_backoff(&s)));
+        assert!(s.is_failed(), "a lost worker's task consumes a retry");
+        let mut forgiven = apply_status(None, lost(500), next);
+        forgive(&mut forgiven);
+        assert_eq!(configured_backoff(&forgiven).seconds, 0);
+        assert_eq!(forgiven.backoff, 66, "forgiving keeps the safety wait");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::context::{self, keys, NodesSnapshot, Resolved, RunFlags};
 use crate::nodes::{fetch_nodes, Nodes};
 use crate::resources::NodeCharge;
 use crate::runner::{build_launch, LaunchContext, Outcome, TaskRunner};
-use crate::scheduler::{plan, PassInput, Statuses, Waiting};
+use crate::scheduler::{plan_on, PassInput, Statuses, Waiting};
 use crate::state::StateDir;
 use crate::status::{apply_status, configured_backoff, TaskStatus};
 use crate::store::{LogKind, LogLine, LogStore, StatusStore, StoreError};
@@ -607,10 +607,18 @@ fn iterate(
         running: &running,
         now,
     };
-    let planned = plan(
+    // A dry run shows what the scheduler itself decides; placement on workers waits
+    // for the real pass.
+    let mut slots = if opts.dry_run {
+        None
+    } else {
+        runner.workers(&config, &running)
+    };
+    let planned = plan_on(
         &input,
         &mut rand::rngs::StdRng::from_entropy(),
         opts.dry_run,
+        slots.as_mut(),
     );
     if opts.dry_run {
         report.started = planned
@@ -650,8 +658,9 @@ fn iterate(
         nodes,
         worker_command: worker_command.as_deref(),
         worker_host: &host,
+        workers: slots.as_ref(),
     };
-    dispatch(
+    let placed = dispatch(
         &mut report,
         store,
         runner,
@@ -659,7 +668,11 @@ fn iterate(
         &config,
         &statuses,
         planned.starts,
-    )?;
+    );
+    if let Some(slots) = slots {
+        runner.placed(slots);
+    }
+    placed?;
     kill_orphans(
         &mut report,
         store,
@@ -863,6 +876,9 @@ fn dispatch_batch(
             invocation,
             &start.charges,
             statuses.get(&job.name, node),
+            start
+                .worker
+                .and_then(|w| ctx.workers.map(|slots| &slots.workers[w])),
         ) {
             Ok(l) => l,
             Err(e) => {
@@ -874,6 +890,7 @@ fn dispatch_batch(
                 continue;
             }
         };
+        let shard = launch.worker.clone();
         match runner.prepare(launch) {
             Ok(p) => prepared.push(p),
             Err(e) => {
@@ -881,7 +898,11 @@ fn dispatch_batch(
                 continue;
             }
         }
-        claims.push(new_run(job, node, invocation, start.charges, statuses));
+        let mut claim = new_run(job, node, invocation, start.charges, statuses);
+        if let Some(shard) = shard {
+            claim.worker_shard = shard;
+        }
+        claims.push(claim);
     }
     store.claim(&claims)?;
     let mut failed = Vec::new();

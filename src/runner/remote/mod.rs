@@ -3,7 +3,14 @@
 //! starting a task twice, and the runner that hands tasks to workers.
 
 pub mod health;
+pub mod hub;
+pub mod pool;
+pub mod protocol;
+mod runner;
 pub mod worker_set;
+
+pub use hub::{Hub, HubSettings};
+pub use runner::RemoteRunner;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
