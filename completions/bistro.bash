@@ -61,6 +61,9 @@ _bistro() {
             bistro,why)
                 cmd="bistro__subcmd__why"
                 ;;
+            bistro,worker)
+                cmd="bistro__subcmd__worker"
+                ;;
             bistro__subcmd__help,check)
                 cmd="bistro__subcmd__help__subcmd__check"
                 ;;
@@ -106,6 +109,9 @@ _bistro() {
             bistro__subcmd__help,why)
                 cmd="bistro__subcmd__help__subcmd__why"
                 ;;
+            bistro__subcmd__help,worker)
+                cmd="bistro__subcmd__help__subcmd__worker"
+                ;;
             *)
                 ;;
         esac
@@ -113,7 +119,7 @@ _bistro() {
 
     case "${cmd}" in
         bistro)
-            opts="-h -V --state-dir --config --color --help --version init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help"
+            opts="-h -V --state-dir --config --color --help --version init tick daemon run-task status logs check why kill forgive serve-http worker completions manpage supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -191,7 +197,7 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__daemon)
-            opts="-v -h --worker-command --instance-node-name --wait-lock --exit-when-done --config-update-ms --clean-statuses --log-retention --log-prune-frequency --nodes-update-ms --http --allow-remote --allow-host --verbose --state-dir --config --color --help"
+            opts="-v -h --worker-command --instance-node-name --wait-lock --exit-when-done --config-update-ms --clean-statuses --log-retention --log-prune-frequency --nodes-update-ms --http --allow-remote --allow-host --local --heartbeat-grace-period --healthcheck-period --healthcheck-grace-period --lose-unhealthy-worker-after --worker-check-interval --allow-bump-unhealthy-worker --unsure-if-running-check-initial-period --caution-startup-wait-for-workers --caution-worker-suicide-backoff-safety-margin-sec --caution-worker-suicide-task-kill-wait-ms --worker-call-timeout-ms --verbose --state-dir --config --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -230,6 +236,46 @@ _bistro() {
                     return 0
                     ;;
                 --allow-host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --heartbeat-grace-period)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --healthcheck-period)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --healthcheck-grace-period)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lose-unhealthy-worker-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --worker-check-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --unsure-if-running-check-initial-period)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --caution-startup-wait-for-workers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --caution-worker-suicide-backoff-safety-margin-sec)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --caution-worker-suicide-task-kill-wait-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --worker-call-timeout-ms)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -279,7 +325,7 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__help)
-            opts="init tick daemon run-task status logs check why kill forgive serve-http completions manpage supervise help"
+            opts="init tick daemon run-task status logs check why kill forgive serve-http worker completions manpage supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -489,6 +535,20 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__help__subcmd__why)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bistro__subcmd__help__subcmd__worker)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -819,6 +879,64 @@ _bistro() {
                 return 0
             fi
             case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bistro__subcmd__worker)
+            opts="-v -h --scheduler --token-file --worker-command --shard-id --listen --advertise --heartbeat-period-sec --call-timeout-ms --verbose --state-dir --config --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --scheduler)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --worker-command)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shard-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --advertise)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --heartbeat-period-sec)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --call-timeout-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -43,7 +43,8 @@ pub enum ControlError {
 
 /// Kills the running task of (job, node) with the job's `kill_subprocess` in
 /// `config` (the config in force; the global one for a job no longer in it), applied
-/// by its supervisor to the task's whole process group. A task that dies without
+/// by its supervisor to the task's whole process group (on a remote worker, the
+/// scheduler delivers the request to the worker). A task that dies without
 /// writing a status is recorded as `incomplete_backoff`, as in Bistro.
 pub fn kill(state: &StateDir, config: &Config, job: &str, node: &str) -> Result<(), ControlError> {
     let task = StatusStore::open(&state.statuses_db())?
@@ -66,8 +67,17 @@ pub fn kill(state: &StateDir, config: &Config, job: &str, node: &str) -> Result<
         node: node.to_string(),
         message,
     };
-    let signalled = crate::runner::request_kill(&state.invocation_dir(task.invocation), &request)
-        .map_err(signal_error)?;
+    let dir = state.invocation_dir(task.invocation);
+    if dir.join(crate::runner::remote::hub::REMOTE_FILE).exists() {
+        // On a remote worker: the scheduler, which holds the worker's identity,
+        // delivers the request at its next iteration.
+        return crate::state::write_replace(
+            &dir.join(crate::runner::supervisor::KILL_REQUEST_FILE),
+            &serde_json::to_vec(&request).expect("kill requests serialize"),
+        )
+        .map_err(|e| signal_error(e.to_string()));
+    }
+    let signalled = crate::runner::request_kill(&dir, &request).map_err(signal_error)?;
     if signalled {
         Ok(())
     } else {

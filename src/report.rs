@@ -30,6 +30,23 @@ pub struct StatusReport {
     /// Tasks still running that no job of the config counts: their job or node is
     /// gone (until they end or `kill_orphan_tasks_after_sec` kills them).
     pub orphans: Vec<OrphanReport>,
+    /// With remote workers: the scheduler's last view of them (its `workers.json`,
+    /// rewritten at each sweep; `as_of` says when).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<serde_json::Value>,
+}
+
+/// The remote workers as the scheduler last recorded them, with `as_of` (epoch
+/// seconds of the record), if this state dir has a scheduler with remote workers.
+pub fn workers(state: &StateDir) -> Option<serde_json::Value> {
+    let path = crate::runner::remote::hub::workers_file(state);
+    let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
+    let mut value: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+    let as_of = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    value.as_object_mut()?.insert("as_of".into(), as_of.into());
+    Some(value)
 }
 
 /// A running task that the config in force no longer accounts for.
@@ -219,6 +236,7 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
         jobs,
         tasks: filter.tasks.then_some(tasks),
         orphans: orphans(input),
+        workers: None,
     }
 }
 
@@ -307,6 +325,7 @@ pub fn from_state(
         config_error,
         now: crate::now(),
     };
-    let report = build(&input, filter);
+    let mut report = build(&input, filter);
+    report.workers = workers(state);
     Ok(StateReport { report, config })
 }

@@ -14,6 +14,7 @@ mod status;
 mod supervise;
 mod tick;
 mod why;
+mod worker;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -132,6 +133,7 @@ impl IterationFlags {
             log_prune_frequency_secs: self.log_prune_frequency,
             nodes_update_ms: self.nodes_update_ms,
             config_update_ms: 0,
+            on_workers: false,
         }
     }
 }
@@ -172,6 +174,8 @@ pub enum Command {
     Forgive(control::ForgiveArgs),
     /// Serve the REST API, a status page and metrics over the state dir (loopback only by default).
     ServeHttp(serve_http::ServeHttpArgs),
+    /// A remote worker: runs the tasks a `bistro daemon` without --worker-command sends it.
+    Worker(worker::WorkerArgs),
     /// Print a shell completion script.
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff) of bistro or of one subcommand.
@@ -196,6 +200,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Kill(args) => control::kill(&state, &cli, args),
         Command::Forgive(args) => control::forgive(&state, &cli, args),
         Command::ServeHttp(args) => serve_http::run(&state, &cli, args),
+        Command::Worker(args) => worker::run(&state, &cli, args),
         Command::Completions(args) => docs::completions(args),
         Command::Manpage(args) => docs::manpage(args),
         Command::Supervise(args) => supervise::run(&state, args),

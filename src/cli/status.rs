@@ -162,6 +162,47 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
             crate::time::rfc3339(o.start_time)
         )?;
     }
+    if let Some(workers) = report
+        .workers
+        .as_ref()
+        .and_then(|w| w["workers"].as_array())
+    {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED).set_header([
+            "WORKER",
+            "HOST",
+            "ADDRESS",
+            "STATE",
+            "LAST HEARTBEAT",
+        ]);
+        for w in workers {
+            let text = |k: &str| for_terminal(w[k].as_str().unwrap_or_default()).into_owned();
+            t.add_row(vec![
+                Cell::new(text("shard")),
+                Cell::new(text("hostname")),
+                Cell::new(text("addr")),
+                Cell::new(text("state")),
+                Cell::new(
+                    w["last_heartbeat"]
+                        .as_i64()
+                        .map(rfc3339)
+                        .unwrap_or_default(),
+                ),
+            ]);
+        }
+        writeln!(out, "{t}")?;
+        if let Some(wait) = report
+            .workers
+            .as_ref()
+            .and_then(|w| w["initial_wait"].as_str())
+        {
+            writeln!(
+                out,
+                "waiting for workers before starting tasks: {}",
+                for_terminal(wait)
+            )?;
+        }
+    }
     if let Some(tasks) = &report.tasks {
         let mut t = Table::new();
         t.load_preset(UTF8_FULL_CONDENSED).set_header([

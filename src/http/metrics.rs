@@ -134,6 +134,7 @@ mod tests {
             }],
             tasks: None,
             orphans: Vec::new(),
+            workers: None,
         };
         let tick = LastTick {
             time: 1700000000,

@@ -14,6 +14,7 @@ use super::snapshot::{NodesUnavailable, Snapshot, SnapshotError};
 use super::wire::{self, Deadlined, ReadError};
 use super::{envelope, metrics, page};
 use crate::report::{self, ReportFilter};
+use crate::runner::remote::Hub;
 use crate::state::{StateDir, StateError};
 use crate::tick::LastTick;
 use serde_json::{json, Value};
@@ -64,8 +65,9 @@ pub struct HttpOptions {
     /// How long a client has to send the whole request, and to read the answer
     /// (default 30 s).
     pub request_timeout: Duration,
-    /// Remote workers' calls (`POST /rpc/NAME`), when this server is a scheduler's.
-    pub rpc: Option<RpcEndpoint>,
+    /// The scheduler's remote workers: the server takes their calls (`POST
+    /// /rpc/NAME`) and serves their task logs with its own.
+    pub hub: Option<Arc<Hub>>,
 }
 
 impl Default for HttpOptions {
@@ -77,7 +79,7 @@ impl Default for HttpOptions {
             config: None,
             head_timeout: HEAD_TIMEOUT,
             request_timeout: REQUEST_TIMEOUT,
-            rpc: None,
+            hub: None,
         }
     }
 }
@@ -120,6 +122,7 @@ pub struct HttpServer {
     head_timeout: Duration,
     request_timeout: Duration,
     rpc: Option<RpcEndpoint>,
+    hub: Option<Arc<Hub>>,
 }
 
 /// Parses a listen address: a socket address, or `localhost:PORT`.
@@ -173,7 +176,11 @@ impl HttpServer {
             hosts,
             head_timeout: opts.head_timeout,
             request_timeout: opts.request_timeout,
-            rpc: opts.rpc.clone(),
+            rpc: opts.hub.as_ref().map(|hub| RpcEndpoint {
+                service: Arc::clone(hub) as Arc<dyn super::rpc::RpcService>,
+                secret: hub.secret_path().to_path_buf(),
+            }),
+            hub: opts.hub.clone(),
         })
     }
 
@@ -258,10 +265,11 @@ impl HttpServer {
             Ok(q) => q,
             Err(message) => return Reply::json(400, &Value::String(message)),
         };
-        let snap = match Snapshot::load(&self.state, self.config.as_deref()) {
+        let mut snap = match Snapshot::load(&self.state, self.config.as_deref()) {
             Ok(snap) => snap,
             Err(e) => return Reply::json(snapshot_status(&e), &Value::String(e.to_string())),
         };
+        snap.hub = self.hub.clone();
         // Read per request, so replacing the file rotates the token without a restart.
         let auth = match authorization {
             None => Err(AuthError::Missing),
@@ -331,7 +339,7 @@ impl HttpServer {
             Err(e) => return Err(Reply::error(500, &e.to_string())),
         };
         let (rows, running) = snap.statuses().map_err(|e| Reply::error(500, &e))?;
-        let report = report::build(
+        let mut report = report::build(
             &report::ReportInput {
                 config: &snap.config,
                 nodes,
@@ -342,6 +350,7 @@ impl HttpServer {
             },
             filter,
         );
+        report.workers = report::workers(&self.state);
         Ok((snap, report))
     }
 }

@@ -65,6 +65,8 @@ pub struct Snapshot {
     pub config_error: Option<ConfigLoadError>,
     /// Epoch seconds when the snapshot was taken.
     pub now: i64,
+    /// The scheduler's remote workers, when the server is a scheduler's with workers.
+    pub hub: Option<std::sync::Arc<crate::runner::remote::Hub>>,
     nodes: OnceCell<Result<Nodes, NodesUnavailable>>,
     statuses: OnceCell<Result<Statuses, String>>,
 }
@@ -99,6 +101,7 @@ impl Snapshot {
             raw,
             config_error: in_force.error,
             now: crate::now(),
+            hub: None,
             nodes: OnceCell::new(),
             statuses: OnceCell::new(),
         })

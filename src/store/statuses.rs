@@ -222,6 +222,53 @@ impl StatusStore {
             .map_err(sql_err(&self.path, "recording statuses"))
     }
 
+    /// Stores statuses that arrived for runs already ended here, each only where the
+    /// stored status is a stand-in (OVERWRITEABLE, e.g. `worker lost`) and no run of
+    /// the task is recorded as running. Returns the rows that were stored.
+    pub fn replace_overwriteable<'a>(
+        &mut self,
+        rows: &'a [StatusRow],
+    ) -> Result<Vec<&'a StatusRow>, StoreError> {
+        let err = || sql_err(&self.path, "recording late statuses");
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err())?;
+        let mut stored = Vec::new();
+        {
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE task_statuses SET bits = ?3, time = ?4, backoff = ?5, data = ?6
+                     WHERE job = ?1 AND node = ?2 AND (bits & ?7) != 0
+                       AND NOT EXISTS (SELECT 1 FROM running_tasks WHERE job = ?1 AND node = ?2)",
+                )
+                .map_err(err())?;
+            for row in rows {
+                let status = &row.status;
+                let data = status
+                    .data
+                    .as_ref()
+                    .map(|d| serde_json::to_string(d).expect("JSON serializes"));
+                let changed = update
+                    .execute(params![
+                        row.job,
+                        row.node,
+                        status.bits,
+                        status.time,
+                        status.backoff,
+                        data,
+                        crate::status::bits::OVERWRITEABLE
+                    ])
+                    .map_err(err())?;
+                if changed == 1 {
+                    stored.push(row);
+                }
+            }
+        }
+        tx.commit().map_err(err())?;
+        Ok(stored)
+    }
+
     /// The running task with this invocation id, if it is still recorded.
     pub fn running_invocation(
         &self,

@@ -36,6 +36,8 @@ pub struct TickOptions {
     pub nodes_update_ms: i64,
     /// How long a [`TickCache`] reuses the config before reading the file again.
     pub config_update_ms: u64,
+    /// Tasks run on remote workers, which bring the command of a job without one.
+    pub on_workers: bool,
 }
 
 /// A finished task as a tick recorded it.
@@ -104,6 +106,9 @@ pub struct TickReport {
     pub orphans_killed: Vec<KilledOrphan>,
     /// Orphans that could not be signalled.
     pub kill_errors: Vec<String>,
+    /// Lasting conditions the runner reports (e.g. a restarted scheduler waiting for
+    /// its remote workers before it starts anything).
+    pub runner_notes: Vec<String>,
     /// Tasks running after the tick.
     pub running: usize,
     /// How long a daemon waits before the next iteration.
@@ -158,6 +163,7 @@ impl TickReport {
                 .map(|e| lasting(format!("cannot fetch nodes, nothing new starts: {e}"))),
         );
         out.extend(self.usage_errors.iter().cloned().map(lasting));
+        out.extend(self.runner_notes.iter().cloned().map(lasting));
         out.extend(
             self.start_errors
                 .iter()
@@ -279,7 +285,46 @@ pub fn reap(
     for (task, _) in &results {
         runner.cleanup(task);
     }
+    record_late(store, runner, statuses, &mut finished)?;
     Ok((finished, still))
+}
+
+/// Records statuses reported for runs that had already ended here (their worker was
+/// lost meanwhile): each replaces the stand-in `worker lost` status, unless the task
+/// runs again or has a real status already, and never advances the backoff twice.
+fn record_late(
+    store: &mut StatusStore,
+    runner: &mut dyn TaskRunner,
+    statuses: &mut Statuses,
+    finished: &mut Vec<FinishedTask>,
+) -> Result<(), TickError> {
+    let late = runner.late_statuses();
+    if late.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<crate::store::StatusRow> = late
+        .into_iter()
+        .filter_map(|l| {
+            let stored = statuses.get(&l.task.job, &l.task.node)?;
+            let status = apply_status(Some(stored), l.status, configured_backoff(stored));
+            Some(crate::store::StatusRow {
+                attempts: statuses.attempts(&l.task.job, &l.task.node),
+                job: l.task.job,
+                node: l.task.node,
+                status,
+            })
+        })
+        .collect();
+    for row in store.replace_overwriteable(&rows)? {
+        statuses.insert(&row.job, &row.node, row.status.clone(), row.attempts);
+        finished.push(FinishedTask {
+            job: row.job.clone(),
+            node: row.node.clone(),
+            status: row.status.name().as_str(),
+            message: row.status.exception().map(str::to_string),
+        });
+    }
+    Ok(())
 }
 
 /// Applies, in memory only, the results of runs that finished since the last tick,
@@ -577,6 +622,7 @@ fn iterate(
         });
     }
     report.running = running.len();
+    report.runner_notes = runner.notes();
 
     let Resolved {
         config: in_force,
@@ -633,7 +679,7 @@ fn iterate(
         // What a real tick would refuse to start: a job with no command to run.
         for s in &planned.starts {
             let job = &config.jobs[s.job];
-            if job.command.is_empty() && worker_command.is_none() {
+            if job.command.is_empty() && worker_command.is_none() && !opts.on_workers {
                 let e = crate::runner::NoCommand {
                     job: job.name.clone(),
                 }

@@ -49,11 +49,6 @@ pub struct WorkerOptions {
     pub heartbeat_period_sec: i64,
     /// How long one call to the scheduler may take.
     pub call_timeout: Duration,
-    /// When dying, how long a task has between SIGTERM and SIGKILL; also the most a
-    /// job's own kill wait may be here (Bistro's
-    /// `CAUTION_worker_suicide_task_kill_wait_ms`, which the scheduler's safety
-    /// backoff for lost workers counts on).
-    pub suicide_kill_wait_ms: i64,
 }
 
 /// Why a worker stopped. Any end of a worker is exit code 1 for Bistro, except a
@@ -86,6 +81,8 @@ struct TaskEntry {
     task: TaskRef,
     /// For a healthcheck: its start time on the scheduler's clock.
     healthcheck: Option<i64>,
+    /// Its kill wait when the worker dies.
+    suicide_kill_wait_ms: i64,
     /// Its status is in the outbox.
     finished: bool,
 }

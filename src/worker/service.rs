@@ -117,6 +117,7 @@ fn run_task(shared: &Shared, request: RunTaskRequest) -> Result<Value, RpcRefusa
         TaskEntry {
             task: task.clone(),
             healthcheck: healthcheck.then_some(task.invocation.start_time),
+            suicide_kill_wait_ms: request.suicide_kill_wait_ms,
             finished: false,
         },
     );

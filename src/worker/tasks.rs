@@ -69,7 +69,7 @@ pub(super) fn launch(shared: &Shared, request: &RunTaskRequest) -> Result<Launch
             kill_wait_ms: request
                 .kill_subprocess
                 .kill_wait_ms
-                .min(shared.opts.suicide_kill_wait_ms),
+                .min(request.suicide_kill_wait_ms),
             ..request.kill_subprocess
         },
         worker_pid: Some(std::process::id() as i32),
@@ -158,13 +158,15 @@ fn start(shared: &Shared, runner: &mut LocalRunner, request: &RunTaskRequest) {
 /// wait) and waits until their supervisors have recorded their ends, then gives the
 /// status reporter a moment to deliver them.
 pub(super) fn kill_all(shared: &Shared) {
-    let request = KillRequest {
-        method: KillMethod::TermWaitKill,
-        kill_wait_ms: shared.opts.suicide_kill_wait_ms,
-    };
-    let deadline = std::time::Instant::now()
-        + Duration::from_millis(shared.opts.suicide_kill_wait_ms.max(0) as u64)
-        + Duration::from_secs(10);
+    let longest_wait = shared
+        .core()
+        .tasks
+        .values()
+        .map(|e| e.suicide_kill_wait_ms.max(0) as u64)
+        .max()
+        .unwrap_or(0);
+    let deadline =
+        std::time::Instant::now() + Duration::from_millis(longest_wait) + Duration::from_secs(10);
     let mut asked = std::collections::HashSet::new();
     loop {
         let unfinished: Vec<TaskEntry> = shared
@@ -179,6 +181,10 @@ pub(super) fn kill_all(shared: &Shared) {
         }
         for entry in unfinished {
             if asked.insert(entry.task.invocation) {
+                let request = KillRequest {
+                    method: KillMethod::TermWaitKill,
+                    kill_wait_ms: entry.suicide_kill_wait_ms,
+                };
                 let dir = shared.state.invocation_dir(entry.task.invocation);
                 if let Err(e) = request_kill(&dir, &request) {
                     tracing::error!("killing {}/{}: {e}", entry.task.job, entry.task.node);

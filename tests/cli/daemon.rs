@@ -139,7 +139,10 @@ fn exit_when_done_waits_for_tasks_in_backoff() {
 fn exit_when_done_without_a_usable_config_exits_2() {
     let env = Env::new();
     env.config("{ not json");
-    let out = env.cmd(&["daemon", "--exit-when-done"]).output().unwrap();
+    let out = env
+        .cmd(&["daemon", "--local", "--exit-when-done"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -166,7 +169,10 @@ fn sigterm_stops_the_daemon_while_tasks_run_on_and_a_restart_records_them() {
     assert_eq!(running_count(&env), 2, "the tasks outlive the daemon");
 
     std::fs::write(env.path("release"), "").unwrap();
-    let out = env.cmd(&["daemon", "--exit-when-done"]).output().unwrap();
+    let out = env
+        .cmd(&["daemon", "--local", "--exit-when-done"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(all_done(&env.status_json(&[]), "j"));
     let ledger = Ledger::read(&ledger);
@@ -180,7 +186,7 @@ fn a_daemon_killed_mid_run_loses_no_status_and_starts_nothing_twice() {
     daemon.signal(Signal::SIGKILL);
     daemon.wait();
 
-    let restarted = Daemon::start(&env, &["--exit-when-done"]);
+    let restarted = Daemon::start(&env, &["--local", "--exit-when-done"]);
     env.wait_for("the restarted daemon to see the runs", || {
         read(&ledger)
             .lines()
@@ -346,7 +352,10 @@ fn clean_statuses_runs_everything_again_but_not_when_the_start_fails() {
 fn exit_when_done_with_a_job_it_cannot_start_exits_2_saying_why_once() {
     let env = Env::new();
     env.config(&config_with_jobs(4, r#""bistro_job->j": {"owner": "me"}"#));
-    let out = env.cmd(&["daemon", "--exit-when-done"]).output().unwrap();
+    let out = env
+        .cmd(&["daemon", "--local", "--exit-when-done"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -376,7 +385,10 @@ fn exit_when_done_lets_backoffs_finish_before_giving_up_on_a_job_without_command
             task.display()
         ),
     ));
-    let out = env.cmd(&["daemon", "--exit-when-done"]).output().unwrap();
+    let out = env
+        .cmd(&["daemon", "--local", "--exit-when-done"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
         all_done(&env.status_json(&[]), "retried"),

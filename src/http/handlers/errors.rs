@@ -29,6 +29,11 @@ pub(super) fn errors(snap: &Snapshot) -> Result<Value, String> {
     } else if let Err(e) = snap.nodes() {
         problems.push(("bistro_settings.nodes".into(), e.to_string()));
     }
+    // A restarted scheduler starts nothing until its remote workers are back.
+    let workers = crate::report::workers(&snap.state);
+    if let Some(wait) = workers.as_ref().and_then(|w| w["initial_wait"].as_str()) {
+        problems.push(("RemoteWorkerRunner initial wait".into(), wait.to_string()));
+    }
     let mut out: Map<String, Value> = Map::new();
     for (key, message) in problems {
         match out.get_mut(&key) {

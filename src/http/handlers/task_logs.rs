@@ -8,7 +8,7 @@
 
 use super::{integer, strings, Params};
 use crate::http::Snapshot;
-use crate::store::{LogKind, LogStore, PageQuery};
+use crate::store::{LogKind, LogRow, LogStore, PageQuery};
 use regex::Regex;
 use serde_json::{json, Value};
 
@@ -99,22 +99,61 @@ pub fn page(store: &LogStore, request: &LogsRequest) -> Result<Value, String> {
     } else {
         -1
     };
+    Ok(lines_json(&rows, request, next))
+}
+
+/// `{"next_line_id", "lines"}` for rows of a page, with the regex applied.
+fn lines_json(rows: &[LogRow], request: &LogsRequest, next: i64) -> Value {
     let lines: Vec<Value> = rows
         .iter()
         .filter(|r| request.regex.as_ref().is_none_or(|re| re.is_match(&r.line)))
         .map(|r| json!([r.job, r.node, r.time(), r.line, r.id.to_string()]))
         .collect();
-    Ok(json!({"next_line_id": next.to_string(), "lines": lines}))
+    json!({"next_line_id": next.to_string(), "lines": lines})
 }
 
 pub(super) fn task_logs(params: &Params, snap: &Snapshot) -> Result<Value, String> {
     let request = parse(params)?;
     let path = snap.state.logs_db();
-    if !path.exists() {
-        return Ok(json!({"next_line_id": "-1", "lines": []}));
+    let local = if path.exists() {
+        let store = LogStore::open(&path).map_err(|e| e.to_string())?;
+        Some(store)
+    } else {
+        None
+    };
+    match &snap.hub {
+        // Tasks that ran on workers logged there: one page over every log.
+        Some(hub) => {
+            let mut rows = match &local {
+                Some(store) => store
+                    .page(&PageQuery {
+                        limit: request.query.limit + 1,
+                        ..request.query.clone()
+                    })
+                    .map_err(|e| e.to_string())?,
+                None => Vec::new(),
+            };
+            rows.extend(hub.worker_logs(&request.query, request.query.limit + 1)?);
+            Ok(page_of(rows, &request))
+        }
+        None => match &local {
+            Some(store) => page(store, &request),
+            None => Ok(json!({"next_line_id": "-1", "lines": []})),
+        },
     }
-    let store = LogStore::open(&path).map_err(|e| e.to_string())?;
-    page(&store, &request)
+}
+
+/// One page from rows gathered from several logs: sorted in the page's order, the
+/// first `limit` kept, and the next one's id to continue from.
+fn page_of(mut rows: Vec<LogRow>, request: &LogsRequest) -> Value {
+    rows.sort_by_key(|r| r.id);
+    if !request.query.ascending {
+        rows.reverse();
+    }
+    let limit = request.query.limit;
+    let next = rows.get(limit).map_or(-1, |r| r.id);
+    rows.truncate(limit);
+    lines_json(&rows, request, next)
 }
 
 #[cfg(test)]

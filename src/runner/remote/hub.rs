@@ -96,6 +96,15 @@ pub struct Hub {
     inner: Mutex<Inner>,
 }
 
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("state", &self.state.root())
+            .field("scheduler", &self.lock().pool.id())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Hub {
     /// A hub for a scheduler starting now over `state`; workers present the secret in
     /// `STATE/worker.token` (created on first need).
@@ -153,6 +162,11 @@ impl Hub {
             Duration::from_secs(self.settings.pool.health.worker_check_interval().max(1) as u64);
         while !stop.load(Ordering::SeqCst) {
             self.sweep();
+            let text = serde_json::to_string(&self.workers_json()).expect("serializes");
+            if let Err(e) = crate::state::write_replace(&workers_file(&self.state), text.as_bytes())
+            {
+                tracing::warn!("recording the workers for `bistro status`: {e}");
+            }
             let until = std::time::Instant::now() + period;
             while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(20));
@@ -227,6 +241,7 @@ impl Hub {
             notify_seq: 0,
             task_subprocess: Default::default(),
             kill_subprocess: Default::default(),
+            suicide_kill_wait_ms: self.settings.pool.health.worker_suicide_task_kill_wait_ms(),
         };
         if let Err(e) = self.call_worker(&worker.addr, calls::RUN_TASK, &request) {
             tracing::info!("healthcheck of worker {}: {e}", worker.shard);
@@ -437,6 +452,49 @@ impl Hub {
         out
     }
 
+    /// One page of every live worker's log as `query` asks, at most `limit` lines
+    /// from each (the caller merges them with its own). A worker that cannot answer
+    /// fails the whole page, so a page never silently misses lines.
+    pub fn worker_logs(
+        &self,
+        query: &crate::store::PageQuery,
+        limit: usize,
+    ) -> Result<Vec<crate::store::LogRow>, String> {
+        let workers: Vec<WorkerInfo> = self
+            .lock()
+            .pool
+            .workers()
+            .filter(|w| w.health.state != super::health::WorkerState::MustDie)
+            .map(|w| w.info.clone())
+            .collect();
+        let request = super::protocol::TaskLogsRequest {
+            kind: query.kind.table().to_string(),
+            jobs: query.jobs.clone(),
+            nodes: query.nodes.clone(),
+            from: query.from,
+            ascending: query.ascending,
+            limit,
+        };
+        let mut rows = Vec::new();
+        for worker in workers {
+            let answer = self
+                .call_worker(&worker.addr, calls::TASK_LOGS, &request)
+                .map_err(|e| format!("reading the task logs of worker {}: {e}", worker.shard))?;
+            let answer: super::protocol::TaskLogsResponse = serde_json::from_value(answer)
+                .map_err(|e| format!("worker {} answered task logs badly: {e}", worker.shard))?;
+            rows.extend(answer.lines.into_iter().map(|(job, node, id, line)| {
+                crate::store::LogRow {
+                    kind: query.kind,
+                    job,
+                    node,
+                    id,
+                    line,
+                }
+            }));
+        }
+        Ok(rows)
+    }
+
     /// The workers for `status`, the status page and the API.
     pub fn workers_json(&self) -> Value {
         let inner = self.lock();
@@ -462,6 +520,12 @@ impl Hub {
             "workers": workers,
         })
     }
+}
+
+/// Where a scheduler with remote workers keeps their last known states, for
+/// `bistro status` and the status page (rewritten after each sweep).
+pub fn workers_file(state: &StateDir) -> PathBuf {
+    state.root().join("workers.json")
 }
 
 /// Reads where a run went, if it was sent to a worker.

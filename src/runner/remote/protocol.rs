@@ -130,6 +130,10 @@ pub struct RunTaskRequest {
     pub task_subprocess: TaskSubprocess,
     /// How to kill it.
     pub kill_subprocess: KillRequest,
+    /// How long the task has between SIGTERM and SIGKILL when its worker dies
+    /// (`CAUTION_worker_suicide_task_kill_wait_ms`, which the scheduler's safety
+    /// backoff for lost workers counts on; the job's own kill wait is capped by it).
+    pub suicide_kill_wait_ms: i64,
 }
 
 /// The body of [`calls::RUNNING_TASKS`].

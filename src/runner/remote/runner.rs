@@ -7,7 +7,11 @@ use super::hub::{read_remote, Hub, LateStatus, RemoteRun, REMOTE_FILE};
 use super::protocol::{calls, KillTaskRequest, RunTaskRequest, TaskRef};
 use crate::config::{Config, KillRequest};
 use crate::http::client::ClientError;
+use crate::runner::supervisor::KILL_REQUEST_FILE;
 use crate::runner::{Launch, Outcome, PreparedTask, RunnerError, TaskRunner, LAUNCH_FILE};
+
+/// Marks a kill request as delivered to the worker.
+const KILL_SENT_FILE: &str = "kill.sent";
 use crate::scheduler::workers::{KnownWorker, WorkerSlots};
 use crate::status::{bits, TaskStatus, SAVED_BACKOFF_KEY};
 use crate::task::RunningTask;
@@ -115,6 +119,12 @@ impl TaskRunner for RemoteRunner {
             notify_seq: seq,
             task_subprocess: launch.task_subprocess.clone(),
             kill_subprocess: launch.kill_subprocess,
+            suicide_kill_wait_ms: self
+                .hub
+                .settings
+                .pool
+                .health
+                .worker_suicide_task_kill_wait_ms(),
         };
         self.hub.lock().runs.insert(launch.invocation, run.clone());
         self.pending.insert(launch.invocation, (run, request));
@@ -152,7 +162,7 @@ impl TaskRunner for RemoteRunner {
 
     fn check(&mut self, task: &RunningTask) -> Outcome {
         let dir = self.hub.state.invocation_dir(task.invocation);
-        let inner = self.hub.lock();
+        let mut inner = self.hub.lock();
         if let Some(result) = crate::runner::read_result(&dir) {
             return Outcome::Finished(result);
         }
@@ -166,6 +176,10 @@ impl TaskRunner for RemoteRunner {
             drop(inner);
             return crate::runner::local_outcome(&dir, task);
         };
+        inner
+            .runs
+            .entry(task.invocation)
+            .or_insert_with(|| run.clone());
         if inner.pool.initial_wait().is_some() {
             return Outcome::Running;
         }
@@ -228,6 +242,40 @@ impl TaskRunner for RemoteRunner {
                 Ok(false)
             }
             Err(e) => Err(err(&run.task, e.to_string())),
+        }
+    }
+
+    /// Delivers kill requests left by `bistro kill` or the `kill_task` handler
+    /// (`kill.json` in a remote run's directory) to the runs' workers.
+    fn tidy_up(&mut self) {
+        let runs: Vec<RemoteRun> = self.hub.lock().runs.values().cloned().collect();
+        for run in runs {
+            let dir = self.hub.state.invocation_dir(run.task.invocation);
+            let sent = dir.join(KILL_SENT_FILE);
+            if sent.exists() {
+                continue;
+            }
+            let Some(request) = std::fs::read(dir.join(KILL_REQUEST_FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<KillRequest>(&b).ok())
+            else {
+                continue;
+            };
+            let task = RunningTask {
+                job: run.task.job.clone(),
+                node: run.task.node.clone(),
+                invocation: run.task.invocation,
+                charges: Vec::new(),
+                next_backoff: Default::default(),
+                attempts: 0,
+                worker_shard: run.shard.clone(),
+            };
+            match self.kill(&task, &request) {
+                Ok(_) => {
+                    let _ = std::fs::write(&sent, b"");
+                }
+                Err(e) => tracing::warn!("delivering a kill request: {e}"),
+            }
         }
     }
 
