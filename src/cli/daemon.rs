@@ -168,17 +168,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> anyhow::Res
         return Ok(super::ExitCode::Usage as i32);
     }
     let hub = if remote {
-        let hub = Arc::new(Hub::new(state, args.remote.hub_settings())?);
-        if let Some(warning) = args
-            .remote
-            .hub_settings()
-            .pool
-            .health
-            .initial_wait_warning()
-        {
-            tracing::warn!("{warning}");
-        }
-        Some(hub)
+        Some(Arc::new(Hub::new(state, args.remote.hub_settings())?))
     } else {
         None
     };
@@ -199,6 +189,16 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> anyhow::Res
         Some(listen) => Some(start_http(state, cli, args, listen, stop, hub.as_ref())?),
         None => None,
     };
+    // After the `listening on` line, which scripts wait for first.
+    if let Some(warning) = hub.as_ref().and_then(|_| {
+        args.remote
+            .hub_settings()
+            .pool
+            .health
+            .initial_wait_warning()
+    }) {
+        tracing::warn!("{warning}");
+    }
     let sweeps = hub.as_ref().map(|hub| {
         let hub = Arc::clone(hub);
         std::thread::spawn(move || hub.run_sweeps(stop))

@@ -11,6 +11,7 @@ mod disk_full;
 mod faults;
 mod http;
 mod process_hygiene;
+mod remote;
 mod run_task;
 mod scheduling;
 mod status_lines;

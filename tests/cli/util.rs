@@ -389,6 +389,11 @@ impl Served {
         }
     }
 
+    /// The server process's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     /// `POST /` with a JSON body; returns the status and the JSON answer.
     pub fn post(&self, body: &str) -> (u16, Value) {
         let reply = self.request("POST", "/", &[], body.as_bytes());
