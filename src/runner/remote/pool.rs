@@ -172,8 +172,10 @@ impl WorkerPool {
         let shard = &worker.shard;
         let current = self.workers[shard].info.clone();
         if current.lock != worker.lock {
-            self.update_health(shard, now, actions);
-            let state = self.workers[shard].health.state;
+            // As Bistro: only compute the current worker's state here. Applying it
+            // would, for a worker lost since the last sweep, add a second suicide
+            // request ("just became lost") to the one below.
+            let state = self.computed_state(shard, now);
             let reason = if state == WorkerState::MustDie {
                 "Current lost worker was replaced"
             } else if self.settings.allow_bump_unhealthy_worker && state != WorkerState::Healthy {
@@ -241,6 +243,19 @@ impl WorkerPool {
         }
     }
 
+    /// What the health function says of the shard's current worker at `now`, without
+    /// applying it.
+    fn computed_state(&self, shard: &str, now: i64) -> WorkerState {
+        let w = &self.workers[shard];
+        let timeouts = self
+            .settings
+            .health
+            .worker_timeouts(w.info.heartbeat_period_sec);
+        w.health
+            .compute_state(now, &timeouts, self.sets.may_become_healthy(shard))
+            .state
+    }
+
     /// Runs the health function on one worker; a worker just lost is told to die.
     fn update_health(&mut self, shard: &str, now: i64, actions: &mut Vec<Action>) {
         let allowed = self.sets.may_become_healthy(shard);
@@ -270,7 +285,7 @@ impl WorkerPool {
             tracing::warn!("worker {} ({}) was lost", shard, w.info.id);
             actions.push(Action::Suicide {
                 worker: w.info.clone(),
-                reason: "Worker was lost".into(),
+                reason: "Current worker just became lost".into(),
             });
             self.lose(shard);
         } else if update.became_unhealthy() {
@@ -429,3 +444,6 @@ impl WorkerPool {
         Some(w.notify_seq)
     }
 }
+
+#[cfg(test)]
+mod tests;
