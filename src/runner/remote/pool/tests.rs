@@ -79,21 +79,24 @@ fn healthcheck(w: &WorkerInfo, new_worker: bool, sent_at: i64) -> Action {
     }
 }
 
-/// Bistro's `initializeWorker`: a first heartbeat makes a NEW worker, the sweep asks
-/// for its running tasks and a new-worker healthcheck, and the fetch makes it
+/// What a NEW worker is due: its running tasks and a new-worker healthcheck.
+fn new_worker_checks(w: &WorkerInfo, now: i64) -> Vec<Action> {
+    vec![
+        Action::FetchRunning { worker: w.clone() },
+        healthcheck(w, true, now),
+    ]
+}
+
+/// Bistro's `initializeWorker`: a first heartbeat makes a NEW worker and asks for
+/// its running tasks and a new-worker healthcheck, and the fetch makes it
 /// UNHEALTHY. Returns the set id the heartbeat reply carried.
 fn initialize(pool: &mut WorkerPool, w: &WorkerInfo, now: i64) -> WorkerSetId {
     let (answer, actions) = beat(pool, w, WorkerSetId::empty(), now);
     let answer = answer.expect("accepted");
     assert_eq!(answer.worker_state, WorkerState::New);
-    assert_eq!(actions, vec![]);
-    assert_eq!(
-        pool.sweep(now),
-        vec![
-            Action::FetchRunning { worker: w.clone() },
-            healthcheck(w, true, now)
-        ]
-    );
+    assert_eq!(actions, new_worker_checks(w, now));
+    // The fetch is in flight and the healthcheck not due: the sweep asks nothing.
+    assert_eq!(pool.sweep(now), vec![]);
     assert_eq!(state(pool), WorkerState::New);
     assert!(pool.running_fetched(w, now));
     assert_eq!(state(pool), WorkerState::Unhealthy);
@@ -163,7 +166,8 @@ fn worker_blocked_only_by_consensus_is_not_lost() {
             pool.healthcheck_done(SHARD, w.id, -1);
             let (answer, actions) = beat(&mut pool, &w, WorkerSetId::empty(), -1);
             assert_eq!(answer.unwrap().worker_state, WorkerState::Unhealthy);
-            assert_eq!(actions, vec![]);
+            // Its last healthcheck was sent when it was created: one is due.
+            assert_eq!(actions, vec![healthcheck(&w, false, -1)]);
         }
         assert_eq!(state(&pool), WorkerState::Unhealthy);
 
@@ -234,17 +238,11 @@ fn worker_replacement_follows_machine_lock_and_health() {
     assert_eq!(answer.worker_state, WorkerState::New);
     // v1 added w1, v2 removed it, v3 added w2.
     assert_eq!(answer.worker_set_id.version, 3);
-    assert_eq!(actions, vec![]);
+    assert_eq!(actions, new_worker_checks(&w2, t), "no suicide");
     assert_eq!(pool.worker(SHARD).unwrap().info, w2);
     assert!(!pool.is_live(w1.id), "the old instance's tasks are lost");
     assert!(pool.is_live(w2.id));
-    assert_eq!(
-        pool.sweep(t),
-        vec![
-            Action::FetchRunning { worker: w2.clone() },
-            healthcheck(&w2, true, t)
-        ]
-    );
+    assert_eq!(pool.sweep(t), vec![]);
     assert!(pool.running_fetched(&w2, t));
     make_healthy(&mut pool, &w2, t);
 
@@ -262,11 +260,10 @@ fn worker_replacement_follows_machine_lock_and_health() {
     let w3 = worker(501, 2);
     let (answer, actions) = beat(&mut pool, &w3, WorkerSetId::empty(), t);
     assert_eq!(answer.unwrap().worker_state, WorkerState::New);
-    assert_eq!(actions, vec![]);
+    assert_eq!(actions, new_worker_checks(&w3, t), "no suicide");
     assert_eq!(pool.worker(SHARD).unwrap().info, w3);
     assert!(!pool.worker(SHARD).unwrap().health.has_been_healthy);
     assert!(!pool.is_live(w2.id));
-    pool.sweep(t);
     assert!(pool.running_fetched(&w3, t));
     make_healthy(&mut pool, &w3, t);
 
@@ -301,10 +298,9 @@ fn worker_replacement_follows_machine_lock_and_health() {
     pool.settings.allow_bump_unhealthy_worker = true;
     let (answer, actions) = beat(&mut pool, &w4, WorkerSetId::empty(), t);
     assert_eq!(answer.unwrap().worker_state, WorkerState::New);
-    assert_eq!(
-        actions,
-        vec![suicide(&w3, "Current unhealthy worker was replaced")]
-    );
+    let mut expected = vec![suicide(&w3, "Current unhealthy worker was replaced")];
+    expected.extend(new_worker_checks(&w4, t));
+    assert_eq!(actions, expected);
     assert_eq!(pool.worker(SHARD).unwrap().info, w4);
     assert!(!pool.is_live(w3.id));
 
@@ -312,10 +308,9 @@ fn worker_replacement_follows_machine_lock_and_health() {
     let w5 = on_next_port(&w4, 5);
     let (answer, actions) = beat(&mut pool, &w5, WorkerSetId::empty(), t);
     assert_eq!(answer.unwrap().worker_state, WorkerState::New);
-    assert_eq!(
-        actions,
-        vec![suicide(&w4, "Current unhealthy worker was replaced")]
-    );
+    let mut expected = vec![suicide(&w4, "Current unhealthy worker was replaced")];
+    expected.extend(new_worker_checks(&w5, t));
+    assert_eq!(actions, expected);
     assert_eq!(pool.worker(SHARD).unwrap().info, w5);
 
     // Still NEW past the loss timeout (counted from its creation): lost.
@@ -341,10 +336,9 @@ fn worker_replacement_follows_machine_lock_and_health() {
     let w6 = on_next_port(&w5, 6);
     let (answer, actions) = beat(&mut pool, &w6, WorkerSetId::empty(), t);
     assert_eq!(answer.unwrap().worker_state, WorkerState::New);
-    assert_eq!(
-        actions,
-        vec![suicide(&w5, "Current lost worker was replaced")]
-    );
+    let mut expected = vec![suicide(&w5, "Current lost worker was replaced")];
+    expected.extend(new_worker_checks(&w6, t));
+    assert_eq!(actions, expected);
     assert_eq!(pool.worker(SHARD).unwrap().info, w6);
     assert!(!pool.worker(SHARD).unwrap().health.has_been_healthy);
     assert!(pool.is_live(w6.id));
@@ -362,10 +356,9 @@ fn unswept_lost_worker_is_replaced_with_one_suicide_request() {
     let t = 500 + 1;
     let (answer, actions) = beat(&mut pool, &w2, WorkerSetId::empty(), t);
     assert_eq!(answer.unwrap().worker_state, WorkerState::New);
-    assert_eq!(
-        actions,
-        vec![suicide(&w1, "Current lost worker was replaced")]
-    );
+    let mut expected = vec![suicide(&w1, "Current lost worker was replaced")];
+    expected.extend(new_worker_checks(&w2, t));
+    assert_eq!(actions, expected);
     assert!(!pool.is_live(w1.id));
     // v1 added w1, v2 removed it, v3 added w2.
     assert_eq!(pool.sets.current().version, 3);
@@ -442,7 +435,7 @@ fn protocol_mismatch_is_refused_and_not_added() {
     let w = worker(500, 1);
     let (answer, actions) = beat(&mut pool, &w, WorkerSetId::empty(), 0);
     let answer = answer.unwrap();
-    assert_eq!(actions, vec![]);
+    assert_eq!(actions, new_worker_checks(&w, 0));
     assert_eq!(answer.id, scheduler());
     assert_eq!(answer.protocol_version, PROTOCOL_VERSION);
     assert_eq!(answer.worker_state, WorkerState::New);
@@ -523,4 +516,64 @@ fn initial_wait_holds_while_a_worker_is_new() {
     assert!(pool.running_fetched(&w, 20));
     pool.sweep(21);
     assert_eq!(pool.initial_wait(), None);
+}
+
+/// The workers the previous scheduler knew all reconnect with its set id: the wait
+/// ends long before the safe wait, but only once none of them is NEW.
+#[test]
+fn initial_wait_ends_early_on_worker_set_consensus_once_no_worker_is_new() {
+    let mut pool = pool_at(0);
+    let mut w2 = worker(600, 2);
+    w2.shard = "w2".into();
+    let w1 = worker(500, 1);
+    let mut previous = WorkerSetId {
+        scheduler: InstanceId {
+            start_time: -50,
+            rand: 3,
+        },
+        version: 9,
+        hash: SetHash::default(),
+    };
+    previous.hash.add(w1.id);
+    previous.hash.add(w2.id);
+
+    beat(&mut pool, &w1, previous, 1).0.unwrap();
+    pool.sweep(1);
+    let msg = pool.initial_wait().expect("w2 has not reconnected");
+    assert!(msg.contains("No initial worker set ID consensus"), "{msg}");
+
+    beat(&mut pool, &w2, previous, 2).0.unwrap();
+    pool.sweep(2);
+    let msg = pool.initial_wait().expect("both are NEW");
+    assert!(msg.starts_with("Ready to exit initial wait, but "), "{msg}");
+
+    assert!(pool.running_fetched(&w1, 3));
+    pool.sweep(3);
+    assert!(pool.initial_wait().is_some(), "w2 is still NEW");
+    assert!(pool.running_fetched(&w2, 3));
+    pool.sweep(4);
+    assert_eq!(pool.initial_wait(), None);
+}
+
+/// Replies about an instance that is no longer the shard's change nothing.
+#[test]
+fn healthchecks_and_fetches_of_a_replaced_instance_are_ignored() {
+    let mut pool = pool_at(0);
+    let w1 = worker(500, 1);
+    initialize(&mut pool, &w1, 0);
+    let w2 = worker(501, 1);
+    beat(&mut pool, &w2, WorkerSetId::empty(), 0).0.unwrap();
+    pool.healthcheck_done(SHARD, w1.id, 50);
+    assert_eq!(
+        pool.worker(SHARD).unwrap().health.last_good_healthcheck,
+        i64::MIN
+    );
+    assert!(!pool.running_fetched(&w1, 0));
+    assert_eq!(state(&pool), WorkerState::New);
+    pool.healthcheck_done(SHARD, w2.id, 50);
+    assert_eq!(pool.worker(SHARD).unwrap().health.last_good_healthcheck, 50);
+    // A new instance starts its notify sequence afresh.
+    assert_eq!(pool.next_notify_seq(SHARD), Some(1));
+    assert_eq!(pool.next_notify_seq(SHARD), Some(2));
+    assert_eq!(pool.next_notify_seq("w9"), None);
 }
