@@ -235,3 +235,6 @@ fn placement_host<'a>(job: &'a Job, nodes: &'a Nodes, node: usize) -> Option<&'a
         .find(|&i| nodes.list[i].level == level)
         .map(|i| nodes.list[i].name.as_str())
 }
+
+#[cfg(test)]
+mod tests;

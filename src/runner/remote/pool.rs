@@ -107,7 +107,9 @@ impl WorkerPool {
     }
 
     /// Takes a heartbeat (§5.4): registers, replaces or refuses the worker, updates
-    /// its health, and answers with its state. An `Err` is a refusal to send back.
+    /// its health, queues the calls it is due as a sweep would (a NEW worker's
+    /// running-task fetch and healthcheck, a healthcheck when one is due), and answers
+    /// with its state. An `Err` is a refusal to send back.
     pub fn heartbeat(
         &mut self,
         request: &HeartbeatRequest,
@@ -148,6 +150,9 @@ impl WorkerPool {
         self.sets
             .record_echo(&shard, worker.id, &request.worker_set_id);
         self.update_health_with(&shard, now, allowed, &mut actions);
+        // As Bistro (§5.5): every heartbeat also runs the sweep's per-worker work, so
+        // a new worker's running tasks are fetched at once.
+        self.queue_checks(&shard, now, &mut actions);
         let state = self.workers[&shard].health.state;
         let response = HeartbeatResponse {
             id: self.id,
@@ -172,8 +177,10 @@ impl WorkerPool {
         let shard = &worker.shard;
         let current = self.workers[shard].info.clone();
         if current.lock != worker.lock {
-            self.update_health(shard, now, actions);
-            let state = self.workers[shard].health.state;
+            // As Bistro: only compute the current worker's state here. Applying it
+            // would, for a worker lost since the last sweep, add a second suicide
+            // request ("just became lost") to the one below.
+            let state = self.computed_state(shard, now);
             let reason = if state == WorkerState::MustDie {
                 "Current lost worker was replaced"
             } else if self.settings.allow_bump_unhealthy_worker && state != WorkerState::Healthy {
@@ -241,6 +248,19 @@ impl WorkerPool {
         }
     }
 
+    /// What the health function says of the shard's current worker at `now`, without
+    /// applying it.
+    fn computed_state(&self, shard: &str, now: i64) -> WorkerState {
+        let w = &self.workers[shard];
+        let timeouts = self
+            .settings
+            .health
+            .worker_timeouts(w.info.heartbeat_period_sec);
+        w.health
+            .compute_state(now, &timeouts, self.sets.may_become_healthy(shard))
+            .state
+    }
+
     /// Runs the health function on one worker; a worker just lost is told to die.
     fn update_health(&mut self, shard: &str, now: i64, actions: &mut Vec<Action>) {
         let allowed = self.sets.may_become_healthy(shard);
@@ -270,7 +290,7 @@ impl WorkerPool {
             tracing::warn!("worker {} ({}) was lost", shard, w.info.id);
             actions.push(Action::Suicide {
                 worker: w.info.clone(),
-                reason: "Worker was lost".into(),
+                reason: "Current worker just became lost".into(),
             });
             self.lose(shard);
         } else if update.became_unhealthy() {
@@ -286,32 +306,41 @@ impl WorkerPool {
         let mut actions = Vec::new();
         self.sets.sweep();
         let shards: Vec<String> = self.workers.keys().cloned().collect();
-        let period = self.settings.health.healthcheck_period();
         for shard in &shards {
             self.update_health(shard, now, &mut actions);
-            let w = self.workers.get_mut(shard).expect("listed above");
-            let state = w.health.state;
-            if state == WorkerState::MustDie {
-                continue;
-            }
-            let fetch = state == WorkerState::New && !w.fetching;
-            if fetch {
-                w.fetching = true;
-                actions.push(Action::FetchRunning {
-                    worker: w.info.clone(),
-                });
-            }
-            if fetch || now >= w.last_healthcheck_sent.saturating_add(period) {
-                w.last_healthcheck_sent = now;
-                actions.push(Action::Healthcheck {
-                    worker: w.info.clone(),
-                    new_worker: state == WorkerState::New,
-                    sent_at: now,
-                });
-            }
+            self.queue_checks(shard, now, &mut actions);
         }
         self.update_initial_wait(now);
         actions
+    }
+
+    /// The calls a live worker is due after its health update: while it is NEW, a
+    /// fetch of its running tasks (unless one is in flight) with a new-worker
+    /// healthcheck; otherwise a healthcheck once `healthcheck_period` has passed.
+    fn queue_checks(&mut self, shard: &str, now: i64, actions: &mut Vec<Action>) {
+        let period = self.settings.health.healthcheck_period();
+        let Some(w) = self.workers.get_mut(shard) else {
+            return;
+        };
+        let state = w.health.state;
+        if state == WorkerState::MustDie {
+            return;
+        }
+        let fetch = state == WorkerState::New && !w.fetching;
+        if fetch {
+            w.fetching = true;
+            actions.push(Action::FetchRunning {
+                worker: w.info.clone(),
+            });
+        }
+        if fetch || now >= w.last_healthcheck_sent.saturating_add(period) {
+            w.last_healthcheck_sent = now;
+            actions.push(Action::Healthcheck {
+                worker: w.info.clone(),
+                new_worker: state == WorkerState::New,
+                sent_at: now,
+            });
+        }
     }
 
     fn update_initial_wait(&mut self, now: i64) {
@@ -429,3 +458,6 @@ impl WorkerPool {
         Some(w.notify_seq)
     }
 }
+
+#[cfg(test)]
+mod tests;
