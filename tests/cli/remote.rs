@@ -49,13 +49,15 @@ fn scheduler(env: &Env, listen: &str, extra: &[&str]) -> Served {
 /// A `bistro worker` in its own state dir, stopped with SIGTERM when dropped.
 struct Worker {
     child: Child,
+    /// Its stderr, read as it comes so a chatty worker never blocks on the pipe.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
     _watchdog: Watchdog,
 }
 
 impl Worker {
     fn start(env: &Env, scheduler: &Served, shard: &str, command: &Path) -> Self {
         let state = env.path(&format!("worker-{shard}"));
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("bistro"))
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("bistro"))
             .current_dir(env.dir.path())
             .env_remove("BISTRO_STATE_DIR")
             .env_remove("BISTRO_CONFIG")
@@ -74,8 +76,16 @@ impl Worker {
             .spawn()
             .unwrap();
         let watchdog = Watchdog::arm(child.id());
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (mut pipe, sink) = (child.stderr.take().unwrap(), std::sync::Arc::clone(&stderr));
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+            sink.lock().unwrap().push_str(&text);
+        });
         Self {
             child,
+            stderr,
             _watchdog: watchdog,
         }
     }
@@ -86,9 +96,15 @@ impl Worker {
 
     /// Waits for the worker to exit; its exit code and stderr.
     fn wait(mut self) -> (Option<i32>, String) {
-        let mut err = String::new();
-        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut err).unwrap();
         let code = self.child.wait().unwrap().code();
+        // The reader ends with the pipe, which the exited worker's supervisors no
+        // longer hold once its tasks are gone.
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while std::sync::Arc::strong_count(&self.stderr) > 1 && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let err = self.stderr.lock().unwrap().clone();
         (code, err)
     }
 }

@@ -94,6 +94,9 @@ pub struct Hub {
     secret: PathBuf,
     pub(super) settings: HubSettings,
     inner: Mutex<Inner>,
+    /// Calls a heartbeat asked for, made by the sweep thread so that the heartbeat's
+    /// answer never waits for a call to a worker.
+    queued: Mutex<Vec<Action>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -122,6 +125,7 @@ impl Hub {
                 unsure: Unsure::default(),
             }),
             settings,
+            queued: Mutex::new(Vec::new()),
         })
     }
 
@@ -169,6 +173,9 @@ impl Hub {
             }
             let until = std::time::Instant::now() + period;
             while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+                let queued =
+                    std::mem::take(&mut *self.queued.lock().unwrap_or_else(|p| p.into_inner()));
+                self.perform(queued);
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -352,10 +359,13 @@ impl Hub {
         }
     }
 
-    /// A heartbeat: the pool's answer, after the calls it asks for.
+    /// A heartbeat: the pool's answer; the calls it asks for are queued.
     fn heartbeat(&self, request: HeartbeatRequest) -> Result<Value, RpcRefusal> {
         let (answer, actions) = self.lock().pool.heartbeat(&request, crate::now());
-        self.perform(actions);
+        self.queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(actions);
         answer
             .map(|r| serde_json::to_value(r).expect("serializes"))
             .map_err(|message| RpcRefusal::new(409, message))
