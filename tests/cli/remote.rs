@@ -56,6 +56,22 @@ struct Worker {
 
 impl Worker {
     fn start(env: &Env, scheduler: &Served, shard: &str, command: &Path) -> Self {
+        Self::start_with_secret(
+            env,
+            scheduler,
+            shard,
+            command,
+            &env.state().join("worker.token"),
+        )
+    }
+
+    fn start_with_secret(
+        env: &Env,
+        scheduler: &Served,
+        shard: &str,
+        command: &Path,
+        secret: &Path,
+    ) -> Self {
         let state = env.path(&format!("worker-{shard}"));
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("bistro"))
             .current_dir(env.dir.path())
@@ -66,7 +82,7 @@ impl Worker {
             .args(["worker", "--scheduler"])
             .arg(format!("http://{}", scheduler.addr))
             .arg("--token-file")
-            .arg(env.state().join("worker.token"))
+            .arg(secret)
             .args(["--shard-id", shard, "--heartbeat-period-sec", "1"])
             .arg("--worker-command")
             .arg(command)
@@ -79,9 +95,12 @@ impl Worker {
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let (mut pipe, sink) = (child.stderr.take().unwrap(), std::sync::Arc::clone(&stderr));
         std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
-            sink.lock().unwrap().push_str(&text);
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut pipe, &mut chunk) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
         });
         Self {
             child,
@@ -470,4 +489,110 @@ fn a_new_worker_with_a_lost_worker_s_shard_id_replaces_it() {
         "{}",
         read(&ledger)
     );
+}
+
+#[test]
+fn bistro_kill_of_a_task_on_a_worker_is_delivered_by_the_scheduler() {
+    let env = Env::new();
+    env.config(&config(
+        "{}",
+        r#", "backoff": [3600, "fail"], "filters": {"level2": {"whitelist": ["node11"]}}"#,
+    ));
+    let (task, ledger) = holding_task(&env);
+    let scheduler = scheduler(
+        &env,
+        "127.0.0.1:0",
+        &[
+            "--caution-startup-wait-for-workers",
+            "1",
+            "--worker-check-interval",
+            "1",
+        ],
+    );
+    let _worker = Worker::start(&env, &scheduler, "w", &task);
+    env.wait_for("node11 running on the worker", || {
+        starts(&ledger).len() == 1
+    });
+    let pid = starts(&ledger)[0].2;
+
+    env.ok(&["kill", "j", "node11"]);
+    env.wait_for("the task killed on the worker", || !alive(pid));
+    env.wait_for("its end recorded", || {
+        env.task("j", "node11")["status"] == "incomplete"
+    });
+    assert_eq!(env.task("j", "node11")["attempts"], 1);
+    assert!(
+        !read(&ledger).contains("end node11"),
+        "it did not run to its end"
+    );
+}
+
+#[test]
+fn a_worker_without_the_scheduler_s_secret_is_refused() {
+    let env = Env::new();
+    env.config(&config("{}", ""));
+    let (task, ledger) = holding_task(&env);
+    let scheduler = scheduler(
+        &env,
+        "127.0.0.1:0",
+        &[
+            "--caution-startup-wait-for-workers",
+            "1",
+            "--worker-check-interval",
+            "1",
+        ],
+    );
+    let guess = env.path("guessed.token");
+    std::fs::write(&guess, "0".repeat(64)).unwrap();
+    let impostor = Worker::start_with_secret(&env, &scheduler, "impostor", &task, &guess);
+    env.wait_for("the impostor's heartbeat refused", || {
+        impostor
+            .stderr
+            .lock()
+            .unwrap()
+            .contains("secret sent is wrong")
+    });
+    let reply = scheduler.request(
+        "POST",
+        "/rpc/heartbeat",
+        &[("Authorization", "Bearer nope")],
+        b"{}",
+    );
+    assert_eq!(reply.status, 401, "{:?}", reply.json());
+    let (code, err) = {
+        impostor.signal(Signal::SIGTERM);
+        impostor.wait()
+    };
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("secret sent is wrong"), "{err}");
+    assert!(worker_state(&env, "impostor").is_none());
+    assert!(starts(&ledger).is_empty());
+}
+
+#[test]
+fn a_stopped_worker_kills_its_tasks_and_exits() {
+    let env = Env::new();
+    env.config(&config("{}", r#", "backoff": [3600, "fail"]"#));
+    let (task, ledger) = holding_task(&env);
+    let scheduler = scheduler(
+        &env,
+        "127.0.0.1:0",
+        &[
+            "--caution-startup-wait-for-workers",
+            "1",
+            "--worker-check-interval",
+            "1",
+        ],
+    );
+    let worker = Worker::start(&env, &scheduler, "w", &task);
+    env.wait_for("four tasks running", || starts(&ledger).len() == 4);
+    let pids: Vec<i32> = starts(&ledger).iter().map(|s| s.2).collect();
+    worker.signal(Signal::SIGTERM);
+    let (code, err) = worker.wait();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(pids.iter().all(|&p| !alive(p)), "its tasks were killed");
+    env.wait_for("the killed tasks' statuses recorded", || {
+        count(&env.status_json(&[]), "j", "incomplete") == 4
+    });
+    drop(scheduler);
 }
