@@ -249,7 +249,7 @@ pub fn run(
 }
 
 /// Sends heartbeats until the worker is dying or `stop` is set: every heartbeat
-/// period once associated, every second before.
+/// period while healthy, every second otherwise.
 fn heartbeats(shared: &Shared, stop: &AtomicBool) {
     let mut complained = false;
     while !stop.load(Ordering::SeqCst) && !shared.dying.load(Ordering::SeqCst) {
@@ -273,11 +273,10 @@ fn heartbeats(shared: &Shared, stop: &AtomicBool) {
                 complained = true;
             }
         }
-        let associated = {
-            let core = shared.core();
-            core.scheduler_id.is_some() && core.health.state != WorkerState::New
-        };
-        let period = if associated {
+        // Every second until healthy, as Bistro's worker does, so it learns soon that
+        // it may take tasks.
+        let healthy = shared.core().health.state == WorkerState::Healthy;
+        let period = if healthy {
             Duration::from_secs(shared.info.heartbeat_period_sec as u64)
         } else {
             Duration::from_secs(1)
