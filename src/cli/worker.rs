@@ -69,7 +69,13 @@ pub(super) fn run(state: &StateDir, _cli: &Cli, args: &WorkerArgs) -> anyhow::Re
     };
     state.create()?;
     let _lock = state.lock(Duration::ZERO)?;
-    let stop = super::signals::stop_on_signals();
+    use nix::sys::signal::Signal;
+    let stop = super::signals::stop_on(&[
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ]);
     let opts = WorkerOptions {
         scheduler,
         worker_command: args.worker_command.clone(),

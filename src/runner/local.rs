@@ -335,7 +335,7 @@ mod tests {
             worker_host: "h".into(),
             task_subprocess: Default::default(),
             kill_subprocess: Default::default(),
-            worker_pid: None,
+            on_worker_death: None,
             worker: None,
         };
         let mut runner = LocalRunner::new(state.clone(), "unused".into());

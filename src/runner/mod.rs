@@ -46,14 +46,24 @@ pub struct Launch {
     pub task_subprocess: TaskSubprocess,
     /// How to kill it.
     pub kill_subprocess: KillRequest,
-    /// On a remote worker: the worker's pid. The supervisor kills its task (as a stop
-    /// signal does) when that process dies, so a task never outlives its worker by
-    /// more than the kill wait, which the scheduler's safety backoff counts on.
+    /// On a remote worker: what the supervisor does when the worker dies, however it
+    /// dies, so a task never outlives its worker by more than the kill wait that the
+    /// scheduler's safety backoff counts on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub worker_pid: Option<i32>,
+    pub on_worker_death: Option<WorkerDeath>,
     /// On a scheduler with remote workers: the shard of the worker the task goes to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
+}
+
+/// A run's worker, watched by its supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WorkerDeath {
+    /// The worker's pid (the supervisor's parent).
+    pub pid: i32,
+    /// How the task is killed when the worker is gone (Bistro's suicide kill:
+    /// TERM, then KILL after the suicide kill wait).
+    pub kill: KillRequest,
 }
 
 /// How a run ended, as its supervisor recorded it.
@@ -133,6 +143,8 @@ pub trait TaskRunner {
     fn late_statuses(&mut self) -> Vec<LateStatus> {
         Vec::new()
     }
+    /// The late statuses have been recorded (or dropped) durably: forget them.
+    fn late_recorded(&mut self, _late: &[LateStatus]) {}
     /// Lasting conditions the scheduler should report (e.g. waiting for workers).
     fn notes(&self) -> Vec<String> {
         Vec::new()
@@ -232,7 +244,7 @@ pub fn build_launch(
             .to_string(),
         task_subprocess: job.task_subprocess.clone(),
         kill_subprocess: job.kill_subprocess,
-        worker_pid: None,
+        on_worker_death: None,
         worker: worker.map(|w| w.shard.clone()),
     })
 }

@@ -20,7 +20,7 @@ use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -55,13 +55,28 @@ extern "C" fn on_stop_signal(signal: i32) {
     STOP_REQUESTS.fetch_add(1, Ordering::SeqCst);
 }
 
+/// Set when the run's remote worker died: its task gets the worker-death kill.
+static WORKER_DIED: AtomicBool = AtomicBool::new(false);
+
+/// The signal a supervisor on a remote worker gets when the worker dies.
+const WORKER_DEATH_SIGNAL: Signal = Signal::SIGUSR1;
+
+extern "C" fn on_worker_death(_: i32) {
+    WORKER_DIED.store(true, Ordering::SeqCst);
+    on_stop_signal(Signal::SIGTERM as i32);
+}
+
 /// The file a killer writes before signalling the supervisor, to ask for a kill
 /// method other than the one the task was launched with (the job's current
 /// `kill_subprocess`, or the global one for an orphan of a deleted job).
 pub const KILL_REQUEST_FILE: &str = "kill.json";
 
-/// The kill a stop signal asks for: the request file's, else the launch's.
+/// The kill a stop signal asks for: the worker-death kill once the worker is gone,
+/// else the request file's, else the launch's.
 fn kill_request(launch: &Launch, dir: &Path) -> KillRequest {
+    if let (true, Some(death)) = (WORKER_DIED.load(Ordering::SeqCst), launch.on_worker_death) {
+        return death.kill;
+    }
     std::fs::read(dir.join(KILL_REQUEST_FILE))
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
@@ -83,6 +98,25 @@ fn install_signal_handlers() {
         unsafe {
             let _ = sigaction(sig, &action);
         }
+    }
+}
+
+/// Arms the worker-death signal; a worker that died before it was armed is acted on
+/// at once.
+fn watch_worker(worker: i32) {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    let action = SigAction::new(
+        SigHandler::Handler(on_worker_death),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only stores to atomics, which is async-signal-safe.
+    unsafe {
+        let _ = sigaction(WORKER_DEATH_SIGNAL, &action);
+    }
+    let armed = nix::sys::prctl::set_pdeathsig(WORKER_DEATH_SIGNAL).is_ok();
+    if !armed || nix::unistd::getppid().as_raw() != worker {
+        on_worker_death(WORKER_DEATH_SIGNAL as i32);
     }
 }
 
@@ -286,13 +320,8 @@ impl Echo {
 /// `run-task` in a terminal).
 pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
     install_signal_handlers();
-    if let Some(worker) = launch.worker_pid {
-        // The worker's death is a stop signal; if it died before this was armed,
-        // act on it now.
-        let armed = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).is_ok();
-        if !armed || nix::unistd::getppid().as_raw() != worker {
-            on_stop_signal(Signal::SIGTERM as i32);
-        }
+    if let Some(death) = launch.on_worker_death {
+        watch_worker(death.pid);
     }
     if let Some(me) = ProcessId::me() {
         if let Err(e) = process::record(&dir.join("supervisor.pid"), me) {

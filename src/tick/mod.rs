@@ -302,20 +302,39 @@ fn record_late(
     if late.is_empty() {
         return Ok(());
     }
+    // Only the stand-in of the very run that reports may be replaced.
+    let stands_in_for = |stored: &TaskStatus, l: &crate::runner::remote::hub::LateStatus| {
+        stored
+            .data
+            .as_ref()
+            .and_then(|d| d.get(crate::runner::remote::LOST_INVOCATION_KEY))
+            .and_then(|v| v.as_str())
+            == Some(l.task.invocation.to_string().as_str())
+    };
     let rows: Vec<crate::store::StatusRow> = late
-        .into_iter()
+        .iter()
         .filter_map(|l| {
             let stored = statuses.get(&l.task.job, &l.task.node)?;
-            let status = apply_status(Some(stored), l.status, configured_backoff(stored));
+            if !stands_in_for(stored, l) {
+                tracing::info!(
+                    "dropping a late status of {}/{}: the stand-in of its run was replaced already",
+                    l.task.job,
+                    l.task.node
+                );
+                return None;
+            }
+            let status = apply_status(Some(stored), l.status.clone(), configured_backoff(stored));
             Some(crate::store::StatusRow {
                 attempts: statuses.attempts(&l.task.job, &l.task.node),
-                job: l.task.job,
-                node: l.task.node,
+                job: l.task.job.clone(),
+                node: l.task.node.clone(),
                 status,
             })
         })
         .collect();
-    for row in store.replace_overwriteable(&rows)? {
+    let recorded = store.replace_overwriteable(&rows)?;
+    runner.late_recorded(&late);
+    for row in recorded {
         statuses.insert(&row.job, &row.node, row.status.clone(), row.attempts);
         finished.push(FinishedTask {
             job: row.job.clone(),

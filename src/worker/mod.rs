@@ -83,6 +83,9 @@ struct TaskEntry {
     healthcheck: Option<i64>,
     /// Its kill wait when the worker dies.
     suicide_kill_wait_ms: i64,
+    /// Its supervisor has been started (its directory exists): only then can it be
+    /// checked or killed.
+    launched: bool,
     /// Its status is in the outbox.
     finished: bool,
 }

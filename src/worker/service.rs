@@ -4,7 +4,7 @@
 
 use super::{tasks, Outgoing, Shared, TaskEntry};
 use crate::http::rpc::{RpcRefusal, RpcService};
-use crate::runner::remote::health::WorkerState;
+use crate::runner::remote::health::{HealthTimeouts, WorkerState};
 use crate::runner::remote::protocol::{
     calls, KillTaskRequest, NotifyRequest, RunTaskRequest, RunningTasksRequest,
     RunningTasksResponse, SuicideRequest, TaskLogsRequest, TaskLogsResponse, HEALTHCHECK_JOB,
@@ -92,8 +92,22 @@ fn run_task(shared: &Shared, request: RunTaskRequest) -> Result<Value, RpcRefusa
         check_scheduler(shared, request.scheduler_id)?;
     }
     let mut core = shared.core();
+    if core.suicide.is_some() {
+        return Err(refuse(format!(
+            "worker {} is committing suicide",
+            shared.info.shard
+        )));
+    }
     if !healthcheck {
-        if core.health.state != WorkerState::Healthy {
+        // Judged now, not at the last health sweep: a worker resumed after a freeze
+        // must not take a request that waited in its socket meanwhile.
+        let timeouts =
+            HealthTimeouts::for_worker(shared.info.heartbeat_period_sec, core.timeouts.as_ref());
+        let now = core
+            .health
+            .compute_state(crate::now(), &timeouts, false)
+            .state;
+        if core.health.state != WorkerState::Healthy || now != WorkerState::Healthy {
             return Err(refuse("Unhealthy, not running task"));
         }
         if request.notify_seq < core.notify_seq {
@@ -118,6 +132,7 @@ fn run_task(shared: &Shared, request: RunTaskRequest) -> Result<Value, RpcRefusa
             task: task.clone(),
             healthcheck: healthcheck.then_some(task.invocation.start_time),
             suicide_kill_wait_ms: request.suicide_kill_wait_ms,
+            launched: false,
             finished: false,
         },
     );
@@ -134,6 +149,7 @@ fn run_task(shared: &Shared, request: RunTaskRequest) -> Result<Value, RpcRefusa
 fn running_tasks(shared: &Shared, request: &RunningTasksRequest) -> Result<Value, RpcRefusal> {
     not_dying(shared)?;
     check_worker(shared, request.worker_id)?;
+    check_scheduler(shared, request.scheduler_id)?;
     let tasks = shared
         .core()
         .tasks

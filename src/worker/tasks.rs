@@ -72,7 +72,13 @@ pub(super) fn launch(shared: &Shared, request: &RunTaskRequest) -> Result<Launch
                 .min(request.suicide_kill_wait_ms),
             ..request.kill_subprocess
         },
-        worker_pid: Some(std::process::id() as i32),
+        on_worker_death: Some(crate::runner::WorkerDeath {
+            pid: std::process::id() as i32,
+            kill: KillRequest {
+                method: KillMethod::TermWaitKill,
+                kill_wait_ms: request.suicide_kill_wait_ms,
+            },
+        }),
         worker: None,
     })
 }
@@ -116,7 +122,7 @@ pub(super) fn run(shared: &Shared, commands: Receiver<Command>) {
             .core()
             .tasks
             .values()
-            .filter(|e| !e.finished)
+            .filter(|e| e.launched && !e.finished)
             .map(|e| e.task.clone())
             .collect();
         for task in unfinished {
@@ -140,9 +146,22 @@ pub(super) fn run(shared: &Shared, commands: Receiver<Command>) {
     }
 }
 
+/// Starts a run: its directory is made (and the run marked launched, so it is
+/// checked and killed from now on) before its supervisor starts. A worker that has
+/// begun to die starts nothing.
 fn start(shared: &Shared, runner: &mut LocalRunner, request: &RunTaskRequest) {
     let started = launch(shared, request).and_then(|launch| {
         let prepared = runner.prepare(launch).map_err(|e| e.to_string())?;
+        {
+            let mut core = shared.core();
+            if core.suicide.is_some() {
+                return Err("the worker is committing suicide".to_string());
+            }
+            let key = (request.task.job.clone(), request.task.node.clone());
+            if let Some(entry) = core.tasks.get_mut(&key) {
+                entry.launched = true;
+            }
+        }
         runner.start(prepared).map_err(|e| e.to_string())
     });
     if let Err(message) = started {
@@ -179,16 +198,23 @@ pub(super) fn kill_all(shared: &Shared) {
         if unfinished.is_empty() || std::time::Instant::now() > deadline {
             break;
         }
-        for entry in unfinished {
-            if asked.insert(entry.task.invocation) {
-                let request = KillRequest {
-                    method: KillMethod::TermWaitKill,
-                    kill_wait_ms: entry.suicide_kill_wait_ms,
-                };
-                let dir = shared.state.invocation_dir(entry.task.invocation);
-                if let Err(e) = request_kill(&dir, &request) {
-                    tracing::error!("killing {}/{}: {e}", entry.task.job, entry.task.node);
+        // A run not launched yet is refused by the task thread; a launched one is
+        // asked to die until its supervisor has taken the request.
+        for entry in unfinished.iter().filter(|e| e.launched) {
+            if asked.contains(&entry.task.invocation) {
+                continue;
+            }
+            let request = KillRequest {
+                method: KillMethod::TermWaitKill,
+                kill_wait_ms: entry.suicide_kill_wait_ms,
+            };
+            let dir = shared.state.invocation_dir(entry.task.invocation);
+            match request_kill(&dir, &request) {
+                Ok(true) => {
+                    asked.insert(entry.task.invocation);
                 }
+                Ok(false) => {}
+                Err(e) => tracing::error!("killing {}/{}: {e}", entry.task.job, entry.task.node),
             }
         }
         std::thread::sleep(Duration::from_millis(20));

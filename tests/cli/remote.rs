@@ -342,7 +342,8 @@ fn a_killed_worker_s_tasks_run_again_elsewhere_only_once_they_are_dead() {
         read(&ledger)
     );
     for node in ["node11", "node12", "node21", "node22"] {
-        assert_eq!(env.task("j", node)["attempts"], 2, "{node}");
+        let t = env.task("j", node);
+        assert_eq!(t["attempts"], 2, "{t}\n{}", read(&ledger));
     }
 }
 
@@ -594,5 +595,46 @@ fn a_stopped_worker_kills_its_tasks_and_exits() {
     env.wait_for("the killed tasks' statuses recorded", || {
         count(&env.status_json(&[]), "j", "incomplete") == 4
     });
+    drop(scheduler);
+}
+
+#[test]
+fn a_task_that_ignores_sigterm_still_dies_with_its_killed_worker() {
+    let env = Env::new();
+    // The job's own kill would only send SIGTERM, which the task ignores.
+    env.config(&config(
+        "{}",
+        r#", "kill_subprocess": {"method": "term"},
+           "filters": {"level2": {"whitelist": ["node11"]}}"#,
+    ));
+    let pid_file = env.path("pid");
+    let task = env.script(
+        "stubborn.sh",
+        &format!(
+            "trap '' TERM\necho $$ > {}.tmp && mv {p}.tmp {p}\nwhile :; do sleep 0.05; done",
+            pid_file.display(),
+            p = pid_file.display()
+        ),
+    );
+    let scheduler = scheduler(
+        &env,
+        "127.0.0.1:0",
+        &[
+            "--caution-startup-wait-for-workers",
+            "1",
+            "--worker-check-interval",
+            "1",
+            "--caution-worker-suicide-task-kill-wait-ms",
+            "300",
+        ],
+    );
+    let worker = Worker::start(&env, &scheduler, "w", &task);
+    env.wait_for("the task running", || pid_file.exists());
+    let pid: i32 = read(&pid_file).trim().parse().unwrap();
+    worker.signal(Signal::SIGKILL);
+    env.wait_for(
+        "the stubborn task killed after the suicide kill wait",
+        || !alive(pid),
+    );
     drop(scheduler);
 }

@@ -52,6 +52,10 @@ pub struct RemoteRun {
     pub here: bool,
 }
 
+/// Marks a run whose worker was counted as lost: a report that arrives for it
+/// afterwards is late, whatever the order of the two.
+pub const LOST_FILE: &str = "lost";
+
 /// A status reported for a run that had already ended here (its worker was lost).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LateStatus {
@@ -59,6 +63,9 @@ pub struct LateStatus {
     pub task: TaskRef,
     /// What the worker reported.
     pub status: crate::status::TaskStatus,
+    /// Where it is kept until it is recorded.
+    #[serde(skip)]
+    pub path: PathBuf,
 }
 
 /// How the scheduler talks to its workers.
@@ -259,6 +266,7 @@ impl Hub {
     fn fetch_running(&self, worker: &WorkerInfo) {
         let request = RunningTasksRequest {
             worker_id: worker.id,
+            scheduler_id: self.lock().pool.id(),
         };
         let answer = self
             .call_worker(&worker.addr, calls::RUNNING_TASKS, &request)
@@ -401,7 +409,9 @@ impl Hub {
         let mut status = request.status.clone();
         status.time = crate::now();
         let dir = self.state.invocation_dir(task.invocation);
-        let ours = read_remote(&dir).is_some_and(|run| run.task == *task);
+        let ours = read_remote(&dir)
+            .is_some_and(|run| run.task == *task && run.worker == request.worker_id)
+            && !dir.join(LOST_FILE).exists();
         let stored = if ours {
             inner.unsure.runs.remove(&task.invocation);
             if crate::runner::read_result(&dir).is_some() {
@@ -414,7 +424,8 @@ impl Hub {
                 stop_signal: None,
                 end_time: crate::now(),
             };
-            crate::state::write_replace(
+            // On disk before the worker is told: it forgets the run once told.
+            crate::state::write_atomic(
                 &dir.join("result.json"),
                 serde_json::to_string(&result)
                     .expect("serializes")
@@ -426,12 +437,13 @@ impl Hub {
             let late = LateStatus {
                 task: task.clone(),
                 status,
+                path: PathBuf::new(),
             };
             let dir = self.state.root().join("late");
             std::fs::create_dir_all(&dir)
                 .map_err(|e| crate::state::io_err("creating", &dir)(e))
                 .and_then(|()| {
-                    crate::state::write_replace(
+                    crate::state::write_atomic(
                         &dir.join(format!("{}.json", task.invocation)),
                         serde_json::to_string(&late).expect("serializes").as_bytes(),
                     )
@@ -441,8 +453,11 @@ impl Hub {
         Ok(json!({}))
     }
 
-    /// Takes the late statuses out of `STATE/late/`.
-    pub(super) fn take_late(&self) -> Vec<LateStatus> {
+    /// The late statuses waiting in `STATE/late/` (removed by [`late_recorded`] once
+    /// the iteration has committed them).
+    ///
+    /// [`late_recorded`]: Self::late_recorded
+    pub(super) fn late(&self) -> Vec<LateStatus> {
         let _inner = self.lock();
         let dir = self.state.root().join("late");
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -451,15 +466,28 @@ impl Hub {
         let mut out = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
-            if let Some(late) = std::fs::read(&path)
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            match std::fs::read(&path)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<LateStatus>(&b).ok())
             {
-                out.push(late);
+                Some(late) => out.push(LateStatus { path, ..late }),
+                None => {
+                    tracing::error!("dropping an unreadable late status {}", path.display());
+                    let _ = std::fs::remove_file(&path);
+                }
             }
-            let _ = std::fs::remove_file(&path);
         }
         out
+    }
+
+    /// Forgets late statuses the iteration has committed (or decided to drop).
+    pub(super) fn late_recorded(&self, late: &[LateStatus]) {
+        for l in late {
+            let _ = std::fs::remove_file(&l.path);
+        }
     }
 
     /// One page of every live worker's log as `query` asks, at most `limit` lines

@@ -10,7 +10,7 @@ mod runner;
 pub mod worker_set;
 
 pub use hub::{Hub, HubSettings};
-pub use runner::RemoteRunner;
+pub use runner::{RemoteRunner, LOST_INVOCATION_KEY};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

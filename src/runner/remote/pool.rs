@@ -126,6 +126,25 @@ impl WorkerPool {
                 actions,
             );
         }
+        // A lost instance that is no longer its shard's record (the shard was taken
+        // over) must never come back; one that still is hears MUST_DIE below.
+        let replaced = self
+            .workers
+            .get(&worker.shard)
+            .is_none_or(|w| w.info.id != worker.id);
+        if self.lost.contains(&worker.id) && replaced {
+            actions.push(Action::Suicide {
+                worker: worker.clone(),
+                reason: "Current worker was already lost".into(),
+            });
+            return (
+                Err(format!(
+                    "worker instance {} of shard {} was lost: it must not associate again",
+                    worker.id, worker.shard
+                )),
+                actions,
+            );
+        }
         let shard = worker.shard.clone();
         if let Some(current) = self.workers.get(&shard) {
             if current.info.id != worker.id {

@@ -141,6 +141,9 @@ pub struct RunTaskRequest {
 pub struct RunningTasksRequest {
     /// Whom it is for.
     pub worker_id: InstanceId,
+    /// Who asks: the worker answers only the scheduler it reports to, so a start
+    /// still in flight from an older scheduler cannot slip in after the answer.
+    pub scheduler_id: InstanceId,
 }
 
 /// The answer to [`calls::RUNNING_TASKS`].

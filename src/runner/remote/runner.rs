@@ -19,6 +19,10 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The key in a `worker lost` status's data naming the run it stands in for: only
+/// that run's late report may replace it.
+pub const LOST_INVOCATION_KEY: &str = "lost_invocation";
+
 /// Runs tasks on the workers of a [`Hub`].
 pub struct RemoteRunner {
     hub: Arc<Hub>,
@@ -50,6 +54,10 @@ impl RemoteRunner {
             Value::from("Remote worker lost (crashed? network down?)"),
         );
         data.insert(SAVED_BACKOFF_KEY.into(), Value::from(0));
+        data.insert(
+            LOST_INVOCATION_KEY.into(),
+            Value::from(run.task.invocation.to_string()),
+        );
         TaskStatus {
             bits: bits::ERROR | bits::USES_BACKOFF | bits::OVERWRITEABLE | bits::HAS_SAVED_BACKOFF,
             data: Some(data),
@@ -184,6 +192,10 @@ impl TaskRunner for RemoteRunner {
             return Outcome::Running;
         }
         if !inner.pool.is_live(run.worker) {
+            // From now on a report for this run is late (it replaces the stand-in).
+            if let Err(e) = std::fs::write(dir.join(super::hub::LOST_FILE), b"") {
+                tracing::warn!("marking {} lost: {e}", dir.display());
+            }
             drop(inner);
             let status = self.worker_lost(&run);
             return Outcome::Lost(status, format!("worker {} was lost", run.shard));
@@ -251,10 +263,8 @@ impl TaskRunner for RemoteRunner {
         let runs: Vec<RemoteRun> = self.hub.lock().runs.values().cloned().collect();
         for run in runs {
             let dir = self.hub.state.invocation_dir(run.task.invocation);
-            let sent = dir.join(KILL_SENT_FILE);
-            if sent.exists() {
-                continue;
-            }
+            // Delivered requests are renamed, so a later one (a new kill.json) is
+            // delivered too.
             let Some(request) = std::fs::read(dir.join(KILL_REQUEST_FILE))
                 .ok()
                 .and_then(|b| serde_json::from_slice::<KillRequest>(&b).ok())
@@ -272,7 +282,7 @@ impl TaskRunner for RemoteRunner {
             };
             match self.kill(&task, &request) {
                 Ok(_) => {
-                    let _ = std::fs::write(&sent, b"");
+                    let _ = std::fs::rename(dir.join(KILL_REQUEST_FILE), dir.join(KILL_SENT_FILE));
                 }
                 Err(e) => tracing::warn!("delivering a kill request: {e}"),
             }
@@ -303,7 +313,11 @@ impl TaskRunner for RemoteRunner {
     }
 
     fn late_statuses(&mut self) -> Vec<LateStatus> {
-        self.hub.take_late()
+        self.hub.late()
+    }
+
+    fn late_recorded(&mut self, late: &[LateStatus]) {
+        self.hub.late_recorded(late);
     }
 
     fn notes(&self) -> Vec<String> {

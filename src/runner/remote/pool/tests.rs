@@ -342,6 +342,17 @@ fn worker_replacement_follows_machine_lock_and_health() {
     assert_eq!(pool.worker(SHARD).unwrap().info, w6);
     assert!(!pool.worker(SHARD).unwrap().health.has_been_healthy);
     assert!(pool.is_live(w6.id));
+
+    // The lost instance, resumed, can never take the shard back: it is refused and
+    // told to die (Bistro would let it bump a worker that is not healthy).
+    pool.settings.allow_bump_unhealthy_worker = true;
+    let (answer, actions) = beat(&mut pool, &w5, WorkerSetId::empty(), t);
+    assert!(answer.unwrap_err().contains("must not associate again"));
+    assert_eq!(
+        actions,
+        vec![suicide(&w5, "Current worker was already lost")]
+    );
+    assert_eq!(pool.worker(SHARD).unwrap().info, w6);
 }
 
 /// A worker past its loss timeout that no sweep has declared lost yet is replaced
