@@ -216,6 +216,16 @@ pub fn run(
         commands: Mutex::new(tx),
     });
     let _ = slot.set(Arc::clone(&shared));
+    let scheduler_is_remote = std::net::ToSocketAddrs::to_socket_addrs(opts.scheduler.as_str())
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| !a.ip().is_loopback());
+    if opts.advertise.is_none() && bound.ip().is_loopback() && scheduler_is_remote {
+        tracing::warn!(
+            "this worker listens on {bound}, which the scheduler at {} cannot reach: pass --listen 0.0.0.0:PORT --advertise HOST:PORT",
+            opts.scheduler
+        );
+    }
     eprintln!(
         "worker {} ({}) listening on http://{}, reporting to {}",
         shared.info.shard, shared.info.id, shared.info.addr, opts.scheduler
@@ -251,11 +261,53 @@ pub fn run(
     Ok(end)
 }
 
+/// Calls this worker's own `task_logs` through its advertised address, as Bistro's
+/// worker does before its first heartbeat: a worker the scheduler could not call
+/// back must not register.
+fn reachable(shared: &Shared) -> Result<(), ClientError> {
+    let token =
+        crate::http::read_secret(&shared.opts.token_file).map_err(|e| ClientError::Transport {
+            addr: shared.info.addr.clone(),
+            path: "/rpc/task_logs".into(),
+            message: e.to_string(),
+        })?;
+    let probe = crate::runner::remote::protocol::TaskLogsRequest {
+        kind: "statuses".into(),
+        jobs: Vec::new(),
+        nodes: Vec::new(),
+        from: None,
+        ascending: false,
+        limit: 1,
+    };
+    post_json(
+        &shared.info.addr,
+        &format!("/rpc/{}", calls::TASK_LOGS),
+        &token.bearer(),
+        &serde_json::to_value(probe).expect("serializes"),
+        shared.opts.call_timeout,
+    )
+    .map(drop)
+}
+
 /// Sends heartbeats until the worker is dying or `stop` is set: every heartbeat
 /// period while healthy, every second otherwise.
 fn heartbeats(shared: &Shared, stop: &AtomicBool) {
     let mut complained = false;
+    let mut reached = false;
     while !stop.load(Ordering::SeqCst) && !shared.dying.load(Ordering::SeqCst) {
+        if !reached {
+            match reachable(shared) {
+                Ok(()) => reached = true,
+                Err(e) => {
+                    if !complained {
+                        tracing::warn!("this worker cannot call itself at its advertised address (retrying): {e}");
+                    }
+                    complained = true;
+                    wait(Duration::from_secs(1), &[stop, &shared.dying]);
+                    continue;
+                }
+            }
+        }
         let request = HeartbeatRequest {
             worker: shared.info.clone(),
             worker_set_id: shared.core().worker_set_id,
