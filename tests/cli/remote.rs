@@ -244,6 +244,13 @@ fn the_seed_s_two_process_demo_runs_to_completion_and_the_scheduler_serves_the_w
     });
     let worker = worker_state(&env, "worker").expect("the worker is listed");
     assert_eq!(worker["state"], "HEALTHY", "{worker}");
+    if let Some(dom) = render_page(&scheduler.addr) {
+        assert!(
+            dom.contains("<tr data-worker=\"worker\"><td>worker</td>")
+                && dom.contains("<td>HEALTHY</td>"),
+            "the status page lists the worker:\n{dom}"
+        );
+    }
 
     // The task ran on the worker: its output is in the worker's log, not the
     // scheduler's, and the scheduler serves it.

@@ -491,3 +491,41 @@ impl Reply {
         })
     }
 }
+
+/// The status page at `http://ADDR/` as headless Chromium renders it (after its
+/// scripts ran), or None when Chromium is missing outside CI (the test then skips).
+pub fn render_page(addr: &str) -> Option<String> {
+    let chromium = std::path::Path::new("/usr/bin/chromium");
+    if !chromium.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but /usr/bin/chromium is missing (.ci/run installs it)"
+        );
+        eprintln!("NOTICE: /usr/bin/chromium is missing; skipping the status page test (apt-get install chromium)");
+        return None;
+    }
+    let profile = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--virtual-time-budget=5000", "--dump-dom"])
+        .arg(format!("http://{addr}/"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _watchdog = Watchdog::arm(child.id());
+    let mut dom = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut dom).unwrap();
+    assert!(child.wait().unwrap().success());
+    Some(dom)
+}
