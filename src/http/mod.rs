@@ -9,6 +9,7 @@
 //! | `GET /` | the self-refreshing status page (`page.rs`) |
 //! | `GET /api/status[?tasks=1]` | the `bistro status --json` document |
 //! | `GET /metrics` | Prometheus text exposition (`metrics.rs`) |
+//! | `POST /rpc/NAME` | remote workers' calls, on a daemon with remote workers (`rpc.rs`) |
 //!
 //! Everything is read from the state directory's files and SQLite databases (WAL, safe
 //! beside a running tick); the state lock is never taken. Security (engineering guide

@@ -2,10 +2,10 @@
 //! body and the shared secret as a bearer token, answered with JSON (200) or
 //! `{"error": ...}` (a refusal: the call was not carried out).
 //!
-//! A scheduler serves them beside its REST API ([`HttpOptions::rpc`]); a worker
+//! A scheduler serves them beside its REST API ([`HttpOptions::hub`]); a worker
 //! serves only them ([`RpcServer`]).
 //!
-//! [`HttpOptions::rpc`]: super::HttpOptions::rpc
+//! [`HttpOptions::hub`]: super::HttpOptions::hub
 
 use super::auth::{read_secret, AuthError};
 use super::server::{serve_with, Deadlines, Reply, HEAD_TIMEOUT, REQUEST_TIMEOUT};

@@ -6,7 +6,7 @@
 //! scheduler for longer than the scheduler's own timeouts allow.
 //!
 //! Threads: the main one sends heartbeats; one serves the scheduler's calls
-//! ([`service`]); one starts and watches tasks ([`tasks`]; it lives as long as the
+//! (`service.rs`); one starts and watches tasks (`tasks.rs`; it lives as long as the
 //! worker, since supervisors die with the thread that spawned them); one reports
 //! statuses; one judges the worker's own health every second.
 
