@@ -295,6 +295,18 @@ fn dead_addr() -> String {
     listener.local_addr().unwrap().to_string()
 }
 
+/// An address where a connection is taken and closed without an answer.
+fn hang_up_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let _ = std::io::Read::read(&mut stream, &mut [0; 4096]);
+        }
+    });
+    addr
+}
+
 /// A scheduler in remote mode with one HEALTHY fake worker.
 struct Setup {
     worker: FakeWorker,
@@ -421,11 +433,11 @@ impl Setup {
         (running, task)
     }
 
-    /// Prepares a run while the worker advertises an address nobody listens on, so
-    /// the start call fails in transit; the worker is back at its address before the
-    /// call is made. Returns the scheduler time just before the start.
-    fn launch_into_the_void(&mut self, node: &str) -> (RunningTask, TaskRef, i64) {
-        let real = std::mem::replace(&mut self.worker.info.addr, dead_addr());
+    /// Prepares a run while the worker advertises `addr`, where the start call fails
+    /// in transit; the worker is back at its address before the call is made.
+    /// Returns the scheduler time just before the start.
+    fn launch_into_the_void(&mut self, node: &str, addr: String) -> (RunningTask, TaskRef, i64) {
+        let real = std::mem::replace(&mut self.worker.info.addr, addr);
         self.worker.heartbeat(&self.hub);
         let (prepared, running, task) = self.prepare(node);
         self.worker.info.addr = real;
@@ -456,7 +468,7 @@ fn a_start_lost_in_transit_is_polled_with_rising_notify_sequences_until_a_poll_s
         calls::NOTIFY_IF_TASKS_NOT_RUNNING,
         Answer::Refuse(503, "the worker is starting".into()),
     );
-    let (a, a_task, before) = s.launch_into_the_void("a");
+    let (a, a_task, before) = s.launch_into_the_void("a", dead_addr());
     assert_eq!(s.runner.check(&a), Outcome::Running);
     assert!(s.worker.calls(calls::RUN_TASK).is_empty());
 
@@ -483,7 +495,8 @@ fn a_start_lost_in_transit_is_polled_with_rising_notify_sequences_until_a_poll_s
     assert_eq!(s.runner.check(&a), Outcome::Running);
 
     // The list emptied: the delay starts over for the next run added.
-    let (_b, b_task, before_b) = s.launch_into_the_void("b");
+    // This time the start call reaches a peer that hangs up without answering.
+    let (_b, b_task, before_b) = s.launch_into_the_void("b", hang_up_addr());
     let after_b = crate::now();
     {
         let inner = s.hub.lock();
@@ -541,6 +554,23 @@ fn a_start_whose_answer_is_lost_is_polled_and_ends_with_the_worker_s_report() {
         Outcome::Finished(result) => assert!(result.status.is_done()),
         other => panic!("expected the run to end, got {other:?}"),
     }
+}
+
+/// §5.7: a worker's refusal to start a run means it certainly did not start: the
+/// start fails (the run may go again at once) and the worker is never polled about it.
+#[test]
+fn a_refused_start_fails_and_is_not_polled() {
+    let mut s = Setup::new();
+    s.worker.script(
+        calls::RUN_TASK,
+        Answer::Refuse(409, "Unhealthy, not running task".into()),
+    );
+    let (prepared, a, _) = s.prepare("a");
+    let e = s.runner.start(prepared).expect_err("refused");
+    assert!(e.message.contains("Unhealthy, not running task"), "{e}");
+    assert!(s.hub.lock().unsure.runs.is_empty());
+    s.runner.cleanup(&a);
+    assert!(s.hub.lock().runs.is_empty());
 }
 
 /// §5.8: the run's own report is its `result.json`, and `check` ends the run with it;
@@ -649,6 +679,20 @@ fn a_report_for_a_run_counted_lost_is_late() {
     s.runner.late_recorded(&late);
     assert!(!late[0].path.exists());
     assert!(s.runner.late_statuses().is_empty());
+
+    // Usually the report comes after the iteration recorded the loss and cleaned
+    // the run up: still late.
+    s.runner.cleanup(&a);
+    assert!(!dir.exists());
+    let report = s.worker.report(&s.hub, &a_task, was_not_running());
+    assert_eq!(update_status(&s.hub, &report), Ok(json!({})));
+    assert!(s.runner.late_statuses().is_empty());
+    let report = s.worker.report(&s.hub, &a_task, done());
+    assert_eq!(update_status(&s.hub, &report), Ok(json!({})));
+    let late = s.runner.late_statuses();
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].task, a_task);
+    assert!(!dir.exists());
 }
 
 /// §5.8: reports from a sender the scheduler does not take are refused with 409 (the
