@@ -332,7 +332,7 @@ impl Setup {
         s.pump_until("the worker to become healthy", |s| {
             s.worker_state() == WorkerState::Healthy
         });
-        assert_eq!(s.worker.calls(calls::RUNNING_TASKS).len(), 1);
+        assert!(!s.worker.calls(calls::RUNNING_TASKS).is_empty());
         let first_check = &s.worker.calls("healthcheck")[0].body;
         assert_eq!(first_check["task"]["node"], NEW_WORKER_NODE);
         assert_eq!(s.hub.lock().pool.initial_wait(), None);
@@ -574,11 +574,22 @@ fn a_refused_start_fails_and_is_not_polled() {
 }
 
 /// §5.8: the run's own report is its `result.json`, and `check` ends the run with it;
-/// a later overwriteable report does not replace it.
+/// a `running` status before it changes nothing, a later overwriteable report does not
+/// replace it.
 #[test]
 fn a_report_for_the_run_is_kept_as_its_result() {
     let mut s = Setup::new();
     let (a, a_task) = s.launch("a");
+    // A `running` status is acknowledged and dropped.
+    let report = s.worker.report(
+        &s.hub,
+        &a_task,
+        TaskStatus::new(bits::RUNNING, crate::now()),
+    );
+    assert_eq!(update_status(&s.hub, &report), Ok(json!({})));
+    assert!(!s.result_file(&a_task).exists());
+    assert_eq!(s.runner.check(&a), Outcome::Running);
+
     let mut report = s.worker.report(&s.hub, &a_task, done());
     report.exit = "exited with status 0".into();
     assert_eq!(update_status(&s.hub, &report), Ok(json!({})));
