@@ -180,9 +180,7 @@ impl Hub {
             }
             let until = std::time::Instant::now() + period;
             while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < until {
-                let queued =
-                    std::mem::take(&mut *self.queued.lock().unwrap_or_else(|p| p.into_inner()));
-                self.perform(queued);
+                self.perform_queued();
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -195,6 +193,12 @@ impl Hub {
         let actions = self.lock().pool.sweep(now);
         self.perform(actions);
         self.poll_unsure(now);
+    }
+
+    /// Makes the calls heartbeats asked for since the last time.
+    fn perform_queued(&self) {
+        let queued = std::mem::take(&mut *self.queued.lock().unwrap_or_else(|p| p.into_inner()));
+        self.perform(queued);
     }
 
     fn perform(&self, actions: Vec<Action>) {
@@ -587,3 +591,6 @@ impl RpcService for Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
