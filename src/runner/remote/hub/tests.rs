@@ -39,7 +39,7 @@ fn settings() -> HubSettings {
                 heartbeat_grace_period: 1,
                 healthcheck_period: 1,
                 healthcheck_grace_period: 1,
-                lose_unhealthy_worker_after: 1,
+                lose_unhealthy_worker_after: 3,
                 worker_check_interval: 1,
                 worker_suicide_backoff_safety_margin: 1,
                 worker_suicide_task_kill_wait_ms: 500,
