@@ -170,7 +170,7 @@ pub fn run(
         ))
     })?;
     tasks::clear_leftovers(state);
-    let server_stop: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+    let server_stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::channel();
     let hostname = crate::runner::process::hostname();
     // The endpoint needs the shared state, which needs the bound address: bind first
@@ -231,7 +231,10 @@ pub fn run(
         shared.info.shard, shared.info.id, shared.info.addr, opts.scheduler
     );
     let threads = vec![
-        std::thread::spawn(move || server.serve(server_stop)),
+        {
+            let stop = Arc::clone(&server_stop);
+            std::thread::spawn(move || server.serve(&stop))
+        },
         {
             let s = Arc::clone(&shared);
             std::thread::spawn(move || tasks::run(&s, rx))
