@@ -191,7 +191,7 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__daemon)
-            opts="-v -h --worker-command --instance-node-name --wait-lock --exit-when-done --config-update-ms --clean-statuses --log-retention --log-prune-frequency --nodes-update-ms --http --allow-remote --allow-host --verbose --state-dir --config --color --help"
+            opts="-v -h --worker-command --instance-node-name --wait-lock --exit-when-done --config-update-ms --clean-statuses --log-retention --log-prune-frequency --nodes-update-ms --benchmark-run --test-task-duration --test-failure-rate --http --allow-remote --allow-host --verbose --state-dir --config --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -222,6 +222,14 @@ _bistro() {
                     return 0
                     ;;
                 --nodes-update-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --test-task-duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --test-failure-rate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -763,7 +771,7 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__tick)
-            opts="-q -v -h --worker-command --instance-node-name --wait-lock --dry-run --json --quiet --verbose --log-retention --log-prune-frequency --nodes-update-ms --state-dir --config --color --help"
+            opts="-q -v -h --worker-command --instance-node-name --wait-lock --dry-run --json --quiet --verbose --log-retention --log-prune-frequency --nodes-update-ms --benchmark-run --test-task-duration --test-failure-rate --state-dir --config --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -790,6 +798,14 @@ _bistro() {
                     return 0
                     ;;
                 --nodes-update-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --test-task-duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --test-failure-rate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -2,9 +2,8 @@
 //! state lock (a cron `tick` beside it exits 75). Logs go to stderr through
 //! `tracing`: warnings only by default, `-v` for each start and finish.
 
-use super::{Cli, IterationFlags, RunFlags};
+use super::{Cli, IterationFlags, RunFlags, SimulationFlags};
 use crate::daemon::{DaemonEnd, DaemonOptions};
-use crate::runner::LocalRunner;
 use crate::sanitize::for_terminal;
 use crate::state::StateDir;
 use crate::store::StatusStore;
@@ -31,6 +30,8 @@ pub struct DaemonArgs {
     clean_statuses: bool,
     #[command(flatten)]
     iteration: IterationFlags,
+    #[command(flatten)]
+    simulation: SimulationFlags,
     /// Also serve the REST API, status page and metrics on ADDR (as `serve-http`).
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
@@ -78,8 +79,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> anyhow::Res
         },
         exit_when_done: args.exit_when_done,
     };
-    let exe = std::env::current_exe().context("finding the bistro binary to run supervisors")?;
-    let mut runner = LocalRunner::new(state.clone(), exe);
+    let mut runner = args.simulation.runner(state)?;
     tracing::info!(
         "scheduling over {} (pid {})",
         state.root().display(),
@@ -96,7 +96,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> anyhow::Res
     }
     drop(store);
     let mut log = IterationLog::default();
-    let end = crate::daemon::run(state, &opts, &mut runner, stop, &mut |r| log.record(r));
+    let end = crate::daemon::run(state, &opts, runner.as_mut(), stop, &mut |r| log.record(r));
     stop.store(true, Ordering::SeqCst);
     if let Some(server) = http {
         let _ = server.join();

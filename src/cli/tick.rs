@@ -1,11 +1,9 @@
 //! `bistro tick`: one scheduling iteration, for cron and scripts.
 
-use super::{Cli, ExitCode, IterationFlags, RunFlags};
-use crate::runner::LocalRunner;
+use super::{Cli, ExitCode, IterationFlags, RunFlags, SimulationFlags};
 use crate::sanitize::for_terminal;
 use crate::state::StateDir;
 use crate::tick::{tick, Explained, TickOptions, TickReport};
-use anyhow::Context;
 use clap::Args;
 use std::io::Write;
 
@@ -28,6 +26,8 @@ pub struct TickArgs {
     verbose: bool,
     #[command(flatten)]
     iteration: IterationFlags,
+    #[command(flatten)]
+    simulation: SimulationFlags,
 }
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> anyhow::Result<i32> {
@@ -35,15 +35,14 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> anyhow::Resul
         dry_run: args.dry_run,
         ..args.iteration.tick_options(cli, &args.run)
     };
-    let exe = std::env::current_exe().context("finding the bistro binary to run supervisors")?;
-    let mut runner = LocalRunner::new(state.clone(), exe);
+    let mut runner = args.simulation.runner(state)?;
     let report = if args.dry_run {
         state.existing_statuses_db()?;
-        tick(state, &opts, &mut runner)?
+        tick(state, &opts, runner.as_mut())?
     } else {
         state.create()?;
         let _lock = state.lock(args.run.wait_lock)?;
-        tick(state, &opts, &mut runner)?
+        tick(state, &opts, runner.as_mut())?
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     if args.json {
