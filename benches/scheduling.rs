@@ -1,6 +1,7 @@
 //! In-memory benchmarks: one scheduling pass ([`bistro::scheduler::plan`]) over the
 //! performance guide's problem (10,000 hosts x 100 dbs x 5 jobs, host and db limits,
-//! nothing running; also with half the tasks done), and status-line parsing.
+//! nothing running; also with half the tasks done, and on a node list never used
+//! before), and status-line parsing.
 //!
 //! `cargo bench --bench scheduling`; `BISTRO_BENCH_SMOKE=1` shrinks the problem to
 //! 100 hosts so CI can check the benchmarks still run (`cargo bench -- --test`).
@@ -45,7 +46,7 @@ fn config() -> Config {
 }
 
 /// `hosts` hosts of 100 dbs each under the instance node.
-fn nodes(hosts: usize) -> Nodes {
+fn node_list(hosts: usize) -> Nodes {
     let mut nodes = Nodes::with_instance("instance");
     for h in 0..hosts {
         let host = nodes.push(format!("host{h}"), 1, 0, true);
@@ -69,7 +70,7 @@ fn half_done(config: &Config, nodes: &Nodes) -> Statuses {
 
 fn pass(c: &mut Criterion) {
     let config = config();
-    let nodes = nodes(hosts());
+    let nodes = node_list(hosts());
     let leaves = nodes.list.iter().filter(|n| n.level == 2).count();
     let none = Statuses::default();
     let half = half_done(&config, &nodes);
@@ -94,6 +95,26 @@ fn pass(c: &mut Criterion) {
             )
         });
     }
+    // A node list's first pass also indexes its names (a daemon reuses the list, and
+    // so the index, until the nodes are fetched again).
+    group.bench_function(format!("{leaves}_leaves_x{JOBS}_jobs/fresh_nodes"), |b| {
+        let mut rng = StdRng::seed_from_u64(1);
+        b.iter_batched(
+            || node_list(hosts()),
+            |nodes| {
+                let input = PassInput {
+                    config: &config,
+                    nodes: &nodes,
+                    statuses: &none,
+                    running: &[],
+                    now: 1000,
+                };
+                let plan = plan(black_box(&input), &mut rng, false);
+                (plan, nodes)
+            },
+            BatchSize::PerIteration,
+        )
+    });
     group.finish();
 }
 
