@@ -2,6 +2,7 @@
 
 use super::{Cli, ExitCode, IterationFlags, RunFlags, SimulationFlags};
 use crate::sanitize::for_terminal;
+use crate::scheduler::WaitReason;
 use crate::state::StateDir;
 use crate::tick::{tick, Explained, TickOptions, TickReport};
 use clap::Args;
@@ -137,14 +138,22 @@ fn print_human(
             waiting,
             ..
         } = explained;
+        // Consecutive tasks often wait on the same slots: described once.
+        let mut last: Option<(&WaitReason, String)> = None;
         for w in waiting {
-            let message = w.reason.describe(config, nodes, report.now);
+            let message = match &last {
+                Some((reason, message)) if reason.same_message_as(&w.reason) => message,
+                _ => {
+                    let message = w.reason.describe(config, nodes, report.now);
+                    let message = for_terminal(&message).into_owned();
+                    &last.insert((&w.reason, message)).1
+                }
+            };
             writeln!(
                 out,
-                "waiting {}/{}: {}",
+                "waiting {}/{}: {message}",
                 for_terminal(&config.jobs[w.job].name),
                 for_terminal(&nodes.list[w.node].name),
-                for_terminal(&message)
             )?;
         }
     }

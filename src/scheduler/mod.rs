@@ -42,6 +42,15 @@ impl Statuses {
         statuses.insert(node.to_string(), (status, attempts));
     }
 
+    /// [`insert`](Self::insert) for a caller that owns the node name.
+    pub fn insert_owned(&mut self, job: &str, node: String, status: TaskStatus, attempts: i64) {
+        let statuses = match self.by_job.get_mut(job) {
+            Some(statuses) => statuses,
+            None => self.by_job.entry(job.to_string()).or_default(),
+        };
+        statuses.insert(node, (status, attempts));
+    }
+
     /// The status of (job, node), if any.
     pub fn get(&self, job: &str, node: &str) -> Option<&TaskStatus> {
         self.by_job.get(job)?.get(node).map(|(s, _)| s)
