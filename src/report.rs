@@ -148,7 +148,8 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
         let stored = stored.get(job.name.as_str()).unwrap_or(&no_rows);
         // A name under several parents (replicas) is one task, met at its first node,
         // and excluded only if every copy is.
-        let roots = input.nodes.replica_roots();
+        let tables = input.nodes.tables();
+        let roots = &tables.replica_roots;
         let level = job.level_for_tasks;
         for n in input
             .nodes

@@ -158,16 +158,16 @@ impl ResourceBlocks {
     /// Allocates full blocks for the nodes of the first `levels` levels; replicas share
     /// the block of the first of them.
     pub fn new(defs: &ResourceDefs, nodes: &Nodes, levels: usize) -> Self {
-        let list = &nodes.list;
-        let roots = nodes.replica_roots();
+        let tables = nodes.tables();
+        let roots = &tables.replica_roots;
         let width = |level: usize| match defs.by_level.get(level) {
             Some(resources) if level < levels => resources.len(),
             _ => 0,
         };
         let mut blocks_per_level = vec![0usize; defs.by_level.len()];
-        for (i, n) in list.iter().enumerate() {
-            if width(n.level) > 0 && roots[i] as usize == i {
-                blocks_per_level[n.level] += 1;
+        for (i, &level) in tables.levels.iter().enumerate() {
+            if width(level as usize) > 0 && roots[i] as usize == i {
+                blocks_per_level[level as usize] += 1;
             }
         }
         let mut free = Vec::new();
@@ -178,16 +178,17 @@ impl ResourceBlocks {
                 free.extend(defs.by_level[level].iter().map(|r| r.limit));
             }
         }
-        let mut block_of_node = vec![NO_BLOCK; list.len()];
-        for (i, n) in list.iter().enumerate() {
-            let w = width(n.level);
+        let mut block_of_node = vec![NO_BLOCK; tables.levels.len()];
+        for (i, &level) in tables.levels.iter().enumerate() {
+            let level = level as usize;
+            let w = width(level);
             if w == 0 {
                 continue;
             }
             let root = roots[i] as usize;
             block_of_node[i] = if root == i {
-                let offset = next[n.level];
-                next[n.level] += w;
+                let offset = next[level];
+                next[level] += w;
                 offset as u32
             } else {
                 block_of_node[root]
@@ -231,6 +232,16 @@ impl ResourceBlocks {
     /// The block of a node (by index), or [`NO_BLOCK`] if its level has no resources.
     pub fn block_of(&self, node: usize) -> u32 {
         self.block_of_node[node]
+    }
+
+    /// Does the block at `offset` (of a node of `level`) have room for `need`?
+    #[inline]
+    pub fn has_room(&self, defs: &ResourceDefs, level: usize, offset: u32, need: &[i64]) -> bool {
+        offset == NO_BLOCK
+            || defs.by_level[level]
+                .iter()
+                .enumerate()
+                .all(|(pos, r)| need[r.resource] <= self.free[offset as usize + pos])
     }
 
     /// Checks that every node on `path` has room for `need`; the first shortage otherwise.

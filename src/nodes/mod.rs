@@ -59,14 +59,37 @@ impl std::fmt::Debug for NameCache {
 /// No node.
 const NO_NODE: u32 = u32::MAX;
 
-/// Nodes by level and name: replicas (one name twice on a level) are chained.
+/// Nodes by level and name (replicas, one name twice on a level, are chained), and the
+/// node list's shape in compact arrays.
 struct NameIndex {
     /// Per level, the first node of each name.
     tables: Vec<hashbrown::HashTable<u32>>,
-    /// For each node, the first node with its level and name (itself if it is the first).
-    first: Vec<u32>,
     /// For each node, the next one with its level and name, or `NO_NODE`.
     next: Vec<u32>,
+    /// The compact arrays.
+    shape: NodeTables,
+}
+
+/// A node list's shape in compact arrays (a few bytes per node instead of a
+/// [`Node`]), so that a pass over a million nodes reads little memory.
+#[derive(Debug, Clone, Default)]
+pub struct NodeTables {
+    /// Each node's level.
+    pub levels: Vec<u32>,
+    /// Each node's parent, or [`NodeTables::NONE`] for the instance node.
+    pub parents: Vec<u32>,
+    /// For each node, the first node with its level and name: itself unless it is a
+    /// replica. Replicas share their resources and their tasks.
+    pub replica_roots: Vec<u32>,
+    /// How many nodes each level has.
+    pub level_sizes: Vec<usize>,
+    /// Whether some node is disabled.
+    pub any_disabled: bool,
+}
+
+impl NodeTables {
+    /// No node (the instance node's parent).
+    pub const NONE: u32 = u32::MAX;
 }
 
 fn name_hash(name: &str) -> u64 {
@@ -84,18 +107,27 @@ impl NameIndex {
         }
         let mut index = Self {
             tables: per_level
-                .into_iter()
-                .map(hashbrown::HashTable::with_capacity)
+                .iter()
+                .map(|&n| hashbrown::HashTable::with_capacity(n))
                 .collect(),
-            first: Vec::with_capacity(list.len()),
             next: vec![NO_NODE; list.len()],
+            shape: NodeTables {
+                levels: list.iter().map(|n| n.level as u32).collect(),
+                parents: list
+                    .iter()
+                    .map(|n| n.parent.map_or(NO_NODE, |p| p as u32))
+                    .collect(),
+                replica_roots: Vec::with_capacity(list.len()),
+                level_sizes: per_level,
+                any_disabled: list.iter().any(|n| !n.enabled),
+            },
         };
         for (i, node) in list.iter().enumerate() {
             let hash = name_hash(&node.name);
             let table = &mut index.tables[node.level];
             match table.find(hash, |&j| list[j as usize].name == node.name) {
                 Some(&first) => {
-                    index.first.push(first);
+                    index.shape.replica_roots.push(first);
                     let mut last = first as usize;
                     while index.next[last] != NO_NODE {
                         last = index.next[last] as usize;
@@ -104,7 +136,7 @@ impl NameIndex {
                 }
                 None => {
                     table.insert_unique(hash, i as u32, |&j| name_hash(&list[j as usize].name));
-                    index.first.push(i as u32);
+                    index.shape.replica_roots.push(i as u32);
                 }
             }
         }
@@ -175,7 +207,7 @@ impl Nodes {
             .names
             .0
             .get_or_init(|| std::sync::Arc::new(NameIndex::new(&self.list)));
-        if index.first.len() == self.list.len() {
+        if index.shape.levels.len() == self.list.len() {
             std::sync::Arc::clone(index)
         } else {
             // The list grew behind `push`'s back: index it again, uncached.
@@ -183,17 +215,16 @@ impl Nodes {
         }
     }
 
-    /// For each node, the first node with its level and name (itself unless it is a
-    /// replica): replicas share their resources and their tasks.
-    pub fn replica_roots(&self) -> impl std::ops::Deref<Target = [u32]> {
-        struct Roots(std::sync::Arc<NameIndex>);
-        impl std::ops::Deref for Roots {
-            type Target = [u32];
-            fn deref(&self) -> &[u32] {
-                &self.0.first
+    /// The list's shape in compact arrays, built with the name index.
+    pub fn tables(&self) -> impl std::ops::Deref<Target = NodeTables> {
+        struct Shape(std::sync::Arc<NameIndex>);
+        impl std::ops::Deref for Shape {
+            type Target = NodeTables;
+            fn deref(&self) -> &NodeTables {
+                &self.0.shape
             }
         }
-        Roots(self.names())
+        Shape(self.names())
     }
 
     /// The nodes named `name` at `level`, in list order.
@@ -315,11 +346,17 @@ mod tests {
         assert_eq!(nodes.named(2, "a").collect::<Vec<_>>(), [a1, a2]);
         assert_eq!(nodes.named(1, "a").count(), 0);
         assert_eq!(nodes.named(7, "a").count(), 0);
-        let roots: Vec<u32> = nodes.replica_roots().to_vec();
+        let tables = nodes.tables();
+        let roots = &tables.replica_roots;
+        assert_eq!(tables.parents[a2], h2 as u32);
+        assert_eq!(tables.levels[a2], 2);
+        assert_eq!(tables.level_sizes, [1, 2, 3]);
+        assert!(tables.any_disabled);
         assert_eq!(
             [roots[a1], roots[a2], roots[b]],
             [a1 as u32, a1 as u32, b as u32]
         );
+        drop(tables);
         let a3 = nodes.push("a".into(), 2, h2, true);
         assert_eq!(nodes.named(2, "a").collect::<Vec<_>>(), [a1, a2, a3]);
         nodes.list.push(nodes.list[b].clone());

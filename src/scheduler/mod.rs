@@ -14,7 +14,7 @@ mod roundrobin;
 pub use explain::{Holders, WaitReason, Waiting, WaitingJson};
 
 use crate::config::{Config, Job, NodeOrder, PolicyName};
-use crate::nodes::Nodes;
+use crate::nodes::{NodeTables, Nodes};
 use crate::resources::{NodeCharge, ResourceBlocks, Shortage, NO_BLOCK};
 use crate::status::TaskStatus;
 use crate::task::RunningTask;
@@ -241,8 +241,8 @@ impl<'a> JobView<'a> {
 
 /// For each node, the first disabled node on its path (itself first), or `NO_NODE`;
 /// empty when every node is enabled. Found once per pass, in list order.
-fn first_disabled_on_paths(nodes: &Nodes) -> Vec<u32> {
-    if nodes.list.iter().all(|n| n.enabled) {
+fn first_disabled_on_paths(nodes: &Nodes, tables: &NodeTables) -> Vec<u32> {
+    if !tables.any_disabled {
         return Vec::new();
     }
     let mut first: Vec<u32> = Vec::with_capacity(nodes.list.len());
@@ -276,10 +276,6 @@ struct Slot {
     parent_level: u32,
     /// The parent's resource block.
     parent_block: u32,
-    /// The parent's parent, or `NO_NODE`.
-    grandparent: u32,
-    /// The first disabled node on its path, or `NO_NODE`.
-    disabled: u32,
 }
 
 /// Per level, its nodes as slots in the pass's order. Slots are filled in list order,
@@ -287,39 +283,30 @@ struct Slot {
 /// the pass's order is the same as shuffling node indices with the same `rng`).
 fn ordered_slots(
     nodes: &Nodes,
+    tables: &NodeTables,
     levels: usize,
     order: NodeOrder,
     blocks: &ResourceBlocks,
     rng: &mut impl Rng,
 ) -> Vec<Vec<Slot>> {
     let list = &nodes.list;
-    let first_disabled = first_disabled_on_paths(nodes);
-    let mut sizes = vec![0usize; levels];
-    for n in list.iter().filter(|n| n.level < levels) {
-        sizes[n.level] += 1;
-    }
-    let mut groups: Vec<Vec<Slot>> = sizes.into_iter().map(Vec::with_capacity).collect();
-    for (i, n) in list.iter().enumerate() {
-        if n.level >= levels {
+    let mut groups: Vec<Vec<Slot>> = (0..levels)
+        .map(|l| Vec::with_capacity(tables.level_sizes.get(l).copied().unwrap_or(0)))
+        .collect();
+    for (i, (&level, &parent)) in tables.levels.iter().zip(&tables.parents).enumerate() {
+        let Some(group) = groups.get_mut(level as usize) else {
             continue;
-        }
-        let (parent, parent_level, parent_block, grandparent) = match n.parent {
-            None => (NO_NODE, 0, NO_BLOCK, NO_NODE),
-            Some(p) => (
-                p as u32,
-                list[p].level as u32,
-                blocks.block_of(p),
-                list[p].parent.map_or(NO_NODE, |g| g as u32),
-            ),
         };
-        groups[n.level].push(Slot {
+        let (parent_level, parent_block) = match parent {
+            NO_NODE => (0, NO_BLOCK),
+            p => (tables.levels[p as usize], blocks.block_of(p as usize)),
+        };
+        group.push(Slot {
             node: i as u32,
             block: blocks.block_of(i),
             parent,
             parent_level,
             parent_block,
-            grandparent,
-            disabled: first_disabled.get(i).copied().unwrap_or(NO_NODE),
         });
     }
     for group in &mut groups {
@@ -346,10 +333,10 @@ fn not_a_candidate(
     input: &PassInput,
     job: &Job,
     view: &JobView,
-    slot: Slot,
+    node: usize,
+    first_disabled: &[u32],
     done_jobs: &HashSet<usize>,
 ) -> Option<WaitReason> {
-    let node = slot.node as usize;
     // Names are read only when there is something to look up by name.
     let name = || input.nodes.list[node].name.as_str();
     if view.running.is_some_and(|r| r.contains(name())) {
@@ -368,9 +355,9 @@ fn not_a_candidate(
             });
         }
     }
-    if slot.disabled != NO_NODE {
+    if let Some(&disabled) = first_disabled.get(node).filter(|&&d| d != NO_NODE) {
         return Some(WaitReason::NodeDisabled {
-            node: slot.disabled as usize,
+            node: disabled as usize,
         });
     }
     if let Some((node, filter)) = filtered_on_path(job, input.nodes, node) {
@@ -449,14 +436,23 @@ pub fn plan(input: &PassInput, rng: &mut impl Rng, explain: bool) -> Plan {
     // Per-node work goes in list order, where memory is read in order; the pass's
     // order only picks from what it found.
     let mut blocks = ResourceBlocks::new(defs, input.nodes, levels.len());
-    let groups = ordered_slots(input.nodes, levels.len(), settings.node_order, &blocks, rng);
-    let replica_roots = input.nodes.replica_roots();
+    let tables = input.nodes.tables();
+    let groups = ordered_slots(
+        input.nodes,
+        &tables,
+        levels.len(),
+        settings.node_order,
+        &blocks,
+        rng,
+    );
+    let replica_roots = &tables.replica_roots;
+    let first_disabled = first_disabled_on_paths(input.nodes, &tables);
     let mut plan = Plan::default();
     // Running tasks by job, then node name; only a pass with running tasks needs the
     // names of the enabled nodes.
     let mut running: FxHashMap<&str, FxHashSet<&str>> = FxHashMap::default();
     if !input.running.is_empty() {
-        let levels_in_list = list.iter().map(|n| n.level + 1).max().unwrap_or(0);
+        let levels_in_list = tables.level_sizes.len();
         let enabled_name = |name: &str| {
             (0..levels_in_list).any(|level| input.nodes.named(level, name).any(|i| list[i].enabled))
         };
@@ -512,13 +508,27 @@ pub fn plan(input: &PassInput, rng: &mut impl Rng, explain: bool) -> Plan {
             nodes: Vec::with_capacity(slots.len()),
             priority: job.priority,
         };
+        // Nothing stored, running, disabled or filtered, no dependency: every node is a
+        // candidate, and none needs looking at.
+        let all_candidates = view.statuses.is_none()
+            && view.running.is_none()
+            && view.depends_on.is_empty()
+            && job.filters.is_empty()
+            && first_disabled.is_empty()
+            && job.run_only_after_all_nodes_are_done_for.is_empty();
+        if all_candidates {
+            entry.nodes.extend(0..slots.len());
+            candidates.push(entry);
+            continue;
+        }
         for (pos, &slot) in slots.iter().enumerate() {
-            match not_a_candidate(input, job, &view, slot, &done_jobs) {
+            let n = slot.node as usize;
+            match not_a_candidate(input, job, &view, n, &first_disabled, &done_jobs) {
                 None => entry.nodes.push(pos),
                 Some(WaitReason::Running | WaitReason::Done) => {}
                 Some(reason) if explain => plan.waiting.push(Waiting {
                     job: j,
-                    node: slot.node as usize,
+                    node: n,
                     reason,
                 }),
                 Some(_) => {}
@@ -535,29 +545,47 @@ pub fn plan(input: &PassInput, rng: &mut impl Rng, explain: bool) -> Plan {
         let level = job.level_for_tasks;
         let slot = groups[level][pos];
         let n = slot.node as usize;
+        if !explain {
+            // Most tasks do not fit, and whether one does is the same in any order of
+            // the checks: the ancestors' slots, shared and so in cache, go first,
+            // straight from the compact tables.
+            let mut up = slot.parent;
+            let (mut up_level, mut block) = (slot.parent_level, slot.parent_block);
+            while up != NO_NODE {
+                if !blocks.has_room(defs, up_level as usize, block, &job.resources) {
+                    return TryStart::DidNotRun;
+                }
+                up = tables.parents[up as usize];
+                if up != NO_NODE {
+                    (up_level, block) = (tables.levels[up as usize], blocks.block_of(up as usize));
+                }
+            }
+            if !blocks.has_room(defs, level, slot.block, &job.resources) {
+                return TryStart::DidNotRun;
+            }
+        }
         // The (node, level, block) triples of its path: the node, its parent, and the
         // ancestors above (few, and shared by every task).
         let node = (n, level, slot.block);
-        let parent = (slot.parent != NO_NODE).then_some((
-            slot.parent as usize,
-            slot.parent_level as usize,
-            slot.parent_block,
-        ));
+        let parent = (slot.parent != NO_NODE).then(|| {
+            let p = slot.parent as usize;
+            (p, slot.parent_level as usize, slot.parent_block)
+        });
         let above = || {
-            let first = (slot.grandparent != NO_NODE).then_some(slot.grandparent as usize);
-            std::iter::successors(first, |&u| list[u].parent)
-                .map(|u| (u, list[u].level, blocks.block_of(u)))
+            let first = parent
+                .map(|(p, _, _)| tables.parents[p])
+                .filter(|&g| g != NO_NODE);
+            std::iter::successors(first, |&u| {
+                Some(tables.parents[u as usize]).filter(|&p| p != NO_NODE)
+            })
+            .map(|u| {
+                let u = u as usize;
+                (u, tables.levels[u] as usize, blocks.block_of(u))
+            })
         };
-        // Whether it fits does not depend on the order of the checks: without
-        // `explain`, the parent's slots, shared and so in cache, go first; with it, the
-        // node's, as the shortage reported is the nearest one.
-        let fits = if explain {
-            let path = std::iter::once(node).chain(parent).chain(above());
-            blocks.check_blocks(defs, path, &job.resources)
-        } else {
-            let path = parent.into_iter().chain([node]).chain(above());
-            blocks.check_blocks(defs, path, &job.resources)
-        };
+        // The shortage reported is the nearest one: the node's first.
+        let path = std::iter::once(node).chain(parent).chain(above());
+        let fits = blocks.check_blocks(defs, path, &job.resources);
         if let Err(shortage) = fits {
             // A replica of a task started in this pass is skipped, not short.
             if explain && !started.contains(&(j, replica_roots[n])) {
