@@ -197,7 +197,7 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__daemon)
-            opts="-v -h --worker-command --instance-node-name --wait-lock --exit-when-done --config-update-ms --clean-statuses --log-retention --log-prune-frequency --nodes-update-ms --http --allow-remote --allow-host --local --heartbeat-grace-period --healthcheck-period --healthcheck-grace-period --lose-unhealthy-worker-after --worker-check-interval --allow-bump-unhealthy-worker --unsure-if-running-check-initial-period --caution-startup-wait-for-workers --caution-worker-suicide-backoff-safety-margin-sec --caution-worker-suicide-task-kill-wait-ms --worker-call-timeout-ms --verbose --state-dir --config --color --help"
+            opts="-v -h --worker-command --instance-node-name --wait-lock --exit-when-done --config-update-ms --clean-statuses --log-retention --log-prune-frequency --nodes-update-ms --benchmark-run --test-task-duration --test-failure-rate --http --allow-remote --allow-host --local --heartbeat-grace-period --healthcheck-period --healthcheck-grace-period --lose-unhealthy-worker-after --worker-check-interval --allow-bump-unhealthy-worker --unsure-if-running-check-initial-period --caution-startup-wait-for-workers --caution-worker-suicide-backoff-safety-margin-sec --caution-worker-suicide-task-kill-wait-ms --worker-call-timeout-ms --verbose --state-dir --config --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -228,6 +228,14 @@ _bistro() {
                     return 0
                     ;;
                 --nodes-update-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --test-task-duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --test-failure-rate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -823,7 +831,7 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__tick)
-            opts="-q -v -h --worker-command --instance-node-name --wait-lock --dry-run --json --quiet --verbose --log-retention --log-prune-frequency --nodes-update-ms --state-dir --config --color --help"
+            opts="-q -v -h --worker-command --instance-node-name --wait-lock --dry-run --json --quiet --verbose --log-retention --log-prune-frequency --nodes-update-ms --benchmark-run --test-task-duration --test-failure-rate --state-dir --config --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -850,6 +858,14 @@ _bistro() {
                     return 0
                     ;;
                 --nodes-update-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --test-task-duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --test-failure-rate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -60,6 +60,8 @@ complete -c bistro -n "__fish_bistro_using_subcommand tick" -l wait-lock -d 'Wai
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l log-retention -d 'Task log lines older than SECS are deleted (default 30 days)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l log-prune-frequency -d 'Seconds between log prunes; 0 disables pruning' -r
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l nodes-update-ms -d 'Reuse the nodes fetched by an earlier iteration for this long (node scripts do not rerun); a change of node sources, levels or instance name refetches at once' -r
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l test-task-duration -d 'With --benchmark-run: the mean run length; runs take 0..2x MS, uniformly' -r
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l test-failure-rate -d 'With --benchmark-run: the probability (0 to 1) that a run fails with `error_backoff` "testing"' -r
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
@@ -69,6 +71,7 @@ complete -c bistro -n "__fish_bistro_using_subcommand tick" -l dry-run -d 'Start
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l json -d 'Print the report as one JSON object'
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -s q -l quiet -d 'Print nothing on success'
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -s v -l verbose -d 'Also print each task started'
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l benchmark-run -d 'Start no processes: each task ends after a random time and reports `done` (or `error_backoff` "testing"), to measure the scheduler itself. Statuses are recorded as usual; the command is never run'
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l worker-command -d 'Command run for each task as `CMD NODE STATUS_FILE JSON` (a job\'s "command" overrides it); remembered for later ticks' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l instance-node-name -d 'Name of the root instance node [default: remembered, else the host name]' -r
@@ -77,6 +80,8 @@ complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l config-update-m
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l log-retention -d 'Task log lines older than SECS are deleted (default 30 days)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l log-prune-frequency -d 'Seconds between log prunes; 0 disables pruning' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l nodes-update-ms -d 'Reuse the nodes fetched by an earlier iteration for this long (node scripts do not rerun); a change of node sources, levels or instance name refetches at once' -r
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l test-task-duration -d 'With --benchmark-run: the mean run length; runs take 0..2x MS, uniformly' -r
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l test-failure-rate -d 'With --benchmark-run: the probability (0 to 1) that a run fails with `error_backoff` "testing"' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l http -d 'Also serve the REST API, status page and metrics on ADDR (as `serve-http`)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l allow-host -d 'Another name clients may reach the --http server by (as `serve-http --allow-host`): NAME or NAME:PORT. Repeatable' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l heartbeat-grace-period -d 'Seconds added to each worker\'s own heartbeat period before it is unhealthy' -r
@@ -96,6 +101,7 @@ always\t'Always'
 never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l exit-when-done -d 'Exit 0 once nothing runs and nothing can start (tasks in backoff still can)'
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l clean-statuses -d 'Forget every stored status at start, so every task runs again'
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l benchmark-run -d 'Start no processes: each task ends after a random time and reports `done` (or `error_backoff` "testing"), to measure the scheduler itself. Statuses are recorded as usual; the command is never run'
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l allow-remote -d 'Allow a non-loopback --http address (changes still need the token)'
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l local -d 'Run tasks on this machine although no --worker-command is given (every job has its own "command"). Without either, tasks go to remote workers'
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l allow-bump-unhealthy-worker -d 'Let a new worker replace a shard\'s worker that is not healthy at once'

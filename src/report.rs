@@ -8,6 +8,7 @@ use crate::state::StateDir;
 use crate::status::{StatusName, TaskStatus};
 use crate::store::{StatusRow, StatusStore};
 use crate::task::RunningTask;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -138,11 +139,14 @@ pub struct ReportInput<'a> {
 
 /// Builds the report.
 pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
-    let stored: HashMap<(&str, &str), &StatusRow> = input
-        .rows
-        .iter()
-        .map(|r| ((r.job.as_str(), r.node.as_str()), r))
-        .collect();
+    let mut stored: FxHashMap<&str, FxHashMap<&str, &StatusRow>> = FxHashMap::default();
+    for r in input.rows {
+        stored
+            .entry(r.job.as_str())
+            .or_default()
+            .insert(r.node.as_str(), r);
+    }
+    let no_rows = FxHashMap::default();
     let running: HashMap<(&str, &str), &RunningTask> = input
         .running
         .iter()
@@ -158,21 +162,20 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
         let mut counts: BTreeMap<&'static str, usize> =
             StatusName::ALL.iter().map(|s| (s.as_str(), 0)).collect();
         let (mut total, mut excluded) = (0, 0);
-        // A name under several parents (replicas) is one task, excluded only if every
-        // copy is.
-        let mut copies: HashMap<&str, Vec<usize>> = HashMap::new();
-        let mut order = Vec::new();
-        for n in input.nodes.at_level(job.level_for_tasks) {
+        let stored = stored.get(job.name.as_str()).unwrap_or(&no_rows);
+        // A name under several parents (replicas) is one task, met at its first node,
+        // and excluded only if every copy is.
+        let tables = input.nodes.tables();
+        let roots = &tables.replica_roots;
+        let level = job.level_for_tasks;
+        for n in input
+            .nodes
+            .at_level(level)
+            .filter(|&n| roots[n] as usize == n)
+        {
             let node = input.nodes.list[n].name.as_str();
-            copies.entry(node).or_insert_with(|| {
-                order.push(node);
-                Vec::new()
-            });
-            copies.get_mut(node).expect("just inserted").push(n);
-        }
-        for node in order {
             total += 1;
-            let row = stored.get(&(job.name.as_str(), node));
+            let row = stored.get(node);
             let run = running.get(&(job.name.as_str(), node));
             let name = match (run, row) {
                 (Some(_), _) => StatusName::Running,
@@ -185,9 +188,10 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
                 StatusName::Done | StatusName::Running | StatusName::Failed
             );
             if may_run_again
-                && copies[node]
-                    .iter()
-                    .all(|&n| crate::scheduler::excluded_by_nodes(job, input.nodes, n))
+                && input
+                    .nodes
+                    .named(level, node)
+                    .all(|n| crate::scheduler::excluded_by_nodes(job, input.nodes, n))
             {
                 excluded += 1;
             }

@@ -8,8 +8,8 @@
 use crate::config::lenient;
 use crate::config::ErrorRecord;
 use crate::config::Levels;
+use crate::nodes::Nodes;
 use serde_json::Value;
-use std::collections::HashMap;
 
 /// A resource limit on one level.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,14 +126,14 @@ pub struct NodeCharge {
 }
 
 /// Free slots for one scheduling pass, one block per distinct (level, node name).
+/// The blocks of a level lie together, so the few nodes of the upper levels, which
+/// every task checks, share a little memory.
 #[derive(Debug, Clone)]
 pub struct ResourceBlocks {
     /// Free amounts, blocks laid end to end; a block holds its level's resources in order.
     free: Vec<i64>,
-    /// Block offset of each node (by node index), or `u32::MAX` for levels without resources.
+    /// Block offset of each node (by node index), or `NO_BLOCK` for levels without resources.
     block_of_node: Vec<u32>,
-    /// Block offset of each name, by level.
-    block_of_name: Vec<HashMap<String, u32>>,
 }
 
 /// Why a task did not fit.
@@ -151,48 +151,72 @@ pub struct Shortage {
     pub limit: i64,
 }
 
-const NO_BLOCK: u32 = u32::MAX;
+/// The block of a node whose level has no resources.
+pub const NO_BLOCK: u32 = u32::MAX;
 
 impl ResourceBlocks {
-    /// Allocates full blocks for `nodes` (visited in the pass's node order, so the first
-    /// replica defines the block).
-    pub fn new<'a>(
-        defs: &ResourceDefs,
-        nodes: impl Iterator<Item = (usize, usize, &'a str)>,
-        node_count: usize,
-    ) -> Self {
-        let mut blocks = Self {
-            free: Vec::new(),
-            block_of_node: vec![NO_BLOCK; node_count],
-            block_of_name: vec![HashMap::new(); defs.by_level.len()],
+    /// Allocates full blocks for the nodes of the first `levels` levels; replicas share
+    /// the block of the first of them.
+    pub fn new(defs: &ResourceDefs, nodes: &Nodes, levels: usize) -> Self {
+        let tables = nodes.tables();
+        let roots = &tables.replica_roots;
+        let width = |level: usize| match defs.by_level.get(level) {
+            Some(resources) if level < levels => resources.len(),
+            _ => 0,
         };
-        for (idx, level, name) in nodes {
-            let level_resources = &defs.by_level[level];
-            if level_resources.is_empty() {
+        let mut blocks_per_level = vec![0usize; defs.by_level.len()];
+        for (i, &level) in tables.levels.iter().enumerate() {
+            if width(level as usize) > 0 && roots[i] as usize == i {
+                blocks_per_level[level as usize] += 1;
+            }
+        }
+        let mut free = Vec::new();
+        let mut next = Vec::with_capacity(blocks_per_level.len());
+        for (level, &count) in blocks_per_level.iter().enumerate() {
+            next.push(free.len());
+            for _ in 0..count {
+                free.extend(defs.by_level[level].iter().map(|r| r.limit));
+            }
+        }
+        let mut block_of_node = vec![NO_BLOCK; tables.levels.len()];
+        for (i, &level) in tables.levels.iter().enumerate() {
+            let level = level as usize;
+            let w = width(level);
+            if w == 0 {
                 continue;
             }
-            let offset = *blocks.block_of_name[level]
-                .entry(name.to_string())
-                .or_insert_with(|| {
-                    let offset = blocks.free.len() as u32;
-                    blocks.free.extend(level_resources.iter().map(|r| r.limit));
-                    offset
-                });
-            blocks.block_of_node[idx] = offset;
+            let root = roots[i] as usize;
+            block_of_node[i] = if root == i {
+                let offset = next[level];
+                next[level] += w;
+                offset as u32
+            } else {
+                block_of_node[root]
+            };
         }
-        blocks
+        Self {
+            free,
+            block_of_node,
+        }
     }
 
     /// Subtracts a running task's recorded charges; unknown nodes and resources are ignored.
-    pub fn subtract(&mut self, defs: &ResourceDefs, levels: &Levels, charges: &[NodeCharge]) {
+    pub fn subtract(
+        &mut self,
+        defs: &ResourceDefs,
+        levels: &Levels,
+        nodes: &Nodes,
+        charges: &[NodeCharge],
+    ) {
         for charge in charges {
             let Some(level) = levels.id(&charge.level) else {
                 continue;
             };
-            let Some(&offset) = self
-                .block_of_name
-                .get(level)
-                .and_then(|names| names.get(charge.node.as_str()))
+            let Some(offset) = nodes
+                .named(level, &charge.node)
+                .next()
+                .map(|node| self.block_of_node[node])
+                .filter(|&offset| offset != NO_BLOCK)
             else {
                 continue;
             };
@@ -205,6 +229,21 @@ impl ResourceBlocks {
         }
     }
 
+    /// The block of a node (by index), or [`NO_BLOCK`] if its level has no resources.
+    pub fn block_of(&self, node: usize) -> u32 {
+        self.block_of_node[node]
+    }
+
+    /// Does the block at `offset` (of a node of `level`) have room for `need`?
+    #[inline]
+    pub fn has_room(&self, defs: &ResourceDefs, level: usize, offset: u32, need: &[i64]) -> bool {
+        offset == NO_BLOCK
+            || defs.by_level[level]
+                .iter()
+                .enumerate()
+                .all(|(pos, r)| need[r.resource] <= self.free[offset as usize + pos])
+    }
+
     /// Checks that every node on `path` has room for `need`; the first shortage otherwise.
     pub fn check(
         &self,
@@ -212,8 +251,23 @@ impl ResourceBlocks {
         path: &[(usize, usize)],
         need: &[i64],
     ) -> Result<(), Shortage> {
-        for &(node, level) in path {
-            let offset = self.block_of_node[node];
+        self.check_blocks(
+            defs,
+            path.iter()
+                .map(|&(node, level)| (node, level, self.block_of_node[node])),
+            need,
+        )
+    }
+
+    /// [`check`](Self::check) over `(node, level, block)` triples, for a caller that
+    /// already knows the blocks (see [`block_of`](Self::block_of)).
+    pub fn check_blocks(
+        &self,
+        defs: &ResourceDefs,
+        path: impl IntoIterator<Item = (usize, usize, u32)>,
+        need: &[i64],
+    ) -> Result<(), Shortage> {
+        for (node, level, offset) in path {
             if offset == NO_BLOCK {
                 continue;
             }
@@ -237,12 +291,29 @@ impl ResourceBlocks {
     pub fn take(&mut self, defs: &ResourceDefs, path: &[(usize, usize)], need: &[i64]) {
         for &(node, level) in path {
             let offset = self.block_of_node[node];
-            if offset == NO_BLOCK {
-                continue;
-            }
-            for (pos, r) in defs.by_level[level].iter().enumerate() {
-                self.free[offset as usize + pos] -= need[r.resource];
-            }
+            self.take_block(defs, level, offset, need);
+        }
+    }
+
+    /// Takes `need` from the `(node, level, block)` triples of a path (after a
+    /// successful [`check_blocks`](Self::check_blocks)).
+    pub fn take_blocks(
+        &mut self,
+        defs: &ResourceDefs,
+        path: impl IntoIterator<Item = (usize, usize, u32)>,
+        need: &[i64],
+    ) {
+        for (_, level, offset) in path {
+            self.take_block(defs, level, offset, need);
+        }
+    }
+
+    fn take_block(&mut self, defs: &ResourceDefs, level: usize, offset: u32, need: &[i64]) {
+        if offset == NO_BLOCK {
+            return;
+        }
+        for (pos, r) in defs.by_level[level].iter().enumerate() {
+            self.free[offset as usize + pos] -= need[r.resource];
         }
     }
 }

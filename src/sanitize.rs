@@ -9,9 +9,19 @@ fn is_unsafe(c: char) -> bool {
         || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
 }
 
+/// Printable ASCII and tabs only: by far the common case, checked without branching
+/// per byte, so the check runs many bytes at a time.
+fn is_plain_ascii(s: &str) -> bool {
+    s.is_ascii()
+        && s.bytes()
+            .map(|b| usize::from((b < b' ' && b != b'\t') || b == 0x7f))
+            .sum::<usize>()
+            == 0
+}
+
 /// Escapes characters that would act on a terminal.
 pub fn for_terminal(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(is_unsafe) {
+    if is_plain_ascii(s) || !s.chars().any(is_unsafe) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);

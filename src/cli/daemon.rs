@@ -2,10 +2,10 @@
 //! state lock (a cron `tick` beside it exits 75). Logs go to stderr through
 //! `tracing`: warnings only by default, `-v` for each start and finish.
 
-use super::{Cli, IterationFlags, RunFlags};
+use super::{Cli, IterationFlags, RunFlags, SimulationFlags};
 use crate::daemon::{DaemonEnd, DaemonOptions};
 use crate::runner::remote::{Hub, RemoteRunner};
-use crate::runner::{LocalRunner, TaskRunner};
+use crate::runner::TaskRunner;
 use crate::sanitize::for_terminal;
 use crate::state::StateDir;
 use crate::store::StatusStore;
@@ -33,6 +33,8 @@ pub struct DaemonArgs {
     clean_statuses: bool,
     #[command(flatten)]
     iteration: IterationFlags,
+    #[command(flatten)]
+    simulation: SimulationFlags,
     /// Also serve the REST API, status page and metrics on ADDR (as `serve-http`).
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
@@ -154,7 +156,9 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> anyhow::Res
     let stop = super::signals::stop_on_signals();
     // Created now, so the HTTP server has a state to serve from the start.
     let mut store = StatusStore::open(&state.statuses_db())?;
-    let remote = args.run.worker_command.is_none() && !args.local;
+    // As Bistro picks its runner: a simulation, else local with a worker command,
+    // else remote workers.
+    let remote = !args.simulation.benchmark_run && args.run.worker_command.is_none() && !args.local;
     let opts = DaemonOptions {
         tick: TickOptions {
             config_update_ms: args.config_update_ms,
@@ -174,11 +178,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> anyhow::Res
     };
     let mut runner: Box<dyn TaskRunner> = match &hub {
         Some(hub) => Box::new(RemoteRunner::new(Arc::clone(hub))),
-        None => {
-            let exe =
-                std::env::current_exe().context("finding the bistro binary to run supervisors")?;
-            Box::new(LocalRunner::new(state.clone(), exe))
-        }
+        None => args.simulation.runner(state)?,
     };
     tracing::info!(
         "scheduling over {} (pid {})",

@@ -16,6 +16,8 @@ mod tick;
 mod why;
 mod worker;
 
+use crate::runner::{LocalRunner, SimulatedRunner, Simulation, TaskRunner};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -136,6 +138,53 @@ impl IterationFlags {
             on_workers: false,
         }
     }
+}
+
+/// Flags that replace task processes by simulated runs (`tick`, `daemon`), named as
+/// Bistro's benchmark flags.
+#[derive(Debug, Clone, Args)]
+pub struct SimulationFlags {
+    /// Start no processes: each task ends after a random time and reports `done` (or
+    /// `error_backoff` "testing"), to measure the scheduler itself. Statuses are
+    /// recorded as usual; the command is never run.
+    #[arg(long)]
+    pub benchmark_run: bool,
+    /// With --benchmark-run: the mean run length; runs take 0..2x MS, uniformly.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 5000,
+        requires = "benchmark_run"
+    )]
+    test_task_duration: u64,
+    /// With --benchmark-run: the probability (0 to 1) that a run fails with
+    /// `error_backoff` "testing".
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_probability,
+          requires = "benchmark_run")]
+    test_failure_rate: f64,
+}
+
+impl SimulationFlags {
+    /// The runner these flags ask for: simulated, or processes under supervisors.
+    fn runner(&self, state: &crate::state::StateDir) -> anyhow::Result<Box<dyn TaskRunner>> {
+        if self.benchmark_run {
+            return Ok(Box::new(SimulatedRunner::new(Simulation {
+                task_duration_ms: self.test_task_duration,
+                failure_rate: self.test_failure_rate,
+            })));
+        }
+        let exe =
+            std::env::current_exe().context("finding the bistro binary to run supervisors")?;
+        Ok(Box::new(LocalRunner::new(state.clone(), exe)))
+    }
+}
+
+/// Parses a probability, from 0 to 1.
+fn parse_probability(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=1.0).contains(p))
+        .ok_or_else(|| format!("expected a probability between 0 and 1, got {text:?}"))
 }
 
 /// Parses a duration in (fractional) seconds, from 0 to a million.

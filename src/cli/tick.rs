@@ -1,11 +1,10 @@
 //! `bistro tick`: one scheduling iteration, for cron and scripts.
 
-use super::{Cli, ExitCode, IterationFlags, RunFlags};
-use crate::runner::LocalRunner;
+use super::{Cli, ExitCode, IterationFlags, RunFlags, SimulationFlags};
 use crate::sanitize::for_terminal;
+use crate::scheduler::WaitReason;
 use crate::state::StateDir;
 use crate::tick::{tick, Explained, TickOptions, TickReport};
-use anyhow::Context;
 use clap::Args;
 use std::io::Write;
 
@@ -28,6 +27,8 @@ pub struct TickArgs {
     verbose: bool,
     #[command(flatten)]
     iteration: IterationFlags,
+    #[command(flatten)]
+    simulation: SimulationFlags,
 }
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> anyhow::Result<i32> {
@@ -35,15 +36,14 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> anyhow::Resul
         dry_run: args.dry_run,
         ..args.iteration.tick_options(cli, &args.run)
     };
-    let exe = std::env::current_exe().context("finding the bistro binary to run supervisors")?;
-    let mut runner = LocalRunner::new(state.clone(), exe);
+    let mut runner = args.simulation.runner(state)?;
     let report = if args.dry_run {
         state.existing_statuses_db()?;
-        tick(state, &opts, &mut runner)?
+        tick(state, &opts, runner.as_mut())?
     } else {
         state.create()?;
         let _lock = state.lock(args.run.wait_lock)?;
-        tick(state, &opts, &mut runner)?
+        tick(state, &opts, runner.as_mut())?
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     if args.json {
@@ -138,14 +138,22 @@ fn print_human(
             waiting,
             ..
         } = explained;
+        // Consecutive tasks often wait on the same slots: described once.
+        let mut last: Option<(&WaitReason, String)> = None;
         for w in waiting {
-            let message = w.reason.describe(config, nodes, report.now);
+            let message = match &last {
+                Some((reason, message)) if reason.same_message_as(&w.reason) => message,
+                _ => {
+                    let message = w.reason.describe(config, nodes, report.now);
+                    let message = for_terminal(&message).into_owned();
+                    &last.insert((&w.reason, message)).1
+                }
+            };
             writeln!(
                 out,
-                "waiting {}/{}: {}",
+                "waiting {}/{}: {message}",
                 for_terminal(&config.jobs[w.job].name),
                 for_terminal(&nodes.list[w.node].name),
-                for_terminal(&message)
             )?;
         }
     }

@@ -28,8 +28,120 @@ pub struct Node {
 /// The node list of one refresh; the instance node comes first.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Nodes {
-    /// All nodes, parents before their children.
+    /// All nodes, parents before their children. Names and levels must not change once
+    /// nodes are looked up by name ([`push`](Self::push) is fine).
     pub list: Vec<Node>,
+    /// Nodes by level and name, built at the first lookup and kept while the list is
+    /// reused (a daemon reuses it for many passes).
+    #[serde(skip)]
+    names: NameCache,
+}
+
+/// [`NameIndex`] of a node list, built on first use; it is derived data, so it never
+/// makes two lists unequal.
+#[derive(Clone, Default)]
+struct NameCache(std::sync::OnceLock<std::sync::Arc<NameIndex>>);
+
+impl PartialEq for NameCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for NameCache {}
+
+impl std::fmt::Debug for NameCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NameCache")
+    }
+}
+
+/// No node.
+const NO_NODE: u32 = u32::MAX;
+
+/// Nodes by level and name (replicas, one name twice on a level, are chained), and the
+/// node list's shape in compact arrays.
+struct NameIndex {
+    /// Per level, the first node of each name.
+    tables: Vec<hashbrown::HashTable<u32>>,
+    /// For each node, the next one with its level and name, or `NO_NODE`.
+    next: Vec<u32>,
+    /// The compact arrays.
+    shape: NodeTables,
+}
+
+/// A node list's shape in compact arrays (a few bytes per node instead of a
+/// [`Node`]), so that a pass over a million nodes reads little memory.
+#[derive(Debug, Clone, Default)]
+pub struct NodeTables {
+    /// Each node's level.
+    pub levels: Vec<u32>,
+    /// Each node's parent, or [`NodeTables::NONE`] for the instance node.
+    pub parents: Vec<u32>,
+    /// For each node, the first node with its level and name: itself unless it is a
+    /// replica. Replicas share their resources and their tasks.
+    pub replica_roots: Vec<u32>,
+    /// How many nodes each level has.
+    pub level_sizes: Vec<usize>,
+    /// Whether some node is disabled.
+    pub any_disabled: bool,
+}
+
+impl NodeTables {
+    /// No node (the instance node's parent).
+    pub const NONE: u32 = u32::MAX;
+}
+
+fn name_hash(name: &str) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(name)
+}
+
+impl NameIndex {
+    /// Indexes `list` in one pass, in list order.
+    fn new(list: &[Node]) -> Self {
+        let levels = list.iter().map(|n| n.level + 1).max().unwrap_or(0);
+        let mut per_level = vec![0usize; levels];
+        for n in list {
+            per_level[n.level] += 1;
+        }
+        let mut index = Self {
+            tables: per_level
+                .iter()
+                .map(|&n| hashbrown::HashTable::with_capacity(n))
+                .collect(),
+            next: vec![NO_NODE; list.len()],
+            shape: NodeTables {
+                levels: list.iter().map(|n| n.level as u32).collect(),
+                parents: list
+                    .iter()
+                    .map(|n| n.parent.map_or(NO_NODE, |p| p as u32))
+                    .collect(),
+                replica_roots: Vec::with_capacity(list.len()),
+                level_sizes: per_level,
+                any_disabled: list.iter().any(|n| !n.enabled),
+            },
+        };
+        for (i, node) in list.iter().enumerate() {
+            let hash = name_hash(&node.name);
+            let table = &mut index.tables[node.level];
+            match table.find(hash, |&j| list[j as usize].name == node.name) {
+                Some(&first) => {
+                    index.shape.replica_roots.push(first);
+                    let mut last = first as usize;
+                    while index.next[last] != NO_NODE {
+                        last = index.next[last] as usize;
+                    }
+                    index.next[last] = i as u32;
+                }
+                None => {
+                    table.insert_unique(hash, i as u32, |&j| name_hash(&list[j as usize].name));
+                    index.shape.replica_roots.push(i as u32);
+                }
+            }
+        }
+        index
+    }
 }
 
 impl Nodes {
@@ -43,11 +155,13 @@ impl Nodes {
                 enabled: true,
                 tags: Vec::new(),
             }],
+            names: NameCache::default(),
         }
     }
 
     /// Adds a node and returns its index.
     pub fn push(&mut self, name: String, level: usize, parent: usize, enabled: bool) -> usize {
+        self.names = NameCache::default();
         self.list.push(Node {
             name,
             level,
@@ -86,6 +200,46 @@ impl Nodes {
             .collect();
         path.reverse();
         path
+    }
+
+    fn names(&self) -> std::sync::Arc<NameIndex> {
+        let index = self
+            .names
+            .0
+            .get_or_init(|| std::sync::Arc::new(NameIndex::new(&self.list)));
+        if index.shape.levels.len() == self.list.len() {
+            std::sync::Arc::clone(index)
+        } else {
+            // The list grew behind `push`'s back: index it again, uncached.
+            std::sync::Arc::new(NameIndex::new(&self.list))
+        }
+    }
+
+    /// The list's shape in compact arrays, built with the name index.
+    pub fn tables(&self) -> impl std::ops::Deref<Target = NodeTables> {
+        struct Shape(std::sync::Arc<NameIndex>);
+        impl std::ops::Deref for Shape {
+            type Target = NodeTables;
+            fn deref(&self) -> &NodeTables {
+                &self.0.shape
+            }
+        }
+        Shape(self.names())
+    }
+
+    /// The nodes named `name` at `level`, in list order.
+    pub fn named<'a>(&'a self, level: usize, name: &str) -> impl Iterator<Item = usize> + 'a {
+        let index = self.names();
+        let first = index.tables.get(level).and_then(|table| {
+            table
+                .find(name_hash(name), |&j| self.list[j as usize].name == name)
+                .copied()
+        });
+        let next = std::sync::Arc::clone(&index);
+        std::iter::successors(first, move |&i| {
+            Some(next.next[i as usize]).filter(|&n| n != NO_NODE)
+        })
+        .map(|i| i as usize)
     }
 
     /// The first node with this name at `level`.
@@ -180,6 +334,49 @@ fn parent_level(prefs: &Map<String, Value>, levels: &Levels) -> Result<(usize, u
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn nodes_are_found_by_level_and_name_with_their_replicas() {
+        let mut nodes = Nodes::with_instance("i");
+        let h1 = nodes.push("h1".into(), 1, 0, true);
+        let h2 = nodes.push("h2".into(), 1, 0, true);
+        let a1 = nodes.push("a".into(), 2, h1, true);
+        let b = nodes.push("b".into(), 2, h1, true);
+        let a2 = nodes.push("a".into(), 2, h2, false);
+        assert_eq!(nodes.named(2, "a").collect::<Vec<_>>(), [a1, a2]);
+        assert_eq!(nodes.named(1, "a").count(), 0);
+        assert_eq!(nodes.named(7, "a").count(), 0);
+        let tables = nodes.tables();
+        let roots = &tables.replica_roots;
+        assert_eq!(tables.parents[a2], h2 as u32);
+        assert_eq!(tables.levels[a2], 2);
+        assert_eq!(tables.level_sizes, [1, 2, 3]);
+        assert!(tables.any_disabled);
+        assert_eq!(
+            [roots[a1], roots[a2], roots[b]],
+            [a1 as u32, a1 as u32, b as u32]
+        );
+        drop(tables);
+        let a3 = nodes.push("a".into(), 2, h2, true);
+        assert_eq!(nodes.named(2, "a").collect::<Vec<_>>(), [a1, a2, a3]);
+        nodes.list.push(nodes.list[b].clone());
+        assert_eq!(
+            nodes.named(2, "b").count(),
+            2,
+            "a list grown by hand is indexed anew"
+        );
+    }
+
+    #[test]
+    fn the_name_index_is_not_part_of_a_node_list() {
+        let nodes = Nodes::with_instance("i");
+        let copy = nodes.clone();
+        assert_eq!(nodes.named(0, "i").count(), 1);
+        assert_eq!(nodes, copy);
+        let text = serde_json::to_string(&nodes).unwrap();
+        assert_eq!(text, serde_json::to_string(&copy).unwrap());
+        assert_eq!(serde_json::from_str::<Nodes>(&text).unwrap(), nodes);
+    }
 
     pub(super) fn levels(names: &[&str]) -> Levels {
         Levels::new(names.iter().map(|s| s.to_string()))

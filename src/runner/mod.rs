@@ -1,15 +1,18 @@
 //! Running tasks (bistro-runtime §2): what a task is given, how it is started, and how
 //! its end is collected. [`TaskRunner`] is Bistro's plugin point; [`LocalRunner`] runs
-//! tasks on this machine under detached supervisors.
+//! tasks on this machine under detached supervisors; [`SimulatedRunner`] only pretends
+//! to (`--benchmark-run`).
 
 mod local;
 pub mod process;
 pub mod remote;
+mod simulated;
 pub mod supervisor;
 
 pub use local::{
     is_supervised, local_outcome, read_result, request_kill, LocalRunner, LAUNCH_FILE,
 };
+pub use simulated::{SimulatedRunner, Simulation};
 
 use crate::config::{Config, Job, KillRequest, TaskSubprocess};
 use crate::nodes::Nodes;

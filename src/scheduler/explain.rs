@@ -161,6 +161,36 @@ impl WaitReason {
         }
     }
 
+    /// Does `other` surely read as this one? A cheap test, true only for waits on the
+    /// same slots with the same holders (as the many tasks waiting on one node's
+    /// slots do), so a long listing describes each such wait once.
+    pub fn same_message_as(&self, other: &WaitReason) -> bool {
+        match (self, other) {
+            (
+                WaitReason::Resource {
+                    node,
+                    resource,
+                    need,
+                    used,
+                    limit,
+                    holders,
+                },
+                WaitReason::Resource {
+                    node: node2,
+                    resource: resource2,
+                    need: need2,
+                    used: used2,
+                    limit: limit2,
+                    holders: holders2,
+                },
+            ) => {
+                (node, resource, need, used, limit) == (node2, resource2, need2, used2, limit2)
+                    && Arc::ptr_eq(holders, holders2)
+            }
+            _ => false,
+        }
+    }
+
     /// One sentence for humans.
     pub fn describe(&self, config: &Config, nodes: &Nodes, now: i64) -> String {
         let name = |i: usize| nodes.list[i].name.as_str();

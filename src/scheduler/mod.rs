@@ -15,27 +15,41 @@ pub mod workers;
 pub use explain::{Holders, WaitReason, Waiting, WaitingJson};
 
 use crate::config::{Config, Job, NodeOrder, PolicyName};
-use crate::nodes::Nodes;
-use crate::resources::{NodeCharge, ResourceBlocks, Shortage};
+use crate::nodes::{NodeTables, Nodes};
+use crate::resources::{NodeCharge, ResourceBlocks, Shortage, NO_BLOCK};
 use crate::status::TaskStatus;
 use crate::task::RunningTask;
 use rand::seq::SliceRandom;
 use rand::Rng;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::HashSet;
+
+/// The stored statuses (and attempt counts) of one job, by node name.
+type JobStatuses = FxHashMap<String, (TaskStatus, i64)>;
 
 /// Stored statuses (and attempt counts) by job, then node name.
 #[derive(Debug, Clone, Default)]
 pub struct Statuses {
-    by_job: HashMap<String, HashMap<String, (TaskStatus, i64)>>,
+    by_job: FxHashMap<String, JobStatuses>,
 }
 
 impl Statuses {
     /// Records a status and how many times the task was started.
     pub fn insert(&mut self, job: &str, node: &str, status: TaskStatus, attempts: i64) {
-        self.by_job
-            .entry(job.to_string())
-            .or_default()
-            .insert(node.to_string(), (status, attempts));
+        let statuses = match self.by_job.get_mut(job) {
+            Some(statuses) => statuses,
+            None => self.by_job.entry(job.to_string()).or_default(),
+        };
+        statuses.insert(node.to_string(), (status, attempts));
+    }
+
+    /// [`insert`](Self::insert) for a caller that owns the node name.
+    pub fn insert_owned(&mut self, job: &str, node: String, status: TaskStatus, attempts: i64) {
+        let statuses = match self.by_job.get_mut(job) {
+            Some(statuses) => statuses,
+            None => self.by_job.entry(job.to_string()).or_default(),
+        };
+        statuses.insert(node, (status, attempts));
     }
 
     /// The status of (job, node), if any.
@@ -49,6 +63,11 @@ impl Statuses {
             .get(job)
             .and_then(|j| j.get(node))
             .map_or(0, |(_, a)| *a)
+    }
+
+    /// The statuses of one job, if it has any: looked up once per job, not per task.
+    fn of_job(&self, job: &str) -> Option<&JobStatuses> {
+        self.by_job.get(job).filter(|j| !j.is_empty())
     }
 }
 
@@ -105,7 +124,9 @@ pub enum TryStart {
 pub struct JobCandidates {
     /// Index into `config.jobs`.
     pub job: usize,
-    /// Node indices, tried last first.
+    /// The candidate nodes, tried last first, as the pass numbers them (positions in
+    /// its order of the job's level, so trying them in turn reads memory in order);
+    /// policies only pick among them and hand them back to `try_start`.
     pub nodes: Vec<usize>,
     /// The job's priority.
     pub priority: f64,
@@ -132,40 +153,13 @@ pub fn policy(name: PolicyName) -> Box<dyn Policy> {
     }
 }
 
-/// Per-level node lists in the pass's order.
-fn ordered_levels(
-    nodes: &Nodes,
-    levels: usize,
-    order: NodeOrder,
-    rng: &mut impl Rng,
-) -> Vec<Vec<usize>> {
-    let mut groups = vec![Vec::new(); levels];
-    for (i, n) in nodes.list.iter().enumerate() {
-        if n.level < levels {
-            groups[n.level].push(i);
-        }
-    }
-    for group in &mut groups {
-        match order {
-            NodeOrder::Original => {}
-            NodeOrder::Lexicographic => group.sort_by(|&a, &b| {
-                nodes.list[a]
-                    .name
-                    .as_bytes()
-                    .cmp(nodes.list[b].name.as_bytes())
-            }),
-            NodeOrder::Random => group.shuffle(rng),
-        }
-    }
-    groups
-}
-
 /// Is this node or an ancestor disabled? Returns the first disabled one.
 pub fn disabled_on_path(nodes: &Nodes, node: usize) -> Option<usize> {
     nodes.upward(node).find(|&i| !nodes.list[i].enabled)
 }
 
 /// The first (level, node, filter part) on the path that the job's filters reject.
+#[inline]
 pub fn filtered_on_path(job: &Job, nodes: &Nodes, node: usize) -> Option<(usize, &'static str)> {
     if job.filters.is_empty() {
         return None;
@@ -218,19 +212,141 @@ fn fully_done_jobs(input: &PassInput) -> HashSet<usize> {
         .collect()
 }
 
+/// What a pass looks up per task of one job, found once per job: its statuses, its
+/// running tasks, and the statuses of the jobs it depends on.
+struct JobView<'a> {
+    statuses: Option<&'a JobStatuses>,
+    running: Option<&'a FxHashSet<&'a str>>,
+    depends_on: Vec<(&'a str, Option<&'a JobStatuses>)>,
+}
+
+impl<'a> JobView<'a> {
+    fn new(
+        input: &'a PassInput,
+        job: &'a Job,
+        running: &'a FxHashMap<&'a str, FxHashSet<&'a str>>,
+    ) -> Self {
+        Self {
+            statuses: input.statuses.of_job(&job.name),
+            running: running.get(job.name.as_str()),
+            depends_on: job
+                .depends_on
+                .iter()
+                .map(|dep| (dep.as_str(), input.statuses.of_job(dep)))
+                .collect(),
+        }
+    }
+
+    /// Is the task on the node named `name` running?
+    fn is_running(&self, name: &str) -> bool {
+        self.running.is_some_and(|r| r.contains(name))
+    }
+}
+
+/// For each node, the first disabled node on its path (itself first), or `NO_NODE`;
+/// empty when every node is enabled. Found once per pass, in list order.
+fn first_disabled_on_paths(nodes: &Nodes, tables: &NodeTables) -> Vec<u32> {
+    if !tables.any_disabled {
+        return Vec::new();
+    }
+    let mut first: Vec<u32> = Vec::with_capacity(nodes.list.len());
+    for (i, n) in nodes.list.iter().enumerate() {
+        let found = if !n.enabled {
+            i as u32
+        } else {
+            match n.parent {
+                // Parents come before their children.
+                Some(p) if p < i => first[p],
+                Some(_) => disabled_on_path(nodes, i).map_or(NO_NODE, |d| d as u32),
+                None => NO_NODE,
+            }
+        };
+        first.push(found);
+    }
+    first
+}
+
+/// A node of a level as a pass tries it: what that needs, gathered once per pass in the
+/// pass's order, so trying candidates in turn reads this memory in order.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// Index into the nodes.
+    node: u32,
+    /// Its resource block (see [`ResourceBlocks::block_of`]).
+    block: u32,
+    /// Its parent, or `NO_NODE`.
+    parent: u32,
+    /// The parent's level.
+    parent_level: u32,
+    /// The parent's resource block.
+    parent_block: u32,
+}
+
+/// Per level, its nodes as slots in the pass's order. Slots are filled in list order,
+/// where memory is read in order, and then ordered (a shuffle moves whole slots, so
+/// the pass's order is the same as shuffling node indices with the same `rng`).
+fn ordered_slots(
+    nodes: &Nodes,
+    tables: &NodeTables,
+    levels: usize,
+    order: NodeOrder,
+    blocks: &ResourceBlocks,
+    rng: &mut impl Rng,
+) -> Vec<Vec<Slot>> {
+    let list = &nodes.list;
+    let mut groups: Vec<Vec<Slot>> = (0..levels)
+        .map(|l| Vec::with_capacity(tables.level_sizes.get(l).copied().unwrap_or(0)))
+        .collect();
+    for (i, (&level, &parent)) in tables.levels.iter().zip(&tables.parents).enumerate() {
+        let Some(group) = groups.get_mut(level as usize) else {
+            continue;
+        };
+        let (parent_level, parent_block) = match parent {
+            NO_NODE => (0, NO_BLOCK),
+            p => (tables.levels[p as usize], blocks.block_of(p as usize)),
+        };
+        group.push(Slot {
+            node: i as u32,
+            block: blocks.block_of(i),
+            parent,
+            parent_level,
+            parent_block,
+        });
+    }
+    for group in &mut groups {
+        match order {
+            NodeOrder::Original => {}
+            NodeOrder::Lexicographic => group.sort_by(|a, b| {
+                list[a.node as usize]
+                    .name
+                    .as_bytes()
+                    .cmp(list[b.node as usize].name.as_bytes())
+            }),
+            NodeOrder::Random => group.shuffle(rng),
+        }
+    }
+    groups
+}
+
+/// No node.
+const NO_NODE: u32 = u32::MAX;
+
 /// Why a task of a runnable job is not a candidate, or None if it is one.
+#[inline]
 fn not_a_candidate(
     input: &PassInput,
     job: &Job,
+    view: &JobView,
     node: usize,
-    running: &HashSet<(&str, &str)>,
+    first_disabled: &[u32],
     done_jobs: &HashSet<usize>,
 ) -> Option<WaitReason> {
-    let name = input.nodes.list[node].name.as_str();
-    if running.contains(&(job.name.as_str(), name)) {
+    // Names are read only when there is something to look up by name.
+    let name = || input.nodes.list[node].name.as_str();
+    if view.running.is_some_and(|r| r.contains(name())) {
         return Some(WaitReason::Running);
     }
-    if let Some(s) = input.statuses.get(&job.name, name) {
+    if let Some(s) = view.statuses.and_then(|s| s.get(name())).map(|(s, _)| s) {
         if s.is_done() {
             return Some(WaitReason::Done);
         }
@@ -243,18 +359,19 @@ fn not_a_candidate(
             });
         }
     }
-    if let Some(node) = disabled_on_path(input.nodes, node) {
-        return Some(WaitReason::NodeDisabled { node });
+    if let Some(&disabled) = first_disabled.get(node).filter(|&&d| d != NO_NODE) {
+        return Some(WaitReason::NodeDisabled {
+            node: disabled as usize,
+        });
     }
     if let Some((node, filter)) = filtered_on_path(job, input.nodes, node) {
         return Some(WaitReason::Filtered { node, filter });
     }
     // Runnable jobs have only valid dependencies (config::job::check_dependencies).
-    for dep in &job.depends_on {
-        if !input
-            .statuses
-            .get(dep, name)
-            .is_some_and(TaskStatus::is_done)
+    for &(dep, statuses) in &view.depends_on {
+        if !statuses
+            .and_then(|s| s.get(name()))
+            .is_some_and(|(s, _)| s.is_done())
         {
             return input
                 .config
@@ -298,17 +415,9 @@ pub fn check_fits(input: &PassInput, job: usize, node: usize) -> Result<(), Wait
     let defs = &input.config.settings.resources;
     let levels = &input.config.settings.levels;
     let nodes = input.nodes;
-    let mut blocks = ResourceBlocks::new(
-        defs,
-        nodes
-            .list
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (i, n.level, n.name.as_str())),
-        nodes.list.len(),
-    );
+    let mut blocks = ResourceBlocks::new(defs, nodes, levels.len());
     for task in input.running {
-        blocks.subtract(defs, levels, &task.charges);
+        blocks.subtract(defs, levels, nodes, &task.charges);
     }
     let mut path = Vec::new();
     nodes.path_levels(node, &mut path);
@@ -338,34 +447,41 @@ pub fn plan_on(
     let settings = &config.settings;
     let levels = &settings.levels;
     let defs = &settings.resources;
-    let groups = ordered_levels(input.nodes, levels.len(), settings.node_order, rng);
-    let mut blocks = ResourceBlocks::new(
-        defs,
-        groups.iter().flatten().map(|&i| {
-            (
-                i,
-                input.nodes.list[i].level,
-                input.nodes.list[i].name.as_str(),
-            )
-        }),
-        input.nodes.list.len(),
+    let list = &input.nodes.list;
+    // Per-node work goes in list order, where memory is read in order; the pass's
+    // order only picks from what it found.
+    let mut blocks = ResourceBlocks::new(defs, input.nodes, levels.len());
+    let tables = input.nodes.tables();
+    let groups = ordered_slots(
+        input.nodes,
+        &tables,
+        levels.len(),
+        settings.node_order,
+        &blocks,
+        rng,
     );
-    let enabled_names: HashSet<&str> = input
-        .nodes
-        .list
-        .iter()
-        .filter(|n| n.enabled)
-        .map(|n| n.name.as_str())
-        .collect();
+    let replica_roots = &tables.replica_roots;
+    let first_disabled = first_disabled_on_paths(input.nodes, &tables);
     let mut plan = Plan::default();
-    let mut running: HashSet<(&str, &str)> = HashSet::with_capacity(input.running.len());
-    for (i, task) in input.running.iter().enumerate() {
-        blocks.subtract(defs, levels, &task.charges);
-        running.insert((task.job.as_str(), task.node.as_str()));
-        let wanted = config.job(&task.job).is_some_and(Job::can_run)
-            && enabled_names.contains(task.node.as_str());
-        if !wanted {
-            plan.orphans.push(i);
+    // Running tasks by job, then node name; only a pass with running tasks needs the
+    // names of the enabled nodes.
+    let mut running: FxHashMap<&str, FxHashSet<&str>> = FxHashMap::default();
+    if !input.running.is_empty() {
+        let levels_in_list = tables.level_sizes.len();
+        let enabled_name = |name: &str| {
+            (0..levels_in_list).any(|level| input.nodes.named(level, name).any(|i| list[i].enabled))
+        };
+        for (i, task) in input.running.iter().enumerate() {
+            blocks.subtract(defs, levels, input.nodes, &task.charges);
+            running
+                .entry(task.job.as_str())
+                .or_default()
+                .insert(task.node.as_str());
+            let wanted =
+                config.job(&task.job).is_some_and(Job::can_run) && enabled_name(&task.node);
+            if !wanted {
+                plan.orphans.push(i);
+            }
         }
     }
     let done_jobs = fully_done_jobs(input);
@@ -374,7 +490,8 @@ pub fn plan_on(
     let mut candidates = Vec::new();
     for &j in &job_order {
         let job = &config.jobs[j];
-        let nodes = &groups[job.level_for_tasks];
+        let slots = &groups[job.level_for_tasks];
+        let view = JobView::new(input, job, &running);
         if !job.can_run() {
             if explain {
                 let reason = if job.errors.is_some() {
@@ -382,13 +499,14 @@ pub fn plan_on(
                 } else {
                     WaitReason::JobDisabled
                 };
-                for &n in nodes {
-                    let name = input.nodes.list[n].name.as_str();
-                    let settled = running.contains(&(job.name.as_str(), name))
-                        || input
+                for slot in slots {
+                    let n = slot.node as usize;
+                    let name = list[n].name.as_str();
+                    let settled = view.is_running(name)
+                        || view
                             .statuses
-                            .get(&job.name, name)
-                            .is_some_and(TaskStatus::is_done);
+                            .and_then(|s| s.get(name))
+                            .is_some_and(|(s, _)| s.is_done());
                     if !settled {
                         plan.waiting.push(Waiting {
                             job: j,
@@ -402,12 +520,26 @@ pub fn plan_on(
         }
         let mut entry = JobCandidates {
             job: j,
-            nodes: Vec::new(),
+            nodes: Vec::with_capacity(slots.len()),
             priority: job.priority,
         };
-        for &n in nodes {
-            match not_a_candidate(input, job, n, &running, &done_jobs) {
-                None => entry.nodes.push(n),
+        // Nothing stored, running, disabled or filtered, no dependency: every node is a
+        // candidate, and none needs looking at.
+        let all_candidates = view.statuses.is_none()
+            && view.running.is_none()
+            && view.depends_on.is_empty()
+            && job.filters.is_empty()
+            && first_disabled.is_empty()
+            && job.run_only_after_all_nodes_are_done_for.is_empty();
+        if all_candidates {
+            entry.nodes.extend(0..slots.len());
+            candidates.push(entry);
+            continue;
+        }
+        for (pos, &slot) in slots.iter().enumerate() {
+            let n = slot.node as usize;
+            match not_a_candidate(input, job, &view, n, &first_disabled, &done_jobs) {
+                None => entry.nodes.push(pos),
                 Some(WaitReason::Running | WaitReason::Done) => {}
                 Some(reason) if explain => plan.waiting.push(Waiting {
                     job: j,
@@ -419,21 +551,64 @@ pub fn plan_on(
         }
         candidates.push(entry);
     }
-    let mut started_names: HashSet<(usize, &str)> = HashSet::new();
+    // (job, first replica) of the tasks started in this pass, so a replica (the same
+    // name twice on a level) starts once; consulted only for tasks that fit.
+    let mut started: FxHashSet<(usize, u32)> = FxHashSet::default();
     let mut shortages: Vec<(usize, usize, Shortage)> = Vec::new();
-    let mut path = Vec::new();
-    let mut try_start = |j: usize, n: usize| -> TryStart {
+    let mut try_start = |j: usize, pos: usize| -> TryStart {
         let job = &config.jobs[j];
-        let name = input.nodes.list[n].name.as_str();
-        if !started_names.insert((j, name)) {
-            return TryStart::DidNotRun;
+        let level = job.level_for_tasks;
+        let slot = groups[level][pos];
+        let n = slot.node as usize;
+        if !explain {
+            // Most tasks do not fit, and whether one does is the same in any order of
+            // the checks: the ancestors' slots, shared and so in cache, go first,
+            // straight from the compact tables.
+            let mut up = slot.parent;
+            let (mut up_level, mut block) = (slot.parent_level, slot.parent_block);
+            while up != NO_NODE {
+                if !blocks.has_room(defs, up_level as usize, block, &job.resources) {
+                    return TryStart::DidNotRun;
+                }
+                up = tables.parents[up as usize];
+                if up != NO_NODE {
+                    (up_level, block) = (tables.levels[up as usize], blocks.block_of(up as usize));
+                }
+            }
+            if !blocks.has_room(defs, level, slot.block, &job.resources) {
+                return TryStart::DidNotRun;
+            }
         }
-        input.nodes.path_levels(n, &mut path);
-        if let Err(shortage) = blocks.check(defs, &path, &job.resources) {
-            started_names.remove(&(j, name));
-            if explain {
+        // The (node, level, block) triples of its path: the node, its parent, and the
+        // ancestors above (few, and shared by every task).
+        let node = (n, level, slot.block);
+        let parent = (slot.parent != NO_NODE).then(|| {
+            let p = slot.parent as usize;
+            (p, slot.parent_level as usize, slot.parent_block)
+        });
+        let above = || {
+            let first = parent
+                .map(|(p, _, _)| tables.parents[p])
+                .filter(|&g| g != NO_NODE);
+            std::iter::successors(first, |&u| {
+                Some(tables.parents[u as usize]).filter(|&p| p != NO_NODE)
+            })
+            .map(|u| {
+                let u = u as usize;
+                (u, tables.levels[u] as usize, blocks.block_of(u))
+            })
+        };
+        // The shortage reported is the nearest one: the node's first.
+        let path = std::iter::once(node).chain(parent).chain(above());
+        let fits = blocks.check_blocks(defs, path, &job.resources);
+        if let Err(shortage) = fits {
+            // A replica of a task started in this pass is skipped, not short.
+            if explain && !started.contains(&(j, replica_roots[n])) {
                 shortages.push((j, n, shortage));
             }
+            return TryStart::DidNotRun;
+        }
+        if !started.insert((j, replica_roots[n])) {
             return TryStart::DidNotRun;
         }
         let mut charges = charges_for(config, input.nodes, job, n);
@@ -445,12 +620,13 @@ pub fn plan_on(
                     worker = Some(w);
                 }
                 workers::Placement::DidNotRun | workers::Placement::DoNotRunMore => {
-                    started_names.remove(&(j, name));
+                    started.remove(&(j, replica_roots[n]));
                     return TryStart::DidNotRun;
                 }
             }
         }
-        blocks.take(defs, &path, &job.resources);
+        let path: Vec<_> = std::iter::once(node).chain(parent).chain(above()).collect();
+        blocks.take_blocks(defs, path, &job.resources);
         plan.starts.push(PlannedStart {
             job: j,
             node: n,

@@ -105,10 +105,39 @@ impl StatusStore {
     }
 
     /// Every stored status, as the scheduler looks them up.
+    /// Rows go straight into the lookup, each name allocated once.
     pub fn load_statuses(&self) -> Result<Statuses, StoreError> {
+        let err = |e| sql_err(&self.path, "reading task statuses")(e);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT job, node, bits, time, backoff, data, attempts FROM task_statuses",
+            )
+            .map_err(err)?;
+        let mut rows = stmt.query([]).map_err(err)?;
         let mut statuses = Statuses::default();
-        for row in self.load()? {
-            statuses.insert(&row.job, &row.node, row.status, row.attempts);
+        while let Some(r) = rows.next().map_err(err)? {
+            let job = r.get_ref(0).and_then(|v| Ok(v.as_str()?)).map_err(err)?;
+            let node: String = r.get(1).map_err(err)?;
+            let data = match r
+                .get_ref(5)
+                .map_err(err)?
+                .as_str_or_null()
+                .map_err(|e| err(e.into()))?
+            {
+                None => None,
+                Some(text) => Some(
+                    serde_json::from_str(text)
+                        .map_err(|e| self.corrupt("task_statuses", format!("{job}/{node}: {e}")))?,
+                ),
+            };
+            let status = TaskStatus {
+                bits: r.get(2).map_err(err)?,
+                data,
+                time: r.get(3).map_err(err)?,
+                backoff: r.get(4).map_err(err)?,
+            };
+            statuses.insert_owned(job, node, status, r.get(6).map_err(err)?);
         }
         Ok(statuses)
     }

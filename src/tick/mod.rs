@@ -353,6 +353,10 @@ pub fn preview_finished(
     rows: &mut Vec<crate::store::StatusRow>,
     running: &mut Vec<RunningTask>,
 ) {
+    // Most of the time nothing runs: no need to index the rows.
+    if running.is_empty() {
+        return;
+    }
     let mut at: std::collections::HashMap<(String, String), usize> = rows
         .iter()
         .enumerate()

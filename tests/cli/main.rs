@@ -2,6 +2,7 @@
 
 mod util;
 
+mod benchmark_run;
 mod commands;
 mod config_errors;
 mod contract;
