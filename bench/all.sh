@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), kernel $(uname -r)"
 echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [ "${1:-}" = --smoke ]; then
-    BISTRO_BENCH_SMOKE=1 cargo test --quiet --benches
+    BISTRO_BENCH_SMOKE=1 cargo test --quiet --bench scheduling
 else
     cargo bench --quiet --bench scheduling 2>&1 | grep -E '^(pass|parse_status)|time:'
 fi

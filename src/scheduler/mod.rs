@@ -126,8 +126,9 @@ pub struct JobCandidates {
     pub job: usize,
     /// The candidate nodes, tried last first, as the pass numbers them (positions in
     /// its order of the job's level, so trying them in turn reads memory in order);
-    /// policies only pick among them and hand them back to `try_start`.
-    pub nodes: Vec<usize>,
+    /// policies only pick among them and hand them back to `try_start`. 32 bits, as
+    /// a pass over millions of candidates writes them all.
+    pub nodes: Vec<u32>,
     /// The job's priority.
     pub priority: f64,
 }
@@ -532,14 +533,14 @@ pub fn plan_on(
             && first_disabled.is_empty()
             && job.run_only_after_all_nodes_are_done_for.is_empty();
         if all_candidates {
-            entry.nodes.extend(0..slots.len());
+            entry.nodes.extend(0..slots.len() as u32);
             candidates.push(entry);
             continue;
         }
         for (pos, &slot) in slots.iter().enumerate() {
             let n = slot.node as usize;
             match not_a_candidate(input, job, &view, n, &first_disabled, &done_jobs) {
-                None => entry.nodes.push(pos),
+                None => entry.nodes.push(pos as u32),
                 Some(WaitReason::Running | WaitReason::Done) => {}
                 Some(reason) if explain => plan.waiting.push(Waiting {
                     job: j,

@@ -37,7 +37,7 @@ impl Policy for RandomizedPriority {
                 continue;
             }
             while let Some(node) = entry.nodes.pop() {
-                match try_start(entry.job, node) {
+                match try_start(entry.job, node as usize) {
                     TryStart::Started => break,
                     TryStart::DidNotRun => {}
                 }

@@ -12,7 +12,7 @@ pub(super) fn exhaust_in_order(
 ) {
     for mut entry in jobs {
         while let Some(node) = entry.nodes.pop() {
-            try_start(entry.job, node);
+            try_start(entry.job, node as usize);
         }
     }
 }

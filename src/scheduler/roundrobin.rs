@@ -16,7 +16,7 @@ impl Policy for RoundRobin {
         while !jobs.is_empty() {
             for entry in &mut jobs {
                 while let Some(node) = entry.nodes.pop() {
-                    match try_start(entry.job, node) {
+                    match try_start(entry.job, node as usize) {
                         TryStart::Started => break,
                         TryStart::DidNotRun => {}
                     }
