@@ -46,6 +46,20 @@ fn scheduler(env: &Env, listen: &str, extra: &[&str]) -> Served {
     Served::start_with(env, &args)
 }
 
+/// A scheduler that waits 1 s for workers after its start and sweeps every second.
+fn quick_scheduler(env: &Env) -> Served {
+    scheduler(
+        env,
+        "127.0.0.1:0",
+        &[
+            "--caution-startup-wait-for-workers",
+            "1",
+            "--worker-check-interval",
+            "1",
+        ],
+    )
+}
+
 /// A `bistro worker` in its own state dir, stopped with SIGTERM when dropped.
 struct Worker {
     child: Child,
@@ -227,16 +241,7 @@ fn the_seed_s_two_process_demo_runs_to_completion_and_the_scheduler_serves_the_w
     let env = Env::new();
     env.config(include_str!("../../examples/configs/simple.json"));
     let demo = std::fs::canonicalize("examples/demo_bistro_task.sh").unwrap();
-    let scheduler = scheduler(
-        &env,
-        "127.0.0.1:0",
-        &[
-            "--caution-startup-wait-for-workers",
-            "1",
-            "--worker-check-interval",
-            "1",
-        ],
-    );
+    let scheduler = quick_scheduler(&env);
     let _worker = Worker::start(&env, &scheduler, "worker", &demo);
     env.wait_for("every task done", || {
         std::fs::metadata(env.state().join("workers.json")).is_ok()
@@ -277,16 +282,7 @@ fn two_workers_share_the_load_under_a_worker_level_limit() {
     let env = Env::new();
     env.config(&config(r#"{"slots": {"limit": 2, "default": 1}}"#, ""));
     let (task, ledger) = holding_task(&env);
-    let scheduler = scheduler(
-        &env,
-        "127.0.0.1:0",
-        &[
-            "--caution-startup-wait-for-workers",
-            "1",
-            "--worker-check-interval",
-            "1",
-        ],
-    );
+    let scheduler = quick_scheduler(&env);
     let _w1 = Worker::start(&env, &scheduler, "w1", &task);
     let _w2 = Worker::start(&env, &scheduler, "w2", &task);
     env.wait_for("all four tasks running", || starts(&ledger).len() == 4);
@@ -507,16 +503,7 @@ fn bistro_kill_of_a_task_on_a_worker_is_delivered_by_the_scheduler() {
         r#", "backoff": [3600, "fail"], "filters": {"level2": {"whitelist": ["node11"]}}"#,
     ));
     let (task, ledger) = holding_task(&env);
-    let scheduler = scheduler(
-        &env,
-        "127.0.0.1:0",
-        &[
-            "--caution-startup-wait-for-workers",
-            "1",
-            "--worker-check-interval",
-            "1",
-        ],
-    );
+    let scheduler = quick_scheduler(&env);
     let _worker = Worker::start(&env, &scheduler, "w", &task);
     env.wait_for("node11 running on the worker", || {
         starts(&ledger).len() == 1
@@ -540,16 +527,7 @@ fn a_worker_without_the_scheduler_s_secret_is_refused() {
     let env = Env::new();
     env.config(&config("{}", ""));
     let (task, ledger) = holding_task(&env);
-    let scheduler = scheduler(
-        &env,
-        "127.0.0.1:0",
-        &[
-            "--caution-startup-wait-for-workers",
-            "1",
-            "--worker-check-interval",
-            "1",
-        ],
-    );
+    let scheduler = quick_scheduler(&env);
     let guess = env.path("guessed.token");
     std::fs::write(&guess, "0".repeat(64)).unwrap();
     let impostor = Worker::start_with_secret(&env, &scheduler, "impostor", &task, &guess);
@@ -582,16 +560,7 @@ fn a_stopped_worker_kills_its_tasks_and_exits() {
     let env = Env::new();
     env.config(&config("{}", r#", "backoff": [3600, "fail"]"#));
     let (task, ledger) = holding_task(&env);
-    let scheduler = scheduler(
-        &env,
-        "127.0.0.1:0",
-        &[
-            "--caution-startup-wait-for-workers",
-            "1",
-            "--worker-check-interval",
-            "1",
-        ],
-    );
+    let scheduler = quick_scheduler(&env);
     let worker = Worker::start(&env, &scheduler, "w", &task);
     env.wait_for("four tasks running", || starts(&ledger).len() == 4);
     let pids: Vec<i32> = starts(&ledger).iter().map(|s| s.2).collect();
