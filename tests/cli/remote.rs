@@ -60,6 +60,13 @@ fn quick_scheduler(env: &Env) -> Served {
     )
 }
 
+/// A quick scheduler with the [`FAST`] health timeouts, so workers are lost in seconds.
+fn fast_scheduler(env: &Env) -> Served {
+    let mut flags = vec!["--caution-startup-wait-for-workers", "1"];
+    flags.extend_from_slice(FAST);
+    scheduler(env, "127.0.0.1:0", &flags)
+}
+
 /// A `bistro worker` in its own state dir, stopped with SIGTERM when dropped.
 struct Worker {
     child: Child,
@@ -313,9 +320,7 @@ fn a_killed_worker_s_tasks_run_again_elsewhere_only_once_they_are_dead() {
     let env = Env::new();
     env.config(&config("{}", ""));
     let (task, ledger) = holding_task(&env);
-    let mut flags = vec!["--caution-startup-wait-for-workers", "1"];
-    flags.extend_from_slice(FAST);
-    let scheduler = scheduler(&env, "127.0.0.1:0", &flags);
+    let scheduler = fast_scheduler(&env);
     let first = Worker::start(&env, &scheduler, "first", &task);
     env.wait_for("four tasks on the first worker", || {
         starts(&ledger).len() == 4
@@ -355,9 +360,7 @@ fn a_frozen_worker_kills_its_tasks_and_exits_once_resumed_and_its_late_reports_c
     let env = Env::new();
     env.config(&config("{}", r#", "backoff": [3600, "fail"]"#));
     let (task, ledger) = holding_task(&env);
-    let mut flags = vec!["--caution-startup-wait-for-workers", "1"];
-    flags.extend_from_slice(FAST);
-    let scheduler = scheduler(&env, "127.0.0.1:0", &flags);
+    let scheduler = fast_scheduler(&env);
     let worker = Worker::start(&env, &scheduler, "frozen", &task);
     env.wait_for("four tasks running", || starts(&ledger).len() == 4);
     let pids: Vec<i32> = starts(&ledger).iter().map(|s| s.2).collect();
@@ -464,9 +467,7 @@ fn a_new_worker_with_a_lost_worker_s_shard_id_replaces_it() {
     let env = Env::new();
     env.config(&config("{}", ""));
     let (task, ledger) = holding_task(&env);
-    let mut flags = vec!["--caution-startup-wait-for-workers", "1"];
-    flags.extend_from_slice(FAST);
-    let scheduler = scheduler(&env, "127.0.0.1:0", &flags);
+    let scheduler = fast_scheduler(&env);
     let old = Worker::start(&env, &scheduler, "shard", &task);
     env.wait_for("four tasks on the old worker", || {
         starts(&ledger).len() == 4
