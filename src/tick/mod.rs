@@ -499,11 +499,16 @@ pub fn tick(
 }
 
 /// What a long-running scheduler keeps between iterations: the config it resolved,
-/// re-read only every `config_update_ms`, and the nodes of its last fetch.
-#[derive(Debug, Default)]
+/// re-read only every `config_update_ms`, the nodes of its last fetch, and its
+/// database connections (opening one reads the schema, and closing the last one
+/// checkpoints and syncs the database: too much for every iteration). A failed
+/// iteration drops its connections; the next one opens new ones.
+#[derive(Default)]
 pub struct TickCache {
     config: Option<(std::time::Instant, Resolved)>,
     nodes: Option<Arc<NodesSnapshot>>,
+    statuses: Option<StatusStore>,
+    logs: Option<LogStore>,
 }
 
 /// [`tick`] for a scheduler that runs many iterations in one process.
@@ -514,7 +519,10 @@ pub fn tick_with(
     cache: &mut TickCache,
 ) -> Result<TickReport, TickError> {
     let began = std::time::Instant::now();
-    let mut store = StatusStore::open(&state.statuses_db())?;
+    let mut store = match cache.statuses.take() {
+        Some(store) => store,
+        None => StatusStore::open(&state.statuses_db())?,
+    };
     let mut report = iterate(state, &mut store, opts, runner, cache)?;
     let settings = cache
         .config
@@ -539,6 +547,7 @@ pub fn tick_with(
         let text = serde_json::to_string(&summary).expect("serializes");
         store.set_meta(&[(keys::LAST_TICK, &text)])?;
     }
+    cache.statuses = Some(store);
     Ok(report)
 }
 
@@ -605,10 +614,13 @@ fn iterate(
         ..Default::default()
     };
     // A dry run writes nothing, not even a log database's schema.
-    let mut logs = if opts.dry_run {
-        None
-    } else {
-        Some(LogStore::open(&state.logs_db())?)
+    let mut logs = match (opts.dry_run, cache.logs.take()) {
+        (true, cached) => {
+            cache.logs = cached;
+            None
+        }
+        (false, Some(logs)) => Some(logs),
+        (false, None) => Some(LogStore::open(&state.logs_db())?),
     };
 
     let period = std::time::Duration::from_millis(opts.config_update_ms);
@@ -750,6 +762,9 @@ fn iterate(
         &input,
         &planned.orphans,
     )?;
+    if logs.is_some() {
+        cache.logs = logs;
+    }
     Ok(report)
 }
 
