@@ -801,13 +801,13 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__supervise)
-            opts="-h --lock-fd --state-dir --config --color --help"
+            opts="-h --socket-fd --state-dir --config --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --lock-fd)
+                --socket-fd)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -45,7 +45,7 @@ complete -c bistro -n "__fish_bistro_needs_command" -f -a "serve-http" -d 'Serve
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "worker" -d 'A remote worker: runs the tasks a `bistro daemon` without --worker-command sends it'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "manpage" -d 'Print the man page (roff) of bistro or of one subcommand'
-complete -c bistro -n "__fish_bistro_needs_command" -f -a "supervise" -d 'Supervise one task run (started by `tick`; not for direct use)'
+complete -c bistro -n "__fish_bistro_needs_command" -f -a "supervise" -d 'Supervise the task runs of a tick or daemon (started by them; not for direct use)'
 complete -c bistro -n "__fish_bistro_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bistro -n "__fish_bistro_using_subcommand init" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand init" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
@@ -206,7 +206,7 @@ complete -c bistro -n "__fish_bistro_using_subcommand manpage" -l color -d 'When
 always\t'Always'
 never\t'Never'"
 complete -c bistro -n "__fish_bistro_using_subcommand manpage" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l lock-fd -d 'The descriptor of the run\'s locked launch file, handed over by the tick' -r
+complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l socket-fd -d 'The descriptor of the socket the runner hands runs over, inherited from it' -r
 complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand supervise" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
@@ -227,5 +227,5 @@ complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_
 complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http worker completions manpage supervise help" -f -a "worker" -d 'A remote worker: runs the tasks a `bistro daemon` without --worker-command sends it'
 complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http worker completions manpage supervise help" -f -a "completions" -d 'Print a shell completion script'
 complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http worker completions manpage supervise help" -f -a "manpage" -d 'Print the man page (roff) of bistro or of one subcommand'
-complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http worker completions manpage supervise help" -f -a "supervise" -d 'Supervise one task run (started by `tick`; not for direct use)'
+complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http worker completions manpage supervise help" -f -a "supervise" -d 'Supervise the task runs of a tick or daemon (started by them; not for direct use)'
 complete -c bistro -n "__fish_bistro_using_subcommand help; and not __fish_seen_subcommand_from init tick daemon run-task status logs check why kill forgive serve-http worker completions manpage supervise help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

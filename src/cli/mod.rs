@@ -229,7 +229,7 @@ pub enum Command {
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff) of bistro or of one subcommand.
     Manpage(docs::ManpageArgs),
-    /// Supervise one task run (started by `tick`; not for direct use).
+    /// Supervise the task runs of a tick or daemon (started by them; not for direct use).
     #[command(hide = true)]
     Supervise(supervise::SuperviseArgs),
 }

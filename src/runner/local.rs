@@ -1,47 +1,70 @@
-//! The local runner: each task gets a detached supervisor process (`bistro supervise`)
-//! that outlives the tick which started it.
+//! The local runner: tasks run under a detached supervisor host (`bistro supervise`,
+//! see [`super::host`]) that outlives the tick which started it.
 //!
 //! Liveness is an flock on `running/INV/launch.json`: the tick takes it while writing
 //! the launch spec, before the task is recorded as running, and hands the locked
-//! descriptor to the supervisor, so there is no instant at which a live supervisor's
-//! lock looks free. The lock is released only when the supervisor is gone, whatever
-//! killed it.
+//! descriptor to the host, so there is no instant at which a live run's lock looks
+//! free. The lock is released only once the run's result is written or its supervisor
+//! is gone, whatever killed it.
 
+use super::host::HostClient;
 use super::process::{self, Scope};
-use super::supervisor::KILL_REQUEST_FILE;
+use super::run_dirs::{is_written, write_in_place, RunDirs};
+use super::supervisor::{KILL_REQUEST_FILE, KILL_REQUEST_SIGNAL};
 use super::{Launch, Outcome, PreparedTask, RunnerError, TaskResult, TaskRunner};
 use crate::config::KillRequest;
 use crate::state::StateDir;
 use crate::status::{parse_status, read_status_file, TaskStatus};
 use crate::task::RunningTask;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// The run's launch spec; its supervisor holds an flock on it for its whole life.
 pub const LAUNCH_FILE: &str = "launch.json";
 
-/// Runs tasks as children of detached supervisors on this machine.
+/// Runs tasks on this machine under a detached supervisor host.
 pub struct LocalRunner {
     state: StateDir,
     exe: PathBuf,
     log: Option<File>,
-    /// Supervisors this process started and has not reaped yet.
+    /// Run directories, reused.
+    dirs: RunDirs,
+    /// The host this runner hands its runs to, started with the first run.
+    host: Option<HostClient>,
+    /// Hosts this process started that stopped taking runs, not reaped yet.
     children: Vec<std::process::Child>,
 }
 
 impl LocalRunner {
-    /// A runner whose supervisors are `exe supervise` (normally this very binary).
+    /// A runner whose supervisor host is `exe supervise` (normally this very binary).
     pub fn new(state: StateDir, exe: PathBuf) -> Self {
         Self {
+            dirs: RunDirs::new(state.clone()),
             state,
             exe,
             log: None,
+            host: None,
             children: Vec::new(),
         }
+    }
+
+    /// Hands a run to the host, starting a host first if there is none or the one
+    /// there was is gone or stuck (it keeps the runs it has).
+    fn hand_over(&mut self, launch: &Launch, lock: &File) -> Result<(), String> {
+        if let Some(host) = &self.host {
+            if host.send(launch.invocation, lock).is_ok() {
+                return Ok(());
+            }
+        }
+        if let Some(gone) = self.host.take() {
+            self.children.push(gone.into_child());
+        }
+        let log = self.supervisor_log()?;
+        let host = HostClient::spawn(&self.exe, &self.state, log)?;
+        let sent = host.send(launch.invocation, lock);
+        self.host = Some(host);
+        sent
     }
 
     /// Where supervisors write their own diagnostics: `STATE/supervisors.log`, shared
@@ -73,19 +96,22 @@ fn err(launch: &Launch, message: String) -> RunnerError {
 impl TaskRunner for LocalRunner {
     fn prepare(&mut self, launch: Launch) -> Result<PreparedTask, RunnerError> {
         let dir = self.state.invocation_dir(launch.invocation);
-        std::fs::create_dir_all(&dir)
+        self.dirs
+            .make(&dir)
             .map_err(|e| err(&launch, format!("creating {}: {e}", dir.display())))?;
         let path = dir.join(LAUNCH_FILE);
-        let mut file = OpenOptions::new()
+        // A reused directory's launch file is there, blank: written in place.
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(false)
             .open(&path)
             .map_err(|e| err(&launch, format!("creating {}: {e}", path.display())))?;
         file.try_lock()
             .map_err(|e| err(&launch, format!("locking {}: {e}", path.display())))?;
         let spec = serde_json::to_vec(&launch).expect("launch specs serialize");
-        file.write_all(&spec)
+        write_in_place(&path, &spec)
             .map_err(|e| err(&launch, format!("writing {}: {e}", path.display())))?;
         Ok(PreparedTask {
             launch,
@@ -93,48 +119,13 @@ impl TaskRunner for LocalRunner {
         })
     }
 
+    /// Hands the run to the host; the lock goes with it (our copy is closed).
     fn start(&mut self, task: PreparedTask) -> Result<(), RunnerError> {
         let lock = task
             .lock
             .ok_or_else(|| err(&task.launch, "the task was not prepared".into()))?;
-        let log = self.supervisor_log().map_err(|e| err(&task.launch, e))?;
-        // Hand the locked launch file to the supervisor: clear close-on-exec for this
-        // spawn (nothing else spawns meanwhile), then close our copy. No pre_exec hook,
-        // so std can use posix_spawn, which stays fast however large this process is.
-        let fd = lock.as_raw_fd();
-        nix::fcntl::fcntl(
-            fd,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-        )
-        .map_err(|e| {
-            err(
-                &task.launch,
-                format!("passing the lock to the supervisor: {e}"),
-            )
-        })?;
-        // Until it calls setsid, the supervisor shares our process group: a Ctrl-C or
-        // hang-up meant for this tick must not reach it, so it starts with them ignored.
-        let quiet = IgnoreStopSignals::install();
-        let spawned = Command::new(&self.exe)
-            .arg("--state-dir")
-            .arg(self.state.root())
-            .arg("supervise")
-            .arg(task.launch.invocation.to_string())
-            .arg("--lock-fd")
-            .arg(fd.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn();
-        drop(quiet);
-        drop(lock);
-        // Reaped by a later call of this runner, or by init once this process exits.
-        spawned.map(|child| self.children.push(child)).map_err(|e| {
-            err(
-                &task.launch,
-                format!("cannot start supervisor {}: {e}", self.exe.display()),
-            )
-        })
+        self.hand_over(&task.launch, &lock)
+            .map_err(|e| err(&task.launch, e))
     }
 
     fn check(&mut self, task: &RunningTask) -> Outcome {
@@ -142,13 +133,20 @@ impl TaskRunner for LocalRunner {
     }
 
     fn cleanup(&mut self, task: &RunningTask) {
-        let _ = std::fs::remove_dir_all(self.state.invocation_dir(task.invocation));
+        self.dirs
+            .recycle(&self.state.invocation_dir(task.invocation));
     }
 
-    /// Reaps the supervisors this process started that have exited, so a long-running
-    /// scheduler leaves no zombies. Only our own children are waited for: a global
+    /// Reaps the hosts this process started that have exited, so a long-running
+    /// scheduler leaves no zombies; a host that exited by itself (it was stopped) is
+    /// replaced at the next start. Only our own children are waited for: a global
     /// wait would steal the exit status of other children (node scripts).
     fn tidy_up(&mut self) {
+        if let Some(host) = &mut self.host {
+            if matches!(host.child_mut().try_wait(), Ok(Some(_)) | Err(_)) {
+                self.host = None;
+            }
+        }
         self.children
             .retain_mut(|child| !matches!(child.try_wait(), Ok(Some(_)) | Err(_)));
     }
@@ -189,8 +187,8 @@ pub fn local_outcome(dir: &Path, task: &RunningTask) -> Outcome {
 }
 
 /// Asks the supervisor of the run in `dir` to kill its task as `request` says: the
-/// request is written beside the launch spec, then the supervisor gets SIGTERM and
-/// signals the task's process group. A supervisor still starting reads the request
+/// request is written beside the launch spec, then the supervisor gets the
+/// kill-request signal and signals the task's process group. A supervisor still starting reads the request
 /// once it is up. `Ok(false)` when the run has no live supervisor (it ended, and the
 /// next tick records how).
 pub fn request_kill(dir: &Path, request: &KillRequest) -> Result<bool, String> {
@@ -206,7 +204,7 @@ pub fn request_kill(dir: &Path, request: &KillRequest) -> Result<bool, String> {
     .map_err(|e| e.to_string())?;
     match process::read_record(&dir.join("supervisor.pid")).filter(process::ProcessId::is_alive) {
         Some(supervisor) => {
-            supervisor.signal(nix::sys::signal::Signal::SIGTERM, false);
+            supervisor.signal(KILL_REQUEST_SIGNAL, false);
             Ok(true)
         }
         None => Ok(is_supervised(dir) == Some(true)),
@@ -215,10 +213,10 @@ pub fn request_kill(dir: &Path, request: &KillRequest) -> Result<bool, String> {
 
 /// SIGINT, SIGHUP and SIGTERM ignored while it lives (ignored signals stay ignored
 /// across exec), the previous dispositions restored on drop.
-struct IgnoreStopSignals(Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>);
+pub(super) struct IgnoreStopSignals(Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>);
 
 impl IgnoreStopSignals {
-    fn install() -> Self {
+    pub(super) fn install() -> Self {
         use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
         let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
         let previous = [Signal::SIGINT, Signal::SIGHUP, Signal::SIGTERM]
@@ -264,14 +262,24 @@ pub fn is_supervised(dir: &Path) -> Option<bool> {
     }
 }
 
-/// The result a run's supervisor recorded, if it finished.
+/// The result a run's supervisor recorded, if it finished. The result is written in
+/// place (the file is reused, see [`super::run_dirs`]): a blank file, or one caught
+/// while it is written, is no result yet.
 pub fn read_result(dir: &Path) -> Option<TaskResult> {
-    let path = dir.join("result.json");
-    let text = std::fs::read_to_string(&path).ok()?;
-    serde_json::from_str(&text)
-        .map_err(|e| eprintln!("bistro: warning: ignoring corrupt {}: {e}", path.display()))
-        .ok()
+    let bytes = std::fs::read(dir.join(RESULT_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
+
+/// A run's result, written by its supervisor.
+pub const RESULT_FILE: &str = "result.json";
+
+/// A run's task: blank until its supervisor is about to start it, then
+/// [`SPAWNING`], then the task's [`process::ProcessId`].
+pub const TASK_FILE: &str = "task.pid";
+
+/// What [`TASK_FILE`] says while the task is being started: from then on the task may
+/// exist even if its supervisor dies before recording it.
+pub const SPAWNING: &[u8] = b"spawning";
 
 /// How long to wait for a lost run's processes to die before looking again next tick.
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -280,15 +288,19 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// killed first (its session, the task's process group), so the task cannot run twice;
 /// then whatever the task managed to report is kept, else `error_backoff` saying the
 /// supervisor was lost. A run whose task never started is released untouched.
+///
+/// A supervisor host that is still alive gave up on this run alone (it could not
+/// write the result): only the run's own task group is killed, not the host's session.
 fn lost(dir: &Path, task: &RunningTask) -> Outcome {
-    let supervisor = process::read_record(&dir.join("supervisor.pid"));
-    let started = process::read_record(&dir.join("task.pid"));
+    let supervisor = process::read_record(&dir.join("supervisor.pid")).filter(|p| !p.is_alive());
+    let task_file = std::fs::read(dir.join(TASK_FILE)).unwrap_or_default();
+    let started: Option<process::ProcessId> = serde_json::from_slice(&task_file).ok();
     let all_dead = supervisor.is_none_or(|p| p.kill_all(Scope::Session, KILL_WAIT))
         && started.is_none_or(|p| p.kill_all(Scope::Group, KILL_WAIT));
     if !all_dead {
         return Outcome::Running;
     }
-    if started.is_none() && !dir.join(super::supervisor::SPAWNING).exists() {
+    if started.is_none() && !is_written(&task_file) {
         let why = "its supervisor was lost before it started the task (the tick that dispatched it died?)";
         return Outcome::NeverStarted(why.to_string());
     }
@@ -298,7 +310,7 @@ fn lost(dir: &Path, task: &RunningTask) -> Outcome {
         "the task's supervisor was lost (killed or crashed) while {}/{} ran",
         task.job, task.node
     );
-    match std::fs::read(dir.join("status")).map(|b| read_status_file(&b)) {
+    match super::supervisor::read_status_bytes(&dir.join("status")).map(|b| read_status_file(&b)) {
         Ok(Ok(line)) => Outcome::Lost(
             parse_status(&line, now),
             format!("{lost}; keeping the status it wrote"),

@@ -3,14 +3,17 @@
 //! tasks on this machine under detached supervisors; [`SimulatedRunner`] only pretends
 //! to (`--benchmark-run`).
 
+pub mod host;
 mod local;
 pub mod process;
 pub mod remote;
+pub mod run_dirs;
 mod simulated;
 pub mod supervisor;
 
 pub use local::{
-    is_supervised, local_outcome, read_result, request_kill, LocalRunner, LAUNCH_FILE,
+    is_supervised, local_outcome, read_result, request_kill, LocalRunner, LAUNCH_FILE, RESULT_FILE,
+    SPAWNING, TASK_FILE,
 };
 pub use simulated::{SimulatedRunner, Simulation};
 

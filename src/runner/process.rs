@@ -150,12 +150,12 @@ pub enum Scope {
     Session,
 }
 
-/// Writes a [`ProcessId`] to a file.
+/// Writes a [`ProcessId`] to a file, in place: run directories are reused (see
+/// `run_dirs`), and a reader racing the write finds no record, which is what it
+/// would have found a moment earlier.
 pub fn record(path: &Path, id: ProcessId) -> Result<(), crate::state::StateError> {
-    crate::state::write_replace(
-        path,
-        serde_json::to_string(&id).expect("serializes").as_bytes(),
-    )
+    super::run_dirs::write_in_place(path, &serde_json::to_vec(&id).expect("serializes"))
+        .map_err(crate::state::io_err("writing", path))
 }
 
 /// Reads a [`ProcessId`] written by [`record`].

@@ -1,14 +1,16 @@
-//! The supervisor of one task run: starts the process, stores its output line by line,
+//! The supervisor of a task run: starts the process, stores its output line by line,
 //! waits for it (killing it on request), reads its status file and writes the result.
 //!
-//! A supervisor is either a detached `bistro supervise` process started by a tick (so
-//! the task outlives the tick) or the `bistro run-task` process itself. It holds the
-//! invocation's lock for its whole life, which is how a later tick tells a live
-//! supervisor from a lost one, and it records its own identity before it starts the
-//! task, so whoever finds it lost can kill everything it started.
+//! A run is supervised either by the detached supervisor host a tick or daemon starts
+//! (`bistro supervise`, see [`super::host`]: one process for many runs, so the tasks
+//! outlive the tick) or by the `bistro run-task` process itself. The run's lock is held
+//! until its result is written, which is how a later tick tells a live run from a lost
+//! one, and the supervisor's identity is recorded before the task starts, so whoever
+//! finds the run lost can kill everything it started.
 
 use super::process::{self, ProcessId};
-use super::{Launch, TaskResult};
+use super::run_dirs::write_in_place;
+use super::{Launch, TaskResult, RESULT_FILE, SPAWNING, TASK_FILE};
 use crate::config::{KillMethod, KillRequest};
 use crate::status::{
     parse_status, read_status_file, StatusFileError, TaskStatus, MAX_STATUS_BYTES,
@@ -41,40 +43,83 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 /// instead of unbounded memory.
 const LOG_BUFFER_LINES: usize = 10_000;
 
-/// The file a supervisor creates just before it starts the task.
-pub const SPAWNING: &str = "spawning";
+/// What asks one run's task to die: each request is applied once, with the kill
+/// method [`kill_request`] finds at that moment.
+#[derive(Debug, Default)]
+pub struct KillSwitch {
+    /// How many kill requests arrived.
+    requests: AtomicUsize,
+    /// The last signal that asked the supervisor itself to stop (0: none).
+    signal: AtomicI32,
+    /// The run's remote worker died: its task gets the worker-death kill.
+    worker_died: AtomicBool,
+}
 
-/// The last signal that asked this supervisor to stop (0: none).
-static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+impl KillSwitch {
+    /// A switch no one has pulled.
+    pub const fn new() -> Self {
+        Self {
+            requests: AtomicUsize::new(0),
+            signal: AtomicI32::new(0),
+            worker_died: AtomicBool::new(false),
+        }
+    }
 
-/// How many stop signals arrived: each one is a kill request, applied once.
-static STOP_REQUESTS: AtomicUsize = AtomicUsize::new(0);
+    /// One more kill request; `signal` when a stop signal to the supervisor asked for
+    /// it (recorded in the result). Async-signal-safe: atomics only.
+    pub fn request(&self, signal: Option<i32>) {
+        if let Some(signal) = signal {
+            self.signal.store(signal, Ordering::SeqCst);
+        }
+        self.requests.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The run's worker is gone: kill its task with the worker-death kill.
+    pub fn worker_died(&self) {
+        self.worker_died.store(true, Ordering::SeqCst);
+        self.request(Some(Signal::SIGTERM as i32));
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    fn stop_signal(&self) -> Option<i32> {
+        Some(self.signal.load(Ordering::SeqCst)).filter(|&s| s != 0)
+    }
+}
+
+/// The switch of the one run a `bistro run-task` process supervises, pulled by its
+/// signal handlers.
+static THIS_RUN: KillSwitch = KillSwitch::new();
 
 extern "C" fn on_stop_signal(signal: i32) {
-    STOP_SIGNAL.store(signal, Ordering::SeqCst);
-    STOP_REQUESTS.fetch_add(1, Ordering::SeqCst);
+    THIS_RUN.request(Some(signal));
 }
 
-/// Set when the run's remote worker died: its task gets the worker-death kill.
-static WORKER_DIED: AtomicBool = AtomicBool::new(false);
+extern "C" fn on_kill_request(_: i32) {
+    THIS_RUN.request(None);
+}
+
+/// The signal [`super::request_kill`] sends a supervisor after writing the run's kill
+/// request: "look at your runs' kill requests".
+pub const KILL_REQUEST_SIGNAL: Signal = Signal::SIGUSR2;
 
 /// The signal a supervisor on a remote worker gets when the worker dies.
-const WORKER_DEATH_SIGNAL: Signal = Signal::SIGUSR1;
-
-extern "C" fn on_worker_death(_: i32) {
-    WORKER_DIED.store(true, Ordering::SeqCst);
-    on_stop_signal(Signal::SIGTERM as i32);
-}
+pub const WORKER_DEATH_SIGNAL: Signal = Signal::SIGUSR1;
 
 /// The file a killer writes before signalling the supervisor, to ask for a kill
 /// method other than the one the task was launched with (the job's current
 /// `kill_subprocess`, or the global one for an orphan of a deleted job).
 pub const KILL_REQUEST_FILE: &str = "kill.json";
 
-/// The kill a stop signal asks for: the worker-death kill once the worker is gone,
-/// else the request file's, else the launch's.
-fn kill_request(launch: &Launch, dir: &Path) -> KillRequest {
-    if let (true, Some(death)) = (WORKER_DIED.load(Ordering::SeqCst), launch.on_worker_death) {
+/// The kill a request asks for: the worker-death kill once the worker is gone, else
+/// the request file's, else the launch's.
+fn kill_request(launch: &Launch, dir: &Path, switch: &KillSwitch) -> KillRequest {
+    if let (true, Some(death)) = (
+        switch.worker_died.load(Ordering::SeqCst),
+        launch.on_worker_death,
+    ) {
         return death.kill;
     }
     std::fs::read(dir.join(KILL_REQUEST_FILE))
@@ -83,48 +128,45 @@ fn kill_request(launch: &Launch, dir: &Path) -> KillRequest {
         .unwrap_or(launch.kill_subprocess)
 }
 
-const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
+/// The signals that ask a supervisor to stop: it kills its tasks, records them, exits.
+pub const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
 
-/// Routes SIGTERM, SIGINT and SIGHUP to "kill the task, record it, exit".
-fn install_signal_handlers() {
+/// Installs `handler` for `signal`. The handlers given here only touch atomics.
+pub fn handle_signal(signal: Signal, handler: extern "C" fn(i32)) {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
     let action = SigAction::new(
-        SigHandler::Handler(on_stop_signal),
+        SigHandler::Handler(handler),
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
-    for sig in STOP_SIGNALS {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            let _ = sigaction(sig, &action);
-        }
+    // SAFETY: every handler passed here only stores to atomics, which is
+    // async-signal-safe.
+    unsafe {
+        let _ = sigaction(signal, &action);
     }
 }
 
-/// Arms the worker-death signal; a worker that died before it was armed is acted on
-/// at once.
-fn watch_worker(worker: i32) {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
-    let action = SigAction::new(
-        SigHandler::Handler(on_worker_death),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    // SAFETY: the handler only stores to atomics, which is async-signal-safe.
-    unsafe {
-        let _ = sigaction(WORKER_DEATH_SIGNAL, &action);
+/// Routes the stop signals and kill requests to this process's one run.
+fn install_signal_handlers() {
+    for sig in STOP_SIGNALS {
+        handle_signal(sig, on_stop_signal);
     }
-    let armed = nix::sys::prctl::set_pdeathsig(WORKER_DEATH_SIGNAL).is_ok();
-    if !armed || nix::unistd::getppid().as_raw() != worker {
-        on_worker_death(WORKER_DEATH_SIGNAL as i32);
-    }
+    handle_signal(KILL_REQUEST_SIGNAL, on_kill_request);
+}
+
+/// Arms the worker-death signal with `handler`: true when it is armed and the worker
+/// is still our parent (else the worker is gone already, and the caller acts at once).
+pub fn watch_worker(worker: i32, handler: extern "C" fn(i32)) -> bool {
+    handle_signal(WORKER_DEATH_SIGNAL, handler);
+    nix::sys::prctl::set_pdeathsig(WORKER_DEATH_SIGNAL).is_ok()
+        && nix::unistd::getppid().as_raw() == worker
 }
 
 /// Puts the default dispositions back once the task is over.
 pub fn restore_signal_handlers() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
     let action = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in STOP_SIGNALS {
+    for sig in STOP_SIGNALS.into_iter().chain([KILL_REQUEST_SIGNAL]) {
         // SAFETY: restoring the default disposition.
         unsafe {
             let _ = sigaction(sig, &action);
@@ -134,24 +176,54 @@ pub fn restore_signal_handlers() {
 
 enum Msg {
     Line(LogLine),
-    End,
+    /// Answer once every line sent before this one is stored.
+    Flush(mpsc::Sender<()>),
 }
 
-/// The task's log lines and events on their way to the database.
+/// The task-log writer of a supervisor: one connection to the task-log database,
+/// shared by every run it supervises, storing lines in batches.
+pub struct LogWriter {
+    tx: Option<mpsc::SyncSender<Msg>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LogWriter {
+    /// Starts the writer of the database at `db`.
+    pub fn start(db: &Path) -> Self {
+        let (tx, rx) = mpsc::sync_channel(LOG_BUFFER_LINES);
+        let db = db.to_path_buf();
+        let thread = std::thread::spawn(move || write_logs(&db, &rx));
+        Self {
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn sink<'a>(&self, launch: &'a Launch) -> LogSink<'a> {
+        LogSink {
+            launch,
+            tx: self.tx.clone().expect("the writer runs until dropped"),
+        }
+    }
+}
+
+impl Drop for LogWriter {
+    /// Stores what is left, then stops the writer.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One run's log lines and events on their way to the database.
 struct LogSink<'a> {
     launch: &'a Launch,
     tx: mpsc::SyncSender<Msg>,
-    writer: std::thread::JoinHandle<(usize, Option<String>)>,
 }
 
-impl<'a> LogSink<'a> {
-    fn start(launch: &'a Launch) -> Self {
-        let (tx, rx) = mpsc::sync_channel(LOG_BUFFER_LINES);
-        let db = launch.log_db.clone();
-        let writer = std::thread::spawn(move || write_logs(&db, &rx));
-        Self { launch, tx, writer }
-    }
-
+impl LogSink<'_> {
     /// Logs a lifecycle event (bistro-runtime §2.7).
     fn event(&self, name: &str, extra: Value) {
         let mut e = json!({
@@ -173,62 +245,56 @@ impl<'a> LogSink<'a> {
         let _ = self.tx.send(Msg::Line(line));
     }
 
-    /// Stops the writer once everything sent so far is stored. Readers still blocked on
-    /// a pipe held open by a stray process cannot delay it: their later lines are dropped.
+    /// Returns once everything this run sent is stored. Readers still blocked on a
+    /// pipe held open by a stray process cannot delay it: their later lines are
+    /// stored after the result, or dropped with the supervisor.
     fn finish(self) {
-        let _ = self.tx.send(Msg::End);
-        let (lost, error) = self
-            .writer
-            .join()
-            .unwrap_or((0, Some("log writer panicked".into())));
-        if lost > 0 {
-            eprintln!(
-                "bistro supervise: {lost} log lines of {}/{} were lost: {}",
-                self.launch.job,
-                self.launch.node,
-                error.unwrap_or_default()
-            );
+        let (ack, stored) = mpsc::channel();
+        if self.tx.send(Msg::Flush(ack)).is_ok() {
+            let _ = stored.recv();
         }
     }
 }
 
-/// Stores log lines in batches until [`Msg::End`]; returns how many were lost and why.
-fn write_logs(db: &Path, rx: &mpsc::Receiver<Msg>) -> (usize, Option<String>) {
+/// Stores log lines in batches until every sender is gone, answering flushes once
+/// the lines before them are stored. Lines that cannot be stored are counted on
+/// stderr (`supervisors.log`).
+fn write_logs(db: &Path, rx: &mpsc::Receiver<Msg>) {
     let mut store = LogStore::open_appender(db)
         .map_err(|e| eprintln!("bistro supervise: {e}"))
         .ok();
-    let mut lost = 0;
-    let mut error = store
-        .is_none()
-        .then(|| format!("cannot open {}", db.display()));
-    let mut ended = false;
-    while !ended {
-        let mut batch = Vec::new();
-        match rx.recv() {
-            Ok(Msg::Line(l)) => batch.push(l),
-            Ok(Msg::End) | Err(_) => break,
-        }
-        while batch.len() < 2000 {
-            match rx.try_recv() {
-                Ok(Msg::Line(l)) => batch.push(l),
-                Ok(Msg::End) => {
-                    ended = true;
-                    break;
-                }
-                Err(_) => break,
+    let mut batch = Vec::new();
+    let mut acks = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            match msg {
+                Msg::Line(line) => batch.push(line),
+                Msg::Flush(ack) => acks.push(ack),
             }
+            next = if batch.len() < 2000 {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
         }
-        match store.as_mut().map(|s| s.append(&batch)) {
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
-                lost += batch.len();
-                eprintln!("bistro supervise: {e}");
-                error.get_or_insert_with(|| e.to_string());
-            }
-            None => lost += batch.len(),
+        let stored = match store.as_mut() {
+            Some(store) => store.append(&batch).map(drop).map_err(|e| e.to_string()),
+            None => Err(format!("cannot open {}", db.display())),
+        };
+        if let (Err(e), Some(line)) = (stored, batch.first()) {
+            eprintln!(
+                "bistro supervise: {} log lines (the first of {}/{}) were lost: {e}",
+                batch.len(),
+                line.job,
+                line.node
+            );
+        }
+        batch.clear();
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
         }
     }
-    (lost, error)
 }
 
 /// Reads a pipe, cutting it into lines (and over-long lines into pieces).
@@ -314,15 +380,27 @@ impl Echo {
     }
 }
 
-/// Supervises one run to completion and writes `result.json` into `dir`.
+/// Supervises this process's one run (`bistro run-task`) to completion and writes
+/// `result.json` into `dir`; the stop signals and kill requests sent to this process
+/// are its kill requests.
 ///
 /// With `echo`, the task's output is also copied to our stdout and stderr (for
 /// `run-task` in a terminal).
 pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
     install_signal_handlers();
-    if let Some(death) = launch.on_worker_death {
-        watch_worker(death.pid);
-    }
+    let logs = LogWriter::start(&launch.log_db);
+    supervise_run(launch, dir, &THIS_RUN, &logs, echo)
+}
+
+/// Supervises one run to completion, storing its output through `logs`, and writes
+/// `result.json` into `dir`; `switch` carries its kill requests.
+pub fn supervise_run(
+    launch: &Launch,
+    dir: &Path,
+    switch: &KillSwitch,
+    logs: &LogWriter,
+    echo: bool,
+) -> TaskResult {
     if let Some(me) = ProcessId::me() {
         if let Err(e) = process::record(&dir.join("supervisor.pid"), me) {
             eprintln!("bistro supervise: {e}");
@@ -330,13 +408,13 @@ pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
     }
     // A kill requested while we were starting (see `request_kill`) came with no signal.
     if dir.join(KILL_REQUEST_FILE).exists() {
-        on_stop_signal(Signal::SIGTERM as i32);
+        switch.request(None);
     }
-    let sink = LogSink::start(launch);
+    let sink = logs.sink(launch);
     sink.event("running", json!({"command": launch.argv}));
     // From here on the task may exist even if we die before recording its pid.
-    if let Err(e) = std::fs::write(dir.join(SPAWNING), b"") {
-        eprintln!("bistro supervise: {}: {e}", dir.join(SPAWNING).display());
+    if let Err(e) = write_in_place(&dir.join(TASK_FILE), SPAWNING) {
+        eprintln!("bistro supervise: {}: {e}", dir.join(TASK_FILE).display());
     }
     let result = match spawn(launch) {
         Err(message) => {
@@ -359,16 +437,15 @@ pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
                 end_time: crate::now(),
             }
         }
-        Ok(child) => run(launch, dir, child, echo, &sink),
+        Ok(child) => run(launch, dir, child, echo, &sink, switch),
     };
     sink.finish();
-    if let Err(e) = crate::state::write_replace(
-        &dir.join("result.json"),
-        serde_json::to_string(&result)
-            .expect("serializes")
-            .as_bytes(),
-    ) {
-        eprintln!("bistro supervise: {e}");
+    // In place: the file is reused (see `run_dirs`), and readers take a partial
+    // result for none, as long as the run's lock is held.
+    let path = dir.join(RESULT_FILE);
+    let json = serde_json::to_vec(&result).expect("results serialize");
+    if let Err(e) = write_in_place(&path, &json) {
+        eprintln!("bistro supervise: writing {}: {e}", path.display());
     }
     result
 }
@@ -378,12 +455,6 @@ fn spawn(launch: &Launch) -> Result<std::process::Child, String> {
         format!(
             "cannot create working directory {}: {e}",
             launch.cwd.display()
-        )
-    })?;
-    std::fs::write(&launch.status_file, b"").map_err(|e| {
-        format!(
-            "cannot create status file {}: {e}",
-            launch.status_file.display()
         )
     })?;
     let (program, args) = launch.argv.split_first().ok_or("empty command")?;
@@ -421,10 +492,11 @@ fn run(
     mut child: std::process::Child,
     echo: bool,
     sink: &LogSink,
+    switch: &KillSwitch,
 ) -> TaskResult {
     let pid = ProcessId::of(child.id() as i32);
     if let Some(id) = pid {
-        if let Err(e) = process::record(&dir.join("task.pid"), id) {
+        if let Err(e) = process::record(&dir.join(TASK_FILE), id) {
             eprintln!("bistro supervise: {e}");
         }
     }
@@ -466,6 +538,7 @@ fn run(
     drop(done_tx);
 
     let poll = Duration::from_millis(launch.task_subprocess.poll_ms.clamp(1, 1000) as u64);
+    let exited = ExitWatch::new(child_pid);
     let mut killed = false;
     let mut stop_signal = None;
     let mut requests_seen = 0;
@@ -481,12 +554,12 @@ fn run(
         }
         // Each new request is applied as Bistro merges queued kills: KILL at once
         // (cancelling a countdown), TERM, or TERM with the earliest SIGKILL deadline.
-        let requests = STOP_REQUESTS.load(Ordering::SeqCst);
+        let requests = switch.requests();
         if requests != requests_seen {
             requests_seen = requests;
-            stop_signal = Some(STOP_SIGNAL.load(Ordering::SeqCst));
+            stop_signal = switch.stop_signal();
             killed = true;
-            let request = kill_request(launch, dir);
+            let request = kill_request(launch, dir, switch);
             match request.method {
                 KillMethod::Kill => {
                     signal(Signal::SIGKILL, group, false);
@@ -505,7 +578,7 @@ fn run(
             signal(Signal::SIGKILL, group, false);
             sigkill_at = None;
         }
-        std::thread::sleep(poll);
+        exited.wait(poll);
     };
     let message = match exit.map(|e| (e.code(), e.signal())) {
         Some((Some(code), _)) => format!("exited with status {code}"),
@@ -527,12 +600,7 @@ fn run(
     }
 
     let now = crate::now();
-    let bytes = std::fs::File::open(&launch.status_file).and_then(|f| {
-        let mut bytes = Vec::new();
-        f.take(MAX_STATUS_BYTES as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map(|_| bytes)
-    });
+    let bytes = read_status_bytes(&launch.status_file);
     let (status, raw) = match bytes.as_deref().map(read_status_file) {
         Ok(Ok(line)) => (parse_status(&line, now), Some(line)),
         Ok(Err(StatusFileError::Empty)) if killed => (
@@ -565,6 +633,50 @@ fn run(
         killed,
         stop_signal,
         end_time: now,
+    }
+}
+
+/// The first bytes of a run's status file. The task makes the file (it is not made
+/// for it, so that writing it with `>` creates it rather than truncating it, which ext4
+/// follows with a disk flush): a task that wrote none wrote nothing.
+pub fn read_status_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
+    match std::fs::File::open(path) {
+        Ok(f) => {
+            let mut bytes = Vec::new();
+            f.take(MAX_STATUS_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)?;
+            Ok(bytes)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Wakes a supervisor as soon as its task exits, not a poll period later: a task's
+/// slot is free as soon as possible, which is most of a short task's overhead.
+struct ExitWatch(Option<std::os::fd::OwnedFd>);
+
+impl ExitWatch {
+    /// Watches the child `pid` (a pidfd; without one, waits are plain sleeps).
+    fn new(pid: u32) -> Self {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: a non-negative result is a descriptor we now own.
+        Self((fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// Waits up to `period`, or until the child exits.
+    fn wait(&self, period: Duration) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        match &self.0 {
+            Some(fd) => {
+                let timeout = PollTimeout::try_from(period).unwrap_or(PollTimeout::MAX);
+                let _ = poll(&mut [PollFd::new(fd.as_fd(), PollFlags::POLLIN)], timeout);
+            }
+            None => std::thread::sleep(period),
+        }
     }
 }
 

@@ -16,3 +16,4 @@ mod remote;
 mod run_task;
 mod scheduling;
 mod status_lines;
+mod supervision;

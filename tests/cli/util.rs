@@ -171,6 +171,26 @@ pub fn config_with_jobs(concurrency: u32, jobs: &str) -> String {
     )
 }
 
+/// The invocation directories under `STATE/running/` (spares for reuse excluded).
+pub fn run_dirs(env: &Env) -> Vec<String> {
+    std::fs::read_dir(env.state().join("running"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != ".spare")
+        .collect()
+}
+
+/// The parent of a process.
+pub fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// Is the process alive (not a zombie)?
 pub fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
