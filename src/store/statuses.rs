@@ -58,6 +58,15 @@ impl StatusStore {
         }
     }
 
+    /// SQLite's `data_version` of this connection: it changes when another
+    /// connection commits a write, so what this one read before is still current
+    /// while it does not change.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(sql_err(&self.path, "reading the database's version"))
+    }
+
     /// Every stored status.
     pub fn load(&self) -> Result<Vec<StatusRow>, StoreError> {
         let err = sql_err(&self.path, "reading task statuses");

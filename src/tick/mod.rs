@@ -499,16 +499,40 @@ pub fn tick(
 }
 
 /// What a long-running scheduler keeps between iterations: the config it resolved,
-/// re-read only every `config_update_ms`, the nodes of its last fetch, and its
-/// database connections (opening one reads the schema, and closing the last one
-/// checkpoints and syncs the database: too much for every iteration). A failed
-/// iteration drops its connections; the next one opens new ones.
+/// re-read only every `config_update_ms`, the nodes of its last fetch, its database
+/// connections (opening one reads the schema, and closing the last one checkpoints
+/// and syncs the database: too much for every iteration), and the task statuses as
+/// its last iteration left them. A failed iteration drops its connections and
+/// statuses; the next one opens and reads them anew.
 #[derive(Default)]
 pub struct TickCache {
     config: Option<(std::time::Instant, Resolved)>,
     nodes: Option<Arc<NodesSnapshot>>,
-    statuses: Option<StatusStore>,
+    store: Option<StatusStore>,
     logs: Option<LogStore>,
+    statuses: Option<KnownStatuses>,
+}
+
+/// Statuses read from the database at a given `data_version`, then kept up to date
+/// with this scheduler's own writes. Another process's write (`bistro forgive`, an
+/// HTTP handler) changes the version, and the statuses are read again.
+struct KnownStatuses {
+    data_version: i64,
+    statuses: Statuses,
+}
+
+/// The statuses as stored: those the last iteration left when no one else wrote
+/// since it read them, else read from the database. Also returns the database's
+/// version when they were read.
+fn current_statuses(
+    store: &StatusStore,
+    cache: &mut TickCache,
+) -> Result<(i64, Statuses), StoreError> {
+    let version = store.data_version()?;
+    match cache.statuses.take() {
+        Some(known) if known.data_version == version => Ok((version, known.statuses)),
+        _ => Ok((version, store.load_statuses()?)),
+    }
 }
 
 /// [`tick`] for a scheduler that runs many iterations in one process.
@@ -519,7 +543,7 @@ pub fn tick_with(
     cache: &mut TickCache,
 ) -> Result<TickReport, TickError> {
     let began = std::time::Instant::now();
-    let mut store = match cache.statuses.take() {
+    let mut store = match cache.store.take() {
         Some(store) => store,
         None => StatusStore::open(&state.statuses_db())?,
     };
@@ -547,7 +571,7 @@ pub fn tick_with(
         let text = serde_json::to_string(&summary).expect("serializes");
         store.set_meta(&[(keys::LAST_TICK, &text)])?;
     }
-    cache.statuses = Some(store);
+    cache.store = Some(store);
     Ok(report)
 }
 
@@ -640,7 +664,7 @@ fn iterate(
         remember_run(&mut report, store, &resolved, opts)?;
     }
 
-    let mut statuses = store.load_statuses()?;
+    let (data_version, mut statuses) = current_statuses(store, cache)?;
     let mut running = store.running()?;
     if let Some(logs) = logs.as_mut() {
         let (finished, still) = reap(store, Some(&mut *logs), runner, &mut statuses, running)?;
@@ -765,6 +789,10 @@ fn iterate(
     if logs.is_some() {
         cache.logs = logs;
     }
+    cache.statuses = Some(KnownStatuses {
+        data_version,
+        statuses,
+    });
     Ok(report)
 }
 

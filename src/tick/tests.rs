@@ -499,3 +499,34 @@ fn the_next_wait_follows_bistros_loop() {
     let report = tick(&never_good, &opts(), &mut runner).unwrap();
     assert_eq!(report.wait_ms, 5000, "5 s after a config failure");
 }
+
+#[test]
+fn a_long_running_scheduler_keeps_its_statuses_yet_sees_other_processes_writes() {
+    let (_dir, state) = state_with_two_nodes();
+    let mut runner = ScriptedRunner::default();
+    let mut cache = TickCache::default();
+    tick_with(&state, &opts(), &mut runner, &mut cache).unwrap();
+    assert_eq!(runner.started, ["b"]);
+    // b fails for good (the backoff is [7, "fail"]): its own write is kept in memory.
+    runner
+        .outcomes
+        .insert("b".into(), finished(TaskStatus::new(bits::FAILED, 5)));
+    tick_with(&state, &opts(), &mut runner, &mut cache).unwrap();
+    assert_eq!(runner.started, ["b", "a"]);
+    let known = &cache.statuses.as_ref().expect("kept").statuses;
+    assert!(known.get("j", "b").is_some_and(|s| s.has(bits::FAILED)));
+
+    // Another process forgives b; the next iteration reads the statuses again and b
+    // may start once a's slot is free.
+    let mut other = StatusStore::open(&state.statuses_db()).unwrap();
+    assert_eq!(other.forgive(&["j".into()], &[]).unwrap(), 1);
+    runner
+        .outcomes
+        .insert("a".into(), finished(TaskStatus::new(bits::DONE, 6)));
+    tick_with(&state, &opts(), &mut runner, &mut cache).unwrap();
+    assert_eq!(
+        runner.started,
+        ["b", "a", "b"],
+        "the forgiven task starts again"
+    );
+}
