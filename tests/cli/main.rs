@@ -15,4 +15,5 @@ mod process_hygiene;
 mod remote;
 mod run_task;
 mod scheduling;
+mod status_counts;
 mod status_lines;
