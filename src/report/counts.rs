@@ -11,8 +11,7 @@
 //! tests hold the two to the same answers.
 
 use super::{
-    excluded_task, job_report, may_run_again, orphans, selected, ReportFilter, SchedulerState,
-    StatusReport,
+    job_report, may_run_again, orphans, selected, ReportFilter, SchedulerState, StatusReport,
 };
 use crate::config::{Config, Job};
 use crate::nodes::Nodes;
@@ -164,6 +163,9 @@ struct View<'a> {
 impl View<'_> {
     /// A job's counts, as [`super::build`] has them. `strangers` are the nodes with
     /// stored statuses (of any job) that have no node of that name at the job's level.
+    ///
+    /// Tasks are known by the index of their first node (a replica's root), and
+    /// marked in arrays over the node list: a job may exclude most of its tasks.
     fn job_counts(
         &self,
         statuses: &StatusSnapshot,
@@ -173,42 +175,59 @@ impl View<'_> {
     ) -> Result<BTreeMap<&'static str, usize>, StoreError> {
         let level = job.level_for_tasks;
         let tables = self.nodes.tables();
-        let tasks = (0..tables.levels.len()).filter(|&n| {
-            tables.levels[n] as usize == level && tables.replica_roots[n] as usize == n
-        });
-        let (mut total, mut excluded_tasks) = (0, FxHashSet::default());
+        let task_of = |node: &str| self.nodes.named(level, node).next();
+        let name_of_task = |task: usize| self.nodes.list[task].name.as_str();
+        let started = self
+            .started
+            .get(job.name.as_str())
+            .map_or(&[][..], Vec::as_slice);
         let may_be_excluded = tables.any_disabled || !job.filters.is_empty();
-        for n in tasks {
-            total += 1;
-            let name = self.nodes.list[n].name.as_str();
-            if may_be_excluded && excluded_task(job, self.nodes, name) {
-                excluded_tasks.insert(name);
+        let mut marks = if may_be_excluded || !started.is_empty() {
+            vec![0u8; tables.levels.len()]
+        } else {
+            Vec::new()
+        };
+        let mut total = 0;
+        for n in (0..tables.levels.len()).filter(|&n| tables.levels[n] as usize == level) {
+            let task = tables.replica_roots[n] as usize;
+            total += usize::from(task == n);
+            // A replicated task is excluded only if every copy is.
+            if may_be_excluded {
+                let excluded = crate::scheduler::excluded_by_nodes(job, self.nodes, n);
+                if task == n && excluded {
+                    marks[task] |= EXCLUDED;
+                } else if !excluded {
+                    marks[task] &= !EXCLUDED;
+                }
             }
         }
-        let mut closer: FxHashSet<&str> = strangers.iter().copied().collect();
-        closer.extend(excluded_tasks.iter().copied());
-        if let Some(started) = self.started.get(job.name.as_str()) {
-            closer.extend(started.iter().copied());
+        for task in started.iter().filter_map(|node| task_of(node)) {
+            marks[task] |= STARTED;
         }
+        let closer: Vec<usize> = (0..marks.len()).filter(|&t| marks[t] != 0).collect();
         let tallied = self
             .tallies
             .jobs
             .get(&job.name)
             .map_or(&[][..], Vec::as_slice);
         let stored_total = tallied.iter().map(|&(_, n)| n).sum();
-        let mut stored: FxHashMap<&str, u32> = FxHashMap::default();
-        match fetch.unwrap_or_else(|| Fetch::cheaper(closer.len(), stored_total)) {
+        let mut stored: Vec<Option<u32>> =
+            vec![None; if closer.is_empty() { 0 } else { marks.len() }];
+        let mut stranger_bits = Vec::new();
+        match fetch.unwrap_or_else(|| Fetch::cheaper(closer.len() + strangers.len(), stored_total))
+        {
             Fetch::Lookups => {
-                for &node in &closer {
-                    if let Some(bits) = statuses.bits(&job.name, node)? {
-                        stored.insert(node, bits);
-                    }
+                for &task in &closer {
+                    stored[task] = statuses.bits(&job.name, name_of_task(task))?;
+                }
+                for node in strangers {
+                    stranger_bits.extend(statuses.bits(&job.name, node)?);
                 }
             }
-            Fetch::Scan => statuses.each_of_job(&job.name, |node, bits| {
-                if let Some(&node) = closer.get(node) {
-                    stored.insert(node, bits);
-                }
+            Fetch::Scan => statuses.each_of_job(&job.name, |node, bits| match task_of(node) {
+                Some(task) if marks.get(task).is_some_and(|&m| m != 0) => stored[task] = Some(bits),
+                Some(_) => {}
+                None => stranger_bits.push(bits),
             })?,
         }
         let mut counts: BTreeMap<&'static str, usize> =
@@ -217,27 +236,28 @@ impl View<'_> {
         for &(bits, n) in tallied {
             *counts.entry(name_of(bits).as_str()).or_default() += n;
         }
+        for bits in stranger_bits {
+            *counts.entry(name_of(bits).as_str()).or_default() -= 1;
+        }
         let mut excluded = 0;
-        for &node in &closer {
-            if let Some(&bits) = stored.get(node) {
+        for task in closer {
+            if let Some(bits) = stored[task] {
                 *counts.entry(name_of(bits).as_str()).or_default() -= 1;
             }
-            if self.nodes.named(level, node).next().is_none() {
-                continue;
-            }
-            let key = (job.name.as_str(), node);
-            let name = if self.running.contains(&key) {
+            let key = (job.name.as_str(), name_of_task(task));
+            let name = if marks[task] & STARTED != 0 && self.running.contains(&key) {
                 StatusName::Running
             } else {
-                self.ran
-                    .get(&key)
-                    .or(stored.get(node))
-                    .map_or(StatusName::NotStarted, |&bits| name_of(bits))
+                (marks[task] & STARTED != 0)
+                    .then(|| self.ran.get(&key).copied())
+                    .flatten()
+                    .or(stored[task])
+                    .map_or(StatusName::NotStarted, name_of)
             };
             if name != StatusName::NotStarted {
                 *counts.entry(name.as_str()).or_default() += 1;
             }
-            if may_run_again(name) && excluded_tasks.contains(node) {
+            if marks[task] & EXCLUDED != 0 && may_run_again(name) {
                 excluded += 1;
             }
         }
@@ -248,6 +268,11 @@ impl View<'_> {
         Ok(counts)
     }
 }
+
+/// A task whose every copy a disabled node or the job's filters exclude.
+const EXCLUDED: u8 = 1;
+/// A task that was running when read.
+const STARTED: u8 = 2;
 
 #[cfg(test)]
 mod tests {
