@@ -100,6 +100,7 @@ seed_done() {
 import sqlite3, sys, time
 state, hosts, dbs, jobs, every = sys.argv[1], *map(int, sys.argv[2:])
 db = sqlite3.connect(f"{state}/statuses.sql3")
+db.execute("PRAGMA recursive_triggers = ON")  # a replaced row leaves the tallies too
 now = int(time.time())
 rows = ((f"job{j}", f"h{h}__{d}", 4, now, 0, None, 1)
         for j in range(jobs) for h in range(1, hosts + 1) for d in range(1, dbs + 1)

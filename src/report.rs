@@ -1,12 +1,16 @@
 //! The `status` document: per-job counts and, on request, one row per task. Its JSON
 //! form is a stable contract (`schema_version` 1): extend it, never rename.
 
+mod counts;
+
+pub use counts::CountsInput;
+
 use crate::config::Config;
 use crate::context;
 use crate::nodes::Nodes;
 use crate::state::StateDir;
 use crate::status::{StatusName, TaskStatus};
-use crate::store::{StatusRow, StatusStore};
+use crate::store::{StatusRow, StatusStore, StoreError};
 use crate::task::RunningTask;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -152,13 +156,9 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
         .iter()
         .map(|t| ((t.job.as_str(), t.node.as_str()), t))
         .collect();
-    let levels = &input.config.settings.levels;
     let mut jobs = Vec::new();
     let mut tasks = Vec::new();
-    for job in &input.config.jobs {
-        if !filter.jobs.is_empty() && !filter.jobs.contains(&job.name) {
-            continue;
-        }
+    for job in selected(input.config, filter) {
         let mut counts: BTreeMap<&'static str, usize> =
             StatusName::ALL.iter().map(|s| (s.as_str(), 0)).collect();
         let (mut total, mut excluded) = (0, 0);
@@ -183,16 +183,7 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
                 (None, None) => StatusName::NotStarted,
             };
             *counts.entry(name.as_str()).or_default() += 1;
-            let may_run_again = !matches!(
-                name,
-                StatusName::Done | StatusName::Running | StatusName::Failed
-            );
-            if may_run_again
-                && input
-                    .nodes
-                    .named(level, node)
-                    .all(|n| crate::scheduler::excluded_by_nodes(job, input.nodes, n))
-            {
+            if may_run_again(name) && excluded_task(job, input.nodes, node) {
                 excluded += 1;
             }
             if filter.tasks && (filter.statuses.is_empty() || filter.statuses.contains(&name)) {
@@ -221,14 +212,7 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
         }
         counts.insert("total", total);
         counts.insert("excluded", excluded);
-        jobs.push(JobReport {
-            name: job.name.clone(),
-            owner: job.owner.clone(),
-            enabled: job.enabled,
-            errors: job.errors.clone(),
-            level_for_tasks: levels.name(job.level_for_tasks).to_string(),
-            counts,
-        });
+        jobs.push(job_report(input.config, job, counts));
     }
     StatusReport {
         schema_version: 1,
@@ -239,24 +223,65 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
         },
         jobs,
         tasks: filter.tasks.then_some(tasks),
-        orphans: orphans(input),
+        orphans: orphans(input.config, input.nodes, input.running),
         workers: None,
     }
 }
 
+/// The jobs the report covers, in config order.
+fn selected<'a>(
+    config: &'a Config,
+    filter: &'a ReportFilter,
+) -> impl Iterator<Item = &'a crate::config::Job> {
+    config
+        .jobs
+        .iter()
+        .filter(|job| filter.jobs.is_empty() || filter.jobs.contains(&job.name))
+}
+
+/// A job's entry, with its counts.
+fn job_report(
+    config: &Config,
+    job: &crate::config::Job,
+    counts: BTreeMap<&'static str, usize>,
+) -> JobReport {
+    JobReport {
+        name: job.name.clone(),
+        owner: job.owner.clone(),
+        enabled: job.enabled,
+        errors: job.errors.clone(),
+        level_for_tasks: config.settings.levels.name(job.level_for_tasks).to_string(),
+        counts,
+    }
+}
+
+/// Whether a task with this status could start again, so that an exclusion matters.
+fn may_run_again(name: StatusName) -> bool {
+    !matches!(
+        name,
+        StatusName::Done | StatusName::Running | StatusName::Failed
+    )
+}
+
+/// Whether every node named `node` at the job's level is excluded (a replicated task
+/// is excluded only if every copy is).
+fn excluded_task(job: &crate::config::Job, nodes: &Nodes, node: &str) -> bool {
+    nodes
+        .named(job.level_for_tasks, node)
+        .all(|n| crate::scheduler::excluded_by_nodes(job, nodes, n))
+}
+
 /// Running tasks that no (job, node) of the config in force accounts for.
-fn orphans(input: &ReportInput) -> Vec<OrphanReport> {
-    input
-        .running
+fn orphans(config: &Config, nodes: &Nodes, running: &[RunningTask]) -> Vec<OrphanReport> {
+    running
         .iter()
         .filter_map(|t| {
-            let reason = match input.config.job(&t.job) {
+            let reason = match config.job(&t.job) {
                 None => "its job is not in the config",
                 Some(job)
-                    if !input
-                        .nodes
+                    if !nodes
                         .at_level(job.level_for_tasks)
-                        .any(|n| input.nodes.list[n].name == t.node) =>
+                        .any(|n| nodes.list[n].name == t.node) =>
                 {
                     "its node is not one of its job's nodes any more"
                 }
@@ -318,18 +343,42 @@ pub fn from_state(
     };
     let instance = context::instance_name(Some(&store), None)?;
     let nodes = context::nodes_for_report(Some(&store), &config, &instance)??;
-    let mut rows = store.load()?;
-    let mut running = store.running()?;
-    crate::tick::preview_finished(state, &mut rows, &mut running);
-    let input = ReportInput {
-        config: &config,
-        nodes: &nodes,
-        rows: &rows,
-        running: &running,
-        config_error,
-        now: crate::now(),
-    };
-    let mut report = build(&input, filter);
+    let mut report = read(
+        &CountsInput {
+            config: &config,
+            nodes: &nodes,
+            statuses: &store.snapshot()?,
+            state,
+            config_error,
+            now: crate::now(),
+        },
+        filter,
+    )?;
     report.workers = workers(state);
     Ok(StateReport { report, config })
+}
+
+/// The report of one read of the status database, with runs that finished since the
+/// last tick applied: from the status tallies when no task rows are asked for (see
+/// [`counts`]), else (or if the tallies are off) from every stored status.
+pub fn read(input: &CountsInput, filter: &ReportFilter) -> Result<StatusReport, StoreError> {
+    if !filter.tasks {
+        if let Some(report) = counts::report(input, filter)? {
+            return Ok(report);
+        }
+    }
+    let mut rows = input.statuses.load()?;
+    let mut running = input.statuses.running()?;
+    crate::tick::preview_finished(input.state, &mut rows, &mut running);
+    Ok(build(
+        &ReportInput {
+            config: input.config,
+            nodes: input.nodes,
+            rows: &rows,
+            running: &running,
+            config_error: input.config_error.clone(),
+            now: input.now,
+        },
+        filter,
+    ))
 }

@@ -103,8 +103,12 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
     }
     let mut out = std::io::stdout().lock();
     if args.json {
+        // Stdout is line-buffered: unbuffered, serde's many small writes would each
+        // be searched for a newline (a quarter of `--tasks` over 1.5M tasks).
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
         serde_json::to_writer(&mut out, &report)?;
         writeln!(out)?;
+        out.flush()?;
         return Ok(0);
     }
     let mut table = Table::new();

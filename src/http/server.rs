@@ -338,18 +338,23 @@ impl HttpServer {
             }
             Err(e) => return Err(Reply::error(500, &e.to_string())),
         };
-        let (rows, running) = snap.statuses().map_err(|e| Reply::error(500, &e))?;
-        let mut report = report::build(
-            &report::ReportInput {
+        let statuses = snap
+            .store
+            .snapshot()
+            .map_err(|e| Reply::error(500, &e.to_string()))?;
+        let mut report = report::read(
+            &report::CountsInput {
                 config: &snap.config,
                 nodes,
-                rows,
-                running,
+                statuses: &statuses,
+                state: &snap.state,
                 config_error: snap.config_error.as_ref().map(ToString::to_string),
                 now: snap.now,
             },
             filter,
-        );
+        )
+        .map_err(|e| Reply::error(500, &e.to_string()))?;
+        drop(statuses);
         report.workers = report::workers(&self.state);
         Ok((snap, report))
     }

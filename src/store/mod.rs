@@ -3,14 +3,15 @@
 //!
 //! Every connection is opened the same way: WAL, `synchronous=NORMAL` (a committed
 //! status survives any crash of ours; only a power cut may lose the last commits), a
-//! busy timeout, and `BEGIN IMMEDIATE` for writes so a writer never fails upgrading a
-//! read lock.
+//! busy timeout, `recursive_triggers` (so the row an `INSERT OR REPLACE` replaces
+//! fires its delete trigger, which the status tallies need), and `BEGIN IMMEDIATE`
+//! for writes so a writer never fails upgrading a read lock.
 
 mod logs;
 mod statuses;
 
 pub use logs::{LogKind, LogLine, LogQuery, LogRow, LogStore, PageQuery};
-pub use statuses::{StatusRow, StatusStore};
+pub use statuses::{StatusRow, StatusSnapshot, StatusStore, Tallies};
 
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -99,6 +100,8 @@ pub(crate) fn open(path: &Path, schema: &str, version: i64) -> Result<Connection
         .map_err(sql_err(path, "enabling WAL"))?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(sql_err(path, "setting synchronous"))?;
+    conn.pragma_update(None, "recursive_triggers", "ON")
+        .map_err(sql_err(path, "enabling recursive triggers"))?;
     let found: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(sql_err(path, "reading the schema version"))?;

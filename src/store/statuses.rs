@@ -3,6 +3,15 @@
 //!
 //! Unlike Bistro, which keeps only done/failed, every status is stored with its data,
 //! backoff and attempt count, so `prev_status` and backoff survive restarts.
+//!
+//! Triggers keep two tallies of `task_statuses` in the transaction of every write
+//! (so they hold after a crash at any instant, whoever writes): `status_counts`,
+//! rows per (job, bits), and `status_nodes`, rows per node. `status` reads them
+//! instead of every row (see [`StatusSnapshot`]).
+
+mod summary;
+
+pub use summary::{StatusSnapshot, Tallies};
 
 use super::{open, sql_err, StoreError};
 use crate::scheduler::Statuses;
@@ -11,7 +20,8 @@ use crate::task::{InvocationId, RunningTask};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
 
-const SCHEMA: &str = "
+/// The tables; `status_counts` and `status_nodes` are the tallies.
+const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS task_statuses (
     job TEXT NOT NULL, node TEXT NOT NULL, bits INTEGER NOT NULL, time INTEGER NOT NULL,
     backoff INTEGER NOT NULL DEFAULT 0, data TEXT, attempts INTEGER NOT NULL DEFAULT 0,
@@ -20,7 +30,54 @@ CREATE TABLE IF NOT EXISTS running_tasks (
     job TEXT NOT NULL, node TEXT NOT NULL, invocation TEXT NOT NULL UNIQUE, task TEXT NOT NULL,
     PRIMARY KEY (job, node)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS status_counts (
+    job TEXT NOT NULL, bits INTEGER NOT NULL, tasks INTEGER NOT NULL,
+    PRIMARY KEY (job, bits)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS status_nodes (
+    node TEXT NOT NULL PRIMARY KEY, tasks INTEGER NOT NULL) WITHOUT ROWID;
 ";
+
+/// Keeps the tallies as rows are deleted (apart, so that clearing every status can do
+/// without it: a trigger per row would make that many times slower). A tally that
+/// falls to 0 stays, as the same task's next status would bring it back at once.
+const UNCOUNTED_TRIGGER: &str = "
+CREATE TRIGGER IF NOT EXISTS task_statuses_uncounted AFTER DELETE ON task_statuses BEGIN
+    UPDATE status_counts SET tasks = tasks - 1 WHERE job = OLD.job AND bits = OLD.bits;
+    UPDATE status_nodes SET tasks = tasks - 1 WHERE node = OLD.node;
+END;
+";
+
+/// The other tally triggers, then the tallies filled from the rows (for a database
+/// that had none). An update that keeps the job, bits and node touches no tally.
+const TALLIES: &str = "
+CREATE TRIGGER IF NOT EXISTS task_statuses_counted AFTER INSERT ON task_statuses BEGIN
+    INSERT INTO status_counts (job, bits, tasks) VALUES (NEW.job, NEW.bits, 1)
+        ON CONFLICT (job, bits) DO UPDATE SET tasks = tasks + 1;
+    INSERT INTO status_nodes (node, tasks) VALUES (NEW.node, 1)
+        ON CONFLICT (node) DO UPDATE SET tasks = tasks + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS task_statuses_recounted AFTER UPDATE OF job, bits ON task_statuses
+WHEN OLD.job IS NOT NEW.job OR OLD.bits IS NOT NEW.bits BEGIN
+    UPDATE status_counts SET tasks = tasks - 1 WHERE job = OLD.job AND bits = OLD.bits;
+    INSERT INTO status_counts (job, bits, tasks) VALUES (NEW.job, NEW.bits, 1)
+        ON CONFLICT (job, bits) DO UPDATE SET tasks = tasks + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS task_statuses_renoded AFTER UPDATE OF node ON task_statuses
+WHEN OLD.node IS NOT NEW.node BEGIN
+    UPDATE status_nodes SET tasks = tasks - 1 WHERE node = OLD.node;
+    INSERT INTO status_nodes (node, tasks) VALUES (NEW.node, 1)
+        ON CONFLICT (node) DO UPDATE SET tasks = tasks + 1;
+END;
+DELETE FROM status_counts;
+INSERT INTO status_counts (job, bits, tasks)
+    SELECT job, bits, count(*) FROM task_statuses GROUP BY job, bits;
+DELETE FROM status_nodes;
+INSERT INTO status_nodes (node, tasks) SELECT node, count(*) FROM task_statuses GROUP BY node;
+";
+
+/// The schema's version: 2 added the tallies (filled from the rows when a version 1
+/// database is opened).
+const VERSION: i64 = 2;
 
 /// A stored status with its attempt count.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,7 +102,11 @@ impl StatusStore {
     /// Opens (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Ok(Self {
-            conn: open(path, SCHEMA, 1)?,
+            conn: open(
+                path,
+                &format!("{TABLES}{UNCOUNTED_TRIGGER}{TALLIES}"),
+                VERSION,
+            )?,
             path: path.to_path_buf(),
         })
     }
@@ -92,25 +153,41 @@ impl StatusStore {
             .map_err(err)?;
         rows.into_iter()
             .map(|(job, node, bits, time, backoff, data, attempts)| {
-                let data = match data {
-                    None => None,
-                    Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
-                        self.corrupt("task_statuses", format!("{job}/{node}: {e}"))
-                    })?),
-                };
-                Ok(StatusRow {
-                    job,
-                    node,
-                    status: TaskStatus {
-                        bits,
-                        data,
-                        time,
-                        backoff,
-                    },
-                    attempts,
-                })
+                self.decode_row(job, node, bits, time, backoff, data, attempts)
             })
             .collect()
+    }
+
+    /// A stored status from its columns.
+    #[allow(clippy::too_many_arguments)]
+    fn decode_row(
+        &self,
+        job: String,
+        node: String,
+        bits: u32,
+        time: i64,
+        backoff: i64,
+        data: Option<String>,
+        attempts: i64,
+    ) -> Result<StatusRow, StoreError> {
+        let data = match data {
+            None => None,
+            Some(text) => Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| self.corrupt("task_statuses", format!("{job}/{node}: {e}")))?,
+            ),
+        };
+        Ok(StatusRow {
+            job,
+            node,
+            status: TaskStatus {
+                bits,
+                data,
+                time,
+                backoff,
+            },
+            attempts,
+        })
     }
 
     /// Every stored status, as the scheduler looks them up.
@@ -229,8 +306,11 @@ impl StatusStore {
                 .map_err(sql_err(&self.path, "recording statuses"))?;
             let mut upsert = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO task_statuses (job, node, bits, time, backoff, data, attempts)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO task_statuses (job, node, bits, time, backoff, data, attempts)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (job, node) DO UPDATE SET bits = excluded.bits,
+                        time = excluded.time, backoff = excluded.backoff,
+                        data = excluded.data, attempts = excluded.attempts",
                 )
                 .map_err(sql_err(&self.path, "recording statuses"))?;
             for (task, status) in results {
@@ -357,10 +437,21 @@ impl StatusStore {
 
     /// Deletes every stored status (running tasks stay recorded), so every task is
     /// eligible again: `daemon --clean-statuses`. Returns how many were deleted.
+    /// The tallies are emptied with the rows, in the same transaction.
     pub fn clear_statuses(&mut self) -> Result<usize, StoreError> {
-        self.conn
-            .execute("DELETE FROM task_statuses", [])
-            .map_err(sql_err(&self.path, "clearing task statuses"))
+        let err = || sql_err(&self.path, "clearing task statuses");
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err())?;
+        tx.execute_batch("DROP TRIGGER task_statuses_uncounted")
+            .map_err(err())?;
+        let cleared = tx.execute("DELETE FROM task_statuses", []).map_err(err())?;
+        tx.execute_batch("DELETE FROM status_counts; DELETE FROM status_nodes;")
+            .map_err(err())?;
+        tx.execute_batch(UNCOUNTED_TRIGGER).map_err(err())?;
+        tx.commit().map_err(err())?;
+        Ok(cleared)
     }
 
     /// Releases the stored statuses of `jobs` (on `nodes` only, unless it is empty)

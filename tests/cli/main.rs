@@ -15,5 +15,6 @@ mod process_hygiene;
 mod remote;
 mod run_task;
 mod scheduling;
+mod status_counts;
 mod status_lines;
 mod supervision;
