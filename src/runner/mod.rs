@@ -9,6 +9,7 @@ pub mod process;
 pub mod remote;
 pub mod run_dirs;
 mod simulated;
+pub mod spawn;
 pub mod supervisor;
 
 pub use local::{

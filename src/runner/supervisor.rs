@@ -10,6 +10,7 @@
 
 use super::process::{self, ProcessId};
 use super::run_dirs::write_in_place;
+use super::spawn::{SpawnSpec, TaskProcess};
 use super::{Launch, TaskResult, RESULT_FILE, SPAWNING, TASK_FILE};
 use crate::config::{KillMethod, KillRequest};
 use crate::status::{
@@ -19,9 +20,8 @@ use crate::store::{LogKind, LogLine, LogStore};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -450,46 +450,27 @@ pub fn supervise_run(
     result
 }
 
-fn spawn(launch: &Launch) -> Result<std::process::Child, String> {
+fn spawn(launch: &Launch) -> Result<TaskProcess, String> {
     std::fs::create_dir_all(&launch.cwd).map_err(|e| {
         format!(
             "cannot create working directory {}: {e}",
             launch.cwd.display()
         )
     })?;
-    let (program, args) = launch.argv.split_first().ok_or("empty command")?;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .current_dir(&launch.cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if launch.task_subprocess.process_group_leader {
-        cmd.process_group(0);
-    }
-    let death_signal = Signal::try_from(launch.task_subprocess.parent_death_signal).ok();
-    let supervisor = nix::unistd::getpid();
-    // SAFETY: prctl, getppid and _exit are async-signal-safe and touch no parent memory.
-    unsafe {
-        cmd.pre_exec(move || {
-            if let Some(sig) = death_signal {
-                nix::sys::prctl::set_pdeathsig(sig).map_err(std::io::Error::from)?;
-                // The supervisor may have died before the signal was armed.
-                if nix::unistd::getppid() != supervisor {
-                    nix::libc::_exit(1);
-                }
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn()
-        .map_err(|e| format!("cannot run {program:?}: {e}"))
+    let death_signal =
+        Signal::try_from(launch.task_subprocess.parent_death_signal).map_or(0, |sig| sig as i32);
+    super::spawn::spawn(&SpawnSpec {
+        argv: &launch.argv,
+        cwd: &launch.cwd,
+        process_group: launch.task_subprocess.process_group_leader,
+        death_signal,
+    })
 }
 
 fn run(
     launch: &Launch,
     dir: &Path,
-    mut child: std::process::Child,
+    mut child: TaskProcess,
     echo: bool,
     sink: &LogSink,
     switch: &KillSwitch,

@@ -1,0 +1,336 @@
+//! Starting a task's process the way `posix_spawn` does (`clone` with `CLONE_VM |
+//! CLONE_VFORK`: the child borrows the supervisor's memory until it execs), with
+//! Bistro's parent-death signal armed in the child, which `posix_spawn` cannot do.
+//!
+//! `std::process::Command` forks as soon as a `pre_exec` hook is set, and a fork of a
+//! supervisor host (dozens of threads, all their memory write-protected for
+//! copy-on-write after every fork) cost more CPU than the task it started. Between
+//! `clone` and `exec` the child only makes system calls on data prepared before it,
+//! with every signal blocked.
+
+use nix::libc::{self, c_char, c_int, c_void, pid_t};
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+
+/// What to start.
+pub struct SpawnSpec<'a> {
+    /// Program and arguments; a program without `/` is looked up in `PATH`.
+    pub argv: &'a [String],
+    /// The working directory.
+    pub cwd: &'a Path,
+    /// Lead a new process group.
+    pub process_group: bool,
+    /// The signal the task gets when the thread that started it dies (0: none).
+    pub death_signal: i32,
+}
+
+/// A started task: its pid, the read ends of its stdout and stderr, and its exit.
+pub struct TaskProcess {
+    pid: pid_t,
+    /// The task's stdout.
+    pub stdout: Option<File>,
+    /// The task's stderr.
+    pub stderr: Option<File>,
+}
+
+impl TaskProcess {
+    /// The task's pid.
+    pub fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// The task's exit, once it exited (it is then reaped).
+    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        let mut status: c_int = 0;
+        loop {
+            // SAFETY: waitpid on our own child with a valid status pointer.
+            let reaped = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+            match reaped {
+                0 => return Ok(None),
+                p if p == self.pid => return Ok(Some(ExitStatus::from_raw(status))),
+                _ => {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() != std::io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Everything the child reads, prepared by the parent: the child allocates nothing.
+#[repr(C)]
+struct ChildArgs {
+    program: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    cwd: *const c_char,
+    stdin: c_int,
+    stdout: c_int,
+    stderr: c_int,
+    process_group: bool,
+    death_signal: c_int,
+    parent: pid_t,
+    mask: libc::sigset_t,
+    /// Set by the child when it fails before `exec`.
+    error: c_int,
+}
+
+/// The child's side: system calls only, then `exec`.
+extern "C" fn child(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` points to the parent's ChildArgs, alive while the parent waits
+    // (CLONE_VFORK). Only async-signal-safe calls follow.
+    unsafe {
+        let a = &mut *(arg as *mut ChildArgs);
+        let fail = |a: &mut ChildArgs| -> c_int {
+            a.error = *libc::__errno_location();
+            libc::_exit(127)
+        };
+        // Our handlers would run on the parent's memory: every handled signal goes
+        // back to its default (ignored ones stay ignored across exec, but SIGPIPE,
+        // which Rust ignores, is restored as std does).
+        for sig in 1..libc::SIGRTMAX() {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && (sig == libc::SIGPIPE
+                    || (old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN))
+            {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        if a.process_group && libc::setpgid(0, 0) != 0 {
+            return fail(a);
+        }
+        if a.death_signal > 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, a.death_signal as libc::c_ulong) != 0 {
+                return fail(a);
+            }
+            // The supervisor may have died before the signal was armed.
+            if libc::getppid() != a.parent {
+                libc::_exit(1);
+            }
+        }
+        if libc::chdir(a.cwd) != 0
+            || libc::dup2(a.stdin, 0) < 0
+            || libc::dup2(a.stdout, 1) < 0
+            || libc::dup2(a.stderr, 2) < 0
+        {
+            return fail(a);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &a.mask, std::ptr::null_mut());
+        libc::execve(a.program, a.argv, a.envp);
+        fail(a)
+    }
+}
+
+fn cstring(bytes: &[u8], what: &str) -> Result<CString, String> {
+    CString::new(bytes).map_err(|_| format!("{what} contains a NUL byte"))
+}
+
+/// The program to exec: `program` itself when it names a path, else the first
+/// executable of that name in `PATH`.
+fn resolve(program: &str) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        return Ok(PathBuf::from(program));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            CString::new(candidate.as_os_str().as_bytes())
+                // SAFETY: access on a NUL-terminated path.
+                .is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0)
+                && candidate.is_file()
+        })
+        .ok_or_else(|| "No such file or directory (not found in PATH)".to_string())
+}
+
+/// Starts the task with stdin from `/dev/null` and stdout and stderr piped to us.
+pub fn spawn(spec: &SpawnSpec) -> Result<TaskProcess, String> {
+    let (program, _) = spec.argv.split_first().ok_or("empty command")?;
+    let path = resolve(program)?;
+    let program_c = cstring(path.as_os_str().as_bytes(), "the command")?;
+    let argv_c = spec
+        .argv
+        .iter()
+        .map(|a| cstring(a.as_bytes(), "an argument"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let env_c = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            cstring(&kv, "the environment")
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let cwd_c = cstring(
+        OsStr::as_bytes(spec.cwd.as_os_str()),
+        "the working directory",
+    )?;
+    let mut argv: Vec<*const c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const c_char> = env_c.iter().map(|c| c.as_ptr()).collect();
+    envp.push(std::ptr::null());
+
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string());
+    let (out_r, out_w): (OwnedFd, OwnedFd) = pipe()?;
+    let (err_r, err_w): (OwnedFd, OwnedFd) = pipe()?;
+    let null = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+
+    let mut args = ChildArgs {
+        program: program_c.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        cwd: cwd_c.as_ptr(),
+        stdin: null.as_raw_fd(),
+        stdout: out_w.as_raw_fd(),
+        stderr: err_w.as_raw_fd(),
+        process_group: spec.process_group,
+        death_signal: spec.death_signal,
+        parent: std::process::id() as pid_t,
+        // SAFETY: a zeroed sigset_t is a valid value, filled by pthread_sigmask below.
+        mask: unsafe { std::mem::zeroed() },
+        error: 0,
+    };
+    let mut stack = vec![0u8; 64 * 1024];
+    // SAFETY: the stack grows down from its 16-byte aligned top; the child runs
+    // `child` on it with every signal blocked while this thread waits (CLONE_VFORK);
+    // ChildArgs and the strings it points to outlive the child's use of them.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(stack.len()) as usize & !15;
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut args.mask);
+        let pid = libc::clone(
+            child,
+            top as *mut c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &mut args as *mut ChildArgs as *mut c_void,
+        );
+        let clone_error = std::io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &args.mask, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(format!("cannot start {program:?}: {clone_error}"));
+        }
+        pid
+    };
+    drop(stack);
+    // SAFETY: the child is gone or exec'd: nothing writes `error` any more.
+    let error = unsafe { std::ptr::read_volatile(&args.error) };
+    let mut task = TaskProcess {
+        pid,
+        stdout: Some(File::from(out_r)),
+        stderr: Some(File::from(err_r)),
+    };
+    if error != 0 {
+        // The child exited with 127 before exec: reap it.
+        while matches!(task.try_wait(), Ok(None)) {
+            std::thread::yield_now();
+        }
+        return Err(format!(
+            "cannot run {program:?}: {}",
+            std::io::Error::from_raw_os_error(error)
+        ));
+    }
+    Ok(task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn run(argv: &[&str], cwd: &Path) -> Result<(String, String, ExitStatus), String> {
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+        let mut task = spawn(&SpawnSpec {
+            argv: &argv,
+            cwd,
+            process_group: true,
+            death_signal: 9,
+        })?;
+        let (mut out, mut err) = (String::new(), String::new());
+        task.stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        task.stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        loop {
+            if let Some(status) = task.try_wait().unwrap() {
+                return Ok((out, err, status));
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_task_gets_its_arguments_cwd_environment_and_own_group_and_pipes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, err, status) = run(
+            &[
+                "sh",
+                "-c",
+                "pwd; echo \"$1\"; test -n \"$PATH\" && echo env; ps -o pgid= -p $$ | tr -d ' '; echo $$; echo oops >&2; exit 3",
+                "sh",
+                "a b",
+            ],
+            dir.path(),
+        )
+        .unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            Path::new(lines[0]).canonicalize().unwrap(),
+            dir.path().canonicalize().unwrap()
+        );
+        assert_eq!(lines[1], "a b");
+        assert_eq!(lines[2], "env");
+        assert_eq!(lines[3], lines[4], "the task leads its own process group");
+        assert_eq!(err, "oops\n");
+        assert_eq!(status.code(), Some(3));
+    }
+
+    #[test]
+    fn a_missing_program_or_directory_is_an_error_not_a_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = run(&["no-such-program-here"], dir.path()).unwrap_err();
+        assert!(missing.contains("No such file"), "{missing}");
+        let gone = dir.path().join("gone");
+        let no_cwd = run(&["true"], &gone).unwrap_err();
+        assert!(no_cwd.contains("cannot run"), "{no_cwd}");
+    }
+
+    #[test]
+    fn a_task_dies_with_the_thread_that_started_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let argv = vec!["sleep".to_string(), "1000".to_string()];
+        let cwd = dir.path().to_path_buf();
+        let pid = std::thread::spawn(move || {
+            let task = spawn(&SpawnSpec {
+                argv: &argv,
+                cwd: &cwd,
+                process_group: true,
+                death_signal: 9,
+            })
+            .unwrap();
+            task.id() as pid_t
+        })
+        .join()
+        .unwrap();
+        // Its parent thread is gone: the task got SIGKILL; reap it.
+        let mut status = 0;
+        // SAFETY: waitpid on our own child.
+        let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(reaped, pid);
+        assert_eq!(ExitStatus::from_raw(status).signal(), Some(9));
+    }
+}
