@@ -6,9 +6,10 @@
 //! STATE/statuses.sql3     task statuses, running tasks, metadata
 //! STATE/task_logs.sql3    task stdout, stderr and lifecycle events
 //! STATE/jobs/JOB/         each job's working directory
-//! STATE/running/INV/      one directory per running task: its launch spec (locked by
-//!                         its supervisor), status file, pids and final result
-//! STATE/supervisors.log   supervisors' own diagnostics
+//! STATE/running/INV/      one directory per running task: its launch spec (locked
+//!                         until its result is written), status file, pids and result
+//! STATE/running/.spare/   finished runs' directories, reused by later runs
+//! STATE/supervisors.log   supervisor hosts' own diagnostics
 //! ```
 
 use std::fs::{File, OpenOptions};
