@@ -644,4 +644,6 @@ pub fn plan_on(
 }
 
 #[cfg(test)]
+mod reference;
+#[cfg(test)]
 mod tests;
