@@ -134,6 +134,10 @@ pub struct ResourceBlocks {
     free: Vec<i64>,
     /// Block offset of each node (by node index), or `NO_BLOCK` for levels without resources.
     block_of_node: Vec<u32>,
+    /// Per level, per resource of the level (in order): the free slots of all its
+    /// blocks together, counting none for an overdrawn block. Below what a task needs,
+    /// no block of the level has room for it.
+    room: Vec<Vec<i64>>,
 }
 
 /// Why a task did not fit.
@@ -172,11 +176,19 @@ impl ResourceBlocks {
         }
         let mut free = Vec::new();
         let mut next = Vec::with_capacity(blocks_per_level.len());
+        let mut room = Vec::with_capacity(blocks_per_level.len());
         for (level, &count) in blocks_per_level.iter().enumerate() {
             next.push(free.len());
             for _ in 0..count {
                 free.extend(defs.by_level[level].iter().map(|r| r.limit));
             }
+            let limits = &defs.by_level[level][..width(level)];
+            room.push(
+                limits
+                    .iter()
+                    .map(|r| r.limit.max(0) * count as i64)
+                    .collect(),
+            );
         }
         let mut block_of_node = vec![NO_BLOCK; tables.levels.len()];
         for (i, &level) in tables.levels.iter().enumerate() {
@@ -197,7 +209,28 @@ impl ResourceBlocks {
         Self {
             free,
             block_of_node,
+            room,
         }
+    }
+
+    /// Takes `amount` of the resource at `pos` of a block of `level` at `offset`.
+    #[inline]
+    fn take_at(&mut self, level: usize, offset: u32, pos: usize, amount: i64) {
+        let free = &mut self.free[offset as usize + pos];
+        let before = (*free).max(0);
+        *free -= amount;
+        self.room[level][pos] -= before - (*free).max(0);
+    }
+
+    /// Is every block of `level` short of `need` (so no task needing it fits anywhere
+    /// on the level until slots are released)? Only a cheap sufficient test: false
+    /// when in doubt.
+    #[inline]
+    pub fn level_is_short(&self, defs: &ResourceDefs, level: usize, need: &[i64]) -> bool {
+        defs.by_level[level]
+            .iter()
+            .zip(&self.room[level])
+            .any(|(r, &room)| need[r.resource] > room)
     }
 
     /// Subtracts a running task's recorded charges; unknown nodes and resources are ignored.
@@ -223,7 +256,7 @@ impl ResourceBlocks {
             for (name, amount) in &charge.amounts {
                 let Some(id) = defs.id(name) else { continue };
                 if let Some(pos) = defs.by_level[level].iter().position(|r| r.resource == id) {
-                    self.free[offset as usize + pos] -= amount;
+                    self.take_at(level, offset, pos, *amount);
                 }
             }
         }
@@ -313,7 +346,7 @@ impl ResourceBlocks {
             return;
         }
         for (pos, r) in defs.by_level[level].iter().enumerate() {
-            self.free[offset as usize + pos] -= need[r.resource];
+            self.take_at(level, offset, pos, need[r.resource]);
         }
     }
 }

@@ -85,6 +85,10 @@ pub struct NodeTables {
     pub level_sizes: Vec<usize>,
     /// Whether some node is disabled.
     pub any_disabled: bool,
+    /// Whether every node's parent is on the level just above its own, so that a node
+    /// has exactly one ancestor on each level above it (node sources build such
+    /// trees; a list built by hand may skip levels).
+    pub levels_nest: bool,
 }
 
 impl NodeTables {
@@ -120,8 +124,17 @@ impl NameIndex {
                 replica_roots: Vec::with_capacity(list.len()),
                 level_sizes: per_level,
                 any_disabled: list.iter().any(|n| !n.enabled),
+                levels_nest: false,
             },
         };
+        let shape = &mut index.shape;
+        shape.levels_nest = shape.levels.iter().zip(&shape.parents).all(|(&level, &p)| {
+            if p == NO_NODE {
+                level == 0
+            } else {
+                shape.levels[p as usize] + 1 == level
+            }
+        });
         for (i, node) in list.iter().enumerate() {
             let hash = name_hash(&node.name);
             let table = &mut index.tables[node.level];
@@ -352,6 +365,7 @@ mod tests {
         assert_eq!(tables.levels[a2], 2);
         assert_eq!(tables.level_sizes, [1, 2, 3]);
         assert!(tables.any_disabled);
+        assert!(tables.levels_nest);
         assert_eq!(
             [roots[a1], roots[a2], roots[b]],
             [a1 as u32, a1 as u32, b as u32]
@@ -364,6 +378,11 @@ mod tests {
             nodes.named(2, "b").count(),
             2,
             "a list grown by hand is indexed anew"
+        );
+        nodes.push("c".into(), 2, 0, true);
+        assert!(
+            !nodes.tables().levels_nest,
+            "a db right below the instance skips the host level"
         );
     }
 

@@ -117,6 +117,11 @@ pub enum TryStart {
     Started,
     /// Not started (e.g. it did not fit); try other tasks.
     DidNotRun,
+    /// Not started, and no other candidate of this job can start in this pass: every
+    /// node of a level they all need is out of slots, and slots are only taken
+    /// during a pass. Trying the job's other candidates would change nothing, so the
+    /// policy drops them, as if each had been tried.
+    JobIsFull,
 }
 
 /// A job's candidate nodes for this pass; policies pop them from the end.
@@ -564,12 +569,22 @@ pub fn plan_on(
         if !explain {
             // Most tasks do not fit, and whether one does is the same in any order of
             // the checks: the ancestors' slots, shared and so in cache, go first,
-            // straight from the compact tables.
+            // straight from the compact tables. When a whole level is short, so are
+            // the job's other candidates, which all have a node on it (their own
+            // level, or one above when levels nest).
+            let no_room = |short_level: usize, blocks: &ResourceBlocks| {
+                let all_need_it = short_level == level || tables.levels_nest;
+                if all_need_it && blocks.level_is_short(defs, short_level, &job.resources) {
+                    TryStart::JobIsFull
+                } else {
+                    TryStart::DidNotRun
+                }
+            };
             let mut up = slot.parent;
             let (mut up_level, mut block) = (slot.parent_level, slot.parent_block);
             while up != NO_NODE {
                 if !blocks.has_room(defs, up_level as usize, block, &job.resources) {
-                    return TryStart::DidNotRun;
+                    return no_room(up_level as usize, &blocks);
                 }
                 up = tables.parents[up as usize];
                 if up != NO_NODE {
@@ -577,7 +592,7 @@ pub fn plan_on(
                 }
             }
             if !blocks.has_room(defs, level, slot.block, &job.resources) {
-                return TryStart::DidNotRun;
+                return no_room(level, &blocks);
             }
         }
         // The (node, level, block) triples of its path: the node, its parent, and the

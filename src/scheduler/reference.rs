@@ -250,7 +250,9 @@ impl Problem {
             for &p in &parents {
                 for _ in 0..r.gen_range(0..=4) {
                     let name = format!("{}n{}", level_names[level - 1], r.gen_range(0..8));
-                    next.push(nodes.push(name, level, p, r.gen_bool(0.9)));
+                    // Now and then a node skips a level, right below the instance.
+                    let parent = if level >= 2 && r.gen_bool(0.05) { 0 } else { p };
+                    next.push(nodes.push(name, level, parent, r.gen_bool(0.9)));
                 }
             }
             parents = next;
