@@ -81,6 +81,9 @@ pub struct NodeTables {
     /// For each node, the first node with its level and name: itself unless it is a
     /// replica. Replicas share their resources and their tasks.
     pub replica_roots: Vec<u32>,
+    /// The nodes that are replicas of an earlier node (their root is not
+    /// themselves), in list order; usually none.
+    pub replicas: Vec<u32>,
     /// How many nodes each level has.
     pub level_sizes: Vec<usize>,
     /// Whether some node is disabled.
@@ -122,6 +125,7 @@ impl NameIndex {
                     .map(|n| n.parent.map_or(NO_NODE, |p| p as u32))
                     .collect(),
                 replica_roots: Vec::with_capacity(list.len()),
+                replicas: Vec::new(),
                 level_sizes: per_level,
                 any_disabled: list.iter().any(|n| !n.enabled),
                 levels_nest: false,
@@ -141,6 +145,7 @@ impl NameIndex {
             match table.find(hash, |&j| list[j as usize].name == node.name) {
                 Some(&first) => {
                     index.shape.replica_roots.push(first);
+                    index.shape.replicas.push(i as u32);
                     let mut last = first as usize;
                     while index.next[last] != NO_NODE {
                         last = index.next[last] as usize;
@@ -253,6 +258,27 @@ impl Nodes {
             Some(next.next[i as usize]).filter(|&n| n != NO_NODE)
         })
         .map(|i| i as usize)
+    }
+
+    /// For each of `names`, the first node with that name at `level`, or
+    /// [`NodeTables::NONE`]: many lookups through one borrow of the index.
+    pub fn first_named<'n>(
+        &self,
+        level: usize,
+        names: impl IntoIterator<Item = &'n str>,
+    ) -> Vec<u32> {
+        let index = self.names();
+        let Some(table) = index.tables.get(level) else {
+            return names.into_iter().map(|_| NO_NODE).collect();
+        };
+        names
+            .into_iter()
+            .map(|name| {
+                table
+                    .find(name_hash(name), |&j| self.list[j as usize].name == name)
+                    .map_or(NO_NODE, |&j| j)
+            })
+            .collect()
     }
 
     /// The first node with this name at `level`.
@@ -370,6 +396,12 @@ mod tests {
             [roots[a1], roots[a2], roots[b]],
             [a1 as u32, a1 as u32, b as u32]
         );
+        assert_eq!(tables.replicas, [a2 as u32]);
+        assert_eq!(
+            nodes.first_named(2, ["b", "a", "h1"]),
+            [b as u32, a1 as u32, NodeTables::NONE]
+        );
+        assert_eq!(nodes.first_named(9, ["a"]), [NodeTables::NONE]);
         drop(tables);
         let a3 = nodes.push("a".into(), 2, h2, true);
         assert_eq!(nodes.named(2, "a").collect::<Vec<_>>(), [a1, a2, a3]);

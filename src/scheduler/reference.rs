@@ -4,7 +4,7 @@
 //! in the same order, the same orphans, and the same reasons for every waiting task.
 
 use super::*;
-use crate::status::bits;
+use crate::status::{bits, TaskStatus};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::Rng;
