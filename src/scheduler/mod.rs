@@ -453,9 +453,9 @@ pub fn plan_on(
     for &j in &job_order {
         let job = &config.jobs[j];
         let slots = &groups[job.level_for_tasks];
-        let view = JobView::new(job, &mut names, &running);
         if !job.can_run() {
             if explain {
+                let view = JobView::new(job, &mut names, &running);
                 let reason = if job.errors.is_some() {
                     WaitReason::JobInvalid
                 } else {
@@ -476,6 +476,7 @@ pub fn plan_on(
             }
             continue;
         }
+        let view = JobView::new(job, &mut names, &running);
         let mut entry = JobCandidates {
             job: j,
             nodes: Vec::with_capacity(slots.len()),

@@ -55,12 +55,13 @@ impl Names {
 
     /// The id of `name`, numbering it if it is new.
     fn intern(&mut self, name: &str) -> u32 {
-        let id = self.find(name);
+        let id = self.find_or_add(name);
         self.next = id + 1;
         id
     }
 
-    fn find(&mut self, name: &str) -> u32 {
+    /// The id of `name`, trying the likely one before hashing, numbering it if new.
+    fn find_or_add(&mut self, name: &str) -> u32 {
         if (self.next as usize) < self.len() && self.name(self.next) == name {
             return self.next;
         }
