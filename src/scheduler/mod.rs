@@ -5,6 +5,7 @@
 //! can be benchmarked on millions of tasks. Policies ([`Policy`]) decide the order in which
 //! candidates are tried; resources decide whether each fits.
 
+mod candidates;
 mod explain;
 mod long_tail;
 mod randomized_priority;
@@ -13,6 +14,7 @@ mod roundrobin;
 mod statuses;
 pub mod workers;
 
+pub use candidates::Candidates;
 pub use explain::{Holders, WaitReason, Waiting, WaitingJson};
 pub use statuses::Statuses;
 
@@ -86,9 +88,8 @@ pub struct JobCandidates {
     pub job: usize,
     /// The candidate nodes, tried last first, as the pass numbers them (positions in
     /// its order of the job's level, so trying them in turn reads memory in order);
-    /// policies only pick among them and hand them back to `try_start`. 32 bits, as
-    /// a pass over millions of candidates writes them all.
-    pub nodes: Vec<u32>,
+    /// policies only pick among them and hand them back to `try_start`.
+    pub nodes: Candidates,
     /// The job's priority.
     pub priority: f64,
 }
@@ -477,11 +478,6 @@ pub fn plan_on(
             continue;
         }
         let view = JobView::new(job, &mut names, &running);
-        let mut entry = JobCandidates {
-            job: j,
-            nodes: Vec::with_capacity(slots.len()),
-            priority: job.priority,
-        };
         // Nothing stored, running, disabled or filtered, no dependency: every node is a
         // candidate, and none needs looking at.
         let all_candidates = view.statuses.is_none()
@@ -490,15 +486,20 @@ pub fn plan_on(
             && job.filters.is_empty()
             && first_disabled.is_empty()
             && job.run_only_after_all_nodes_are_done_for.is_empty();
+        let entry = |nodes| JobCandidates {
+            job: j,
+            nodes,
+            priority: job.priority,
+        };
         if all_candidates {
-            entry.nodes.extend(0..slots.len() as u32);
-            candidates.push(entry);
+            candidates.push(entry(Candidates::every(slots.len() as u32)));
             continue;
         }
+        let mut listed = Vec::with_capacity(slots.len());
         for (pos, &slot) in slots.iter().enumerate() {
             let n = slot.node as usize;
             match not_a_candidate(input, job, &view, n, &first_disabled, &done_jobs) {
-                None => entry.nodes.push(pos as u32),
+                None => listed.push(pos as u32),
                 Some(WaitReason::Running | WaitReason::Done) => {}
                 Some(reason) if explain => plan.waiting.push(Waiting {
                     job: j,
@@ -508,7 +509,7 @@ pub fn plan_on(
                 Some(_) => {}
             }
         }
-        candidates.push(entry);
+        candidates.push(entry(Candidates::listed(listed)));
     }
     // (job, first replica) of the tasks started in this pass, so a replica (the same
     // name twice on a level) starts once; consulted only for tasks that fit.

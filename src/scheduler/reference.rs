@@ -156,14 +156,10 @@ fn reference_plan(input: &PassInput, rng: &mut StdRng, explain: bool) -> Plan {
             }
             continue;
         }
-        let mut entry = JobCandidates {
-            job: j,
-            nodes: Vec::new(),
-            priority: job.priority,
-        };
+        let mut listed = Vec::new();
         for (pos, &n) in group.iter().enumerate() {
             match reference_reason(input, job, n) {
-                None => entry.nodes.push(pos as u32),
+                None => listed.push(pos as u32),
                 Some(WaitReason::Running | WaitReason::Done) => {}
                 Some(reason) if explain => plan.waiting.push(Waiting {
                     job: j,
@@ -173,7 +169,11 @@ fn reference_plan(input: &PassInput, rng: &mut StdRng, explain: bool) -> Plan {
                 Some(_) => {}
             }
         }
-        candidates.push(entry);
+        candidates.push(JobCandidates {
+            job: j,
+            nodes: Candidates::listed(listed),
+            priority: job.priority,
+        });
     }
     let mut started: HashSet<(usize, usize)> = HashSet::new();
     let mut shortages = Vec::new();
