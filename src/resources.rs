@@ -134,6 +134,10 @@ pub struct ResourceBlocks {
     free: Vec<i64>,
     /// Block offset of each node (by node index), or `NO_BLOCK` for levels without resources.
     block_of_node: Vec<u32>,
+    /// Per level, per resource of the level (in order): the free slots of all its
+    /// blocks together, counting none for an overdrawn block. Below what a task needs,
+    /// no block of the level has room for it.
+    room: Vec<Vec<i64>>,
 }
 
 /// Why a task did not fit.
@@ -160,44 +164,75 @@ impl ResourceBlocks {
     pub fn new(defs: &ResourceDefs, nodes: &Nodes, levels: usize) -> Self {
         let tables = nodes.tables();
         let roots = &tables.replica_roots;
-        let width = |level: usize| match defs.by_level.get(level) {
-            Some(resources) if level < levels => resources.len(),
-            _ => 0,
-        };
-        let mut blocks_per_level = vec![0usize; defs.by_level.len()];
-        for (i, &level) in tables.levels.iter().enumerate() {
-            if width(level as usize) > 0 && roots[i] as usize == i {
+        // Each level's limits, none past the first `levels` levels.
+        let limits: Vec<Vec<i64>> = (0..defs.by_level.len().max(tables.level_sizes.len()))
+            .map(|level| match defs.by_level.get(level) {
+                Some(resources) if level < levels => resources.iter().map(|r| r.limit).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let widths: Vec<u32> = limits.iter().map(|l| l.len() as u32).collect();
+        let mut blocks_per_level = vec![0usize; limits.len()];
+        for (i, (&level, &root)) in tables.levels.iter().zip(roots).enumerate() {
+            if widths[level as usize] > 0 && root as usize == i {
                 blocks_per_level[level as usize] += 1;
             }
         }
-        let mut free = Vec::new();
-        let mut next = Vec::with_capacity(blocks_per_level.len());
-        for (level, &count) in blocks_per_level.iter().enumerate() {
-            next.push(free.len());
-            for _ in 0..count {
-                free.extend(defs.by_level[level].iter().map(|r| r.limit));
+        let total = limits
+            .iter()
+            .zip(&blocks_per_level)
+            .map(|(l, &count)| l.len() * count)
+            .sum();
+        let mut free = Vec::with_capacity(total);
+        let mut next = Vec::with_capacity(limits.len());
+        let mut room = Vec::with_capacity(limits.len());
+        for (limits, &count) in limits.iter().zip(&blocks_per_level) {
+            next.push(free.len() as u32);
+            match limits[..] {
+                [limit] => free.resize(free.len() + count, limit),
+                _ => (0..count).for_each(|_| free.extend_from_slice(limits)),
             }
+            room.push(limits.iter().map(|l| l.max(&0) * count as i64).collect());
         }
-        let mut block_of_node = vec![NO_BLOCK; tables.levels.len()];
-        for (i, &level) in tables.levels.iter().enumerate() {
-            let level = level as usize;
-            let w = width(level);
-            if w == 0 {
-                continue;
-            }
-            let root = roots[i] as usize;
-            block_of_node[i] = if root == i {
-                let offset = next[level];
-                next[level] += w;
-                offset as u32
+        let mut block_of_node: Vec<u32> = Vec::with_capacity(tables.levels.len());
+        for (i, (&level, &root)) in tables.levels.iter().zip(roots).enumerate() {
+            let w = widths[level as usize];
+            let block = if w == 0 {
+                NO_BLOCK
+            } else if root as usize == i {
+                let offset = next[level as usize];
+                next[level as usize] += w;
+                offset
             } else {
-                block_of_node[root]
+                block_of_node[root as usize]
             };
+            block_of_node.push(block);
         }
         Self {
             free,
             block_of_node,
+            room,
         }
+    }
+
+    /// Takes `amount` of the resource at `pos` of a block of `level` at `offset`.
+    #[inline]
+    fn take_at(&mut self, level: usize, offset: u32, pos: usize, amount: i64) {
+        let free = &mut self.free[offset as usize + pos];
+        let before = (*free).max(0);
+        *free -= amount;
+        self.room[level][pos] -= before - (*free).max(0);
+    }
+
+    /// Is every block of `level` short of `need` (so no task needing it fits anywhere
+    /// on the level until slots are released)? Only a cheap sufficient test: false
+    /// when in doubt.
+    #[inline]
+    pub fn level_is_short(&self, defs: &ResourceDefs, level: usize, need: &[i64]) -> bool {
+        defs.by_level[level]
+            .iter()
+            .zip(&self.room[level])
+            .any(|(r, &room)| need[r.resource] > room)
     }
 
     /// Subtracts a running task's recorded charges; unknown nodes and resources are ignored.
@@ -223,7 +258,7 @@ impl ResourceBlocks {
             for (name, amount) in &charge.amounts {
                 let Some(id) = defs.id(name) else { continue };
                 if let Some(pos) = defs.by_level[level].iter().position(|r| r.resource == id) {
-                    self.free[offset as usize + pos] -= amount;
+                    self.take_at(level, offset, pos, *amount);
                 }
             }
         }
@@ -313,7 +348,7 @@ impl ResourceBlocks {
             return;
         }
         for (pos, r) in defs.by_level[level].iter().enumerate() {
-            self.free[offset as usize + pos] -= need[r.resource];
+            self.take_at(level, offset, pos, need[r.resource]);
         }
     }
 }

@@ -138,7 +138,9 @@ fn print_human(
             waiting,
             ..
         } = explained;
-        // Consecutive tasks often wait on the same slots: described once.
+        // Consecutive tasks often wait on the same slots: described once. Job names
+        // are escaped once each; lines are written in pieces, with no formatting.
+        let jobs: Vec<_> = config.jobs.iter().map(|j| for_terminal(&j.name)).collect();
         let mut last: Option<(&WaitReason, String)> = None;
         for w in waiting {
             let message = match &last {
@@ -149,12 +151,17 @@ fn print_human(
                     &last.insert((&w.reason, message)).1
                 }
             };
-            writeln!(
-                out,
-                "waiting {}/{}: {message}",
-                for_terminal(&config.jobs[w.job].name),
-                for_terminal(&nodes.list[w.node].name),
-            )?;
+            for piece in [
+                "waiting ",
+                &jobs[w.job],
+                "/",
+                &for_terminal(&nodes.list[w.node].name),
+                ": ",
+                message,
+                "\n",
+            ] {
+                out.write_all(piece.as_bytes())?;
+            }
         }
     }
     let mut by_status = std::collections::BTreeMap::<&str, usize>::new();

@@ -81,10 +81,17 @@ pub struct NodeTables {
     /// For each node, the first node with its level and name: itself unless it is a
     /// replica. Replicas share their resources and their tasks.
     pub replica_roots: Vec<u32>,
+    /// The nodes that are replicas of an earlier node (their root is not
+    /// themselves), in list order; usually none.
+    pub replicas: Vec<u32>,
     /// How many nodes each level has.
     pub level_sizes: Vec<usize>,
     /// Whether some node is disabled.
     pub any_disabled: bool,
+    /// Whether every node's parent is on the level just above its own, so that a node
+    /// has exactly one ancestor on each level above it (node sources build such
+    /// trees; a list built by hand may skip levels).
+    pub levels_nest: bool,
 }
 
 impl NodeTables {
@@ -118,16 +125,27 @@ impl NameIndex {
                     .map(|n| n.parent.map_or(NO_NODE, |p| p as u32))
                     .collect(),
                 replica_roots: Vec::with_capacity(list.len()),
+                replicas: Vec::new(),
                 level_sizes: per_level,
                 any_disabled: list.iter().any(|n| !n.enabled),
+                levels_nest: false,
             },
         };
+        let shape = &mut index.shape;
+        shape.levels_nest = shape.levels.iter().zip(&shape.parents).all(|(&level, &p)| {
+            if p == NO_NODE {
+                level == 0
+            } else {
+                shape.levels[p as usize] + 1 == level
+            }
+        });
         for (i, node) in list.iter().enumerate() {
             let hash = name_hash(&node.name);
             let table = &mut index.tables[node.level];
             match table.find(hash, |&j| list[j as usize].name == node.name) {
                 Some(&first) => {
                     index.shape.replica_roots.push(first);
+                    index.shape.replicas.push(i as u32);
                     let mut last = first as usize;
                     while index.next[last] != NO_NODE {
                         last = index.next[last] as usize;
@@ -242,6 +260,27 @@ impl Nodes {
         .map(|i| i as usize)
     }
 
+    /// For each of `names`, the first node with that name at `level`, or
+    /// [`NodeTables::NONE`]: many lookups through one borrow of the index.
+    pub fn first_named<'n>(
+        &self,
+        level: usize,
+        names: impl IntoIterator<Item = &'n str>,
+    ) -> Vec<u32> {
+        let index = self.names();
+        let Some(table) = index.tables.get(level) else {
+            return names.into_iter().map(|_| NO_NODE).collect();
+        };
+        names
+            .into_iter()
+            .map(|name| {
+                table
+                    .find(name_hash(name), |&j| self.list[j as usize].name == name)
+                    .map_or(NO_NODE, |&j| j)
+            })
+            .collect()
+    }
+
     /// The first node with this name at `level`.
     pub fn find(&self, level: usize, name: &str) -> Option<usize> {
         self.list
@@ -352,10 +391,17 @@ mod tests {
         assert_eq!(tables.levels[a2], 2);
         assert_eq!(tables.level_sizes, [1, 2, 3]);
         assert!(tables.any_disabled);
+        assert!(tables.levels_nest);
         assert_eq!(
             [roots[a1], roots[a2], roots[b]],
             [a1 as u32, a1 as u32, b as u32]
         );
+        assert_eq!(tables.replicas, [a2 as u32]);
+        assert_eq!(
+            nodes.first_named(2, ["b", "a", "h1"]),
+            [b as u32, a1 as u32, NodeTables::NONE]
+        );
+        assert_eq!(nodes.first_named(9, ["a"]), [NodeTables::NONE]);
         drop(tables);
         let a3 = nodes.push("a".into(), 2, h2, true);
         assert_eq!(nodes.named(2, "a").collect::<Vec<_>>(), [a1, a2, a3]);
@@ -364,6 +410,11 @@ mod tests {
             nodes.named(2, "b").count(),
             2,
             "a list grown by hand is indexed anew"
+        );
+        nodes.push("c".into(), 2, 0, true);
+        assert!(
+            !nodes.tables().levels_nest,
+            "a db right below the instance skips the host level"
         );
     }
 

@@ -37,17 +37,32 @@ impl NodeFetcher for RangeLabelFetcher {
         };
         let parents: Vec<usize> = nodes.at_level(parent).collect();
         for p in parents {
+            // `{parent}` goes first, as it may bring `{i}` along; numbers hold no
+            // braces, so `{start}` and `{end}` may go before `{i}`, once per parent.
+            let template = format
+                .replace("{parent}", &nodes.list[p].name)
+                .replace("{start}", &start.to_string())
+                .replace("{end}", &end.to_string());
+            let pieces: Vec<&str> = template.split("{i}").collect();
             for i in start..=end {
-                let name = format
-                    .replace("{parent}", &nodes.list[p].name)
-                    .replace("{i}", &i.to_string())
-                    .replace("{start}", &start.to_string())
-                    .replace("{end}", &end.to_string());
-                nodes.push(name, level, p, enabled);
+                nodes.push(label(&pieces, i), level, p, enabled);
             }
         }
         Ok(())
     }
+}
+
+/// The pieces of a template split at `{i}`, joined by `i`.
+fn label(pieces: &[&str], i: i64) -> String {
+    use std::fmt::Write;
+    let mut name = String::with_capacity(pieces.iter().map(|p| p.len() + 4).sum());
+    for (k, piece) in pieces.iter().enumerate() {
+        if k > 0 {
+            write!(name, "{i}").expect("a String takes any write");
+        }
+        name.push_str(piece);
+    }
+    name
 }
 
 #[cfg(test)]
@@ -108,6 +123,53 @@ mod tests {
             n[1..].iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
             vec!["inst_2_2_3", "inst_3_2_3"]
         );
+    }
+
+    /// Placeholders are replaced one after the other, `{parent}` first: what the
+    /// parent's name brings along is replaced too.
+    #[test]
+    fn names_are_the_placeholders_replaced_in_turn() {
+        let parents = ["p", "i", "a{i}", "{st", "art}", "{end}"];
+        let formats = [
+            "{parent}__{i}",
+            "{{parent}}",
+            "{parent}{i}{i}",
+            "{st{i}art}",
+            "{i}i}{start}-{end}",
+            "{parent}art}",
+            "",
+        ];
+        for format in formats {
+            let mut nodes = Nodes::with_instance("inst");
+            for p in parents {
+                nodes.push(p.to_string(), 1, 0, true);
+            }
+            let prefs = json!({"parent_level": "mid", "start": -1, "end": 2, "format": format});
+            RangeLabelFetcher
+                .fetch(
+                    &mut nodes,
+                    prefs.as_object().unwrap(),
+                    &levels(&["mid", "leaf"]),
+                )
+                .unwrap();
+            let expected: Vec<String> = parents
+                .iter()
+                .flat_map(|p| {
+                    (-1..=2).map(move |i: i64| {
+                        format
+                            .replace("{parent}", p)
+                            .replace("{i}", &i.to_string())
+                            .replace("{start}", "-1")
+                            .replace("{end}", "2")
+                    })
+                })
+                .collect();
+            let got: Vec<&str> = nodes.list[1 + parents.len()..]
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect();
+            assert_eq!(got, expected, "format {format:?}");
+        }
     }
 
     #[test]

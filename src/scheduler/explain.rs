@@ -7,8 +7,8 @@ use super::{PassInput, Plan};
 use crate::config::Config;
 use crate::nodes::Nodes;
 use crate::resources::Shortage;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// At most this many holders of a resource are named; the rest are counted.
@@ -330,9 +330,9 @@ pub(super) fn add_shortages(
     shortages: Vec<(usize, usize, Shortage)>,
 ) {
     // (level, node name, resource) -> holders, from running tasks then starts.
-    let mut index: HashMap<(usize, &str, usize), Holders> = HashMap::new();
+    let mut index: FxHashMap<(usize, &str, usize), Holders> = FxHashMap::default();
     fn hold<'a>(
-        index: &mut HashMap<(usize, &'a str, usize), Holders>,
+        index: &mut FxHashMap<(usize, &'a str, usize), Holders>,
         input: &PassInput,
         at: (&str, &'a str, &str),
         holder: String,
@@ -370,12 +370,13 @@ pub(super) fn add_shortages(
             hold(&mut index, input, at, holder.clone());
         }
     }
-    let mut shared: HashMap<(usize, usize), Arc<Holders>> = HashMap::new();
+    // Keyed by indices with a cheap hash: there is one lookup per waiting task.
+    let mut shared: FxHashMap<(usize, usize), Arc<Holders>> = FxHashMap::default();
     for (job, node, s) in shortages {
-        let short = &input.nodes.list[s.node];
         let holders = shared
             .entry((s.node, s.resource))
             .or_insert_with(|| {
+                let short = &input.nodes.list[s.node];
                 Arc::new(
                     index
                         .get(&(short.level, short.name.as_str(), s.resource))

@@ -5,71 +5,28 @@
 //! can be benchmarked on millions of tasks. Policies ([`Policy`]) decide the order in which
 //! candidates are tried; resources decide whether each fits.
 
+mod candidates;
 mod explain;
 mod long_tail;
 mod randomized_priority;
 mod ranked_priority;
 mod roundrobin;
+mod statuses;
 pub mod workers;
 
+pub use candidates::Candidates;
 pub use explain::{Holders, WaitReason, Waiting, WaitingJson};
+pub use statuses::Statuses;
 
 use crate::config::{Config, Job, NodeOrder, PolicyName};
 use crate::nodes::{NodeTables, Nodes};
 use crate::resources::{NodeCharge, ResourceBlocks, Shortage, NO_BLOCK};
-use crate::status::TaskStatus;
 use crate::task::RunningTask;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rustc_hash::{FxHashMap, FxHashSet};
+use statuses::{ByNode, NodeNames, Stored};
 use std::collections::HashSet;
-
-/// The stored statuses (and attempt counts) of one job, by node name.
-type JobStatuses = FxHashMap<String, (TaskStatus, i64)>;
-
-/// Stored statuses (and attempt counts) by job, then node name.
-#[derive(Debug, Clone, Default)]
-pub struct Statuses {
-    by_job: FxHashMap<String, JobStatuses>,
-}
-
-impl Statuses {
-    /// Records a status and how many times the task was started.
-    pub fn insert(&mut self, job: &str, node: &str, status: TaskStatus, attempts: i64) {
-        let statuses = match self.by_job.get_mut(job) {
-            Some(statuses) => statuses,
-            None => self.by_job.entry(job.to_string()).or_default(),
-        };
-        statuses.insert(node.to_string(), (status, attempts));
-    }
-
-    /// [`insert`](Self::insert) for a caller that owns the node name.
-    pub fn insert_owned(&mut self, job: &str, node: String, status: TaskStatus, attempts: i64) {
-        let statuses = match self.by_job.get_mut(job) {
-            Some(statuses) => statuses,
-            None => self.by_job.entry(job.to_string()).or_default(),
-        };
-        statuses.insert(node, (status, attempts));
-    }
-
-    /// The status of (job, node), if any.
-    pub fn get(&self, job: &str, node: &str) -> Option<&TaskStatus> {
-        self.by_job.get(job)?.get(node).map(|(s, _)| s)
-    }
-
-    /// How many times (job, node) was started.
-    pub fn attempts(&self, job: &str, node: &str) -> i64 {
-        self.by_job
-            .get(job)
-            .and_then(|j| j.get(node))
-            .map_or(0, |(_, a)| *a)
-    }
-
-    /// The statuses of one job, if it has any: looked up once per job, not per task.
-    fn of_job(&self, job: &str) -> Option<&JobStatuses> {
-        self.by_job.get(job).filter(|j| !j.is_empty())
-    }
-}
 
 /// Everything a pass decides from.
 pub struct PassInput<'a> {
@@ -117,6 +74,11 @@ pub enum TryStart {
     Started,
     /// Not started (e.g. it did not fit); try other tasks.
     DidNotRun,
+    /// Not started, and no other candidate of this job can start in this pass: every
+    /// node of a level they all need is out of slots, and slots are only taken
+    /// during a pass. Trying the job's other candidates would change nothing, so the
+    /// policy drops them, as if each had been tried.
+    JobIsFull,
 }
 
 /// A job's candidate nodes for this pass; policies pop them from the end.
@@ -126,9 +88,8 @@ pub struct JobCandidates {
     pub job: usize,
     /// The candidate nodes, tried last first, as the pass numbers them (positions in
     /// its order of the job's level, so trying them in turn reads memory in order);
-    /// policies only pick among them and hand them back to `try_start`. 32 bits, as
-    /// a pass over millions of candidates writes them all.
-    pub nodes: Vec<u32>,
+    /// policies only pick among them and hand them back to `try_start`.
+    pub nodes: Candidates,
     /// The job's priority.
     pub priority: f64,
 }
@@ -181,7 +142,7 @@ pub fn excluded_by_nodes(job: &Job, nodes: &Nodes, node: usize) -> bool {
 }
 
 /// Jobs whose every task is done (for `run_only_after_all_nodes_are_done_for`).
-fn fully_done_jobs(input: &PassInput) -> HashSet<usize> {
+fn fully_done_jobs(input: &PassInput, names: &mut NodeNames) -> HashSet<usize> {
     let wanted: HashSet<&str> = input
         .config
         .jobs
@@ -199,41 +160,40 @@ fn fully_done_jobs(input: &PassInput) -> HashSet<usize> {
         .enumerate()
         .filter(|(_, j)| wanted.contains(j.name.as_str()))
         .filter(|(_, j)| {
+            let statuses = names.job(&j.name, j.level_for_tasks);
             // Nodes the job's filters exclude can never run, so they count as done; a
             // disabled node may come back, so its task must really be done.
             input.nodes.at_level(j.level_for_tasks).all(|n| {
                 filtered_on_path(j, input.nodes, n).is_some()
-                    || input
-                        .statuses
-                        .get(&j.name, &input.nodes.list[n].name)
-                        .is_some_and(TaskStatus::is_done)
+                    || statuses.as_ref().is_some_and(|s| s.is_done(n))
             })
         })
         .map(|(i, _)| i)
         .collect()
 }
 
-/// What a pass looks up per task of one job, found once per job: its statuses, its
-/// running tasks, and the statuses of the jobs it depends on.
+/// What a pass looks up per task of one job, found once per job: its statuses by
+/// node, its running tasks, and the statuses by node of the jobs it depends on.
 struct JobView<'a> {
-    statuses: Option<&'a JobStatuses>,
+    statuses: Option<ByNode<'a>>,
     running: Option<&'a FxHashSet<&'a str>>,
-    depends_on: Vec<(&'a str, Option<&'a JobStatuses>)>,
+    depends_on: Vec<(&'a str, Option<ByNode<'a>>)>,
 }
 
 impl<'a> JobView<'a> {
     fn new(
-        input: &'a PassInput,
         job: &'a Job,
+        names: &mut NodeNames<'a>,
         running: &'a FxHashMap<&'a str, FxHashSet<&'a str>>,
     ) -> Self {
+        let level = job.level_for_tasks;
         Self {
-            statuses: input.statuses.of_job(&job.name),
+            statuses: names.job(&job.name, level),
             running: running.get(job.name.as_str()),
             depends_on: job
                 .depends_on
                 .iter()
-                .map(|dep| (dep.as_str(), input.statuses.of_job(dep)))
+                .map(|dep| (dep.as_str(), names.job(dep, level)))
                 .collect(),
         }
     }
@@ -241,6 +201,11 @@ impl<'a> JobView<'a> {
     /// Is the task on the node named `name` running?
     fn is_running(&self, name: &str) -> bool {
         self.running.is_some_and(|r| r.contains(name))
+    }
+
+    /// The stored status of the task on `node`.
+    fn status(&self, node: usize) -> Option<Stored<'a>> {
+        self.statuses.as_ref().and_then(|s| s.get(node))
     }
 }
 
@@ -342,23 +307,22 @@ fn not_a_candidate(
     first_disabled: &[u32],
     done_jobs: &HashSet<usize>,
 ) -> Option<WaitReason> {
-    // Names are read only when there is something to look up by name.
-    let name = || input.nodes.list[node].name.as_str();
-    if view.running.is_some_and(|r| r.contains(name())) {
+    if view
+        .running
+        .is_some_and(|r| r.contains(input.nodes.list[node].name.as_str()))
+    {
         return Some(WaitReason::Running);
     }
-    if let Some(s) = view.statuses.and_then(|s| s.get(name())).map(|(s, _)| s) {
-        if s.is_done() {
-            return Some(WaitReason::Done);
-        }
-        if s.is_failed() {
-            return Some(WaitReason::Failed);
-        }
-        if s.in_backoff(input.now) {
+    match view.status(node) {
+        None => {}
+        Some(Stored::Done) => return Some(WaitReason::Done),
+        Some(Stored::Other(s)) if s.is_failed() => return Some(WaitReason::Failed),
+        Some(Stored::Other(s)) if s.in_backoff(input.now) => {
             return Some(WaitReason::Backoff {
                 until: s.time + s.backoff,
-            });
+            })
         }
+        Some(Stored::Other(_)) => {}
     }
     if let Some(&disabled) = first_disabled.get(node).filter(|&&d| d != NO_NODE) {
         return Some(WaitReason::NodeDisabled {
@@ -369,11 +333,8 @@ fn not_a_candidate(
         return Some(WaitReason::Filtered { node, filter });
     }
     // Runnable jobs have only valid dependencies (config::job::check_dependencies).
-    for &(dep, statuses) in &view.depends_on {
-        if !statuses
-            .and_then(|s| s.get(name()))
-            .is_some_and(|(s, _)| s.is_done())
-        {
+    for (dep, statuses) in &view.depends_on {
+        if !statuses.as_ref().is_some_and(|s| s.is_done(node)) {
             return input
                 .config
                 .job_index(dep)
@@ -485,16 +446,17 @@ pub fn plan_on(
             }
         }
     }
-    let done_jobs = fully_done_jobs(input);
+    let mut names = NodeNames::new(input.statuses, input.nodes);
+    let done_jobs = fully_done_jobs(input, &mut names);
     let mut job_order: Vec<usize> = (0..config.jobs.len()).collect();
     job_order.shuffle(rng);
     let mut candidates = Vec::new();
     for &j in &job_order {
         let job = &config.jobs[j];
         let slots = &groups[job.level_for_tasks];
-        let view = JobView::new(input, job, &running);
         if !job.can_run() {
             if explain {
+                let view = JobView::new(job, &mut names, &running);
                 let reason = if job.errors.is_some() {
                     WaitReason::JobInvalid
                 } else {
@@ -502,12 +464,8 @@ pub fn plan_on(
                 };
                 for slot in slots {
                     let n = slot.node as usize;
-                    let name = list[n].name.as_str();
-                    let settled = view.is_running(name)
-                        || view
-                            .statuses
-                            .and_then(|s| s.get(name))
-                            .is_some_and(|(s, _)| s.is_done());
+                    let settled = view.is_running(&list[n].name)
+                        || matches!(view.status(n), Some(Stored::Done));
                     if !settled {
                         plan.waiting.push(Waiting {
                             job: j,
@@ -519,11 +477,7 @@ pub fn plan_on(
             }
             continue;
         }
-        let mut entry = JobCandidates {
-            job: j,
-            nodes: Vec::with_capacity(slots.len()),
-            priority: job.priority,
-        };
+        let view = JobView::new(job, &mut names, &running);
         // Nothing stored, running, disabled or filtered, no dependency: every node is a
         // candidate, and none needs looking at.
         let all_candidates = view.statuses.is_none()
@@ -532,15 +486,20 @@ pub fn plan_on(
             && job.filters.is_empty()
             && first_disabled.is_empty()
             && job.run_only_after_all_nodes_are_done_for.is_empty();
+        let entry = |nodes| JobCandidates {
+            job: j,
+            nodes,
+            priority: job.priority,
+        };
         if all_candidates {
-            entry.nodes.extend(0..slots.len() as u32);
-            candidates.push(entry);
+            candidates.push(entry(Candidates::every(slots.len() as u32)));
             continue;
         }
+        let mut listed = Vec::with_capacity(slots.len());
         for (pos, &slot) in slots.iter().enumerate() {
             let n = slot.node as usize;
             match not_a_candidate(input, job, &view, n, &first_disabled, &done_jobs) {
-                None => entry.nodes.push(pos as u32),
+                None => listed.push(pos as u32),
                 Some(WaitReason::Running | WaitReason::Done) => {}
                 Some(reason) if explain => plan.waiting.push(Waiting {
                     job: j,
@@ -550,7 +509,7 @@ pub fn plan_on(
                 Some(_) => {}
             }
         }
-        candidates.push(entry);
+        candidates.push(entry(Candidates::listed(listed)));
     }
     // (job, first replica) of the tasks started in this pass, so a replica (the same
     // name twice on a level) starts once; consulted only for tasks that fit.
@@ -564,12 +523,22 @@ pub fn plan_on(
         if !explain {
             // Most tasks do not fit, and whether one does is the same in any order of
             // the checks: the ancestors' slots, shared and so in cache, go first,
-            // straight from the compact tables.
+            // straight from the compact tables. When a whole level is short, so are
+            // the job's other candidates, which all have a node on it (their own
+            // level, or one above when levels nest).
+            let no_room = |short_level: usize, blocks: &ResourceBlocks| {
+                let all_need_it = short_level == level || tables.levels_nest;
+                if all_need_it && blocks.level_is_short(defs, short_level, &job.resources) {
+                    TryStart::JobIsFull
+                } else {
+                    TryStart::DidNotRun
+                }
+            };
             let mut up = slot.parent;
             let (mut up_level, mut block) = (slot.parent_level, slot.parent_block);
             while up != NO_NODE {
                 if !blocks.has_room(defs, up_level as usize, block, &job.resources) {
-                    return TryStart::DidNotRun;
+                    return no_room(up_level as usize, &blocks);
                 }
                 up = tables.parents[up as usize];
                 if up != NO_NODE {
@@ -577,7 +546,7 @@ pub fn plan_on(
                 }
             }
             if !blocks.has_room(defs, level, slot.block, &job.resources) {
-                return TryStart::DidNotRun;
+                return no_room(level, &blocks);
             }
         }
         // The (node, level, block) triples of its path: the node, its parent, and the
@@ -643,5 +612,7 @@ pub fn plan_on(
     plan
 }
 
+#[cfg(test)]
+mod reference;
 #[cfg(test)]
 mod tests;

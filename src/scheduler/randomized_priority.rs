@@ -40,6 +40,7 @@ impl Policy for RandomizedPriority {
                 match try_start(entry.job, node as usize) {
                     TryStart::Started => break,
                     TryStart::DidNotRun => {}
+                    TryStart::JobIsFull => entry.nodes.clear(),
                 }
             }
         }

@@ -12,7 +12,9 @@ pub(super) fn exhaust_in_order(
 ) {
     for mut entry in jobs {
         while let Some(node) = entry.nodes.pop() {
-            try_start(entry.job, node as usize);
+            if try_start(entry.job, node as usize) == TryStart::JobIsFull {
+                break;
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ impl Policy for RoundRobin {
                     match try_start(entry.job, node as usize) {
                         TryStart::Started => break,
                         TryStart::DidNotRun => {}
+                        TryStart::JobIsFull => entry.nodes.clear(),
                     }
                 }
             }

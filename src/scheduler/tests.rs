@@ -3,7 +3,7 @@
 use super::*;
 use crate::config::Config;
 use crate::nodes::fetch_nodes;
-use crate::status::{bits, BackoffDuration};
+use crate::status::{bits, BackoffDuration, TaskStatus};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::{json, Value};

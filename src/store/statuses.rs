@@ -190,8 +190,8 @@ impl StatusStore {
         })
     }
 
-    /// Every stored status, as the scheduler looks them up.
-    /// Rows go straight into the lookup, each name allocated once.
+    /// Every stored status, as the scheduler looks them up. Rows go straight into
+    /// the lookup, read in place: nothing is allocated per row but its status.
     pub fn load_statuses(&self) -> Result<Statuses, StoreError> {
         let err = |e| sql_err(&self.path, "reading task statuses")(e);
         let mut stmt = self
@@ -204,7 +204,7 @@ impl StatusStore {
         let mut statuses = Statuses::default();
         while let Some(r) = rows.next().map_err(err)? {
             let job = r.get_ref(0).and_then(|v| Ok(v.as_str()?)).map_err(err)?;
-            let node: String = r.get(1).map_err(err)?;
+            let node = r.get_ref(1).and_then(|v| Ok(v.as_str()?)).map_err(err)?;
             let data = match r
                 .get_ref(5)
                 .map_err(err)?
@@ -223,7 +223,8 @@ impl StatusStore {
                 time: r.get(3).map_err(err)?,
                 backoff: r.get(4).map_err(err)?,
             };
-            statuses.insert_owned(job, node, status, r.get(6).map_err(err)?);
+            // The key is (job, node): each row is a task's only one.
+            statuses.insert_new(job, node, status, r.get(6).map_err(err)?);
         }
         Ok(statuses)
     }
