@@ -532,7 +532,8 @@ mod tests {
     use super::*;
     use crate::status::{bits, BackoffDuration};
 
-    fn task(job: &str, node: &str, rand: u64) -> RunningTask {
+    /// A running task of (job, node) for the store's tests.
+    pub(super) fn task(job: &str, node: &str, rand: u64) -> RunningTask {
         RunningTask {
             job: job.into(),
             node: node.into(),

@@ -149,24 +149,9 @@ impl StatusSnapshot<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{bits, BackoffDuration, TaskStatus};
-    use crate::task::{InvocationId, RunningTask};
+    use crate::status::{bits, TaskStatus};
+    use crate::store::statuses::tests::task;
     use rusqlite::{params, Connection};
-
-    fn task(job: &str, node: &str, rand: u64) -> RunningTask {
-        RunningTask {
-            job: job.into(),
-            node: node.into(),
-            invocation: InvocationId {
-                start_time: 10,
-                rand,
-            },
-            charges: Vec::new(),
-            next_backoff: BackoffDuration::new(15),
-            attempts: 1,
-            worker_shard: "local".into(),
-        }
-    }
 
     /// Stores `status` for (job, node) as a finished run does.
     fn finish(store: &mut StatusStore, job: &str, node: &str, status: TaskStatus) {
