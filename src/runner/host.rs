@@ -13,10 +13,9 @@
 //! with its kill method) and ends it; on a remote worker, the worker's death kills every
 //! run with the worker-death kill.
 
-use super::process::ProcessId;
 use super::supervisor::{
-    handle_signal, supervise_run, watch_worker, KillSwitch, LogWriter, KILL_REQUEST_FILE,
-    KILL_REQUEST_SIGNAL, STOP_SIGNALS, WORKER_DEATH_SIGNAL,
+    handle_signal, kill_file, supervise_run, take_over, watch_worker, KillFile, KillSwitch,
+    LogWriter, KILL_REQUEST_SIGNAL, STOP_SIGNALS, WORKER_DEATH_SIGNAL,
 };
 use super::Launch;
 use crate::state::StateDir;
@@ -29,7 +28,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -143,15 +141,6 @@ extern "C" fn on_worker_gone(_: i32) {
     WORKER_GONE.store(true, Ordering::SeqCst);
 }
 
-/// Which `kill.json` a run's supervisor last acted on: a new request is a new file.
-type KillFile = Option<(u64, u64, i64, i64)>;
-
-fn kill_file(dir: &Path) -> KillFile {
-    std::fs::metadata(dir.join(KILL_REQUEST_FILE))
-        .ok()
-        .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec()))
-}
-
 /// A run the host supervises.
 struct Run {
     dir: PathBuf,
@@ -163,7 +152,6 @@ struct Run {
 /// What the host has been told, and the runs it supervises.
 struct Host<'a> {
     state: &'a StateDir,
-    me: Option<ProcessId>,
     runs: Vec<Run>,
     logs: HashMap<PathBuf, Arc<LogWriter>>,
     stops_seen: usize,
@@ -185,7 +173,6 @@ pub fn serve(state: &StateDir, socket: OwnedFd) {
     }
     let mut host = Host {
         state,
-        me: ProcessId::me(),
         runs: Vec::new(),
         logs: HashMap::new(),
         stops_seen: 0,
@@ -296,18 +283,8 @@ impl Host<'_> {
                 }
             }
         }
-        // Our identity is recorded before we look for a kill request: a killer writes
-        // its request before it reads the identity, so one of us sees the other.
-        if let Some(me) = self.me {
-            if let Err(e) = super::process::record(&dir.join("supervisor.pid"), me) {
-                eprintln!("bistro supervise: {e}");
-            }
-        }
         let switch = Arc::new(KillSwitch::new());
-        let kill_seen = kill_file(&dir);
-        if kill_seen.is_some() {
-            switch.request(None);
-        }
+        let kill_seen = take_over(&dir, &switch);
         if self.worker_gone {
             switch.worker_died();
         }

@@ -9,7 +9,7 @@
 
 use super::host::HostClient;
 use super::process::{self, Scope};
-use super::run_dirs::{is_written, write_in_place, RunDirs};
+use super::run_dirs::{is_written, overwrite, RunDirs};
 use super::supervisor::{KILL_REQUEST_FILE, KILL_REQUEST_SIGNAL};
 use super::{Launch, Outcome, PreparedTask, RunnerError, TaskResult, TaskRunner};
 use crate::config::KillRequest;
@@ -20,7 +20,8 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The run's launch spec; its supervisor holds an flock on it for its whole life.
+/// The run's launch spec, flocked from before the run is recorded until its result is
+/// written (or its supervisor is gone).
 pub const LAUNCH_FILE: &str = "launch.json";
 
 /// Runs tasks on this machine under a detached supervisor host.
@@ -111,7 +112,7 @@ impl TaskRunner for LocalRunner {
         file.try_lock()
             .map_err(|e| err(&launch, format!("locking {}: {e}", path.display())))?;
         let spec = serde_json::to_vec(&launch).expect("launch specs serialize");
-        write_in_place(&path, &spec)
+        overwrite(&file, &spec)
             .map_err(|e| err(&launch, format!("writing {}: {e}", path.display())))?;
         Ok(PreparedTask {
             launch,

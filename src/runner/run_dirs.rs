@@ -38,13 +38,18 @@ pub const BLANK: &[u8] = b" ";
 /// Writes `bytes` over the file at `path` (made if missing) without truncating it to
 /// nothing first: the file then holds exactly `bytes`, or [`BLANK`] for none.
 pub fn write_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let bytes = if bytes.is_empty() { BLANK } else { bytes };
     let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)?;
+    overwrite(&file, bytes)
+}
+
+/// [`write_in_place`] through a file already open for writing.
+pub fn overwrite(file: &std::fs::File, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let bytes = if bytes.is_empty() { BLANK } else { bytes };
     file.write_all_at(bytes, 0)?;
     file.set_len(bytes.len() as u64)
 }

@@ -388,12 +388,41 @@ impl Echo {
 /// `run-task` in a terminal).
 pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
     install_signal_handlers();
+    take_over(dir, &THIS_RUN);
     let logs = LogWriter::start(&launch.log_db);
     supervise_run(launch, dir, &THIS_RUN, &logs, echo)
 }
 
+/// Which `kill.json` of a run was last acted on: a new request is a new file.
+pub type KillFile = Option<(u64, u64, i64, i64)>;
+
+/// The run's `kill.json` as it is now.
+pub fn kill_file(dir: &Path) -> KillFile {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir.join(KILL_REQUEST_FILE))
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec()))
+}
+
+/// Records this process as the run's supervisor, then takes a kill request that came
+/// before it: a killer writes its request before it reads the supervisor's identity,
+/// so one of the two always sees the other. Returns the request file taken, if any.
+pub fn take_over(dir: &Path, switch: &KillSwitch) -> KillFile {
+    if let Some(me) = ProcessId::me() {
+        if let Err(e) = process::record(&dir.join("supervisor.pid"), me) {
+            eprintln!("bistro supervise: {e}");
+        }
+    }
+    let request = kill_file(dir);
+    if request.is_some() {
+        switch.request(None);
+    }
+    request
+}
+
 /// Supervises one run to completion, storing its output through `logs`, and writes
-/// `result.json` into `dir`; `switch` carries its kill requests.
+/// `result.json` into `dir`; `switch` carries its kill requests. The caller has taken
+/// the run over ([`take_over`]).
 pub fn supervise_run(
     launch: &Launch,
     dir: &Path,
@@ -401,15 +430,6 @@ pub fn supervise_run(
     logs: &LogWriter,
     echo: bool,
 ) -> TaskResult {
-    if let Some(me) = ProcessId::me() {
-        if let Err(e) = process::record(&dir.join("supervisor.pid"), me) {
-            eprintln!("bistro supervise: {e}");
-        }
-    }
-    // A kill requested while we were starting (see `request_kill`) came with no signal.
-    if dir.join(KILL_REQUEST_FILE).exists() {
-        switch.request(None);
-    }
     let sink = logs.sink(launch);
     sink.event("running", json!({"command": launch.argv}));
     // From here on the task may exist even if we die before recording its pid.
