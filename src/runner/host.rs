@@ -39,6 +39,10 @@ use std::time::Duration;
 /// (a host stopped by SIGSTOP must not stall the scheduler).
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The stack of a run's thread: it starts the task and waits for it; JSON and SQLite
+/// work happens on the heap or the log writer's thread.
+const RUN_STACK: usize = 256 * 1024;
+
 /// How often an idle host wakes up to reap the threads of ended runs.
 const IDLE_WAKE: Duration = Duration::from_millis(500);
 
@@ -296,6 +300,7 @@ impl Host<'_> {
         let (run_dir, run_switch) = (dir.clone(), switch.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("run {name}"))
+            .stack_size(RUN_STACK)
             .spawn(move || {
                 supervise_run(&launch, &run_dir, &run_switch, &logs, false);
                 // Only now, with the result written, may the run look finished.

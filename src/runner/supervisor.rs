@@ -297,16 +297,21 @@ fn write_logs(db: &Path, rx: &mpsc::Receiver<Msg>) {
     }
 }
 
-/// Reads a pipe, cutting it into lines (and over-long lines into pieces).
+/// The stack of a pipe reader: it only cuts lines (its buffer is on the heap). Small
+/// stacks cost less to set up and to give back, twice per task.
+const READER_STACK: usize = 64 * 1024;
+
+/// Reads a pipe, cutting it into lines (and over-long lines into pieces); `task` is
+/// (job, node).
 fn read_lines(
     mut pipe: impl Read,
     kind: LogKind,
-    launch: &Launch,
+    task: &(String, String),
     tx: &mpsc::SyncSender<Msg>,
     mut echo: Option<Echo>,
     reads: &AtomicUsize,
 ) {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 16 * 1024];
     let mut pending: Vec<u8> = Vec::new();
     let mut send = |bytes: &[u8], newline: bool| {
         let text = String::from_utf8_lossy(bytes).into_owned();
@@ -315,8 +320,8 @@ fn read_lines(
         }
         let line = LogLine {
             kind,
-            job: launch.job.clone(),
-            node: launch.node.clone(),
+            job: task.0.clone(),
+            node: task.1.clone(),
             time: crate::now(),
             line: text,
         };
@@ -528,13 +533,23 @@ fn run(
     let mut open = pipes.len();
     let reads = std::sync::Arc::new(AtomicUsize::new(0));
     for (pipe, kind) in pipes {
-        let (tx, done_tx, launch) = (sink.tx.clone(), done_tx.clone(), launch.clone());
+        let (tx, done_tx) = (sink.tx.clone(), done_tx.clone());
+        let task = (launch.job.clone(), launch.node.clone());
         let out = echo.then(|| Echo::new(kind));
         let reads = reads.clone();
-        std::thread::spawn(move || {
-            read_lines(pipe, kind, &launch, &tx, out, &reads);
-            let _ = done_tx.send(());
-        });
+        let spawned = std::thread::Builder::new()
+            .stack_size(READER_STACK)
+            .spawn(move || {
+                read_lines(pipe, kind, &task, &tx, out, &reads);
+                let _ = done_tx.send(());
+            });
+        if let Err(e) = spawned {
+            eprintln!(
+                "bistro supervise: cannot read the output of {}/{}: {e}",
+                launch.job, launch.node
+            );
+            open -= 1;
+        }
     }
     drop(done_tx);
 
