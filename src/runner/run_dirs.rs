@@ -23,14 +23,18 @@ use std::fs::OpenOptions;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// The files a run directory keeps when it is reused (blanked); any other file in it
-/// (the status file, a kill request, a temporary file) is removed.
+/// The files a run directory keeps when it is reused; any other file in it (the
+/// status file, a kill request, a temporary file) is removed.
 pub const REUSED_FILES: [&str; 4] = [
     super::LAUNCH_FILE,
     super::RESULT_FILE,
     "supervisor.pid",
     super::TASK_FILE,
 ];
+
+/// The reused files that are blanked: all but the launch spec, which the next run
+/// writes before anyone reads the directory.
+const BLANKED_FILES: [&str; 3] = [super::RESULT_FILE, "supervisor.pid", super::TASK_FILE];
 
 /// What a reused file holds until it is written: not empty (see the module doc).
 pub const BLANK: &[u8] = b" ";
@@ -142,7 +146,9 @@ fn blank(dir: &Path) -> io::Result<()> {
         let name = entry.file_name();
         let reused = REUSED_FILES.iter().any(|f| name == *f);
         if reused && entry.file_type()?.is_file() {
-            write_in_place(&entry.path(), BLANK)?;
+            if BLANKED_FILES.iter().any(|f| name == *f) {
+                write_in_place(&entry.path(), BLANK)?;
+            }
         } else if entry.file_type()?.is_dir() {
             std::fs::remove_dir_all(entry.path())?;
         } else {
@@ -169,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn a_recycled_directory_comes_back_with_the_same_files_blanked() {
+    fn a_recycled_directory_comes_back_with_the_same_files_its_results_blanked() {
         let (_tmp, state) = state();
         let mut dirs = RunDirs::new(state.clone());
         let first = state.running_dir().join("1-1");
@@ -187,11 +193,16 @@ mod tests {
         dirs.make(&second).unwrap();
         let reused = inode(&second.join(crate::runner::RESULT_FILE));
         assert_eq!(reused, result, "the same file, reused");
-        for name in REUSED_FILES {
+        for name in BLANKED_FILES {
             let bytes = std::fs::read(second.join(name)).unwrap();
             assert_eq!(bytes, BLANK, "{name}");
             assert!(!is_written(&bytes));
         }
+        let launch = second.join(crate::runner::LAUNCH_FILE);
+        assert!(
+            launch.is_file(),
+            "the launch file is kept for the next run to rewrite"
+        );
         for gone in ["status", "kill.json"] {
             assert!(!second.join(gone).exists(), "{gone} is removed");
         }

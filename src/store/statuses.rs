@@ -124,7 +124,8 @@ impl StatusStore {
     /// while it does not change.
     pub fn data_version(&self) -> Result<i64, StoreError> {
         self.conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
             .map_err(sql_err(&self.path, "reading the database's version"))
     }
 
@@ -411,8 +412,8 @@ impl StatusStore {
     /// Reads a `meta` value.
     pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")
+            .and_then(|mut stmt| stmt.query_row([key], |r| r.get(0)).optional())
             .map_err(sql_err(&self.path, "reading state metadata"))
     }
 
@@ -425,12 +426,15 @@ impl StatusStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_err(&self.path, "writing state metadata"))?;
-        for (key, value) in pairs {
-            tx.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                params![key, value],
-            )
-            .map_err(sql_err(&self.path, "writing state metadata"))?;
+        {
+            let mut upsert = tx
+                .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")
+                .map_err(sql_err(&self.path, "writing state metadata"))?;
+            for (key, value) in pairs {
+                upsert
+                    .execute(params![key, value])
+                    .map_err(sql_err(&self.path, "writing state metadata"))?;
+            }
         }
         tx.commit()
             .map_err(sql_err(&self.path, "writing state metadata"))

@@ -648,21 +648,19 @@ fn iterate(
     };
 
     let period = std::time::Duration::from_millis(opts.config_update_ms);
-    let resolved = match cache.config.take() {
-        Some((at, resolved)) if at.elapsed() < period => {
-            cache.config = Some((at, resolved.clone()));
-            resolved
-        }
+    let (read_at, resolved, fresh) = match cache.config.take() {
+        Some((at, resolved)) if at.elapsed() < period => (at, resolved, false),
         _ => {
-            let resolved = context::resolve(state, store, &opts.flags)?;
-            cache.config = Some((std::time::Instant::now(), resolved.clone()));
-            resolved
+            let now = std::time::Instant::now();
+            (now, context::resolve(state, store, &opts.flags)?, true)
         }
     };
     note_config(&mut report, &resolved);
-    if !opts.dry_run {
+    // What the scheduler runs with is stored when it is read, not every iteration.
+    if fresh && !opts.dry_run {
         remember_run(&mut report, store, &resolved, opts)?;
     }
+    cache.config = Some((read_at, resolved.clone()));
 
     let (data_version, mut statuses) = current_statuses(store, cache)?;
     let mut running = store.running()?;
