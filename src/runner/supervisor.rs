@@ -178,6 +178,9 @@ enum Msg {
     Line(LogLine),
     /// Answer once every line sent before this one is stored.
     Flush(mpsc::Sender<()>),
+    /// Store what came before, then stop: pipe readers that a stray process keeps
+    /// blocked still hold senders, so the writer cannot wait for all of them to go.
+    End,
 }
 
 /// The task-log writer of a supervisor: one connection to the task-log database,
@@ -210,7 +213,9 @@ impl LogWriter {
 impl Drop for LogWriter {
     /// Stores what is left, then stops the writer.
     fn drop(&mut self) {
-        drop(self.tx.take());
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Msg::End);
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -256,8 +261,8 @@ impl LogSink<'_> {
     }
 }
 
-/// Stores log lines in batches until every sender is gone, answering flushes once
-/// the lines before them are stored. Lines that cannot be stored are counted on
+/// Stores log lines in batches until [`Msg::End`] (or every sender is gone),
+/// answering flushes once the lines before them are stored. Lines that cannot be stored are counted on
 /// stderr (`supervisors.log`).
 fn write_logs(db: &Path, rx: &mpsc::Receiver<Msg>) {
     let mut store = LogStore::open_appender(db)
@@ -265,14 +270,17 @@ fn write_logs(db: &Path, rx: &mpsc::Receiver<Msg>) {
         .ok();
     let mut batch = Vec::new();
     let mut acks = Vec::new();
-    while let Ok(first) = rx.recv() {
+    let mut ended = false;
+    while !ended {
+        let Ok(first) = rx.recv() else { break };
         let mut next = Some(first);
         while let Some(msg) = next {
             match msg {
                 Msg::Line(line) => batch.push(line),
                 Msg::Flush(ack) => acks.push(ack),
+                Msg::End => ended = true,
             }
-            next = if batch.len() < 2000 {
+            next = if batch.len() < 2000 && !ended {
                 rx.try_recv().ok()
             } else {
                 None
@@ -757,6 +765,23 @@ mod tests {
             let _ = tx.send(());
         });
         rx
+    }
+
+    #[test]
+    fn a_log_writer_stops_although_a_blocked_reader_still_holds_a_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = LogWriter::start(&dir.path().join("logs.sql3"));
+        let held = writer.tx.clone().unwrap();
+        let (done, stopped) = mpsc::channel();
+        std::thread::spawn(move || {
+            drop(writer);
+            let _ = done.send(());
+        });
+        assert!(
+            stopped.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "dropping the writer waited for every sender"
+        );
+        drop(held);
     }
 
     #[test]
