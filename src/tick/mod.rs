@@ -545,7 +545,12 @@ pub fn tick_with(
     let began = std::time::Instant::now();
     let mut store = match cache.store.take() {
         Some(store) => store,
-        None => StatusStore::open(&state.statuses_db())?,
+        None => {
+            // data_version is counted per connection: statuses read through an
+            // earlier one cannot be checked through a new one.
+            cache.statuses = None;
+            StatusStore::open(&state.statuses_db())?
+        }
     };
     let mut report = iterate(state, &mut store, opts, runner, cache)?;
     let settings = cache

@@ -530,3 +530,32 @@ fn a_long_running_scheduler_keeps_its_statuses_yet_sees_other_processes_writes()
         "the forgiven task starts again"
     );
 }
+
+#[test]
+fn statuses_read_through_a_dropped_connection_are_read_again() {
+    let (_dir, state) = state_with_two_nodes();
+    let mut runner = ScriptedRunner::default();
+    let mut cache = TickCache::default();
+    tick_with(&state, &opts(), &mut runner, &mut cache).unwrap();
+    runner
+        .outcomes
+        .insert("b".into(), finished(TaskStatus::new(bits::FAILED, 5)));
+    tick_with(&state, &opts(), &mut runner, &mut cache).unwrap();
+    assert_eq!(runner.started, ["b", "a"]);
+
+    // A failed iteration drops its connection; meanwhile another process forgives
+    // b. A new connection's data_version starts where the old one's did, so only
+    // reading the statuses again can show the change.
+    cache.store = None;
+    let mut other = StatusStore::open(&state.statuses_db()).unwrap();
+    assert_eq!(other.forgive(&["j".into()], &[]).unwrap(), 1);
+    runner
+        .outcomes
+        .insert("a".into(), finished(TaskStatus::new(bits::DONE, 6)));
+    tick_with(&state, &opts(), &mut runner, &mut cache).unwrap();
+    assert_eq!(
+        runner.started,
+        ["b", "a", "b"],
+        "the forgiven task starts again"
+    );
+}
