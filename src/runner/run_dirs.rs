@@ -106,7 +106,10 @@ impl RunDirs {
         }
         while let Some(spare) = self.spares().pop() {
             match std::fs::rename(&spare, dir) {
-                Ok(()) => return Ok(()),
+                // A file written by path into the finished run's directory between its
+                // blanking and its move (a late kill request, a stray process of its
+                // task) must not reach the new run.
+                Ok(()) => return remove_strays(dir).map(drop),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             }
@@ -139,20 +142,28 @@ impl RunDirs {
     }
 }
 
-/// Blanks the reused files of `dir` and removes everything else in it.
-fn blank(dir: &Path) -> io::Result<()> {
+/// Removes everything in `dir` but its reused files; returns those.
+fn remove_strays(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut kept = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        let name = entry.file_name();
-        let reused = REUSED_FILES.iter().any(|f| name == *f);
-        if reused && entry.file_type()?.is_file() {
-            if BLANKED_FILES.iter().any(|f| name == *f) {
-                write_in_place(&entry.path(), BLANK)?;
-            }
-        } else if entry.file_type()?.is_dir() {
+        let kind = entry.file_type()?;
+        if kind.is_file() && REUSED_FILES.iter().any(|f| entry.file_name() == *f) {
+            kept.push(entry.path());
+        } else if kind.is_dir() {
             std::fs::remove_dir_all(entry.path())?;
         } else {
             std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(kept)
+}
+
+/// Blanks the reused files of `dir` and removes everything else in it.
+fn blank(dir: &Path) -> io::Result<()> {
+    for path in remove_strays(dir)? {
+        if BLANKED_FILES.iter().any(|f| path.ends_with(f)) {
+            write_in_place(&path, BLANK)?;
         }
     }
     Ok(())
@@ -206,6 +217,23 @@ mod tests {
         for gone in ["status", "kill.json"] {
             assert!(!second.join(gone).exists(), "{gone} is removed");
         }
+    }
+
+    #[test]
+    fn a_file_left_in_a_spare_by_a_late_writer_never_reaches_the_next_run() {
+        let (_tmp, state) = state();
+        let mut dirs = RunDirs::new(state.clone());
+        let first = state.running_dir().join("1-1");
+        dirs.make(&first).unwrap();
+        dirs.recycle(&first);
+        let spare = dirs.spares().last().unwrap().clone();
+        std::fs::write(spare.join("kill.json"), b"{}").unwrap();
+        std::fs::write(spare.join("status"), b"done").unwrap();
+
+        let second = state.running_dir().join("2-2");
+        dirs.make(&second).unwrap();
+        assert!(!second.join("kill.json").exists());
+        assert!(!second.join("status").exists());
     }
 
     #[test]
