@@ -129,6 +129,17 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
     }
 }
 
+/// `fd`, or a close-on-exec copy of it numbered 3 or more when it is 0, 1 or 2.
+fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, String> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    let copy = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+        .map_err(|e| format!("moving a descriptor above stdio: {e}"))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that we own.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(copy) })
+}
+
 fn cstring(bytes: &[u8], what: &str) -> Result<CString, String> {
     CString::new(bytes).map_err(|_| format!("{what} contains a NUL byte"))
 }
@@ -181,7 +192,12 @@ pub fn spawn(spec: &SpawnSpec) -> Result<TaskProcess, String> {
     let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string());
     let (out_r, out_w): (OwnedFd, OwnedFd) = pipe()?;
     let (err_r, err_w): (OwnedFd, OwnedFd) = pipe()?;
-    let null = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    let null: OwnedFd = File::open("/dev/null")
+        .map_err(|e| format!("/dev/null: {e}"))?
+        .into();
+    // With one of our own 0, 1, 2 closed, a new descriptor can take its number, and the
+    // child's dup2 onto it would then keep its close-on-exec flag: move them above 2.
+    let (null, out_w, err_w) = (above_stdio(null)?, above_stdio(out_w)?, above_stdio(err_w)?);
 
     let mut args = ChildArgs {
         program: program_c.as_ptr(),
