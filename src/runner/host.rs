@@ -1,6 +1,6 @@
 //! The supervisor host: one detached process (`bistro supervise`) that supervises every
-//! run a tick or daemon starts, each on its own threads, so a task costs one process
-//! start (its own), not two.
+//! run a tick or daemon starts, all in one event loop ([`super::run_loop`]), so a task
+//! costs one process start (its own), not two.
 //!
 //! The runner talks to its host over a Unix socket pair made when it starts the host:
 //! each message names a run and carries the run's locked launch file, so the lock
@@ -8,15 +8,13 @@
 //! runner's process ends, the host stops taking runs and exits once the last one has
 //! recorded its result; the tasks never depend on the process that started them.
 //!
-//! A host is told what to do by signals: a kill request ([`KILL_REQUEST_SIGNAL`]) makes
+//! A host is told what to do by signals: a kill request
+//! ([`super::supervisor::KILL_REQUEST_SIGNAL`]) makes
 //! it look for new `kill.json` files among its runs; a stop signal kills every run (each
 //! with its kill method) and ends it; on a remote worker, the worker's death kills every
 //! run with the worker-death kill.
 
-use super::supervisor::{
-    handle_signal, kill_file, supervise_run, take_over, watch_worker, KillFile, KillSwitch,
-    LogWriter, KILL_REQUEST_SIGNAL, STOP_SIGNALS, WORKER_DEATH_SIGNAL,
-};
+use super::run_loop::RunLoop;
 use super::Launch;
 use crate::state::StateDir;
 use crate::task::InvocationId;
@@ -24,26 +22,19 @@ use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
     SockFlag, SockType,
 };
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a runner waits for its host to take a run before starting another host
 /// (a host stopped by SIGSTOP must not stall the scheduler).
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The stack of a run's thread: it starts the task and waits for it; JSON and SQLite
-/// work happens on the heap or the log writer's thread.
-const RUN_STACK: usize = 256 * 1024;
-
-/// How often an idle host wakes up to reap the threads of ended runs.
+/// The longest a host waits for something to happen before it looks again.
 const IDLE_WAKE: Duration = Duration::from_millis(500);
 
 /// A supervisor host started by this process.
@@ -124,82 +115,48 @@ impl HostClient {
     }
 }
 
-/// The last stop signal the host got, and how many.
-static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
-static STOPS: AtomicUsize = AtomicUsize::new(0);
-/// How many kill requests the host was told of.
-static KILL_REQUESTS: AtomicUsize = AtomicUsize::new(0);
-/// The remote worker that started this host is gone.
-static WORKER_GONE: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop(signal: i32) {
-    STOP_SIGNAL.store(signal, Ordering::SeqCst);
-    STOPS.fetch_add(1, Ordering::SeqCst);
-}
-
-extern "C" fn on_kill_request(_: i32) {
-    KILL_REQUESTS.fetch_add(1, Ordering::SeqCst);
-}
-
-extern "C" fn on_worker_gone(_: i32) {
-    WORKER_GONE.store(true, Ordering::SeqCst);
-}
-
-/// A run the host supervises.
-struct Run {
-    dir: PathBuf,
-    switch: Arc<KillSwitch>,
-    kill_seen: KillFile,
-    thread: std::thread::JoinHandle<()>,
-}
-
-/// What the host has been told, and the runs it supervises.
-struct Host<'a> {
-    state: &'a StateDir,
-    runs: Vec<Run>,
-    logs: HashMap<PathBuf, Arc<LogWriter>>,
-    stops_seen: usize,
-    kills_seen: usize,
-    watching_worker: bool,
-    worker_gone: bool,
-}
-
 /// Runs the host on `socket` (its end of the pair its runner made) until the runner
 /// is gone and every run has recorded its result, or a stop signal ended every run.
 pub fn serve(state: &StateDir, socket: OwnedFd) {
-    for sig in STOP_SIGNALS {
-        handle_signal(sig, on_stop);
-    }
-    handle_signal(KILL_REQUEST_SIGNAL, on_kill_request);
-    let socket = UnixStream::from(socket);
-    if let Err(e) = socket.set_read_timeout(Some(IDLE_WAKE)) {
-        eprintln!("bistro supervise: configuring the socket: {e}");
-    }
-    let mut host = Host {
-        state,
-        runs: Vec::new(),
-        logs: HashMap::new(),
-        stops_seen: 0,
-        kills_seen: 0,
-        watching_worker: false,
-        worker_gone: false,
+    let mut runs = match RunLoop::new(false) {
+        Ok(runs) => runs,
+        Err(e) => {
+            eprintln!("bistro supervise: cannot supervise runs: {e}");
+            return;
+        }
     };
-    let mut socket = Some(socket);
+    let socket = UnixStream::from(socket);
+    let watched = socket
+        .set_nonblocking(true)
+        .and_then(|()| runs.watch(socket.as_fd()));
+    let mut socket = match watched {
+        Ok(()) => Some(socket),
+        Err(e) => {
+            eprintln!("bistro supervise: watching the runner's socket: {e}");
+            return;
+        }
+    };
     loop {
-        match socket.as_ref().map(receive) {
-            Some(Received::Run(name, lock)) => host.start(&name, lock),
-            Some(Received::Nothing) => {}
-            // The runner is gone (or stopped us): no more runs. Runs still queued on
-            // the socket are dropped with it, and with them their locks: the next tick
-            // finds them never started and releases them.
-            Some(Received::Closed) => socket = None,
-            None => std::thread::sleep(Duration::from_millis(20)),
+        let turn = runs.turn(IDLE_WAKE);
+        if turn.stopped {
+            // Runs still queued on the socket are dropped with it, and with them their
+            // locks: the next tick finds them never started and releases them.
+            if let Some(socket) = socket.take() {
+                runs.unwatch(socket.as_fd());
+            }
         }
-        if host.handle_signals() {
-            socket = None;
+        while let (true, Some(open)) = (turn.socket_ready, socket.as_ref()) {
+            match receive(open) {
+                Received::Run(name, lock) => start(state, &mut runs, &name, lock),
+                Received::Nothing => break,
+                // The runner is gone: no more runs.
+                Received::Closed => {
+                    runs.unwatch(open.as_fd());
+                    socket = None;
+                }
+            }
         }
-        host.runs.retain(|run| !run.thread.is_finished());
-        if socket.is_none() && host.runs.is_empty() {
+        if socket.is_none() && runs.is_empty() {
             break;
         }
     }
@@ -211,8 +168,7 @@ enum Received {
     Closed,
 }
 
-/// The next message on the socket, waiting up to [`IDLE_WAKE`] (less when a signal
-/// arrives).
+/// The next message on the socket, if one is there.
 fn receive(socket: &UnixStream) -> Received {
     let mut buf = [0u8; 128];
     let mut space = nix::cmsg_space!([RawFd; 4]);
@@ -259,92 +215,36 @@ fn receive(socket: &UnixStream) -> Received {
     }
 }
 
-impl Host<'_> {
-    /// Starts supervising the run `name`, whose locked launch file is `lock`. A run
-    /// that cannot be started is dropped with its lock: the next tick releases it.
-    fn start(&mut self, name: &str, lock: File) {
-        let Some(invocation) = InvocationId::parse(name) else {
-            eprintln!("bistro supervise: {name:?} is not a run; ignored");
-            return;
-        };
-        let dir = self.state.invocation_dir(invocation);
-        let path = dir.join(super::LAUNCH_FILE);
-        let launch: Launch = match std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        {
-            Ok(launch) => launch,
-            Err(e) => {
-                eprintln!("bistro supervise: {}: {e}", path.display());
-                return;
-            }
-        };
-        if let Some(death) = launch.on_worker_death {
-            if !self.watching_worker {
-                self.watching_worker = true;
-                if !watch_worker(death.pid, on_worker_gone) {
-                    on_worker_gone(WORKER_DEATH_SIGNAL as i32);
-                }
-            }
-        }
-        let switch = Arc::new(KillSwitch::new());
-        let kill_seen = take_over(&dir, &switch);
-        if self.worker_gone {
-            switch.worker_died();
-        }
-        let logs = self
-            .logs
-            .entry(launch.log_db.clone())
-            .or_insert_with(|| Arc::new(LogWriter::start(&launch.log_db)))
-            .clone();
-        let (run_dir, run_switch) = (dir.clone(), switch.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("run {name}"))
-            .stack_size(RUN_STACK)
-            .spawn(move || {
-                supervise_run(&launch, &run_dir, &run_switch, &logs, false);
-                // Only now, with the result written, may the run look finished.
-                drop(lock);
-            });
-        match spawned {
-            Ok(thread) => self.runs.push(Run {
-                dir,
-                switch,
-                kill_seen,
-                thread,
-            }),
-            Err(e) => eprintln!("bistro supervise: cannot supervise run {name}: {e}"),
-        }
+/// Starts supervising the run `name`, whose locked launch file is `lock` (its spec is
+/// read through it). A run that cannot be started is dropped with its lock: the next
+/// tick releases it.
+fn start(state: &StateDir, runs: &mut RunLoop, name: &str, lock: File) {
+    let Some(invocation) = InvocationId::parse(name) else {
+        eprintln!("bistro supervise: {name:?} is not a run; ignored");
+        return;
+    };
+    let dir = state.invocation_dir(invocation);
+    match read_launch(&lock) {
+        Ok(launch) => runs.start(launch, dir, Some(lock)),
+        Err(e) => eprintln!(
+            "bistro supervise: {}: {e}",
+            dir.join(super::LAUNCH_FILE).display()
+        ),
     }
+}
 
-    /// Acts on the signals that arrived; true when a stop signal ended taking runs.
-    fn handle_signals(&mut self) -> bool {
-        let stops = STOPS.load(Ordering::SeqCst);
-        let stopping = stops != self.stops_seen;
-        if stopping {
-            self.stops_seen = stops;
-            let signal = STOP_SIGNAL.load(Ordering::SeqCst);
-            for run in &self.runs {
-                run.switch.request(Some(signal));
-            }
+/// The launch spec in the launch file open as `file`.
+fn read_launch(file: &File) -> Result<Launch, String> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match file.read_at(&mut chunk, bytes.len() as u64) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
         }
-        let kills = KILL_REQUESTS.load(Ordering::SeqCst);
-        if kills != self.kills_seen {
-            self.kills_seen = kills;
-            for run in &mut self.runs {
-                let now = kill_file(&run.dir);
-                if now.is_some() && now != run.kill_seen {
-                    run.kill_seen = now;
-                    run.switch.request(None);
-                }
-            }
-        }
-        if WORKER_GONE.load(Ordering::SeqCst) && !self.worker_gone {
-            self.worker_gone = true;
-            for run in &self.runs {
-                run.switch.worker_died();
-            }
-        }
-        stopping
     }
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
 }

@@ -8,6 +8,7 @@ mod local;
 pub mod process;
 pub mod remote;
 pub mod run_dirs;
+pub mod run_loop;
 mod simulated;
 pub mod spawn;
 pub mod supervisor;
