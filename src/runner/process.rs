@@ -158,6 +158,11 @@ pub fn record(path: &Path, id: ProcessId) -> Result<(), crate::state::StateError
         .map_err(crate::state::io_err("writing", path))
 }
 
+/// [`record`] into a file already open for writing.
+pub fn record_into(file: &std::fs::File, id: ProcessId) -> std::io::Result<()> {
+    super::run_dirs::overwrite(file, &serde_json::to_vec(&id).expect("serializes"))
+}
+
 /// Reads a [`ProcessId`] written by [`record`].
 pub fn read_record(path: &Path) -> Option<ProcessId> {
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()

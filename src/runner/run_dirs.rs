@@ -42,20 +42,29 @@ pub const BLANK: &[u8] = b" ";
 /// Writes `bytes` over the file at `path` (made if missing) without truncating it to
 /// nothing first: the file then holds exactly `bytes`, or [`BLANK`] for none.
 pub fn write_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let file = OpenOptions::new()
+    overwrite(&open_in_place(path)?, bytes)
+}
+
+/// Opens the file at `path` (made if missing) for [`overwrite`], as it is.
+pub fn open_in_place(path: &Path) -> io::Result<std::fs::File> {
+    OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
-        .open(path)?;
-    overwrite(&file, bytes)
+        .open(path)
 }
 
-/// [`write_in_place`] through a file already open for writing.
+/// [`write_in_place`] through a file already open for writing. The file is cut only
+/// when it held more: a truncation costs more than the write.
 pub fn overwrite(file: &std::fs::File, bytes: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let bytes = if bytes.is_empty() { BLANK } else { bytes };
+    let held = file.metadata()?.len();
     file.write_all_at(bytes, 0)?;
-    file.set_len(bytes.len() as u64)
+    if held > bytes.len() as u64 {
+        file.set_len(bytes.len() as u64)?;
+    }
+    Ok(())
 }
 
 /// Whether a reused file read as `bytes` was written since it was blanked.

@@ -12,7 +12,7 @@
 //! threads cost more CPU than a short task.
 
 use super::process::{self, ProcessId};
-use super::run_dirs::write_in_place;
+use super::run_dirs::{open_in_place, overwrite, write_in_place};
 use super::spawn::TaskProcess;
 use super::supervisor::{
     child_kill, handle_signal, kill_file, kill_request, read_status_bytes, spawn_task, take_over,
@@ -442,10 +442,11 @@ impl RunLoop {
         let batch = &mut self.logs[db].batch;
         event(batch, &launch, "running", json!({"command": launch.argv}));
         // From here on the task may exist even if we die before recording its pid.
-        let task_file = dir.join(TASK_FILE);
-        if let Err(e) = write_in_place(&task_file, SPAWNING) {
-            eprintln!("bistro supervise: {}: {e}", task_file.display());
-        }
+        let task_path = dir.join(TASK_FILE);
+        let task_file = open_in_place(&task_path)
+            .and_then(|file| overwrite(&file, SPAWNING).map(|()| file))
+            .map_err(|e| eprintln!("bistro supervise: {}: {e}", task_path.display()))
+            .ok();
         let key = self.next_key;
         self.next_key += 1;
         let mut run = Run {
@@ -466,7 +467,7 @@ impl RunLoop {
             phase: Phase::Running,
         };
         match spawn_task(&run.launch) {
-            Ok(task) => self.watch_task(key, &mut run, task),
+            Ok(task) => self.watch_task(key, &mut run, task, task_file),
             Err(message) => {
                 let status = TaskStatus::error_backoff(
                     format!(
@@ -493,13 +494,15 @@ impl RunLoop {
         self.runs.insert(key, run);
     }
 
-    /// Records the started task and watches its pipes and its exit.
-    fn watch_task(&self, key: u64, run: &mut Run, mut task: TaskProcess) {
+    /// Records the started task into `record` (its open `task.pid`) and watches its
+    /// pipes and its exit.
+    fn watch_task(&self, key: u64, run: &mut Run, mut task: TaskProcess, record: Option<File>) {
         run.pid = task.id();
         run.id = ProcessId::of(run.pid as i32);
-        if let Some(id) = run.id {
-            if let Err(e) = process::record(&run.dir.join(TASK_FILE), id) {
-                eprintln!("bistro supervise: {e}");
+        if let (Some(id), Some(file)) = (run.id, record) {
+            if let Err(e) = process::record_into(&file, id) {
+                let path = run.dir.join(TASK_FILE);
+                eprintln!("bistro supervise: writing {}: {e}", path.display());
             }
         }
         let token = key << KEY_SHIFT;

@@ -172,13 +172,12 @@ impl LogStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err())?;
         let mut next: i64 = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT MAX(IFNULL((SELECT MAX(time_and_count) FROM stdout), -1),
                             IFNULL((SELECT MAX(time_and_count) FROM stderr), -1),
                             IFNULL((SELECT MAX(time_and_count) FROM statuses), -1)) + 1",
-                [],
-                |r| r.get(0),
             )
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(err())?;
         let mut ids = Vec::with_capacity(lines.len());
         for line in lines {
