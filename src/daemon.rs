@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 /// How long the daemon waits after an iteration failed.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
 
+/// The longest a daemon waits after a run ended before its next iteration.
+const MAX_FLOOR: Duration = Duration::from_millis(50);
+
 /// How a daemon runs.
 #[derive(Debug, Clone, Default)]
 pub struct DaemonOptions {
@@ -75,7 +78,7 @@ pub fn run(
                 }
             }
         }
-        wait(Duration::from_millis(report.wait_ms), stop);
+        wait_for_work(Duration::from_millis(report.wait_ms), runner, stop);
     }
     Ok(DaemonEnd::Stopped)
 }
@@ -121,6 +124,27 @@ fn remaining_work(
     } else {
         Remaining::OnlyUnstartable(report.usage_errors)
     })
+}
+
+/// Waits up to `period` between iterations, less when a run ends (its slot is free
+/// for the next task) but at least a quarter of `period` (at most [`MAX_FLOOR`]), so
+/// a stream of short tasks does not turn into an iteration per task. Wakes early
+/// when `stop` is set.
+fn wait_for_work(period: Duration, runner: &mut dyn TaskRunner, stop: &AtomicBool) {
+    const SLICE: Duration = Duration::from_millis(50);
+    let floor = (period / 4).min(MAX_FLOOR);
+    let start = Instant::now();
+    let until = start + period;
+    while !stop.load(Ordering::SeqCst) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        if runner.wait_for_ends(left.min(SLICE)) {
+            wait(floor.saturating_sub(start.elapsed()), stop);
+            break;
+        }
+    }
 }
 
 /// Sleeps up to `period`, waking early when `stop` is set.

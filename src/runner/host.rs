@@ -104,6 +104,28 @@ impl HostClient {
         .map_err(|e| format!("the supervisor host did not take the run: {e}"))
     }
 
+    /// Waits up to `period` for the host to say that runs ended; true if it did
+    /// (every such message that came is taken).
+    pub fn wait_for_ends(&self, period: Duration) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let timeout = PollTimeout::try_from(period).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
+        if !matches!(poll(&mut fds, timeout), Ok(n) if n > 0) {
+            return false;
+        }
+        let mut ended = false;
+        let mut buf = [0u8; 16];
+        while let Ok(n) =
+            nix::sys::socket::recv(self.socket.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT)
+        {
+            if n == 0 {
+                break;
+            }
+            ended = true;
+        }
+        ended
+    }
+
     /// The host's process, to be reaped once it exits.
     pub fn into_child(self) -> Child {
         self.child
@@ -138,6 +160,9 @@ pub fn serve(state: &StateDir, socket: OwnedFd) {
     };
     loop {
         let turn = runs.turn(IDLE_WAKE);
+        if let (false, Some(open)) = (turn.finished.is_empty(), socket.as_ref()) {
+            tell_runs_ended(open);
+        }
         if turn.stopped {
             // Runs still queued on the socket are dropped with it, and with them their
             // locks: the next tick finds them never started and releases them.
@@ -161,6 +186,20 @@ pub fn serve(state: &StateDir, socket: OwnedFd) {
         }
     }
 }
+
+/// Tells the runner that runs ended, so a daemon waiting between iterations starts
+/// the next one now. Never waits: a runner that does not listen (a tick) fills the
+/// socket, and the message is not needed then.
+fn tell_runs_ended(socket: &UnixStream) {
+    let _ = nix::sys::socket::send(
+        socket.as_raw_fd(),
+        ENDED,
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+    );
+}
+
+/// The host's message "runs ended" (runs handed over go the other way).
+const ENDED: &[u8] = b"e";
 
 enum Received {
     Run(String, File),

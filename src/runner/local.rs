@@ -152,6 +152,16 @@ impl TaskRunner for LocalRunner {
             .retain_mut(|child| !matches!(child.try_wait(), Ok(Some(_)) | Err(_)));
     }
 
+    fn wait_for_ends(&mut self, period: std::time::Duration) -> bool {
+        match &self.host {
+            Some(host) => host.wait_for_ends(period),
+            None => {
+                std::thread::sleep(period);
+                false
+            }
+        }
+    }
+
     /// A run whose supervisor is already gone needs no kill: the next tick records
     /// how it ended.
     fn kill(&mut self, task: &RunningTask, request: &KillRequest) -> Result<bool, RunnerError> {

@@ -140,6 +140,13 @@ pub trait TaskRunner {
     /// Called between a long-running scheduler's iterations to release what ended
     /// runs left behind (the local runner reaps its exited supervisors).
     fn tidy_up(&mut self) {}
+    /// Waits up to `period`, returning early (true) when a run ended since the last
+    /// call, for a runner that is told so (the local runner's supervisor host says
+    /// so); others just sleep.
+    fn wait_for_ends(&mut self, period: std::time::Duration) -> bool {
+        std::thread::sleep(period);
+        false
+    }
     /// For a runner whose tasks go to remote workers: the workers this pass may place
     /// tasks on. None: tasks run here.
     fn workers(&mut self, _config: &Config, _running: &[RunningTask]) -> Option<WorkerSlots> {

@@ -115,6 +115,20 @@ fn the_seed_demo_runs_under_a_daemon_that_exits_when_done() {
 }
 
 #[test]
+fn a_daemon_starts_the_next_task_when_one_ends_not_a_working_wait_later() {
+    let env = Env::new();
+    // One task at a time and an hour between iterations while tasks run: only the
+    // supervisor host telling the daemon that a run ended lets the four run now.
+    env.config(&config_with_leaves(4, 1, r#""working_wait": 3600,"#));
+    let task = env.script("task.sh", "echo done > \"$2\"");
+    let _daemon = Daemon::start(&env, &["--worker-command", task.to_str().unwrap()]);
+    env.wait_for("the four tasks to be done one after another", || {
+        let out = env.run(&["status", "--json"]);
+        out.status.success() && all_done(&serde_json::from_slice(&out.stdout).unwrap(), "j")
+    });
+}
+
+#[test]
 fn exit_when_done_waits_for_tasks_in_backoff() {
     let env = Env::new();
     let tries = env.path("tries");
