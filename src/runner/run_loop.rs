@@ -2,10 +2,11 @@
 //!
 //! One `epoll` set watches each run's stdout and stderr pipes and its process (a
 //! pidfd), the runner's socket (in a supervisor host) and a wake pipe written by the
-//! signal handlers. Each turn reads what is ready, cuts it into lines, applies kill
-//! requests and deadlines, stores the turn's log lines in one transaction per task-log
-//! database, and only then writes the results of the runs that ended and releases
-//! their locks: a result is never readable before the run's log is stored.
+//! signal handlers. Each turn reads what is ready, cuts it into lines, and applies kill
+//! requests and deadlines. Log lines are stored in one transaction per task-log
+//! database, within [`STORE_WITHIN`] of being read and always before the results of
+//! the runs that ended are written and their locks released: a result is never
+//! readable before the run's log is stored.
 //!
 //! Before this loop, each run had three threads (one waiting for the task, one per
 //! pipe) and a log-writer thread took lines over a channel; starting and waking those
@@ -48,6 +49,14 @@ const PROCESS: u64 = 2;
 /// Bytes read from one pipe per turn, so a flood from one task cannot starve the
 /// others; the rest waits in the pipe (and the task blocks on it: back-pressure).
 const READ_PER_TURN: usize = 64 * 1024;
+
+/// How long a line may wait to be stored with later ones: a transaction per turn
+/// cost more than the rest of a short task's supervision. A run's lines are always
+/// stored before its result is written.
+const STORE_WITHIN: Duration = Duration::from_millis(100);
+
+/// Lines that are stored at once, however recent.
+const STORE_LINES: usize = 4096;
 
 /// Read buffer size.
 const READ_BUFFER: usize = 16 * 1024;
@@ -360,6 +369,8 @@ pub struct RunLoop {
     kills_seen: usize,
     watching_worker: bool,
     worker_gone: bool,
+    /// When the oldest line not stored yet was read.
+    unstored_since: Option<Instant>,
 }
 
 impl RunLoop {
@@ -396,6 +407,7 @@ impl RunLoop {
             kills_seen: KILL_REQUESTS.load(Ordering::SeqCst),
             watching_worker: false,
             worker_gone: false,
+            unstored_since: None,
         })
     }
 
@@ -572,10 +584,12 @@ impl RunLoop {
     /// lines and writes the results of the runs that ended.
     pub fn turn(&mut self, max_wait: Duration) -> Turn {
         let now = Instant::now();
+        let store_at = self.unstored_since.map(|t| t + STORE_WITHIN);
         let wait = self
             .runs
             .values()
             .filter_map(Run::deadline)
+            .chain(store_at)
             .min()
             .map_or(max_wait, |d| d.saturating_duration_since(now).min(max_wait));
         // Rounded up: a deadline a fraction of a millisecond away must not spin.
@@ -605,7 +619,21 @@ impl RunLoop {
         for run in self.runs.values_mut() {
             advance(run, now, &mut self.logs[run.db].batch, &self.epoll);
         }
-        self.store_logs();
+        let lines: usize = self.logs.iter().map(|db| db.batch.len()).sum();
+        if lines > 0 && self.unstored_since.is_none() {
+            self.unstored_since = Some(now);
+        }
+        let ended = self
+            .runs
+            .values()
+            .any(|run| matches!(run.phase, Phase::Done(_)));
+        if ended
+            || lines >= STORE_LINES
+            || self.unstored_since.is_some_and(|t| now >= t + STORE_WITHIN)
+        {
+            self.store_logs();
+            self.unstored_since = None;
+        }
         Turn {
             socket_ready,
             stopped,
