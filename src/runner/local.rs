@@ -97,20 +97,12 @@ fn err(launch: &Launch, message: String) -> RunnerError {
 impl TaskRunner for LocalRunner {
     fn prepare(&mut self, launch: Launch) -> Result<PreparedTask, RunnerError> {
         let dir = self.state.invocation_dir(launch.invocation);
-        self.dirs
+        // The launch file comes locked; a reused directory's is there, written in place.
+        let file = self
+            .dirs
             .make(&dir)
             .map_err(|e| err(&launch, format!("creating {}: {e}", dir.display())))?;
         let path = dir.join(LAUNCH_FILE);
-        // A reused directory's launch file is there, blank: written in place.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| err(&launch, format!("creating {}: {e}", path.display())))?;
-        file.try_lock()
-            .map_err(|e| err(&launch, format!("locking {}: {e}", path.display())))?;
         let spec = serde_json::to_vec(&launch).expect("launch specs serialize");
         overwrite(&file, &spec)
             .map_err(|e| err(&launch, format!("writing {}: {e}", path.display())))?;

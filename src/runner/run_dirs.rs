@@ -5,9 +5,15 @@
 //! made dispatch slow down the longer it ran on ext4 without a journal (the file
 //! system of the machines we build on): its inode allocator skips, one by one, every
 //! inode freed in the last minutes, so each new file cost more than the last. A
-//! finished run's directory is therefore kept in `running/.spare/` with its files
-//! emptied, and the next run renames it into place: in steady state a run creates and
-//! deletes only the task's status file (which the task itself creates).
+//! finished run's directory is therefore moved to `running/.spare/` as it is, and the
+//! next run renames it into place and empties its files: in steady state a run creates
+//! and deletes only the task's status file (which the task itself creates).
+//!
+//! A spare is emptied when it is taken, not when it is put aside: its supervisor may
+//! still hold the launch file's lock for a moment after its result is readable, and
+//! only a spare whose lock is free may be taken (a file locked by a past run would
+//! block the next one). A spare still locked waits for a later run, so no directory is
+//! thrown away for being released late.
 //!
 //! Reused files are never truncated to nothing: ext4 then flushes the file to disk when
 //! it is closed (its guard for programs that rewrite a file in place), which costs a
@@ -19,7 +25,8 @@
 //! are never shared; a spare that vanished anyway is skipped.
 
 use crate::state::StateDir;
-use std::fs::OpenOptions;
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -82,8 +89,19 @@ const MAX_SPARES: usize = 1024;
 /// The run directories of a state dir, with its spares.
 pub struct RunDirs {
     state: StateDir,
-    /// The spares, read from disk on first use.
-    spares: Option<Vec<PathBuf>>,
+    /// The spares, read from disk on first use, oldest first: the longer a spare
+    /// waited, the surer its lock is free. A spare still locked goes to the back.
+    spares: Option<VecDeque<PathBuf>>,
+}
+
+/// What became of a spare that a new run tried to take.
+enum Taken {
+    /// It is the run's directory now; its launch file, open and locked.
+    Yes(File),
+    /// Its launch file is still locked: it stays a spare.
+    Held,
+    /// It is gone.
+    Gone,
 }
 
 impl RunDirs {
@@ -95,8 +113,12 @@ impl RunDirs {
         }
     }
 
-    fn spares(&mut self) -> &mut Vec<PathBuf> {
-        let spare_dir = self.state.running_dir().join(SPARE_DIR);
+    fn spare_dir(&self) -> PathBuf {
+        self.state.running_dir().join(SPARE_DIR)
+    }
+
+    fn spares(&mut self) -> &mut VecDeque<PathBuf> {
+        let spare_dir = self.spare_dir();
         self.spares.get_or_insert_with(|| {
             std::fs::read_dir(&spare_dir)
                 .map(|entries| entries.flatten().map(|e| e.path()).collect())
@@ -104,51 +126,97 @@ impl RunDirs {
         })
     }
 
-    /// Makes `dir`, a new run's directory: a spare renamed into place when there is
-    /// one (its files exist, blank), else a new directory. Fails if `dir` exists.
-    pub fn make(&mut self, dir: &Path) -> io::Result<()> {
+    /// Makes `dir`, a new run's directory, and returns its launch file (made if
+    /// missing), open for reading and writing and locked. The directory is a spare
+    /// whose lock is free renamed into place when there is one (its reused files
+    /// blank, anything else removed), else a new directory. Fails if `dir` exists.
+    pub fn make(&mut self, dir: &Path) -> io::Result<File> {
         if dir.exists() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 "the run's directory already exists",
             ));
         }
-        while let Some(spare) = self.spares().pop() {
-            match std::fs::rename(&spare, dir) {
-                // A file written by path into the finished run's directory between its
-                // blanking and its move (a late kill request, a stray process of its
-                // task) must not reach the new run.
-                Ok(()) => return remove_strays(dir).map(drop),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+        for _ in 0..self.spares().len() {
+            let Some(spare) = self.spares().pop_front() else {
+                break;
+            };
+            match take(&spare, dir)? {
+                Taken::Yes(launch) => return Ok(launch),
+                Taken::Held => self.spares().push_back(spare),
+                Taken::Gone => {}
             }
         }
         if let Some(parent) = dir.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::create_dir(dir)
+        std::fs::create_dir(dir)?;
+        let launch = open_launch(dir)?;
+        launch.try_lock().map_err(io::Error::from)?;
+        Ok(launch)
     }
 
-    /// Keeps a finished run's directory as a spare: its reused files are blanked and
-    /// anything else is removed. Removes it instead when its launch file is still
-    /// locked, enough spares are kept, or it cannot be emptied.
+    /// Keeps a finished run's directory as a spare, as it is: it is emptied when a
+    /// later run takes it. Removes it instead when enough spares are kept or it cannot
+    /// be moved.
     pub fn recycle(&mut self, dir: &Path) {
-        let spare_dir = self.state.running_dir().join(SPARE_DIR);
+        let spare_dir = self.spare_dir();
         let spare = spare_dir.join(format!("{:016x}", rand::random::<u64>()));
-        // A supervisor may still hold the launch file's lock for a moment after its
-        // result is readable; a file locked by a past run would block the next one.
-        let released = super::is_supervised(dir) == Some(false);
-        let kept = released
-            && self.spares().len() < MAX_SPARES
-            && blank(dir).is_ok()
-            && std::fs::create_dir_all(&spare_dir).is_ok()
-            && std::fs::rename(dir, &spare).is_ok();
+        let kept = self.spares().len() < MAX_SPARES
+            && match std::fs::rename(dir, &spare) {
+                // The first spare of this state dir.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && dir.exists() => {
+                    std::fs::create_dir_all(&spare_dir).is_ok()
+                        && std::fs::rename(dir, &spare).is_ok()
+                }
+                moved => moved.is_ok(),
+            };
         if kept {
-            self.spares().push(spare);
+            self.spares().push_back(spare);
         } else {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// Opens the launch file of the run directory `dir` for reading and writing (over
+/// NFS a lock needs a descriptor open for writing), making it if missing.
+fn open_launch(dir: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(super::LAUNCH_FILE))
+}
+
+/// Takes `spare` as the new run's directory `dir` if its launch file's lock is free:
+/// the lock is taken, the spare renamed into place, its reused files blanked and
+/// anything else removed.
+fn take(spare: &Path, dir: &Path) -> io::Result<Taken> {
+    let launch = match open_launch(spare) {
+        Ok(launch) => launch,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Taken::Gone),
+        Err(e) => return Err(e),
+    };
+    match launch.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(Taken::Held),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
+    match std::fs::rename(spare, dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Taken::Gone),
+        Err(e) => return Err(e),
+    }
+    // Everything the past run, or a late writer by path (a kill request, a stray
+    // process of its task), left must not reach the new run.
+    for path in remove_strays(dir)? {
+        if BLANKED_FILES.iter().any(|f| path.ends_with(f)) {
+            write_in_place(&path, BLANK)?;
+        }
+    }
+    Ok(Taken::Yes(launch))
 }
 
 /// Removes everything in `dir` but its reused files; returns those.
@@ -166,16 +234,6 @@ fn remove_strays(dir: &Path) -> io::Result<Vec<PathBuf>> {
         }
     }
     Ok(kept)
-}
-
-/// Blanks the reused files of `dir` and removes everything else in it.
-fn blank(dir: &Path) -> io::Result<()> {
-    for path in remove_strays(dir)? {
-        if BLANKED_FILES.iter().any(|f| path.ends_with(f)) {
-            write_in_place(&path, BLANK)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -235,7 +293,7 @@ mod tests {
         let first = state.running_dir().join("1-1");
         dirs.make(&first).unwrap();
         dirs.recycle(&first);
-        let spare = dirs.spares().last().unwrap().clone();
+        let spare = dirs.spares().back().unwrap().clone();
         std::fs::write(spare.join("kill.json"), b"{}").unwrap();
         std::fs::write(spare.join("status"), b"done").unwrap();
 
@@ -275,13 +333,66 @@ mod tests {
     }
 
     #[test]
+    fn a_spare_still_locked_is_kept_for_a_later_run_and_not_taken_before_it_is_released() {
+        let (_tmp, state) = state();
+        let mut dirs = RunDirs::new(state.clone());
+        let first = state.running_dir().join("1-1");
+        let held = dirs.make(&first).unwrap();
+        std::fs::write(first.join(crate::runner::RESULT_FILE), b"{}").unwrap();
+        let result = inode(&first.join(crate::runner::RESULT_FILE));
+        dirs.recycle(&first);
+        assert!(!first.exists());
+        assert_eq!(dirs.spares().len(), 1, "kept although its lock is held");
+
+        let second = state.running_dir().join("2-2");
+        let _second_lock = dirs.make(&second).unwrap();
+        assert!(
+            !second.join(crate::runner::RESULT_FILE).exists(),
+            "a new directory, not the locked spare"
+        );
+        assert_eq!(dirs.spares().len(), 1);
+
+        drop(held);
+        let third = state.running_dir().join("3-3");
+        let _third_lock = dirs.make(&third).unwrap();
+        let path = third.join(crate::runner::RESULT_FILE);
+        assert_eq!(inode(&path), result, "the spare, once released");
+        assert_eq!(std::fs::read(&path).unwrap(), BLANK);
+        assert!(dirs.spares().is_empty());
+    }
+
+    #[test]
+    fn a_made_directory_comes_with_its_launch_file_locked() {
+        let (_tmp, state) = state();
+        let mut dirs = RunDirs::new(state.clone());
+        let first = state.running_dir().join("1-1");
+        let lock = dirs.make(&first).unwrap();
+        assert_eq!(crate::runner::is_supervised(&first), Some(true));
+        drop(lock);
+        dirs.recycle(&first);
+        let second = state.running_dir().join("2-2");
+        let lock = dirs.make(&second).unwrap();
+        assert_eq!(
+            crate::runner::is_supervised(&second),
+            Some(true),
+            "a spare's too"
+        );
+        drop(lock);
+        assert_eq!(crate::runner::is_supervised(&second), Some(false));
+    }
+
+    #[test]
     fn a_new_directory_is_made_when_no_spare_is_left_and_never_over_an_existing_one() {
         let (_tmp, state) = state();
         let mut dirs = RunDirs::new(state.clone());
         let dir = state.running_dir().join("1-1");
         dirs.make(&dir).unwrap();
         assert!(dir.is_dir());
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files, [crate::runner::LAUNCH_FILE], "its launch file alone");
         assert!(
             dirs.make(&dir).is_err(),
             "an existing run's directory is never reused"

