@@ -15,11 +15,11 @@
 //! block the next one). A spare still locked waits for a later run, so no directory is
 //! thrown away for being released late.
 //!
-//! Reused files are never truncated to nothing: ext4 then flushes the file to disk when
-//! it is closed (its guard for programs that rewrite a file in place), which costs a
-//! disk write per file per run. A file is "blank" instead, one space, and rewritten in
-//! place over its old content; its readers take a blank or half-written file for one
-//! not written yet.
+//! Reused files are never truncated: a truncation to nothing makes ext4 flush the file
+//! to disk when it is closed (its guard for programs that rewrite a file in place), and
+//! any truncation costs more than the write. A file is "blank" instead, all spaces,
+//! and rewritten in place over its old content, padded with spaces; its readers skip
+//! whitespace, and take a blank or half-written file for one not written yet.
 //!
 //! Only the runner holding the state lock makes and recycles directories, so spares
 //! are never shared; a spare that vanished anyway is skipped.
@@ -43,11 +43,14 @@ pub const REUSED_FILES: [&str; 4] = [
 /// writes before anyone reads the directory.
 const BLANKED_FILES: [&str; 3] = [super::RESULT_FILE, "supervisor.pid", super::TASK_FILE];
 
-/// What a reused file holds until it is written: not empty (see the module doc).
+/// What a reused file holds until it is written: spaces, never nothing (see the module
+/// doc).
 pub const BLANK: &[u8] = b" ";
 
-/// Writes `bytes` over the file at `path` (made if missing) without truncating it to
-/// nothing first: the file then holds exactly `bytes`, or [`BLANK`] for none.
+/// Writes `bytes` over the file at `path` (made if missing), padded with spaces to the
+/// file's old length: the file then holds `bytes` and whitespace (which JSON readers
+/// skip), or only spaces ([`BLANK`]) for none. It is never truncated: a truncation cost
+/// more than the write, and one to nothing makes ext4 flush the file.
 pub fn write_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
     overwrite(&open_in_place(path)?, bytes)
 }
@@ -61,17 +64,18 @@ pub fn open_in_place(path: &Path) -> io::Result<std::fs::File> {
         .open(path)
 }
 
-/// [`write_in_place`] through a file already open for writing. The file is cut only
-/// when it held more: a truncation costs more than the write.
+/// [`write_in_place`] through a file already open for writing.
 pub fn overwrite(file: &std::fs::File, bytes: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let bytes = if bytes.is_empty() { BLANK } else { bytes };
-    let held = file.metadata()?.len();
-    file.write_all_at(bytes, 0)?;
-    if held > bytes.len() as u64 {
-        file.set_len(bytes.len() as u64)?;
+    let held = file.metadata()?.len() as usize;
+    if held <= bytes.len() {
+        return file.write_all_at(bytes, 0);
     }
-    Ok(())
+    let mut padded = Vec::with_capacity(held);
+    padded.extend_from_slice(bytes);
+    padded.resize(held, b' ');
+    file.write_all_at(&padded, 0)
 }
 
 /// Whether a reused file read as `bytes` was written since it was blanked.
@@ -273,8 +277,10 @@ mod tests {
         assert_eq!(reused, result, "the same file, reused");
         for name in BLANKED_FILES {
             let bytes = std::fs::read(second.join(name)).unwrap();
-            assert_eq!(bytes, BLANK, "{name}");
-            assert!(!is_written(&bytes));
+            assert!(
+                !bytes.is_empty() && !is_written(&bytes),
+                "{name}: {bytes:?}"
+            );
         }
         let launch = second.join(crate::runner::LAUNCH_FILE);
         assert!(
@@ -304,15 +310,23 @@ mod tests {
     }
 
     #[test]
-    fn a_file_written_in_place_holds_exactly_the_new_bytes() {
+    fn a_file_written_in_place_holds_the_new_bytes_padded_with_spaces() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        write_in_place(&path, b"a long first content").unwrap();
-        write_in_place(&path, b"short").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"short");
-        assert!(is_written(b"short"));
+        let first = b"{\"a long\": \"first content\"}";
+        write_in_place(&path, first).unwrap();
+        write_in_place(&path, b"{\"b\": 1}").unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), first.len(), "never truncated");
+        assert_eq!(bytes.trim_ascii(), b"{\"b\": 1}");
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
+            serde_json::json!({"b": 1})
+        );
+        assert!(is_written(&bytes));
         write_in_place(&path, b"").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), BLANK);
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!bytes.is_empty() && !is_written(&bytes), "{bytes:?}");
     }
 
     #[test]
@@ -328,7 +342,7 @@ mod tests {
         let second = state.running_dir().join("2-2");
         later.make(&second).unwrap();
         let result = std::fs::read(second.join(crate::runner::RESULT_FILE)).unwrap();
-        assert_eq!(result, BLANK);
+        assert!(!result.is_empty() && !is_written(&result), "{result:?}");
         assert!(later.spares().is_empty());
     }
 
@@ -357,7 +371,8 @@ mod tests {
         let _third_lock = dirs.make(&third).unwrap();
         let path = third.join(crate::runner::RESULT_FILE);
         assert_eq!(inode(&path), result, "the spare, once released");
-        assert_eq!(std::fs::read(&path).unwrap(), BLANK);
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!bytes.is_empty() && !is_written(&bytes), "{bytes:?}");
         assert!(dirs.spares().is_empty());
     }
 
