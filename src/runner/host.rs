@@ -108,7 +108,9 @@ impl HostClient {
     /// (every such message that came is taken).
     pub fn wait_for_ends(&self, period: Duration) -> bool {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let timeout = PollTimeout::try_from(period).unwrap_or(PollTimeout::MAX);
+        // Rounded up: a wait shorter than a millisecond must not become a busy loop.
+        let millis = period.as_micros().div_ceil(1000);
+        let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
         if !matches!(poll(&mut fds, timeout), Ok(n) if n > 0) {
             return false;
