@@ -37,6 +37,11 @@ else
     (cd "$ROOT" && cargo build --release --quiet)
     BISTRO="$ROOT/target/release/bistro"
 fi
+# NO_DELETIONS: scenarios delete nothing until the script exits. On ext4 without a
+# journal, a file created in the minutes after many deletions in the same block group
+# costs up to a millisecond (the inode allocator skips each recently freed inode one
+# by one), so one scenario's cleanup would slow whichever runs next. For the same
+# reason, point TMPDIR at a directory with no recent mass deletions (BENCHMARKS.md).
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/bistro-bench.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 

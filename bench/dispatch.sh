@@ -17,6 +17,8 @@ JSON='{"id":"job0"}'
 # the daemon looks for finished tasks every 10 ms (Bistro's default is 500 ms).
 bench_config "$HOSTS" "$DBS" 1 16 "$N" '"working_wait": 0.01,' >"$WORK/config.json"
 seq -f "n%g" "$N" >"$WORK/nodes"
+# Each run keeps its own directories until the end ($WORK is removed on exit): see
+# NO_DELETIONS in common.sh.
 
 : >"$WORK/bistro"; : >"$WORK/xargs"; : >"$WORK/parallel"
 for run in $(seq "$RUNS"); do
@@ -27,15 +29,14 @@ for run in $(seq "$RUNS"); do
     done_count=$("$BISTRO" --state-dir "$state" status --json | python3 -c \
         'import json, sys; print(json.load(sys.stdin)["jobs"][0]["counts"]["done"])')
     [ "$done_count" = "$N" ] || { echo "bistro: only $done_count of $N done" >&2; exit 1; }
-    rm -rf "$state"
 
-    mkdir -p "$WORK/x"
-    measure "$WORK/xargs" sh -c "xargs -P16 -I{} '$TASK' {} '$WORK/x/{}' '$JSON' <'$WORK/nodes' >'$WORK/x.out' 2>&1"
-    rm -rf "$WORK/x"
+    x="$WORK/x-$run"
+    mkdir -p "$x"
+    measure "$WORK/xargs" sh -c "xargs -P16 -I{} '$TASK' {} '$x/{}' '$JSON' <'$WORK/nodes' >'$x.out' 2>&1"
 
-    mkdir -p "$WORK/p"
-    measure "$WORK/parallel" sh -c "parallel -j16 '$TASK' {} '$WORK/p/{}' \"'$JSON'\" <'$WORK/nodes' >'$WORK/p.out' 2>&1"
-    rm -rf "$WORK/p"
+    p="$WORK/p-$run"
+    mkdir -p "$p"
+    measure "$WORK/parallel" sh -c "parallel -j16 '$TASK' {} '$p/{}' \"'$JSON'\" <'$WORK/nodes' >'$p.out' 2>&1"
 done
 
 b=$(median "$WORK/bistro" 1); x=$(median "$WORK/xargs" 1); p=$(median "$WORK/parallel" 1)

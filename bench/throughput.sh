@@ -20,6 +20,7 @@ SH
 chmod +x "$WORK/task.sh"
 bench_config "$HOSTS" "$DBS" 1 64 "$N" '"working_wait": 0.01,' >"$WORK/config.json"
 seq -f "n%g" "$N" >"$WORK/nodes"
+# Each run keeps its own directories until the end: see NO_DELETIONS in common.sh.
 
 : >"$WORK/bistro"; : >"$WORK/xargs"
 for run in $(seq "$RUNS"); do
@@ -27,10 +28,9 @@ for run in $(seq "$RUNS"); do
     "$BISTRO" --state-dir "$state" init --config "$WORK/config.json" >/dev/null 2>&1
     measure "$WORK/bistro" "$BISTRO" --state-dir "$state" daemon --exit-when-done \
         --worker-command "$WORK/task.sh"
-    rm -rf "$state"
-    mkdir -p "$WORK/x"
-    measure "$WORK/xargs" sh -c "xargs -P64 -I{} '$WORK/task.sh' {} '$WORK/x/{}' x <'$WORK/nodes'"
-    rm -rf "$WORK/x"
+    x="$WORK/x-$run"
+    mkdir -p "$x"
+    measure "$WORK/xargs" sh -c "xargs -P64 -I{} '$WORK/task.sh' {} '$x/{}' x <'$WORK/nodes'"
 done
 b=$(median "$WORK/bistro" 1); x=$(median "$WORK/xargs" 1)
 echo "throughput, $N tasks of ${SLEEP} s at concurrency 64 (ideal ${IDEAL} s), wall s: bistro daemon $(stats "$WORK/bistro" 1); xargs -P64 $(stats "$WORK/xargs" 1)"
