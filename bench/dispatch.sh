@@ -39,6 +39,7 @@ for run in $(seq "$RUNS"); do
     measure "$WORK/parallel" sh -c "parallel -j16 '$TASK' {} '$p/{}' \"'$JSON'\" <'$WORK/nodes' >'$p.out' 2>&1"
 done
 
+echo "dispatch runs, in order (bistro, xargs): $(paste -d, <(cut -d" " -f1 "$WORK/bistro") <(cut -d" " -f1 "$WORK/xargs") | tr "\n" " ")"
 b=$(median "$WORK/bistro" 1); x=$(median "$WORK/xargs" 1); p=$(median "$WORK/parallel" 1)
 echo "dispatch, $N tasks at concurrency 16, wall s: bistro daemon $(stats "$WORK/bistro" 1); xargs -P16 $(stats "$WORK/xargs" 1); parallel -j16 $(stats "$WORK/parallel" 1)"
 echo "dispatch ratios (medians): bistro/xargs $(ratio "$b" "$x"); bistro/parallel $(ratio "$b" "$p"); parallel/xargs $(ratio "$p" "$x")"
