@@ -22,6 +22,7 @@ use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
     SockFlag, SockType,
 };
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -104,9 +105,9 @@ impl HostClient {
         .map_err(|e| format!("the supervisor host did not take the run: {e}"))
     }
 
-    /// Waits up to `period` for the host to say that runs ended; true if it did
-    /// (every such message that came is taken).
-    pub fn wait_for_ends(&self, period: Duration) -> bool {
+    /// Waits up to `period` for the host to say that runs ended; true if it did. The
+    /// runs it names are added to `ended` (every message that came is taken).
+    pub fn wait_for_ends(&self, period: Duration, ended: &mut HashSet<InvocationId>) -> bool {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         // Rounded up: a wait shorter than a millisecond must not become a busy loop.
         let millis = period.as_micros().div_ceil(1000);
@@ -115,17 +116,19 @@ impl HostClient {
         if !matches!(poll(&mut fds, timeout), Ok(n) if n > 0) {
             return false;
         }
-        let mut ended = false;
-        let mut buf = [0u8; 16];
+        let mut heard = false;
+        let mut buf = vec![0u8; ENDED_PER_MESSAGE * 40];
         while let Ok(n) =
             nix::sys::socket::recv(self.socket.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT)
         {
             if n == 0 {
                 break;
             }
-            ended = true;
+            heard = true;
+            let names = String::from_utf8_lossy(&buf[..n]);
+            ended.extend(names.split(' ').filter_map(InvocationId::parse));
         }
-        ended
+        heard
     }
 
     /// The host's process, to be reaped once it exits.
@@ -162,8 +165,9 @@ pub fn serve(state: &StateDir, socket: OwnedFd) {
     };
     loop {
         let turn = runs.turn(IDLE_WAKE);
-        if let (false, Some(open)) = (turn.finished.is_empty(), socket.as_ref()) {
-            tell_runs_ended(open);
+        if let Some(open) = socket.as_ref() {
+            let ended: Vec<InvocationId> = turn.finished.iter().map(|(run, _)| *run).collect();
+            tell_runs_ended(open, &ended);
         }
         if turn.stopped {
             // Runs still queued on the socket are dropped with it, and with them their
@@ -189,19 +193,23 @@ pub fn serve(state: &StateDir, socket: OwnedFd) {
     }
 }
 
-/// Tells the runner that runs ended, so a daemon waiting between iterations starts
-/// the next one now. Never waits: a runner that does not listen (a tick) fills the
-/// socket, and the message is not needed then.
-fn tell_runs_ended(socket: &UnixStream) {
-    let _ = nix::sys::socket::send(
-        socket.as_raw_fd(),
-        ENDED,
-        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-    );
+/// Tells the runner which runs ended, so a daemon waiting between iterations starts
+/// the next one now and looks only at those. Never waits: a runner that does not
+/// listen (a tick) fills the socket, and the news is not needed then (a runner looks
+/// at every run it did not hear of at least every [`super::local::FULL_CHECK`]).
+fn tell_runs_ended(socket: &UnixStream, ended: &[InvocationId]) {
+    for runs in ended.chunks(ENDED_PER_MESSAGE) {
+        let names: Vec<String> = runs.iter().map(InvocationId::to_string).collect();
+        let _ = nix::sys::socket::send(
+            socket.as_raw_fd(),
+            names.join(" ").as_bytes(),
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        );
+    }
 }
 
-/// The host's message "runs ended" (runs handed over go the other way).
-const ENDED: &[u8] = b"e";
+/// Runs named in one "ended" message (each name is under 40 bytes).
+const ENDED_PER_MESSAGE: usize = 256;
 
 enum Received {
     Run(String, File),

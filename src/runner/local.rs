@@ -15,14 +15,19 @@ use super::{Launch, Outcome, PreparedTask, RunnerError, TaskResult, TaskRunner};
 use crate::config::KillRequest;
 use crate::state::StateDir;
 use crate::status::{parse_status, read_status_file, TaskStatus};
-use crate::task::RunningTask;
+use crate::task::{InvocationId, RunningTask};
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The run's launch spec, flocked from before the run is recorded until its result is
 /// written (or its supervisor is gone).
 pub const LAUNCH_FILE: &str = "launch.json";
+
+/// How often a runner looks at every run, even those its host has not said ended (a
+/// message can be lost when the socket is full, and a host can hang).
+pub const FULL_CHECK: Duration = Duration::from_secs(1);
 
 /// Runs tasks on this machine under a detached supervisor host.
 pub struct LocalRunner {
@@ -33,6 +38,13 @@ pub struct LocalRunner {
     dirs: RunDirs,
     /// The host this runner hands its runs to, started with the first run.
     host: Option<HostClient>,
+    /// Runs handed to that host that it has not said ended: while it lives, they are
+    /// running without a look at their directories (until the next full check).
+    handed: HashSet<InvocationId>,
+    /// Runs the host said ended.
+    ended: HashSet<InvocationId>,
+    /// When every run is looked at again, whatever the host said.
+    full_check_at: Instant,
     /// Hosts this process started that stopped taking runs, not reaped yet.
     children: Vec<std::process::Child>,
 }
@@ -46,6 +58,9 @@ impl LocalRunner {
             exe,
             log: None,
             host: None,
+            handed: HashSet::new(),
+            ended: HashSet::new(),
+            full_check_at: Instant::now(),
             children: Vec::new(),
         }
     }
@@ -60,6 +75,7 @@ impl LocalRunner {
         }
         if let Some(gone) = self.host.take() {
             self.children.push(gone.into_child());
+            self.handed.clear();
         }
         let log = self.supervisor_log()?;
         let host = HostClient::spawn(&self.exe, &self.state, log)?;
@@ -118,14 +134,26 @@ impl TaskRunner for LocalRunner {
             .lock
             .ok_or_else(|| err(&task.launch, "the task was not prepared".into()))?;
         self.hand_over(&task.launch, &lock)
-            .map_err(|e| err(&task.launch, e))
+            .map_err(|e| err(&task.launch, e))?;
+        self.handed.insert(task.launch.invocation);
+        Ok(())
     }
 
+    /// A run handed to our live host that it has not said ended is running: its
+    /// directory is read only at the next full check.
     fn check(&mut self, task: &RunningTask) -> Outcome {
+        let heard_of = self.handed.contains(&task.invocation)
+            && !self.ended.contains(&task.invocation)
+            && Instant::now() < self.full_check_at;
+        if heard_of {
+            return Outcome::Running;
+        }
         local_outcome(&self.state.invocation_dir(task.invocation), task)
     }
 
     fn cleanup(&mut self, task: &RunningTask) {
+        self.handed.remove(&task.invocation);
+        self.ended.remove(&task.invocation);
         self.dirs
             .recycle(&self.state.invocation_dir(task.invocation));
     }
@@ -138,7 +166,13 @@ impl TaskRunner for LocalRunner {
         if let Some(host) = &mut self.host {
             if matches!(host.child_mut().try_wait(), Ok(Some(_)) | Err(_)) {
                 self.host = None;
+                self.handed.clear();
             }
+        }
+        // The iteration that just ended looked at every run if the time had come.
+        let now = Instant::now();
+        if now >= self.full_check_at {
+            self.full_check_at = now + FULL_CHECK;
         }
         self.children
             .retain_mut(|child| !matches!(child.try_wait(), Ok(Some(_)) | Err(_)));
@@ -146,7 +180,7 @@ impl TaskRunner for LocalRunner {
 
     fn wait_for_ends(&mut self, period: std::time::Duration) -> bool {
         match &self.host {
-            Some(host) => host.wait_for_ends(period),
+            Some(host) => host.wait_for_ends(period, &mut self.ended),
             None => {
                 std::thread::sleep(period);
                 false

@@ -24,6 +24,7 @@ use super::{Launch, TaskResult, RESULT_FILE, SPAWNING, TASK_FILE};
 use crate::config::KillMethod;
 use crate::status::{parse_status, read_status_file, StatusFileError, TaskStatus};
 use crate::store::{LogKind, LogLine, LogStore};
+use crate::task::InvocationId;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -350,8 +351,8 @@ pub struct Turn {
     pub socket_ready: bool,
     /// A stop signal arrived: every run was asked to die; take no new runs.
     pub stopped: bool,
-    /// The results written this turn.
-    pub finished: Vec<TaskResult>,
+    /// The runs whose results were written this turn, with those results.
+    pub finished: Vec<(InvocationId, TaskResult)>,
 }
 
 /// The runs of one supervisor process, and the signals that steer them.
@@ -708,7 +709,7 @@ impl RunLoop {
     }
 
     /// Writes the results of the runs that ended and releases their locks.
-    fn write_results(&mut self) -> Vec<TaskResult> {
+    fn write_results(&mut self) -> Vec<(InvocationId, TaskResult)> {
         let done: Vec<u64> = self
             .runs
             .iter()
@@ -732,7 +733,7 @@ impl RunLoop {
             }
             // Only now, with the result written, may the run look finished.
             drop(run.lock);
-            results.push(result);
+            results.push((run.launch.invocation, result));
         }
         results
     }
@@ -1058,7 +1059,12 @@ mod tests {
         let mut results = Vec::new();
         while !runs.is_empty() {
             assert!(Instant::now() < deadline, "the runs never ended");
-            results.extend(runs.turn(Duration::from_millis(100)).finished);
+            results.extend(
+                runs.turn(Duration::from_millis(100))
+                    .finished
+                    .into_iter()
+                    .map(|(_, r)| r),
+            );
         }
         results
     }

@@ -118,7 +118,7 @@ pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
     };
     runs.start(launch.clone(), dir.to_path_buf(), None);
     loop {
-        if let Some(result) = runs.turn(Duration::from_secs(1)).finished.pop() {
+        if let Some((_, result)) = runs.turn(Duration::from_secs(1)).finished.pop() {
             return result;
         }
     }
