@@ -278,6 +278,10 @@ enum Phase {
     },
     /// The run is over: its result is written at the end of the turn.
     Done(TaskResult),
+    /// The result is written and the lock released, but a process that outlived the
+    /// task still holds a pipe: its output is stored as it comes, without holding
+    /// the supervisor up, and it gets no SIGPIPE while the supervisor lives.
+    Lingering,
 }
 
 /// A run the loop supervises.
@@ -334,6 +338,7 @@ impl Run {
             },
             Phase::Exited { deadline, .. } => Some(*deadline),
             Phase::Done(_) => Some(Instant::now()),
+            Phase::Lingering => None,
         }
     }
 }
@@ -391,6 +396,12 @@ impl RunLoop {
         };
         WAKE_FD.store(wake_write.as_raw_fd(), Ordering::SeqCst);
         epoll.add(wake_read, EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
+        // Counted before the handlers exist, so a signal that comes while they are
+        // installed is acted on.
+        let (stops_seen, kills_seen) = (
+            STOPS.load(Ordering::SeqCst),
+            KILL_REQUESTS.load(Ordering::SeqCst),
+        );
         for sig in STOP_SIGNALS {
             handle_signal(sig, on_stop);
         }
@@ -404,8 +415,8 @@ impl RunLoop {
             logs: Vec::new(),
             echo,
             me: ProcessId::me(),
-            stops_seen: STOPS.load(Ordering::SeqCst),
-            kills_seen: KILL_REQUESTS.load(Ordering::SeqCst),
+            stops_seen,
+            kills_seen,
             watching_worker: false,
             worker_gone: false,
             unstored_since: None,
@@ -424,9 +435,11 @@ impl RunLoop {
         let _ = self.epoll.delete(socket);
     }
 
-    /// No run is left.
+    /// No run is left but lingering output.
     pub fn is_empty(&self) -> bool {
-        self.runs.is_empty()
+        self.runs
+            .values()
+            .all(|run| matches!(run.phase, Phase::Lingering))
     }
 
     /// Takes the run of `launch` in `dir` over and starts its task; `lock` (the locked
@@ -708,20 +721,15 @@ impl RunLoop {
         }
     }
 
-    /// Writes the results of the runs that ended and releases their locks.
+    /// Writes the results of the runs that ended and releases their locks; forgets
+    /// lingering runs whose pipes closed.
     fn write_results(&mut self) -> Vec<(InvocationId, TaskResult)> {
-        let done: Vec<u64> = self
-            .runs
-            .iter()
-            .filter(|(_, run)| matches!(run.phase, Phase::Done(_)))
-            .map(|(&key, _)| key)
-            .collect();
-        let mut results = Vec::with_capacity(done.len());
-        for key in done {
-            let Some(run) = self.runs.remove(&key) else {
+        let mut results = Vec::new();
+        for run in self.runs.values_mut() {
+            if !matches!(run.phase, Phase::Done(_)) {
                 continue;
-            };
-            let Phase::Done(result) = run.phase else {
+            }
+            let Phase::Done(result) = std::mem::replace(&mut run.phase, Phase::Lingering) else {
                 continue;
             };
             // In place: the file is reused (see `run_dirs`), and readers take a partial
@@ -732,9 +740,12 @@ impl RunLoop {
                 eprintln!("bistro supervise: writing {}: {e}", path.display());
             }
             // Only now, with the result written, may the run look finished.
-            drop(run.lock);
+            drop(run.lock.take());
             results.push((run.launch.invocation, result));
         }
+        self.runs.retain(|_, run| {
+            !matches!(run.phase, Phase::Lingering) || run.pipes.iter().any(Option::is_some)
+        });
         results
     }
 }
@@ -792,7 +803,7 @@ fn read_pipe(
             Ok(n) => {
                 pipe.feed(&buffer[..n], &run.launch, batch);
                 read += n;
-                if read >= READ_PER_TURN {
+                if read >= READ_PER_TURN || batch.len() >= STORE_LINES {
                     break false;
                 }
             }
@@ -818,13 +829,6 @@ fn read_pipe(
     }
 }
 
-/// Closes a run's pipes that are still open, keeping what they held.
-fn close_pipes(run: &mut Run, batch: &mut Vec<LogLine>, epoll: &Epoll) {
-    for pipe in run.pipes.iter_mut().filter_map(Option::take) {
-        pipe.close(&run.launch, batch, epoll);
-    }
-}
-
 /// Reaps the run's task if it exited.
 fn check_exit(run: &mut Run, batch: &mut Vec<LogLine>, epoll: &Epoll) {
     if !matches!(run.phase, Phase::Running) {
@@ -834,7 +838,15 @@ fn check_exit(run: &mut Run, batch: &mut Vec<LogLine>, epoll: &Epoll) {
         return;
     };
     let exit = match task.try_wait() {
-        Ok(None) => return,
+        Ok(None) => {
+            // Readable with nothing to reap (a tracer holds the task): poll it instead
+            // of waking for it again and again.
+            if let Some(fd) = run.pidfd.take() {
+                let _ = epoll.delete(&fd);
+                run.next_poll = Some(Instant::now() + run.poll_period());
+            }
+            return;
+        }
         Ok(Some(status)) => Some(status),
         Err(e) => {
             eprintln!("bistro supervise: waiting for the task: {e}");
@@ -895,12 +907,11 @@ fn advance(run: &mut Run, now: Instant, batch: &mut Vec<LogLine>, epoll: &Epoll)
                         drain_until: Some(now + DRAIN_LIMIT),
                     };
                 } else {
-                    close_pipes(run, batch, epoll);
                     finish(run, batch);
                 }
             }
         }
-        Phase::Done(_) => {}
+        Phase::Done(_) | Phase::Lingering => {}
     }
 }
 
@@ -1154,5 +1165,26 @@ mod tests {
         assert!(rows(&tmp.path().join("logs.sql3"), "statuses")
             .iter()
             .any(|l| l.contains("task_failed_to_start")));
+    }
+
+    #[test]
+    fn output_of_a_process_that_outlives_the_pipe_grace_is_still_stored_after_the_result() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut runs = RunLoop::new(false).unwrap();
+        // Not a group leader: the straggler is not killed with the task's group.
+        let mut launch = launch(tmp.path(), "(sleep 3.5; echo late) & echo done > \"$1\"");
+        launch.task_subprocess.process_group_leader = false;
+        runs.start(launch, tmp.path().into(), None);
+        let results = run_out(&mut runs);
+        assert_eq!(results[0].status.name(), crate::status::StatusName::Done);
+        let db = tmp.path().join("logs.sql3");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !rows(&db, "stdout").contains(&"late".to_string()) {
+            assert!(Instant::now() < deadline, "the late line was never stored");
+            runs.turn(Duration::from_millis(100));
+        }
+        assert!(rows(&db, "statuses")
+            .iter()
+            .all(|l| !l.contains("task_pipes_closed")));
     }
 }

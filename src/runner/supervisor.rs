@@ -107,13 +107,20 @@ pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
         Ok(runs) => runs,
         Err(e) => {
             let why = format!("cannot supervise {}/{}: {e}", launch.job, launch.node);
-            return TaskResult {
+            let result = TaskResult {
                 status: TaskStatus::error_backoff(why.clone(), crate::now()),
                 exit: why,
                 killed: false,
                 stop_signal: None,
                 end_time: crate::now(),
             };
+            // Recorded like any result, so the run is not taken for never started.
+            let path = dir.join(super::RESULT_FILE);
+            let json = serde_json::to_vec(&result).expect("results serialize");
+            if let Err(e) = super::run_dirs::write_in_place(&path, &json) {
+                eprintln!("bistro run-task: writing {}: {e}", path.display());
+            }
+            return result;
         }
     };
     runs.start(launch.clone(), dir.to_path_buf(), None);
