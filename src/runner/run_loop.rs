@@ -59,6 +59,15 @@ const STORE_WITHIN: Duration = Duration::from_millis(100);
 /// Lines that are stored at once, however recent.
 const STORE_LINES: usize = 4096;
 
+/// How long a store waits for another writer of the task-log database. The loop
+/// must not block on it (kills and exits wait meanwhile): a busy store is tried
+/// again a moment later, with the results of ended runs held until it succeeds.
+const STORE_BUSY_WAIT: Duration = Duration::from_millis(20);
+
+/// After this long busy, lines are given up on (and counted on stderr), so results
+/// are not held for ever.
+const STORE_GIVE_UP: Duration = Duration::from_secs(10);
+
 /// Read buffer size.
 const READ_BUFFER: usize = 16 * 1024;
 
@@ -377,6 +386,8 @@ pub struct RunLoop {
     worker_gone: bool,
     /// When the oldest line not stored yet was read.
     unstored_since: Option<Instant>,
+    /// While the database is busy: since when, and when to try again.
+    busy: Option<(Instant, Instant)>,
 }
 
 impl RunLoop {
@@ -420,6 +431,7 @@ impl RunLoop {
             watching_worker: false,
             worker_gone: false,
             unstored_since: None,
+            busy: None,
         })
     }
 
@@ -581,7 +593,7 @@ impl RunLoop {
         if let Some(i) = self.logs.iter().position(|db| db.path == path) {
             return i;
         }
-        let store = LogStore::open_appender(path).map_err(|e| {
+        let store = LogStore::open_appender(path, STORE_BUSY_WAIT).map_err(|e| {
             eprintln!("bistro supervise: {e}");
             format!("cannot open {}", path.display())
         });
@@ -598,11 +610,16 @@ impl RunLoop {
     /// lines and writes the results of the runs that ended.
     pub fn turn(&mut self, max_wait: Duration) -> Turn {
         let now = Instant::now();
-        let store_at = self.unstored_since.map(|t| t + STORE_WITHIN);
+        let retry_at = self.busy.map(|(_, retry)| retry);
+        let store_at = retry_at.or(self.unstored_since.map(|t| t + STORE_WITHIN));
         let wait = self
             .runs
             .values()
-            .filter_map(Run::deadline)
+            .filter_map(|run| match (&run.phase, retry_at) {
+                // An ended run waits for its lines to be stored.
+                (Phase::Done(_), Some(retry)) => Some(retry),
+                _ => run.deadline(),
+            })
             .chain(store_at)
             .min()
             .map_or(max_wait, |d| d.saturating_duration_since(now).min(max_wait));
@@ -641,17 +658,20 @@ impl RunLoop {
             .runs
             .values()
             .any(|run| matches!(run.phase, Phase::Done(_)));
-        if ended
+        let due = ended
             || lines >= STORE_LINES
-            || self.unstored_since.is_some_and(|t| now >= t + STORE_WITHIN)
-        {
-            self.store_logs();
-            self.unstored_since = None;
+            || self.unstored_since.is_some_and(|t| now >= t + STORE_WITHIN);
+        if due && self.busy.is_none_or(|(_, retry)| now >= retry) {
+            self.store_logs(now);
         }
+        let finished = match self.busy {
+            Some(_) => Vec::new(),
+            None => self.write_results(),
+        };
         Turn {
             socket_ready,
             stopped,
-            finished: self.write_results(),
+            finished,
         }
     }
 
@@ -698,15 +718,24 @@ impl RunLoop {
         stopping
     }
 
-    /// Stores this turn's log lines, one transaction per database. Lines that cannot
+    /// Stores the lines read so far, one transaction per database. A busy database
+    /// keeps its lines for the next try (see [`STORE_BUSY_WAIT`]); lines that cannot
     /// be stored are counted on stderr (`supervisors.log`).
-    fn store_logs(&mut self) {
+    fn store_logs(&mut self, now: Instant) {
+        let busy_since = self.busy.map_or(now, |(since, _)| since);
+        let mut busy = false;
         for db in &mut self.logs {
             if db.batch.is_empty() {
                 continue;
             }
             let stored = match db.store.as_mut() {
-                Ok(store) => store.append(&db.batch).map(drop).map_err(|e| e.to_string()),
+                Ok(store) => match store.append(&db.batch) {
+                    Err(e) if e.is_busy() && now < busy_since + STORE_GIVE_UP => {
+                        busy = true;
+                        continue;
+                    }
+                    stored => stored.map(drop).map_err(|e| e.to_string()),
+                },
                 Err(e) => Err(e.clone()),
             };
             if let (Err(e), Some(line)) = (stored, db.batch.first()) {
@@ -718,6 +747,12 @@ impl RunLoop {
                 );
             }
             db.batch.clear();
+        }
+        if busy {
+            self.busy = Some((busy_since, now + STORE_BUSY_WAIT));
+        } else {
+            self.busy = None;
+            self.unstored_since = None;
         }
     }
 
@@ -987,6 +1022,7 @@ fn finish(run: &mut Run, batch: &mut Vec<LogLine>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runner::run_dirs::is_written;
 
     fn cut(chunks: &[&[u8]]) -> Vec<(String, bool)> {
         let mut cutter = LineCutter::default();
@@ -1186,5 +1222,38 @@ mod tests {
         assert!(rows(&db, "statuses")
             .iter()
             .all(|l| !l.contains("task_pipes_closed")));
+    }
+
+    #[test]
+    fn a_busy_log_database_holds_results_back_without_blocking_the_loop() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut runs = RunLoop::new(false).unwrap();
+        runs.start(
+            launch(tmp.path(), "echo out; echo done > \"$1\""),
+            tmp.path().into(),
+            None,
+        );
+        let db = tmp.path().join("logs.sql3");
+        let other = rusqlite::Connection::open(&db).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        // Turns keep coming (each waits at most STORE_BUSY_WAIT), but while another
+        // writer holds the database no result is written.
+        let until = Instant::now() + Duration::from_secs(1);
+        let mut turns = 0;
+        while Instant::now() < until {
+            assert!(runs.turn(Duration::from_millis(100)).finished.is_empty());
+            turns += 1;
+        }
+        assert!(
+            turns > 10,
+            "the loop blocked on the database: {turns} turns"
+        );
+        assert!(!is_written(
+            &std::fs::read(tmp.path().join(RESULT_FILE)).unwrap_or_default()
+        ));
+        other.execute_batch("ROLLBACK").unwrap();
+        let results = run_out(&mut runs);
+        assert_eq!(results[0].status.name(), crate::status::StatusName::Done);
+        assert!(rows(&db, "stdout").contains(&"out".to_string()));
     }
 }

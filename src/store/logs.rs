@@ -138,10 +138,12 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Opens the database for a short-lived writer (a task's supervisor): closing it
-    /// does not checkpoint the WAL, which would cost every task an fsync-heavy
-    /// checkpoint; long-lived connections and SQLite's auto-checkpoint do that work.
-    pub fn open_appender(path: &Path) -> Result<Self, StoreError> {
+    /// Opens the database for a supervisor, which must not block on it: a write
+    /// waits at most `busy` for another writer (then fails busy, to be tried again),
+    /// and closing it does not checkpoint the WAL, which would cost every supervisor
+    /// an fsync-heavy checkpoint; long-lived connections and SQLite's auto-checkpoint
+    /// do that work.
+    pub fn open_appender(path: &Path, busy: std::time::Duration) -> Result<Self, StoreError> {
         let store = Self::open(path)?;
         store
             .conn
@@ -149,6 +151,7 @@ impl LogStore {
                 rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
                 true,
             )
+            .and_then(|_| store.conn.busy_timeout(busy))
             .map_err(sql_err(path, "configuring the connection"))?;
         Ok(store)
     }

@@ -57,6 +57,16 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Another connection held the database for longer than this one waits.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Sqlite { source, .. } if matches!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        ))
+    }
+}
+
 fn hint_for(e: &rusqlite::Error) -> &'static str {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::NotADatabase) => {
