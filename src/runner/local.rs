@@ -43,6 +43,9 @@ pub struct LocalRunner {
     handed: HashSet<InvocationId>,
     /// Runs the host said ended.
     ended: HashSet<InvocationId>,
+    /// Our caller listens to the host's news of ended runs (a daemon does, a worker
+    /// does not): only then is a run it did not hear of taken to be running.
+    listening: bool,
     /// When every run is looked at again, whatever the host said.
     full_check_at: Instant,
     /// Hosts this process started that stopped taking runs, not reaped yet.
@@ -60,6 +63,7 @@ impl LocalRunner {
             host: None,
             handed: HashSet::new(),
             ended: HashSet::new(),
+            listening: false,
             full_check_at: Instant::now(),
             children: Vec::new(),
         }
@@ -135,7 +139,9 @@ impl TaskRunner for LocalRunner {
             .ok_or_else(|| err(&task.launch, "the task was not prepared".into()))?;
         self.hand_over(&task.launch, &lock)
             .map_err(|e| err(&task.launch, e))?;
-        self.handed.insert(task.launch.invocation);
+        if self.listening {
+            self.handed.insert(task.launch.invocation);
+        }
         Ok(())
     }
 
@@ -179,6 +185,7 @@ impl TaskRunner for LocalRunner {
     }
 
     fn wait_for_ends(&mut self, period: std::time::Duration) -> bool {
+        self.listening = true;
         match &self.host {
             Some(host) => host.wait_for_ends(period, &mut self.ended),
             None => {
