@@ -117,16 +117,32 @@ impl HostClient {
             return false;
         }
         let mut heard = false;
+        let mut closed = false;
         let mut buf = vec![0u8; ENDED_PER_MESSAGE * 40];
-        while let Ok(n) =
-            nix::sys::socket::recv(self.socket.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT)
-        {
-            if n == 0 {
-                break;
+        loop {
+            match nix::sys::socket::recv(self.socket.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT)
+            {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    heard = true;
+                    let names = String::from_utf8_lossy(&buf[..n]);
+                    ended.extend(names.split(' ').filter_map(InvocationId::parse));
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => break,
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
             }
-            heard = true;
-            let names = String::from_utf8_lossy(&buf[..n]);
-            ended.extend(names.split(' ').filter_map(InvocationId::parse));
+        }
+        // A host that stopped taking runs (it was told to stop) leaves the socket
+        // readable for good: wait the period out instead of polling again at once.
+        if closed && !heard {
+            std::thread::sleep(period);
         }
         heard
     }
@@ -296,4 +312,62 @@ fn read_launch(file: &File) -> Result<Launch, String> {
         }
     }
     serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn client_and_host_end() -> (HostClient, OwnedFd) {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let child = Command::new("true").spawn().unwrap();
+        let client = HostClient {
+            socket: UnixStream::from(ours),
+            child,
+        };
+        (client, theirs)
+    }
+
+    #[test]
+    fn the_runs_a_host_names_are_taken_as_ended() {
+        let (client, host) = client_and_host_end();
+        let host = UnixStream::from(host);
+        let runs = [
+            InvocationId {
+                start_time: 1,
+                rand: 2,
+            },
+            InvocationId {
+                start_time: 3,
+                rand: 4,
+            },
+        ];
+        tell_runs_ended(&host, &runs);
+        let mut ended = HashSet::new();
+        assert!(client.wait_for_ends(Duration::from_secs(30), &mut ended));
+        assert_eq!(ended, runs.into_iter().collect());
+        let _ = client.into_child().wait();
+    }
+
+    #[test]
+    fn a_host_that_closed_its_socket_makes_the_wait_last_its_period_not_spin() {
+        let (client, host) = client_and_host_end();
+        drop(host);
+        let period = Duration::from_millis(200);
+        let start = Instant::now();
+        assert!(!client.wait_for_ends(period, &mut HashSet::new()));
+        assert!(
+            start.elapsed() >= period,
+            "returned after {:?}",
+            start.elapsed()
+        );
+        let _ = client.into_child().wait();
+    }
 }
