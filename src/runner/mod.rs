@@ -11,6 +11,7 @@ pub mod run_dirs;
 pub mod run_loop;
 mod simulated;
 pub mod spawn;
+mod spawner;
 pub mod supervisor;
 
 pub use local::{

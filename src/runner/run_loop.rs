@@ -15,10 +15,11 @@
 use super::process::{self, ProcessId};
 use super::run_dirs::{open_in_place, overwrite, write_in_place};
 use super::spawn::TaskProcess;
+use super::spawner::Spawner;
 use super::supervisor::{
-    child_kill, handle_signal, kill_file, kill_request, read_status_bytes, spawn_task, take_over,
-    watch_worker, KillFile, DRAIN_LIMIT, KILL_REQUEST_SIGNAL, MAX_LINE_BYTES, PIPE_GRACE,
-    STOP_SIGNALS, WORKER_DEATH_SIGNAL,
+    child_kill, handle_signal, kill_file, kill_request, read_status_bytes, take_over, watch_worker,
+    KillFile, DRAIN_LIMIT, KILL_REQUEST_SIGNAL, MAX_LINE_BYTES, PIPE_GRACE, STOP_SIGNALS,
+    WORKER_DEATH_SIGNAL,
 };
 use super::{Launch, TaskResult, RESULT_FILE, SPAWNING, TASK_FILE};
 use crate::config::KillMethod;
@@ -301,6 +302,10 @@ struct Run {
     lock: Option<File>,
     /// Its task-log database, an index into [`RunLoop::logs`].
     db: usize,
+    /// Its task is being started (by the [`Spawner`]); kill requests wait for it.
+    starting: bool,
+    /// Its open `task.pid`, marked as spawning, until the task's identity is written.
+    record: Option<File>,
     /// The task, while it is not reaped.
     task: Option<TaskProcess>,
     pid: u32,
@@ -388,6 +393,7 @@ pub struct RunLoop {
     unstored_since: Option<Instant>,
     /// While the database is busy: since when, and when to try again.
     busy: Option<(Instant, Instant)>,
+    spawner: Spawner,
 }
 
 impl RunLoop {
@@ -432,6 +438,7 @@ impl RunLoop {
             worker_gone: false,
             unstored_since: None,
             busy: None,
+            spawner: Spawner::new(wake),
         })
     }
 
@@ -454,9 +461,9 @@ impl RunLoop {
             .all(|run| matches!(run.phase, Phase::Lingering))
     }
 
-    /// Takes the run of `launch` in `dir` over and starts its task; `lock` (the locked
-    /// launch file) is released once its result is written. A task that cannot start
-    /// gets a result at the end of the next turn.
+    /// Takes the run of `launch` in `dir` over and has its task started; `lock` (the
+    /// locked launch file) is released once its result is written. A task that cannot
+    /// start gets a result at the end of the turn that hears of it.
     pub fn start(&mut self, launch: Launch, dir: PathBuf, lock: Option<File>) {
         if let Some(death) = launch.on_worker_death {
             if !self.watching_worker {
@@ -487,11 +494,14 @@ impl RunLoop {
             .ok();
         let key = self.next_key;
         self.next_key += 1;
-        let mut run = Run {
+        self.spawner.start(key, launch.clone());
+        let run = Run {
             launch,
             dir,
             lock,
             db,
+            starting: true,
+            record: task_file,
             task: None,
             pid: 0,
             id: None,
@@ -504,88 +514,21 @@ impl RunLoop {
             exit: String::new(),
             phase: Phase::Running,
         };
-        match spawn_task(&run.launch) {
-            Ok(task) => self.watch_task(key, &mut run, task, task_file),
-            Err(message) => {
-                let status = TaskStatus::error_backoff(
-                    format!(
-                        "Failed to start task {}/{}: {message}",
-                        run.launch.job, run.launch.node
-                    ),
-                    crate::now(),
-                );
-                event(
-                    batch,
-                    &run.launch,
-                    "task_failed_to_start",
-                    json!({"status": status.to_event_json()}),
-                );
-                run.phase = Phase::Done(TaskResult {
-                    status,
-                    exit: format!("failed to start: {message}"),
-                    killed: false,
-                    stop_signal: None,
-                    end_time: crate::now(),
-                });
-            }
-        }
         self.runs.insert(key, run);
     }
 
-    /// Records the started task into `record` (its open `task.pid`) and watches its
-    /// pipes and its exit.
-    fn watch_task(&self, key: u64, run: &mut Run, mut task: TaskProcess, record: Option<File>) {
-        run.pid = task.id();
-        run.id = ProcessId::of(run.pid as i32);
-        if let (Some(id), Some(file)) = (run.id, record) {
-            if let Err(e) = process::record_into(&file, id) {
-                let path = run.dir.join(TASK_FILE);
-                eprintln!("bistro supervise: writing {}: {e}", path.display());
+    /// Takes the tasks the spawner started (or could not) into their runs.
+    fn take_started(&mut self) {
+        for (key, started) in self.spawner.take() {
+            let Some(run) = self.runs.get_mut(&key) else {
+                continue;
+            };
+            run.starting = false;
+            match started {
+                Ok(task) => watch_task(&self.epoll, self.echo, key, run, task),
+                Err(message) => failed_to_start(run, &mut self.logs[run.db].batch, message),
             }
         }
-        let token = key << KEY_SHIFT;
-        for (slot, (pipe, kind)) in [
-            (task.stdout.take(), LogKind::Stdout),
-            (task.stderr.take(), LogKind::Stderr),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let Some(file) = pipe else { continue };
-            let watched = nix::fcntl::fcntl(
-                file.as_raw_fd(),
-                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-            )
-            .and_then(|_| {
-                self.epoll.add(
-                    &file,
-                    EpollEvent::new(EpollFlags::EPOLLIN, token | slot as u64),
-                )
-            });
-            match watched {
-                Ok(()) => {
-                    run.pipes[slot] = Some(Pipe {
-                        file,
-                        kind,
-                        lines: LineCutter::default(),
-                        echo: self.echo.then(|| Echo::new(kind)),
-                    })
-                }
-                Err(e) => eprintln!(
-                    "bistro supervise: cannot read the output of {}/{}: {e}",
-                    run.launch.job, run.launch.node
-                ),
-            }
-        }
-        run.pidfd = pidfd_open(run.pid).filter(|fd| {
-            self.epoll
-                .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token | PROCESS))
-                .is_ok()
-        });
-        if run.pidfd.is_none() {
-            run.next_poll = Some(Instant::now());
-        }
-        run.task = Some(task);
     }
 
     /// The task-log database at `path`, opened on first use.
@@ -645,6 +588,7 @@ impl RunLoop {
                 token => self.on_ready(token),
             }
         }
+        self.take_started();
         let stopped = self.handle_signals();
         let now = Instant::now();
         for run in self.runs.values_mut() {
@@ -785,6 +729,86 @@ impl RunLoop {
     }
 }
 
+/// Records the started task into the run's open `task.pid` and watches its pipes and
+/// its exit.
+fn watch_task(epoll: &Epoll, echo: bool, key: u64, run: &mut Run, mut task: TaskProcess) {
+    run.pid = task.id();
+    run.id = ProcessId::of(run.pid as i32);
+    if let (Some(id), Some(file)) = (run.id, run.record.take()) {
+        if let Err(e) = process::record_into(&file, id) {
+            let path = run.dir.join(TASK_FILE);
+            eprintln!("bistro supervise: writing {}: {e}", path.display());
+        }
+    }
+    let token = key << KEY_SHIFT;
+    for (slot, (pipe, kind)) in [
+        (task.stdout.take(), LogKind::Stdout),
+        (task.stderr.take(), LogKind::Stderr),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let Some(file) = pipe else { continue };
+        let watched = nix::fcntl::fcntl(
+            file.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .and_then(|_| {
+            epoll.add(
+                &file,
+                EpollEvent::new(EpollFlags::EPOLLIN, token | slot as u64),
+            )
+        });
+        match watched {
+            Ok(()) => {
+                run.pipes[slot] = Some(Pipe {
+                    file,
+                    kind,
+                    lines: LineCutter::default(),
+                    echo: echo.then(|| Echo::new(kind)),
+                })
+            }
+            Err(e) => eprintln!(
+                "bistro supervise: cannot read the output of {}/{}: {e}",
+                run.launch.job, run.launch.node
+            ),
+        }
+    }
+    run.pidfd = pidfd_open(run.pid).filter(|fd| {
+        epoll
+            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token | PROCESS))
+            .is_ok()
+    });
+    if run.pidfd.is_none() {
+        run.next_poll = Some(Instant::now());
+    }
+    run.task = Some(task);
+}
+
+/// Ends a run whose task could not start.
+fn failed_to_start(run: &mut Run, batch: &mut Vec<LogLine>, message: String) {
+    let status = TaskStatus::error_backoff(
+        format!(
+            "Failed to start task {}/{}: {message}",
+            run.launch.job, run.launch.node
+        ),
+        crate::now(),
+    );
+    event(
+        batch,
+        &run.launch,
+        "task_failed_to_start",
+        json!({"status": status.to_event_json()}),
+    );
+    run.phase = Phase::Done(TaskResult {
+        status,
+        exit: format!("failed to start: {message}"),
+        killed: false,
+        stop_signal: None,
+        end_time: crate::now(),
+    });
+}
+
 /// Logs a lifecycle event of a run (bistro-runtime §2.7).
 fn event(batch: &mut Vec<LogLine>, launch: &Launch, name: &str, extra: Value) {
     let mut e = json!({
@@ -918,6 +942,8 @@ fn advance(run: &mut Run, now: Instant, batch: &mut Vec<LogLine>, epoll: &Epoll)
         run.next_poll = Some(now + run.poll_period());
     }
     match run.phase {
+        // A kill asked of a task still starting waits for it.
+        Phase::Running if run.starting => {}
         Phase::Running => apply_kills(run, now),
         Phase::Exited {
             deadline,
@@ -1201,6 +1227,37 @@ mod tests {
         assert!(rows(&tmp.path().join("logs.sql3"), "statuses")
             .iter()
             .any(|l| l.contains("task_failed_to_start")));
+    }
+
+    #[test]
+    fn a_kill_asked_while_the_task_starts_is_applied_once_it_started() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut runs = RunLoop::new(false).unwrap();
+        let launch = launch(tmp.path(), "sleep 1000");
+        // One SIGTERM, with no SIGKILL after it to make up for a lost one.
+        let request = serde_json::to_vec(&crate::config::KillRequest {
+            method: KillMethod::Term,
+            kill_wait_ms: 0,
+        })
+        .unwrap();
+        runs.start(launch, tmp.path().into(), None);
+        // Asked before the loop heard of the start (and most likely before the
+        // spawner made it): the request waits for the task instead of being lost.
+        std::fs::write(
+            tmp.path().join(super::super::supervisor::KILL_REQUEST_FILE),
+            request,
+        )
+        .unwrap();
+        on_kill_request(0);
+        runs.turn(Duration::ZERO);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut results = Vec::new();
+        while !runs.is_empty() {
+            assert!(Instant::now() < deadline, "the kill was lost");
+            let turn = runs.turn(Duration::from_millis(100));
+            results.extend(turn.finished.into_iter().map(|(_, r)| r));
+        }
+        assert!(results[0].killed, "{:?}", results[0]);
     }
 
     #[test]
