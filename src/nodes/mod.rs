@@ -59,6 +59,18 @@ impl std::fmt::Debug for NameCache {
 /// No node.
 const NO_NODE: u32 = u32::MAX;
 
+/// See [`Nodes::names_token`]. It keeps the name index it stands for alive, so no
+/// other list's token can ever be taken for it.
+#[derive(Clone)]
+pub struct NamesToken(std::sync::Arc<NameIndex>);
+
+impl NamesToken {
+    /// Do both tokens stand for the same names and levels?
+    pub fn same(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
 /// Nodes by level and name (replicas, one name twice on a level, are chained), and the
 /// node list's shape in compact arrays.
 struct NameIndex {
@@ -218,6 +230,13 @@ impl Nodes {
             .collect();
         path.reverse();
         path
+    }
+
+    /// A token of this list's names and levels: lists with the same token have the
+    /// same nodes by level and name (one is a clone of the other), so what a caller
+    /// derived from looking names up still holds.
+    pub fn names_token(&self) -> NamesToken {
+        NamesToken(self.names())
     }
 
     fn names(&self) -> std::sync::Arc<NameIndex> {

@@ -176,7 +176,10 @@ fn fully_done_jobs(input: &PassInput, names: &mut NodeNames) -> HashSet<usize> {
 /// node, its running tasks, and the statuses by node of the jobs it depends on.
 struct JobView<'a> {
     statuses: Option<ByNode<'a>>,
-    running: Option<&'a FxHashSet<&'a str>>,
+    /// The nodes of the job's level whose task runs, as a bit per node; empty when
+    /// none runs. (Looking each node's name up in a set cost more than the rest of
+    /// a pass over the nodes.)
+    running: Vec<u64>,
     depends_on: Vec<(&'a str, Option<ByNode<'a>>)>,
 }
 
@@ -184,12 +187,22 @@ impl<'a> JobView<'a> {
     fn new(
         job: &'a Job,
         names: &mut NodeNames<'a>,
-        running: &'a FxHashMap<&'a str, FxHashSet<&'a str>>,
+        nodes: &Nodes,
+        running: &FxHashMap<&str, FxHashSet<&str>>,
     ) -> Self {
         let level = job.level_for_tasks;
+        let mut running_nodes = Vec::new();
+        for name in running.get(job.name.as_str()).into_iter().flatten() {
+            for node in nodes.named(level, name) {
+                if running_nodes.is_empty() {
+                    running_nodes = vec![0u64; nodes.list.len().div_ceil(64)];
+                }
+                running_nodes[node / 64] |= 1 << (node % 64);
+            }
+        }
         Self {
             statuses: names.job(&job.name, level),
-            running: running.get(job.name.as_str()),
+            running: running_nodes,
             depends_on: job
                 .depends_on
                 .iter()
@@ -198,9 +211,11 @@ impl<'a> JobView<'a> {
         }
     }
 
-    /// Is the task on the node named `name` running?
-    fn is_running(&self, name: &str) -> bool {
-        self.running.is_some_and(|r| r.contains(name))
+    /// Is the task on `node` (of the job's level) running?
+    fn is_running(&self, node: usize) -> bool {
+        self.running
+            .get(node / 64)
+            .is_some_and(|bits| bits & (1 << (node % 64)) != 0)
     }
 
     /// The stored status of the task on `node`.
@@ -307,10 +322,7 @@ fn not_a_candidate(
     first_disabled: &[u32],
     done_jobs: &HashSet<usize>,
 ) -> Option<WaitReason> {
-    if view
-        .running
-        .is_some_and(|r| r.contains(input.nodes.list[node].name.as_str()))
-    {
+    if view.is_running(node) {
         return Some(WaitReason::Running);
     }
     match view.status(node) {
@@ -456,7 +468,7 @@ pub fn plan_on(
         let slots = &groups[job.level_for_tasks];
         if !job.can_run() {
             if explain {
-                let view = JobView::new(job, &mut names, &running);
+                let view = JobView::new(job, &mut names, input.nodes, &running);
                 let reason = if job.errors.is_some() {
                     WaitReason::JobInvalid
                 } else {
@@ -464,8 +476,8 @@ pub fn plan_on(
                 };
                 for slot in slots {
                     let n = slot.node as usize;
-                    let settled = view.is_running(&list[n].name)
-                        || matches!(view.status(n), Some(Stored::Done));
+                    let settled =
+                        view.is_running(n) || matches!(view.status(n), Some(Stored::Done));
                     if !settled {
                         plan.waiting.push(Waiting {
                             job: j,
@@ -477,11 +489,11 @@ pub fn plan_on(
             }
             continue;
         }
-        let view = JobView::new(job, &mut names, &running);
+        let view = JobView::new(job, &mut names, input.nodes, &running);
         // Nothing stored, running, disabled or filtered, no dependency: every node is a
         // candidate, and none needs looking at.
         let all_candidates = view.statuses.is_none()
-            && view.running.is_none()
+            && view.running.is_empty()
             && view.depends_on.is_empty()
             && job.filters.is_empty()
             && first_disabled.is_empty()

@@ -3,7 +3,7 @@
 //! allocates little, and a pass maps each name to its node once for all jobs, then
 //! reads a job's statuses from a dense array by node instead of looking each name up.
 
-use crate::nodes::Nodes;
+use crate::nodes::{NamesToken, Nodes};
 use crate::status::TaskStatus;
 use rustc_hash::FxHashMap;
 use std::hash::BuildHasher;
@@ -118,6 +118,25 @@ impl JobStatuses {
 pub struct Statuses {
     names: Names,
     by_job: FxHashMap<String, JobStatuses>,
+    nodes_of_names: NodesOfNames,
+}
+
+/// [`Statuses::nodes_by_name`] kept between passes: a daemon's passes see the same
+/// nodes and mostly the same names, and looking every name up again cost more than
+/// the rest of a pass over the nodes. Derived data: a clone starts without it.
+#[derive(Default)]
+struct NodesOfNames(std::sync::Mutex<Vec<(NamesToken, usize, Vec<u32>)>>);
+
+impl Clone for NodesOfNames {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl std::fmt::Debug for NodesOfNames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodesOfNames")
+    }
 }
 
 impl Statuses {
@@ -166,12 +185,28 @@ impl Statuses {
         self.by_job.get(job).filter(|j| !j.rows.is_empty())
     }
 
-    /// For each name id, the first node of that name on `level`, or `NO_NODE`.
+    /// For each name id, the first node of that name on `level`, or `NO_NODE`. Only
+    /// names new since the last call with the same nodes are looked up.
     fn nodes_by_name(&self, nodes: &Nodes, level: usize) -> Vec<u32> {
-        nodes.first_named(
-            level,
-            (0..self.names.len() as u32).map(|id| self.names.name(id)),
-        )
+        let token = nodes.names_token();
+        let mut kept = self
+            .nodes_of_names
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.retain(|(other, _, _)| other.same(&token));
+        let at = match kept.iter().position(|(_, l, _)| *l == level) {
+            Some(at) => at,
+            None => {
+                kept.push((token, level, Vec::new()));
+                kept.len() - 1
+            }
+        };
+        let ids = &mut kept[at].2;
+        let known = ids.len() as u32;
+        let new = (known..self.names.len() as u32).map(|id| self.names.name(id));
+        ids.extend(nodes.first_named(level, new));
+        ids.clone()
     }
 }
 
@@ -292,6 +327,28 @@ mod tests {
         assert_eq!(statuses.attempts("b", "n1"), 6);
         assert_eq!(statuses.attempts("a", "n1"), 1);
         assert_eq!(statuses.by_job["b"].rows.len(), 5);
+    }
+
+    #[test]
+    fn names_found_on_nodes_are_kept_between_passes_and_follow_new_names_and_lists() {
+        let mut nodes = Nodes::with_instance("i");
+        let h1 = nodes.push("h1".into(), 1, 0, true);
+        let h2 = nodes.push("h2".into(), 1, 0, true);
+        let mut statuses = Statuses::default();
+        statuses.insert("j", "h1", TaskStatus::new(bits::DONE, 1), 1);
+        let first = NodeNames::new(&statuses, &nodes).job("j", 1).unwrap();
+        assert!(first.is_done(h1) && first.get(h2).is_none());
+        // A name first seen after the last pass, on the same nodes.
+        statuses.insert("j", "h2", TaskStatus::new(bits::FAILED, 1), 1);
+        let second = NodeNames::new(&statuses, &nodes).job("j", 1).unwrap();
+        assert!(matches!(second.get(h2), Some(Stored::Other(s)) if s.bits == bits::FAILED));
+        // New nodes, where the names sit elsewhere.
+        let mut moved = Nodes::with_instance("i");
+        let moved_h2 = moved.push("h2".into(), 1, 0, true);
+        let moved_h1 = moved.push("h1".into(), 1, 0, true);
+        let third = NodeNames::new(&statuses, &moved).job("j", 1).unwrap();
+        assert!(third.is_done(moved_h1) && !third.is_done(moved_h2));
+        assert!(matches!(third.get(moved_h2), Some(Stored::Other(_))));
     }
 
     #[test]
