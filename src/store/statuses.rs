@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS task_statuses (
 CREATE TABLE IF NOT EXISTS running_tasks (
     job TEXT NOT NULL, node TEXT NOT NULL, invocation TEXT NOT NULL UNIQUE, task TEXT NOT NULL,
     PRIMARY KEY (job, node)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS status_counts (
     job TEXT NOT NULL, bits INTEGER NOT NULL, tasks INTEGER NOT NULL,
     PRIMARY KEY (job, bits)) WITHOUT ROWID;
@@ -75,9 +75,20 @@ DELETE FROM status_nodes;
 INSERT INTO status_nodes (node, tasks) SELECT node, count(*) FROM task_statuses GROUP BY node;
 ";
 
+/// Makes `meta` a table with rowids (its values stored apart from its keys), whatever
+/// it was. In a `WITHOUT ROWID` table each key sits with its value, and finding any
+/// key read the whole node list stored beside it (hundreds of kilobytes, twice per
+/// daemon iteration).
+const META_WITH_ROWIDS: &str = "
+CREATE TABLE meta_with_rowids (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta_with_rowids (key, value) SELECT key, value FROM meta;
+DROP TABLE meta;
+ALTER TABLE meta_with_rowids RENAME TO meta;
+";
+
 /// The schema's version: 2 added the tallies (filled from the rows when a version 1
-/// database is opened).
-const VERSION: i64 = 2;
+/// database is opened); 3 made `meta` a table with rowids.
+const VERSION: i64 = 3;
 
 /// A stored status with its attempt count.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,7 +115,7 @@ impl StatusStore {
         Ok(Self {
             conn: open(
                 path,
-                &format!("{TABLES}{UNCOUNTED_TRIGGER}{TALLIES}"),
+                &format!("{TABLES}{UNCOUNTED_TRIGGER}{TALLIES}{META_WITH_ROWIDS}"),
                 VERSION,
             )?,
             path: path.to_path_buf(),

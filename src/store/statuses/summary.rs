@@ -340,6 +340,46 @@ mod tests {
     }
 
     #[test]
+    fn a_version_2_database_keeps_its_meta_values_in_a_table_with_rowids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("statuses.sql3");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+             INSERT INTO meta (key, value) VALUES ('nodes', 'the node list'), ('last_tick', '{}');
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        drop(old);
+        let mut store = StatusStore::open(&path).unwrap();
+        assert_eq!(
+            store.meta("nodes").unwrap().as_deref(),
+            Some("the node list")
+        );
+        assert_eq!(store.meta("last_tick").unwrap().as_deref(), Some("{}"));
+        let sql: String = store
+            .conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'meta'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
+        store.set_meta(&[("last_tick", "{\"at\": 1}")]).unwrap();
+        drop(store);
+        let store = StatusStore::open(&path).unwrap();
+        assert_eq!(
+            store.meta("last_tick").unwrap().as_deref(),
+            Some("{\"at\": 1}")
+        );
+        assert_eq!(
+            store.meta("nodes").unwrap().as_deref(),
+            Some("the node list")
+        );
+    }
+
+    #[test]
     fn the_tallies_give_only_the_nodes_asked_for_and_lookups_find_single_statuses() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = StatusStore::open(&dir.path().join("statuses.sql3")).unwrap();
