@@ -511,6 +511,7 @@ pub struct TickCache {
     store: Option<StatusStore>,
     logs: Option<LogStore>,
     statuses: Option<KnownStatuses>,
+    running: Option<KnownRunning>,
 }
 
 /// Statuses read from the database at a given `data_version`, then kept up to date
@@ -519,6 +520,26 @@ pub struct TickCache {
 struct KnownStatuses {
     data_version: i64,
     statuses: Statuses,
+}
+
+/// The running tasks as stored, like [`KnownStatuses`]: those the last iteration left
+/// running or started, while no one else wrote. (Reading and decoding them each
+/// iteration cost a daemon more than its pass.)
+struct KnownRunning {
+    data_version: i64,
+    tasks: Vec<RunningTask>,
+}
+
+/// The running tasks as stored at `version`: see [`KnownRunning`].
+fn current_running(
+    store: &StatusStore,
+    cache: &mut TickCache,
+    version: i64,
+) -> Result<Vec<RunningTask>, StoreError> {
+    match cache.running.take() {
+        Some(known) if known.data_version == version => Ok(known.tasks),
+        _ => store.running(),
+    }
 }
 
 /// The statuses as stored: those the last iteration left when no one else wrote
@@ -549,6 +570,7 @@ pub fn tick_with(
             // data_version is counted per connection: statuses read through an
             // earlier one cannot be checked through a new one.
             cache.statuses = None;
+            cache.running = None;
             StatusStore::open(&state.statuses_db())?
         }
     };
@@ -668,7 +690,7 @@ fn iterate(
     cache.config = Some((read_at, resolved.clone()));
 
     let (data_version, mut statuses) = current_statuses(store, cache)?;
-    let mut running = store.running()?;
+    let mut running = current_running(store, cache, data_version)?;
     if let Some(logs) = logs.as_mut() {
         let (finished, still) = reap(store, Some(&mut *logs), runner, &mut statuses, running)?;
         report.finished = finished;
@@ -780,7 +802,7 @@ fn iterate(
     if let Some(slots) = slots {
         runner.placed(slots);
     }
-    placed?;
+    let started = placed?;
     kill_orphans(
         &mut report,
         store,
@@ -795,6 +817,14 @@ fn iterate(
     cache.statuses = Some(KnownStatuses {
         data_version,
         statuses,
+    });
+    let mut tasks = running;
+    tasks.extend(started);
+    // As the database lists them.
+    tasks.sort_by_cached_key(|task| task.invocation.to_string());
+    cache.running = Some(KnownRunning {
+        data_version,
+        tasks,
     });
     Ok(report)
 }
@@ -947,16 +977,19 @@ fn dispatch(
     config: &Config,
     statuses: &Statuses,
     starts: Vec<crate::scheduler::PlannedStart>,
-) -> Result<(), TickError> {
+) -> Result<Vec<RunningTask>, TickError> {
     // In batches, so the prepared runs' open lock files stay well within the fd limit.
     let batch_size = dispatch_batch_size();
     let mut starts = starts.into_iter().peekable();
+    let mut started = Vec::new();
     while starts.peek().is_some() {
         let batch: Vec<_> = starts.by_ref().take(batch_size).collect();
-        dispatch_batch(report, store, runner, ctx, config, statuses, batch)?;
+        started.extend(dispatch_batch(
+            report, store, runner, ctx, config, statuses, batch,
+        )?);
     }
     report.running += report.started.len();
-    Ok(())
+    Ok(started)
 }
 
 /// How many starts go through prepare, claim and start at a time: up to 256, and at
@@ -977,7 +1010,7 @@ fn dispatch_batch(
     config: &Config,
     statuses: &Statuses,
     starts: Vec<crate::scheduler::PlannedStart>,
-) -> Result<(), TickError> {
+) -> Result<Vec<RunningTask>, TickError> {
     let mut prepared = Vec::new();
     let mut claims = Vec::new();
     for start in starts {
@@ -1021,13 +1054,17 @@ fn dispatch_batch(
     }
     store.claim(&claims)?;
     let mut failed = Vec::new();
+    let mut started = Vec::new();
     for (task, claim) in prepared.into_iter().zip(claims) {
         match runner.start(task) {
-            Ok(()) => report.started.push(StartedTask {
-                job: claim.job.clone(),
-                node: claim.node.clone(),
-                invocation: Some(claim.invocation.to_string()),
-            }),
+            Ok(()) => {
+                report.started.push(StartedTask {
+                    job: claim.job.clone(),
+                    node: claim.node.clone(),
+                    invocation: Some(claim.invocation.to_string()),
+                });
+                started.push(claim);
+            }
             Err(e) => {
                 report.start_errors.push(e.to_string());
                 failed.push((claim, None));
@@ -1038,7 +1075,7 @@ fn dispatch_batch(
     for (claim, _) in &failed {
         runner.cleanup(claim);
     }
-    Ok(())
+    Ok(started)
 }
 
 #[cfg(test)]

@@ -545,3 +545,44 @@ fn a_long_running_scheduler_keeps_its_statuses_yet_sees_other_processes_writes()
 fn statuses_read_through_a_dropped_connection_are_read_again() {
     another_processes_forgive_is_seen(true);
 }
+
+/// The invocation of each running task: what a cached list must match.
+fn invocations(tasks: &[RunningTask]) -> Vec<String> {
+    tasks.iter().map(|t| t.invocation.to_string()).collect()
+}
+
+#[test]
+fn a_long_running_scheduler_keeps_its_running_tasks_yet_sees_other_processes_writes() {
+    let (_dir, state) = state_with_two_nodes();
+    let mut runner = ScriptedRunner::default();
+    let mut cache = TickCache::default();
+    tick_with(&state, &opts(), &mut runner, &mut cache).unwrap();
+    assert_eq!(runner.started.len(), 1);
+    let kept = invocations(&cache.running.as_ref().expect("kept").tasks);
+    assert_eq!(
+        kept,
+        invocations(&stored(&state).1),
+        "as stored after a start"
+    );
+    // Another process releases the run: the slot is free again, and the scheduler
+    // must see it rather than the list it kept.
+    let mut other = StatusStore::open(&state.statuses_db()).unwrap();
+    let (_, running) = stored(&state);
+    other.finish(&[(running[0].clone(), None)]).unwrap();
+    tick_with(&state, &opts(), &mut runner, &mut cache).unwrap();
+    assert_eq!(runner.started.len(), 2, "a task started in the freed slot");
+    let kept = invocations(&cache.running.as_ref().expect("kept").tasks);
+    assert_eq!(kept, invocations(&stored(&state).1));
+    // The run ends: the kept list loses it as the database does.
+    let node = runner.started[1].clone();
+    runner
+        .outcomes
+        .insert(node, finished(TaskStatus::new(bits::DONE, 6)));
+    tick_with(&state, &opts(), &mut runner, &mut cache).unwrap();
+    let kept = invocations(&cache.running.as_ref().expect("kept").tasks);
+    assert_eq!(
+        kept,
+        invocations(&stored(&state).1),
+        "as stored after an end"
+    );
+}
