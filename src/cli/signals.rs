@@ -17,7 +17,8 @@ pub(super) fn stop_on_signals() -> &'static AtomicBool {
 }
 
 /// Routes `signals` to the returned flag (a worker also stops on SIGHUP and SIGQUIT,
-/// as Bistro's does).
+/// as Bistro's does); the handlers are recorded for the tasks this process starts to
+/// reset.
 pub(super) fn stop_on(signals: &[Signal]) -> &'static AtomicBool {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
     let action = SigAction::new(
@@ -26,6 +27,7 @@ pub(super) fn stop_on(signals: &[Signal]) -> &'static AtomicBool {
         SigSet::empty(),
     );
     for &signal in signals {
+        crate::runner::spawn::record_handler(signal);
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe {
             let _ = sigaction(signal, &action);

@@ -9,6 +9,7 @@
 //! with every signal blocked.
 
 use nix::libc::{self, c_char, c_int, c_void, pid_t};
+use nix::sys::signal::Signal;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -16,6 +17,28 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The signals this process installed handlers for, bit `n - 1` for signal `n`: the
+/// ones a task's child resets before exec (see [`child`]). Bits are never cleared: a
+/// reset of a signal whose handler is gone is only a wasted system call.
+static HANDLED: AtomicU64 = AtomicU64::new(0);
+
+/// Reset in every child whatever the registry says: std's own SIGSEGV and SIGBUS
+/// handlers (stack overflow detection), and SIGPIPE, which std ignores.
+const ALWAYS_RESET: u64 = bit(libc::SIGSEGV) | bit(libc::SIGBUS) | bit(libc::SIGPIPE);
+
+const fn bit(signal: c_int) -> u64 {
+    1 << (signal - 1)
+}
+
+/// Records that this process installs a handler for `signal`, so that the tasks it
+/// starts get the signal's default disposition back. Every place that installs a
+/// handler calls this first: a task started while the handler is being installed
+/// then resets it too.
+pub fn record_handler(signal: Signal) {
+    HANDLED.fetch_or(bit(signal as c_int), Ordering::SeqCst);
+}
 
 /// What to start.
 pub struct SpawnSpec<'a> {
@@ -92,14 +115,22 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
             a.error = *libc::__errno_location();
             libc::_exit(127)
         };
-        // Our handlers would run on the parent's memory: every handled signal goes
-        // back to its default (ignored ones stay ignored across exec, but SIGPIPE,
-        // which Rust ignores, is restored as std does).
-        for sig in 1..libc::SIGRTMAX() {
+        // A handler of ours, run by the child between unmasking and `execve`, would
+        // work on the parent's memory (CLONE_VM): the signals we handle go back to
+        // their default. `execve` itself resets handled signals, so that window is the
+        // only danger, and only the signals we installed handlers for need the reset:
+        // those recorded by [`record_handler`] (read now, not when the parent cloned)
+        // and std's own. Ignored signals stay ignored across exec, but SIGPIPE, which
+        // Rust ignores, is restored as std does.
+        let mut signals = HANDLED.load(Ordering::SeqCst) | ALWAYS_RESET;
+        while signals != 0 {
+            let sig = signals.trailing_zeros() as c_int + 1;
+            signals &= signals - 1;
             let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
-                && (sig == libc::SIGPIPE
-                    || (old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN))
+            if sig == libc::SIGPIPE
+                || (libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                    && old.sa_sigaction != libc::SIG_DFL
+                    && old.sa_sigaction != libc::SIG_IGN)
             {
                 libc::signal(sig, libc::SIG_DFL);
             }
@@ -323,6 +354,33 @@ mod tests {
         let gone = dir.path().join("gone");
         let no_cwd = run(&["true"], &gone).unwrap_err();
         assert!(no_cwd.contains("cannot run"), "{no_cwd}");
+    }
+
+    extern "C" fn no_op(_: i32) {}
+
+    #[test]
+    fn a_task_gets_the_default_disposition_of_a_signal_we_handle() {
+        super::super::supervisor::handle_signal(Signal::SIGUSR1, no_op);
+        assert_ne!(HANDLED.load(Ordering::SeqCst) & bit(libc::SIGUSR1), 0);
+        let dir = tempfile::tempdir().unwrap();
+        let (out, _, status) =
+            run(&["sh", "-c", "kill -USR1 $$; echo survived"], dir.path()).unwrap();
+        assert_eq!(out, "");
+        assert_eq!(status.signal(), Some(libc::SIGUSR1));
+    }
+
+    #[test]
+    fn a_task_inherits_an_ignored_signal_even_one_once_handled() {
+        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+        super::super::supervisor::handle_signal(Signal::SIGVTALRM, no_op);
+        let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+        // SAFETY: installing SIG_IGN runs no code in signal context.
+        unsafe { sigaction(Signal::SIGVTALRM, &ignore) }.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (out, _, status) =
+            run(&["sh", "-c", "kill -VTALRM $$; echo survived"], dir.path()).unwrap();
+        assert_eq!(out, "survived\n");
+        assert_eq!(status.code(), Some(0));
     }
 
     #[test]

@@ -60,9 +60,11 @@ pub(super) fn kill_request(launch: &Launch, dir: &Path, worker_died: bool) -> Ki
 /// The signals that ask a supervisor to stop: it kills its tasks, records them, exits.
 pub const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
 
-/// Installs `handler` for `signal`. The handlers given here only touch atomics and
+/// Installs `handler` for `signal` (recorded first, so the tasks this process starts
+/// get the signal's default back). The handlers given here only touch atomics and
 /// write to a pipe.
 pub fn handle_signal(signal: Signal, handler: extern "C" fn(i32)) {
+    super::spawn::record_handler(signal);
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
     let action = SigAction::new(
         SigHandler::Handler(handler),
