@@ -1230,6 +1230,31 @@ mod tests {
     }
 
     #[test]
+    fn a_task_whose_working_directory_was_removed_between_runs_still_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cwd = tmp.path().join("job");
+        let mut runs = RunLoop::new(false).unwrap();
+        for i in 0..2 {
+            let dir = tmp.path().join(format!("run{i}"));
+            std::fs::create_dir(&dir).unwrap();
+            let mut launch = launch(&dir, "pwd; echo done > \"$1\"");
+            launch.cwd = cwd.clone();
+            launch.log_db = tmp.path().join("logs.sql3");
+            runs.start(launch, dir, None);
+            let results = run_out(&mut runs);
+            assert_eq!(
+                results[0].status.name(),
+                crate::status::StatusName::Done,
+                "run {i}: {:?}",
+                results[0]
+            );
+            std::fs::remove_dir(&cwd).unwrap();
+        }
+        let printed = rows(&tmp.path().join("logs.sql3"), "stdout");
+        assert_eq!(printed, vec![cwd.display().to_string(); 2]);
+    }
+
+    #[test]
     fn a_kill_asked_while_the_task_starts_is_applied_once_it_started() {
         let tmp = tempfile::tempdir().unwrap();
         let mut runs = RunLoop::new(false).unwrap();

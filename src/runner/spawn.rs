@@ -103,6 +103,8 @@ struct ChildArgs {
     mask: libc::sigset_t,
     /// Set by the child when it fails before `exec`.
     error: c_int,
+    /// Set by the child before it enters `cwd`, and cleared once in it.
+    in_chdir: bool,
 }
 
 /// The child's side: system calls only, then `exec`.
@@ -147,10 +149,12 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
                 libc::_exit(1);
             }
         }
-        if libc::chdir(a.cwd) != 0
-            || libc::dup2(a.stdin, 0) < 0
-            || libc::dup2(a.stdout, 1) < 0
-            || libc::dup2(a.stderr, 2) < 0
+        a.in_chdir = true;
+        if libc::chdir(a.cwd) != 0 {
+            return fail(a);
+        }
+        a.in_chdir = false;
+        if libc::dup2(a.stdin, 0) < 0 || libc::dup2(a.stdout, 1) < 0 || libc::dup2(a.stderr, 2) < 0
         {
             return fail(a);
         }
@@ -193,8 +197,44 @@ fn resolve(program: &str) -> Result<PathBuf, String> {
         .ok_or_else(|| "No such file or directory (not found in PATH)".to_string())
 }
 
+/// Why a task did not start.
+#[derive(Debug)]
+pub struct SpawnError {
+    message: String,
+    missing_cwd: bool,
+}
+
+impl SpawnError {
+    /// The working directory (or a directory above it) does not exist: the start may
+    /// succeed once it is made.
+    pub fn missing_cwd(&self) -> bool {
+        self.missing_cwd
+    }
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for SpawnError {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            missing_cwd: false,
+        }
+    }
+}
+
+impl From<&str> for SpawnError {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
 /// Starts the task with stdin from `/dev/null` and stdout and stderr piped to us.
-pub fn spawn(spec: &SpawnSpec) -> Result<TaskProcess, String> {
+pub fn spawn(spec: &SpawnSpec) -> Result<TaskProcess, SpawnError> {
     let (program, _) = spec.argv.split_first().ok_or("empty command")?;
     let path = resolve(program)?;
     let program_c = cstring(path.as_os_str().as_bytes(), "the command")?;
@@ -244,6 +284,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<TaskProcess, String> {
         // SAFETY: a zeroed sigset_t is a valid value, filled by pthread_sigmask below.
         mask: unsafe { std::mem::zeroed() },
         error: 0,
+        in_chdir: false,
     };
     let mut stack = vec![0u8; 64 * 1024];
     // SAFETY: the stack grows down from its 16-byte aligned top; the child runs
@@ -263,13 +304,19 @@ pub fn spawn(spec: &SpawnSpec) -> Result<TaskProcess, String> {
         let clone_error = std::io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &args.mask, std::ptr::null_mut());
         if pid < 0 {
-            return Err(format!("cannot start {program:?}: {clone_error}"));
+            return Err(format!("cannot start {program:?}: {clone_error}").into());
         }
         pid
     };
     drop(stack);
-    // SAFETY: the child is gone or exec'd: nothing writes `error` any more.
-    let error = unsafe { std::ptr::read_volatile(&args.error) };
+    // SAFETY: the child is gone or exec'd: nothing writes `error` or `in_chdir` any
+    // more.
+    let (error, in_chdir) = unsafe {
+        (
+            std::ptr::read_volatile(&args.error),
+            std::ptr::read_volatile(&args.in_chdir),
+        )
+    };
     let mut task = TaskProcess {
         pid,
         stdout: Some(File::from(out_r)),
@@ -280,10 +327,17 @@ pub fn spawn(spec: &SpawnSpec) -> Result<TaskProcess, String> {
         while matches!(task.try_wait(), Ok(None)) {
             std::thread::yield_now();
         }
-        return Err(format!(
-            "cannot run {program:?}: {}",
-            std::io::Error::from_raw_os_error(error)
-        ));
+        let why = std::io::Error::from_raw_os_error(error);
+        if in_chdir {
+            return Err(SpawnError {
+                message: format!(
+                    "cannot enter the working directory {}: {why}",
+                    spec.cwd.display()
+                ),
+                missing_cwd: error == libc::ENOENT,
+            });
+        }
+        return Err(format!("cannot run {program:?}: {why}").into());
     }
     Ok(task)
 }
@@ -293,7 +347,7 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    fn run(argv: &[&str], cwd: &Path) -> Result<(String, String, ExitStatus), String> {
+    fn run(argv: &[&str], cwd: &Path) -> Result<(String, String, ExitStatus), SpawnError> {
         let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
         let mut task = spawn(&SpawnSpec {
             argv: &argv,
@@ -350,10 +404,14 @@ mod tests {
     fn a_missing_program_or_directory_is_an_error_not_a_task() {
         let dir = tempfile::tempdir().unwrap();
         let missing = run(&["no-such-program-here"], dir.path()).unwrap_err();
-        assert!(missing.contains("No such file"), "{missing}");
+        assert!(missing.to_string().contains("No such file"), "{missing}");
+        assert!(!missing.missing_cwd());
         let gone = dir.path().join("gone");
         let no_cwd = run(&["true"], &gone).unwrap_err();
-        assert!(no_cwd.contains("cannot run"), "{no_cwd}");
+        assert!(no_cwd.missing_cwd());
+        let message = no_cwd.to_string();
+        assert!(message.contains("working directory"), "{message}");
+        assert!(message.contains(&gone.display().to_string()), "{message}");
     }
 
     extern "C" fn no_op(_: i32) {}

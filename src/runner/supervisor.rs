@@ -12,7 +12,7 @@
 
 use super::process::{self, ProcessId};
 use super::run_loop::RunLoop;
-use super::spawn::{SpawnSpec, TaskProcess};
+use super::spawn::{spawn, SpawnSpec, TaskProcess};
 use super::{Launch, TaskResult};
 use crate::config::KillRequest;
 use crate::status::{TaskStatus, MAX_STATUS_BYTES};
@@ -156,22 +156,32 @@ pub fn take_over(dir: &Path, me: Option<ProcessId>) -> KillFile {
     kill_file(dir)
 }
 
-/// Starts the task of `launch`, in its working directory (made if missing).
+/// Starts the task of `launch`, in its working directory, made if missing. The start
+/// is tried first and the directory made only when the start found it missing (a
+/// user may delete it between runs): a `mkdir` per task cost more than the start's
+/// other checks.
 pub(super) fn spawn_task(launch: &Launch) -> Result<TaskProcess, String> {
-    std::fs::create_dir_all(&launch.cwd).map_err(|e| {
-        format!(
-            "cannot create working directory {}: {e}",
-            launch.cwd.display()
-        )
-    })?;
     let death_signal =
         Signal::try_from(launch.task_subprocess.parent_death_signal).map_or(0, |sig| sig as i32);
-    super::spawn::spawn(&SpawnSpec {
+    let spec = SpawnSpec {
         argv: &launch.argv,
         cwd: &launch.cwd,
         process_group: launch.task_subprocess.process_group_leader,
         death_signal,
-    })
+    };
+    match spawn(&spec) {
+        Err(e) if e.missing_cwd() => {
+            std::fs::create_dir_all(&launch.cwd).map_err(|e| {
+                format!(
+                    "cannot create working directory {}: {e}",
+                    launch.cwd.display()
+                )
+            })?;
+            spawn(&spec)
+        }
+        started => started,
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// The first bytes of a run's status file. The task makes the file (it is not made
