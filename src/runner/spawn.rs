@@ -12,12 +12,13 @@ use nix::libc::{self, c_char, c_int, c_void, pid_t};
 use nix::sys::signal::Signal;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 /// The signals this process installed handlers for, bit `n - 1` for signal `n`: the
 /// ones a task's child resets before exec (see [`child`]). Bits are never cleared: a
@@ -175,6 +176,48 @@ fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, String> {
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(copy) })
 }
 
+/// `/dev/null`, every task's stdin: opened once for the life of the process (above
+/// stdio, close-on-exec), rather than opened and closed for each task.
+fn dev_null() -> Result<BorrowedFd<'static>, String> {
+    static DEV_NULL: OnceLock<OwnedFd> = OnceLock::new();
+    if let Some(null) = DEV_NULL.get() {
+        return Ok(null.as_fd());
+    }
+    let null: OwnedFd = File::open("/dev/null")
+        .map_err(|e| format!("/dev/null: {e}"))?
+        .into();
+    let null = above_stdio(null)?;
+    // A thread that lost the race drops its copy.
+    Ok(DEV_NULL.get_or_init(|| null).as_fd())
+}
+
+/// The environment every task gets: this process's, as `NAME=value` strings made at
+/// the first start and kept, rather than made again for each task. Bistro never
+/// changes its own environment after startup (nothing calls `std::env::set_var`), so
+/// the copy stays true.
+fn environment() -> Result<&'static [CString], String> {
+    static ENVIRONMENT: OnceLock<Vec<CString>> = OnceLock::new();
+    if let Some(env) = ENVIRONMENT.get() {
+        return Ok(env);
+    }
+    let env = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            cstring(&kv, "the environment")
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ENVIRONMENT.get_or_init(|| env))
+}
+
+/// This process's pid, asked of the kernel once (Bistro never forks without exec, so
+/// it never changes under us).
+fn our_pid() -> pid_t {
+    static PID: OnceLock<pid_t> = OnceLock::new();
+    *PID.get_or_init(|| std::process::id() as pid_t)
+}
+
 fn cstring(bytes: &[u8], what: &str) -> Result<CString, String> {
     CString::new(bytes).map_err(|_| format!("{what} contains a NUL byte"))
 }
@@ -196,6 +239,9 @@ fn resolve(program: &str) -> Result<PathBuf, String> {
         })
         .ok_or_else(|| "No such file or directory (not found in PATH)".to_string())
 }
+
+/// The size of the stack the child runs on until it execs.
+const CHILD_STACK: usize = 64 * 1024;
 
 /// Why a task did not start.
 #[derive(Debug)]
@@ -233,7 +279,8 @@ impl From<&str> for SpawnError {
     }
 }
 
-/// Starts the task with stdin from `/dev/null` and stdout and stderr piped to us.
+/// Starts the task with stdin from `/dev/null`, stdout and stderr piped to us, and
+/// this process's environment (as it was at the first start).
 pub fn spawn(spec: &SpawnSpec) -> Result<TaskProcess, SpawnError> {
     let (program, _) = spec.argv.split_first().ok_or("empty command")?;
     let path = resolve(program)?;
@@ -243,32 +290,21 @@ pub fn spawn(spec: &SpawnSpec) -> Result<TaskProcess, SpawnError> {
         .iter()
         .map(|a| cstring(a.as_bytes(), "an argument"))
         .collect::<Result<Vec<_>, _>>()?;
-    let env_c = std::env::vars_os()
-        .map(|(k, v)| {
-            let mut kv = k.as_bytes().to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            cstring(&kv, "the environment")
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     let cwd_c = cstring(
         OsStr::as_bytes(spec.cwd.as_os_str()),
         "the working directory",
     )?;
     let mut argv: Vec<*const c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
     argv.push(std::ptr::null());
-    let mut envp: Vec<*const c_char> = env_c.iter().map(|c| c.as_ptr()).collect();
+    let mut envp: Vec<*const c_char> = environment()?.iter().map(|c| c.as_ptr()).collect();
     envp.push(std::ptr::null());
 
     let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string());
     let (out_r, out_w): (OwnedFd, OwnedFd) = pipe()?;
     let (err_r, err_w): (OwnedFd, OwnedFd) = pipe()?;
-    let null: OwnedFd = File::open("/dev/null")
-        .map_err(|e| format!("/dev/null: {e}"))?
-        .into();
     // With one of our own 0, 1, 2 closed, a new descriptor can take its number, and the
     // child's dup2 onto it would then keep its close-on-exec flag: move them above 2.
-    let (null, out_w, err_w) = (above_stdio(null)?, above_stdio(out_w)?, above_stdio(err_w)?);
+    let (null, out_w, err_w) = (dev_null()?, above_stdio(out_w)?, above_stdio(err_w)?);
 
     let mut args = ChildArgs {
         program: program_c.as_ptr(),
@@ -280,18 +316,19 @@ pub fn spawn(spec: &SpawnSpec) -> Result<TaskProcess, SpawnError> {
         stderr: err_w.as_raw_fd(),
         process_group: spec.process_group,
         death_signal: spec.death_signal,
-        parent: std::process::id() as pid_t,
+        parent: our_pid(),
         // SAFETY: a zeroed sigset_t is a valid value, filled by pthread_sigmask below.
         mask: unsafe { std::mem::zeroed() },
         error: 0,
         in_chdir: false,
     };
-    let mut stack = vec![0u8; 64 * 1024];
+    // The child's stack: only the child writes it, so it is not zeroed first.
+    let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK);
     // SAFETY: the stack grows down from its 16-byte aligned top; the child runs
     // `child` on it with every signal blocked while this thread waits (CLONE_VFORK);
     // ChildArgs and the strings it points to outlive the child's use of them.
     let pid = unsafe {
-        let top = stack.as_mut_ptr().add(stack.len()) as usize & !15;
+        let top = stack.as_mut_ptr().add(CHILD_STACK) as usize & !15;
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut args.mask);
@@ -398,6 +435,20 @@ mod tests {
         assert_eq!(lines[3], lines[4], "the task leads its own process group");
         assert_eq!(err, "oops\n");
         assert_eq!(status.code(), Some(3));
+    }
+
+    #[test]
+    fn every_task_reads_an_empty_stdin_from_a_dev_null_it_does_not_inherit() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = "read line; echo $?; for f in /proc/$$/fd/*; do echo ${f##*/}; done";
+        for _ in 0..2 {
+            let (out, _, status) = run(&["sh", "-c", script], dir.path()).unwrap();
+            let mut lines = out.lines();
+            assert_eq!(lines.next(), Some("1"), "stdin is at its end: {out}");
+            let ours = dev_null().unwrap().as_raw_fd().to_string();
+            assert!(lines.all(|fd| fd != ours), "our /dev/null leaked: {out}");
+            assert_eq!(status.code(), Some(0));
+        }
     }
 
     #[test]
