@@ -3,6 +3,10 @@
 
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -26,18 +30,58 @@ struct Stat {
     zombie: bool,
 }
 
-/// Any process, zombies included.
+/// Any process, zombies included. This runs for every task started (to record its
+/// identity), so it costs one open, read and close, into a buffer on the stack.
 fn stat_any(pid: i32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split(' ').collect();
+    let mut path = [0u8; 32];
+    let mut rest = &mut path[..];
+    write!(rest, "/proc/{pid}/stat").ok()?;
+    let path_len = 32 - rest.len();
+    let mut file = File::open(OsStr::from_bytes(&path[..path_len])).ok()?;
+    let mut buf = [0u8; 1024];
+    let mut len = 0;
+    loop {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => return parse_stat(&buf[..len]),
+            Ok(n) => {
+                len += n;
+                // /proc gives the whole line at once: a second read is only made
+                // for a line that came in pieces.
+                if let Some(stat) = parse_stat(&buf[..len]) {
+                    return Some(stat);
+                }
+                if len == buf.len() {
+                    return None;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Parses a `/proc/PID/stat` line, or its start as long as the start time is whole
+/// (the field after it has begun).
+fn parse_stat(line: &[u8]) -> Option<Stat> {
+    // The command may hold any byte, `)` included: the fields start after the last.
+    let close = line.iter().rposition(|&b| b == b')')?;
+    let mut fields = line.get(close + 2..)?.split(|&b| b == b' ');
     // After "pid (comm) ": state=0, ppid=1, pgrp=2, session=3, ..., starttime=19.
+    let state = fields.next()?;
+    let pgrp = number(fields.nth(1)?)?;
+    let session = number(fields.next()?)?;
+    let start_ticks = number(fields.nth(15)?)?;
+    fields.next()?;
     Some(Stat {
-        zombie: matches!(*fields.first()?, "Z" | "X"),
-        pgrp: fields.get(2)?.parse().ok()?,
-        session: fields.get(3)?.parse().ok()?,
-        start_ticks: fields.get(19)?.parse().ok()?,
+        zombie: matches!(state, b"Z" | b"X"),
+        pgrp,
+        session,
+        start_ticks,
     })
+}
+
+fn number<T: std::str::FromStr>(field: &[u8]) -> Option<T> {
+    std::str::from_utf8(field).ok()?.parse().ok()
 }
 
 /// A live (not zombie) process.
@@ -188,6 +232,43 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         cond()
+    }
+
+    #[test]
+    fn a_stat_line_is_read_after_the_last_parenthesis_of_the_command() {
+        let line = b"42 (a) b) (c) S 1 40 30 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 987654 1000 10";
+        let stat = parse_stat(line).unwrap();
+        assert_eq!(
+            (stat.pgrp, stat.session, stat.start_ticks),
+            (40, 30, 987654)
+        );
+        assert!(!stat.zombie);
+        let zombie = parse_stat(b"7 (z) Z 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 55 0").unwrap();
+        assert!(zombie.zombie);
+    }
+
+    #[test]
+    fn a_stat_line_cut_before_the_start_time_ends_is_not_parsed() {
+        let line = b"42 (a) S 1 40 30 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 987654 1000";
+        let cut = line.iter().position(|&b| b == b'7').unwrap();
+        assert!(parse_stat(&line[..cut]).is_none());
+        assert!(parse_stat(&line[..line.len() - 5]).is_none());
+        assert!(parse_stat(&line[..line.len() - 4]).is_some());
+    }
+
+    #[test]
+    fn our_own_identity_is_our_pid_session_and_start_time() {
+        let me = ProcessId::me().unwrap();
+        assert_eq!(me.pid, std::process::id() as i32);
+        assert_eq!(me.session, nix::unistd::getsid(None).unwrap().as_raw());
+        let text = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let start: u64 = text[text.rfind(')').unwrap() + 2..]
+            .split(' ')
+            .nth(19)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(me.start_ticks, start);
     }
 
     #[test]
