@@ -65,8 +65,8 @@ impl HostClient {
         .map_err(|e| format!("cannot pass the socket to the supervisor host: {e}"))?;
         // Until it calls setsid, the host shares our process group: a Ctrl-C or
         // hang-up meant for this process must not reach it, so it starts with them
-        // ignored.
-        let quiet = super::local::IgnoreStopSignals::install();
+        // ignored (and ours wait meanwhile).
+        let quiet = super::local::HoldStopSignals::install();
         let spawned = Command::new(exe)
             .arg("--state-dir")
             .arg(state.root())

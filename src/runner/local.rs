@@ -16,6 +16,7 @@ use crate::config::KillRequest;
 use crate::state::StateDir;
 use crate::status::{parse_status, read_status_file, TaskStatus};
 use crate::task::{InvocationId, RunningTask};
+use nix::sys::signal::{SigAction, SigSet, Signal};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -255,35 +256,54 @@ pub fn request_kill(dir: &Path, request: &KillRequest) -> Result<bool, String> {
     }
 }
 
-/// SIGINT, SIGHUP and SIGTERM ignored while it lives (ignored signals stay ignored
-/// across exec), the previous dispositions restored on drop.
-pub(super) struct IgnoreStopSignals(Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>);
+/// SIGINT, SIGHUP and SIGTERM held back while a supervisor host starts: ignored, which
+/// the host keeps across exec until it has left our process group (a Ctrl-C or
+/// hang-up meant for us must not reach it), and blocked in this thread, so that one
+/// sent to us meanwhile stays pending instead of being lost (Linux never discards a
+/// blocked signal, even an ignored one) and reaches our restored handler on drop.
+pub(super) struct HoldStopSignals {
+    previous: Vec<(Signal, SigAction)>,
+    mask: SigSet,
+}
 
-impl IgnoreStopSignals {
+impl HoldStopSignals {
     pub(super) fn install() -> Self {
-        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+        Self::hold(&[Signal::SIGINT, Signal::SIGHUP, Signal::SIGTERM])
+    }
+
+    fn hold(signals: &[Signal]) -> Self {
+        use nix::sys::signal::{pthread_sigmask, sigaction, SaFlags, SigHandler, SigmaskHow};
+        let held: SigSet = signals.iter().copied().collect();
+        let mut mask = SigSet::empty();
+        let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&held), Some(&mut mask));
         let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-        let previous = [Signal::SIGINT, Signal::SIGHUP, Signal::SIGTERM]
-            .into_iter()
+        let previous = signals
+            .iter()
             // SAFETY: installing SIG_IGN runs no code in signal context.
-            .filter_map(|sig| {
+            .filter_map(|&sig| {
                 unsafe { sigaction(sig, &ignore) }
                     .ok()
                     .map(|old| (sig, old))
             })
             .collect();
-        Self(previous)
+        Self { previous, mask }
     }
 }
 
-impl Drop for IgnoreStopSignals {
+impl Drop for HoldStopSignals {
     fn drop(&mut self) {
-        for (sig, old) in &self.0 {
+        for (sig, old) in &self.previous {
             // SAFETY: restores the disposition that was in place before.
             unsafe {
                 let _ = nix::sys::signal::sigaction(*sig, old);
             }
         }
+        // Only now: a signal that came meanwhile goes to the restored handler.
+        let _ = nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&self.mask),
+            None,
+        );
     }
 }
 
@@ -374,6 +394,29 @@ fn lost(dir: &Path, task: &RunningTask) -> Outcome {
 mod tests {
     use super::*;
     use crate::task::InvocationId;
+
+    #[test]
+    fn a_signal_that_comes_while_signals_are_held_reaches_the_handler_once_released() {
+        use nix::sys::signal::{raise, sigaction, SaFlags, SigHandler};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static GOT: AtomicUsize = AtomicUsize::new(0);
+        extern "C" fn count(_: i32) {
+            GOT.fetch_add(1, Ordering::SeqCst);
+        }
+        // A signal nothing else in this process handles (its default is to ignore).
+        let handler = SigAction::new(
+            SigHandler::Handler(count),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        // SAFETY: the handler only adds to an atomic.
+        unsafe { sigaction(Signal::SIGWINCH, &handler) }.unwrap();
+        let held = HoldStopSignals::hold(&[Signal::SIGWINCH]);
+        raise(Signal::SIGWINCH).unwrap();
+        assert_eq!(GOT.load(Ordering::SeqCst), 0, "held back");
+        drop(held);
+        assert_eq!(GOT.load(Ordering::SeqCst), 1, "delivered once released");
+    }
 
     fn prepared(state: &StateDir) -> (PreparedTask, PathBuf) {
         let invocation = InvocationId {
