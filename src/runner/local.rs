@@ -260,7 +260,9 @@ pub fn request_kill(dir: &Path, request: &KillRequest) -> Result<bool, String> {
 /// the host keeps across exec until it has left our process group (a Ctrl-C or
 /// hang-up meant for us must not reach it), and blocked in this thread, so that one
 /// sent to us meanwhile stays pending instead of being lost (Linux never discards a
-/// blocked signal, even an ignored one) and reaches our restored handler on drop.
+/// blocked signal, even an ignored one) and reaches our restored handler on drop. The
+/// host inherits the mask too (std leaves it), and unblocks them once it handles them
+/// (`RunLoop::new`).
 pub(super) struct HoldStopSignals {
     previous: Vec<(Signal, SigAction)>,
     mask: SigSet,

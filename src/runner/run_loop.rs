@@ -12,10 +12,10 @@
 //! pipe) and a log-writer thread took lines over a channel; starting and waking those
 //! threads cost more CPU than a short task.
 
-use super::process::{self, ProcessId};
+use super::process::ProcessId;
 use super::run_dirs::{open_in_place, overwrite, write_in_place};
 use super::spawn::TaskProcess;
-use super::spawner::Spawner;
+use super::spawner::{Spawner, Start};
 use super::supervisor::{
     child_kill, handle_signal, kill_file, kill_request, read_status_bytes, take_over, watch_worker,
     KillFile, DRAIN_LIMIT, KILL_REQUEST_SIGNAL, MAX_LINE_BYTES, PIPE_GRACE, STOP_SIGNALS,
@@ -304,8 +304,6 @@ struct Run {
     db: usize,
     /// Its task is being started (by the [`Spawner`]); kill requests wait for it.
     starting: bool,
-    /// Its open `task.pid`, marked as spawning, until the task's identity is written.
-    record: Option<File>,
     /// The task, while it is not reaped.
     task: Option<TaskProcess>,
     pid: u32,
@@ -423,6 +421,16 @@ impl RunLoop {
             handle_signal(sig, on_stop);
         }
         handle_signal(KILL_REQUEST_SIGNAL, on_kill_request);
+        // A runner starts its supervisor host with the stop signals held (ignored and
+        // blocked, see `local::HoldStopSignals`), and the mask survives exec: with our
+        // handlers in place, take them. (Before any spawner thread exists, which
+        // inherits this thread's mask, as do the tasks they start.)
+        let stops: nix::sys::signal::SigSet = STOP_SIGNALS.into_iter().collect();
+        nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+            Some(&stops),
+            None,
+        )?;
         Ok(Self {
             epoll,
             events: vec![EpollEvent::empty(); 64],
@@ -494,14 +502,13 @@ impl RunLoop {
             .ok();
         let key = self.next_key;
         self.next_key += 1;
-        self.spawner.start(key, launch.clone());
+        self.spawner.start(key, launch.clone(), task_file);
         let run = Run {
             launch,
             dir,
             lock,
             db,
             starting: true,
-            record: task_file,
             task: None,
             pid: 0,
             id: None,
@@ -517,16 +524,28 @@ impl RunLoop {
         self.runs.insert(key, run);
     }
 
-    /// Takes the tasks the spawner started (or could not) into their runs.
+    /// Takes the tasks the spawner started (or could not) into their runs. A run whose
+    /// start was cancelled is dropped with its lock, without a result: the next tick
+    /// finds it never started and releases it.
     fn take_started(&mut self) {
-        for (key, started) in self.spawner.take() {
+        for (key, how) in self.spawner.take() {
             let Some(run) = self.runs.get_mut(&key) else {
+                if let Start::Started(mut task, _) = how {
+                    // No run of ours: not ours to keep running.
+                    let _ = child_kill(task.id(), Signal::SIGKILL);
+                    let _ = task.try_wait();
+                }
                 continue;
             };
             run.starting = false;
-            match started {
-                Ok(task) => watch_task(&self.epoll, self.echo, key, run, task),
-                Err(message) => failed_to_start(run, &mut self.logs[run.db].batch, message),
+            match how {
+                Start::Started(task, id) => watch_task(&self.epoll, self.echo, key, run, task, id),
+                Start::Failed(message) => {
+                    failed_to_start(run, &mut self.logs[run.db].batch, message)
+                }
+                Start::Cancelled => {
+                    self.runs.remove(&key);
+                }
             }
         }
     }
@@ -637,6 +656,7 @@ impl RunLoop {
         let stopping = stops != self.stops_seen;
         if stopping {
             self.stops_seen = stops;
+            self.spawner.cancel_queued();
             let signal = STOP_SIGNAL.load(Ordering::SeqCst);
             for run in self.runs.values_mut() {
                 run.kills.request(Some(signal));
@@ -729,17 +749,18 @@ impl RunLoop {
     }
 }
 
-/// Records the started task into the run's open `task.pid` and watches its pipes and
-/// its exit.
-fn watch_task(epoll: &Epoll, echo: bool, key: u64, run: &mut Run, mut task: TaskProcess) {
+/// Watches the pipes and the exit of the run's started task, whose identity `id` (if
+/// `/proc` gave one) the spawner recorded.
+fn watch_task(
+    epoll: &Epoll,
+    echo: bool,
+    key: u64,
+    run: &mut Run,
+    mut task: TaskProcess,
+    id: Option<ProcessId>,
+) {
     run.pid = task.id();
-    run.id = ProcessId::of(run.pid as i32);
-    if let (Some(id), Some(file)) = (run.id, run.record.take()) {
-        if let Err(e) = process::record_into(&file, id) {
-            let path = run.dir.join(TASK_FILE);
-            eprintln!("bistro supervise: writing {}: {e}", path.display());
-        }
-    }
+    run.id = id;
     let token = key << KEY_SHIFT;
     for (slot, (pipe, kind)) in [
         (task.stdout.take(), LogKind::Stdout),

@@ -150,15 +150,25 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
                 libc::_exit(1);
             }
         }
+        if libc::dup2(a.stdin, 0) < 0 || libc::dup2(a.stdout, 1) < 0 || libc::dup2(a.stderr, 2) < 0
+        {
+            return fail(a);
+        }
+        // Every other descriptor is close-on-exec, but tasks start side by side (see
+        // `spawner`): until this child execs, its copies of another start's pipes
+        // would hold that task's output open past its end. A kernel without
+        // close_range leaves them to exec.
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        );
         a.in_chdir = true;
         if libc::chdir(a.cwd) != 0 {
             return fail(a);
         }
         a.in_chdir = false;
-        if libc::dup2(a.stdin, 0) < 0 || libc::dup2(a.stdout, 1) < 0 || libc::dup2(a.stderr, 2) < 0
-        {
-            return fail(a);
-        }
         libc::pthread_sigmask(libc::SIG_SETMASK, &a.mask, std::ptr::null_mut());
         libc::execve(a.program, a.argv, a.envp);
         fail(a)
