@@ -103,7 +103,7 @@ pub(crate) fn sql_err<'a>(
 
 /// Opens a database with our pragmas and creates its schema (version `version`).
 pub(crate) fn open(path: &Path, schema: &str, version: i64) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path).map_err(sql_err(path, "opening the database"))?;
+    let mut conn = Connection::open(path).map_err(sql_err(path, "opening the database"))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(sql_err(path, "setting the busy timeout"))?;
     conn.pragma_update(None, "journal_mode", "WAL")
@@ -123,10 +123,19 @@ pub(crate) fn open(path: &Path, schema: &str, version: i64) -> Result<Connection
         });
     }
     if found < version {
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {schema} PRAGMA user_version = {version}; COMMIT;"
-        ))
-        .map_err(sql_err(path, "creating the schema"))?;
+        // Asked again under the write lock: another process may have made the
+        // schema meanwhile (making it twice is harmless, but recounts every tally).
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql_err(path, "creating the schema"))?;
+        let found: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql_err(path, "reading the schema version"))?;
+        if found < version {
+            tx.execute_batch(&format!("{schema} PRAGMA user_version = {version};"))
+                .map_err(sql_err(path, "creating the schema"))?;
+        }
+        tx.commit().map_err(sql_err(path, "creating the schema"))?;
     }
     Ok(conn)
 }

@@ -75,10 +75,11 @@ DELETE FROM status_nodes;
 INSERT INTO status_nodes (node, tasks) SELECT node, count(*) FROM task_statuses GROUP BY node;
 ";
 
-/// Makes `meta` a table with rowids (its values stored apart from its keys), whatever
-/// it was. In a `WITHOUT ROWID` table each key sits with its value, and finding any
-/// key read the whole node list stored beside it (hundreds of kilobytes, twice per
-/// daemon iteration).
+/// Makes a `meta` table made `WITHOUT ROWID` (before 2026-11-28) one with rowids, its
+/// values stored apart from its keys. In a `WITHOUT ROWID` table each key sits with its
+/// value, and finding any key read the whole node list stored beside it (hundreds of
+/// kilobytes, twice per daemon iteration). The same queries work on both, so this is
+/// no new schema version: an older bistro still opens the database.
 const META_WITH_ROWIDS: &str = "
 CREATE TABLE meta_with_rowids (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT INTO meta_with_rowids (key, value) SELECT key, value FROM meta;
@@ -87,8 +88,8 @@ ALTER TABLE meta_with_rowids RENAME TO meta;
 ";
 
 /// The schema's version: 2 added the tallies (filled from the rows when a version 1
-/// database is opened); 3 made `meta` a table with rowids.
-const VERSION: i64 = 3;
+/// database is opened).
+const VERSION: i64 = 2;
 
 /// A stored status with its attempt count.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,14 +113,45 @@ pub struct StatusStore {
 impl StatusStore {
     /// Opens (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self {
+        Self {
             conn: open(
                 path,
-                &format!("{TABLES}{UNCOUNTED_TRIGGER}{TALLIES}{META_WITH_ROWIDS}"),
+                &format!("{TABLES}{UNCOUNTED_TRIGGER}{TALLIES}"),
                 VERSION,
             )?,
             path: path.to_path_buf(),
-        })
+        }
+        .with_meta_rowids()
+    }
+
+    /// Converts a `meta` table without rowids (see [`META_WITH_ROWIDS`]), once: the
+    /// check is made again inside the write transaction, as two processes may open
+    /// the database at once.
+    fn with_meta_rowids(mut self) -> Result<Self, StoreError> {
+        let path = self.path.clone();
+        let err = |e| sql_err(&path, "giving the meta table rowids")(e);
+        let without_rowids = |conn: &Connection| -> rusqlite::Result<bool> {
+            let sql: Option<String> = conn
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE name = 'meta'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(sql.is_some_and(|sql| sql.to_ascii_uppercase().contains("WITHOUT ROWID")))
+        };
+        if !without_rowids(&self.conn).map_err(err)? {
+            return Ok(self);
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        if without_rowids(&tx).map_err(err)? {
+            tx.execute_batch(META_WITH_ROWIDS).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(self)
     }
 
     fn corrupt(&self, table: &'static str, message: String) -> StoreError {

@@ -340,7 +340,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_2_database_keeps_its_meta_values_in_a_table_with_rowids() {
+    fn a_meta_table_without_rowids_gets_rowids_and_keeps_its_values() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("statuses.sql3");
         let old = Connection::open(&path).unwrap();
