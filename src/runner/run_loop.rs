@@ -1067,7 +1067,7 @@ fn finish(run: &mut Run, batch: &mut Vec<LogLine>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::runner::run_dirs::is_written;
 
@@ -1121,7 +1121,8 @@ mod tests {
         );
     }
 
-    fn launch(dir: &Path, script: &str) -> Launch {
+    /// A run of `sh -c script` in `dir`, with its status file and task log there.
+    pub(in crate::runner) fn launch(dir: &Path, script: &str) -> Launch {
         Launch {
             job: "j".into(),
             node: "n".into(),

@@ -201,23 +201,9 @@ mod tests {
     }
 
     fn launch(dir: &std::path::Path, argv: &[&str]) -> Launch {
-        Launch {
-            job: "j".into(),
-            node: "n".into(),
-            invocation: crate::task::InvocationId {
-                start_time: 1,
-                rand: 1,
-            },
-            argv: argv.iter().map(|a| a.to_string()).collect(),
-            cwd: dir.into(),
-            status_file: dir.join("status"),
-            log_db: dir.join("logs.sql3"),
-            worker_host: "h".into(),
-            task_subprocess: Default::default(),
-            kill_subprocess: Default::default(),
-            on_worker_death: None,
-            worker: None,
-        }
+        let mut launch = super::super::run_loop::tests::launch(dir, "");
+        launch.argv = argv.iter().map(|a| a.to_string()).collect();
+        launch
     }
 
     #[test]
