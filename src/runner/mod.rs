@@ -20,14 +20,13 @@ pub use local::{
 };
 pub use simulated::{SimulatedRunner, Simulation};
 
-use crate::config::{Config, Job, KillRequest, TaskSubprocess};
+use crate::config::{Job, KillRequest, TaskSubprocess};
 use crate::nodes::Nodes;
 use crate::resources::NodeCharge;
 use crate::scheduler::workers::{WorkerSlot, WorkerSlots};
 use crate::state::StateDir;
 use crate::status::TaskStatus;
 use crate::task::{InvocationId, RunningTask};
-use remote::hub::LateStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
@@ -148,22 +147,10 @@ pub trait TaskRunner {
         std::thread::sleep(period);
         false
     }
-    /// For a runner whose tasks go to remote workers: the workers this pass may place
-    /// tasks on. None: tasks run here.
-    fn workers(&mut self, _config: &Config, _running: &[RunningTask]) -> Option<WorkerSlots> {
+    /// The runner's remote-worker capability, for a runner whose tasks go to remote
+    /// workers (the scheduler then places each task on a worker). None: tasks run here.
+    fn placement(&mut self) -> Option<&mut dyn remote::WorkerPlacement> {
         None
-    }
-    /// Hands back the workers after the pass (their round-robin positions persist).
-    fn placed(&mut self, _slots: WorkerSlots) {}
-    /// Statuses reported for runs that had already ended (their worker was lost).
-    fn late_statuses(&mut self) -> Vec<LateStatus> {
-        Vec::new()
-    }
-    /// The late statuses have been recorded (or dropped) durably: forget them.
-    fn late_recorded(&mut self, _late: &[LateStatus]) {}
-    /// Lasting conditions the scheduler should report (e.g. waiting for workers).
-    fn notes(&self) -> Vec<String> {
-        Vec::new()
     }
 }
 

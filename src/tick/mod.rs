@@ -298,12 +298,15 @@ fn record_late(
     statuses: &mut Statuses,
     finished: &mut Vec<FinishedTask>,
 ) -> Result<(), TickError> {
-    let late = runner.late_statuses();
+    let Some(placement) = runner.placement() else {
+        return Ok(());
+    };
+    let late = placement.late_statuses();
     if late.is_empty() {
         return Ok(());
     }
     // Only the stand-in of the very run that reports may be replaced.
-    let stands_in_for = |stored: &TaskStatus, l: &crate::runner::remote::hub::LateStatus| {
+    let stands_in_for = |stored: &TaskStatus, l: &crate::runner::remote::LateStatus| {
         stored
             .data
             .as_ref()
@@ -333,7 +336,7 @@ fn record_late(
         })
         .collect();
     let recorded = store.replace_overwriteable(&rows)?;
-    runner.late_recorded(&late);
+    placement.late_recorded(&late);
     for row in recorded {
         statuses.insert(&row.job, &row.node, row.status.clone(), row.attempts);
         finished.push(FinishedTask {
@@ -706,7 +709,7 @@ fn iterate(
         });
     }
     report.running = running.len();
-    report.runner_notes = runner.notes();
+    report.runner_notes = runner.placement().map(|p| p.notes()).unwrap_or_default();
 
     let Resolved {
         config: in_force,
@@ -742,7 +745,7 @@ fn iterate(
     let mut slots = if opts.dry_run {
         None
     } else {
-        runner.workers(&config, &running)
+        runner.placement().map(|p| p.workers(&config, &running))
     };
     let planned = plan_on(
         &input,
@@ -799,8 +802,8 @@ fn iterate(
         &statuses,
         planned.starts,
     );
-    if let Some(slots) = slots {
-        runner.placed(slots);
+    if let (Some(slots), Some(placement)) = (slots, runner.placement()) {
+        placement.placed(slots);
     }
     let started = placed?;
     kill_orphans(

@@ -9,11 +9,30 @@ pub mod protocol;
 mod runner;
 pub mod worker_set;
 
-pub use hub::{Hub, HubSettings};
+pub use hub::{Hub, HubSettings, LateStatus};
 pub use runner::{RemoteRunner, LOST_INVOCATION_KEY};
 
+use crate::config::Config;
+use crate::scheduler::workers::WorkerSlots;
+use crate::task::RunningTask;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+/// What a runner that sends tasks to remote workers adds to [`super::TaskRunner`]:
+/// the scheduler places each task on one of its workers, and hears of statuses that
+/// arrive after their run was given up for lost.
+pub trait WorkerPlacement {
+    /// The workers this pass may place tasks on.
+    fn workers(&mut self, config: &Config, running: &[RunningTask]) -> WorkerSlots;
+    /// Hands back the workers after the pass (their round-robin positions persist).
+    fn placed(&mut self, slots: WorkerSlots);
+    /// Statuses reported for runs that had already ended (their worker was lost).
+    fn late_statuses(&mut self) -> Vec<LateStatus>;
+    /// The late statuses have been recorded (or dropped) durably: forget them.
+    fn late_recorded(&mut self, late: &[LateStatus]);
+    /// Lasting conditions the scheduler should report (e.g. waiting for workers).
+    fn notes(&self) -> Vec<String>;
+}
 
 /// Identifies one scheduler or worker process instance (Bistro's `BistroInstanceID`):
 /// its start time and a random number, so a restarted process is a new instance.

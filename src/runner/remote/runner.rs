@@ -289,7 +289,13 @@ impl TaskRunner for RemoteRunner {
         }
     }
 
-    fn workers(&mut self, config: &Config, running: &[RunningTask]) -> Option<WorkerSlots> {
+    fn placement(&mut self) -> Option<&mut dyn super::WorkerPlacement> {
+        Some(self)
+    }
+}
+
+impl super::WorkerPlacement for RemoteRunner {
+    fn workers(&mut self, config: &Config, running: &[RunningTask]) -> WorkerSlots {
         let inner = self.hub.lock();
         let known: Vec<KnownWorker> = inner
             .pool
@@ -305,7 +311,7 @@ impl TaskRunner for RemoteRunner {
         let mut slots = WorkerSlots::new(config, &known, running);
         slots.cursors = std::mem::take(&mut self.cursors);
         slots.halted = inner.pool.initial_wait().is_some();
-        Some(slots)
+        slots
     }
 
     fn placed(&mut self, slots: WorkerSlots) {

@@ -12,7 +12,7 @@ use crate::runner::remote::protocol::{
     HeartbeatResponse, KillTaskRequest, MachineLock, NotifyRequest, PROTOCOL_VERSION,
 };
 use crate::runner::remote::worker_set::WorkerSetId;
-use crate::runner::remote::{RemoteRunner, LOST_INVOCATION_KEY};
+use crate::runner::remote::{RemoteRunner, WorkerPlacement, LOST_INVOCATION_KEY};
 use crate::runner::{Launch, Outcome, PreparedTask, TaskRunner};
 use crate::status::TaskStatus;
 use crate::task::RunningTask;
