@@ -24,12 +24,14 @@
 //! - [`worker`]: `bistro worker`, a remote worker that runs what a scheduler sends;
 //! - [`run_task`]: one task now, in the foreground;
 //! - [`report`]: the `status` document;
-//! - [`http`]: the REST API, status page and metrics;
+//! - [`http`]: the HTTP transport: wire format, server, client, tokens, worker calls;
+//! - [`app`]: the REST API, status page and metrics, over [`http`];
 //! - [`sanitize`], [`time`]: terminal-safe strings, clocks and dates;
 //! - [`cli`]: the `bistro` command line.
 
 #![deny(missing_docs)]
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod context;

@@ -312,7 +312,7 @@ fn start_http(
     stop: &'static std::sync::atomic::AtomicBool,
     hub: Option<&Arc<Hub>>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let opts = crate::http::HttpOptions {
+    let opts = crate::app::HttpOptions {
         listen: listen.to_string(),
         allow_remote: args.allow_remote,
         allow_hosts: args.allow_hosts.clone(),
@@ -320,7 +320,7 @@ fn start_http(
         hub: hub.cloned(),
         ..Default::default()
     };
-    let server = crate::http::HttpServer::bind(state, &opts)
+    let server = crate::app::HttpServer::bind(state, &opts)
         .with_context(|| format!("serving HTTP on {listen}"))?;
     eprintln!("listening on http://{}", server.local_addr());
     if let Some(hub) = hub {

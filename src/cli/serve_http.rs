@@ -2,7 +2,8 @@
 //! SIGINT or SIGTERM.
 
 use super::{Cli, ExitCode};
-use crate::http::{HttpOptions, HttpServer, DEFAULT_LISTEN};
+use crate::app::{HttpOptions, HttpServer};
+use crate::http::DEFAULT_LISTEN;
 use crate::state::StateDir;
 use clap::Args;
 
@@ -35,6 +36,7 @@ pub struct ServeHttpArgs {
 }
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &ServeHttpArgs) -> anyhow::Result<i32> {
+    super::daemon::init_logging(0);
     let opts = HttpOptions {
         listen: args.listen.clone(),
         allow_remote: args.allow_remote,

@@ -1,48 +1,33 @@
-//! The REST API over a state directory (bistro-runtime §4), the status page and
-//! Prometheus metrics, served by `bistro serve-http` (and `bistro daemon --http`).
+//! HTTP transport: the hand-written HTTP/1.1 wire format (`wire.rs`), a server's
+//! listener, connection threads and limits (`server.rs`), the checks on the names a
+//! browser reaches it by (`guard.rs`), the shared secrets and bearer tokens
+//! (`auth.rs`), the blocking client (`client.rs`), and the plumbing of the
+//! scheduler <-> worker calls, `POST /rpc/NAME` (`rpc.rs`).
 //!
-//! Routes:
+//! What the requests mean is not decided here: a server answers each with the
+//! [`Handler`] it is given. Bistro's REST API, status page and metrics are
+//! [`crate::app`]'s.
 //!
-//! | route | does |
-//! |---|---|
-//! | `POST /`, `POST /api` | Bistro's envelope of named sub-queries (`envelope.rs`) |
-//! | `GET /` | the self-refreshing status page (`page.rs`) |
-//! | `GET /api/status[?tasks=1]` | the `bistro status --json` document |
-//! | `GET /metrics` | Prometheus text exposition (`metrics.rs`) |
-//! | `POST /rpc/NAME` | remote workers' calls, on a daemon with remote workers (`rpc.rs`) |
-//!
-//! Everything is read from the state directory's files and SQLite databases (WAL, safe
-//! beside a running tick); the state lock is never taken. Security (engineering guide
-//! B.1 §7): loopback by default, a `Host` allowlist against DNS rebinding, a bearer
-//! token (`auth.rs`) for the handlers that change state, a 1 MiB body cap, limits on
-//! the queries of an envelope and the size of their answers (`envelope.rs`), and no
-//! CORS: a request from another origin's page is refused.
-//!
-//! For the daemon, the whole API is:
-//!
-//! ```no_run
-//! use bistro::http::{HttpOptions, HttpServer};
-//! use std::sync::atomic::AtomicBool;
-//! # fn main() -> Result<(), bistro::http::HttpError> {
-//! let state = bistro::state::StateDir::new("bistro-state");
-//! let server = HttpServer::bind(&state, &HttpOptions::default())?; // fails fast: bad
-//! eprintln!("listening on http://{}", server.local_addr());       // address, port taken
-//! let stop = AtomicBool::new(false);
-//! server.serve(&stop); // blocks; returns within 100 ms once `stop` is true
-//! # Ok(()) }
-//! ```
+//! Security (engineering guide B.1 §7): loopback by default, a `Host` allowlist
+//! against DNS rebinding and no CORS ([`HostGuard`]), bearer tokens compared in
+//! constant time ([`Token`]), a 1 MiB body cap, deadlines on every connection and a
+//! cap on how many are open at once.
 
 mod auth;
 pub mod client;
-mod envelope;
-mod handlers;
-mod metrics;
-mod page;
+mod error;
+mod guard;
+mod reply;
 pub mod rpc;
 mod server;
-mod snapshot;
 mod wire;
 
-pub use auth::{ensure_secret, read_secret, worker_token_path, Token};
-pub use server::{HttpError, HttpOptions, HttpServer, DEFAULT_LISTEN};
-use snapshot::Snapshot;
+pub use auth::{ensure_secret, ensure_token, read_secret, worker_token_path, AuthError, Token};
+pub use error::HttpError;
+pub use guard::HostGuard;
+pub use reply::Reply;
+pub use server::{
+    parse_listen, Handler, ListenOptions, Server, DEFAULT_LISTEN, HEAD_TIMEOUT, MAX_BODY_BYTES,
+    MAX_CONNECTIONS, REQUEST_TIMEOUT,
+};
+pub use wire::Request;

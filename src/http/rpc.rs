@@ -2,15 +2,16 @@
 //! body and the shared secret as a bearer token, answered with JSON (200) or
 //! `{"error": ...}` (a refusal: the call was not carried out).
 //!
-//! A scheduler serves them beside its REST API ([`HttpOptions::hub`]); a worker
-//! serves only them ([`RpcServer`]).
-//!
-//! [`HttpOptions::hub`]: super::HttpOptions::hub
+//! A scheduler serves them beside its REST API (the app routes `/rpc/NAME` to an
+//! [`RpcEndpoint`]); a worker serves only them ([`RpcServer`]).
 
 use super::auth::{read_secret, AuthError};
-use super::server::{serve_with, Deadlines, Reply, HEAD_TIMEOUT, REQUEST_TIMEOUT};
+use super::error::HttpError;
+use super::reply::Reply;
+use super::server::{
+    bind_listener, parse_listen, serve_with, Deadlines, HEAD_TIMEOUT, REQUEST_TIMEOUT,
+};
 use super::wire;
-use super::HttpError;
 use serde_json::{json, Value};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -62,7 +63,7 @@ impl std::fmt::Debug for RpcEndpoint {
 
 impl RpcEndpoint {
     /// Checks the method and the secret, parses the body, and calls the service.
-    pub(super) fn answer(&self, name: &str, request: &wire::Request) -> Reply {
+    pub fn answer(&self, name: &str, request: &wire::Request) -> Reply {
         if request.method != "POST" {
             return Reply::error(405, "worker calls are POST /rpc/NAME with a JSON body");
         }
@@ -97,26 +98,24 @@ impl RpcEndpoint {
 /// A server that answers only worker calls (a remote worker's).
 pub struct RpcServer {
     listener: TcpListener,
+    local_addr: SocketAddr,
     endpoint: RpcEndpoint,
 }
 
 impl RpcServer {
     /// Binds `listen` (`IP:PORT`, port 0 for any free port).
     pub fn bind(listen: &str, endpoint: RpcEndpoint) -> Result<Self, HttpError> {
-        let addr = super::server::parse_listen(listen)?;
-        let listener =
-            TcpListener::bind(addr).map_err(|source| HttpError::Bind { addr, source })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|source| HttpError::Bind { addr, source })?;
-        Ok(Self { listener, endpoint })
+        let (listener, local_addr) = bind_listener(parse_listen(listen)?)?;
+        Ok(Self {
+            listener,
+            local_addr,
+            endpoint,
+        })
     }
 
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound socket has an address")
+        self.local_addr
     }
 
     /// Serves until `stop`.

@@ -3,8 +3,8 @@
 //! echoed from the config file, since they are kept compiled.
 
 use super::{strings, wanted, Params};
+use crate::app::snapshot::Snapshot;
 use crate::config::{Config, Job, JOB_PREFIX};
-use crate::http::Snapshot;
 use serde_json::{json, Map, Value};
 
 pub(super) fn jobs(params: &Params, snap: &Snapshot) -> Result<Value, String> {

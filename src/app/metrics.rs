@@ -1,9 +1,32 @@
 //! `GET /metrics`: the state in Prometheus text exposition format 0.0.4, for alerting
 //! on stuck or failing jobs without parsing `status --json`.
 
-use crate::report::StatusReport;
+use super::api_status::snapshot_report;
+use super::snapshot::Site;
+use crate::http::Reply;
+use crate::report::{ReportFilter, StatusReport};
 use crate::tick::LastTick;
 use std::fmt::Write;
+
+/// Answers `GET /metrics`, with the same refusals as `GET /api/status`.
+pub fn reply(site: &Site) -> Reply {
+    let (snap, report) = match snapshot_report(site, &ReportFilter::default()) {
+        Ok(loaded) => loaded,
+        Err(refusal) => return refusal,
+    };
+    match LastTick::load(&snap.store) {
+        Ok(last_tick) => Reply::text(
+            "text/plain; version=0.0.4; charset=utf-8",
+            render(&MetricsInput {
+                report: &report,
+                last_tick: last_tick.as_ref(),
+                config_errors: snap.config_error.as_ref().map_or(0, |e| e.problems().len()),
+                job_errors: snap.config.job_problems().len(),
+            }),
+        ),
+        Err(e) => Reply::error(500, &e.to_string()),
+    }
+}
 
 /// What the metrics are computed from.
 pub struct MetricsInput<'a> {

@@ -7,7 +7,7 @@
 //! of its bits.
 
 use super::{integer, strings, wanted, Params};
-use crate::http::Snapshot;
+use crate::app::snapshot::Snapshot;
 use crate::scheduler::{disabled_on_path, filtered_on_path};
 use crate::status::bits;
 use serde_json::{json, Value};

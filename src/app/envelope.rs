@@ -8,9 +8,9 @@
 //! `task_logs` sub-queries once made a 374 MB response. Once the answers reach
 //! [`MAX_RESPONSE_BYTES`], the remaining sub-queries are not run and answer an error.
 
-use super::auth::AuthError;
 use super::handlers::{self, Params};
-use super::Snapshot;
+use super::snapshot::{Site, Snapshot};
+use crate::http::{ensure_token, AuthError, Reply};
 use serde_json::{json, Map, Value};
 
 /// The most sub-queries one request may hold.
@@ -26,6 +26,28 @@ pub struct SubQuery {
     pub key: String,
     /// The handler name and the other fields, or the sub-query's own error.
     pub call: Result<(String, Params), String>,
+}
+
+/// Answers `POST /` and `POST /api`: the request's sub-queries against one snapshot;
+/// `authorization` is the request's header, checked against the token file (read per
+/// request, so replacing the file rotates the token without a restart).
+pub fn reply(site: &Site, body: &[u8], authorization: Option<&str>) -> Reply {
+    let queries = match parse(body) {
+        Ok(q) => q,
+        Err(message) => return Reply::json(400, &Value::String(message)),
+    };
+    let snap = match site.snapshot() {
+        Ok(snap) => snap,
+        Err(e) => return Reply::json(e.status(), &Value::String(e.to_string())),
+    };
+    let auth = match authorization {
+        None => Err(AuthError::Missing),
+        Some(header) => match ensure_token(&site.state) {
+            Ok(token) => token.check(Some(header)),
+            Err(e) => return Reply::json(500, &Value::String(e.to_string())),
+        },
+    };
+    Reply::json(200, &answer(queries, &snap, auth, MAX_RESPONSE_BYTES))
 }
 
 /// Parses a request body into sub-queries; the error is the whole response's message.

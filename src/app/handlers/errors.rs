@@ -5,7 +5,7 @@
 //! config file (and the key inside it), `bistro_job->NAME`, or
 //! `bistro_settings.nodes`. A key's messages are joined by ".\n".
 
-use crate::http::Snapshot;
+use crate::app::snapshot::Snapshot;
 use crate::tick::LastTick;
 use serde_json::{json, Map, Value};
 

@@ -2,7 +2,7 @@
 //! when they started (runs whose result is written but not yet recorded are over).
 
 use super::{strings, wanted, Params};
-use crate::http::Snapshot;
+use crate::app::snapshot::Snapshot;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 

@@ -2,7 +2,7 @@
 //! `bistro forgive` ([`crate::control`]).
 
 use super::{required_string, strings, Params};
-use crate::http::Snapshot;
+use crate::app::snapshot::Snapshot;
 use serde_json::{json, Value};
 
 pub(super) fn kill_task(params: &Params, snap: &Snapshot) -> Result<Value, String> {

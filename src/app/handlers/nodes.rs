@@ -3,7 +3,7 @@
 //! whether they are disabled. Worker nodes are not included.
 
 use super::{strings, wanted, Params};
-use crate::http::Snapshot;
+use crate::app::snapshot::Snapshot;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -11,8 +11,8 @@ mod nodes;
 mod running;
 pub mod task_logs;
 
-use super::auth::AuthError;
-use super::Snapshot;
+use super::snapshot::Snapshot;
+use crate::http::AuthError;
 use serde_json::{Map, Value};
 
 /// A sub-query's parameters (everything but `handler`).

@@ -7,7 +7,7 @@
 //! may hold fewer matching lines, but paging always reaches every line.
 
 use super::{integer, strings, Params};
-use crate::http::Snapshot;
+use crate::app::snapshot::Snapshot;
 use crate::store::{LogKind, LogRow, LogStore, PageQuery};
 use regex::Regex;
 use serde_json::{json, Value};

@@ -7,8 +7,8 @@
 //! and a `serve-http`, cannot lose one another's change.
 
 use super::{required_string, Params};
+use crate::app::snapshot::Snapshot;
 use crate::config::{Config, JOB_PREFIX};
-use crate::http::Snapshot;
 use crate::state::write_atomic;
 use serde_json::{json, Map, Value};
 use std::fs::File;

@@ -9,12 +9,33 @@
 use crate::config::{Config, ConfigLoadError};
 use crate::context::{self, keys, NodesNotFetched};
 use crate::nodes::Nodes;
+use crate::runner::remote::Hub;
 use crate::state::StateDir;
 use crate::store::{StatusRow, StatusStore, StoreError};
 use crate::task::RunningTask;
 use serde_json::Value;
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where a server's requests read their snapshots from.
+pub struct Site {
+    /// The state directory.
+    pub state: StateDir,
+    /// The config file (`--config`, else the one the scheduler last used).
+    pub config: Option<PathBuf>,
+    /// The scheduler's remote workers, when the server is a scheduler's with workers.
+    pub hub: Option<Arc<Hub>>,
+}
+
+impl Site {
+    /// The state as of now, for one request.
+    pub fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
+        let mut snap = Snapshot::load(&self.state, self.config.as_deref())?;
+        snap.hub = self.hub.clone();
+        Ok(snap)
+    }
+}
 
 /// Why a request cannot be answered at all.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +54,17 @@ pub enum SnapshotError {
     /// A database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl SnapshotError {
+    /// The HTTP status of the refusal: 503 while there is nothing to serve yet, 500
+    /// for real failures.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NoState(_) | Self::NoConfig { .. } => 503,
+            Self::Store(_) => 500,
+        }
+    }
 }
 
 /// Why a request cannot have the nodes.
@@ -66,7 +98,7 @@ pub struct Snapshot {
     /// Epoch seconds when the snapshot was taken.
     pub now: i64,
     /// The scheduler's remote workers, when the server is a scheduler's with workers.
-    pub hub: Option<std::sync::Arc<crate::runner::remote::Hub>>,
+    pub hub: Option<Arc<Hub>>,
     nodes: OnceCell<Result<Nodes, NodesUnavailable>>,
     statuses: OnceCell<Result<Statuses, String>>,
 }

@@ -1,0 +1,165 @@
+//! The REST app's server: the transport bound with the app's options, and the
+//! wiring of every request: worker calls (`/rpc/NAME`) to the hub's RPC service,
+//! everything else through the `Host`/`Origin` guard to its route.
+
+use super::routes::{route, Route};
+use super::snapshot::Site;
+use super::{api_status, envelope, metrics, page};
+use crate::http::rpc::{RpcEndpoint, RpcService};
+use crate::http::{
+    ensure_token, HttpError, ListenOptions, Reply, Request, Server, DEFAULT_LISTEN, HEAD_TIMEOUT,
+    REQUEST_TIMEOUT,
+};
+use crate::runner::remote::Hub;
+use crate::state::StateDir;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// How the server listens and what it serves.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// `IP:PORT` or `localhost:PORT`; port 0 picks a free port.
+    pub listen: String,
+    /// Listen on a non-loopback address too.
+    pub allow_remote: bool,
+    /// More names clients may reach the server by (`Host` and `Origin`): `NAME` (with
+    /// or without the listening port) or `NAME:PORT`.
+    pub allow_hosts: Vec<String>,
+    /// The config file (default: the one the scheduler last used).
+    pub config: Option<PathBuf>,
+    /// How long a client has to send the request head (default 10 s).
+    pub head_timeout: std::time::Duration,
+    /// How long a client has to send the whole request, and to read the answer
+    /// (default 30 s).
+    pub request_timeout: std::time::Duration,
+    /// The scheduler's remote workers: the server takes their calls (`POST
+    /// /rpc/NAME`) and serves their task logs with its own.
+    pub hub: Option<Arc<Hub>>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_string(),
+            allow_remote: false,
+            allow_hosts: Vec::new(),
+            config: None,
+            head_timeout: HEAD_TIMEOUT,
+            request_timeout: REQUEST_TIMEOUT,
+            hub: None,
+        }
+    }
+}
+
+impl HttpOptions {
+    /// What the transport needs of the options.
+    fn listen_options(&self) -> ListenOptions {
+        ListenOptions {
+            listen: self.listen.clone(),
+            allow_remote: self.allow_remote,
+            allow_hosts: self.allow_hosts.clone(),
+            head_timeout: self.head_timeout,
+            request_timeout: self.request_timeout,
+        }
+    }
+}
+
+/// A bound server over one state directory.
+pub struct HttpServer {
+    server: Server,
+    site: Site,
+    rpc: Option<RpcEndpoint>,
+}
+
+impl HttpServer {
+    /// Binds the listening socket and makes sure the token file exists. Refuses a
+    /// non-loopback address unless `allow_remote`, and a state dir without state.
+    pub fn bind(state: &StateDir, opts: &HttpOptions) -> Result<Self, HttpError> {
+        let listen = opts.listen_options();
+        listen.check()?;
+        state.existing_statuses_db().map_err(HttpError::NoState)?;
+        ensure_token(state)?;
+        Ok(Self {
+            server: Server::bind(&listen)?,
+            site: Site {
+                state: state.clone(),
+                config: opts.config.clone(),
+                hub: opts.hub.clone(),
+            },
+            rpc: opts.hub.as_ref().map(|hub| RpcEndpoint {
+                service: Arc::clone(hub) as Arc<dyn RpcService>,
+                secret: hub.secret_path().to_path_buf(),
+            }),
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Serves until `stop` is true (checked every 100 ms). Accept errors (such as
+    /// running out of file descriptors) are logged and retried, so the server keeps
+    /// serving once they pass.
+    pub fn serve(&self, stop: &AtomicBool) {
+        self.server.serve(stop, &|request| self.handle(request));
+    }
+
+    /// Answers one request.
+    fn handle(&self, request: &Request) -> Reply {
+        if let Some(name) = request.path.strip_prefix("/rpc/") {
+            // Machine-to-machine calls: the shared secret is their protection (a
+            // browser cannot send it cross-origin), not the names they are sent to.
+            return match &self.rpc {
+                Some(rpc) => rpc.answer(name, request),
+                None => Reply::error(
+                    404,
+                    "this server takes no worker calls: remote workers talk to `bistro daemon` run without --worker-command",
+                ),
+            };
+        }
+        if let Err(refusal) = self.server.guard().check(request) {
+            return refusal;
+        }
+        match route(&request.method, &request.path) {
+            Err(reply) => reply,
+            Ok(Route::Page) => Reply::html(page::HTML, page::CSP),
+            Ok(Route::Status) => api_status::reply(&self.site, &request.query),
+            Ok(Route::Metrics) => metrics::reply(&self.site),
+            Ok(Route::Envelope) => {
+                envelope::reply(&self.site, &request.body, request.header("authorization"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::parse_listen;
+
+    #[test]
+    fn listen_addresses_parse_and_remote_ones_are_refused_by_default() {
+        assert_eq!(
+            parse_listen("localhost:7").unwrap(),
+            "127.0.0.1:7".parse().unwrap()
+        );
+        assert!(parse_listen("[::1]:0").unwrap().ip().is_loopback());
+        assert!(matches!(
+            parse_listen("nope"),
+            Err(HttpError::BadAddress(_))
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let opts = HttpOptions {
+            listen: "0.0.0.0:0".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            HttpServer::bind(&state, &opts),
+            Err(HttpError::NotLoopback(_))
+        ));
+    }
+}
