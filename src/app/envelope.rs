@@ -19,13 +19,41 @@ pub const MAX_QUERIES: usize = 64;
 /// The size of the answers after which the remaining sub-queries are not run.
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
+/// Why a request body is refused as a whole (400, with the message as a JSON string).
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// The body is not JSON.
+    #[error("the request body is not valid JSON: {0}; send an object like {{\"a\": {{\"handler\": \"jobs\"}}}}")]
+    NotJson(serde_json::Error),
+    /// The body is JSON, but not an object.
+    #[error("the request body must be a JSON object of named queries like {{\"a\": {{\"handler\": \"jobs\"}}}}, got {0}")]
+    NotAnObject(&'static str),
+    /// More than [`MAX_QUERIES`] sub-queries.
+    #[error("the request holds {0} queries; at most {MAX_QUERIES} are answered per request, send the rest in other requests")]
+    TooManyQueries(usize),
+}
+
+/// Why one sub-query is malformed (its own `error`; the others are still answered).
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum QueryError {
+    /// `handler` is not a string.
+    #[error("handler must be a string, got {0}")]
+    HandlerNotAString(Value),
+    /// No `handler`.
+    #[error("missing \"handler\"")]
+    MissingHandler,
+    /// The sub-query is not an object.
+    #[error("a query must be an object with a \"handler\", got {0}")]
+    NotAnObject(&'static str),
+}
+
 /// One sub-query: its key, and its handler and parameters, or why it is malformed.
 #[derive(Debug, PartialEq)]
 pub struct SubQuery {
     /// The key the answer goes under.
     pub key: String,
     /// The handler name and the other fields, or the sub-query's own error.
-    pub call: Result<(String, Params), String>,
+    pub call: Result<(String, Params), QueryError>,
 }
 
 /// Answers `POST /` and `POST /api`: the request's sub-queries against one snapshot;
@@ -34,7 +62,7 @@ pub struct SubQuery {
 pub fn reply(site: &Site, body: &[u8], authorization: Option<&str>) -> Reply {
     let queries = match parse(body) {
         Ok(q) => q,
-        Err(message) => return Reply::json(400, &Value::String(message)),
+        Err(e) => return Reply::json(400, &Value::String(e.to_string())),
     };
     let snap = match site.snapshot() {
         Ok(snap) => snap,
@@ -51,21 +79,14 @@ pub fn reply(site: &Site, body: &[u8], authorization: Option<&str>) -> Reply {
 }
 
 /// Parses a request body into sub-queries; the error is the whole response's message.
-pub fn parse(body: &[u8]) -> Result<Vec<SubQuery>, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        format!("the request body is not valid JSON: {e}; send an object like {{\"a\": {{\"handler\": \"jobs\"}}}}")
-    })?;
+pub fn parse(body: &[u8]) -> Result<Vec<SubQuery>, EnvelopeError> {
+    let value: Value = serde_json::from_slice(body).map_err(EnvelopeError::NotJson)?;
     let Value::Object(queries) = value else {
-        return Err(format!(
-            "the request body must be a JSON object of named queries like {{\"a\": {{\"handler\": \"jobs\"}}}}, got {}",
-            kind(&value)
-        ));
+        return Err(EnvelopeError::NotAnObject(kind(&value)));
     };
     let count = queries.keys().filter(|key| *key != "prefs").count();
     if count > MAX_QUERIES {
-        return Err(format!(
-            "the request holds {count} queries; at most {MAX_QUERIES} are answered per request, send the rest in other requests"
-        ));
+        return Err(EnvelopeError::TooManyQueries(count));
     }
     Ok(queries
         .into_iter()
@@ -74,13 +95,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<SubQuery>, String> {
             let call = match query {
                 Value::Object(mut params) => match params.remove("handler") {
                     Some(Value::String(name)) => Ok((name, params)),
-                    Some(other) => Err(format!("handler must be a string, got {other}")),
-                    None => Err("missing \"handler\"".to_string()),
+                    Some(other) => Err(QueryError::HandlerNotAString(other)),
+                    None => Err(QueryError::MissingHandler),
                 },
-                other => Err(format!(
-                    "a query must be an object with a \"handler\", got {}",
-                    kind(&other)
-                )),
+                other => Err(QueryError::NotAnObject(kind(&other))),
             };
             SubQuery { key, call }
         })
@@ -106,7 +124,12 @@ pub fn answer(
             if total > max_bytes {
                 return (key, too_large());
             }
-            let result = call.and_then(|(name, params)| handlers::run(&name, &params, snap, auth));
+            let result = match call {
+                Ok((name, params)) => {
+                    handlers::run(&name, &params, snap, auth).map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
             let answer = match result {
                 Ok(data) => json!({ "data": data }),
                 Err(error) => json!({ "error": error }),
@@ -169,11 +192,19 @@ mod tests {
         assert_eq!(params["jobs"], json!(["j"]));
         assert!(!params.contains_key("handler"));
         assert_eq!(
-            queries[1].call,
-            Err("handler must be a string, got 3".into())
+            queries[1].call.as_ref().unwrap_err().to_string(),
+            "handler must be a string, got 3"
         );
-        assert!(queries[2].call.as_ref().unwrap_err().contains("an array"));
-        assert_eq!(queries[3].call, Err("missing \"handler\"".into()));
+        assert!(queries[2]
+            .call
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("an array"));
+        assert_eq!(
+            queries[3].call.as_ref().unwrap_err().to_string(),
+            "missing \"handler\""
+        );
     }
 
     #[test]
@@ -186,7 +217,7 @@ mod tests {
             serde_json::to_vec(&queries).unwrap()
         };
         assert_eq!(parse(&body(MAX_QUERIES)).unwrap().len(), MAX_QUERIES);
-        let refused = parse(&body(MAX_QUERIES + 1)).unwrap_err();
+        let refused = parse(&body(MAX_QUERIES + 1)).unwrap_err().to_string();
         assert!(
             refused.contains("65 queries") && refused.contains("at most 64"),
             "{refused}"
@@ -220,9 +251,18 @@ mod tests {
 
     #[test]
     fn a_body_that_is_not_an_object_is_refused_whole() {
-        assert!(parse(b"{nope").unwrap_err().contains("not valid JSON"));
-        assert!(parse(b"[1]").unwrap_err().contains("got an array"));
-        assert!(parse(b"").unwrap_err().contains("not valid JSON"));
+        assert!(parse(b"{nope")
+            .unwrap_err()
+            .to_string()
+            .contains("not valid JSON"));
+        assert!(parse(b"[1]")
+            .unwrap_err()
+            .to_string()
+            .contains("got an array"));
+        assert!(parse(b"")
+            .unwrap_err()
+            .to_string()
+            .contains("not valid JSON"));
         assert_eq!(parse(b"{}").unwrap(), Vec::new());
     }
 }

@@ -78,6 +78,11 @@ pub enum NodesUnavailable {
     Store(String),
 }
 
+/// Why a request cannot have the task statuses: the status database failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct StatusesUnavailable(Arc<StoreError>);
+
 /// Stored statuses and running tasks.
 type Statuses = (Vec<StatusRow>, Vec<RunningTask>);
 
@@ -100,7 +105,7 @@ pub struct Snapshot {
     /// The scheduler's remote workers, when the server is a scheduler's with workers.
     pub hub: Option<Arc<Hub>>,
     nodes: OnceCell<Result<Nodes, NodesUnavailable>>,
-    statuses: OnceCell<Result<Statuses, String>>,
+    statuses: OnceCell<Result<Statuses, StatusesUnavailable>>,
 }
 
 impl Snapshot {
@@ -157,11 +162,12 @@ impl Snapshot {
 
     /// Stored statuses and running tasks, with runs that finished since the last tick
     /// applied (as `bistro status` shows them).
-    pub fn statuses(&self) -> Result<(&[StatusRow], &[RunningTask]), String> {
+    pub fn statuses(&self) -> Result<(&[StatusRow], &[RunningTask]), StatusesUnavailable> {
         self.statuses
             .get_or_init(|| {
-                let mut rows = self.store.load().map_err(|e| e.to_string())?;
-                let mut running = self.store.running().map_err(|e| e.to_string())?;
+                let unavailable = |e: StoreError| StatusesUnavailable(Arc::new(e));
+                let mut rows = self.store.load().map_err(unavailable)?;
+                let mut running = self.store.running().map_err(unavailable)?;
                 crate::tick::preview_finished(&self.state, &mut rows, &mut running);
                 Ok((rows, running))
             })

@@ -5,11 +5,12 @@
 //! config file (and the key inside it), `bistro_job->NAME`, or
 //! `bistro_settings.nodes`. A key's messages are joined by ".\n".
 
+use super::HandlerError;
 use crate::app::snapshot::Snapshot;
 use crate::tick::LastTick;
 use serde_json::{json, Map, Value};
 
-pub(super) fn errors(snap: &Snapshot) -> Result<Value, String> {
+pub(super) fn errors(snap: &Snapshot) -> Result<Value, HandlerError> {
     let mut problems: Vec<(String, String)> = Vec::new();
     if let Some(e) = &snap.config_error {
         problems.extend(
@@ -23,7 +24,7 @@ pub(super) fn errors(snap: &Snapshot) -> Result<Value, String> {
         problems.extend(job.problem_lines().into_iter().map(|m| (at.clone(), m)));
     }
     // The scheduler's own failure says more than "no nodes were fetched".
-    let last = LastTick::load(&snap.store).map_err(|e| e.to_string())?;
+    let last = LastTick::load(&snap.store)?;
     if let Some(e) = last.and_then(|t| t.nodes_error) {
         problems.push(("bistro_settings.nodes".into(), e));
     } else if let Err(e) = snap.nodes() {
@@ -49,7 +50,7 @@ pub(super) fn errors(snap: &Snapshot) -> Result<Value, String> {
     Ok(Value::Object(out))
 }
 
-pub(super) fn refresh_time(snap: &Snapshot) -> Result<Value, String> {
-    let last = LastTick::load(&snap.store).map_err(|e| e.to_string())?;
+pub(super) fn refresh_time(snap: &Snapshot) -> Result<Value, HandlerError> {
+    let last = LastTick::load(&snap.store)?;
     Ok(json!(last.map_or(0, |t| t.time)))
 }

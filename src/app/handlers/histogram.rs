@@ -6,7 +6,7 @@
 //! of its descendants', and each node is counted once at its own level under the code
 //! of its bits.
 
-use super::{integer, strings, wanted, Params};
+use super::{integer, strings, wanted, HandlerError, Params};
 use crate::app::snapshot::Snapshot;
 use crate::scheduler::{disabled_on_path, filtered_on_path};
 use crate::status::bits;
@@ -30,12 +30,12 @@ pub fn code(bits: u32) -> String {
 
 type PerLevel<T> = BTreeMap<String, BTreeMap<String, T>>;
 
-pub(super) fn histogram(params: &Params, snap: &Snapshot) -> Result<Value, String> {
+pub(super) fn histogram(params: &Params, snap: &Snapshot) -> Result<Value, HandlerError> {
     let filter = strings(params, "jobs")?;
     let num_samples = integer(params, "num_samples")?.unwrap_or(0);
-    let num_samples = usize::try_from(num_samples)
-        .map_err(|_| format!("num_samples must not be negative, got {num_samples}"))?;
-    let nodes = snap.nodes().map_err(|e| e.to_string())?;
+    let num_samples =
+        usize::try_from(num_samples).map_err(|_| HandlerError::NegativeSamples(num_samples))?;
+    let nodes = snap.nodes()?;
     let (rows, running) = snap.statuses()?;
     let stored: HashMap<(&str, &str), u32> = rows
         .iter()

@@ -2,12 +2,12 @@
 //! of the keys every job has, plus the optional keys when they are set. Filters are
 //! echoed from the config file, since they are kept compiled.
 
-use super::{strings, wanted, Params};
+use super::{strings, wanted, HandlerError, Params};
 use crate::app::snapshot::Snapshot;
 use crate::config::{Config, Job, JOB_PREFIX};
 use serde_json::{json, Map, Value};
 
-pub(super) fn jobs(params: &Params, snap: &Snapshot) -> Result<Value, String> {
+pub(super) fn jobs(params: &Params, snap: &Snapshot) -> Result<Value, HandlerError> {
     let filter = strings(params, "jobs")?;
     let out: Map<String, Value> = snap
         .config

@@ -2,7 +2,7 @@
 //! test_node_getter): the nodes of the last refresh, with their levels' resources and
 //! whether they are disabled. Worker nodes are not included.
 
-use super::{strings, wanted, Params};
+use super::{strings, wanted, HandlerError, Params};
 use crate::app::snapshot::Snapshot;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,16 +10,16 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The fields a `nodes` query may ask for.
 const FIELDS: [&str; 2] = ["resources", "disabled"];
 
-pub(super) fn nodes(params: &Params, snap: &Snapshot) -> Result<Value, String> {
+pub(super) fn nodes(params: &Params, snap: &Snapshot) -> Result<Value, HandlerError> {
     let filter = strings(params, "nodes")?;
     let mut fields = strings(params, "fields")?;
     if let Some(unknown) = fields.iter().find(|f| !FIELDS.contains(&f.as_str())) {
-        return Err(format!("Unknown field name: {unknown}"));
+        return Err(HandlerError::UnknownField(unknown.clone()));
     }
     if fields.is_empty() {
         fields = FIELDS.iter().map(|f| f.to_string()).collect();
     }
-    let nodes = snap.nodes().map_err(|e| e.to_string())?;
+    let nodes = snap.nodes()?;
     let settings = &snap.config.settings;
     let defs = &settings.resources;
     let mut results: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
@@ -55,8 +55,8 @@ pub(super) fn nodes(params: &Params, snap: &Snapshot) -> Result<Value, String> {
     Ok(json!({ "results": results }))
 }
 
-pub(super) fn sorted_node_names(snap: &Snapshot) -> Result<Value, String> {
-    let nodes = snap.nodes().map_err(|e| e.to_string())?;
+pub(super) fn sorted_node_names(snap: &Snapshot) -> Result<Value, HandlerError> {
+    let nodes = snap.nodes()?;
     let levels = &snap.config.settings.levels;
     let mut out: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for node in nodes.list.iter().filter(|n| n.level != levels.worker()) {

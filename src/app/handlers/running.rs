@@ -1,12 +1,12 @@
 //! `running_tasks` and the deprecated `job_node_runtime`: the tasks running now, with
 //! when they started (runs whose result is written but not yet recorded are over).
 
-use super::{strings, wanted, Params};
+use super::{strings, wanted, HandlerError, Params};
 use crate::app::snapshot::Snapshot;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub(super) fn running_tasks(params: &Params, snap: &Snapshot) -> Result<Value, String> {
+pub(super) fn running_tasks(params: &Params, snap: &Snapshot) -> Result<Value, HandlerError> {
     by_job_and_node(
         params,
         snap,
@@ -14,7 +14,7 @@ pub(super) fn running_tasks(params: &Params, snap: &Snapshot) -> Result<Value, S
     )
 }
 
-pub(super) fn job_node_runtime(params: &Params, snap: &Snapshot) -> Result<Value, String> {
+pub(super) fn job_node_runtime(params: &Params, snap: &Snapshot) -> Result<Value, HandlerError> {
     by_job_and_node(params, snap, |task| {
         json!(snap.now - task.invocation.start_time)
     })
@@ -25,7 +25,7 @@ fn by_job_and_node(
     params: &Params,
     snap: &Snapshot,
     f: impl Fn(&crate::task::RunningTask) -> Value,
-) -> Result<Value, String> {
+) -> Result<Value, HandlerError> {
     let filter = strings(params, "jobs")?;
     let (_, running) = snap.statuses()?;
     let mut out: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();

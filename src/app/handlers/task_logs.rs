@@ -6,14 +6,54 @@
 //! paging early (§8.8), whether more lines exist is decided before filtering: a page
 //! may hold fewer matching lines, but paging always reaches every line.
 
-use super::{integer, strings, Params};
+use super::{integer, strings, HandlerError, ParamError, Params};
 use crate::app::snapshot::Snapshot;
-use crate::store::{LogKind, LogRow, LogStore, PageQuery};
+use crate::store::{LogKind, LogRow, LogStore, PageQuery, StoreError};
 use regex::Regex;
 use serde_json::{json, Value};
 
 /// Lines per page, as Bistro's local scheduler.
 pub const PAGE_SIZE: usize = 1000;
+
+/// Why a `task_logs` query is refused, in Bistro's words where it has them.
+#[derive(Debug, thiserror::Error)]
+pub enum LogsError {
+    /// `columns` was sent.
+    #[error("Custom columns are currently not supported.")]
+    CustomColumns,
+    /// No `log_type`.
+    #[error("missing parameter log_type (stdout, stderr or statuses)")]
+    MissingLogType,
+    /// A `log_type` that names no log.
+    #[error("Unknown table for logs: {0}")]
+    UnknownLogType(String),
+    /// A `sort` string other than `asc` or `desc`.
+    #[error("Unknown sort order: {0}")]
+    UnknownSort(String),
+    /// A `sort` that is not a string.
+    #[error("sort must be \"asc\" or \"desc\", got {0}")]
+    SortNotAString(Value),
+    /// A `line_id` string that is not an int64.
+    #[error("line_id must be an int64 written as a string, got {0:?}")]
+    LineIdNotAnInteger(String),
+    /// A `line_id` that is not a string.
+    #[error("line_id must be an int64 written as a string (JSON numbers lose precision), got {0}")]
+    LineIdNotAString(Value),
+    /// Both `time` and `line_id`.
+    #[error("Cannot specify both time and line_id")]
+    TimeAndLineId,
+    /// A `regex_filter` that does not compile.
+    #[error("regex_filter {regex:?} is not a valid regex: {source}")]
+    BadRegex {
+        /// The regex sent.
+        regex: String,
+        /// Why it does not compile.
+        source: regex::Error,
+    },
+    /// Another parameter is missing or of the wrong type.
+    #[error(transparent)]
+    Param(#[from] ParamError),
+}
 
 /// A parsed `task_logs` query.
 #[derive(Debug)]
@@ -25,40 +65,42 @@ pub struct LogsRequest {
 }
 
 /// Parses the parameters of §4.4.
-pub fn parse(params: &Params) -> Result<LogsRequest, String> {
+pub fn parse(params: &Params) -> Result<LogsRequest, LogsError> {
     if params.contains_key("columns") {
-        return Err("Custom columns are currently not supported.".into());
+        return Err(LogsError::CustomColumns);
     }
     let kind = match params.get("log_type") {
-        None | Some(Value::Null) => {
-            return Err("missing parameter log_type (stdout, stderr or statuses)".into())
-        }
+        None | Some(Value::Null) => return Err(LogsError::MissingLogType),
         Some(Value::String(s)) => {
-            LogKind::parse(s).ok_or_else(|| format!("Unknown table for logs: {s}"))?
+            LogKind::parse(s).ok_or_else(|| LogsError::UnknownLogType(s.clone()))?
         }
-        Some(other) => return Err(format!("log_type must be a string, got {other}")),
+        Some(other) => {
+            return Err(ParamError::NotAString {
+                key: "log_type".into(),
+                got: other.clone(),
+            }
+            .into())
+        }
     };
     let ascending = match params.get("sort") {
         None | Some(Value::Null) => false,
         Some(Value::String(s)) if s.eq_ignore_ascii_case("asc") => true,
         Some(Value::String(s)) if s.eq_ignore_ascii_case("desc") => false,
-        Some(Value::String(s)) => return Err(format!("Unknown sort order: {s}")),
-        Some(other) => return Err(format!("sort must be \"asc\" or \"desc\", got {other}")),
+        Some(Value::String(s)) => return Err(LogsError::UnknownSort(s.clone())),
+        Some(other) => return Err(LogsError::SortNotAString(other.clone())),
     };
     let time = integer(params, "time")?;
     let line_id = match params.get("line_id") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.trim().parse::<i64>().map_err(|_| {
-            format!("line_id must be an int64 written as a string, got {s:?}")
-        })?),
-        Some(other) => {
-            return Err(format!(
-                "line_id must be an int64 written as a string (JSON numbers lose precision), got {other}"
-            ))
-        }
+        Some(Value::String(s)) => Some(
+            s.trim()
+                .parse::<i64>()
+                .map_err(|_| LogsError::LineIdNotAnInteger(s.clone()))?,
+        ),
+        Some(other) => return Err(LogsError::LineIdNotAString(other.clone())),
     };
     let from = match (time, line_id) {
-        (Some(_), Some(_)) => return Err("Cannot specify both time and line_id".into()),
+        (Some(_), Some(_)) => return Err(LogsError::TimeAndLineId),
         (Some(t), None) if ascending => Some(t << 32),
         (Some(t), None) => Some((t << 32) | 0xffff_ffff),
         (None, Some(-1)) | (None, None) => None,
@@ -67,10 +109,17 @@ pub fn parse(params: &Params) -> Result<LogsRequest, String> {
     let regex = match params.get("regex_filter") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() => None,
-        Some(Value::String(s)) => Some(
-            Regex::new(s).map_err(|e| format!("regex_filter {s:?} is not a valid regex: {e}"))?,
-        ),
-        Some(other) => return Err(format!("regex_filter must be a string, got {other}")),
+        Some(Value::String(s)) => Some(Regex::new(s).map_err(|source| LogsError::BadRegex {
+            regex: s.clone(),
+            source,
+        })?),
+        Some(other) => {
+            return Err(ParamError::NotAString {
+                key: "regex_filter".into(),
+                got: other.clone(),
+            }
+            .into())
+        }
     };
     Ok(LogsRequest {
         query: PageQuery {
@@ -86,14 +135,12 @@ pub fn parse(params: &Params) -> Result<LogsRequest, String> {
 }
 
 /// Reads one page: `{"next_line_id": "<id or -1>", "lines": [[job, node, time, line, "<id>"]]}`.
-pub fn page(store: &LogStore, request: &LogsRequest) -> Result<Value, String> {
+pub fn page(store: &LogStore, request: &LogsRequest) -> Result<Value, StoreError> {
     let limit = request.query.limit;
-    let mut rows = store
-        .page(&PageQuery {
-            limit: limit + 1,
-            ..request.query.clone()
-        })
-        .map_err(|e| e.to_string())?;
+    let mut rows = store.page(&PageQuery {
+        limit: limit + 1,
+        ..request.query.clone()
+    })?;
     let next = if rows.len() > limit {
         rows.pop().map_or(-1, |r| r.id)
     } else {
@@ -112,12 +159,11 @@ fn lines_json(rows: &[LogRow], request: &LogsRequest, next: i64) -> Value {
     json!({"next_line_id": next.to_string(), "lines": lines})
 }
 
-pub(super) fn task_logs(params: &Params, snap: &Snapshot) -> Result<Value, String> {
+pub(super) fn task_logs(params: &Params, snap: &Snapshot) -> Result<Value, HandlerError> {
     let request = parse(params)?;
     let path = snap.state.logs_db();
     let local = if path.exists() {
-        let store = LogStore::open(&path).map_err(|e| e.to_string())?;
-        Some(store)
+        Some(LogStore::open(&path)?)
     } else {
         None
     };
@@ -125,19 +171,20 @@ pub(super) fn task_logs(params: &Params, snap: &Snapshot) -> Result<Value, Strin
         // Tasks that ran on workers logged there: one page over every log.
         Some(hub) => {
             let mut rows = match &local {
-                Some(store) => store
-                    .page(&PageQuery {
-                        limit: request.query.limit + 1,
-                        ..request.query.clone()
-                    })
-                    .map_err(|e| e.to_string())?,
+                Some(store) => store.page(&PageQuery {
+                    limit: request.query.limit + 1,
+                    ..request.query.clone()
+                })?,
                 None => Vec::new(),
             };
-            rows.extend(hub.worker_logs(&request.query, request.query.limit + 1)?);
+            rows.extend(
+                hub.worker_logs(&request.query, request.query.limit + 1)
+                    .map_err(|e| HandlerError::WorkerLogs(e.to_string()))?,
+            );
             Ok(page_of(rows, &request))
         }
         None => match &local {
-            Some(store) => page(store, &request),
+            Some(store) => Ok(page(store, &request)?),
             None => Ok(json!({"next_line_id": "-1", "lines": []})),
         },
     }
@@ -166,7 +213,7 @@ mod tests {
     }
 
     fn error(v: Value) -> String {
-        parse(&params(v)).unwrap_err()
+        parse(&params(v)).unwrap_err().to_string()
     }
 
     #[test]
