@@ -26,8 +26,9 @@
 //! use std::sync::atomic::AtomicBool;
 //! # fn main() -> Result<(), bistro::http::HttpError> {
 //! let state = bistro::state::StateDir::new("bistro-state");
-//! let server = HttpServer::bind(&state, &HttpOptions::default())?; // fails fast: bad
-//! eprintln!("listening on http://{}", server.local_addr());       // address, port taken
+//! // Fails fast: a bad address, a port taken, a state dir without state.
+//! let server = HttpServer::bind(&state, &HttpOptions::default())?;
+//! let _bound = server.local_addr(); // the port actually bound, with port 0
 //! let stop = AtomicBool::new(false);
 //! server.serve(&stop); // blocks; returns within 100 ms once `stop` is true
 //! # Ok(()) }

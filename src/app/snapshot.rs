@@ -75,7 +75,7 @@ pub enum NodesUnavailable {
     NotFetched(#[from] NodesNotFetched),
     /// The status database failed.
     #[error("cannot read the stored nodes: {0}")]
-    Store(String),
+    Store(Arc<StoreError>),
 }
 
 /// Why a request cannot have the task statuses: the status database failed.
@@ -149,8 +149,7 @@ impl Snapshot {
     pub fn nodes(&self) -> Result<&Nodes, NodesUnavailable> {
         self.nodes
             .get_or_init(|| {
-                let store_error =
-                    |e: crate::store::StoreError| NodesUnavailable::Store(e.to_string());
+                let store_error = |e: StoreError| NodesUnavailable::Store(Arc::new(e));
                 let instance =
                     context::instance_name(Some(&self.store), None).map_err(store_error)?;
                 Ok(context::stored_nodes(&self.store, &self.config, &instance)

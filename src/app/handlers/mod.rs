@@ -10,7 +10,7 @@ mod histogram;
 mod jobs;
 mod nodes;
 mod running;
-pub mod task_logs;
+mod task_logs;
 
 use super::snapshot::{NodesUnavailable, Snapshot, StatusesUnavailable};
 use crate::control::ControlError;
