@@ -5,10 +5,10 @@
 //! is one scheduling pass's ledger of free slots per (level, node name); replicas (the
 //! same name twice on one level) share one block.
 
-use crate::config::lenient;
 use crate::config::ErrorRecord;
 use crate::config::Levels;
 use crate::nodes::Nodes;
+use crate::sanitize::lenient;
 use serde_json::Value;
 
 /// A resource limit on one level.

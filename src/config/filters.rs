@@ -1,6 +1,6 @@
 //! Job filters (bistro-scheduling §5.7): which nodes of a level a job may use.
 
-use super::lenient;
+use crate::sanitize::lenient;
 use regex::Regex;
 use serde_json::Value;
 use std::collections::HashSet;

@@ -3,7 +3,8 @@
 //! job with errors never runs.
 
 use super::settings::{parse_kill_orphans, parse_kill_subprocess, parse_task_subprocess};
-use super::{lenient, ErrorRecord, JobFilter, KillRequest, Levels, Settings, TaskSubprocess};
+use super::{ErrorRecord, JobFilter, KillRequest, Levels, Settings, TaskSubprocess};
+use crate::sanitize::lenient;
 use crate::status::BackoffSettings;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};

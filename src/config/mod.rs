@@ -9,7 +9,6 @@
 mod errors;
 pub mod filters;
 pub mod job;
-pub mod lenient;
 mod loader;
 pub mod settings;
 

@@ -1,8 +1,9 @@
 //! `bistro_settings` (bistro-scheduling §1.3): every key with its default. One bad key
 //! rejects the whole block.
 
-use super::{lenient, ErrorRecord, Levels, INSTANCE_LEVEL, WORKER_LEVEL};
+use super::{ErrorRecord, Levels, INSTANCE_LEVEL, WORKER_LEVEL};
 use crate::resources::ResourceDefs;
+use crate::sanitize::lenient;
 use crate::status::BackoffSettings;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;

@@ -1,7 +1,8 @@
 //! The `manual` source: nodes listed in the config, `{NAME: children}`.
 
 use super::{NodeFetcher, Nodes};
-use crate::config::{lenient, Levels};
+use crate::config::Levels;
+use crate::sanitize::lenient;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 

@@ -6,7 +6,8 @@ mod manual;
 mod range_label;
 mod script;
 
-use crate::config::{lenient, Levels, NodeSourceSpec, Settings};
+use crate::config::{Levels, NodeSourceSpec, Settings};
+use crate::sanitize::lenient;
 use serde_json::{Map, Value};
 
 /// One node: a shard of data that tasks run on and that holds resources.

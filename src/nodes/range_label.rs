@@ -1,7 +1,8 @@
 //! The `range_label` source: numbered children under every node of a parent level.
 
 use super::{parent_level, NodeFetcher, Nodes};
-use crate::config::{lenient, Levels};
+use crate::config::Levels;
+use crate::sanitize::lenient;
 use serde_json::{Map, Value};
 
 /// For each parent, children `format` with `{parent}`, `{i}`, `{start}`, `{end}`

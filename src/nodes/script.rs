@@ -1,8 +1,9 @@
 //! The `script` source: children are the lines a script prints for each parent.
 
 use super::{parent_level, NodeFetcher, Nodes};
-use crate::config::{lenient, Levels};
+use crate::config::Levels;
 use crate::sanitize::for_terminal;
+use crate::sanitize::lenient;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use serde_json::{Map, Value};

@@ -81,7 +81,7 @@ fn label_bits(label: &str) -> Option<u32> {
 }
 
 fn check_result_bits(value: &Value) -> Result<u32, String> {
-    let raw = crate::config::lenient::as_i64(value)
+    let raw = crate::sanitize::lenient::as_i64(value)
         .ok_or_else(|| format!("result_bits must be an integer, got {value}"))?;
     let b = u32::try_from(raw).map_err(|_| format!("result_bits out of range: {raw}"))?;
     if b & (bits::UNSTARTED | bits::AVOIDED | bits::DISABLED | bits::HAS_SAVED_BACKOFF) != 0 {

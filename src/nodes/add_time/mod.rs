@@ -15,8 +15,9 @@
 //! the node gets the union of their tags and is enabled only if all of them say so.
 
 use super::{parent_level, NodeFetcher, Nodes};
-use crate::config::{lenient, Levels};
+use crate::config::Levels;
 use crate::cron::{self, CronError, CronItem};
+use crate::sanitize::lenient;
 use chrono::TimeZone;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
