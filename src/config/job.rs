@@ -2,7 +2,7 @@
 //! each bad field keeps its inherited value and is recorded in the job's `errors`, and a
 //! job with errors never runs.
 
-use super::settings::{parse_kill_orphans, parse_kill_subprocess, parse_task_subprocess};
+use super::process::{parse_kill_orphans, parse_kill_subprocess, parse_task_subprocess};
 use super::{ErrorRecord, JobFilter, KillRequest, Levels, Settings, TaskSubprocess};
 use crate::sanitize::lenient;
 use crate::status::BackoffSettings;
@@ -237,7 +237,7 @@ impl Job {
         let kill_orphan_tasks_after_ms =
             get("kill_orphan_tasks_after_sec").map_or(settings.kill_orphan_tasks_after_ms, |x| {
                 parse_kill_orphans(x).unwrap_or_else(|e| {
-                    rec.nested_error("kill_orphan_tasks_after_sec", x, e);
+                    rec.nested_error("kill_orphan_tasks_after_sec", x, e.to_string());
                     settings.kill_orphan_tasks_after_ms
                 })
             });

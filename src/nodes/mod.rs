@@ -6,7 +6,7 @@ mod manual;
 mod range_label;
 mod script;
 
-use crate::config::{Levels, NodeSourceSpec, Settings};
+use crate::config::{Levels, NodeSourceSpec, PrefsError, Settings};
 use crate::sanitize::lenient;
 use serde_json::{Map, Value};
 
@@ -349,6 +349,16 @@ struct EmptyFetcher;
 impl NodeFetcher for EmptyFetcher {
     fn fetch(&self, _: &mut Nodes, _: &Map<String, Value>, _: &Levels) -> Result<(), String> {
         Ok(())
+    }
+}
+
+/// Checks a node source's prefs when the config is parsed (a [`PrefsCheck`](crate::config::PrefsCheck)): only
+/// `add_time` prefs are checked then ([`add_time::validate_prefs`]); the other sources
+/// report bad prefs when they fetch.
+pub fn check_prefs(source: &str, prefs: &Map<String, Value>) -> Result<(), Vec<PrefsError>> {
+    match source {
+        "add_time" => add_time::validate_prefs(prefs),
+        _ => Ok(()),
     }
 }
 

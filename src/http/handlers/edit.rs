@@ -9,6 +9,7 @@
 use super::{required_string, Params};
 use crate::config::{Config, JOB_PREFIX};
 use crate::http::Snapshot;
+use crate::nodes::check_prefs;
 use crate::state::write_atomic;
 use serde_json::{json, Map, Value};
 use std::fs::File;
@@ -31,7 +32,7 @@ pub(super) fn save_job(params: &Params, snap: &Snapshot) -> Result<Value, String
     }
     edit(&snap.config_path, |config| {
         config.insert(format!("{JOB_PREFIX}{name}"), job);
-        let parsed = Config::from_value(&Value::Object(config.clone()))
+        let parsed = Config::from_value_with(&Value::Object(config.clone()), check_prefs)
             .map_err(|e| format!("the config would be invalid: {e}"))?;
         let saved = parsed.job(name).expect("the job was just inserted");
         let problems = saved.problem_lines();

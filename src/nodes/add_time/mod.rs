@@ -15,7 +15,7 @@
 //! the node gets the union of their tags and is enabled only if all of them say so.
 
 use super::{parent_level, NodeFetcher, Nodes};
-use crate::config::Levels;
+use crate::config::{Levels, PrefsError};
 use crate::cron::{self, CronError, CronItem};
 use crate::sanitize::lenient;
 use chrono::TimeZone;
@@ -36,41 +36,20 @@ impl NodeFetcher for AddTimeFetcher {
     }
 }
 
-/// A problem in `add_time` prefs: the keys (or array indices) from the prefs down to
-/// the fault, and what is wrong there.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {message}", path.join("."))]
-pub struct PrefsError {
-    /// Keys from the prefs object down to the fault, e.g.
-    /// `["schedule", "1", "cron", "day_of_week"]`.
-    pub path: Vec<String>,
-    /// What is wrong there.
-    pub message: String,
+/// The same error, found under schedule item `index`.
+fn in_item(mut e: PrefsError, index: usize) -> PrefsError {
+    e.path
+        .splice(0..0, ["schedule".to_string(), index.to_string()]);
+    e
 }
 
-impl PrefsError {
-    fn new(path: &[&str], message: impl Into<String>) -> Self {
-        PrefsError {
-            path: path.iter().map(|k| k.to_string()).collect(),
-            message: message.into(),
-        }
-    }
-
-    /// The same error, found under schedule item `index`.
-    fn in_item(mut self, index: usize) -> Self {
-        self.path
-            .splice(0..0, ["schedule".to_string(), index.to_string()]);
-        self
-    }
-
-    /// A schedule item's cron error, with its path from inside the item.
-    fn from_cron(e: &CronError) -> Self {
-        let mut path = vec!["cron".to_string()];
-        path.extend_from_slice(e.path());
-        PrefsError {
-            path,
-            message: e.message(),
-        }
+/// A schedule item's cron error, with its path from inside the item.
+fn from_cron(e: &CronError) -> PrefsError {
+    let mut path = vec!["cron".to_string()];
+    path.extend_from_slice(e.path());
+    PrefsError {
+        path,
+        message: e.message(),
     }
 }
 
@@ -89,7 +68,7 @@ pub fn validate_prefs(prefs: &Map<String, Value>) -> Result<(), Vec<PrefsError>>
                     Err(e) => errors.push(e),
                     Ok(item) => {
                         if let Err(e) = item.cron.find_first_match(now) {
-                            errors.push(PrefsError::from_cron(&e).in_item(i));
+                            errors.push(in_item(from_cron(&e), i));
                         }
                     }
                 }
@@ -188,7 +167,7 @@ impl ScheduleItem {
                     "required: a cron item saying when nodes appear",
                 ))
             }
-            Some(v) => cron::parse_item(v).map_err(|e| PrefsError::from_cron(&e))?,
+            Some(v) => cron::parse_item(v).map_err(|e| from_cron(&e))?,
         };
         Ok(ScheduleItem {
             lifetime,
@@ -218,7 +197,7 @@ fn schedule_items(
         Some(Value::Array(items)) => Ok(items
             .iter()
             .enumerate()
-            .map(|(i, item)| ScheduleItem::parse(item).map_err(|e| e.in_item(i)))
+            .map(|(i, item)| ScheduleItem::parse(item).map_err(|e| in_item(e, i)))
             .collect()),
         Some(_) => Err(PrefsError::new(
             &["schedule"],
@@ -251,7 +230,7 @@ fn timestamps<Tz: TimeZone>(
         while let Some(t) = item
             .cron
             .find_first_match_in(from, tz)
-            .map_err(|e| PrefsError::from_cron(&e).in_item(i))?
+            .map_err(|e| in_item(from_cron(&e), i))?
             .filter(|&t| t <= now)
         {
             let enabled = now - t < item.enabled_lifetime;
