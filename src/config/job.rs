@@ -222,7 +222,7 @@ impl Job {
             || settings.backoff.clone(),
             |x| {
                 BackoffSettings::parse(x).unwrap_or_else(|e| {
-                    rec.nested_error("backoff", x, e);
+                    rec.nested_error("backoff", x, e.to_string());
                     settings.backoff.clone()
                 })
             },

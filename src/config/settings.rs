@@ -140,7 +140,7 @@ impl Settings {
         let backoff = match get("backoff") {
             None => BackoffSettings::default(),
             Some(x) => BackoffSettings::parse(x).unwrap_or_else(|e| {
-                rec.nested_error("backoff", x, e);
+                rec.nested_error("backoff", x, e.to_string());
                 BackoffSettings::default()
             }),
         };
