@@ -14,7 +14,7 @@
 //! enabled iff `now - t < enabled_lifetime`. When several items yield the same `t`,
 //! the node gets the union of their tags and is enabled only if all of them say so.
 
-use super::{parent_level, NodeFetcher, Nodes};
+use super::{parent_level, NodeFetcher, Nodes, SourceError};
 use crate::config::{Levels, PrefsError};
 use crate::cron::{self, CronError, CronItem};
 use crate::sanitize::lenient;
@@ -31,7 +31,7 @@ impl NodeFetcher for AddTimeFetcher {
         nodes: &mut Nodes,
         prefs: &Map<String, Value>,
         levels: &Levels,
-    ) -> Result<(), String> {
+    ) -> Result<(), SourceError> {
         add_time_nodes(nodes, prefs, levels, crate::now(), &chrono::Local)
     }
 }
@@ -89,11 +89,11 @@ fn add_time_nodes<Tz: TimeZone>(
     levels: &Levels,
     now: i64,
     tz: &Tz,
-) -> Result<(), String> {
-    let format = parse_format(prefs).map_err(|e| e.to_string())?;
-    let schedule = parse_schedule(prefs).map_err(|e| e.to_string())?;
+) -> Result<(), SourceError> {
+    let format = parse_format(prefs)?;
+    let schedule = parse_schedule(prefs)?;
     let (parent, level) = parent_level(prefs, levels)?;
-    let stamps = timestamps(&schedule, now, tz).map_err(|e| e.to_string())?;
+    let stamps = timestamps(&schedule, now, tz)?;
     let parents: Vec<usize> = nodes.at_level(parent).collect();
     for p in parents {
         for (time, stamp) in &stamps {

@@ -11,7 +11,7 @@ const ON: bool = true;
 const OFF: bool = false;
 
 /// Runs an `add_time` source under the instance at `now`.
-fn fetch(now: i64, schedule: Value) -> Result<Nodes, String> {
+fn fetch(now: i64, schedule: Value) -> Result<Nodes, SourceError> {
     let prefs = json!({"parent_level": "instance", "schedule": schedule});
     let mut nodes = Nodes::with_instance("inst");
     add_time_nodes(
@@ -51,7 +51,9 @@ fn every(period: i64, lifetime: i64) -> Value {
 
 #[test]
 fn an_item_without_a_lifetime_is_an_error() {
-    let err = fetch(4, json!([{"cron": {"epoch": {"period": 4}}}])).unwrap_err();
+    let err = fetch(4, json!([{"cron": {"epoch": {"period": 4}}}]))
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("schedule.0.lifetime: "), "{err}");
     assert!(fetch(
         4,
