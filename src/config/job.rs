@@ -2,6 +2,7 @@
 //! each bad field keeps its inherited value and is recorded in the job's `errors`, and a
 //! job with errors never runs.
 
+use super::filters::FilterError;
 use super::process::{parse_kill_orphans, parse_kill_subprocess, parse_task_subprocess};
 use super::{ErrorRecord, JobFilter, KillRequest, Levels, Settings, TaskSubprocess};
 use crate::sanitize::lenient;
@@ -182,7 +183,8 @@ impl Job {
                             Ok(f) => {
                                 filters.insert(level, f);
                             }
-                            Err((key, msg)) => {
+                            Err(FilterError(key, problem)) => {
+                                let msg = problem.to_string();
                                 let at = rec.nested("filters").nested(level_name.as_str());
                                 if key.is_empty() {
                                     at.set_error(spec, msg);
