@@ -12,7 +12,7 @@ pub mod job;
 mod loader;
 pub mod node_shape;
 pub mod process;
-pub mod resources;
+pub mod resource_settings;
 pub mod settings;
 
 pub use errors::{flatten_json, ErrorRecord};
@@ -24,7 +24,7 @@ pub use node_shape::{
     WORKER_LEVEL,
 };
 pub use process::{KillMethod, KillRequest, TaskSubprocess};
-pub use resources::{LevelResource, ResourceDefs};
+pub use resource_settings::{LevelResource, ResourceDefs};
 pub use settings::{PolicyName, Settings};
 
 use serde_json::Value;

@@ -3,13 +3,13 @@
 //!
 //! This module assembles the block; each concept is parsed where it is defined: the
 //! node tree's shape in [`super::node_shape`], process options in [`super::process`],
-//! resources in [`super::resources`].
+//! resources in [`super::resource_settings`].
 
 use super::node_shape::{no_prefs_check, parse_nodes, PrefsCheck};
 use super::process::{
     parse_kill_orphans, parse_kill_subprocess, parse_task_subprocess, seconds_to_ms,
 };
-use super::resources::{check_physical_resources, parse_worker_overrides};
+use super::resource_settings::{check_physical_resources, parse_worker_overrides};
 use super::{
     ErrorRecord, KillRequest, Levels, NodeOrder, NodeSourceSpec, ResourceDefs, TaskSubprocess,
 };
