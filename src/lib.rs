@@ -25,7 +25,7 @@
 //! - [`run_task`]: one task now, in the foreground;
 //! - [`report`]: the `status` document;
 //! - [`http`]: the REST API, status page and metrics;
-//! - [`sanitize`], [`time`]: terminal-safe strings, clocks and dates;
+//! - [`sanitize`], [`time`]: terminal-safe strings, lenient JSON readers, clocks and dates;
 //! - [`cli`]: the `bistro` command line.
 
 #![deny(missing_docs)]

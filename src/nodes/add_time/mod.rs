@@ -22,7 +22,7 @@ use chrono::TimeZone;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Adds the time nodes for the current time (`crate::now()`) in the system time zone.
+/// Adds the time nodes for the current time (`crate::time::now()`) in the system time zone.
 pub(super) struct AddTimeFetcher;
 
 impl NodeFetcher for AddTimeFetcher {
@@ -32,7 +32,7 @@ impl NodeFetcher for AddTimeFetcher {
         prefs: &Map<String, Value>,
         levels: &Levels,
     ) -> Result<(), SourceError> {
-        add_time_nodes(nodes, prefs, levels, crate::now(), &chrono::Local)
+        add_time_nodes(nodes, prefs, levels, crate::time::now(), &chrono::Local)
     }
 }
 
@@ -62,7 +62,7 @@ pub fn validate_prefs(prefs: &Map<String, Value>) -> Result<(), Vec<PrefsError>>
     match schedule_items(prefs) {
         Err(e) => errors.push(e),
         Ok(items) => {
-            let now = crate::now();
+            let now = crate::time::now();
             for (i, item) in items.into_iter().enumerate() {
                 match item {
                     Err(e) => errors.push(e),
