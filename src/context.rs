@@ -3,8 +3,8 @@
 //! nodes. `tick` remembers the config path, the last good config text and its flags in
 //! the status database, so `status`, `logs` and cron lines need not repeat them.
 
-use crate::config::{Config, ConfigLoadError, ConfigLoader, FileConfigLoader};
-use crate::nodes::{fetch_nodes, NodeError, Nodes};
+use crate::config::{Config, ConfigLoadError, FileConfigLoader};
+use crate::nodes::{check_prefs, fetch_nodes, NodeError, Nodes};
 use crate::state::StateDir;
 use crate::store::{StatusStore, StoreError};
 use std::path::{Path, PathBuf};
@@ -67,7 +67,7 @@ pub fn load_config(
     store: Option<&StatusStore>,
     path: PathBuf,
 ) -> Result<ConfigInForce, StoreError> {
-    match FileConfigLoader::new(&path).load() {
+    match FileConfigLoader::new(&path).load(check_prefs) {
         Ok(loaded) => Ok(ConfigInForce {
             path,
             config: Some(loaded.config),
@@ -79,7 +79,7 @@ pub fn load_config(
                 .map(|s| s.meta(keys::LAST_GOOD_CONFIG))
                 .transpose()?
                 .flatten();
-            let config = last_good.and_then(|t| Config::parse(&t).ok());
+            let config = last_good.and_then(|t| Config::parse_with(&t, check_prefs).ok());
             Ok(ConfigInForce {
                 path,
                 config,

@@ -26,7 +26,7 @@
 //! - [`report`]: the `status` document;
 //! - [`http`]: the HTTP transport: wire format, server, client, tokens, worker calls;
 //! - [`app`]: the REST API, status page and metrics, over [`http`];
-//! - [`sanitize`], [`time`]: terminal-safe strings, clocks and dates;
+//! - [`sanitize`], [`time`]: terminal-safe strings, lenient JSON readers, clocks and dates;
 //! - [`cli`]: the `bistro` command line.
 
 #![deny(missing_docs)]

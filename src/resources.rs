@@ -1,118 +1,12 @@
 //! Resources (bistro-scheduling §3): slots defined per level, charged on a task's node
 //! and every ancestor, all or nothing.
 //!
-//! [`ResourceDefs`] is the validated `bistro_settings.resources` block. [`ResourceBlocks`]
+//! The resources are defined by the settings ([`ResourceDefs`]). [`ResourceBlocks`]
 //! is one scheduling pass's ledger of free slots per (level, node name); replicas (the
 //! same name twice on one level) share one block.
 
-use crate::config::lenient;
-use crate::config::ErrorRecord;
-use crate::config::Levels;
+use crate::config::{Levels, ResourceDefs};
 use crate::nodes::Nodes;
-use serde_json::Value;
-
-/// A resource limit on one level.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LevelResource {
-    /// Index into [`ResourceDefs::names`].
-    pub resource: usize,
-    /// Slots on each node of the level.
-    pub limit: i64,
-    /// Weight for the `busiest` worker selector.
-    pub weight: i64,
-}
-
-/// The validated `resources` settings.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ResourceDefs {
-    /// Resource names; a name is global across levels.
-    pub names: Vec<String>,
-    /// What every job needs of each resource unless it overrides it.
-    pub defaults: Vec<i64>,
-    /// For each level (by index), the resources it defines.
-    pub by_level: Vec<Vec<LevelResource>>,
-}
-
-impl ResourceDefs {
-    /// The id of a resource name.
-    pub fn id(&self, name: &str) -> Option<usize> {
-        self.names.iter().position(|n| n == name)
-    }
-
-    /// Parses `{LEVEL: {NAME: {default, limit, weight?}}}`, recording problems in `errors`.
-    pub fn parse(value: &Value, levels: &Levels, errors: &mut ErrorRecord) -> Self {
-        let mut defs = ResourceDefs {
-            by_level: vec![Vec::new(); levels.len()],
-            ..Default::default()
-        };
-        let Some(obj) = value.as_object() else {
-            errors.set_error(value, "resources must be an object of levels");
-            return defs;
-        };
-        for (level_name, resources) in obj {
-            let Some(level) = levels.id(level_name) else {
-                errors.nested_error(
-                    level_name.as_str(),
-                    resources,
-                    "Unknown identifier: no such level",
-                );
-                continue;
-            };
-            let Some(resources) = resources.as_object() else {
-                errors.nested_error(
-                    level_name.as_str(),
-                    resources,
-                    "must be an object of resources",
-                );
-                continue;
-            };
-            for (name, spec) in resources {
-                let rec = errors.nested(level_name.as_str()).nested(name.as_str());
-                let field = |key: &str, rec: &mut ErrorRecord, required: bool| -> Option<i64> {
-                    match spec.get(key) {
-                        None if required => {
-                            rec.missing_key(spec, key);
-                            None
-                        }
-                        None => Some(0),
-                        Some(v) => lenient::as_i64(v).or_else(|| {
-                            rec.nested_error(key, v, "must be an integer");
-                            None
-                        }),
-                    }
-                };
-                if !spec.is_object() {
-                    rec.set_error(spec, "must be an object with default and limit");
-                    continue;
-                }
-                let (Some(default), Some(limit), Some(weight)) = (
-                    field("default", rec, true),
-                    field("limit", rec, true),
-                    field("weight", rec, false),
-                ) else {
-                    continue;
-                };
-                if weight < 0 {
-                    rec.nested_error("weight", &spec["weight"], "must not be negative");
-                    continue;
-                }
-                let id = defs.id(name).unwrap_or_else(|| {
-                    defs.names.push(name.clone());
-                    defs.defaults.push(0);
-                    defs.names.len() - 1
-                });
-                defs.defaults[id] = default;
-                defs.by_level[level].retain(|r| r.resource != id);
-                defs.by_level[level].push(LevelResource {
-                    resource: id,
-                    limit,
-                    weight,
-                });
-            }
-        }
-        defs
-    }
-}
 
 /// One node's resource charge: amounts by resource name on a (level, node) pair.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

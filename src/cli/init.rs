@@ -56,7 +56,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &InitArgs) -> anyhow::Resul
         ));
         return Ok(super::ExitCode::Usage as i32);
     }
-    if let Err(e) = crate::config::Config::parse(&text) {
+    if let Err(e) = crate::config::Config::parse_with(&text, crate::nodes::check_prefs) {
         super::warn(&format!(
             "warning: {} is not a valid config yet: {e}",
             target.display()

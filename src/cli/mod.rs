@@ -237,6 +237,14 @@ pub enum Command {
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let state = bistro_state(&cli);
+    // Library diagnostics (a node script's stderr) go through `tracing`. The daemon and
+    // the worker set their own verbosity; a supervisor fetches no nodes.
+    if !matches!(
+        cli.command,
+        Command::Daemon(_) | Command::Worker(_) | Command::Supervise(_)
+    ) {
+        daemon::init_logging(0);
+    }
     match &cli.command {
         Command::Init(args) => init::run(&state, &cli, args),
         Command::Tick(args) => tick::run(&state, &cli, args),

@@ -1,6 +1,6 @@
 //! Job filters (bistro-scheduling §5.7): which nodes of a level a job may use.
 
-use super::lenient;
+use crate::sanitize::lenient;
 use regex::Regex;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -22,54 +22,86 @@ pub struct JobFilter {
     pub fraction_of_nodes: f64,
 }
 
+/// A problem in a filter: the key at fault (empty when the filter itself is wrong),
+/// and what is wrong there.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{1}")]
+pub struct FilterError(pub String, pub FilterProblem);
+
+/// What is wrong with a filter key.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FilterProblem {
+    /// The filter is not an object.
+    #[error("a filter must be an object")]
+    NotAnObject,
+    /// A name in a list is not a string.
+    #[error("{0} is not a string")]
+    NotAName(Value),
+    /// A name list is not an array.
+    #[error("must be an array of names, got {0}")]
+    NotNames(Value),
+    /// A regex does not compile.
+    #[error("bad regex {pattern:?}: {error}")]
+    BadRegex {
+        /// The pattern as given.
+        pattern: String,
+        /// Why it does not compile.
+        error: regex::Error,
+    },
+    /// A regex is not a string.
+    #[error("must be a regex string, got {0}")]
+    NotARegex(Value),
+    /// `fraction_of_nodes` is not a number.
+    #[error("must be a number, got {0}")]
+    NotANumber(Value),
+    /// `fraction_of_nodes` is outside 0..=1.
+    #[error("must be between 0 and 1, got {0}")]
+    NotAFraction(f64),
+}
+
 impl JobFilter {
     /// Parses a filter object; the error names the key at fault.
-    pub fn parse(value: &Value) -> Result<Self, (String, String)> {
+    pub fn parse(value: &Value) -> Result<Self, FilterError> {
         let obj = value
             .as_object()
-            .ok_or_else(|| (String::new(), "a filter must be an object".to_string()))?;
-        let names = |key: &str| -> Result<HashSet<String>, (String, String)> {
+            .ok_or_else(|| FilterError(String::new(), FilterProblem::NotAnObject))?;
+        let error = |key: &str, problem| FilterError(key.to_string(), problem);
+        let names = |key: &str| -> Result<HashSet<String>, FilterError> {
             match obj.get(key) {
                 None => Ok(HashSet::new()),
                 Some(Value::Array(items)) => items
                     .iter()
                     .map(|v| {
                         lenient::as_string(v)
-                            .ok_or_else(|| (key.to_string(), format!("{v} is not a string")))
+                            .ok_or_else(|| error(key, FilterProblem::NotAName(v.clone())))
                     })
                     .collect(),
-                Some(other) => Err((
-                    key.to_string(),
-                    format!("must be an array of names, got {other}"),
-                )),
+                Some(other) => Err(error(key, FilterProblem::NotNames(other.clone()))),
             }
         };
-        let regex = |key: &str| -> Result<Option<Regex>, (String, String)> {
+        let regex = |key: &str| -> Result<Option<Regex>, FilterError> {
             match obj.get(key) {
                 None => Ok(None),
-                Some(Value::String(s)) => Regex::new(s)
-                    .map(Some)
-                    .map_err(|e| (key.to_string(), format!("bad regex {s:?}: {e}"))),
-                Some(other) => Err((
-                    key.to_string(),
-                    format!("must be a regex string, got {other}"),
-                )),
+                Some(Value::String(s)) => Regex::new(s).map(Some).map_err(|e| {
+                    error(
+                        key,
+                        FilterProblem::BadRegex {
+                            pattern: s.clone(),
+                            error: e,
+                        },
+                    )
+                }),
+                Some(other) => Err(error(key, FilterProblem::NotARegex(other.clone()))),
             }
         };
         let fraction_of_nodes = match obj.get("fraction_of_nodes") {
             None => 1.0,
             Some(v) => {
                 let f = lenient::as_f64(v).ok_or_else(|| {
-                    (
-                        "fraction_of_nodes".to_string(),
-                        format!("must be a number, got {v}"),
-                    )
+                    error("fraction_of_nodes", FilterProblem::NotANumber(v.clone()))
                 })?;
                 if !(0.0..=1.0).contains(&f) {
-                    return Err((
-                        "fraction_of_nodes".into(),
-                        format!("must be between 0 and 1, got {f}"),
-                    ));
+                    return Err(error("fraction_of_nodes", FilterProblem::NotAFraction(f)));
                 }
                 if f == 0.0 {
                     1.0

@@ -2,8 +2,10 @@
 //! each bad field keeps its inherited value and is recorded in the job's `errors`, and a
 //! job with errors never runs.
 
-use super::settings::{parse_kill_orphans, parse_kill_subprocess, parse_task_subprocess};
-use super::{lenient, ErrorRecord, JobFilter, KillRequest, Levels, Settings, TaskSubprocess};
+use super::filters::FilterError;
+use super::process::{parse_kill_orphans, parse_kill_subprocess, parse_task_subprocess};
+use super::{ErrorRecord, JobFilter, KillRequest, Levels, Settings, TaskSubprocess};
+use crate::sanitize::lenient;
 use crate::status::BackoffSettings;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -181,7 +183,8 @@ impl Job {
                             Ok(f) => {
                                 filters.insert(level, f);
                             }
-                            Err((key, msg)) => {
+                            Err(FilterError(key, problem)) => {
+                                let msg = problem.to_string();
                                 let at = rec.nested("filters").nested(level_name.as_str());
                                 if key.is_empty() {
                                     at.set_error(spec, msg);
@@ -221,7 +224,7 @@ impl Job {
             || settings.backoff.clone(),
             |x| {
                 BackoffSettings::parse(x).unwrap_or_else(|e| {
-                    rec.nested_error("backoff", x, e);
+                    rec.nested_error("backoff", x, e.to_string());
                     settings.backoff.clone()
                 })
             },
@@ -236,7 +239,7 @@ impl Job {
         let kill_orphan_tasks_after_ms =
             get("kill_orphan_tasks_after_sec").map_or(settings.kill_orphan_tasks_after_ms, |x| {
                 parse_kill_orphans(x).unwrap_or_else(|e| {
-                    rec.nested_error("kill_orphan_tasks_after_sec", x, e);
+                    rec.nested_error("kill_orphan_tasks_after_sec", x, e.to_string());
                     settings.kill_orphan_tasks_after_ms
                 })
             });

@@ -1,7 +1,7 @@
 //! Where a config comes from. Bistro's config loader is a plugin point; ours reads a
 //! JSON file and detects changes by content, not by whole-second mtime.
 
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, PrefsCheck};
 use std::path::PathBuf;
 
 /// A config read from its source, with the exact text it was parsed from.
@@ -74,13 +74,7 @@ impl ConfigLoadError {
     }
 }
 
-/// A source of configs, re-read every iteration.
-pub trait ConfigLoader {
-    /// Reads and validates the current config.
-    fn load(&self) -> Result<LoadedConfig, ConfigLoadError>;
-}
-
-/// Reads a JSON config file.
+/// Reads a JSON config file, re-read every iteration.
 #[derive(Debug, Clone)]
 pub struct FileConfigLoader {
     path: PathBuf,
@@ -91,18 +85,18 @@ impl FileConfigLoader {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
-}
 
-impl ConfigLoader for FileConfigLoader {
-    fn load(&self) -> Result<LoadedConfig, ConfigLoadError> {
+    /// Reads and validates the current config, checking node source prefs with `check`.
+    pub fn load(&self, check: PrefsCheck) -> Result<LoadedConfig, ConfigLoadError> {
         let text = std::fs::read_to_string(&self.path).map_err(|e| ConfigLoadError::Read {
             path: self.path.clone(),
             message: e.to_string(),
         })?;
-        let config = Config::parse(&text).map_err(|error| ConfigLoadError::Invalid {
-            path: self.path.clone(),
-            error,
-        })?;
+        let config =
+            Config::parse_with(&text, check).map_err(|error| ConfigLoadError::Invalid {
+                path: self.path.clone(),
+                error,
+            })?;
         Ok(LoadedConfig { config, text })
     }
 }
@@ -128,7 +122,9 @@ mod tests {
             "bistro_job->job1": {"owner": "test"}
         }"#;
         std::fs::write(&path, text).unwrap();
-        let loaded = FileConfigLoader::new(&path).load().unwrap();
+        let loaded = FileConfigLoader::new(&path)
+            .load(crate::config::no_prefs_check)
+            .unwrap();
         assert!(loaded.config.settings.enabled);
         assert_eq!(loaded.config.settings.working_wait_ms, 500);
         assert_eq!(loaded.config.jobs.len(), 1);

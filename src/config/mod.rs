@@ -9,78 +9,29 @@
 mod errors;
 pub mod filters;
 pub mod job;
-pub mod lenient;
 mod loader;
+pub mod node_shape;
+pub mod process;
+pub mod resource_settings;
 pub mod settings;
 
 pub use errors::{flatten_json, ErrorRecord};
 pub use filters::JobFilter;
 pub use job::Job;
-pub use loader::{ConfigLoadError, ConfigLoader, FileConfigLoader, LoadedConfig};
-pub use settings::{
-    KillMethod, KillRequest, NodeOrder, NodeSourceSpec, PolicyName, Settings, TaskSubprocess,
+pub use loader::{ConfigLoadError, FileConfigLoader, LoadedConfig};
+pub use node_shape::{
+    no_prefs_check, Levels, NodeOrder, NodeSourceSpec, PrefsCheck, PrefsError, INSTANCE_LEVEL,
+    WORKER_LEVEL,
 };
+pub use process::{KillMethod, KillRequest, TaskSubprocess};
+pub use resource_settings::{LevelResource, ResourceDefs};
+pub use settings::{PolicyName, Settings};
 
 use serde_json::Value;
 use std::fmt;
 
 /// The prefix that marks a job entry in the config file.
 pub const JOB_PREFIX: &str = "bistro_job->";
-
-/// Level names: `instance` first, the configured levels, then `worker`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Levels {
-    names: Vec<String>,
-}
-
-impl Levels {
-    /// Builds the level list around the configured names.
-    pub fn new(configured: impl IntoIterator<Item = String>) -> Self {
-        let mut names = vec![INSTANCE_LEVEL.to_string()];
-        for name in configured {
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-        names.push(WORKER_LEVEL.to_string());
-        Self { names }
-    }
-
-    /// Number of levels including `instance` and `worker`.
-    pub fn len(&self) -> usize {
-        self.names.len()
-    }
-
-    /// Never true: `instance` and `worker` always exist.
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
-    /// The index of a level name.
-    pub fn id(&self, name: &str) -> Option<usize> {
-        self.names.iter().position(|n| n == name)
-    }
-
-    /// The name of a level index.
-    pub fn name(&self, id: usize) -> &str {
-        &self.names[id]
-    }
-
-    /// The index of the `worker` level.
-    pub fn worker(&self) -> usize {
-        self.names.len() - 1
-    }
-
-    /// The bottom configured level (the one above `worker`), or `instance`.
-    pub fn bottom(&self) -> usize {
-        self.names.len() - 2
-    }
-}
-
-/// The root level's name.
-pub const INSTANCE_LEVEL: &str = "instance";
-/// The remote workers' level name.
-pub const WORKER_LEVEL: &str = "worker";
 
 /// A validated configuration: settings and jobs (sorted by name).
 #[derive(Debug, Clone)]
@@ -92,24 +43,35 @@ pub struct Config {
 }
 
 impl Config {
-    /// Parses a config file's text.
+    /// Parses a config file's text without checking node source prefs.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        Self::parse_with(text, no_prefs_check)
+    }
+
+    /// Parses a config file's text, checking node source prefs with `check`.
+    pub fn parse_with(text: &str, check: PrefsCheck) -> Result<Config, ConfigError> {
         let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::Json {
             line: e.line(),
             column: e.column(),
             message: e.to_string(),
         })?;
-        Self::from_value(&value)
+        Self::from_value_with(&value, check)
     }
 
-    /// Builds a config from parsed JSON.
+    /// Builds a config from parsed JSON without checking node source prefs.
     pub fn from_value(value: &Value) -> Result<Config, ConfigError> {
+        Self::from_value_with(value, no_prefs_check)
+    }
+
+    /// Builds a config from parsed JSON, checking node source prefs with `check`.
+    pub fn from_value_with(value: &Value, check: PrefsCheck) -> Result<Config, ConfigError> {
         let obj = value.as_object().ok_or(ConfigError::NotAnObject)?;
         let settings_value = obj
             .get("bistro_settings")
             .filter(|v| v.is_object())
             .ok_or(ConfigError::MissingSettings)?;
-        let settings = Settings::parse(settings_value).map_err(ConfigError::Settings)?;
+        let settings =
+            Settings::parse_with(settings_value, check).map_err(ConfigError::Settings)?;
         let mut jobs: Vec<Job> = obj
             .iter()
             .filter_map(|(key, v)| Some((key.strip_prefix(JOB_PREFIX)?, v)))

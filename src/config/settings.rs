@@ -1,10 +1,21 @@
 //! `bistro_settings` (bistro-scheduling §1.3): every key with its default. One bad key
 //! rejects the whole block.
+//!
+//! This module assembles the block; each concept is parsed where it is defined: the
+//! node tree's shape in [`super::node_shape`], process options in [`super::process`],
+//! resources in [`super::resource_settings`].
 
-use super::{lenient, ErrorRecord, Levels, INSTANCE_LEVEL, WORKER_LEVEL};
-use crate::resources::ResourceDefs;
+use super::node_shape::{no_prefs_check, parse_nodes, PrefsCheck};
+use super::process::{
+    parse_kill_orphans, parse_kill_subprocess, parse_task_subprocess, seconds_to_ms,
+};
+use super::resource_settings::{check_physical_resources, parse_worker_overrides};
+use super::{
+    ErrorRecord, KillRequest, Levels, NodeOrder, NodeSourceSpec, ResourceDefs, TaskSubprocess,
+};
+use crate::sanitize::lenient;
 use crate::status::BackoffSettings;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The scheduling policy (`bistro_settings.scheduler`).
@@ -30,91 +41,6 @@ impl PolicyName {
             "long_tail" => Self::LongTail,
             _ => return None,
         })
-    }
-}
-
-/// How nodes are ordered before each pass (`nodes.node_order`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeOrder {
-    /// Reshuffled every pass (default).
-    Random,
-    /// As the node sources produced them.
-    Original,
-    /// Byte-wise by name.
-    Lexicographic,
-}
-
-/// One `nodes.node_sources` entry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodeSourceSpec {
-    /// The fetcher name: `manual`, `range_label`, `script`, `empty` or `add_time`.
-    pub source: String,
-    /// The fetcher's preferences.
-    pub prefs: Map<String, Value>,
-}
-
-/// The node source names we know.
-pub const NODE_SOURCES: [&str; 5] = ["manual", "range_label", "script", "empty", "add_time"];
-
-/// How a kill is delivered (`kill_subprocess.method`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KillMethod {
-    /// SIGTERM, then SIGKILL after `kill_wait_ms`.
-    TermWaitKill,
-    /// SIGTERM only.
-    Term,
-    /// SIGKILL at once.
-    Kill,
-}
-
-/// `kill_subprocess`: how tasks are killed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct KillRequest {
-    /// The signal sequence.
-    pub method: KillMethod,
-    /// Grace period between SIGTERM and SIGKILL.
-    pub kill_wait_ms: i64,
-}
-
-impl Default for KillRequest {
-    /// Our default differs from Bistro's single SIGTERM: TERM, 5 s, then KILL.
-    fn default() -> Self {
-        Self {
-            method: KillMethod::TermWaitKill,
-            kill_wait_ms: 5000,
-        }
-    }
-}
-
-/// `task_subprocess`: how a task process is run and supervised.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TaskSubprocess {
-    /// Supervisor poll period.
-    pub poll_ms: i64,
-    /// Bistro's log rate limit; accepted, not applied (a bounded buffer slows
-    /// floods instead).
-    pub max_log_lines_per_poll_interval: i64,
-    /// Signal the task gets when its supervisor dies (0: none).
-    pub parent_death_signal: i32,
-    /// Run the task as the leader of its own process group (our default: true).
-    pub process_group_leader: bool,
-    /// Accepted for compatibility; we always wait for the task's pipes.
-    pub use_canary_pipe: bool,
-    /// Accepted for compatibility (cgroups v1 are not supported).
-    pub cgroups: Value,
-}
-
-impl Default for TaskSubprocess {
-    fn default() -> Self {
-        Self {
-            poll_ms: 10,
-            max_log_lines_per_poll_interval: 50,
-            parent_death_signal: 9,
-            process_group_leader: true,
-            use_canary_pipe: true,
-            cgroups: serde_json::json!({"root": "", "slice": "", "subsystems": [], "kill_without_freezer": false}),
-        }
     }
 }
 
@@ -158,355 +84,16 @@ pub struct Settings {
     pub exit_initial_wait_before_timestamp: i64,
 }
 
-/// Parses seconds (fractions allowed) into ms.
-fn seconds_to_ms(v: &Value) -> Option<i64> {
-    lenient::as_f64(v)
-        .filter(|s| *s >= 0.0)
-        .map(|s| (s * 1000.0) as i64)
-}
-
-/// Parses `kill_orphan_tasks_after_sec`: `true` = 0, `false` or negative = never.
-pub fn parse_kill_orphans(v: &Value) -> Result<Option<i64>, String> {
-    match v {
-        Value::Bool(true) => Ok(Some(0)),
-        Value::Bool(false) => Ok(None),
-        Value::Number(n) => {
-            let s = n.as_f64().unwrap_or(-1.0);
-            Ok((s >= 0.0).then_some((s * 1000.0) as i64))
-        }
-        other => Err(format!(
-            "must be true, false or a number of seconds, got {other}"
-        )),
-    }
-}
-
-/// Parses `task_subprocess` over `base`.
-pub fn parse_task_subprocess(
-    v: &Value,
-    base: &TaskSubprocess,
-    rec: &mut ErrorRecord,
-) -> TaskSubprocess {
-    let mut out = base.clone();
-    let Some(obj) = v.as_object() else {
-        rec.set_error(v, "must be an object");
-        return out;
-    };
-    let int = |key: &str, rec: &mut ErrorRecord| -> Option<i64> {
-        let value = obj.get(key)?;
-        lenient::as_i64(value).or_else(|| {
-            rec.nested_error(key, value, "must be an integer");
-            None
-        })
-    };
-    let boolean = |key: &str, rec: &mut ErrorRecord| -> Option<bool> {
-        let value = obj.get(key)?;
-        lenient::as_bool(value).or_else(|| {
-            rec.nested_error(key, value, "must be a boolean");
-            None
-        })
-    };
-    if let Some(v) = int("poll_ms", rec) {
-        out.poll_ms = v.max(1);
-    }
-    if let Some(v) = int("max_log_lines_per_poll_interval", rec) {
-        out.max_log_lines_per_poll_interval = v;
-    }
-    if let Some(v) = int("parent_death_signal", rec) {
-        match i32::try_from(v) {
-            Ok(sig) if (0..=64).contains(&sig) => out.parent_death_signal = sig,
-            _ => rec.nested_error(
-                "parent_death_signal",
-                &obj["parent_death_signal"],
-                "must be a signal number (0 for none)",
-            ),
-        }
-    }
-    if let Some(v) = boolean("process_group_leader", rec) {
-        out.process_group_leader = v;
-    }
-    if let Some(v) = boolean("use_canary_pipe", rec) {
-        out.use_canary_pipe = v;
-    }
-    if let Some(cgroups) = obj.get("cgroups") {
-        match (cgroups.as_object(), out.cgroups.as_object_mut()) {
-            (Some(given), Some(current)) => {
-                for (k, v) in given {
-                    let ok = match k.as_str() {
-                        "root" | "slice" => v.is_string(),
-                        "subsystems" => {
-                            v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
-                        }
-                        "kill_without_freezer" => lenient::as_bool(v).is_some(),
-                        _ => true,
-                    };
-                    if ok {
-                        current.insert(k.clone(), v.clone());
-                    } else {
-                        let want = match k.as_str() {
-                            "subsystems" => "must be an array of subsystem names",
-                            "kill_without_freezer" => "must be a boolean",
-                            _ => "must be a string",
-                        };
-                        rec.nested("cgroups").nested_error(k.as_str(), v, want);
-                    }
-                }
-            }
-            _ => rec.nested_error("cgroups", cgroups, "must be an object"),
-        }
-    }
-    out
-}
-
-/// Parses `kill_subprocess` over `base`.
-pub fn parse_kill_subprocess(v: &Value, base: &KillRequest, rec: &mut ErrorRecord) -> KillRequest {
-    let mut out = *base;
-    let Some(obj) = v.as_object() else {
-        rec.set_error(v, "must be an object");
-        return out;
-    };
-    if let Some(method) = obj.get("method") {
-        match method.as_str() {
-            Some("term_wait_kill") => out.method = KillMethod::TermWaitKill,
-            Some("term") => out.method = KillMethod::Term,
-            Some("kill") => out.method = KillMethod::Kill,
-            _ => rec.nested_error(
-                "method",
-                method,
-                "must be \"term_wait_kill\", \"term\" or \"kill\"",
-            ),
-        }
-    }
-    if let Some(wait) = obj.get("kill_wait_ms") {
-        match lenient::as_i64(wait) {
-            Some(ms) => out.kill_wait_ms = ms,
-            None => rec.nested_error("kill_wait_ms", wait, "must be an integer"),
-        }
-    }
-    out
-}
-
-/// Validates `physical_resources` (bistro-scheduling §3.5): which physical resource
-/// feeds which worker-level logical resource, and how.
-fn check_physical_resources(
-    v: &Value,
-    resources: &ResourceDefs,
-    levels: &Levels,
-    rec: &mut ErrorRecord,
-) {
-    let Some(obj) = v.as_object() else {
-        rec.set_error(
-            v,
-            "must be an object of ram_mb, cpu_core and gpu_card entries",
-        );
-        return;
-    };
-    let mut logical_seen = Vec::new();
-    for (kind, spec) in obj {
-        let at = rec.nested(kind.as_str());
-        let enforcements: &[&str] = match kind.as_str() {
-            "ram_mb" => &["none", "hard"],
-            "cpu_core" => &["none", "soft"],
-            "gpu_card" => &["none"],
-            _ => {
-                at.set_error(
-                    spec,
-                    "unknown physical resource (known: ram_mb, cpu_core, gpu_card)",
-                );
-                continue;
-            }
-        };
-        if !spec.is_object() {
-            at.set_error(spec, "must be an object with logical_resource");
-            continue;
-        }
-        match spec.get("logical_resource").and_then(Value::as_str) {
-            None => at.missing_key(spec, "logical_resource"),
-            Some(name) => {
-                let on_worker = resources.id(name).is_some_and(|id| {
-                    resources.by_level[levels.worker()]
-                        .iter()
-                        .any(|r| r.resource == id)
-                });
-                if !on_worker {
-                    at.nested_error(
-                        "logical_resource",
-                        &spec["logical_resource"],
-                        "must name a worker-level resource",
-                    );
-                } else if logical_seen.contains(&name) {
-                    at.nested_error(
-                        "logical_resource",
-                        &spec["logical_resource"],
-                        "each logical resource may be fed only once",
-                    );
-                }
-                logical_seen.push(name);
-            }
-        }
-        if let Some(m) = spec.get("multiply_logical_by") {
-            if lenient::as_f64(m).is_none_or(|m| m.abs() < 1e-9) {
-                at.nested_error("multiply_logical_by", m, "must be a non-zero number");
-            }
-        }
-        if let Some(r) = spec.get("physical_reserve_amount") {
-            if lenient::as_f64(r).is_none() {
-                at.nested_error("physical_reserve_amount", r, "must be a number");
-            }
-        }
-        if let Some(e) = spec.get("enforcement") {
-            if !e.as_str().is_some_and(|e| enforcements.contains(&e)) {
-                at.nested_error(
-                    "enforcement",
-                    e,
-                    format!("must be one of: {}", enforcements.join(", ")),
-                );
-            }
-        }
-    }
-}
-
-fn parse_node_source(v: &Value, rec: &mut ErrorRecord) -> Option<NodeSourceSpec> {
-    let Some(obj) = v.as_object() else {
-        rec.set_error(
-            v,
-            "each node source must be an object with \"source\" and \"prefs\"",
-        );
-        return None;
-    };
-    let source = match obj.get("source") {
-        None => {
-            rec.missing_key(v, "source");
-            return None;
-        }
-        Some(s) => match lenient::as_string(s) {
-            Some(name) => name,
-            None => {
-                rec.nested_error("source", s, "must be a node source name");
-                return None;
-            }
-        },
-    };
-    if !super::settings::NODE_SOURCES.contains(&source.as_str()) {
-        rec.nested_error(
-            "source",
-            &obj["source"],
-            format!(
-                "Invalid node source: {source} (known: {})",
-                NODE_SOURCES.join(", ")
-            ),
-        );
-        return None;
-    }
-    let prefs = match obj.get("prefs") {
-        None => Map::new(),
-        Some(Value::Object(p)) => p.clone(),
-        Some(other) => {
-            rec.nested_error("prefs", other, "must be an object");
-            return None;
-        }
-    };
-    if source == "add_time" {
-        if let Err(errors) = crate::nodes::add_time::validate_prefs(&prefs) {
-            for e in errors {
-                record_prefs_error(rec.nested("prefs"), &prefs, &e.path, e.message);
-            }
-            return None;
-        }
-    }
-    Some(NodeSourceSpec { source, prefs })
-}
-
-/// Records `message` at `path` below a node source's prefs, with the value found there.
-fn record_prefs_error(
-    rec: &mut ErrorRecord,
-    prefs: &Map<String, Value>,
-    path: &[String],
-    message: String,
-) {
-    let value = path.split_first().and_then(|(first, rest)| {
-        rest.iter().try_fold(prefs.get(first)?, |v, key| match v {
-            Value::Object(obj) => obj.get(key),
-            Value::Array(items) => items.get(key.parse::<usize>().ok()?),
-            _ => None,
-        })
-    });
-    let at = path.iter().fold(rec, |at, key| at.nested(key.as_str()));
-    match value {
-        Some(value) => at.set_error(value, message),
-        None => at.error = Some(message),
-    }
-}
-
-fn parse_nodes(nodes: &Value, rec: &mut ErrorRecord) -> (Levels, NodeOrder, Vec<NodeSourceSpec>) {
-    let mut levels = Vec::new();
-    match nodes.get("levels") {
-        None => rec.missing_key(nodes, "levels"),
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                match item.as_str() {
-                    Some(name) if name == INSTANCE_LEVEL || name == WORKER_LEVEL => {
-                        rec.nested("levels").nested_error(
-                            i.to_string(),
-                            item,
-                            format!("\"{name}\" is implicit and must not be listed"),
-                        )
-                    }
-                    Some(name) => levels.push(name.to_string()),
-                    None => rec.nested("levels").nested_error(
-                        i.to_string(),
-                        item,
-                        "level names must be strings",
-                    ),
-                }
-            }
-        }
-        Some(other) => rec.nested_error("levels", other, "must be an array of level names"),
-    }
-    let order = match nodes.get("node_order").map(|v| (v, v.as_str())) {
-        None => NodeOrder::Random,
-        Some((_, Some("random"))) => NodeOrder::Random,
-        Some((_, Some("original"))) => NodeOrder::Original,
-        Some((_, Some("lexicographic"))) => NodeOrder::Lexicographic,
-        Some((v, _)) => {
-            rec.nested_error(
-                "node_order",
-                v,
-                "must be \"random\", \"original\" or \"lexicographic\"",
-            );
-            NodeOrder::Random
-        }
-    };
-    let mut sources = Vec::new();
-    if let Some(legacy) = nodes.get("node_source") {
-        let entry = serde_json::json!({
-            "source": legacy,
-            "prefs": nodes.get("node_source_prefs").cloned().unwrap_or_else(|| serde_json::json!({})),
-        });
-        if let Some(spec) = parse_node_source(&entry, rec.nested("node_source")) {
-            sources.push(spec);
-        }
-    }
-    match nodes.get("node_sources") {
-        None => {}
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                if let Some(spec) =
-                    parse_node_source(item, rec.nested("node_sources").nested(i.to_string()))
-                {
-                    sources.push(spec);
-                }
-            }
-        }
-        Some(other) => {
-            rec.nested_error("node_sources", other, "must be an array of {source, prefs}")
-        }
-    }
-    (Levels::new(levels), order, sources)
-}
-
 impl Settings {
-    /// Parses `bistro_settings`; every problem is collected into the error record.
+    /// Parses `bistro_settings` without checking node source prefs; every problem is
+    /// collected into the error record.
     pub fn parse(v: &Value) -> Result<Settings, Box<ErrorRecord>> {
+        Self::parse_with(v, no_prefs_check)
+    }
+
+    /// Parses `bistro_settings`, checking each node source's prefs with `check`; every
+    /// problem is collected into the error record.
+    pub fn parse_with(v: &Value, check: PrefsCheck) -> Result<Settings, Box<ErrorRecord>> {
         let mut rec = ErrorRecord::default();
         let get = |key: &str| v.get(key);
         let enabled = match get("enabled") {
@@ -553,12 +140,12 @@ impl Settings {
         let backoff = match get("backoff") {
             None => BackoffSettings::default(),
             Some(x) => BackoffSettings::parse(x).unwrap_or_else(|e| {
-                rec.nested_error("backoff", x, e);
+                rec.nested_error("backoff", x, e.to_string());
                 BackoffSettings::default()
             }),
         };
         let (levels, node_order, node_sources) = match get("nodes") {
-            Some(nodes @ Value::Object(_)) => parse_nodes(nodes, rec.nested("nodes")),
+            Some(nodes @ Value::Object(_)) => parse_nodes(nodes, check, rec.nested("nodes")),
             Some(other) => {
                 rec.nested_error("nodes", other, "must be an object with \"levels\"");
                 (Levels::new([]), NodeOrder::Random, Vec::new())
@@ -585,65 +172,14 @@ impl Settings {
             }
             Some(x) => ResourceDefs::parse(x, &levels, rec.nested("resources")),
         };
-        let mut worker_resources_override = BTreeMap::new();
-        if let Some(x) = get("worker_resources_override") {
-            match x.as_object() {
-                None => rec.nested_error(
-                    "worker_resources_override",
-                    x,
-                    "must be an object of workers",
-                ),
-                Some(workers) => {
-                    for (worker, amounts) in workers {
-                        if !amounts.is_object() {
-                            rec.nested("worker_resources_override").nested_error(
-                                worker.as_str(),
-                                amounts,
-                                "must be an object of {RESOURCE: amount}",
-                            );
-                            continue;
-                        }
-                        let mut parsed = BTreeMap::new();
-                        for (name, amount) in amounts.as_object().into_iter().flatten() {
-                            let at = rec
-                                .nested("worker_resources_override")
-                                .nested(worker.as_str());
-                            match resources.id(name) {
-                                None => at.nested_error(
-                                    name.as_str(),
-                                    amount,
-                                    "Overriding unknown resource",
-                                ),
-                                Some(id)
-                                    if !resources.by_level[levels.worker()]
-                                        .iter()
-                                        .any(|r| r.resource == id) =>
-                                {
-                                    at.nested_error(
-                                        name.as_str(),
-                                        amount,
-                                        "Overriding resource for wrong level",
-                                    )
-                                }
-                                Some(_) => match lenient::as_i64(amount) {
-                                    Some(a) => {
-                                        parsed.insert(name.clone(), a);
-                                    }
-                                    None => {
-                                        at.nested_error(name.as_str(), amount, "must be an integer")
-                                    }
-                                },
-                            }
-                        }
-                        worker_resources_override.insert(worker.clone(), parsed);
-                    }
-                }
-            }
-        }
+        let worker_resources_override = match get("worker_resources_override") {
+            None => BTreeMap::new(),
+            Some(x) => parse_worker_overrides(x, &resources, &levels, &mut rec),
+        };
         let kill_orphan_tasks_after_ms = match get("kill_orphan_tasks_after_sec") {
             None => None,
             Some(x) => parse_kill_orphans(x).unwrap_or_else(|e| {
-                rec.nested_error("kill_orphan_tasks_after_sec", x, e);
+                rec.nested_error("kill_orphan_tasks_after_sec", x, e.to_string());
                 None
             }),
         };
@@ -703,6 +239,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::KillMethod;
     use serde_json::json;
 
     fn minimal() -> Value {
@@ -852,54 +389,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_bad_add_time_schedule_is_a_config_error_naming_the_key() {
-        let config = |cron: Value| {
-            json!({"bistro_settings": {
-                "nodes": {"levels": ["time"], "node_sources": [{
-                    "source": "add_time",
-                    "prefs": {"parent_level": "instance", "schedule": [
-                        {"lifetime": 60, "cron": {"epoch": {"period": 60}}},
-                        {"lifetime": 60, "cron": cron},
-                    ]},
-                }]},
-                "resources": {},
-            }})
-        };
-        let problems = |cron: Value| {
-            crate::config::Config::from_value(&config(cron))
-                .unwrap_err()
-                .problems()
-        };
-        let dst = json!(["skip", "repeat_use_both"]);
-        let feb30 =
-            problems(json!({"minute": 0, "day_of_month": 30, "month": "Feb", "dst_fixes": dst}));
-        assert_eq!(feb30.len(), 1);
-        assert_eq!(
-            feb30[0].0,
-            "bistro_settings.nodes.node_sources.0.prefs.schedule.1.cron"
-        );
-        assert!(feb30[0].1.contains("February 30"), "{}", feb30[0].1);
-        let chicken = problems(json!({"minute": 0, "day_of_week": "Chicken", "dst_fixes": dst}));
-        assert_eq!(
-            chicken[0].0,
-            "bistro_settings.nodes.node_sources.0.prefs.schedule.1.cron.day_of_week"
-        );
-        assert!(
-            chicken[0].1.starts_with("unknown name \"Chicken\""),
-            "{}",
-            chicken[0].1
-        );
-        assert!(
-            chicken[0].1.ends_with("(value: \"Chicken\")"),
-            "{}",
-            chicken[0].1
-        );
-        let good =
-            crate::config::Config::from_value(&config(json!({"minute": 0, "dst_fixes": dst})));
-        assert!(good.is_ok());
-    }
-
     /// Bistro's test_config HandleConstruction, key by key.
     #[test]
     fn a_full_settings_block_keeps_every_value() {
@@ -955,7 +444,7 @@ mod tests {
         let level1 = s.levels.id("level1").unwrap();
         assert_eq!(
             s.resources.by_level[level1],
-            vec![crate::resources::LevelResource {
+            vec![crate::config::LevelResource {
                 resource: concurrency,
                 limit: 10,
                 weight: 0
@@ -963,7 +452,7 @@ mod tests {
         );
         assert_eq!(
             s.resources.by_level[s.levels.worker()],
-            vec![crate::resources::LevelResource {
+            vec![crate::config::LevelResource {
                 resource: ram,
                 limit: 24,
                 weight: 3

@@ -8,7 +8,7 @@
 //! `start, start + period, ...` up to `end`.
 
 use super::CronError;
-use crate::config::lenient;
+use crate::sanitize::lenient;
 use serde_json::Value;
 
 /// One field's valid range and names.

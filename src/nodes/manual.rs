@@ -1,7 +1,8 @@
 //! The `manual` source: nodes listed in the config, `{NAME: children}`.
 
-use super::{NodeFetcher, Nodes};
-use crate::config::{lenient, Levels};
+use super::{NodeFetcher, Nodes, SourceError};
+use crate::config::Levels;
+use crate::sanitize::lenient;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 
@@ -9,17 +10,70 @@ use std::collections::HashSet;
 /// instance node.
 pub(super) struct ManualFetcher;
 
+/// What is wrong with a `manual` source's node list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManualError {
+    /// A child is not a name.
+    #[error("{node}: child {child} is not a name")]
+    BadChild {
+        /// The parent node.
+        node: String,
+        /// The child as given.
+        child: Value,
+    },
+    /// `children` is not an array.
+    #[error("{node}: children must be an array, got {value}")]
+    ChildrenNotArray {
+        /// The node.
+        node: String,
+        /// Its `children`.
+        value: Value,
+    },
+    /// `disabled` is not a boolean.
+    #[error("{node}: disabled must be a boolean, got {value}")]
+    DisabledNotBool {
+        /// The node.
+        node: String,
+        /// Its `disabled`.
+        value: Value,
+    },
+    /// A node's entry has the wrong type.
+    #[error("{node}: expected a child name, an array of names or an object, got {value}")]
+    BadEntry {
+        /// The node.
+        node: String,
+        /// Its entry.
+        value: Value,
+    },
+    /// Every node is somebody's child.
+    #[error("No top level nodes are defined")]
+    NoRoots,
+    /// The tree is deeper than the configured levels.
+    #[error("node {node:?} needs level {level}, but only {configured} levels are defined")]
+    TooDeep {
+        /// The first node too deep.
+        node: String,
+        /// The level it needs.
+        level: usize,
+        /// The configured levels.
+        configured: usize,
+    },
+}
+
 struct Spec {
     children: Vec<String>,
     enabled: bool,
 }
 
-fn parse_spec(name: &str, v: &Value) -> Result<Spec, String> {
-    let names = |items: &Vec<Value>| -> Result<Vec<String>, String> {
+fn parse_spec(name: &str, v: &Value) -> Result<Spec, ManualError> {
+    let names = |items: &Vec<Value>| -> Result<Vec<String>, ManualError> {
         items
             .iter()
             .map(|c| {
-                lenient::as_string(c).ok_or_else(|| format!("{name}: child {c} is not a name"))
+                lenient::as_string(c).ok_or_else(|| ManualError::BadChild {
+                    node: name.to_string(),
+                    child: c.clone(),
+                })
             })
             .collect()
     };
@@ -37,20 +91,26 @@ fn parse_spec(name: &str, v: &Value) -> Result<Spec, String> {
                 None => Vec::new(),
                 Some(Value::Array(items)) => names(items)?,
                 Some(other) => {
-                    return Err(format!("{name}: children must be an array, got {other}"))
+                    return Err(ManualError::ChildrenNotArray {
+                        node: name.to_string(),
+                        value: other.clone(),
+                    })
                 }
             },
             // Bistro disables on the key's mere presence; we honour the boolean.
             enabled: match obj.get("disabled") {
                 None => true,
-                Some(d) => !lenient::as_bool(d)
-                    .ok_or_else(|| format!("{name}: disabled must be a boolean, got {d}"))?,
+                Some(d) => !lenient::as_bool(d).ok_or_else(|| ManualError::DisabledNotBool {
+                    node: name.to_string(),
+                    value: d.clone(),
+                })?,
             },
         },
         other => {
-            return Err(format!(
-                "{name}: expected a child name, an array of names or an object, got {other}"
-            ))
+            return Err(ManualError::BadEntry {
+                node: name.to_string(),
+                value: other.clone(),
+            })
         }
     })
 }
@@ -61,11 +121,11 @@ impl NodeFetcher for ManualFetcher {
         nodes: &mut Nodes,
         prefs: &Map<String, Value>,
         levels: &Levels,
-    ) -> Result<(), String> {
+    ) -> Result<(), SourceError> {
         let specs: Vec<(&String, Spec)> = prefs
             .iter()
             .map(|(name, v)| Ok((name, parse_spec(name, v)?)))
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, ManualError>>()?;
         let children: HashSet<&str> = specs
             .iter()
             .flat_map(|(_, s)| s.children.iter().map(String::as_str))
@@ -76,7 +136,7 @@ impl NodeFetcher for ManualFetcher {
             .filter(|n| !children.contains(n.as_str()))
             .collect();
         if roots.is_empty() {
-            return Err("No top level nodes are defined".into());
+            return Err(ManualError::NoRoots.into());
         }
         let configured = levels.len() - 2;
         let by_name: std::collections::HashMap<&str, &Spec> =
@@ -85,9 +145,12 @@ impl NodeFetcher for ManualFetcher {
             roots.iter().rev().map(|r| ((*r).clone(), 1, 0)).collect();
         while let Some((name, level, parent)) = stack.pop() {
             if level > configured {
-                return Err(format!(
-                    "node {name:?} needs level {level}, but only {configured} levels are defined"
-                ));
+                return Err(ManualError::TooDeep {
+                    node: name,
+                    level,
+                    configured,
+                }
+                .into());
             }
             let spec = by_name.get(name.as_str()).copied();
             let idx = nodes.push(name, level, parent, spec.is_none_or(|s| s.enabled));
@@ -110,7 +173,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn fetch(prefs: Value, l: &[&str]) -> Result<Nodes, String> {
+    fn fetch(prefs: Value, l: &[&str]) -> Result<Nodes, SourceError> {
         let mut nodes = Nodes::with_instance("inst");
         ManualFetcher
             .fetch(&mut nodes, prefs.as_object().unwrap(), &levels(l))
@@ -137,6 +200,7 @@ mod tests {
         assert!(
             fetch(json!({"node1": "node2", "node2": "node1"}), &["a", "b"])
                 .unwrap_err()
+                .to_string()
                 .contains("No top level")
         );
         assert!(fetch(json!({}), &["a"]).is_err());

@@ -6,7 +6,11 @@ mod manual;
 mod range_label;
 mod script;
 
-use crate::config::{lenient, Levels, NodeSourceSpec, Settings};
+pub use manual::ManualError;
+pub use script::ScriptError;
+
+use crate::config::{Levels, NodeSourceSpec, PrefsError, Settings};
+use crate::sanitize::lenient;
 use serde_json::{Map, Value};
 
 /// One node: a shard of data that tasks run on and that holds resources.
@@ -310,14 +314,61 @@ impl Nodes {
 
 /// Why the nodes could not be fetched.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bistro_settings.nodes source #{index} ({source_name}): {message}")]
+#[error("bistro_settings.nodes source #{index} ({source_name}): {error}")]
 pub struct NodeError {
     /// Position in the node source list (the legacy `node_source` is 0).
     pub index: usize,
     /// The fetcher name.
     pub source_name: String,
     /// What went wrong.
-    pub message: String,
+    pub error: Box<SourceError>,
+}
+
+/// Why a node source could not add its nodes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// No fetcher has this name.
+    #[error("Invalid node source: {0}")]
+    UnknownSource(String),
+    /// A required pref is missing.
+    #[error("{0} not found in prefs")]
+    MissingPref(&'static str),
+    /// A pref has the wrong type or range.
+    #[error("{key} must be {want}, got {value}")]
+    BadPref {
+        /// The pref.
+        key: &'static str,
+        /// What it must be.
+        want: &'static str,
+        /// What it is.
+        value: Value,
+    },
+    /// `parent_level` names no level (or the worker level).
+    #[error("parent_level {0}: Unknown identifier: no such level")]
+    UnknownParentLevel(Value),
+    /// The new nodes' level is not configured.
+    #[error("You must define at least {0} levels below instance")]
+    TooFewLevels(usize),
+    /// A `manual` source's node list is wrong.
+    #[error(transparent)]
+    Manual(#[from] ManualError),
+    /// A `script` source's script failed.
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+    /// `add_time` prefs are wrong.
+    #[error(transparent)]
+    AddTime(#[from] PrefsError),
+}
+
+impl SourceError {
+    /// The pref `key` is not `want`.
+    fn bad_pref(key: &'static str, want: &'static str, value: &Value) -> Self {
+        SourceError::BadPref {
+            key,
+            want,
+            value: value.clone(),
+        }
+    }
 }
 
 /// A node source: adds nodes below those already fetched.
@@ -328,7 +379,7 @@ pub trait NodeFetcher {
         nodes: &mut Nodes,
         prefs: &Map<String, Value>,
         levels: &Levels,
-    ) -> Result<(), String>;
+    ) -> Result<(), SourceError>;
 }
 
 fn fetcher(name: &str) -> Option<Box<dyn NodeFetcher>> {
@@ -346,8 +397,18 @@ fn fetcher(name: &str) -> Option<Box<dyn NodeFetcher>> {
 struct EmptyFetcher;
 
 impl NodeFetcher for EmptyFetcher {
-    fn fetch(&self, _: &mut Nodes, _: &Map<String, Value>, _: &Levels) -> Result<(), String> {
+    fn fetch(&self, _: &mut Nodes, _: &Map<String, Value>, _: &Levels) -> Result<(), SourceError> {
         Ok(())
+    }
+}
+
+/// Checks a node source's prefs when the config is parsed (a [`PrefsCheck`](crate::config::PrefsCheck)): only
+/// `add_time` prefs are checked then ([`add_time::validate_prefs`]); the other sources
+/// report bad prefs when they fetch.
+pub fn check_prefs(source: &str, prefs: &Map<String, Value>) -> Result<(), Vec<PrefsError>> {
+    match source {
+        "add_time" => add_time::validate_prefs(prefs),
+        _ => Ok(()),
     }
 }
 
@@ -355,13 +416,13 @@ impl NodeFetcher for EmptyFetcher {
 pub fn fetch_nodes(settings: &Settings, instance_name: &str) -> Result<Nodes, NodeError> {
     let mut nodes = Nodes::with_instance(instance_name);
     for (index, NodeSourceSpec { source, prefs }) in settings.node_sources.iter().enumerate() {
-        let error = |message: String| NodeError {
+        let error = |error: SourceError| NodeError {
             index,
             source_name: source.clone(),
-            message,
+            error: Box::new(error),
         };
         let fetcher =
-            fetcher(source).ok_or_else(|| error(format!("Invalid node source: {source}")))?;
+            fetcher(source).ok_or_else(|| error(SourceError::UnknownSource(source.clone())))?;
         fetcher
             .fetch(&mut nodes, prefs, &settings.levels)
             .map_err(error)?;
@@ -370,20 +431,20 @@ pub fn fetch_nodes(settings: &Settings, instance_name: &str) -> Result<Nodes, No
 }
 
 /// Reads the `parent_level` pref: returns (parent level, level of the new nodes).
-fn parent_level(prefs: &Map<String, Value>, levels: &Levels) -> Result<(usize, usize), String> {
+fn parent_level(
+    prefs: &Map<String, Value>,
+    levels: &Levels,
+) -> Result<(usize, usize), SourceError> {
     let name = prefs
         .get("parent_level")
-        .ok_or("parent_level not found in prefs")?;
+        .ok_or(SourceError::MissingPref("parent_level"))?;
     let parent = lenient::as_string(name)
         .and_then(|n| levels.id(&n))
         .filter(|&l| l != levels.worker())
-        .ok_or_else(|| format!("parent_level {name}: Unknown identifier: no such level"))?;
+        .ok_or_else(|| SourceError::UnknownParentLevel(name.clone()))?;
     let configured = levels.len() - 2;
     if parent + 1 > configured {
-        return Err(format!(
-            "You must define at least {} levels below instance",
-            parent + 1
-        ));
+        return Err(SourceError::TooFewLevels(parent + 1));
     }
     Ok((parent, parent + 1))
 }
@@ -488,10 +549,12 @@ mod tests {
         assert!(
             parent_level(json!({"parent_level": "a"}).as_object().unwrap(), &l)
                 .unwrap_err()
+                .to_string()
                 .contains("at least 2")
         );
         assert!(parent_level(json!({}).as_object().unwrap(), &l)
             .unwrap_err()
+            .to_string()
             .contains("not found"));
         assert!(parent_level(json!({"parent_level": "zz"}).as_object().unwrap(), &l).is_err());
     }

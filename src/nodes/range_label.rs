@@ -1,7 +1,8 @@
 //! The `range_label` source: numbered children under every node of a parent level.
 
-use super::{parent_level, NodeFetcher, Nodes};
-use crate::config::{lenient, Levels};
+use super::{parent_level, NodeFetcher, Nodes, SourceError};
+use crate::config::Levels;
+use crate::sanitize::lenient;
 use serde_json::{Map, Value};
 
 /// For each parent, children `format` with `{parent}`, `{i}`, `{start}`, `{end}`
@@ -14,26 +15,22 @@ impl NodeFetcher for RangeLabelFetcher {
         nodes: &mut Nodes,
         prefs: &Map<String, Value>,
         levels: &Levels,
-    ) -> Result<(), String> {
+    ) -> Result<(), SourceError> {
         let (parent, level) = parent_level(prefs, levels)?;
-        let int = |key: &str| -> Result<i64, String> {
-            let v = prefs
-                .get(key)
-                .ok_or_else(|| format!("{key} not found in prefs"))?;
-            lenient::as_i64(v).ok_or_else(|| format!("{key} must be an integer, got {v}"))
+        let int = |key: &'static str| -> Result<i64, SourceError> {
+            let v = prefs.get(key).ok_or(SourceError::MissingPref(key))?;
+            lenient::as_i64(v).ok_or_else(|| SourceError::bad_pref(key, "an integer", v))
         };
         let (start, end) = (int("start")?, int("end")?);
         let format = match prefs.get("format") {
             None => "{parent}__{i}".to_string(),
-            Some(f) => {
-                lenient::as_string(f).ok_or_else(|| format!("format must be a string, got {f}"))?
-            }
+            Some(f) => lenient::as_string(f)
+                .ok_or_else(|| SourceError::bad_pref("format", "a string", f))?,
         };
         let enabled = match prefs.get("enabled") {
             None => true,
-            Some(e) => {
-                lenient::as_bool(e).ok_or_else(|| format!("enabled must be a boolean, got {e}"))?
-            }
+            Some(e) => lenient::as_bool(e)
+                .ok_or_else(|| SourceError::bad_pref("enabled", "a boolean", e))?,
         };
         let parents: Vec<usize> = nodes.at_level(parent).collect();
         for p in parents {
@@ -71,7 +68,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn names(prefs: &[Value], l: &[&str]) -> Result<Vec<(String, usize, bool)>, String> {
+    fn names(prefs: &[Value], l: &[&str]) -> Result<Vec<(String, usize, bool)>, SourceError> {
         let mut nodes = Nodes::with_instance("inst");
         for p in prefs {
             RangeLabelFetcher.fetch(&mut nodes, p.as_object().unwrap(), &levels(l))?;

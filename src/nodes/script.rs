@@ -1,8 +1,9 @@
 //! The `script` source: children are the lines a script prints for each parent.
 
-use super::{parent_level, NodeFetcher, Nodes};
-use crate::config::{lenient, Levels};
+use super::{parent_level, NodeFetcher, Nodes, SourceError};
+use crate::config::Levels;
 use crate::sanitize::for_terminal;
+use crate::sanitize::lenient;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use serde_json::{Map, Value};
@@ -20,10 +21,76 @@ use std::time::{Duration, Instant};
 /// on, escaped for the terminal.
 pub(super) struct ScriptFetcher;
 
+/// Why a node script gave no nodes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScriptError {
+    /// The script could not be started.
+    #[error("cannot run script {script:?}: {error}")]
+    CannotRun {
+        /// The script.
+        script: String,
+        /// The OS error.
+        error: String,
+    },
+    /// Waiting for the script failed.
+    #[error("waiting for script {script:?}: {error}")]
+    Wait {
+        /// The script.
+        script: String,
+        /// The OS error.
+        error: String,
+    },
+    /// The script ran past its timeout and was killed.
+    #[error("script {script:?} {parent:?} ran longer than {}s and was killed", .timeout.as_secs_f64())]
+    TimedOut {
+        /// The script.
+        script: String,
+        /// The parent node it was run for.
+        parent: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The thread reading the script's output panicked.
+    #[error("reading the script's output failed")]
+    Reader,
+    /// The script exited unsuccessfully.
+    #[error("script {script:?} {parent:?} failed: {status}{}", last_line(.last_stderr))]
+    Failed {
+        /// The script.
+        script: String,
+        /// The parent node it was run for.
+        parent: String,
+        /// How it exited.
+        status: String,
+        /// Its last non-blank stderr line, shortened.
+        last_stderr: Option<String>,
+    },
+    /// Reading the script's output failed.
+    #[error("reading the output of script {script:?}: {error}")]
+    Read {
+        /// The script.
+        script: String,
+        /// The OS error.
+        error: String,
+    },
+    /// The output is not UTF-8.
+    #[error("script {script:?} printed node names that are not UTF-8")]
+    NotUtf8 {
+        /// The script.
+        script: String,
+    },
+}
+
+/// How a failed script's last stderr line is quoted in its error.
+fn last_line(line: &Option<String>) -> String {
+    line.as_ref()
+        .map_or_else(String::new, |l| format!(" (its last stderr line: {l:?})"))
+}
+
 /// Seconds a node script may run when its prefs do not say.
 const DEFAULT_TIMEOUT_SECS: f64 = 60.0;
 
-fn run_script(script: &str, parent: &str, timeout: Duration) -> Result<String, String> {
+fn run_script(script: &str, parent: &str, timeout: Duration) -> Result<String, ScriptError> {
     let mut child = Command::new(script)
         .arg(parent)
         .stdin(Stdio::null())
@@ -31,7 +98,10 @@ fn run_script(script: &str, parent: &str, timeout: Duration) -> Result<String, S
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot run script {script:?}: {e}"))?;
+        .map_err(|e| ScriptError::CannotRun {
+            script: script.to_string(),
+            error: e.to_string(),
+        })?;
     let mut stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
     let reader = std::thread::spawn(move || {
@@ -43,8 +113,8 @@ fn run_script(script: &str, parent: &str, timeout: Duration) -> Result<String, S
     let errors = std::thread::spawn(move || {
         let mut last = None;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!(
-                "bistro: node script {} {}: {}",
+            tracing::warn!(
+                "node script {} {}: {}",
                 for_terminal(&who),
                 for_terminal(&parent_name),
                 for_terminal(&line)
@@ -57,39 +127,43 @@ fn run_script(script: &str, parent: &str, timeout: Duration) -> Result<String, S
     });
     let deadline = Instant::now() + timeout;
     let status = loop {
-        match child
-            .try_wait()
-            .map_err(|e| format!("waiting for script {script:?}: {e}"))?
-        {
+        match child.try_wait().map_err(|e| ScriptError::Wait {
+            script: script.to_string(),
+            error: e.to_string(),
+        })? {
             Some(status) => break status,
             None if Instant::now() >= deadline => {
                 let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
                 let _ = child.wait();
                 let _ = errors.join();
-                return Err(format!(
-                    "script {script:?} {parent:?} ran longer than {}s and was killed",
-                    timeout.as_secs_f64()
-                ));
+                return Err(ScriptError::TimedOut {
+                    script: script.to_string(),
+                    parent: parent.to_string(),
+                    timeout,
+                });
             }
             None => std::thread::sleep(Duration::from_millis(5)),
         }
     };
     // Background children of the script may hold its pipes: they die with its group.
     let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-    let output = reader
-        .join()
-        .map_err(|_| "reading the script's output failed".to_string())?;
-    let last_error = errors.join().ok().flatten();
+    let output = reader.join().map_err(|_| ScriptError::Reader)?;
+    let last_stderr = errors.join().ok().flatten();
     if !status.success() {
-        let said =
-            last_error.map_or_else(String::new, |l| format!(" (its last stderr line: {l:?})"));
-        return Err(format!(
-            "script {script:?} {parent:?} failed: {status}{said}"
-        ));
+        return Err(ScriptError::Failed {
+            script: script.to_string(),
+            parent: parent.to_string(),
+            status: status.to_string(),
+            last_stderr,
+        });
     }
-    let output = output.map_err(|e| format!("reading the output of script {script:?}: {e}"))?;
-    String::from_utf8(output)
-        .map_err(|_| format!("script {script:?} printed node names that are not UTF-8"))
+    let output = output.map_err(|e| ScriptError::Read {
+        script: script.to_string(),
+        error: e.to_string(),
+    })?;
+    String::from_utf8(output).map_err(|_| ScriptError::NotUtf8 {
+        script: script.to_string(),
+    })
 }
 
 impl NodeFetcher for ScriptFetcher {
@@ -98,17 +172,19 @@ impl NodeFetcher for ScriptFetcher {
         nodes: &mut Nodes,
         prefs: &Map<String, Value>,
         levels: &Levels,
-    ) -> Result<(), String> {
+    ) -> Result<(), SourceError> {
         let (parent, level) = parent_level(prefs, levels)?;
-        let script = prefs.get("script").ok_or("script not found in prefs")?;
+        let script = prefs
+            .get("script")
+            .ok_or(SourceError::MissingPref("script"))?;
         let script = lenient::as_string(script)
-            .ok_or_else(|| format!("script must be a path, got {script}"))?;
+            .ok_or_else(|| SourceError::bad_pref("script", "a path", script))?;
         let timeout = match prefs.get("timeout_sec") {
             None => DEFAULT_TIMEOUT_SECS,
             Some(t) => lenient::as_f64(t)
                 .filter(|t| *t > 0.0 && *t < 1e9)
                 .ok_or_else(|| {
-                    format!("timeout_sec must be a positive number of seconds, got {t}")
+                    SourceError::bad_pref("timeout_sec", "a positive number of seconds", t)
                 })?,
         };
         let parents: Vec<usize> = nodes.at_level(parent).collect();
@@ -193,11 +269,13 @@ mod tests {
         assert!(ScriptFetcher
             .fetch(&mut nodes, missing.as_object().unwrap(), &l)
             .unwrap_err()
+            .to_string()
             .contains("cannot run"));
         let failing = json!({"parent_level": "instance", "script": script(&dir, "echo a; exit 3")});
         assert!(ScriptFetcher
             .fetch(&mut nodes, failing.as_object().unwrap(), &l)
             .unwrap_err()
+            .to_string()
             .contains("failed"));
     }
 }

@@ -17,6 +17,35 @@ pub struct BackoffSettings {
     pub repeat: bool,
 }
 
+/// Why a backoff list was refused; items are numbered from 0.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackoffError {
+    /// Not a JSON array.
+    #[error("backoff must be an array")]
+    NotAnArray,
+    /// An empty array.
+    #[error("backoff must not be empty")]
+    Empty,
+    /// `repeat` with no value before it.
+    #[error("\"repeat\" needs at least one value before it")]
+    RepeatFirst,
+    /// A string other than `repeat` or `fail`.
+    #[error("backoff item {0}: unknown string {1:?}, expected \"repeat\" or \"fail\"")]
+    UnknownString(usize, String),
+    /// An integer beyond `i64`.
+    #[error("backoff item {0}: {1} is too large")]
+    TooLarge(usize, serde_json::Number),
+    /// Zero or negative.
+    #[error("backoff item {0}: {1} must be positive")]
+    NotPositive(usize, i64),
+    /// Not above the previous value.
+    #[error("backoff item {0}: {1} must be greater than the previous value")]
+    NotIncreasing(usize, i64),
+    /// Neither an integer nor `repeat`/`fail`.
+    #[error("backoff item {0}: {1} must be an integer number of seconds")]
+    NotSeconds(usize, Value),
+}
+
 /// A backoff step: the seconds to wait, or `no_more` when the list is exhausted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct BackoffDuration {
@@ -55,47 +84,37 @@ impl Default for BackoffSettings {
 
 impl BackoffSettings {
     /// Parses a backoff list; the error says which item is wrong.
-    pub fn parse(value: &Value) -> Result<Self, String> {
-        let items = value.as_array().ok_or("backoff must be an array")?;
+    pub fn parse(value: &Value) -> Result<Self, BackoffError> {
+        let items = value.as_array().ok_or(BackoffError::NotAnArray)?;
         if items.is_empty() {
-            return Err("backoff must not be empty".into());
+            return Err(BackoffError::Empty);
         }
         let mut values: Vec<i64> = Vec::new();
         for (i, item) in items.iter().enumerate() {
             match item {
                 Value::String(s) if s == "repeat" || s == "fail" => {
                     if s == "repeat" && values.is_empty() {
-                        return Err("\"repeat\" needs at least one value before it".into());
+                        return Err(BackoffError::RepeatFirst);
                     }
                     return Ok(Self {
                         values,
                         repeat: s == "repeat",
                     });
                 }
-                Value::String(s) => {
-                    return Err(format!(
-                        "backoff item {i}: unknown string {s:?}, expected \"repeat\" or \"fail\""
-                    ))
-                }
+                Value::String(s) => return Err(BackoffError::UnknownString(i, s.clone())),
                 Value::Number(n) if n.is_i64() || n.is_u64() => {
                     let v = n
                         .as_i64()
-                        .ok_or_else(|| format!("backoff item {i}: {n} is too large"))?;
+                        .ok_or_else(|| BackoffError::TooLarge(i, n.clone()))?;
                     if v <= 0 {
-                        return Err(format!("backoff item {i}: {v} must be positive"));
+                        return Err(BackoffError::NotPositive(i, v));
                     }
                     if values.last().is_some_and(|&last| v <= last) {
-                        return Err(format!(
-                            "backoff item {i}: {v} must be greater than the previous value"
-                        ));
+                        return Err(BackoffError::NotIncreasing(i, v));
                     }
                     values.push(v);
                 }
-                other => {
-                    return Err(format!(
-                        "backoff item {i}: {other} must be an integer number of seconds"
-                    ))
-                }
+                other => return Err(BackoffError::NotSeconds(i, other.clone())),
             }
         }
         Ok(Self {

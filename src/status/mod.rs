@@ -5,7 +5,7 @@ pub mod backoff;
 mod parse;
 mod update;
 
-pub use backoff::{BackoffDuration, BackoffSettings};
+pub use backoff::{BackoffDuration, BackoffError, BackoffSettings};
 pub use parse::{parse_status, read_status_file, StatusFileError, MAX_STATUS_BYTES};
 pub use update::{apply_status, configured_backoff, forgive};
 

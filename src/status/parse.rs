@@ -80,35 +80,75 @@ fn label_bits(label: &str) -> Option<u32> {
     })
 }
 
-fn check_result_bits(value: &Value) -> Result<u32, String> {
-    let raw = crate::config::lenient::as_i64(value)
-        .ok_or_else(|| format!("result_bits must be an integer, got {value}"))?;
-    let b = u32::try_from(raw).map_err(|_| format!("result_bits out of range: {raw}"))?;
+/// Why a JSON status line was refused; the task gets `error_backoff` with the reason.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum StatusLineError {
+    /// Neither a status label nor JSON.
+    #[error("not a status label nor valid JSON: {0}")]
+    NotJson(String),
+    /// JSON, but not an object.
+    #[error("a JSON status must be an object")]
+    NotAnObject,
+    /// `data` is not an object.
+    #[error("\"data\" must be an object, got {0}")]
+    DataNotAnObject(Value),
+    /// No usable `result` or `result_bits`.
+    #[error("Need a valid \"result\" or \"result_bits\" key")]
+    NoResult,
+    /// `result_bits` is not an integer.
+    #[error("result_bits must be an integer, got {0}")]
+    BitsNotAnInteger(Value),
+    /// `result_bits` does not fit the status bits.
+    #[error("result_bits out of range: {0}")]
+    BitsOutOfRange(i64),
+    /// `result_bits` has a bit only the scheduler sets.
+    #[error("Don't report Unstarted, Avoided, Disabled, or HasSavedBackoff bits")]
+    SchedulerBits,
+    /// `result_bits` has no main bit, or several.
+    #[error("Set exactly one required bit")]
+    NotOneMainBit,
+    /// `result_bits` has bits Bistro does not know.
+    #[error("Encountered unknown bit(s): {0}")]
+    UnknownBits(u32),
+    /// `result_bits` says running.
+    #[error("a task cannot report itself running")]
+    Running,
+    /// `result_bits` has USES_BACKOFF alone.
+    #[error("USES_BACKOFF needs ERROR or DOES_NOT_ADVANCE_BACKOFF")]
+    BackoffWithoutError,
+}
+
+fn check_result_bits(value: &Value) -> Result<u32, StatusLineError> {
+    let raw = crate::sanitize::lenient::as_i64(value)
+        .ok_or_else(|| StatusLineError::BitsNotAnInteger(value.clone()))?;
+    let b = u32::try_from(raw).map_err(|_| StatusLineError::BitsOutOfRange(raw))?;
     if b & (bits::UNSTARTED | bits::AVOIDED | bits::DISABLED | bits::HAS_SAVED_BACKOFF) != 0 {
-        return Err("Don't report Unstarted, Avoided, Disabled, or HasSavedBackoff bits".into());
+        return Err(StatusLineError::SchedulerBits);
     }
     if (b & bits::MAIN).count_ones() != 1 {
-        return Err("Set exactly one required bit".into());
+        return Err(StatusLineError::NotOneMainBit);
     }
     let known =
         bits::MAIN | bits::USES_BACKOFF | bits::DOES_NOT_ADVANCE_BACKOFF | bits::OVERWRITEABLE;
     if b & !known != 0 {
-        return Err(format!("Encountered unknown bit(s): {}", b & !known));
+        return Err(StatusLineError::UnknownBits(b & !known));
     }
     if b & bits::RUNNING != 0 {
         // Bistro accepts it, and the task then looks running forever: refuse.
-        return Err("a task cannot report itself running".into());
+        return Err(StatusLineError::Running);
     }
     if b & bits::USES_BACKOFF != 0 && b & (bits::ERROR | bits::DOES_NOT_ADVANCE_BACKOFF) == 0 {
-        return Err("USES_BACKOFF needs ERROR or DOES_NOT_ADVANCE_BACKOFF".into());
+        return Err(StatusLineError::BackoffWithoutError);
     }
     Ok(b)
 }
 
-fn parse_json_status(raw: &str) -> Result<(u32, Option<serde_json::Map<String, Value>>), String> {
+fn parse_json_status(
+    raw: &str,
+) -> Result<(u32, Option<serde_json::Map<String, Value>>), StatusLineError> {
     let value: Value =
-        serde_json::from_str(raw).map_err(|e| format!("not a status label nor valid JSON: {e}"))?;
-    let obj = value.as_object().ok_or("a JSON status must be an object")?;
+        serde_json::from_str(raw).map_err(|e| StatusLineError::NotJson(e.to_string()))?;
+    let obj = value.as_object().ok_or(StatusLineError::NotAnObject)?;
     let data = match obj.get("data") {
         None | Some(Value::Null) => None,
         Some(Value::Object(d)) => {
@@ -116,7 +156,7 @@ fn parse_json_status(raw: &str) -> Result<(u32, Option<serde_json::Map<String, V
             d.remove(SAVED_BACKOFF_KEY);
             (!d.is_empty()).then_some(d)
         }
-        Some(other) => return Err(format!("\"data\" must be an object, got {other}")),
+        Some(other) => return Err(StatusLineError::DataNotAnObject(other.clone())),
     };
     let b = if let Some(rb) = obj.get("result_bits") {
         check_result_bits(rb)?
@@ -124,9 +164,9 @@ fn parse_json_status(raw: &str) -> Result<(u32, Option<serde_json::Map<String, V
         result
             .as_str()
             .and_then(label_bits)
-            .ok_or("Need a valid \"result\" or \"result_bits\" key")?
+            .ok_or(StatusLineError::NoResult)?
     } else {
-        return Err("Need a valid \"result\" or \"result_bits\" key".into());
+        return Err(StatusLineError::NoResult);
     };
     Ok((b, data))
 }

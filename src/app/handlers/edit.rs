@@ -9,6 +9,7 @@
 use super::{required_string, HandlerError, ParamError, Params};
 use crate::app::snapshot::Snapshot;
 use crate::config::{Config, ConfigError, JOB_PREFIX};
+use crate::nodes::check_prefs;
 use crate::state::{write_atomic, StateError};
 use serde_json::{json, Map, Value};
 use std::fs::File;
@@ -122,8 +123,8 @@ pub(super) fn save_job(params: &Params, snap: &Snapshot) -> Result<Value, Handle
     }
     edit(&snap.config_path, |config| {
         config.insert(format!("{JOB_PREFIX}{name}"), job);
-        let parsed =
-            Config::from_value(&Value::Object(config.clone())).map_err(EditError::Invalid)?;
+        let parsed = Config::from_value_with(&Value::Object(config.clone()), check_prefs)
+            .map_err(EditError::Invalid)?;
         let saved = parsed.job(name).expect("the job was just inserted");
         let problems = saved.problem_lines();
         if !problems.is_empty() {

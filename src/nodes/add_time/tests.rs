@@ -1,7 +1,9 @@
 //! The cases of Bistro's `test_add_time_fetcher.cpp` (clock stubbed, instance `inst`).
 
+use super::super::check_prefs;
 use super::super::tests::levels;
 use super::*;
+use crate::config::Config;
 use chrono_tz::America::Los_Angeles;
 use serde_json::json;
 
@@ -9,7 +11,7 @@ const ON: bool = true;
 const OFF: bool = false;
 
 /// Runs an `add_time` source under the instance at `now`.
-fn fetch(now: i64, schedule: Value) -> Result<Nodes, String> {
+fn fetch(now: i64, schedule: Value) -> Result<Nodes, SourceError> {
     let prefs = json!({"parent_level": "instance", "schedule": schedule});
     let mut nodes = Nodes::with_instance("inst");
     add_time_nodes(
@@ -49,7 +51,9 @@ fn every(period: i64, lifetime: i64) -> Value {
 
 #[test]
 fn an_item_without_a_lifetime_is_an_error() {
-    let err = fetch(4, json!([{"cron": {"epoch": {"period": 4}}}])).unwrap_err();
+    let err = fetch(4, json!([{"cron": {"epoch": {"period": 4}}}]))
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("schedule.0.lifetime: "), "{err}");
     assert!(fetch(
         4,
@@ -267,4 +271,52 @@ fn bad_prefs_name_the_key_at_fault() {
         ),
         Ok(())
     );
+}
+
+#[test]
+fn a_bad_add_time_schedule_is_a_config_error_naming_the_key() {
+    let config = |cron: Value| {
+        json!({"bistro_settings": {
+            "nodes": {"levels": ["time"], "node_sources": [{
+                "source": "add_time",
+                "prefs": {"parent_level": "instance", "schedule": [
+                    {"lifetime": 60, "cron": {"epoch": {"period": 60}}},
+                    {"lifetime": 60, "cron": cron},
+                ]},
+            }]},
+            "resources": {},
+        }})
+    };
+    let problems = |cron: Value| {
+        Config::from_value_with(&config(cron), check_prefs)
+            .unwrap_err()
+            .problems()
+    };
+    let dst = json!(["skip", "repeat_use_both"]);
+    let feb30 =
+        problems(json!({"minute": 0, "day_of_month": 30, "month": "Feb", "dst_fixes": dst}));
+    assert_eq!(feb30.len(), 1);
+    assert_eq!(
+        feb30[0].0,
+        "bistro_settings.nodes.node_sources.0.prefs.schedule.1.cron"
+    );
+    assert!(feb30[0].1.contains("February 30"), "{}", feb30[0].1);
+    let chicken = problems(json!({"minute": 0, "day_of_week": "Chicken", "dst_fixes": dst}));
+    assert_eq!(
+        chicken[0].0,
+        "bistro_settings.nodes.node_sources.0.prefs.schedule.1.cron.day_of_week"
+    );
+    assert!(
+        chicken[0].1.starts_with("unknown name \"Chicken\""),
+        "{}",
+        chicken[0].1
+    );
+    assert!(
+        chicken[0].1.ends_with("(value: \"Chicken\")"),
+        "{}",
+        chicken[0].1
+    );
+    let good =
+        Config::from_value_with(&config(json!({"minute": 0, "dst_fixes": dst})), check_prefs);
+    assert!(good.is_ok());
 }

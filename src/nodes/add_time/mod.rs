@@ -14,14 +14,15 @@
 //! enabled iff `now - t < enabled_lifetime`. When several items yield the same `t`,
 //! the node gets the union of their tags and is enabled only if all of them say so.
 
-use super::{parent_level, NodeFetcher, Nodes};
-use crate::config::{lenient, Levels};
+use super::{parent_level, NodeFetcher, Nodes, SourceError};
+use crate::config::{Levels, PrefsError};
 use crate::cron::{self, CronError, CronItem};
+use crate::sanitize::lenient;
 use chrono::TimeZone;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Adds the time nodes for the current time (`crate::now()`) in the system time zone.
+/// Adds the time nodes for the current time (`crate::time::now()`) in the system time zone.
 pub(super) struct AddTimeFetcher;
 
 impl NodeFetcher for AddTimeFetcher {
@@ -30,46 +31,25 @@ impl NodeFetcher for AddTimeFetcher {
         nodes: &mut Nodes,
         prefs: &Map<String, Value>,
         levels: &Levels,
-    ) -> Result<(), String> {
-        add_time_nodes(nodes, prefs, levels, crate::now(), &chrono::Local)
+    ) -> Result<(), SourceError> {
+        add_time_nodes(nodes, prefs, levels, crate::time::now(), &chrono::Local)
     }
 }
 
-/// A problem in `add_time` prefs: the keys (or array indices) from the prefs down to
-/// the fault, and what is wrong there.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {message}", path.join("."))]
-pub struct PrefsError {
-    /// Keys from the prefs object down to the fault, e.g.
-    /// `["schedule", "1", "cron", "day_of_week"]`.
-    pub path: Vec<String>,
-    /// What is wrong there.
-    pub message: String,
+/// The same error, found under schedule item `index`.
+fn in_item(mut e: PrefsError, index: usize) -> PrefsError {
+    e.path
+        .splice(0..0, ["schedule".to_string(), index.to_string()]);
+    e
 }
 
-impl PrefsError {
-    fn new(path: &[&str], message: impl Into<String>) -> Self {
-        PrefsError {
-            path: path.iter().map(|k| k.to_string()).collect(),
-            message: message.into(),
-        }
-    }
-
-    /// The same error, found under schedule item `index`.
-    fn in_item(mut self, index: usize) -> Self {
-        self.path
-            .splice(0..0, ["schedule".to_string(), index.to_string()]);
-        self
-    }
-
-    /// A schedule item's cron error, with its path from inside the item.
-    fn from_cron(e: &CronError) -> Self {
-        let mut path = vec!["cron".to_string()];
-        path.extend_from_slice(e.path());
-        PrefsError {
-            path,
-            message: e.message(),
-        }
+/// A schedule item's cron error, with its path from inside the item.
+fn from_cron(e: &CronError) -> PrefsError {
+    let mut path = vec!["cron".to_string()];
+    path.extend_from_slice(e.path());
+    PrefsError {
+        path,
+        message: e.message(),
     }
 }
 
@@ -82,13 +62,13 @@ pub fn validate_prefs(prefs: &Map<String, Value>) -> Result<(), Vec<PrefsError>>
     match schedule_items(prefs) {
         Err(e) => errors.push(e),
         Ok(items) => {
-            let now = crate::now();
+            let now = crate::time::now();
             for (i, item) in items.into_iter().enumerate() {
                 match item {
                     Err(e) => errors.push(e),
                     Ok(item) => {
                         if let Err(e) = item.cron.find_first_match(now) {
-                            errors.push(PrefsError::from_cron(&e).in_item(i));
+                            errors.push(in_item(from_cron(&e), i));
                         }
                     }
                 }
@@ -109,11 +89,11 @@ fn add_time_nodes<Tz: TimeZone>(
     levels: &Levels,
     now: i64,
     tz: &Tz,
-) -> Result<(), String> {
-    let format = parse_format(prefs).map_err(|e| e.to_string())?;
-    let schedule = parse_schedule(prefs).map_err(|e| e.to_string())?;
+) -> Result<(), SourceError> {
+    let format = parse_format(prefs)?;
+    let schedule = parse_schedule(prefs)?;
     let (parent, level) = parent_level(prefs, levels)?;
-    let stamps = timestamps(&schedule, now, tz).map_err(|e| e.to_string())?;
+    let stamps = timestamps(&schedule, now, tz)?;
     let parents: Vec<usize> = nodes.at_level(parent).collect();
     for p in parents {
         for (time, stamp) in &stamps {
@@ -187,7 +167,7 @@ impl ScheduleItem {
                     "required: a cron item saying when nodes appear",
                 ))
             }
-            Some(v) => cron::parse_item(v).map_err(|e| PrefsError::from_cron(&e))?,
+            Some(v) => cron::parse_item(v).map_err(|e| from_cron(&e))?,
         };
         Ok(ScheduleItem {
             lifetime,
@@ -217,7 +197,7 @@ fn schedule_items(
         Some(Value::Array(items)) => Ok(items
             .iter()
             .enumerate()
-            .map(|(i, item)| ScheduleItem::parse(item).map_err(|e| e.in_item(i)))
+            .map(|(i, item)| ScheduleItem::parse(item).map_err(|e| in_item(e, i)))
             .collect()),
         Some(_) => Err(PrefsError::new(
             &["schedule"],
@@ -250,7 +230,7 @@ fn timestamps<Tz: TimeZone>(
         while let Some(t) = item
             .cron
             .find_first_match_in(from, tz)
-            .map_err(|e| PrefsError::from_cron(&e).in_item(i))?
+            .map_err(|e| in_item(from_cron(&e), i))?
             .filter(|&t| t <= now)
         {
             let enabled = now - t < item.enabled_lifetime;

@@ -1,6 +1,11 @@
-//! Making strings from tasks and configs safe to print on a terminal: control and
-//! bidirectional-override characters are shown escaped, so a hostile status line
-//! cannot move the cursor, clear the screen or reorder text.
+//! Values from tasks and configs, made safe to use.
+//!
+//! Strings are made safe to print on a terminal: control and bidirectional-override
+//! characters are shown escaped, so a hostile status line cannot move the cursor,
+//! clear the screen or reorder text. JSON values are read leniently ([`lenient`]), as
+//! Bistro reads its configs and status lines.
+
+pub mod lenient;
 
 use std::borrow::Cow;
 
