@@ -1,8 +1,8 @@
 //! `bistro supervise`: the detached supervisor host a tick or daemon starts for its
-//! tasks (see `runner::host`).
+//! tasks (see `supervisor::host`).
 
-use crate::runner::host;
 use crate::state::StateDir;
+use crate::supervisor::host;
 use anyhow::Context;
 use clap::Args;
 use std::os::fd::{FromRawFd, OwnedFd};

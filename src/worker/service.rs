@@ -4,13 +4,13 @@
 
 use super::{tasks, Outgoing, Shared, TaskEntry};
 use crate::http::rpc::{RpcRefusal, RpcService};
-use crate::runner::remote::health::{HealthTimeouts, WorkerState};
-use crate::runner::remote::protocol::{
+use crate::remote::health::{HealthTimeouts, WorkerState};
+use crate::remote::protocol::{
     calls, KillTaskRequest, NotifyRequest, RunTaskRequest, RunningTasksRequest,
     RunningTasksResponse, SuicideRequest, TaskLogsRequest, TaskLogsResponse, HEALTHCHECK_JOB,
     NEW_WORKER_NODE,
 };
-use crate::runner::remote::InstanceId;
+use crate::remote::InstanceId;
 use crate::status::{bits, TaskStatus};
 use crate::store::{LogKind, LogStore, PageQuery};
 use serde::de::DeserializeOwned;

@@ -4,7 +4,7 @@
 
 use super::{Outgoing, Shared, TaskEntry};
 use crate::config::{KillMethod, KillRequest};
-use crate::runner::remote::protocol::{RunTaskRequest, TaskRef};
+use crate::remote::protocol::{RunTaskRequest, TaskRef};
 use crate::runner::{request_kill, Launch, LocalRunner, Outcome, TaskRunner};
 use crate::state::StateDir;
 use crate::status::TaskStatus;

@@ -479,7 +479,7 @@ mod tests {
 
     #[test]
     fn a_task_gets_the_default_disposition_of_a_signal_we_handle() {
-        super::super::supervisor::handle_signal(Signal::SIGUSR1, no_op);
+        super::super::signals::handle_signal(Signal::SIGUSR1, no_op);
         assert_ne!(HANDLED.load(Ordering::SeqCst) & bit(libc::SIGUSR1), 0);
         let dir = tempfile::tempdir().unwrap();
         let (out, _, status) =
@@ -491,7 +491,7 @@ mod tests {
     #[test]
     fn a_task_inherits_an_ignored_signal_even_one_once_handled() {
         use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
-        super::super::supervisor::handle_signal(Signal::SIGVTALRM, no_op);
+        super::super::signals::handle_signal(Signal::SIGVTALRM, no_op);
         let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
         // SAFETY: installing SIG_IGN runs no code in signal context.
         unsafe { sigaction(Signal::SIGVTALRM, &ignore) }.unwrap();

@@ -9,14 +9,14 @@
 //! recorded its result; the tasks never depend on the process that started them.
 //!
 //! A host is told what to do by signals: a kill request
-//! ([`super::supervisor::KILL_REQUEST_SIGNAL`]) makes
+//! ([`super::constants::KILL_REQUEST_SIGNAL`]) makes
 //! it look for new `kill.json` files among its runs; a stop signal kills every run (each
 //! with its kill method) and ends it; on a remote worker, the worker's death kills every
 //! run with the worker-death kill.
 
 use super::run_loop::RunLoop;
 use super::Launch;
-use crate::state::StateDir;
+use crate::state::{run_dir, StateDir};
 use crate::task::InvocationId;
 use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
@@ -66,7 +66,7 @@ impl HostClient {
         // Until it calls setsid, the host shares our process group: a Ctrl-C or
         // hang-up meant for this process must not reach it, so it starts with them
         // ignored (and ours wait meanwhile).
-        let quiet = super::local::HoldStopSignals::install();
+        let quiet = super::signals::HoldStopSignals::install();
         let spawned = Command::new(exe)
             .arg("--state-dir")
             .arg(state.root())
@@ -212,7 +212,7 @@ pub fn serve(state: &StateDir, socket: OwnedFd) {
 /// Tells the runner which runs ended, so a daemon waiting between iterations starts
 /// the next one now and looks only at those. Never waits: a runner that does not
 /// listen (a tick) fills the socket, and the news is not needed then (a runner looks
-/// at every run it did not hear of at least every [`super::local::FULL_CHECK`]).
+/// at every run it did not hear of at least every second).
 fn tell_runs_ended(socket: &UnixStream, ended: &[InvocationId]) {
     for runs in ended.chunks(ENDED_PER_MESSAGE) {
         let names: Vec<String> = runs.iter().map(InvocationId::to_string).collect();
@@ -293,7 +293,7 @@ fn start(state: &StateDir, runs: &mut RunLoop, name: &str, lock: File) {
         Ok(launch) => runs.start(launch, dir, Some(lock)),
         Err(e) => eprintln!(
             "bistro supervise: {}: {e}",
-            dir.join(super::LAUNCH_FILE).display()
+            dir.join(run_dir::LAUNCH).display()
         ),
     }
 }

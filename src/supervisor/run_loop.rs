@@ -12,17 +12,20 @@
 //! pipe) and a log-writer thread took lines over a channel; starting and waking those
 //! threads cost more CPU than a short task.
 
+use super::constants::{
+    DRAIN_LIMIT, KILL_REQUEST_SIGNAL, MAX_LINE_BYTES, PIPE_GRACE, STOP_SIGNALS, WORKER_DEATH_SIGNAL,
+};
+use super::kill::{kill_file, kill_request, take_over, KillFile};
+use super::process::child_kill;
 use super::process::ProcessId;
 use super::run_dirs::{open_in_place, overwrite, write_in_place};
+use super::run_files::{read_status_bytes, SPAWNING};
+use super::signals::{handle_signal, watch_worker};
 use super::spawn::TaskProcess;
 use super::spawner::{Spawner, Start};
-use super::supervisor::{
-    child_kill, handle_signal, kill_file, kill_request, read_status_bytes, take_over, watch_worker,
-    KillFile, DRAIN_LIMIT, KILL_REQUEST_SIGNAL, MAX_LINE_BYTES, PIPE_GRACE, STOP_SIGNALS,
-    WORKER_DEATH_SIGNAL,
-};
-use super::{Launch, TaskResult, RESULT_FILE, SPAWNING, TASK_FILE};
+use super::{Launch, TaskResult};
 use crate::config::KillMethod;
+use crate::state::run_dir;
 use crate::status::{parse_status, read_status_file, StatusFileError, TaskStatus};
 use crate::store::{LogKind, LogLine, LogStore};
 use crate::task::InvocationId;
@@ -422,7 +425,7 @@ impl RunLoop {
         }
         handle_signal(KILL_REQUEST_SIGNAL, on_kill_request);
         // A runner starts its supervisor host with the stop signals held (ignored and
-        // blocked, see `local::HoldStopSignals`), and the mask survives exec: with our
+        // blocked, see `signals::HoldStopSignals`), and the mask survives exec: with our
         // handlers in place, take them. (Before any spawner thread exists, which
         // inherits this thread's mask, as do the tasks they start.)
         let stops: nix::sys::signal::SigSet = STOP_SIGNALS.into_iter().collect();
@@ -495,7 +498,7 @@ impl RunLoop {
         let batch = &mut self.logs[db].batch;
         event(batch, &launch, "running", json!({"command": launch.argv}));
         // From here on the task may exist even if we die before recording its pid.
-        let task_path = dir.join(TASK_FILE);
+        let task_path = dir.join(run_dir::TASK);
         let task_file = open_in_place(&task_path)
             .and_then(|file| overwrite(&file, SPAWNING).map(|()| file))
             .map_err(|e| eprintln!("bistro supervise: {}: {e}", task_path.display()))
@@ -733,7 +736,7 @@ impl RunLoop {
             };
             // In place: the file is reused (see `run_dirs`), and readers take a partial
             // result for none, as long as the run's lock is held.
-            let path = run.dir.join(RESULT_FILE);
+            let path = run.dir.join(run_dir::RESULT);
             let json = serde_json::to_vec(&result).expect("results serialize");
             if let Err(e) = write_in_place(&path, &json) {
                 eprintln!("bistro supervise: writing {}: {e}", path.display());
@@ -1069,7 +1072,7 @@ fn finish(run: &mut Run, batch: &mut Vec<LogLine>) {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::runner::run_dirs::is_written;
+    use crate::supervisor::run_dirs::is_written;
 
     fn cut(chunks: &[&[u8]]) -> Vec<(String, bool)> {
         let mut cutter = LineCutter::default();
@@ -1122,7 +1125,7 @@ pub(super) mod tests {
     }
 
     /// A run of `sh -c script` in `dir`, with its status file and task log there.
-    pub(in crate::runner) fn launch(dir: &Path, script: &str) -> Launch {
+    pub(in crate::supervisor) fn launch(dir: &Path, script: &str) -> Launch {
         Launch {
             job: "j".into(),
             node: "n".into(),
@@ -1193,7 +1196,7 @@ pub(super) mod tests {
         assert_eq!(results.len(), 3);
         for (i, dir) in dirs.iter().enumerate() {
             let written: TaskResult =
-                serde_json::from_slice(&std::fs::read(dir.join(RESULT_FILE)).unwrap()).unwrap();
+                serde_json::from_slice(&std::fs::read(dir.join(run_dir::RESULT)).unwrap()).unwrap();
             assert_eq!(
                 written.status.name(),
                 crate::status::StatusName::Done,
@@ -1290,11 +1293,7 @@ pub(super) mod tests {
         runs.start(launch, tmp.path().into(), None);
         // Asked before the loop heard of the start (and most likely before the
         // spawner made it): the request waits for the task instead of being lost.
-        std::fs::write(
-            tmp.path().join(super::super::supervisor::KILL_REQUEST_FILE),
-            request,
-        )
-        .unwrap();
+        std::fs::write(tmp.path().join(run_dir::KILL_REQUEST), request).unwrap();
         on_kill_request(0);
         runs.turn(Duration::ZERO);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -1353,7 +1352,7 @@ pub(super) mod tests {
             "the loop blocked on the database: {turns} turns"
         );
         assert!(!is_written(
-            &std::fs::read(tmp.path().join(RESULT_FILE)).unwrap_or_default()
+            &std::fs::read(tmp.path().join(run_dir::RESULT)).unwrap_or_default()
         ));
         other.execute_batch("ROLLBACK").unwrap();
         let results = run_out(&mut runs);

@@ -12,9 +12,9 @@
 
 use super::process::{self, ProcessId};
 use super::run_dirs::{overwrite, BLANK};
-use super::spawn::TaskProcess;
-use super::supervisor::spawn_task;
+use super::spawn::{spawn, SpawnSpec, TaskProcess};
 use super::Launch;
+use nix::sys::signal::Signal;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -187,6 +187,34 @@ fn start(request: Request, cancelled: &AtomicBool) -> Start {
     }
 }
 
+/// Starts the task of `launch`, in its working directory, made if missing. The start
+/// is tried first and the directory made only when the start found it missing (a
+/// user may delete it between runs): a `mkdir` per task cost more than the start's
+/// other checks.
+fn spawn_task(launch: &Launch) -> Result<TaskProcess, String> {
+    let death_signal =
+        Signal::try_from(launch.task_subprocess.parent_death_signal).map_or(0, |sig| sig as i32);
+    let spec = SpawnSpec {
+        argv: &launch.argv,
+        cwd: &launch.cwd,
+        process_group: launch.task_subprocess.process_group_leader,
+        death_signal,
+    };
+    match spawn(&spec) {
+        Err(e) if e.missing_cwd() => {
+            std::fs::create_dir_all(&launch.cwd).map_err(|e| {
+                format!(
+                    "cannot create working directory {}: {e}",
+                    launch.cwd.display()
+                )
+            })?;
+            spawn(&spec)
+        }
+        started => started,
+    }
+    .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +294,9 @@ mod tests {
         };
         assert!(matches!(how, Start::Cancelled));
         let record = std::fs::read(&path).unwrap();
-        assert!(!crate::runner::run_dirs::is_written(&record), "{record:?}");
+        assert!(
+            !crate::supervisor::run_dirs::is_written(&record),
+            "{record:?}"
+        );
     }
 }
