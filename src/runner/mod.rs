@@ -56,7 +56,32 @@ pub struct PreparedTask {
     pub lock: Option<std::fs::File>,
 }
 
-/// Starts tasks. Bistro's runners are local processes, remote workers, or no-ops.
+/// Starts tasks and tells how they stand. Bistro's runners are local processes
+/// ([`LocalRunner`]), remote workers ([`remote::RemoteRunner`]), or no-ops
+/// ([`SimulatedRunner`]).
+///
+/// What a new runner must guarantee, for the scheduler to run a task at most once and
+/// never lose one:
+///
+/// - **At most once: recorded before started.** The scheduler calls
+///   [`prepare`](Self::prepare), records the run as running in the status database,
+///   and only then calls [`start`](Self::start). Whatever `start` needs to find the run
+///   again (its launch spec, its lock) is made durable by `prepare`, so a scheduler that
+///   dies between the two leaves a recorded run that [`check`](Self::check) reports as
+///   [`Outcome::NeverStarted`], not a task that runs unrecorded.
+/// - **Start failures are released.** A run whose `prepare` fails is not recorded; one
+///   whose `start` fails has its record released, its stored status untouched. Either
+///   way nothing of the run may be left running, since a later pass may start the task
+///   again.
+/// - **Kill changes no status by itself.** [`kill`](Self::kill) only asks the task to
+///   die; its end is reported by a later `check` like any other end. `Ok(false)` means
+///   there was nothing left to signal (the run is ending, and the next check records it).
+/// - **Restart: runs are found through the state dir.** A new scheduler process (a new
+///   runner) must be able to `check`, `kill` and [`cleanup`](Self::cleanup) the runs an
+///   earlier process started, knowing nothing but what is in the state directory and
+///   the recorded [`RunningTask`]: a run's supervisor, lock, result or remote worker is
+///   found from its invocation directory, and `check` reports how it ended
+///   ([`Outcome::Finished`]) or that it was lost ([`Outcome::Lost`]).
 pub trait TaskRunner {
     /// Durable setup before the task is recorded as running.
     fn prepare(&mut self, launch: Launch) -> Result<PreparedTask, RunnerError>;

@@ -6,7 +6,7 @@ use super::{Outgoing, Shared, TaskEntry};
 use crate::config::{KillMethod, KillRequest};
 use crate::remote::protocol::{RunTaskRequest, TaskRef};
 use crate::runner::{request_kill, Launch, LocalRunner, Outcome, TaskRunner};
-use crate::state::StateDir;
+use crate::state::{run_dir, StateDir};
 use crate::status::TaskStatus;
 use crate::task::RunningTask;
 use std::sync::atomic::Ordering;
@@ -49,7 +49,7 @@ pub(super) fn launch(shared: &Shared, request: &RunTaskRequest) -> Result<Launch
         request.command.clone()
     };
     let dir = shared.state.invocation_dir(task.invocation);
-    let status_file = dir.join("status");
+    let status_file = dir.join(run_dir::STATUS);
     argv.extend([
         task.node.clone(),
         status_file.display().to_string(),
