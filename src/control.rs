@@ -77,7 +77,8 @@ pub fn kill(state: &StateDir, config: &Config, job: &str, node: &str) -> Result<
         )
         .map_err(|e| signal_error(e.to_string()));
     }
-    let signalled = crate::runner::request_kill(&dir, &request).map_err(signal_error)?;
+    let signalled =
+        crate::runner::request_kill(&dir, &request).map_err(|e| signal_error(e.to_string()))?;
     if signalled {
         Ok(())
     } else {

@@ -11,7 +11,7 @@ use super::{Outcome, PreparedTask, RunnerError, TaskRunner};
 use crate::config::KillRequest;
 use crate::state::{run_dir, StateDir};
 use crate::status::{parse_status, read_status_file, TaskStatus};
-use crate::supervisor::host::HostClient;
+use crate::supervisor::host::{HostClient, HostError};
 use crate::supervisor::kill::request_kill;
 use crate::supervisor::process::{self, Scope};
 use crate::supervisor::run_dirs::{is_written, overwrite, RunDirs};
@@ -69,7 +69,7 @@ impl LocalRunner {
 
     /// Hands a run to the host, starting a host first if there is none or the one
     /// there was is gone or stuck (it keeps the runs it has).
-    fn hand_over(&mut self, launch: &Launch, lock: &File) -> Result<(), String> {
+    fn hand_over(&mut self, launch: &Launch, lock: &File) -> Result<(), HandOverError> {
         if let Some(host) = &self.host {
             if host.send(launch.invocation, lock).is_ok() {
                 return Ok(());
@@ -83,25 +83,43 @@ impl LocalRunner {
         let host = HostClient::spawn(&self.exe, &self.state, log)?;
         let sent = host.send(launch.invocation, lock);
         self.host = Some(host);
-        sent
+        Ok(sent?)
     }
 
     /// Where supervisors write their own diagnostics: `STATE/supervisors.log`, shared
     /// (appends of whole lines), opened once per runner.
-    fn supervisor_log(&mut self) -> Result<File, String> {
+    fn supervisor_log(&mut self) -> Result<File, HandOverError> {
         if self.log.is_none() {
             let path = self.state.supervisors_log();
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&path)
-                .map_err(|e| format!("opening {}: {e}", path.display()))?;
+                .map_err(|source| HandOverError::OpenLog { path, source })?;
             self.log = Some(file);
         }
         let log = self.log.as_ref().expect("just opened");
-        log.try_clone()
-            .map_err(|e| format!("sharing supervisors.log: {e}"))
+        log.try_clone().map_err(HandOverError::ShareLog)
     }
+}
+
+/// Why a run could not be handed to a supervisor host.
+#[derive(Debug, thiserror::Error)]
+enum HandOverError {
+    /// The supervisors' log could not be opened.
+    #[error("opening {}: {source}", path.display())]
+    OpenLog {
+        /// The log.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The supervisors' log could not be shared with a new host.
+    #[error("sharing supervisors.log: {0}")]
+    ShareLog(std::io::Error),
+    /// The host could not be started or did not take the run.
+    #[error(transparent)]
+    Host(#[from] HostError),
 }
 
 fn err(launch: &Launch, message: String) -> RunnerError {
@@ -136,7 +154,7 @@ impl TaskRunner for LocalRunner {
             .lock
             .ok_or_else(|| err(&task.launch, "the task was not prepared".into()))?;
         self.hand_over(&task.launch, &lock)
-            .map_err(|e| err(&task.launch, e))?;
+            .map_err(|e| err(&task.launch, e.to_string()))?;
         if self.listening {
             self.handed.insert(task.launch.invocation);
         }
@@ -196,11 +214,11 @@ impl TaskRunner for LocalRunner {
     /// A run whose supervisor is already gone needs no kill: the next tick records
     /// how it ended.
     fn kill(&mut self, task: &RunningTask, request: &KillRequest) -> Result<bool, RunnerError> {
-        request_kill(&self.state.invocation_dir(task.invocation), request).map_err(|message| {
+        request_kill(&self.state.invocation_dir(task.invocation), request).map_err(|e| {
             RunnerError {
                 job: task.job.clone(),
                 node: task.node.clone(),
-                message,
+                message: e.to_string(),
             }
         })
     }

@@ -5,11 +5,12 @@
 //! request.
 
 use super::constants::KILL_REQUEST_SIGNAL;
+use super::diagnostics::SUPERVISE;
 use super::process::{self, ProcessId};
 use super::run_files::is_supervised;
 use super::Launch;
 use crate::config::KillRequest;
-use crate::state::run_dir;
+use crate::state::{run_dir, StateError};
 use std::path::Path;
 
 /// The kill a request asks for: the worker-death kill once the worker is gone, else
@@ -42,10 +43,23 @@ pub fn kill_file(dir: &Path) -> KillFile {
 pub fn take_over(dir: &Path, me: Option<ProcessId>) -> KillFile {
     if let Some(me) = me {
         if let Err(e) = process::record(&dir.join(run_dir::SUPERVISOR), me) {
-            eprintln!("bistro supervise: {e}");
+            tracing::error!(target: SUPERVISE, "{e}");
         }
     }
     kill_file(dir)
+}
+
+/// Why a kill request could not be made: its file could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct KillError(#[from] StateError);
+
+/// Two kill errors are the same when they say the same (an I/O error has no equality
+/// of its own).
+impl PartialEq for KillError {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
 }
 
 /// Asks the supervisor of the run in `dir` to kill its task as `request` says: the
@@ -53,7 +67,7 @@ pub fn take_over(dir: &Path, me: Option<ProcessId>) -> KillFile {
 /// kill-request signal and signals the task's process group. A supervisor still
 /// starting reads the request once it is up. `Ok(false)` when the run has no live
 /// supervisor (it ended, and the next tick records how).
-pub fn request_kill(dir: &Path, request: &KillRequest) -> Result<bool, String> {
+pub fn request_kill(dir: &Path, request: &KillRequest) -> Result<bool, KillError> {
     if !dir.join(run_dir::LAUNCH).exists() {
         return Ok(false);
     }
@@ -62,8 +76,7 @@ pub fn request_kill(dir: &Path, request: &KillRequest) -> Result<bool, String> {
     crate::state::write_replace(
         &dir.join(run_dir::KILL_REQUEST),
         &serde_json::to_vec(request).expect("kill requests serialize"),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     match process::read_record(&dir.join(run_dir::SUPERVISOR)).filter(ProcessId::is_alive) {
         Some(supervisor) => {
             supervisor.signal(KILL_REQUEST_SIGNAL, false);

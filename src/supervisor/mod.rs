@@ -14,6 +14,7 @@
 //! here; the runners that hand runs to supervisors build on them.
 
 pub mod constants;
+pub mod diagnostics;
 pub mod host;
 pub mod kill;
 pub mod process;

@@ -1,6 +1,7 @@
 //! The single-run entry point: `bistro run-task` supervises its one run in its own
 //! process, through the same event loop as the supervisor host.
 
+use super::diagnostics::RUN_TASK;
 use super::run_loop::RunLoop;
 use super::{Launch, TaskResult};
 use crate::state::run_dir;
@@ -30,7 +31,7 @@ pub fn supervise(launch: &Launch, dir: &Path, echo: bool) -> TaskResult {
             let path = dir.join(run_dir::RESULT);
             let json = serde_json::to_vec(&result).expect("results serialize");
             if let Err(e) = super::run_dirs::write_in_place(&path, &json) {
-                eprintln!("bistro run-task: writing {}: {e}", path.display());
+                tracing::error!(target: RUN_TASK, "writing {}: {e}", path.display());
             }
             return result;
         }

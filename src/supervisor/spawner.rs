@@ -10,9 +10,10 @@
 //! A task gets its parent-death signal when the thread that started it ends, so these
 //! threads never end before the process does.
 
+use super::diagnostics::SUPERVISE;
 use super::process::{self, ProcessId};
 use super::run_dirs::{overwrite, BLANK};
-use super::spawn::{spawn, SpawnSpec, TaskProcess};
+use super::spawn::{spawn, SpawnError, SpawnSpec, TaskProcess};
 use super::Launch;
 use nix::sys::signal::Signal;
 use std::fs::File;
@@ -120,7 +121,9 @@ impl Spawner {
             .spawn(move || serve(&queue, &started, notify, &cancelled));
         match made {
             Ok(_) => self.threads += 1,
-            Err(e) => eprintln!("bistro supervise: cannot make a thread to start tasks: {e}"),
+            Err(e) => {
+                tracing::error!(target: SUPERVISE, "cannot make a thread to start tasks: {e}")
+            }
         }
     }
 }
@@ -162,8 +165,7 @@ fn start(request: Request, cancelled: &AtomicBool) -> Start {
     if cancelled.load(Ordering::SeqCst) {
         if let Some(file) = &record {
             if let Err(e) = overwrite(file, BLANK) {
-                eprintln!(
-                    "bistro supervise: blanking the task.pid of {}/{}: {e}",
+                tracing::error!(target: SUPERVISE, "blanking the task.pid of {}/{}: {e}",
                     launch.job, launch.node
                 );
             }
@@ -175,15 +177,14 @@ fn start(request: Request, cancelled: &AtomicBool) -> Start {
             let id = ProcessId::of(task.id() as i32);
             if let (Some(id), Some(file)) = (id, record) {
                 if let Err(e) = process::record_into(&file, id) {
-                    eprintln!(
-                        "bistro supervise: writing the task.pid of {}/{}: {e}",
+                    tracing::error!(target: SUPERVISE, "writing the task.pid of {}/{}: {e}",
                         launch.job, launch.node
                     );
                 }
             }
             Start::Started(task, id)
         }
-        Err(message) => Start::Failed(message),
+        Err(e) => Start::Failed(e.to_string()),
     }
 }
 
@@ -191,7 +192,7 @@ fn start(request: Request, cancelled: &AtomicBool) -> Start {
 /// is tried first and the directory made only when the start found it missing (a
 /// user may delete it between runs): a `mkdir` per task cost more than the start's
 /// other checks.
-fn spawn_task(launch: &Launch) -> Result<TaskProcess, String> {
+fn spawn_task(launch: &Launch) -> Result<TaskProcess, SpawnError> {
     let death_signal =
         Signal::try_from(launch.task_subprocess.parent_death_signal).map_or(0, |sig| sig as i32);
     let spec = SpawnSpec {
@@ -202,17 +203,14 @@ fn spawn_task(launch: &Launch) -> Result<TaskProcess, String> {
     };
     match spawn(&spec) {
         Err(e) if e.missing_cwd() => {
-            std::fs::create_dir_all(&launch.cwd).map_err(|e| {
-                format!(
-                    "cannot create working directory {}: {e}",
-                    launch.cwd.display()
-                )
+            std::fs::create_dir_all(&launch.cwd).map_err(|source| SpawnError::CreateCwd {
+                cwd: launch.cwd.clone(),
+                source,
             })?;
             spawn(&spec)
         }
         started => started,
     }
-    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

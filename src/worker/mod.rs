@@ -159,10 +159,13 @@ impl Shared {
 }
 
 /// Runs a worker until it stops or dies. The caller holds the state dir's lock.
+/// `listening` gets the line that says where the worker listens, once it does (the
+/// command prints it).
 pub fn run(
     state: &StateDir,
     opts: &WorkerOptions,
     stop: &'static AtomicBool,
+    listening: impl FnOnce(&str),
 ) -> Result<WorkerEnd, WorkerError> {
     crate::http::read_secret(&opts.token_file).map_err(|e| {
         WorkerError::Other(format!(
@@ -226,10 +229,10 @@ pub fn run(
             opts.scheduler
         );
     }
-    eprintln!(
+    listening(&format!(
         "worker {} ({}) listening on http://{}, reporting to {}",
         shared.info.shard, shared.info.id, shared.info.addr, opts.scheduler
-    );
+    ));
     let threads = vec![
         {
             let stop = Arc::clone(&server_stop);

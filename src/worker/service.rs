@@ -219,7 +219,8 @@ fn kill_task(shared: &Shared, request: KillTaskRequest) -> Result<Value, RpcRefu
         )));
     }
     let dir = shared.state.invocation_dir(task.invocation);
-    let signalled = crate::runner::request_kill(&dir, &request.request).map_err(refuse)?;
+    let signalled =
+        crate::runner::request_kill(&dir, &request.request).map_err(|e| refuse(e.to_string()))?;
     Ok(json!({ "signalled": signalled }))
 }
 

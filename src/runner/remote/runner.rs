@@ -233,10 +233,10 @@ impl TaskRunner for RemoteRunner {
             (run, inner.pool.id())
         };
         let Some(run) = run else {
-            return crate::runner::request_kill(&dir, request).map_err(|message| RunnerError {
+            return crate::runner::request_kill(&dir, request).map_err(|e| RunnerError {
                 job: task.job.clone(),
                 node: task.node.clone(),
-                message,
+                message: e.to_string(),
             });
         };
         let call = KillTaskRequest {

@@ -23,6 +23,7 @@ pub(super) mod tests;
 mod wake;
 
 use super::constants::{KILL_REQUEST_SIGNAL, STOP_SIGNALS, WORKER_DEATH_SIGNAL};
+use super::diagnostics::SUPERVISE;
 use super::kill::{kill_file, take_over};
 use super::process::{child_kill, ProcessId};
 use super::run_dirs::{open_in_place, overwrite, write_in_place};
@@ -31,7 +32,7 @@ use super::signals::{handle_signal, watch_worker};
 use super::spawner::{Spawner, Start};
 use super::{Launch, TaskResult};
 use crate::state::run_dir;
-use crate::store::{LogLine, LogStore};
+use crate::store::{LogLine, LogStore, StoreError};
 use crate::task::InvocationId;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::Signal;
@@ -81,8 +82,20 @@ const READ_BUFFER: usize = 16 * 1024;
 /// A task-log database and the lines of this turn for it.
 struct LogDb {
     path: PathBuf,
-    store: Result<LogStore, String>,
+    /// None when it could not be opened.
+    store: Option<LogStore>,
     batch: Vec<LogLine>,
+}
+
+/// Why log lines could not be stored.
+#[derive(Debug, thiserror::Error)]
+enum LinesLost {
+    /// The task-log database could not be opened.
+    #[error("cannot open {}", .0.display())]
+    Unopened(PathBuf),
+    /// Appending the lines failed.
+    #[error("{0}")]
+    Append(StoreError),
 }
 
 /// What one turn of the loop saw.
@@ -221,7 +234,7 @@ impl RunLoop {
         let task_path = dir.join(run_dir::TASK);
         let task_file = open_in_place(&task_path)
             .and_then(|file| overwrite(&file, SPAWNING).map(|()| file))
-            .map_err(|e| eprintln!("bistro supervise: {}: {e}", task_path.display()))
+            .map_err(|e| tracing::error!(target: SUPERVISE, "{}: {e}", task_path.display()))
             .ok();
         let key = self.next_key;
         self.next_key += 1;
@@ -278,10 +291,9 @@ impl RunLoop {
         if let Some(i) = self.logs.iter().position(|db| db.path == path) {
             return i;
         }
-        let store = LogStore::open_appender(path, STORE_BUSY_WAIT).map_err(|e| {
-            eprintln!("bistro supervise: {e}");
-            format!("cannot open {}", path.display())
-        });
+        let store = LogStore::open_appender(path, STORE_BUSY_WAIT)
+            .map_err(|e| tracing::error!(target: SUPERVISE, "{e}"))
+            .ok();
         self.logs.push(LogDb {
             path: path.to_path_buf(),
             store,
@@ -317,7 +329,7 @@ impl RunLoop {
             Ok(n) => n,
             Err(nix::errno::Errno::EINTR) => 0,
             Err(e) => {
-                eprintln!("bistro supervise: waiting for events: {e}");
+                tracing::error!(target: SUPERVISE, "waiting for events: {e}");
                 std::thread::sleep(Duration::from_millis(10));
                 0
             }
@@ -416,18 +428,17 @@ impl RunLoop {
                 continue;
             }
             let stored = match db.store.as_mut() {
-                Ok(store) => match store.append(&db.batch) {
+                Some(store) => match store.append(&db.batch) {
                     Err(e) if e.is_busy() && now < busy_since + STORE_GIVE_UP => {
                         busy = true;
                         continue;
                     }
-                    stored => stored.map(drop).map_err(|e| e.to_string()),
+                    stored => stored.map(drop).map_err(LinesLost::Append),
                 },
-                Err(e) => Err(e.clone()),
+                None => Err(LinesLost::Unopened(db.path.clone())),
             };
             if let (Err(e), Some(line)) = (stored, db.batch.first()) {
-                eprintln!(
-                    "bistro supervise: {} log lines (the first of {}/{}) were lost: {e}",
+                tracing::error!(target: SUPERVISE, "{} log lines (the first of {}/{}) were lost: {e}",
                     db.batch.len(),
                     line.job,
                     line.node
@@ -459,7 +470,7 @@ impl RunLoop {
             let path = run.dir.join(run_dir::RESULT);
             let json = serde_json::to_vec(&result).expect("results serialize");
             if let Err(e) = write_in_place(&path, &json) {
-                eprintln!("bistro supervise: writing {}: {e}", path.display());
+                tracing::error!(target: SUPERVISE, "writing {}: {e}", path.display());
             }
             // Only now, with the result written, may the run look finished.
             drop(run.lock.take());

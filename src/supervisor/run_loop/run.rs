@@ -7,6 +7,7 @@ use crate::config::KillMethod;
 use crate::status::{parse_status, read_status_file, StatusFileError, TaskStatus};
 use crate::store::{LogKind, LogLine};
 use crate::supervisor::constants::{DRAIN_LIMIT, PIPE_GRACE};
+use crate::supervisor::diagnostics::SUPERVISE;
 use crate::supervisor::kill::{kill_request, KillFile};
 use crate::supervisor::process::{child_kill, ProcessId};
 use crate::supervisor::run_files::read_status_bytes;
@@ -176,8 +177,7 @@ pub(super) fn watch_task(
                     echo: echo.then(|| Echo::new(kind)),
                 })
             }
-            Err(e) => eprintln!(
-                "bistro supervise: cannot read the output of {}/{}: {e}",
+            Err(e) => tracing::error!(target: SUPERVISE, "cannot read the output of {}/{}: {e}",
                 run.launch.job, run.launch.node
             ),
         }
@@ -289,7 +289,7 @@ pub(super) fn check_exit(run: &mut Run, batch: &mut Vec<LogLine>, epoll: &Epoll)
         }
         Ok(Some(status)) => Some(status),
         Err(e) => {
-            eprintln!("bistro supervise: waiting for the task: {e}");
+            tracing::error!(target: SUPERVISE, "waiting for the task: {e}");
             None
         }
     };
