@@ -125,7 +125,7 @@ fn run_task(shared: &Shared, request: RunTaskRequest) -> Result<Value, RpcRefusa
             format!("{}/{} is already running here", task.job, task.node)
         }));
     }
-    tasks::launch(shared, &request).map_err(refuse)?;
+    tasks::launch(shared, &request).map_err(|e| refuse(e.to_string()))?;
     core.tasks.insert(
         key,
         TaskEntry {

@@ -133,7 +133,10 @@ pub(super) fn task_logs(params: &Params, snap: &Snapshot) -> Result<Value, Strin
                     .map_err(|e| e.to_string())?,
                 None => Vec::new(),
             };
-            rows.extend(hub.worker_logs(&request.query, request.query.limit + 1)?);
+            rows.extend(
+                hub.worker_logs(&request.query, request.query.limit + 1)
+                    .map_err(|e| e.to_string())?,
+            );
             Ok(page_of(rows, &request))
         }
         None => match &local {

@@ -50,7 +50,7 @@ fn beat(
     w: &WorkerInfo,
     set: WorkerSetId,
     now: i64,
-) -> (Result<HeartbeatResponse, String>, Vec<Action>) {
+) -> (Result<HeartbeatResponse, Refusal>, Vec<Action>) {
     pool.heartbeat(
         &HeartbeatRequest {
             worker: w.clone(),

@@ -32,6 +32,27 @@ use std::time::Duration;
 /// The most an "unsure if running" poll is put off: 256 times the first delay.
 const MAX_UNSURE_DOUBLINGS: u32 = 8;
 
+/// Why the workers' task logs could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerLogsError {
+    /// A worker could not be asked.
+    #[error("reading the task logs of worker {shard}: {source}")]
+    Call {
+        /// The worker's shard.
+        shard: String,
+        /// What the call met.
+        source: ClientError,
+    },
+    /// A worker's answer is not a page of logs.
+    #[error("worker {shard} answered task logs badly: {source}")]
+    Answer {
+        /// The worker's shard.
+        shard: String,
+        /// Why it does not parse.
+        source: serde_json::Error,
+    },
+}
+
 /// A run sent to a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RemoteRun {
@@ -372,7 +393,7 @@ impl Hub {
             .extend(actions);
         answer
             .map(|r| serde_json::to_value(r).expect("serializes"))
-            .map_err(|message| RpcRefusal::new(409, message))
+            .map_err(|refusal| RpcRefusal::new(409, refusal.0))
     }
 
     /// A status report (§5.8): checked, then kept durably before it is acknowledged.
@@ -384,7 +405,7 @@ impl Hub {
         inner
             .pool
             .check_update(&request)
-            .map_err(|m| RpcRefusal::new(409, m))?;
+            .map_err(|refusal| RpcRefusal::new(409, refusal.0))?;
         let task = &request.task;
         if task.job == HEALTHCHECK_JOB {
             if request.status.is_done() {
@@ -493,7 +514,7 @@ impl Hub {
         &self,
         query: &crate::store::PageQuery,
         limit: usize,
-    ) -> Result<Vec<crate::store::LogRow>, String> {
+    ) -> Result<Vec<crate::store::LogRow>, WorkerLogsError> {
         let workers: Vec<WorkerInfo> = self
             .lock()
             .pool
@@ -513,9 +534,15 @@ impl Hub {
         for worker in workers {
             let answer = self
                 .call_worker(&worker.addr, calls::TASK_LOGS, &request)
-                .map_err(|e| format!("reading the task logs of worker {}: {e}", worker.shard))?;
+                .map_err(|source| WorkerLogsError::Call {
+                    shard: worker.shard.clone(),
+                    source,
+                })?;
             let answer: crate::remote::protocol::TaskLogsResponse = serde_json::from_value(answer)
-                .map_err(|e| format!("worker {} answered task logs badly: {e}", worker.shard))?;
+                .map_err(|source| WorkerLogsError::Answer {
+                    shard: worker.shard.clone(),
+                    source,
+                })?;
             rows.extend(answer.lines.into_iter().map(|(job, node, id, line)| {
                 crate::store::LogRow {
                     kind: query.kind,
