@@ -151,7 +151,8 @@ impl StateDir {
         self.root.join("supervisors.log")
     }
 
-    /// A scheduler's remote workers as last seen, for `bistro status`.
+    /// A scheduler's remote workers as last seen, for `bistro status` and the status
+    /// page (rewritten after each sweep).
     pub fn workers_file(&self) -> PathBuf {
         self.root.join("workers.json")
     }

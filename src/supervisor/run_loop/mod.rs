@@ -9,7 +9,7 @@
 //! readable before the run's log is stored.
 //!
 //! The loop itself (the `epoll` set, the turns, log storage and results) is here;
-//! [`run`] is one run's state machine, [`output`] the lines it stores, and [`wake`]
+//! `run` is one run's state machine, `output` the lines it stores, and `wake`
 //! how signals reach the loop.
 //!
 //! Before this loop, each run had three threads (one waiting for the task, one per

@@ -187,7 +187,7 @@ impl Hub {
         while !stop.load(Ordering::SeqCst) {
             self.sweep();
             let text = serde_json::to_string(&self.workers_json()).expect("serializes");
-            if let Err(e) = crate::state::write_replace(&workers_file(&self.state), text.as_bytes())
+            if let Err(e) = crate::state::write_replace(&self.state.workers_file(), text.as_bytes())
             {
                 tracing::warn!("recording the workers for `bistro status`: {e}");
             }
@@ -581,12 +581,6 @@ impl Hub {
             "workers": workers,
         })
     }
-}
-
-/// Where a scheduler with remote workers keeps their last known states, for
-/// `bistro status` and the status page (rewritten after each sweep).
-pub fn workers_file(state: &StateDir) -> PathBuf {
-    state.workers_file()
 }
 
 /// Reads where a run went, if it was sent to a worker.
