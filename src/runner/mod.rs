@@ -1,7 +1,8 @@
 //! Running tasks (bistro-runtime §2): what a task is given, how it is started, and how
 //! its end is collected. [`TaskRunner`] is Bistro's plugin point; [`LocalRunner`] runs
-//! tasks on this machine under detached supervisors; [`SimulatedRunner`] only pretends
-//! to (`--benchmark-run`).
+//! tasks on this machine under detached supervisors ([`crate::supervisor`], which also
+//! defines what a run is given and leaves); [`remote::RemoteRunner`] hands them to
+//! remote workers; [`SimulatedRunner`] only pretends to (`--benchmark-run`).
 
 mod local;
 pub mod remote;

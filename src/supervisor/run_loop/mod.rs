@@ -4,7 +4,7 @@
 //! pidfd), the runner's socket (in a supervisor host) and a wake pipe written by the
 //! signal handlers. Each turn reads what is ready, cuts it into lines, and applies kill
 //! requests and deadlines. Log lines are stored in one transaction per task-log
-//! database, within [`STORE_WITHIN`] of being read and always before the results of
+//! database, within `STORE_WITHIN` of being read and always before the results of
 //! the runs that ended are written and their locks released: a result is never
 //! readable before the run's log is stored.
 //!
