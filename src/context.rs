@@ -176,7 +176,7 @@ pub fn instance_name(
     explicit: Option<&str>,
 ) -> Result<String, StoreError> {
     Ok(remembered(store, keys::INSTANCE_NODE_NAME, explicit)?
-        .unwrap_or_else(crate::runner::process::hostname))
+        .unwrap_or_else(crate::supervisor::process::hostname))
 }
 
 /// The nodes of the last fetch as a real tick stored them (meta `nodes`).

@@ -68,16 +68,17 @@ pub fn kill(state: &StateDir, config: &Config, job: &str, node: &str) -> Result<
         message,
     };
     let dir = state.invocation_dir(task.invocation);
-    if dir.join(crate::runner::remote::hub::REMOTE_FILE).exists() {
+    if dir.join(crate::state::run_dir::REMOTE).exists() {
         // On a remote worker: the scheduler, which holds the worker's identity,
         // delivers the request at its next iteration.
         return crate::state::write_replace(
-            &dir.join(crate::runner::supervisor::KILL_REQUEST_FILE),
+            &dir.join(crate::state::run_dir::KILL_REQUEST),
             &serde_json::to_vec(&request).expect("kill requests serialize"),
         )
         .map_err(|e| signal_error(e.to_string()));
     }
-    let signalled = crate::runner::request_kill(&dir, &request).map_err(signal_error)?;
+    let signalled =
+        crate::runner::request_kill(&dir, &request).map_err(|e| signal_error(e.to_string()))?;
     if signalled {
         Ok(())
     } else {

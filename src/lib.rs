@@ -14,7 +14,10 @@
 //! - [`scheduler`]: the pure scheduling pass and its policies;
 //! - [`task`]: the identity of a task run;
 //! - [`store`]: the SQLite status and task-log databases;
-//! - [`runner`]: starting and supervising task processes;
+//! - [`runner`]: the task runner plugin: how the scheduler starts tasks and learns how
+//!   they ended, locally or on remote workers;
+//! - [`supervisor`]: the supervisor of task processes (`bistro supervise`);
+//! - [`remote`]: the protocol between a scheduler and its remote workers;
 //! - [`state`]: the state directory and its lock;
 //! - [`context`]: what a command resolves from its flags and the state dir;
 //! - [`tick`]: one scheduling iteration over the state directory;
@@ -40,6 +43,7 @@ pub mod cron;
 pub mod daemon;
 pub mod http;
 pub mod nodes;
+pub mod remote;
 pub mod report;
 pub mod resources;
 pub mod run_task;
@@ -49,6 +53,7 @@ pub mod scheduler;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod supervisor;
 pub mod task;
 pub mod tick;
 pub mod time;

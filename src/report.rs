@@ -44,7 +44,7 @@ pub struct StatusReport {
 /// The remote workers as the scheduler last recorded them, with `as_of` (epoch
 /// seconds of the record), if this state dir has a scheduler with remote workers.
 pub fn workers(state: &StateDir) -> Option<serde_json::Value> {
-    let path = crate::runner::remote::hub::workers_file(state);
+    let path = state.workers_file();
     let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
     let mut value: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
     let as_of = modified

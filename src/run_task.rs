@@ -5,10 +5,11 @@
 
 use crate::context::{self, Resolved, RunFlags};
 use crate::nodes::fetch_nodes;
-use crate::runner::{build_launch, supervisor, LaunchContext, LocalRunner, TaskResult, TaskRunner};
+use crate::runner::{build_launch, LaunchContext, LocalRunner, TaskResult, TaskRunner};
 use crate::scheduler::{charges_for, check_fits, PassInput};
 use crate::state::StateDir;
 use crate::store::StatusStore;
+use crate::supervisor;
 use crate::task::InvocationId;
 use crate::tick::FinishedTask;
 use std::path::PathBuf;
@@ -157,7 +158,7 @@ pub fn run_task(
             .map_err(|why| RunTaskError::NoRoom(why.describe(config, &nodes, input.now)))?;
     }
     let charges = charges_for(config, &nodes, job, node);
-    let host = crate::runner::process::hostname();
+    let host = crate::supervisor::process::hostname();
     let ctx = LaunchContext {
         state,
         nodes: &nodes,

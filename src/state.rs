@@ -8,8 +8,13 @@
 //! STATE/jobs/JOB/         each job's working directory
 //! STATE/running/INV/      one directory per running task: its launch spec (locked
 //!                         until its result is written), status file, pids and result
+//!                         (the files of [`run_dir`])
 //! STATE/running/.spare/   finished runs' directories, reused by later runs
 //! STATE/supervisors.log   supervisor hosts' own diagnostics
+//! STATE/workers.json      a scheduler's remote workers, for `bistro status`
+//! STATE/late/             statuses remote workers sent for runs already given up
+//! STATE/http.token        the REST API's secret
+//! STATE/worker.token      the secret remote workers call the scheduler with
 //! ```
 
 use std::fs::{File, OpenOptions};
@@ -135,6 +140,39 @@ impl StateDir {
         self.running_dir().join(invocation.to_string())
     }
 
+    /// Finished runs' directories, kept for later runs to reuse. Not an invocation
+    /// id, so the sweep of stray run directories leaves it alone.
+    pub fn spare_dir(&self) -> PathBuf {
+        self.running_dir().join(".spare")
+    }
+
+    /// Where supervisor hosts write their own diagnostics.
+    pub fn supervisors_log(&self) -> PathBuf {
+        self.root.join("supervisors.log")
+    }
+
+    /// A scheduler's remote workers as last seen, for `bistro status` and the status
+    /// page (rewritten after each sweep).
+    pub fn workers_file(&self) -> PathBuf {
+        self.root.join("workers.json")
+    }
+
+    /// Statuses that remote workers sent for runs already given up for lost, kept
+    /// until they are recorded.
+    pub fn late_dir(&self) -> PathBuf {
+        self.root.join("late")
+    }
+
+    /// The REST API's secret.
+    pub fn http_token(&self) -> PathBuf {
+        self.root.join("http.token")
+    }
+
+    /// The secret remote workers call the scheduler with.
+    pub fn worker_token(&self) -> PathBuf {
+        self.root.join("worker.token")
+    }
+
     /// Takes the scheduling lock, waiting up to `wait` for it.
     pub fn lock(&self, wait: Duration) -> Result<StateLock, StateError> {
         let path = self.root.join("lock");
@@ -175,6 +213,33 @@ impl StateDir {
             .map_err(io_err("writing the lock file", &path))?;
         Ok(StateLock { _file: file })
     }
+}
+
+/// The files of one run's directory (`STATE/running/INV/`, or a remote worker's own
+/// run directory), by name.
+pub mod run_dir {
+    /// The run's launch spec, flocked from before the run is recorded until its result
+    /// is written (or its supervisor is gone).
+    pub const LAUNCH: &str = "launch.json";
+    /// The run's result, written by its supervisor.
+    pub const RESULT: &str = "result.json";
+    /// The run's task: blank until its supervisor is about to start it, then
+    /// `spawning`, then the task's process identity.
+    pub const TASK: &str = "task.pid";
+    /// The identity of the run's supervisor.
+    pub const SUPERVISOR: &str = "supervisor.pid";
+    /// The kill a killer asks for, written before it signals the supervisor.
+    pub const KILL_REQUEST: &str = "kill.json";
+    /// The status line the task writes.
+    pub const STATUS: &str = "status";
+    /// On a scheduler: the remote worker the run was sent to, written before the run
+    /// is recorded as running.
+    pub const REMOTE: &str = "remote.json";
+    /// On a scheduler: marks a run whose worker was counted as lost, so a report
+    /// that arrives for it afterwards is late, whatever the order of the two.
+    pub const LOST: &str = "lost";
+    /// On a scheduler: a kill request once delivered to the run's worker.
+    pub const KILL_SENT: &str = "kill.sent";
 }
 
 /// Proof that this process holds the scheduling lock; released on drop or death.

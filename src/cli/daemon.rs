@@ -110,7 +110,7 @@ struct RemoteFlags {
 
 impl RemoteFlags {
     fn hub_settings(&self) -> crate::runner::remote::HubSettings {
-        use crate::runner::remote::{health::HealthSettings, pool::PoolSettings};
+        use crate::remote::{health::HealthSettings, pool::PoolSettings};
         crate::runner::remote::HubSettings {
             pool: PoolSettings {
                 health: HealthSettings {

@@ -25,6 +25,7 @@ pub struct RunTaskArgs {
 }
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &RunTaskArgs) -> anyhow::Result<i32> {
+    crate::supervisor::diagnostics::init();
     let opts = RunTaskOptions {
         flags: crate::context::RunFlags {
             config: cli.config.clone(),

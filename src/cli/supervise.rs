@@ -1,8 +1,8 @@
 //! `bistro supervise`: the detached supervisor host a tick or daemon starts for its
-//! tasks (see `runner::host`).
+//! tasks (see `supervisor::host`).
 
-use crate::runner::host;
 use crate::state::StateDir;
+use crate::supervisor::host;
 use anyhow::Context;
 use clap::Args;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -32,6 +32,7 @@ pub(super) fn run(state: &StateDir, args: &SuperviseArgs) -> anyhow::Result<i32>
     // Our own session: terminal signals and the runner's exit cannot reach us, and a
     // later tick can kill everything we started through the session id.
     nix::unistd::setsid().context("starting a session")?;
+    crate::supervisor::diagnostics::init();
     host::serve(state, socket);
     Ok(0)
 }

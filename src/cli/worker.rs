@@ -86,7 +86,8 @@ pub(super) fn run(state: &StateDir, _cli: &Cli, args: &WorkerArgs) -> anyhow::Re
         heartbeat_period_sec: args.heartbeat_period_sec,
         call_timeout: Duration::from_millis(args.call_timeout_ms),
     };
-    let end = crate::worker::run(state, &opts, stop).context("running the worker")?;
+    let end = crate::worker::run(state, &opts, stop, |line| eprintln!("{line}"))
+        .context("running the worker")?;
     Ok(match end {
         WorkerEnd::Stopped => {
             tracing::info!("stopped by a signal; tasks were killed");

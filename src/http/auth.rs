@@ -22,7 +22,7 @@ pub enum AuthError {
 
 /// The token file of a state directory.
 pub fn token_path(state: &StateDir) -> PathBuf {
-    state.root().join("http.token")
+    state.http_token()
 }
 
 /// Reads the token, creating the file on first need.
@@ -33,7 +33,7 @@ pub fn ensure_token(state: &StateDir) -> Result<Token, StateError> {
 /// The secret that remote workers and their scheduler present to each other:
 /// `STATE/worker.token`.
 pub fn worker_token_path(state: &StateDir) -> PathBuf {
-    state.root().join("worker.token")
+    state.worker_token()
 }
 
 /// Reads a secret file, creating it (mode 0600, 64 random hex characters) on first

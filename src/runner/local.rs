@@ -1,5 +1,5 @@
 //! The local runner: tasks run under a detached supervisor host (`bistro supervise`,
-//! see [`super::host`]) that outlives the tick which started it.
+//! see [`crate::supervisor::host`]) that outlives the tick which started it.
 //!
 //! Liveness is an flock on `running/INV/launch.json`: the tick takes it while writing
 //! the launch spec, before the task is recorded as running, and hands the locked
@@ -7,24 +7,21 @@
 //! free. The lock is released only once the run's result is written or its supervisor
 //! is gone, whatever killed it.
 
-use super::host::HostClient;
-use super::process::{self, Scope};
-use super::run_dirs::{is_written, overwrite, RunDirs};
-use super::supervisor::{KILL_REQUEST_FILE, KILL_REQUEST_SIGNAL};
-use super::{Launch, Outcome, PreparedTask, RunnerError, TaskResult, TaskRunner};
+use super::{Outcome, PreparedTask, RunnerError, TaskRunner};
 use crate::config::KillRequest;
-use crate::state::StateDir;
+use crate::state::{run_dir, StateDir};
 use crate::status::{parse_status, read_status_file, TaskStatus};
+use crate::supervisor::host::{HostClient, HostError};
+use crate::supervisor::kill::request_kill;
+use crate::supervisor::process::{self, Scope};
+use crate::supervisor::run_dirs::{is_written, overwrite, RunDirs};
+use crate::supervisor::run_files::{is_supervised, read_result, read_status_bytes};
+use crate::supervisor::Launch;
 use crate::task::{InvocationId, RunningTask};
-use nix::sys::signal::{SigAction, SigSet, Signal};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// The run's launch spec, flocked from before the run is recorded until its result is
-/// written (or its supervisor is gone).
-pub const LAUNCH_FILE: &str = "launch.json";
 
 /// How often a runner looks at every run, even those its host has not said ended (a
 /// message can be lost when the socket is full, and a host can hang).
@@ -72,7 +69,7 @@ impl LocalRunner {
 
     /// Hands a run to the host, starting a host first if there is none or the one
     /// there was is gone or stuck (it keeps the runs it has).
-    fn hand_over(&mut self, launch: &Launch, lock: &File) -> Result<(), String> {
+    fn hand_over(&mut self, launch: &Launch, lock: &File) -> Result<(), HandOverError> {
         if let Some(host) = &self.host {
             if host.send(launch.invocation, lock).is_ok() {
                 return Ok(());
@@ -86,25 +83,43 @@ impl LocalRunner {
         let host = HostClient::spawn(&self.exe, &self.state, log)?;
         let sent = host.send(launch.invocation, lock);
         self.host = Some(host);
-        sent
+        Ok(sent?)
     }
 
     /// Where supervisors write their own diagnostics: `STATE/supervisors.log`, shared
     /// (appends of whole lines), opened once per runner.
-    fn supervisor_log(&mut self) -> Result<File, String> {
+    fn supervisor_log(&mut self) -> Result<File, HandOverError> {
         if self.log.is_none() {
-            let path = self.state.root().join("supervisors.log");
+            let path = self.state.supervisors_log();
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&path)
-                .map_err(|e| format!("opening {}: {e}", path.display()))?;
+                .map_err(|source| HandOverError::OpenLog { path, source })?;
             self.log = Some(file);
         }
         let log = self.log.as_ref().expect("just opened");
-        log.try_clone()
-            .map_err(|e| format!("sharing supervisors.log: {e}"))
+        log.try_clone().map_err(HandOverError::ShareLog)
     }
+}
+
+/// Why a run could not be handed to a supervisor host.
+#[derive(Debug, thiserror::Error)]
+enum HandOverError {
+    /// The supervisors' log could not be opened.
+    #[error("opening {}: {source}", path.display())]
+    OpenLog {
+        /// The log.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The supervisors' log could not be shared with a new host.
+    #[error("sharing supervisors.log: {0}")]
+    ShareLog(std::io::Error),
+    /// The host could not be started or did not take the run.
+    #[error(transparent)]
+    Host(#[from] HostError),
 }
 
 fn err(launch: &Launch, message: String) -> RunnerError {
@@ -123,7 +138,7 @@ impl TaskRunner for LocalRunner {
             .dirs
             .make(&dir)
             .map_err(|e| err(&launch, format!("creating {}: {e}", dir.display())))?;
-        let path = dir.join(LAUNCH_FILE);
+        let path = dir.join(run_dir::LAUNCH);
         let spec = serde_json::to_vec(&launch).expect("launch specs serialize");
         overwrite(&file, &spec)
             .map_err(|e| err(&launch, format!("writing {}: {e}", path.display())))?;
@@ -139,7 +154,7 @@ impl TaskRunner for LocalRunner {
             .lock
             .ok_or_else(|| err(&task.launch, "the task was not prepared".into()))?;
         self.hand_over(&task.launch, &lock)
-            .map_err(|e| err(&task.launch, e))?;
+            .map_err(|e| err(&task.launch, e.to_string()))?;
         if self.listening {
             self.handed.insert(task.launch.invocation);
         }
@@ -199,11 +214,11 @@ impl TaskRunner for LocalRunner {
     /// A run whose supervisor is already gone needs no kill: the next tick records
     /// how it ended.
     fn kill(&mut self, task: &RunningTask, request: &KillRequest) -> Result<bool, RunnerError> {
-        request_kill(&self.state.invocation_dir(task.invocation), request).map_err(|message| {
+        request_kill(&self.state.invocation_dir(task.invocation), request).map_err(|e| {
             RunnerError {
                 job: task.job.clone(),
                 node: task.node.clone(),
-                message,
+                message: e.to_string(),
             }
         })
     }
@@ -216,7 +231,7 @@ pub fn local_outcome(dir: &Path, task: &RunningTask) -> Outcome {
     if let Some(result) = read_result(dir) {
         return Outcome::Finished(result);
     }
-    if dir.join(super::remote::hub::REMOTE_FILE).exists() {
+    if dir.join(run_dir::REMOTE).exists() {
         return Outcome::Running;
     }
     match is_supervised(dir) {
@@ -231,122 +246,6 @@ pub fn local_outcome(dir: &Path, task: &RunningTask) -> Outcome {
     lost(dir, task)
 }
 
-/// Asks the supervisor of the run in `dir` to kill its task as `request` says: the
-/// request is written beside the launch spec, then the supervisor gets the
-/// kill-request signal and signals the task's process group. A supervisor still starting reads the request
-/// once it is up. `Ok(false)` when the run has no live supervisor (it ended, and the
-/// next tick records how).
-pub fn request_kill(dir: &Path, request: &KillRequest) -> Result<bool, String> {
-    if !dir.join(LAUNCH_FILE).exists() {
-        return Ok(false);
-    }
-    // The request is written before the pid is read, and a starting supervisor records
-    // its pid before it looks for a request: one of the two always sees the other.
-    crate::state::write_replace(
-        &dir.join(KILL_REQUEST_FILE),
-        &serde_json::to_vec(request).expect("kill requests serialize"),
-    )
-    .map_err(|e| e.to_string())?;
-    match process::read_record(&dir.join("supervisor.pid")).filter(process::ProcessId::is_alive) {
-        Some(supervisor) => {
-            supervisor.signal(KILL_REQUEST_SIGNAL, false);
-            Ok(true)
-        }
-        None => Ok(is_supervised(dir) == Some(true)),
-    }
-}
-
-/// SIGINT, SIGHUP and SIGTERM held back while a supervisor host starts: ignored, which
-/// the host keeps across exec until it has left our process group (a Ctrl-C or
-/// hang-up meant for us must not reach it), and blocked in this thread, so that one
-/// sent to us meanwhile stays pending instead of being lost (Linux never discards a
-/// blocked signal, even an ignored one) and reaches our restored handler on drop. The
-/// host inherits the mask too (std leaves it), and unblocks them once it handles them
-/// (`RunLoop::new`).
-pub(super) struct HoldStopSignals {
-    previous: Vec<(Signal, SigAction)>,
-    mask: SigSet,
-}
-
-impl HoldStopSignals {
-    pub(super) fn install() -> Self {
-        Self::hold(&[Signal::SIGINT, Signal::SIGHUP, Signal::SIGTERM])
-    }
-
-    fn hold(signals: &[Signal]) -> Self {
-        use nix::sys::signal::{pthread_sigmask, sigaction, SaFlags, SigHandler, SigmaskHow};
-        let held: SigSet = signals.iter().copied().collect();
-        let mut mask = SigSet::empty();
-        let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&held), Some(&mut mask));
-        let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-        let previous = signals
-            .iter()
-            // SAFETY: installing SIG_IGN runs no code in signal context.
-            .filter_map(|&sig| {
-                unsafe { sigaction(sig, &ignore) }
-                    .ok()
-                    .map(|old| (sig, old))
-            })
-            .collect();
-        Self { previous, mask }
-    }
-}
-
-impl Drop for HoldStopSignals {
-    fn drop(&mut self) {
-        for (sig, old) in &self.previous {
-            // SAFETY: restores the disposition that was in place before.
-            unsafe {
-                let _ = nix::sys::signal::sigaction(*sig, old);
-            }
-        }
-        // Only now: a signal that came meanwhile goes to the restored handler.
-        let _ = nix::sys::signal::pthread_sigmask(
-            nix::sys::signal::SigmaskHow::SIG_SETMASK,
-            Some(&self.mask),
-            None,
-        );
-    }
-}
-
-/// Whether a supervisor holds a run's launch file: `Some(false)` when the file is
-/// free or gone, `None` when it cannot be told.
-pub fn is_supervised(dir: &Path) -> Option<bool> {
-    // Read-write: over NFS an exclusive lock needs a descriptor open for writing.
-    match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(dir.join(LAUNCH_FILE))
-    {
-        Ok(file) => match file.try_lock() {
-            Ok(()) => Some(false),
-            Err(std::fs::TryLockError::WouldBlock) => Some(true),
-            Err(std::fs::TryLockError::Error(_)) => None,
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(false),
-        Err(_) => None,
-    }
-}
-
-/// The result a run's supervisor recorded, if it finished. The result is written in
-/// place (the file is reused, see [`super::run_dirs`]): a blank file, or one caught
-/// while it is written, is no result yet.
-pub fn read_result(dir: &Path) -> Option<TaskResult> {
-    let bytes = std::fs::read(dir.join(RESULT_FILE)).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-/// A run's result, written by its supervisor.
-pub const RESULT_FILE: &str = "result.json";
-
-/// A run's task: blank until its supervisor is about to start it, then
-/// [`SPAWNING`], then the task's [`process::ProcessId`].
-pub const TASK_FILE: &str = "task.pid";
-
-/// What [`TASK_FILE`] says while the task is being started: from then on the task may
-/// exist even if its supervisor dies before recording it.
-pub const SPAWNING: &[u8] = b"spawning";
-
 /// How long to wait for a lost run's processes to die before looking again next tick.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
@@ -358,8 +257,8 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// A supervisor host that is still alive gave up on this run alone (it could not
 /// write the result): only the run's own task group is killed, not the host's session.
 fn lost(dir: &Path, task: &RunningTask) -> Outcome {
-    let supervisor = process::read_record(&dir.join("supervisor.pid")).filter(|p| !p.is_alive());
-    let task_file = std::fs::read(dir.join(TASK_FILE)).unwrap_or_default();
+    let supervisor = process::read_record(&dir.join(run_dir::SUPERVISOR)).filter(|p| !p.is_alive());
+    let task_file = std::fs::read(dir.join(run_dir::TASK)).unwrap_or_default();
     let started: Option<process::ProcessId> = serde_json::from_slice(&task_file).ok();
     let all_dead = supervisor.is_none_or(|p| p.kill_all(Scope::Session, KILL_WAIT))
         && started.is_none_or(|p| p.kill_all(Scope::Group, KILL_WAIT));
@@ -376,7 +275,7 @@ fn lost(dir: &Path, task: &RunningTask) -> Outcome {
         "the task's supervisor was lost (killed or crashed) while {}/{} ran",
         task.job, task.node
     );
-    match super::supervisor::read_status_bytes(&dir.join("status")).map(|b| read_status_file(&b)) {
+    match read_status_bytes(&dir.join(run_dir::STATUS)).map(|b| read_status_file(&b)) {
         Ok(Ok(line)) => Outcome::Lost(
             parse_status(&line, now),
             format!("{lost}; keeping the status it wrote"),
@@ -396,29 +295,6 @@ fn lost(dir: &Path, task: &RunningTask) -> Outcome {
 mod tests {
     use super::*;
     use crate::task::InvocationId;
-
-    #[test]
-    fn a_signal_that_comes_while_signals_are_held_reaches_the_handler_once_released() {
-        use nix::sys::signal::{raise, sigaction, SaFlags, SigHandler};
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static GOT: AtomicUsize = AtomicUsize::new(0);
-        extern "C" fn count(_: i32) {
-            GOT.fetch_add(1, Ordering::SeqCst);
-        }
-        // A signal nothing else in this process handles (its default is to ignore).
-        let handler = SigAction::new(
-            SigHandler::Handler(count),
-            SaFlags::empty(),
-            SigSet::empty(),
-        );
-        // SAFETY: the handler only adds to an atomic.
-        unsafe { sigaction(Signal::SIGWINCH, &handler) }.unwrap();
-        let held = HoldStopSignals::hold(&[Signal::SIGWINCH]);
-        raise(Signal::SIGWINCH).unwrap();
-        assert_eq!(GOT.load(Ordering::SeqCst), 0, "held back");
-        drop(held);
-        assert_eq!(GOT.load(Ordering::SeqCst), 1, "delivered once released");
-    }
 
     fn prepared(state: &StateDir) -> (PreparedTask, PathBuf) {
         let invocation = InvocationId {
@@ -450,7 +326,7 @@ mod tests {
         let state = StateDir::new(dir.path());
         let (task, run) = prepared(&state);
         assert_eq!(request_kill(&run, &KillRequest::default()), Ok(true));
-        assert!(run.join(KILL_REQUEST_FILE).exists());
+        assert!(run.join(run_dir::KILL_REQUEST).exists());
         drop(task);
         // A task another test of this process starts holds a copy of every descriptor
         // (the lock's too) until it execs: the lock is free once that copy is gone.

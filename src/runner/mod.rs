@@ -1,93 +1,27 @@
 //! Running tasks (bistro-runtime §2): what a task is given, how it is started, and how
 //! its end is collected. [`TaskRunner`] is Bistro's plugin point; [`LocalRunner`] runs
-//! tasks on this machine under detached supervisors; [`SimulatedRunner`] only pretends
-//! to (`--benchmark-run`).
+//! tasks on this machine under detached supervisors ([`crate::supervisor`], which also
+//! defines what a run is given and leaves); [`remote::RemoteRunner`] hands them to
+//! remote workers; [`SimulatedRunner`] only pretends to (`--benchmark-run`).
 
-pub mod host;
 mod local;
-pub mod process;
 pub mod remote;
-pub mod run_dirs;
-pub mod run_loop;
 mod simulated;
-pub mod spawn;
-mod spawner;
-pub mod supervisor;
 
-pub use local::{
-    is_supervised, local_outcome, read_result, request_kill, LocalRunner, LAUNCH_FILE, RESULT_FILE,
-    SPAWNING, TASK_FILE,
-};
+pub use crate::supervisor::kill::request_kill;
+pub use crate::supervisor::run_files::{is_supervised, read_result};
+pub use crate::supervisor::{Launch, TaskResult, WorkerDeath};
+pub use local::{local_outcome, LocalRunner};
 pub use simulated::{SimulatedRunner, Simulation};
 
-use crate::config::{Job, KillRequest, TaskSubprocess};
+use crate::config::{Job, KillRequest};
 use crate::nodes::Nodes;
 use crate::resources::NodeCharge;
 use crate::scheduler::workers::{WorkerSlot, WorkerSlots};
-use crate::state::StateDir;
+use crate::state::{run_dir, StateDir};
 use crate::status::TaskStatus;
 use crate::task::{InvocationId, RunningTask};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use std::path::PathBuf;
-
-/// Everything a supervisor needs to run one task, written to the invocation directory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Launch {
-    /// Job name.
-    pub job: String,
-    /// Node name.
-    pub node: String,
-    /// This run's id.
-    pub invocation: InvocationId,
-    /// `CMD [ARGS...] NODE STATUS_FILE JSON`.
-    pub argv: Vec<String>,
-    /// Working directory (`STATE/jobs/JOB`).
-    pub cwd: PathBuf,
-    /// The file the task writes its status line to.
-    pub status_file: PathBuf,
-    /// The task-log database.
-    pub log_db: PathBuf,
-    /// Host name reported in events and to the task.
-    pub worker_host: String,
-    /// Process options.
-    pub task_subprocess: TaskSubprocess,
-    /// How to kill it.
-    pub kill_subprocess: KillRequest,
-    /// On a remote worker: what the supervisor does when the worker dies, however it
-    /// dies, so a task never outlives its worker by more than the kill wait that the
-    /// scheduler's safety backoff counts on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_worker_death: Option<WorkerDeath>,
-    /// On a scheduler with remote workers: the shard of the worker the task goes to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub worker: Option<String>,
-}
-
-/// A run's worker, watched by its supervisor.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct WorkerDeath {
-    /// The worker's pid (the supervisor's parent).
-    pub pid: i32,
-    /// How the task is killed when the worker is gone (Bistro's suicide kill:
-    /// TERM, then KILL after the suicide kill wait).
-    pub kill: KillRequest,
-}
-
-/// How a run ended, as its supervisor recorded it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskResult {
-    /// The status the task reported (before backoff is applied).
-    pub status: TaskStatus,
-    /// How the process ended, e.g. `exited with status 0`.
-    pub exit: String,
-    /// Bistro signalled the task.
-    pub killed: bool,
-    /// The signal that asked the supervisor to stop, if any.
-    pub stop_signal: Option<i32>,
-    /// Epoch seconds.
-    pub end_time: i64,
-}
 
 /// How a recorded run stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,7 +57,32 @@ pub struct PreparedTask {
     pub lock: Option<std::fs::File>,
 }
 
-/// Starts tasks. Bistro's runners are local processes, remote workers, or no-ops.
+/// Starts tasks and tells how they stand. Bistro's runners are local processes
+/// ([`LocalRunner`]), remote workers ([`remote::RemoteRunner`]), or no-ops
+/// ([`SimulatedRunner`]).
+///
+/// What a new runner must guarantee, for the scheduler to run a task at most once and
+/// never lose one:
+///
+/// - **At most once: recorded before started.** The scheduler calls
+///   [`prepare`](Self::prepare), records the run as running in the status database,
+///   and only then calls [`start`](Self::start). Whatever `start` needs to find the run
+///   again (its launch spec, its lock) is made durable by `prepare`, so a scheduler that
+///   dies between the two leaves a recorded run that [`check`](Self::check) reports as
+///   [`Outcome::NeverStarted`], not a task that runs unrecorded.
+/// - **Start failures are released.** A run whose `prepare` fails is not recorded; one
+///   whose `start` fails has its record released, its stored status untouched. Either
+///   way nothing of the run may be left running, since a later pass may start the task
+///   again.
+/// - **Kill changes no status by itself.** [`kill`](Self::kill) only asks the task to
+///   die; its end is reported by a later `check` like any other end. `Ok(false)` means
+///   there was nothing left to signal (the run is ending, and the next check records it).
+/// - **Restart: runs are found through the state dir.** A new scheduler process (a new
+///   runner) must be able to `check`, `kill` and [`cleanup`](Self::cleanup) the runs an
+///   earlier process started, knowing nothing but what is in the state directory and
+///   the recorded [`RunningTask`]: a run's supervisor, lock, result or remote worker is
+///   found from its invocation directory, and `check` reports how it ended
+///   ([`Outcome::Finished`]) or that it was lost ([`Outcome::Lost`]).
 pub trait TaskRunner {
     /// Durable setup before the task is recorded as running.
     fn prepare(&mut self, launch: Launch) -> Result<PreparedTask, RunnerError>;
@@ -203,7 +162,7 @@ pub fn build_launch(
         job.command.clone()
     };
     let dir = ctx.state.invocation_dir(invocation);
-    let status_file = dir.join("status");
+    let status_file = dir.join(run_dir::STATUS);
     let resources_by_node: Map<String, Value> = charges
         .iter()
         .map(|c| {

@@ -785,7 +785,7 @@ fn iterate(
         });
         return Ok(report);
     }
-    let host = crate::runner::process::hostname();
+    let host = crate::supervisor::process::hostname();
     let ctx = LaunchContext {
         state,
         nodes,

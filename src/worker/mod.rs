@@ -15,13 +15,13 @@ mod tasks;
 
 use crate::http::client::{post_json, ClientError};
 use crate::http::rpc::{RpcEndpoint, RpcServer};
-use crate::runner::remote::health::{HealthTimeouts, SchedulerTimeouts, WorkerHealth, WorkerState};
-use crate::runner::remote::protocol::{
+use crate::remote::health::{HealthTimeouts, SchedulerTimeouts, WorkerHealth, WorkerState};
+use crate::remote::protocol::{
     calls, HeartbeatRequest, HeartbeatResponse, MachineLock, TaskRef, UpdateStatusRequest,
     WorkerInfo, PROTOCOL_VERSION,
 };
-use crate::runner::remote::worker_set::WorkerSetId;
-use crate::runner::remote::InstanceId;
+use crate::remote::worker_set::WorkerSetId;
+use crate::remote::InstanceId;
 use crate::state::StateDir;
 use crate::status::TaskStatus;
 use std::collections::{HashMap, VecDeque};
@@ -159,10 +159,13 @@ impl Shared {
 }
 
 /// Runs a worker until it stops or dies. The caller holds the state dir's lock.
+/// `listening` gets the line that says where the worker listens, once it does (the
+/// command prints it).
 pub fn run(
     state: &StateDir,
     opts: &WorkerOptions,
     stop: &'static AtomicBool,
+    listening: impl FnOnce(&str),
 ) -> Result<WorkerEnd, WorkerError> {
     crate::http::read_secret(&opts.token_file).map_err(|e| {
         WorkerError::Other(format!(
@@ -172,7 +175,7 @@ pub fn run(
     tasks::clear_leftovers(state);
     let server_stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::channel();
-    let hostname = crate::runner::process::hostname();
+    let hostname = crate::supervisor::process::hostname();
     // The endpoint needs the shared state, which needs the bound address: bind first
     // with a service that forwards to the state once it exists.
     let slot: Arc<std::sync::OnceLock<Arc<Shared>>> = Arc::new(std::sync::OnceLock::new());
@@ -226,10 +229,10 @@ pub fn run(
             opts.scheduler
         );
     }
-    eprintln!(
+    listening(&format!(
         "worker {} ({}) listening on http://{}, reporting to {}",
         shared.info.shard, shared.info.id, shared.info.addr, opts.scheduler
-    );
+    ));
     let threads = vec![
         {
             let stop = Arc::clone(&server_stop);
@@ -274,7 +277,7 @@ fn reachable(shared: &Shared) -> Result<(), ClientError> {
             path: "/rpc/task_logs".into(),
             message: e.to_string(),
         })?;
-    let probe = crate::runner::remote::protocol::TaskLogsRequest {
+    let probe = crate::remote::protocol::TaskLogsRequest {
         kind: "statuses".into(),
         jobs: Vec::new(),
         nodes: Vec::new(),
@@ -375,10 +378,7 @@ fn adopt(shared: &Shared, response: HeartbeatResponse) {
     core.timeouts = Some(response.timeouts);
     let mine = core.worker_set_id;
     let older = mine.scheduler == response.worker_set_id.scheduler
-        && crate::runner::remote::worker_set::earlier_than(
-            response.worker_set_id.version,
-            mine.version,
-        );
+        && crate::remote::worker_set::earlier_than(response.worker_set_id.version, mine.version);
     if older {
         tracing::warn!("the scheduler sent an older WorkerSetID; keeping the newer one");
     } else {

@@ -4,13 +4,13 @@
 
 use super::{tasks, Outgoing, Shared, TaskEntry};
 use crate::http::rpc::{RpcRefusal, RpcService};
-use crate::runner::remote::health::{HealthTimeouts, WorkerState};
-use crate::runner::remote::protocol::{
+use crate::remote::health::{HealthTimeouts, WorkerState};
+use crate::remote::protocol::{
     calls, KillTaskRequest, NotifyRequest, RunTaskRequest, RunningTasksRequest,
     RunningTasksResponse, SuicideRequest, TaskLogsRequest, TaskLogsResponse, HEALTHCHECK_JOB,
     NEW_WORKER_NODE,
 };
-use crate::runner::remote::InstanceId;
+use crate::remote::InstanceId;
 use crate::status::{bits, TaskStatus};
 use crate::store::{LogKind, LogStore, PageQuery};
 use serde::de::DeserializeOwned;
@@ -125,7 +125,7 @@ fn run_task(shared: &Shared, request: RunTaskRequest) -> Result<Value, RpcRefusa
             format!("{}/{} is already running here", task.job, task.node)
         }));
     }
-    tasks::launch(shared, &request).map_err(refuse)?;
+    tasks::launch(shared, &request).map_err(|e| refuse(e.to_string()))?;
     core.tasks.insert(
         key,
         TaskEntry {
@@ -219,7 +219,8 @@ fn kill_task(shared: &Shared, request: KillTaskRequest) -> Result<Value, RpcRefu
         )));
     }
     let dir = shared.state.invocation_dir(task.invocation);
-    let signalled = crate::runner::request_kill(&dir, &request.request).map_err(refuse)?;
+    let signalled =
+        crate::runner::request_kill(&dir, &request.request).map_err(|e| refuse(e.to_string()))?;
     Ok(json!({ "signalled": signalled }))
 }
 

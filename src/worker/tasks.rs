@@ -4,9 +4,9 @@
 
 use super::{Outgoing, Shared, TaskEntry};
 use crate::config::{KillMethod, KillRequest};
-use crate::runner::remote::protocol::{RunTaskRequest, TaskRef};
-use crate::runner::{request_kill, Launch, LocalRunner, Outcome, TaskRunner};
-use crate::state::StateDir;
+use crate::remote::protocol::{RunTaskRequest, TaskRef};
+use crate::runner::{request_kill, Launch, LocalRunner, Outcome, RunnerError, TaskRunner};
+use crate::state::{run_dir, StateDir};
 use crate::status::TaskStatus;
 use crate::task::RunningTask;
 use std::sync::atomic::Ordering;
@@ -35,21 +35,39 @@ fn as_running(task: &TaskRef) -> RunningTask {
     }
 }
 
+/// Why the worker did not start a run the scheduler sent.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StartError {
+    /// The job has no command and the worker none to run it with.
+    #[error("job {job} has no \"command\" and this worker has no --worker-command")]
+    NoCommand {
+        /// The job.
+        job: String,
+    },
+    /// The local runner could not prepare or start it.
+    #[error("{0}")]
+    Runner(#[from] RunnerError),
+    /// The worker has begun to die.
+    #[error("the worker is committing suicide")]
+    Suicide,
+}
+
 /// The launch spec of a run the scheduler sent.
-pub(super) fn launch(shared: &Shared, request: &RunTaskRequest) -> Result<Launch, String> {
+pub(super) fn launch(shared: &Shared, request: &RunTaskRequest) -> Result<Launch, StartError> {
     let task = &request.task;
     let mut argv = if request.command.is_empty() {
-        vec![shared.opts.worker_command.clone().ok_or_else(|| {
-            format!(
-                "job {} has no \"command\" and this worker has no --worker-command",
-                task.job
-            )
-        })?]
+        vec![shared
+            .opts
+            .worker_command
+            .clone()
+            .ok_or_else(|| StartError::NoCommand {
+                job: task.job.clone(),
+            })?]
     } else {
         request.command.clone()
     };
     let dir = shared.state.invocation_dir(task.invocation);
-    let status_file = dir.join("status");
+    let status_file = dir.join(run_dir::STATUS);
     argv.extend([
         task.node.clone(),
         status_file.display().to_string(),
@@ -151,20 +169,21 @@ pub(super) fn run(shared: &Shared, commands: Receiver<Command>) {
 /// begun to die starts nothing.
 fn start(shared: &Shared, runner: &mut LocalRunner, request: &RunTaskRequest) {
     let started = launch(shared, request).and_then(|launch| {
-        let prepared = runner.prepare(launch).map_err(|e| e.to_string())?;
+        let prepared = runner.prepare(launch)?;
         {
             let mut core = shared.core();
             if core.suicide.is_some() {
-                return Err("the worker is committing suicide".to_string());
+                return Err(StartError::Suicide);
             }
             let key = (request.task.job.clone(), request.task.node.clone());
             if let Some(entry) = core.tasks.get_mut(&key) {
                 entry.launched = true;
             }
         }
-        runner.start(prepared).map_err(|e| e.to_string())
+        Ok(runner.start(prepared)?)
     });
-    if let Err(message) = started {
+    if let Err(e) = started {
+        let message = e.to_string();
         let status = TaskStatus::error_backoff(
             format!("the worker could not start the task: {message}"),
             crate::now(),

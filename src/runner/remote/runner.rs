@@ -3,16 +3,13 @@
 //! runner records where it went, sends it, and learns its end from the worker's
 //! report (kept by the [`Hub`]) or from the worker's loss.
 
-use super::hub::{read_remote, Hub, LateStatus, RemoteRun, REMOTE_FILE};
-use super::protocol::{calls, KillTaskRequest, RunTaskRequest, TaskRef};
+use super::hub::{read_remote, Hub, LateStatus, RemoteRun};
 use crate::config::{Config, KillRequest};
 use crate::http::client::ClientError;
-use crate::runner::supervisor::KILL_REQUEST_FILE;
-use crate::runner::{Launch, Outcome, PreparedTask, RunnerError, TaskRunner, LAUNCH_FILE};
-
-/// Marks a kill request as delivered to the worker.
-const KILL_SENT_FILE: &str = "kill.sent";
+use crate::remote::protocol::{calls, KillTaskRequest, RunTaskRequest, TaskRef};
+use crate::runner::{Launch, Outcome, PreparedTask, RunnerError, TaskRunner};
 use crate::scheduler::workers::{KnownWorker, WorkerSlots};
+use crate::state::run_dir;
 use crate::status::{bits, TaskStatus, SAVED_BACKOFF_KEY};
 use crate::task::RunningTask;
 use serde_json::{Map, Value};
@@ -111,10 +108,13 @@ impl TaskRunner for RemoteRunner {
         std::fs::create_dir_all(&dir)
             .map_err(|e| err(&task, format!("creating {}: {e}", dir.display())))?;
         write(
-            LAUNCH_FILE,
+            run_dir::LAUNCH,
             serde_json::to_vec(&launch).expect("serializes"),
         )?;
-        write(REMOTE_FILE, serde_json::to_vec(&run).expect("serializes"))?;
+        write(
+            run_dir::REMOTE,
+            serde_json::to_vec(&run).expect("serializes"),
+        )?;
         // argv is [COMMAND...] NODE STATUS_FILE JSON: the worker supplies its own
         // status file (and its --worker-command when the job has no command).
         let words = launch.argv.len();
@@ -193,7 +193,7 @@ impl TaskRunner for RemoteRunner {
         }
         if !inner.pool.is_live(run.worker) {
             // From now on a report for this run is late (it replaces the stand-in).
-            if let Err(e) = std::fs::write(dir.join(super::hub::LOST_FILE), b"") {
+            if let Err(e) = std::fs::write(dir.join(run_dir::LOST), b"") {
                 tracing::warn!("marking {} lost: {e}", dir.display());
             }
             drop(inner);
@@ -233,10 +233,10 @@ impl TaskRunner for RemoteRunner {
             (run, inner.pool.id())
         };
         let Some(run) = run else {
-            return crate::runner::request_kill(&dir, request).map_err(|message| RunnerError {
+            return crate::runner::request_kill(&dir, request).map_err(|e| RunnerError {
                 job: task.job.clone(),
                 node: task.node.clone(),
-                message,
+                message: e.to_string(),
             });
         };
         let call = KillTaskRequest {
@@ -265,7 +265,7 @@ impl TaskRunner for RemoteRunner {
             let dir = self.hub.state.invocation_dir(run.task.invocation);
             // Delivered requests are renamed, so a later one (a new kill.json) is
             // delivered too.
-            let Some(request) = std::fs::read(dir.join(KILL_REQUEST_FILE))
+            let Some(request) = std::fs::read(dir.join(run_dir::KILL_REQUEST))
                 .ok()
                 .and_then(|b| serde_json::from_slice::<KillRequest>(&b).ok())
             else {
@@ -282,7 +282,10 @@ impl TaskRunner for RemoteRunner {
             };
             match self.kill(&task, &request) {
                 Ok(_) => {
-                    let _ = std::fs::rename(dir.join(KILL_REQUEST_FILE), dir.join(KILL_SENT_FILE));
+                    let _ = std::fs::rename(
+                        dir.join(run_dir::KILL_REQUEST),
+                        dir.join(run_dir::KILL_SENT),
+                    );
                 }
                 Err(e) => tracing::warn!("delivering a kill request: {e}"),
             }
@@ -300,12 +303,12 @@ impl super::WorkerPlacement for RemoteRunner {
         let known: Vec<KnownWorker> = inner
             .pool
             .workers()
-            .filter(|w| w.health.state != super::health::WorkerState::MustDie)
+            .filter(|w| w.health.state != crate::remote::health::WorkerState::MustDie)
             .map(|w| KnownWorker {
                 shard: w.info.shard.clone(),
                 hostname: w.info.hostname.clone(),
                 port: w.info.lock.port,
-                healthy: w.health.state == super::health::WorkerState::Healthy,
+                healthy: w.health.state == crate::remote::health::WorkerState::Healthy,
             })
             .collect();
         let mut slots = WorkerSlots::new(config, &known, running);

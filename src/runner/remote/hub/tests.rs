@@ -7,11 +7,11 @@
 use super::*;
 use crate::config::{KillMethod, KillRequest};
 use crate::http::rpc::{RpcEndpoint, RpcServer};
-use crate::runner::remote::health::{HealthSettings, WorkerState};
-use crate::runner::remote::protocol::{
+use crate::remote::health::{HealthSettings, WorkerState};
+use crate::remote::protocol::{
     HeartbeatResponse, KillTaskRequest, MachineLock, NotifyRequest, PROTOCOL_VERSION,
 };
-use crate::runner::remote::worker_set::WorkerSetId;
+use crate::remote::worker_set::WorkerSetId;
 use crate::runner::remote::{RemoteRunner, WorkerPlacement, LOST_INVOCATION_KEY};
 use crate::runner::{Launch, Outcome, PreparedTask, TaskRunner};
 use crate::status::TaskStatus;
@@ -671,7 +671,7 @@ fn a_report_for_a_run_counted_lost_is_late() {
         json!(a_task.invocation.to_string())
     );
     let dir = s.state.invocation_dir(a_task.invocation);
-    assert!(dir.join(LOST_FILE).exists());
+    assert!(dir.join(run_dir::LOST).exists());
 
     let report = s.worker.report(&s.hub, &a_task, was_not_running());
     assert_eq!(update_status(&s.hub, &report), Ok(json!({})));

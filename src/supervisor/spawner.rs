@@ -10,11 +10,12 @@
 //! A task gets its parent-death signal when the thread that started it ends, so these
 //! threads never end before the process does.
 
+use super::diagnostics::SUPERVISE;
 use super::process::{self, ProcessId};
 use super::run_dirs::{overwrite, BLANK};
-use super::spawn::TaskProcess;
-use super::supervisor::spawn_task;
+use super::spawn::{spawn, SpawnError, SpawnSpec, TaskProcess};
 use super::Launch;
+use nix::sys::signal::Signal;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -120,7 +121,9 @@ impl Spawner {
             .spawn(move || serve(&queue, &started, notify, &cancelled));
         match made {
             Ok(_) => self.threads += 1,
-            Err(e) => eprintln!("bistro supervise: cannot make a thread to start tasks: {e}"),
+            Err(e) => {
+                tracing::error!(target: SUPERVISE, "cannot make a thread to start tasks: {e}")
+            }
         }
     }
 }
@@ -162,8 +165,7 @@ fn start(request: Request, cancelled: &AtomicBool) -> Start {
     if cancelled.load(Ordering::SeqCst) {
         if let Some(file) = &record {
             if let Err(e) = overwrite(file, BLANK) {
-                eprintln!(
-                    "bistro supervise: blanking the task.pid of {}/{}: {e}",
+                tracing::error!(target: SUPERVISE, "blanking the task.pid of {}/{}: {e}",
                     launch.job, launch.node
                 );
             }
@@ -175,15 +177,39 @@ fn start(request: Request, cancelled: &AtomicBool) -> Start {
             let id = ProcessId::of(task.id() as i32);
             if let (Some(id), Some(file)) = (id, record) {
                 if let Err(e) = process::record_into(&file, id) {
-                    eprintln!(
-                        "bistro supervise: writing the task.pid of {}/{}: {e}",
+                    tracing::error!(target: SUPERVISE, "writing the task.pid of {}/{}: {e}",
                         launch.job, launch.node
                     );
                 }
             }
             Start::Started(task, id)
         }
-        Err(message) => Start::Failed(message),
+        Err(e) => Start::Failed(e.to_string()),
+    }
+}
+
+/// Starts the task of `launch`, in its working directory, made if missing. The start
+/// is tried first and the directory made only when the start found it missing (a
+/// user may delete it between runs): a `mkdir` per task cost more than the start's
+/// other checks.
+fn spawn_task(launch: &Launch) -> Result<TaskProcess, SpawnError> {
+    let death_signal =
+        Signal::try_from(launch.task_subprocess.parent_death_signal).map_or(0, |sig| sig as i32);
+    let spec = SpawnSpec {
+        argv: &launch.argv,
+        cwd: &launch.cwd,
+        process_group: launch.task_subprocess.process_group_leader,
+        death_signal,
+    };
+    match spawn(&spec) {
+        Err(e) if e.missing_cwd() => {
+            std::fs::create_dir_all(&launch.cwd).map_err(|source| SpawnError::CreateCwd {
+                cwd: launch.cwd.clone(),
+                source,
+            })?;
+            spawn(&spec)
+        }
+        started => started,
     }
 }
 
@@ -266,6 +292,9 @@ mod tests {
         };
         assert!(matches!(how, Start::Cancelled));
         let record = std::fs::read(&path).unwrap();
-        assert!(!crate::runner::run_dirs::is_written(&record), "{record:?}");
+        assert!(
+            !crate::supervisor::run_dirs::is_written(&record),
+            "{record:?}"
+        );
     }
 }

@@ -9,14 +9,15 @@
 //! recorded its result; the tasks never depend on the process that started them.
 //!
 //! A host is told what to do by signals: a kill request
-//! ([`super::supervisor::KILL_REQUEST_SIGNAL`]) makes
+//! ([`super::constants::KILL_REQUEST_SIGNAL`]) makes
 //! it look for new `kill.json` files among its runs; a stop signal kills every run (each
 //! with its kill method) and ends it; on a remote worker, the worker's death kills every
 //! run with the worker-death kill.
 
+use super::diagnostics::SUPERVISE;
 use super::run_loop::RunLoop;
 use super::Launch;
-use crate::state::StateDir;
+use crate::state::{run_dir, StateDir};
 use crate::task::InvocationId;
 use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
@@ -38,6 +39,31 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a host waits for something to happen before it looks again.
 const IDLE_WAKE: Duration = Duration::from_millis(500);
 
+/// Why a runner could not hand a run to a supervisor host.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The socket pair could not be made.
+    #[error("cannot make a socket for the supervisor host: {0}")]
+    Socket(nix::Error),
+    /// The host's end of the socket could not be made inheritable.
+    #[error("cannot pass the socket to the supervisor host: {0}")]
+    PassSocket(nix::Error),
+    /// The host process could not be started.
+    #[error("cannot start the supervisor host {}: {source}", exe.display())]
+    Start {
+        /// The executable.
+        exe: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The socket could not be given its send timeout.
+    #[error("configuring the supervisor host's socket: {0}")]
+    Configure(std::io::Error),
+    /// The host did not take the run (it is gone or stuck).
+    #[error("the supervisor host did not take the run: {0}")]
+    Send(nix::Error),
+}
+
 /// A supervisor host started by this process.
 pub struct HostClient {
     socket: UnixStream,
@@ -47,14 +73,14 @@ pub struct HostClient {
 impl HostClient {
     /// Starts `exe supervise` for the state dir, detached (it makes its own session),
     /// with its diagnostics going to `log`.
-    pub fn spawn(exe: &Path, state: &StateDir, log: File) -> Result<Self, String> {
+    pub fn spawn(exe: &Path, state: &StateDir, log: File) -> Result<Self, HostError> {
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
             None,
             SockFlag::SOCK_CLOEXEC,
         )
-        .map_err(|e| format!("cannot make a socket for the supervisor host: {e}"))?;
+        .map_err(HostError::Socket)?;
         // Hand the host its end: clear close-on-exec for this spawn (nothing else
         // spawns meanwhile), then close our copy. No pre_exec hook, so std can use
         // posix_spawn, which stays fast however large this process is.
@@ -62,11 +88,11 @@ impl HostClient {
             theirs.as_raw_fd(),
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
         )
-        .map_err(|e| format!("cannot pass the socket to the supervisor host: {e}"))?;
+        .map_err(HostError::PassSocket)?;
         // Until it calls setsid, the host shares our process group: a Ctrl-C or
         // hang-up meant for this process must not reach it, so it starts with them
         // ignored (and ours wait meanwhile).
-        let quiet = super::local::HoldStopSignals::install();
+        let quiet = super::signals::HoldStopSignals::install();
         let spawned = Command::new(exe)
             .arg("--state-dir")
             .arg(state.root())
@@ -79,19 +105,21 @@ impl HostClient {
             .spawn();
         drop(quiet);
         drop(theirs);
-        let child = spawned
-            .map_err(|e| format!("cannot start the supervisor host {}: {e}", exe.display()))?;
+        let child = spawned.map_err(|source| HostError::Start {
+            exe: exe.to_path_buf(),
+            source,
+        })?;
         let socket = UnixStream::from(ours);
         socket
             .set_write_timeout(Some(SEND_TIMEOUT))
-            .map_err(|e| format!("configuring the supervisor host's socket: {e}"))?;
+            .map_err(HostError::Configure)?;
         Ok(Self { socket, child })
     }
 
     /// Hands the run `invocation`, with its locked launch file, to the host. Once this
     /// returns Ok the host owns the run; on an error the host is unusable (gone or
     /// stuck) and the run was not handed over.
-    pub fn send(&self, invocation: InvocationId, lock: &File) -> Result<(), String> {
+    pub fn send(&self, invocation: InvocationId, lock: &File) -> Result<(), HostError> {
         let name = invocation.to_string();
         let fds = [lock.as_raw_fd()];
         sendmsg::<()>(
@@ -102,7 +130,7 @@ impl HostClient {
             None,
         )
         .map(drop)
-        .map_err(|e| format!("the supervisor host did not take the run: {e}"))
+        .map_err(HostError::Send)
     }
 
     /// Waits up to `period` for the host to say that runs ended; true if it did. The
@@ -164,7 +192,7 @@ pub fn serve(state: &StateDir, socket: OwnedFd) {
     let mut runs = match RunLoop::new(false) {
         Ok(runs) => runs,
         Err(e) => {
-            eprintln!("bistro supervise: cannot supervise runs: {e}");
+            tracing::error!(target: SUPERVISE, "cannot supervise runs: {e}");
             return;
         }
     };
@@ -175,7 +203,7 @@ pub fn serve(state: &StateDir, socket: OwnedFd) {
     let mut socket = match watched {
         Ok(()) => Some(socket),
         Err(e) => {
-            eprintln!("bistro supervise: watching the runner's socket: {e}");
+            tracing::error!(target: SUPERVISE, "watching the runner's socket: {e}");
             return;
         }
     };
@@ -212,7 +240,7 @@ pub fn serve(state: &StateDir, socket: OwnedFd) {
 /// Tells the runner which runs ended, so a daemon waiting between iterations starts
 /// the next one now and looks only at those. Never waits: a runner that does not
 /// listen (a tick) fills the socket, and the news is not needed then (a runner looks
-/// at every run it did not hear of at least every [`super::local::FULL_CHECK`]).
+/// at every run it did not hear of at least every second).
 fn tell_runs_ended(socket: &UnixStream, ended: &[InvocationId]) {
     for runs in ended.chunks(ENDED_PER_MESSAGE) {
         let names: Vec<String> = runs.iter().map(InvocationId::to_string).collect();
@@ -259,7 +287,7 @@ fn receive(socket: &UnixStream) -> Received {
         }
         Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return Received::Nothing,
         Err(e) => {
-            eprintln!("bistro supervise: reading from the runner: {e}");
+            tracing::error!(target: SUPERVISE, "reading from the runner: {e}");
             return Received::Closed;
         }
     };
@@ -272,8 +300,7 @@ fn receive(socket: &UnixStream) -> Received {
     match (files.next(), files.next()) {
         (Some(lock), None) => Received::Run(name, lock),
         _ => {
-            eprintln!(
-                "bistro supervise: a message for run {name} without exactly one lock; ignored"
+            tracing::error!(target: SUPERVISE, "a message for run {name} without exactly one lock; ignored"
             );
             Received::Nothing
         }
@@ -285,21 +312,31 @@ fn receive(socket: &UnixStream) -> Received {
 /// tick releases it.
 fn start(state: &StateDir, runs: &mut RunLoop, name: &str, lock: File) {
     let Some(invocation) = InvocationId::parse(name) else {
-        eprintln!("bistro supervise: {name:?} is not a run; ignored");
+        tracing::error!(target: SUPERVISE, "{name:?} is not a run; ignored");
         return;
     };
     let dir = state.invocation_dir(invocation);
     match read_launch(&lock) {
         Ok(launch) => runs.start(launch, dir, Some(lock)),
-        Err(e) => eprintln!(
-            "bistro supervise: {}: {e}",
-            dir.join(super::LAUNCH_FILE).display()
+        Err(e) => tracing::error!(target: SUPERVISE, "{}: {e}",
+            dir.join(run_dir::LAUNCH).display()
         ),
     }
 }
 
+/// Why a run's launch file could not be read.
+#[derive(Debug, thiserror::Error)]
+enum LaunchFileError {
+    /// Reading it failed.
+    #[error("{0}")]
+    Read(std::io::Error),
+    /// It is not a launch spec.
+    #[error("{0}")]
+    Parse(serde_json::Error),
+}
+
 /// The launch spec in the launch file open as `file`.
-fn read_launch(file: &File) -> Result<Launch, String> {
+fn read_launch(file: &File) -> Result<Launch, LaunchFileError> {
     use std::os::unix::fs::FileExt;
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -308,10 +345,10 @@ fn read_launch(file: &File) -> Result<Launch, String> {
             Ok(0) => break,
             Ok(n) => bytes.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(LaunchFileError::Read(e)),
         }
     }
-    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    serde_json::from_slice(&bytes).map_err(LaunchFileError::Parse)
 }
 
 #[cfg(test)]

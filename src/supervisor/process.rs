@@ -220,6 +220,11 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// Signals a child we could not identify in `/proc` (it exited at once).
+pub fn child_kill(pid: u32, sig: Signal) -> nix::Result<()> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,20 @@ pub struct RemoteWorker {
     pub consensus_block: Option<String>,
 }
 
+/// Why the pool refuses a worker's call: the text sent back to the worker, which
+/// reads as the text itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
+
+impl std::ops::Deref for Refusal {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A call the pool wants made.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -114,15 +128,15 @@ impl WorkerPool {
         &mut self,
         request: &HeartbeatRequest,
         now: i64,
-    ) -> (Result<HeartbeatResponse, String>, Vec<Action>) {
+    ) -> (Result<HeartbeatResponse, Refusal>, Vec<Action>) {
         let mut actions = Vec::new();
         let worker = &request.worker;
         if worker.protocol_version != PROTOCOL_VERSION {
             return (
-                Err(format!(
+                Err(Refusal(format!(
                     "worker {} speaks protocol {}, this scheduler {PROTOCOL_VERSION}",
                     worker.shard, worker.protocol_version
-                )),
+                ))),
                 actions,
             );
         }
@@ -138,10 +152,10 @@ impl WorkerPool {
                 reason: "Current worker was already lost".into(),
             });
             return (
-                Err(format!(
+                Err(Refusal(format!(
                     "worker instance {} of shard {} was lost: it must not associate again",
                     worker.id, worker.shard
-                )),
+                ))),
                 actions,
             );
         }
@@ -191,7 +205,7 @@ impl WorkerPool {
         request: &HeartbeatRequest,
         now: i64,
         actions: &mut Vec<Action>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         let worker = &request.worker;
         let shard = &worker.shard;
         let current = self.workers[shard].info.clone();
@@ -209,20 +223,20 @@ impl WorkerPool {
                     worker: worker.clone(),
                     reason: "The old worker is still okay".into(),
                 });
-                return Err(format!(
+                return Err(Refusal(format!(
                     "Worker shouldn't associate with this scheduler: shard {shard} already has a live worker at {}",
                     current.addr
-                ));
+                )));
             };
             actions.push(Action::Suicide {
                 worker: current,
                 reason: reason.into(),
             });
         } else if worker.id.start_time < current.id.start_time {
-            return Err(format!(
+            return Err(Refusal(format!(
                 "worker instance {} on shard {shard} is older than the current one {}",
                 worker.id, current.id
-            ));
+            )));
         } else if worker.id.start_time == current.id.start_time {
             tracing::error!(
                 "two instances of shard {shard} started in the same second on one machine and port ({} and {}); taking the newcomer",
@@ -415,27 +429,27 @@ impl WorkerPool {
 
     /// Checks a status report's sender (§5.8): this scheduler's, from the shard's
     /// current instance, which is not NEW. `Err` is the refusal (the worker retries).
-    pub fn check_update(&self, request: &UpdateStatusRequest) -> Result<(), String> {
+    pub fn check_update(&self, request: &UpdateStatusRequest) -> Result<(), Refusal> {
         if request.scheduler_id != self.id {
-            return Err(format!(
+            return Err(Refusal(format!(
                 "this is scheduler instance {}, not {}",
                 self.id, request.scheduler_id
-            ));
+            )));
         }
         let Some(w) = self.workers.get(&request.shard) else {
-            return Err(format!("unknown worker shard {}", request.shard));
+            return Err(Refusal(format!("unknown worker shard {}", request.shard)));
         };
         if w.info.id != request.worker_id {
-            return Err(format!(
+            return Err(Refusal(format!(
                 "shard {} is worker instance {}, not {}",
                 request.shard, w.info.id, request.worker_id
-            ));
+            )));
         }
         if w.health.state == WorkerState::New {
-            return Err(format!(
+            return Err(Refusal(format!(
                 "worker {} is NEW: its running tasks are not known yet; retry",
                 request.shard
-            ));
+            )));
         }
         Ok(())
     }

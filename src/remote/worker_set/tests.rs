@@ -2,7 +2,7 @@
 //! test_remote_workers, driving the tracker the way the scheduler's pool will.
 
 use super::*;
-use crate::runner::remote::health::{HealthSettings, WorkerHealth, WorkerState};
+use crate::remote::health::{HealthSettings, WorkerHealth, WorkerState};
 
 fn id(start_time: i64, rand: u64) -> InstanceId {
     InstanceId { start_time, rand }

@@ -176,26 +176,24 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
 }
 
 /// `fd`, or a close-on-exec copy of it numbered 3 or more when it is 0, 1 or 2.
-fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, String> {
+fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, SpawnError> {
     if fd.as_raw_fd() > 2 {
         return Ok(fd);
     }
     let copy = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
-        .map_err(|e| format!("moving a descriptor above stdio: {e}"))?;
+        .map_err(SpawnError::AboveStdio)?;
     // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that we own.
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(copy) })
 }
 
 /// `/dev/null`, every task's stdin: opened once for the life of the process (above
 /// stdio, close-on-exec), rather than opened and closed for each task.
-fn dev_null() -> Result<BorrowedFd<'static>, String> {
+fn dev_null() -> Result<BorrowedFd<'static>, SpawnError> {
     static DEV_NULL: OnceLock<OwnedFd> = OnceLock::new();
     if let Some(null) = DEV_NULL.get() {
         return Ok(null.as_fd());
     }
-    let null: OwnedFd = File::open("/dev/null")
-        .map_err(|e| format!("/dev/null: {e}"))?
-        .into();
+    let null: OwnedFd = File::open("/dev/null").map_err(SpawnError::DevNull)?.into();
     let null = above_stdio(null)?;
     // A thread that lost the race drops its copy.
     Ok(DEV_NULL.get_or_init(|| null).as_fd())
@@ -205,7 +203,7 @@ fn dev_null() -> Result<BorrowedFd<'static>, String> {
 /// the first start and kept, rather than made again for each task. Bistro never
 /// changes its own environment after startup (nothing calls `std::env::set_var`), so
 /// the copy stays true.
-fn environment() -> Result<&'static [CString], String> {
+fn environment() -> Result<&'static [CString], SpawnError> {
     static ENVIRONMENT: OnceLock<Vec<CString>> = OnceLock::new();
     if let Some(env) = ENVIRONMENT.get() {
         return Ok(env);
@@ -228,13 +226,13 @@ fn our_pid() -> pid_t {
     *PID.get_or_init(|| std::process::id() as pid_t)
 }
 
-fn cstring(bytes: &[u8], what: &str) -> Result<CString, String> {
-    CString::new(bytes).map_err(|_| format!("{what} contains a NUL byte"))
+fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, SpawnError> {
+    CString::new(bytes).map_err(|_| SpawnError::Nul(what))
 }
 
 /// The program to exec: `program` itself when it names a path, else the first
 /// executable of that name in `PATH`.
-fn resolve(program: &str) -> Result<PathBuf, String> {
+fn resolve(program: &str) -> Result<PathBuf, SpawnError> {
     if program.contains('/') {
         return Ok(PathBuf::from(program));
     }
@@ -247,52 +245,79 @@ fn resolve(program: &str) -> Result<PathBuf, String> {
                 .is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0)
                 && candidate.is_file()
         })
-        .ok_or_else(|| "No such file or directory (not found in PATH)".to_string())
+        .ok_or(SpawnError::NotInPath)
 }
 
 /// The size of the stack the child runs on until it execs.
 const CHILD_STACK: usize = 64 * 1024;
 
 /// Why a task did not start.
-#[derive(Debug)]
-pub struct SpawnError {
-    message: String,
-    missing_cwd: bool,
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The command has no program.
+    #[error("empty command")]
+    EmptyCommand,
+    /// The program is not in `PATH`.
+    #[error("No such file or directory (not found in PATH)")]
+    NotInPath,
+    /// A string handed to the task cannot be one (it says what).
+    #[error("{0} contains a NUL byte")]
+    Nul(&'static str),
+    /// Moving a descriptor above 0, 1 and 2 failed.
+    #[error("moving a descriptor above stdio: {0}")]
+    AboveStdio(nix::Error),
+    /// `/dev/null` could not be opened.
+    #[error("/dev/null: {0}")]
+    DevNull(std::io::Error),
+    /// The task's pipes could not be made.
+    #[error("{0}")]
+    Pipe(nix::Error),
+    /// The child process could not be made.
+    #[error("cannot start {program:?}: {source}")]
+    Clone {
+        /// The program.
+        program: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The child could not enter the task's working directory.
+    #[error("cannot enter the working directory {}: {source}", cwd.display())]
+    Cwd {
+        /// The working directory.
+        cwd: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The working directory was missing and could not be made.
+    #[error("cannot create working directory {}: {source}", cwd.display())]
+    CreateCwd {
+        /// The working directory.
+        cwd: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The child could not exec the program.
+    #[error("cannot run {program:?}: {source}")]
+    Exec {
+        /// The program.
+        program: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 impl SpawnError {
     /// The working directory (or a directory above it) does not exist: the start may
     /// succeed once it is made.
     pub fn missing_cwd(&self) -> bool {
-        self.missing_cwd
-    }
-}
-
-impl std::fmt::Display for SpawnError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl From<String> for SpawnError {
-    fn from(message: String) -> Self {
-        Self {
-            message,
-            missing_cwd: false,
-        }
-    }
-}
-
-impl From<&str> for SpawnError {
-    fn from(message: &str) -> Self {
-        message.to_string().into()
+        matches!(self, Self::Cwd { source, .. } if source.raw_os_error() == Some(libc::ENOENT))
     }
 }
 
 /// Starts the task with stdin from `/dev/null`, stdout and stderr piped to us, and
 /// this process's environment (as it was at the first start).
 pub fn spawn(spec: &SpawnSpec) -> Result<TaskProcess, SpawnError> {
-    let (program, _) = spec.argv.split_first().ok_or("empty command")?;
+    let (program, _) = spec.argv.split_first().ok_or(SpawnError::EmptyCommand)?;
     let path = resolve(program)?;
     let program_c = cstring(path.as_os_str().as_bytes(), "the command")?;
     let argv_c = spec
@@ -309,7 +334,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<TaskProcess, SpawnError> {
     let mut envp: Vec<*const c_char> = environment()?.iter().map(|c| c.as_ptr()).collect();
     envp.push(std::ptr::null());
 
-    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string());
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(SpawnError::Pipe);
     let (out_r, out_w): (OwnedFd, OwnedFd) = pipe()?;
     let (err_r, err_w): (OwnedFd, OwnedFd) = pipe()?;
     // With one of our own 0, 1, 2 closed, a new descriptor can take its number, and the
@@ -351,7 +376,10 @@ pub fn spawn(spec: &SpawnSpec) -> Result<TaskProcess, SpawnError> {
         let clone_error = std::io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &args.mask, std::ptr::null_mut());
         if pid < 0 {
-            return Err(format!("cannot start {program:?}: {clone_error}").into());
+            return Err(SpawnError::Clone {
+                program: program.clone(),
+                source: clone_error,
+            });
         }
         pid
     };
@@ -376,15 +404,15 @@ pub fn spawn(spec: &SpawnSpec) -> Result<TaskProcess, SpawnError> {
         }
         let why = std::io::Error::from_raw_os_error(error);
         if in_chdir {
-            return Err(SpawnError {
-                message: format!(
-                    "cannot enter the working directory {}: {why}",
-                    spec.cwd.display()
-                ),
-                missing_cwd: error == libc::ENOENT,
+            return Err(SpawnError::Cwd {
+                cwd: spec.cwd.to_path_buf(),
+                source: why,
             });
         }
-        return Err(format!("cannot run {program:?}: {why}").into());
+        return Err(SpawnError::Exec {
+            program: program.clone(),
+            source: why,
+        });
     }
     Ok(task)
 }
@@ -479,7 +507,7 @@ mod tests {
 
     #[test]
     fn a_task_gets_the_default_disposition_of_a_signal_we_handle() {
-        super::super::supervisor::handle_signal(Signal::SIGUSR1, no_op);
+        super::super::signals::handle_signal(Signal::SIGUSR1, no_op);
         assert_ne!(HANDLED.load(Ordering::SeqCst) & bit(libc::SIGUSR1), 0);
         let dir = tempfile::tempdir().unwrap();
         let (out, _, status) =
@@ -491,7 +519,7 @@ mod tests {
     #[test]
     fn a_task_inherits_an_ignored_signal_even_one_once_handled() {
         use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
-        super::super::supervisor::handle_signal(Signal::SIGVTALRM, no_op);
+        super::super::signals::handle_signal(Signal::SIGVTALRM, no_op);
         let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
         // SAFETY: installing SIG_IGN runs no code in signal context.
         unsafe { sigaction(Signal::SIGVTALRM, &ignore) }.unwrap();

@@ -24,7 +24,7 @@
 //! Only the runner holding the state lock makes and recycles directories, so spares
 //! are never shared; a spare that vanished anyway is skipped.
 
-use crate::state::StateDir;
+use crate::state::{run_dir, StateDir};
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -33,15 +33,15 @@ use std::path::{Path, PathBuf};
 /// The files a run directory keeps when it is reused; any other file in it (the
 /// status file, a kill request, a temporary file) is removed.
 pub const REUSED_FILES: [&str; 4] = [
-    super::LAUNCH_FILE,
-    super::RESULT_FILE,
-    "supervisor.pid",
-    super::TASK_FILE,
+    run_dir::LAUNCH,
+    run_dir::RESULT,
+    run_dir::SUPERVISOR,
+    run_dir::TASK,
 ];
 
 /// The reused files that are blanked: all but the launch spec, which the next run
 /// writes before anyone reads the directory.
-const BLANKED_FILES: [&str; 3] = [super::RESULT_FILE, "supervisor.pid", super::TASK_FILE];
+const BLANKED_FILES: [&str; 3] = [run_dir::RESULT, run_dir::SUPERVISOR, run_dir::TASK];
 
 /// What a reused file holds until it is written: spaces, never nothing (see the module
 /// doc).
@@ -83,10 +83,6 @@ pub fn is_written(bytes: &[u8]) -> bool {
     !bytes.trim_ascii().is_empty()
 }
 
-/// Where spare run directories wait, under `STATE/running/`. Not an invocation id, so
-/// the sweep of stray run directories leaves it alone.
-const SPARE_DIR: &str = ".spare";
-
 /// Spares kept at most; more finished directories are removed.
 const MAX_SPARES: usize = 1024;
 
@@ -118,7 +114,7 @@ impl RunDirs {
     }
 
     fn spare_dir(&self) -> PathBuf {
-        self.state.running_dir().join(SPARE_DIR)
+        self.state.spare_dir()
     }
 
     fn spares(&mut self) -> &mut VecDeque<PathBuf> {
@@ -191,7 +187,7 @@ fn open_launch(dir: &Path) -> io::Result<File> {
         .write(true)
         .create(true)
         .truncate(false)
-        .open(dir.join(super::LAUNCH_FILE))
+        .open(dir.join(run_dir::LAUNCH))
 }
 
 /// Takes `spare` as the new run's directory `dir` if its launch file's lock is free:
@@ -267,13 +263,13 @@ mod tests {
         }
         std::fs::write(first.join("status"), b"done").unwrap();
         std::fs::write(first.join("kill.json"), b"{}").unwrap();
-        let result = inode(&first.join(crate::runner::RESULT_FILE));
+        let result = inode(&first.join(run_dir::RESULT));
         dirs.recycle(&first);
         assert!(!first.exists());
 
         let second = state.running_dir().join("2-2");
         dirs.make(&second).unwrap();
-        let reused = inode(&second.join(crate::runner::RESULT_FILE));
+        let reused = inode(&second.join(run_dir::RESULT));
         assert_eq!(reused, result, "the same file, reused");
         for name in BLANKED_FILES {
             let bytes = std::fs::read(second.join(name)).unwrap();
@@ -282,7 +278,7 @@ mod tests {
                 "{name}: {bytes:?}"
             );
         }
-        let launch = second.join(crate::runner::LAUNCH_FILE);
+        let launch = second.join(run_dir::LAUNCH);
         assert!(
             launch.is_file(),
             "the launch file is kept for the next run to rewrite"
@@ -335,13 +331,13 @@ mod tests {
         let first = state.running_dir().join("1-1");
         let mut earlier = RunDirs::new(state.clone());
         earlier.make(&first).unwrap();
-        std::fs::write(first.join(crate::runner::RESULT_FILE), b"{}").unwrap();
+        std::fs::write(first.join(run_dir::RESULT), b"{}").unwrap();
         earlier.recycle(&first);
 
         let mut later = RunDirs::new(state.clone());
         let second = state.running_dir().join("2-2");
         later.make(&second).unwrap();
-        let result = std::fs::read(second.join(crate::runner::RESULT_FILE)).unwrap();
+        let result = std::fs::read(second.join(run_dir::RESULT)).unwrap();
         assert!(!result.is_empty() && !is_written(&result), "{result:?}");
         assert!(later.spares().is_empty());
     }
@@ -352,8 +348,8 @@ mod tests {
         let mut dirs = RunDirs::new(state.clone());
         let first = state.running_dir().join("1-1");
         let held = dirs.make(&first).unwrap();
-        std::fs::write(first.join(crate::runner::RESULT_FILE), b"{}").unwrap();
-        let result = inode(&first.join(crate::runner::RESULT_FILE));
+        std::fs::write(first.join(run_dir::RESULT), b"{}").unwrap();
+        let result = inode(&first.join(run_dir::RESULT));
         dirs.recycle(&first);
         assert!(!first.exists());
         assert_eq!(dirs.spares().len(), 1, "kept although its lock is held");
@@ -361,7 +357,7 @@ mod tests {
         let second = state.running_dir().join("2-2");
         let _second_lock = dirs.make(&second).unwrap();
         assert!(
-            !second.join(crate::runner::RESULT_FILE).exists(),
+            !second.join(run_dir::RESULT).exists(),
             "a new directory, not the locked spare"
         );
         assert_eq!(dirs.spares().len(), 1);
@@ -369,7 +365,7 @@ mod tests {
         drop(held);
         let third = state.running_dir().join("3-3");
         let _third_lock = dirs.make(&third).unwrap();
-        let path = third.join(crate::runner::RESULT_FILE);
+        let path = third.join(run_dir::RESULT);
         assert_eq!(inode(&path), result, "the spare, once released");
         let bytes = std::fs::read(&path).unwrap();
         assert!(!bytes.is_empty() && !is_written(&bytes), "{bytes:?}");
@@ -382,18 +378,24 @@ mod tests {
         let mut dirs = RunDirs::new(state.clone());
         let first = state.running_dir().join("1-1");
         let lock = dirs.make(&first).unwrap();
-        assert_eq!(crate::runner::is_supervised(&first), Some(true));
+        assert_eq!(
+            crate::supervisor::run_files::is_supervised(&first),
+            Some(true)
+        );
         drop(lock);
         dirs.recycle(&first);
         let second = state.running_dir().join("2-2");
         let lock = dirs.make(&second).unwrap();
         assert_eq!(
-            crate::runner::is_supervised(&second),
+            crate::supervisor::run_files::is_supervised(&second),
             Some(true),
             "a spare's too"
         );
         drop(lock);
-        assert_eq!(crate::runner::is_supervised(&second), Some(false));
+        assert_eq!(
+            crate::supervisor::run_files::is_supervised(&second),
+            Some(false)
+        );
     }
 
     #[test]
@@ -407,7 +409,7 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(files, [crate::runner::LAUNCH_FILE], "its launch file alone");
+        assert_eq!(files, [run_dir::LAUNCH], "its launch file alone");
         assert!(
             dirs.make(&dir).is_err(),
             "an existing run's directory is never reused"

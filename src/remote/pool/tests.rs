@@ -2,8 +2,8 @@
 //! test_remote_workers, driven through the pool's public API with concrete times.
 
 use super::*;
-use crate::runner::remote::protocol::{MachineLock, TaskRef};
-use crate::runner::remote::worker_set::{SetHash, WorkerSetId};
+use crate::remote::protocol::{MachineLock, TaskRef};
+use crate::remote::worker_set::{SetHash, WorkerSetId};
 use crate::status::{bits, TaskStatus};
 use crate::task::InvocationId;
 
@@ -50,7 +50,7 @@ fn beat(
     w: &WorkerInfo,
     set: WorkerSetId,
     now: i64,
-) -> (Result<HeartbeatResponse, String>, Vec<Action>) {
+) -> (Result<HeartbeatResponse, Refusal>, Vec<Action>) {
     pool.heartbeat(
         &HeartbeatRequest {
             worker: w.clone(),

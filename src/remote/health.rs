@@ -303,20 +303,27 @@ impl Default for HealthSettings {
     }
 }
 
+/// Health settings Bistro refuses.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("healthcheck_period must be positive, got {healthcheck_period}")]
+pub struct BadHealthSettings {
+    /// The period given.
+    pub healthcheck_period: i64,
+}
+
 /// The configuration key named in initial-wait warnings.
 const STARTUP_WAIT_KEY: &str = "CAUTION_startup_wait_for_workers";
 
 impl HealthSettings {
     /// Checks what Bistro checks hard in its sweep: `healthcheck_period` must be
     /// positive (the other settings are merely clamped).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), BadHealthSettings> {
         if self.healthcheck_period > 0 {
             Ok(())
         } else {
-            Err(format!(
-                "healthcheck_period must be positive, got {}",
-                self.healthcheck_period
-            ))
+            Err(BadHealthSettings {
+                healthcheck_period: self.healthcheck_period,
+            })
         }
     }
 

@@ -9,17 +9,17 @@
 //! that is no longer running (its worker was lost meanwhile) goes to `STATE/late/`,
 //! where the next iteration lets it replace the stand-in `worker lost` status.
 
-use super::pool::{Action, PoolSettings, WorkerPool};
-use super::protocol::{
+use crate::http::client::{post_json, ClientError};
+use crate::http::rpc::{RpcRefusal, RpcService};
+use crate::remote::pool::{Action, PoolSettings, WorkerPool};
+use crate::remote::protocol::{
     calls, HeartbeatRequest, RunTaskRequest, RunningTasksRequest, RunningTasksResponse,
     SuicideRequest, TaskRef, UpdateStatusRequest, WorkerInfo, HEALTHCHECK_JOB, NEW_WORKER_NODE,
 };
-use super::InstanceId;
-use crate::http::client::{post_json, ClientError};
-use crate::http::rpc::{RpcRefusal, RpcService};
-use crate::runner::TaskResult;
-use crate::state::StateDir;
+use crate::remote::InstanceId;
+use crate::state::{run_dir, StateDir};
 use crate::status::bits;
+use crate::supervisor::TaskResult;
 use crate::task::InvocationId;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -29,12 +29,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-/// Where a run went: written to its invocation directory before it is recorded as
-/// running.
-pub const REMOTE_FILE: &str = "remote.json";
-
 /// The most an "unsure if running" poll is put off: 256 times the first delay.
 const MAX_UNSURE_DOUBLINGS: u32 = 8;
+
+/// Why the workers' task logs could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerLogsError {
+    /// A worker could not be asked.
+    #[error("reading the task logs of worker {shard}: {source}")]
+    Call {
+        /// The worker's shard.
+        shard: String,
+        /// What the call met.
+        source: ClientError,
+    },
+    /// A worker's answer is not a page of logs.
+    #[error("worker {shard} answered task logs badly: {source}")]
+    Answer {
+        /// The worker's shard.
+        shard: String,
+        /// Why it does not parse.
+        source: serde_json::Error,
+    },
+}
 
 /// A run sent to a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,10 +68,6 @@ pub struct RemoteRun {
     #[serde(skip)]
     pub here: bool,
 }
-
-/// Marks a run whose worker was counted as lost: a report that arrives for it
-/// afterwards is late, whatever the order of the two.
-pub const LOST_FILE: &str = "lost";
 
 /// A status reported for a run that had already ended here (its worker was lost).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -174,7 +187,7 @@ impl Hub {
         while !stop.load(Ordering::SeqCst) {
             self.sweep();
             let text = serde_json::to_string(&self.workers_json()).expect("serializes");
-            if let Err(e) = crate::state::write_replace(&workers_file(&self.state), text.as_bytes())
+            if let Err(e) = crate::state::write_replace(&self.state.workers_file(), text.as_bytes())
             {
                 tracing::warn!("recording the workers for `bistro status`: {e}");
             }
@@ -349,7 +362,7 @@ impl Hub {
             (inner.pool.id(), out)
         };
         for (worker, seq, runs) in batches {
-            let request = super::protocol::NotifyRequest {
+            let request = crate::remote::protocol::NotifyRequest {
                 tasks: runs
                     .iter()
                     .filter(|r| r.worker == worker.id)
@@ -380,7 +393,7 @@ impl Hub {
             .extend(actions);
         answer
             .map(|r| serde_json::to_value(r).expect("serializes"))
-            .map_err(|message| RpcRefusal::new(409, message))
+            .map_err(|refusal| RpcRefusal::new(409, refusal.0))
     }
 
     /// A status report (§5.8): checked, then kept durably before it is acknowledged.
@@ -392,7 +405,7 @@ impl Hub {
         inner
             .pool
             .check_update(&request)
-            .map_err(|m| RpcRefusal::new(409, m))?;
+            .map_err(|refusal| RpcRefusal::new(409, refusal.0))?;
         let task = &request.task;
         if task.job == HEALTHCHECK_JOB {
             if request.status.is_done() {
@@ -415,10 +428,10 @@ impl Hub {
         let dir = self.state.invocation_dir(task.invocation);
         let ours = read_remote(&dir)
             .is_some_and(|run| run.task == *task && run.worker == request.worker_id)
-            && !dir.join(LOST_FILE).exists();
+            && !dir.join(run_dir::LOST).exists();
         let stored = if ours {
             inner.unsure.runs.remove(&task.invocation);
-            if crate::runner::read_result(&dir).is_some() {
+            if crate::supervisor::run_files::read_result(&dir).is_some() {
                 return Ok(json!({}));
             }
             let result = TaskResult {
@@ -430,7 +443,7 @@ impl Hub {
             };
             // On disk before the worker is told: it forgets the run once told.
             crate::state::write_atomic(
-                &dir.join("result.json"),
+                &dir.join(run_dir::RESULT),
                 serde_json::to_string(&result)
                     .expect("serializes")
                     .as_bytes(),
@@ -443,7 +456,7 @@ impl Hub {
                 status,
                 path: PathBuf::new(),
             };
-            let dir = self.state.root().join("late");
+            let dir = self.state.late_dir();
             std::fs::create_dir_all(&dir)
                 .map_err(|e| crate::state::io_err("creating", &dir)(e))
                 .and_then(|()| {
@@ -463,7 +476,7 @@ impl Hub {
     /// [`late_recorded`]: Self::late_recorded
     pub(super) fn late(&self) -> Vec<LateStatus> {
         let _inner = self.lock();
-        let dir = self.state.root().join("late");
+        let dir = self.state.late_dir();
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Vec::new();
         };
@@ -501,15 +514,15 @@ impl Hub {
         &self,
         query: &crate::store::PageQuery,
         limit: usize,
-    ) -> Result<Vec<crate::store::LogRow>, String> {
+    ) -> Result<Vec<crate::store::LogRow>, WorkerLogsError> {
         let workers: Vec<WorkerInfo> = self
             .lock()
             .pool
             .workers()
-            .filter(|w| w.health.state != super::health::WorkerState::MustDie)
+            .filter(|w| w.health.state != crate::remote::health::WorkerState::MustDie)
             .map(|w| w.info.clone())
             .collect();
-        let request = super::protocol::TaskLogsRequest {
+        let request = crate::remote::protocol::TaskLogsRequest {
             kind: query.kind.table().to_string(),
             jobs: query.jobs.clone(),
             nodes: query.nodes.clone(),
@@ -521,9 +534,15 @@ impl Hub {
         for worker in workers {
             let answer = self
                 .call_worker(&worker.addr, calls::TASK_LOGS, &request)
-                .map_err(|e| format!("reading the task logs of worker {}: {e}", worker.shard))?;
-            let answer: super::protocol::TaskLogsResponse = serde_json::from_value(answer)
-                .map_err(|e| format!("worker {} answered task logs badly: {e}", worker.shard))?;
+                .map_err(|source| WorkerLogsError::Call {
+                    shard: worker.shard.clone(),
+                    source,
+                })?;
+            let answer: crate::remote::protocol::TaskLogsResponse = serde_json::from_value(answer)
+                .map_err(|source| WorkerLogsError::Answer {
+                    shard: worker.shard.clone(),
+                    source,
+                })?;
             rows.extend(answer.lines.into_iter().map(|(job, node, id, line)| {
                 crate::store::LogRow {
                     kind: query.kind,
@@ -564,15 +583,9 @@ impl Hub {
     }
 }
 
-/// Where a scheduler with remote workers keeps their last known states, for
-/// `bistro status` and the status page (rewritten after each sweep).
-pub fn workers_file(state: &StateDir) -> PathBuf {
-    state.root().join("workers.json")
-}
-
 /// Reads where a run went, if it was sent to a worker.
 pub(super) fn read_remote(dir: &std::path::Path) -> Option<RemoteRun> {
-    let bytes = std::fs::read(dir.join(REMOTE_FILE)).ok()?;
+    let bytes = std::fs::read(dir.join(run_dir::REMOTE)).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
