@@ -23,8 +23,6 @@ pub mod keys {
     pub const NODES: &str = "nodes";
     /// When task logs were last pruned.
     pub const LAST_LOG_PRUNE: &str = "last_log_prune";
-    /// What the last real tick did ([`crate::tick::LastTick`]).
-    pub const LAST_TICK: &str = "last_tick";
     /// When each orphan (by invocation id) is to be killed.
     pub const ORPHAN_KILL_AT: &str = "orphan_kill_at";
 }

@@ -2,7 +2,7 @@
 //! on stuck or failing jobs without parsing `status --json`.
 
 use crate::report::StatusReport;
-use crate::tick::LastTick;
+use crate::store::LastTick;
 use std::fmt::Write;
 
 /// What the metrics are computed from.

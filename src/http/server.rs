@@ -16,7 +16,7 @@ use super::{envelope, metrics, page};
 use crate::report::{self, ReportFilter};
 use crate::runner::remote::Hub;
 use crate::state::{StateDir, StateError};
-use crate::tick::LastTick;
+use crate::store::LastTick;
 use serde_json::{json, Value};
 use std::io::{BufReader, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

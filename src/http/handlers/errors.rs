@@ -6,7 +6,7 @@
 //! `bistro_settings.nodes`. A key's messages are joined by ".\n".
 
 use crate::http::Snapshot;
-use crate::tick::LastTick;
+use crate::store::LastTick;
 use serde_json::{json, Map, Value};
 
 pub(super) fn errors(snap: &Snapshot) -> Result<Value, String> {
