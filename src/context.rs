@@ -4,6 +4,7 @@
 //! the status database, so `status`, `logs` and cron lines need not repeat them.
 
 use crate::config::{Config, ConfigLoadError, ConfigLoader, FileConfigLoader};
+use crate::error::{ErrorKind, HasKind};
 use crate::nodes::{fetch_nodes, NodeError, Nodes};
 use crate::state::StateDir;
 use crate::store::{StatusStore, StoreError};
@@ -96,6 +97,12 @@ pub struct NoUsableConfig {
     pub path: PathBuf,
     /// Why it cannot be used.
     pub message: String,
+}
+
+impl HasKind for NoUsableConfig {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Usage
+    }
 }
 
 /// The config in force for a command: the file ([`config_path`]), or its last good

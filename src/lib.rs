@@ -26,6 +26,7 @@
 //! - [`report`]: the `status` document;
 //! - [`http`]: the REST API, status page and metrics;
 //! - [`sanitize`], [`time`]: terminal-safe strings, clocks and dates;
+//! - [`error`]: the kinds of failure, which choose a command's exit code;
 //! - [`cli`]: the `bistro` command line.
 
 #![deny(missing_docs)]
@@ -36,6 +37,7 @@ pub mod context;
 pub mod control;
 pub mod cron;
 pub mod daemon;
+pub mod error;
 pub mod http;
 pub mod nodes;
 pub mod report;

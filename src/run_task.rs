@@ -4,6 +4,7 @@
 //! and held while it runs, so concurrent ticks account for them.
 
 use crate::context::{self, Resolved, RunFlags};
+use crate::error::{ErrorKind, HasKind};
 use crate::nodes::fetch_nodes;
 use crate::runner::{build_launch, supervisor, LaunchContext, LocalRunner, TaskResult, TaskRunner};
 use crate::scheduler::{charges_for, check_fits, PassInput};
@@ -58,6 +59,18 @@ pub enum RunTaskError {
     /// The state directory or databases failed.
     #[error(transparent)]
     Tick(#[from] crate::tick::TickError),
+}
+
+impl HasKind for RunTaskError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Usage(_) | Self::Config(_) => ErrorKind::Usage,
+            Self::Nodes(_) | Self::Start(_) | Self::NoRoom(_) | Self::AlreadyRunning { .. } => {
+                ErrorKind::Runtime
+            }
+            Self::Tick(e) => e.kind(),
+        }
+    }
 }
 
 impl From<crate::state::StateError> for RunTaskError {

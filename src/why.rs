@@ -1,6 +1,7 @@
 //! `bistro why JOB NODE`: why one task is or is not running, from the same dry-run
 //! pass as `tick --dry-run`, plus what the status database says of the task.
 
+use crate::error::{ErrorKind, HasKind};
 use crate::runner::TaskRunner;
 use crate::scheduler::{WaitReason, Waiting};
 use crate::state::StateDir;
@@ -46,6 +47,15 @@ pub enum WhyError {
     /// The state dir or its databases failed.
     #[error(transparent)]
     Tick(#[from] TickError),
+}
+
+impl HasKind for WhyError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::UnknownJob { .. } | Self::NotATask { .. } => ErrorKind::Usage,
+            Self::Tick(e) => e.kind(),
+        }
+    }
 }
 
 impl From<StoreError> for WhyError {

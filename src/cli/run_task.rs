@@ -1,6 +1,6 @@
 //! `bistro run-task JOB NODE`: run one task now, in the foreground.
 
-use super::{Cli, RunFlags};
+use super::{Cli, CliError, RunFlags};
 use crate::run_task::{run_task, RunTaskOptions};
 use crate::sanitize::for_terminal;
 use crate::state::StateDir;
@@ -24,7 +24,7 @@ pub struct RunTaskArgs {
     ignore_resources: bool,
 }
 
-pub(super) fn run(state: &StateDir, cli: &Cli, args: &RunTaskArgs) -> anyhow::Result<i32> {
+pub(super) fn run(state: &StateDir, cli: &Cli, args: &RunTaskArgs) -> Result<i32, CliError> {
     let opts = RunTaskOptions {
         flags: crate::context::RunFlags {
             config: cli.config.clone(),

@@ -1,7 +1,7 @@
 //! `bistro serve-http`: the REST API, status page and metrics over the state dir, until
 //! SIGINT or SIGTERM.
 
-use super::{Cli, ExitCode};
+use super::{Cli, CliError, ExitCode};
 use crate::http::{HttpOptions, HttpServer, DEFAULT_LISTEN};
 use crate::state::StateDir;
 use clap::Args;
@@ -34,7 +34,7 @@ pub struct ServeHttpArgs {
     allow_hosts: Vec<String>,
 }
 
-pub(super) fn run(state: &StateDir, cli: &Cli, args: &ServeHttpArgs) -> anyhow::Result<i32> {
+pub(super) fn run(state: &StateDir, cli: &Cli, args: &ServeHttpArgs) -> Result<i32, CliError> {
     let opts = HttpOptions {
         listen: args.listen.clone(),
         allow_remote: args.allow_remote,

@@ -1,6 +1,6 @@
 //! `bistro status`: per-job progress, as a table or as the stable JSON document.
 
-use super::Cli;
+use super::{Cli, CliError};
 use crate::report::{self, ReportError, ReportFilter, StateReport};
 use crate::sanitize::for_terminal;
 use crate::state::StateDir;
@@ -55,14 +55,21 @@ fn check_code(report: &crate::report::StatusReport, config: &crate::config::Conf
     }
 }
 
-fn parse_status_name(s: &str) -> Result<StatusName, String> {
-    StatusName::parse(s).ok_or_else(|| {
-        let names: Vec<&str> = StatusName::ALL.iter().map(|n| n.as_str()).collect();
-        format!("unknown status {s:?}; use one of {}", names.join(", "))
+/// A `--status` that names no status.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown status {name:?}; use one of {}", StatusName::ALL.map(|n| n.as_str()).join(", "))]
+struct UnknownStatus {
+    /// The name given.
+    name: String,
+}
+
+fn parse_status_name(s: &str) -> Result<StatusName, UnknownStatus> {
+    StatusName::parse(s).ok_or_else(|| UnknownStatus {
+        name: s.to_string(),
     })
 }
 
-pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Result<i32> {
+pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> Result<i32, CliError> {
     let filter = ReportFilter {
         jobs: args.jobs.clone(),
         statuses: args.statuses.clone(),

@@ -1,6 +1,7 @@
 //! `bistro supervise`: the detached supervisor host a tick or daemon starts for its
 //! tasks (see `runner::host`).
 
+use super::CliError;
 use crate::runner::host;
 use crate::state::StateDir;
 use anyhow::Context;
@@ -15,7 +16,7 @@ pub struct SuperviseArgs {
     pub socket_fd: i32,
 }
 
-pub(super) fn run(state: &StateDir, args: &SuperviseArgs) -> anyhow::Result<i32> {
+pub(super) fn run(state: &StateDir, args: &SuperviseArgs) -> Result<i32, CliError> {
     nix::fcntl::fcntl(
         args.socket_fd,
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),

@@ -1,6 +1,6 @@
 //! `bistro why JOB NODE`: why a task is or is not running.
 
-use super::Cli;
+use super::{Cli, CliError};
 use crate::runner::LocalRunner;
 use crate::sanitize::for_terminal;
 use crate::state::StateDir;
@@ -21,7 +21,7 @@ pub struct WhyArgs {
     json: bool,
 }
 
-pub(super) fn run(state: &StateDir, cli: &Cli, args: &WhyArgs) -> anyhow::Result<i32> {
+pub(super) fn run(state: &StateDir, cli: &Cli, args: &WhyArgs) -> Result<i32, CliError> {
     state.existing_statuses_db()?;
     let opts = TickOptions {
         flags: crate::context::RunFlags {

@@ -7,6 +7,7 @@ pub use counts::CountsInput;
 
 use crate::config::Config;
 use crate::context;
+use crate::error::{ErrorKind, HasKind};
 use crate::nodes::Nodes;
 use crate::state::StateDir;
 use crate::status::{StatusName, TaskStatus};
@@ -321,6 +322,17 @@ pub enum ReportError {
     /// A database failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+}
+
+impl HasKind for ReportError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NoState(e) => e.kind(),
+            Self::NoConfig(_) => ErrorKind::Usage,
+            Self::Nodes(_) => ErrorKind::Runtime,
+            Self::Store(e) => e.kind(),
+        }
+    }
 }
 
 /// Reads the report of a state directory as `bistro status` shows it: the config in

@@ -15,6 +15,7 @@ pub use last_tick::LastTick;
 pub use logs::{LogKind, LogLine, LogQuery, LogRow, LogStore, PageQuery};
 pub use statuses::{StatusRow, StatusSnapshot, StatusStore, Tallies};
 
+use crate::error::{ErrorKind, HasKind};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -57,6 +58,12 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl HasKind for StoreError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Runtime
+    }
 }
 
 impl StoreError {

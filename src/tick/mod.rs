@@ -29,6 +29,7 @@ pub use reap::{preview_finished, reap};
 pub use report::{Diagnostic, Explained, FinishedTask, KilledOrphan, StartedTask, TickReport};
 
 use crate::context::RunFlags;
+use crate::error::{ErrorKind, HasKind};
 use crate::runner::TaskRunner;
 use crate::state::StateDir;
 use crate::store::StoreError;
@@ -61,6 +62,15 @@ pub enum TickError {
     /// The state directory failed.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+}
+
+impl HasKind for TickError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Store(e) => e.kind(),
+            Self::State(e) => e.kind(),
+        }
+    }
 }
 
 /// Runs one iteration (see the module doc). The caller holds the state lock unless

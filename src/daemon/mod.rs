@@ -5,6 +5,14 @@
 //!
 //! Tasks belong to their detached supervisors, not to the daemon: stopping it (or
 //! killing it) leaves them running, and the next daemon or tick records their ends.
+//!
+//! [`run`] is the loop; [`serve`] is a whole daemon around it: lock, runner,
+//! services, log.
+
+mod log;
+mod serve;
+
+pub use serve::{serve, DaemonError, RunOn, ServeOptions};
 
 use crate::runner::TaskRunner;
 use crate::scheduler::WaitReason;
