@@ -2,7 +2,7 @@
 //! `current_*` steps that read the config, nodes, statuses and running tasks through
 //! it: from the cache while it is still true, else from the state dir.
 
-use super::iteration::Tasks;
+use super::pass::Tasks;
 use super::{TickOptions, TickReport};
 use crate::config::{Config, Settings};
 use crate::context::{self, keys, NodesSnapshot, Resolved};

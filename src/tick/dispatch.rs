@@ -3,7 +3,7 @@
 //! started. A run is recorded before it is started; a start that fails releases its
 //! record.
 
-use super::iteration::Pass;
+use super::pass::Pass;
 use super::{StartedTask, TickError, TickReport};
 use crate::config::Job;
 use crate::resources::NodeCharge;

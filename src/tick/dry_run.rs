@@ -3,7 +3,7 @@
 //! start is listed, with the starts it would refuse (a job with no command to run),
 //! and every other task with why it waits.
 
-use super::iteration::Pass;
+use super::pass::Pass;
 use super::reap::take_finished;
 use super::{Explained, StartedTask, TickReport};
 use crate::scheduler::{Plan, Statuses};

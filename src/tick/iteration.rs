@@ -5,18 +5,16 @@ use super::cache::{current_config, current_nodes, current_running, current_statu
 use super::dispatch::dispatch;
 use super::dry_run;
 use super::orphans::kill_orphans;
+use super::pass::{Pass, Tasks};
 use super::reap::{prune_logs, reap, sweep_stray_dirs};
 use super::{TickCache, TickError, TickOptions, TickReport};
-use crate::config::{Config, Settings};
-use crate::context::NodesSnapshot;
+use crate::config::Settings;
 use crate::runner::TaskRunner;
 use crate::scheduler::workers::WorkerSlots;
-use crate::scheduler::{plan_on, PassInput, Plan, Statuses};
+use crate::scheduler::{plan_on, Plan};
 use crate::state::StateDir;
 use crate::store::{LastTick, LogStore, StatusStore};
-use crate::task::RunningTask;
 use rand::SeedableRng;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// One iteration over `store`, reading and keeping what it can in `cache`. Returns
@@ -79,42 +77,6 @@ pub(super) fn iterate(
     )?;
     cache.keep(logs, pass.tasks, started);
     Ok(report)
-}
-
-/// What the pass of an iteration works on.
-pub(super) struct Pass {
-    /// The config in force.
-    pub config: Config,
-    /// The nodes of the config in force.
-    pub nodes: Arc<NodesSnapshot>,
-    /// The default task command.
-    pub worker_command: Option<String>,
-    /// The stored statuses and running tasks, ended runs recorded.
-    pub tasks: Tasks,
-}
-
-impl Pass {
-    /// The scheduler's view of this pass at `now`.
-    pub fn input(&self, now: i64) -> PassInput<'_> {
-        PassInput {
-            config: &self.config,
-            nodes: &self.nodes.nodes,
-            statuses: &self.tasks.statuses,
-            running: &self.tasks.running,
-            now,
-        }
-    }
-}
-
-/// The statuses and running tasks a pass schedules with, as of the database's
-/// `data_version` when they were read.
-pub(super) struct Tasks {
-    /// The database's version when they were read.
-    pub data_version: i64,
-    /// The statuses.
-    pub statuses: Statuses,
-    /// The running tasks.
-    pub running: Vec<RunningTask>,
 }
 
 /// The statuses step: a real tick records the runs that ended (a status before its

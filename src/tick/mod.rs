@@ -20,6 +20,7 @@ mod dispatch;
 mod dry_run;
 mod iteration;
 mod orphans;
+mod pass;
 mod reap;
 mod report;
 
