@@ -92,6 +92,9 @@ pub struct RunTaskOutcome {
     pub result: TaskResult,
     /// The status recorded (after backoff); None if another process records it.
     pub recorded: Option<FinishedTask>,
+    /// Why the status could not be recorded (the state lock stayed taken): the next
+    /// tick records it.
+    pub unrecorded: Option<crate::state::StateError>,
 }
 
 /// Runs (job, node) to completion and records its status.
@@ -195,22 +198,23 @@ pub fn run_task(
     supervisor::restore_signal_handlers();
     drop(prepared);
 
-    let recorded = match state.lock(Duration::from_secs(600)) {
+    let (recorded, unrecorded) = match state.lock(Duration::from_secs(600)) {
         Ok(_lock) => {
             let mut store = StatusStore::open(&state.statuses_db())?;
             if store.running_invocation(invocation)?.is_some() {
                 let mut statuses = store.load_statuses()?;
                 let (finished, _) =
                     crate::tick::reap(&mut store, None, &mut runner, &mut statuses, vec![task])?;
-                finished.into_iter().next()
+                (finished.into_iter().next(), None)
             } else {
-                None
+                (None, None)
             }
         }
-        Err(e) => {
-            eprintln!("bistro: {e}; the next tick will record the task's status");
-            None
-        }
+        Err(e) => (None, Some(e)),
     };
-    Ok(RunTaskOutcome { result, recorded })
+    Ok(RunTaskOutcome {
+        result,
+        recorded,
+        unrecorded,
+    })
 }

@@ -37,6 +37,9 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &RunTaskArgs) -> Result<i32
     };
     let exe = std::env::current_exe().context("finding the bistro binary")?;
     let outcome = run_task(state, exe, &args.job, &args.node, &opts)?;
+    if let Some(e) = &outcome.unrecorded {
+        eprintln!("bistro: {e}; the next tick will record the task's status");
+    }
     let result = &outcome.result;
     // The recorded status (after backoff: an error may have become a permanent failure).
     let (name, message) = match &outcome.recorded {

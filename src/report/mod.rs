@@ -42,6 +42,41 @@ pub struct StatusReport {
     pub workers: Option<serde_json::Value>,
 }
 
+/// How far the runnable jobs of a report are (`status --check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Every task is done (tasks that filters or disabled nodes exclude aside).
+    Done,
+    /// Some tasks can still run.
+    WorkRemains,
+    /// Every task not done has failed for good.
+    OnlyFailuresRemain,
+}
+
+impl StatusReport {
+    /// How far the jobs of `config` that can run are.
+    pub fn progress(&self, config: &Config) -> Progress {
+        let runnable = self
+            .jobs
+            .iter()
+            .filter(|j| config.job(&j.name).is_some_and(crate::config::Job::can_run));
+        let (mut total, mut done, mut failed) = (0, 0, 0);
+        for job in runnable {
+            let c = |k: &str| job.counts.get(k).copied().unwrap_or(0);
+            total += c("total") - c("excluded");
+            done += c("done");
+            failed += c("failed");
+        }
+        if done == total {
+            Progress::Done
+        } else if done + failed == total {
+            Progress::OnlyFailuresRemain
+        } else {
+            Progress::WorkRemains
+        }
+    }
+}
+
 /// The remote workers as the scheduler last recorded them, with `as_of` (epoch
 /// seconds of the record), if this state dir has a scheduler with remote workers.
 pub fn workers(state: &StateDir) -> Option<serde_json::Value> {
