@@ -33,6 +33,7 @@ pub(super) fn init_plain() {
     let _ = tracing_subscriber::fmt()
         .with_max_level(Level::WARN)
         .with_writer(std::io::stderr)
+        .with_ansi(false)
         .event_format(Plain)
         .try_init();
 }
