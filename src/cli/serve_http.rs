@@ -43,7 +43,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &ServeHttpArgs) -> Result<i
         ..Default::default()
     };
     let stop = super::signals::stop_on_signals();
-    // Bad addresses and a state dir without state exit 2 (see `exit_code_for`).
+    // Bad addresses and a state dir without state exit 2 (their kind is `Usage`).
     let server = HttpServer::bind(state, &opts)?;
     eprintln!("listening on http://{}", server.local_addr());
     server.serve(stop);
