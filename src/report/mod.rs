@@ -407,7 +407,7 @@ pub fn from_state(
 
 /// The report of one read of the status database, with runs that finished since the
 /// last tick applied: from the status tallies when no task rows are asked for (see
-/// [`counts`]), else (or if the tallies are off) from every stored status.
+/// `counts.rs`), else (or if the tallies are off) from every stored status.
 pub fn read(input: &CountsInput, filter: &ReportFilter) -> Result<StatusReport, StoreError> {
     if !filter.tasks {
         if let Some(report) = counts::report(input, filter)? {

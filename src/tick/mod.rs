@@ -1,12 +1,12 @@
 //! One scheduling iteration over a state directory:
 //! config -> nodes -> statuses -> policy -> dispatch -> record.
 //!
-//! - config: the config in force, its problems noted ([`cache`]);
-//! - nodes: the last fetch while it is fresh, else the node sources run ([`cache`]);
-//! - statuses: the stored statuses with the runs that ended recorded ([`reap`]);
+//! - config: the config in force, its problems noted (`cache.rs`);
+//! - nodes: the last fetch while it is fresh, else the node sources run (`cache.rs`);
+//! - statuses: the stored statuses with the runs that ended recorded (`reap.rs`);
 //! - policy: the scheduling pass, which picks the tasks to start and the orphans;
-//! - dispatch: the picked tasks started ([`dispatch`]), due orphans killed
-//!   ([`orphans`]); a dry run explains instead ([`dry_run`]);
+//! - dispatch: the picked tasks started (`dispatch.rs`), due orphans killed
+//!   (`orphans.rs`); a dry run explains instead (`dry_run.rs`);
 //! - record: what the next iteration reuses ([`TickCache`]), and what this one did
 //!   ([`LastTick`](crate::store::LastTick), meta `last_tick`).
 //!
