@@ -4,6 +4,7 @@
 //! the status database, so `status`, `logs` and cron lines need not repeat them.
 
 use crate::config::{Config, ConfigLoadError, FileConfigLoader};
+use crate::error::{ErrorKind, HasKind};
 use crate::nodes::{check_prefs, fetch_nodes, NodeError, Nodes};
 use crate::state::StateDir;
 use crate::store::{StatusStore, StoreError};
@@ -23,8 +24,6 @@ pub mod keys {
     pub const NODES: &str = "nodes";
     /// When task logs were last pruned.
     pub const LAST_LOG_PRUNE: &str = "last_log_prune";
-    /// What the last real tick did ([`crate::tick::LastTick`]).
-    pub const LAST_TICK: &str = "last_tick";
     /// When each orphan (by invocation id) is to be killed.
     pub const ORPHAN_KILL_AT: &str = "orphan_kill_at";
 }
@@ -98,6 +97,12 @@ pub struct NoUsableConfig {
     pub path: PathBuf,
     /// Why it cannot be used.
     pub message: String,
+}
+
+impl HasKind for NoUsableConfig {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Usage
+    }
 }
 
 /// The config in force for a command: the file ([`config_path`]), or its last good

@@ -9,6 +9,7 @@
 //! status replaces its forgiven one when it ends).
 
 use crate::config::Config;
+use crate::error::{ErrorKind, HasKind};
 use crate::state::StateDir;
 use crate::store::{StatusStore, StoreError};
 
@@ -39,6 +40,16 @@ pub enum ControlError {
     /// The status database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl HasKind for ControlError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::UnknownJob(_) => ErrorKind::Usage,
+            Self::NotRunning { .. } | Self::Signal { .. } => ErrorKind::Runtime,
+            Self::Store(e) => e.kind(),
+        }
+    }
 }
 
 /// Kills the running task of (job, node) with the job's `kill_subprocess` in

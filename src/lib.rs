@@ -30,6 +30,7 @@
 //! - [`http`]: the HTTP transport: wire format, server, client, tokens, worker calls;
 //! - [`app`]: the REST API, status page and metrics, over [`http`];
 //! - [`sanitize`], [`time`]: terminal-safe strings, lenient JSON readers, clocks and dates;
+//! - [`error`]: the kinds of failure, which choose a command's exit code;
 //! - [`cli`]: the `bistro` command line.
 
 #![deny(missing_docs)]
@@ -41,6 +42,7 @@ pub mod context;
 pub mod control;
 pub mod cron;
 pub mod daemon;
+pub mod error;
 pub mod http;
 pub mod nodes;
 pub mod remote;

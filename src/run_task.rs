@@ -4,6 +4,7 @@
 //! and held while it runs, so concurrent ticks account for them.
 
 use crate::context::{self, Resolved, RunFlags};
+use crate::error::{ErrorKind, HasKind};
 use crate::nodes::fetch_nodes;
 use crate::runner::{build_launch, LaunchContext, LocalRunner, TaskResult, TaskRunner};
 use crate::scheduler::{charges_for, check_fits, PassInput};
@@ -61,6 +62,18 @@ pub enum RunTaskError {
     Tick(#[from] crate::tick::TickError),
 }
 
+impl HasKind for RunTaskError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Usage(_) | Self::Config(_) => ErrorKind::Usage,
+            Self::Nodes(_) | Self::Start(_) | Self::NoRoom(_) | Self::AlreadyRunning { .. } => {
+                ErrorKind::Runtime
+            }
+            Self::Tick(e) => e.kind(),
+        }
+    }
+}
+
 impl From<crate::state::StateError> for RunTaskError {
     fn from(e: crate::state::StateError) -> Self {
         RunTaskError::Tick(e.into())
@@ -80,6 +93,9 @@ pub struct RunTaskOutcome {
     pub result: TaskResult,
     /// The status recorded (after backoff); None if another process records it.
     pub recorded: Option<FinishedTask>,
+    /// Why the status could not be recorded (the state lock stayed taken): the next
+    /// tick records it.
+    pub unrecorded: Option<crate::state::StateError>,
 }
 
 /// Runs (job, node) to completion and records its status.
@@ -183,22 +199,23 @@ pub fn run_task(
     supervisor::restore_signal_handlers();
     drop(prepared);
 
-    let recorded = match state.lock(Duration::from_secs(600)) {
+    let (recorded, unrecorded) = match state.lock(Duration::from_secs(600)) {
         Ok(_lock) => {
             let mut store = StatusStore::open(&state.statuses_db())?;
             if store.running_invocation(invocation)?.is_some() {
                 let mut statuses = store.load_statuses()?;
                 let (finished, _) =
                     crate::tick::reap(&mut store, None, &mut runner, &mut statuses, vec![task])?;
-                finished.into_iter().next()
+                (finished.into_iter().next(), None)
             } else {
-                None
+                (None, None)
             }
         }
-        Err(e) => {
-            eprintln!("bistro: {e}; the next tick will record the task's status");
-            None
-        }
+        Err(e) => (None, Some(e)),
     };
-    Ok(RunTaskOutcome { result, recorded })
+    Ok(RunTaskOutcome {
+        result,
+        recorded,
+        unrecorded,
+    })
 }

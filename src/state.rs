@@ -308,6 +308,16 @@ fn write_replacing(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StateErr
     written
 }
 
+impl crate::error::HasKind for StateError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            Self::Io { .. } => crate::error::ErrorKind::Runtime,
+            Self::NoState(_) => crate::error::ErrorKind::Usage,
+            Self::Locked { .. } => crate::error::ErrorKind::Locked,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

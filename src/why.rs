@@ -1,6 +1,8 @@
 //! `bistro why JOB NODE`: why one task is or is not running, from the same dry-run
 //! pass as `tick --dry-run`, plus what the status database says of the task.
 
+use crate::context::RunFlags;
+use crate::error::{ErrorKind, HasKind};
 use crate::runner::TaskRunner;
 use crate::scheduler::{WaitReason, Waiting};
 use crate::state::StateDir;
@@ -48,23 +50,38 @@ pub enum WhyError {
     Tick(#[from] TickError),
 }
 
+impl HasKind for WhyError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::UnknownJob { .. } | Self::NotATask { .. } => ErrorKind::Usage,
+            Self::Tick(e) => e.kind(),
+        }
+    }
+}
+
 impl From<StoreError> for WhyError {
     fn from(e: StoreError) -> Self {
         WhyError::Tick(e.into())
     }
 }
 
-/// Explains (job, node) with a dry-run pass: writes nothing, starts nothing.
+/// Explains (job, node) with a dry-run pass over the state a scheduler made (with
+/// `flags`' config): writes nothing, starts nothing.
 pub fn why(
     state: &StateDir,
-    opts: &TickOptions,
+    flags: &RunFlags,
     runner: &mut dyn TaskRunner,
     job: &str,
     node: &str,
 ) -> Result<Why, WhyError> {
+    state.existing_statuses_db().map_err(TickError::from)?;
     let opts = TickOptions {
+        flags: flags.clone(),
         dry_run: true,
-        ..opts.clone()
+        // The nodes the scheduler fetched last, whatever its --nodes-update-ms: those
+        // are the ones it schedules over (only a change of node sources refetches).
+        nodes_update_ms: i64::MAX,
+        ..Default::default()
     };
     let report = tick(state, &opts, runner)?;
     // Without a pass (no config, no nodes, scheduler off), what the database says.

@@ -5,7 +5,7 @@ use super::api_status::snapshot_report;
 use super::snapshot::Site;
 use crate::http::Reply;
 use crate::report::{ReportFilter, StatusReport};
-use crate::tick::LastTick;
+use crate::store::LastTick;
 use std::fmt::Write;
 
 /// Answers `GET /metrics`, with the same refusals as `GET /api/status`.

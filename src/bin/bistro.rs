@@ -6,13 +6,13 @@ fn main() {
     let cli = bistro::cli::Cli::parse();
     let code = match bistro::cli::run(cli) {
         Ok(code) => code,
-        Err(error) if bistro::cli::is_broken_pipe(&error) => 0,
+        Err(error) if error.is_broken_pipe() => 0,
         Err(error) => {
             eprintln!(
                 "bistro: {}",
-                bistro::sanitize::for_terminal(&bistro::cli::error_message(&error))
+                bistro::sanitize::for_terminal(&error.message())
             );
-            bistro::cli::exit_code_for(&error)
+            error.exit_code()
         }
     };
     std::process::exit(code);

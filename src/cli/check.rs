@@ -1,6 +1,6 @@
 //! `bistro check`: every problem in the config, with the job or key at fault.
 
-use super::Cli;
+use super::{Cli, CliError};
 use crate::context;
 use crate::nodes::fetch_nodes;
 use crate::sanitize::for_terminal;
@@ -20,7 +20,7 @@ pub struct CheckArgs {
     json: bool,
 }
 
-pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> anyhow::Result<i32> {
+pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> Result<i32, CliError> {
     let store = if state.statuses_db().exists() {
         Some(StatusStore::open(&state.statuses_db())?)
     } else {

@@ -1,7 +1,7 @@
 //! `bistro kill` and `bistro forgive`: control a scheduler as the HTTP handlers
 //! `kill_task` and `forgive_jobs` do.
 
-use super::Cli;
+use super::{Cli, CliError};
 use crate::config::Config;
 use crate::context;
 use crate::control;
@@ -29,7 +29,7 @@ pub struct ForgiveArgs {
 }
 
 /// The config in force, as the scheduler reads it (`--config` overrides).
-fn config(state: &StateDir, cli: &Cli) -> anyhow::Result<Config> {
+fn config(state: &StateDir, cli: &Cli) -> Result<Config, CliError> {
     let store = StatusStore::open(&state.existing_statuses_db()?)?;
     Ok(context::usable_config(
         state,
@@ -38,7 +38,7 @@ fn config(state: &StateDir, cli: &Cli) -> anyhow::Result<Config> {
     )??)
 }
 
-pub(super) fn kill(state: &StateDir, cli: &Cli, args: &KillArgs) -> anyhow::Result<i32> {
+pub(super) fn kill(state: &StateDir, cli: &Cli, args: &KillArgs) -> Result<i32, CliError> {
     control::kill(state, &config(state, cli)?, &args.job, &args.node)?;
     println!(
         "signaled {}/{}: its status is recorded when it ends",
@@ -48,7 +48,7 @@ pub(super) fn kill(state: &StateDir, cli: &Cli, args: &KillArgs) -> anyhow::Resu
     Ok(super::ExitCode::Success as i32)
 }
 
-pub(super) fn forgive(state: &StateDir, cli: &Cli, args: &ForgiveArgs) -> anyhow::Result<i32> {
+pub(super) fn forgive(state: &StateDir, cli: &Cli, args: &ForgiveArgs) -> Result<i32, CliError> {
     let changed = control::forgive(
         state,
         &config(state, cli)?,

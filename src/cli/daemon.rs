@@ -1,20 +1,15 @@
 //! `bistro daemon`: scheduling iterations in one long-running process, holding the
 //! state lock (a cron `tick` beside it exits 75). Logs go to stderr through
-//! `tracing`: warnings only by default, `-v` for each start and finish.
+//! `tracing`: warnings only by default, `-v` for each start and finish. The flags
+//! become [`ServeOptions`] for [`daemon::serve`]; this file adds the HTTP server.
 
-use super::{Cli, IterationFlags, RunFlags, SimulationFlags};
-use crate::daemon::{DaemonEnd, DaemonOptions};
-use crate::runner::remote::{Hub, RemoteRunner};
-use crate::runner::TaskRunner;
-use crate::sanitize::for_terminal;
+use super::{Cli, CliError, ExitCode, IterationFlags, RunFlags, SimulationFlags};
+use crate::daemon::{self, DaemonEnd, DaemonOptions, RunOn, ServeOptions};
+use crate::runner::remote::Hub;
 use crate::state::StateDir;
-use crate::store::StatusStore;
-use crate::tick::{TickOptions, TickReport};
-use anyhow::Context;
+use crate::tick::TickOptions;
 use clap::Args;
-use std::collections::BTreeSet;
-use std::io::IsTerminal;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// `bistro daemon`.
@@ -131,175 +126,36 @@ impl RemoteFlags {
     }
 }
 
-/// Logs to stderr through `tracing`: warnings by default, more with `-v`.
-pub(super) fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BISTRO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .with_target(false)
-        .try_init();
-}
-
-pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> anyhow::Result<i32> {
-    init_logging(args.verbose);
-    state.create()?;
-    let _lock = state.lock(args.run.wait_lock)?;
-    let stop = super::signals::stop_on_signals();
-    // Created now, so the HTTP server has a state to serve from the start.
-    let mut store = StatusStore::open(&state.statuses_db())?;
+pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> Result<i32, CliError> {
+    super::logging::init(args.verbose);
     // As Bistro picks its runner: a simulation, else local with a worker command,
     // else remote workers.
     let remote = !args.simulation.benchmark_run && args.run.worker_command.is_none() && !args.local;
-    let opts = DaemonOptions {
-        tick: TickOptions {
-            config_update_ms: args.config_update_ms,
-            on_workers: remote,
-            ..args.iteration.tick_options(cli, &args.run)
+    let opts = ServeOptions {
+        daemon: DaemonOptions {
+            tick: TickOptions {
+                config_update_ms: args.config_update_ms,
+                on_workers: remote,
+                ..args.iteration.tick_options(cli, &args.run)
+            },
+            exit_when_done: args.exit_when_done,
         },
-        exit_when_done: args.exit_when_done,
+        run_on: if remote {
+            RunOn::Workers(args.remote.hub_settings())
+        } else {
+            RunOn::Here(args.simulation.runner(state)?)
+        },
+        wait_lock: args.run.wait_lock,
+        clean_statuses: args.clean_statuses,
     };
-    if remote && args.http.is_none() {
-        super::warn("without --worker-command, tasks run on remote workers, which reach this scheduler over --http ADDR: pass --http ADDR, or run tasks here with --worker-command CMD (or --local when every job has a \"command\")");
-        return Ok(super::ExitCode::Usage as i32);
-    }
-    let hub = if remote {
-        Some(Arc::new(Hub::new(state, args.remote.hub_settings())?))
-    } else {
-        None
-    };
-    let mut runner: Box<dyn TaskRunner> = match &hub {
-        Some(hub) => Box::new(RemoteRunner::new(Arc::clone(hub))),
-        None => args.simulation.runner(state)?,
-    };
-    tracing::info!(
-        "scheduling over {} (pid {})",
-        state.root().display(),
-        std::process::id()
-    );
-    let http = match &args.http {
-        Some(listen) => Some(start_http(state, cli, args, listen, stop, hub.as_ref())?),
-        None => None,
-    };
-    // After the `listening on` line, which scripts wait for first.
-    if let Some(warning) = hub.as_ref().and_then(|_| {
-        args.remote
-            .hub_settings()
-            .pool
-            .health
-            .initial_wait_warning()
-    }) {
-        tracing::warn!("{warning}");
-    }
-    let sweeps = hub.as_ref().map(|hub| {
-        let hub = Arc::clone(hub);
-        std::thread::spawn(move || hub.run_sweeps(stop))
+    let http = args.http.as_deref().map(|listen| {
+        move |hub: Option<&Arc<Hub>>, stop| start_http(state, cli, args, listen, stop, hub)
     });
-    // Only once everything has started: a start that fails must lose nothing.
-    if args.clean_statuses {
-        let cleared = store.clear_statuses()?;
-        tracing::info!("--clean-statuses: forgot {cleared} stored statuses");
-    }
-    drop(store);
-    let mut log = IterationLog::default();
-    let end = crate::daemon::run(state, &opts, runner.as_mut(), stop, &mut |r| log.record(r));
-    stop.store(true, Ordering::SeqCst);
-    if let Some(server) = http {
-        let _ = server.join();
-    }
-    if let Some(sweeps) = sweeps {
-        let _ = sweeps.join();
-    }
-    let end = end?;
+    let end = daemon::serve(state, opts, super::signals::stop_on_signals, http)?;
     Ok(match end {
-        DaemonEnd::Stopped => {
-            tracing::info!(
-                "stopped; {} running task(s) keep running under their supervisors",
-                log.running
-            );
-            super::ExitCode::Success as i32
-        }
-        DaemonEnd::Done => {
-            tracing::info!("nothing runs and nothing can start: done");
-            super::ExitCode::Success as i32
-        }
-        DaemonEnd::Unstartable(why) => {
-            for reason in why {
-                tracing::error!("{}", for_terminal(&reason));
-            }
-            tracing::error!("nothing else runs or can start: exiting");
-            super::ExitCode::Usage as i32
-        }
-        DaemonEnd::NoConfig => {
-            tracing::error!("no usable config, so nothing can ever start: fix it and run again (`bistro check` lists every problem)");
-            super::ExitCode::Usage as i32
-        }
+        DaemonEnd::Stopped | DaemonEnd::Done => ExitCode::Success as i32,
+        DaemonEnd::Unstartable(_) | DaemonEnd::NoConfig => ExitCode::Usage as i32,
     })
-}
-
-/// Logs each iteration: lasting problems once each while they last, events (failed
-/// starts and kills, killed orphans, failed tasks) as warnings, starts and finishes
-/// at info level, a summary at debug level; every name escaped for a terminal.
-#[derive(Default)]
-struct IterationLog {
-    problems: BTreeSet<String>,
-    running: usize,
-}
-
-impl IterationLog {
-    fn record(&mut self, r: &TickReport) {
-        let mut lasting = BTreeSet::new();
-        for d in r.diagnostics() {
-            if d.lasting {
-                lasting.insert(d.message);
-            } else {
-                tracing::warn!("{}", for_terminal(&d.message));
-            }
-        }
-        if r.config_errors.is_empty() && !r.scheduler_enabled {
-            lasting
-                .insert("bistro_settings.enabled is not true: the scheduler starts nothing".into());
-        }
-        for problem in lasting.difference(&self.problems) {
-            tracing::warn!("{}", for_terminal(problem));
-        }
-        self.problems = lasting;
-        for f in &r.finished {
-            let message = f
-                .message
-                .as_deref()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default();
-            let line = format!("finished {}/{}: {}{message}", f.job, f.node, f.status);
-            let line = for_terminal(&line);
-            match f.status {
-                "error_backoff" | "failed" => tracing::warn!("{line}"),
-                _ => tracing::info!("{line}"),
-            }
-        }
-        for s in &r.started {
-            tracing::info!("{}", for_terminal(&format!("started {}/{}", s.job, s.node)));
-        }
-        for change in &r.config_changes {
-            tracing::info!("{}", for_terminal(&format!("config: {change}")));
-        }
-        tracing::debug!(
-            "iteration: {} started, {} finished, {} running; next in {} ms",
-            r.started.len(),
-            r.finished.len(),
-            r.running,
-            r.wait_ms
-        );
-        self.running = r.running;
-    }
 }
 
 /// Binds the HTTP server before the first iteration (a bad address fails the start)
@@ -309,9 +165,9 @@ fn start_http(
     cli: &Cli,
     args: &DaemonArgs,
     listen: &str,
-    stop: &'static std::sync::atomic::AtomicBool,
+    stop: &'static AtomicBool,
     hub: Option<&Arc<Hub>>,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
+) -> Result<std::thread::JoinHandle<()>, CliError> {
     let opts = crate::app::HttpOptions {
         listen: listen.to_string(),
         allow_remote: args.allow_remote,
@@ -321,7 +177,7 @@ fn start_http(
         ..Default::default()
     };
     let server = crate::app::HttpServer::bind(state, &opts)
-        .with_context(|| format!("serving HTTP on {listen}"))?;
+        .map_err(|e| CliError::from(e).context(format!("serving HTTP on {listen}")))?;
     eprintln!("listening on http://{}", server.local_addr());
     if let Some(hub) = hub {
         eprintln!(

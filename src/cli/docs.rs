@@ -1,7 +1,7 @@
 //! `completions` and `manpage`: generated from the clap definitions, so they never drift.
 //! `scripts/update-docs.sh` writes them into `completions/` and `man/`.
 
-use super::Cli;
+use super::{Cli, CliError};
 use clap::{Args, CommandFactory};
 
 /// `bistro completions`.
@@ -19,7 +19,7 @@ pub struct ManpageArgs {
     pub subcommand: Option<String>,
 }
 
-pub(super) fn completions(args: &CompletionsArgs) -> anyhow::Result<i32> {
+pub(super) fn completions(args: &CompletionsArgs) -> Result<i32, CliError> {
     clap_complete::generate(
         args.shell,
         &mut Cli::command(),
@@ -29,7 +29,7 @@ pub(super) fn completions(args: &CompletionsArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-pub(super) fn manpage(args: &ManpageArgs) -> anyhow::Result<i32> {
+pub(super) fn manpage(args: &ManpageArgs) -> Result<i32, CliError> {
     let mut cmd = Cli::command();
     // Built, so subcommands carry the global options (--state-dir, --config, --color).
     cmd.build();

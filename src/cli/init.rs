@@ -1,6 +1,6 @@
 //! `bistro init`: create the state directory and its config.
 
-use super::Cli;
+use super::{Cli, CliError};
 use crate::state::StateDir;
 use crate::store::{LogStore, StatusStore};
 use clap::Args;
@@ -16,7 +16,7 @@ pub struct InitArgs {
     pub force: bool,
 }
 
-pub(super) fn run(state: &StateDir, cli: &Cli, args: &InitArgs) -> anyhow::Result<i32> {
+pub(super) fn run(state: &StateDir, cli: &Cli, args: &InitArgs) -> Result<i32, CliError> {
     let target = state.default_config();
     // Read first: an unreadable --config creates nothing.
     let source = match &cli.config {

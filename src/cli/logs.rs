@@ -1,5 +1,6 @@
 //! `bistro logs`: task output and lifecycle events, filtered, followed, or as JSON Lines.
 
+use super::CliError;
 use crate::sanitize::for_terminal;
 use crate::state::StateDir;
 use crate::store::{LogKind, LogQuery, LogRow, LogStore};
@@ -109,7 +110,7 @@ fn shell_quote(arg: &str) -> String {
     }
 }
 
-pub(super) fn run(state: &StateDir, args: &LogsArgs) -> anyhow::Result<i32> {
+pub(super) fn run(state: &StateDir, args: &LogsArgs) -> Result<i32, CliError> {
     let db = state.logs_db();
     if !db.exists() {
         super::warn(&format!(

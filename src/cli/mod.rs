@@ -5,7 +5,9 @@ mod check;
 mod control;
 mod daemon;
 mod docs;
+mod error;
 mod init;
+mod logging;
 mod logs;
 mod run_task;
 mod serve_http;
@@ -15,6 +17,8 @@ mod supervise;
 mod tick;
 mod why;
 mod worker;
+
+pub use error::{error_message, CliError};
 
 use crate::runner::{LocalRunner, SimulatedRunner, Simulation, TaskRunner};
 use anyhow::Context;
@@ -179,21 +183,32 @@ impl SimulationFlags {
     }
 }
 
+/// A flag's value out of its range.
+#[derive(Debug, thiserror::Error)]
+enum BadValue {
+    /// Not a probability.
+    #[error("expected a probability between 0 and 1, got {0:?}")]
+    Probability(String),
+    /// Not a number of seconds in range.
+    #[error("expected a number of seconds between 0 and 1000000, got {0:?}")]
+    Seconds(String),
+}
+
 /// Parses a probability, from 0 to 1.
-fn parse_probability(text: &str) -> Result<f64, String> {
+fn parse_probability(text: &str) -> Result<f64, BadValue> {
     text.parse::<f64>()
         .ok()
         .filter(|p| (0.0..=1.0).contains(p))
-        .ok_or_else(|| format!("expected a probability between 0 and 1, got {text:?}"))
+        .ok_or_else(|| BadValue::Probability(text.to_string()))
 }
 
 /// Parses a duration in (fractional) seconds, from 0 to a million.
-fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+fn parse_seconds(text: &str) -> Result<std::time::Duration, BadValue> {
     text.parse::<f64>()
         .ok()
         .filter(|s| (0.0..=1e6).contains(s))
         .map(std::time::Duration::from_secs_f64)
-        .ok_or_else(|| format!("expected a number of seconds between 0 and 1000000, got {text:?}"))
+        .ok_or_else(|| BadValue::Seconds(text.to_string()))
 }
 
 /// The subcommands.
@@ -235,15 +250,14 @@ pub enum Command {
 }
 
 /// Runs a parsed command line; returns the process exit code.
-pub fn run(cli: Cli) -> anyhow::Result<i32> {
+pub fn run(cli: Cli) -> Result<i32, CliError> {
     let state = bistro_state(&cli);
-    // Library diagnostics (a node script's stderr) go through `tracing`. The daemon and
-    // the worker set their own verbosity; a supervisor fetches no nodes.
-    if !matches!(
-        cli.command,
-        Command::Daemon(_) | Command::Worker(_) | Command::Supervise(_)
-    ) {
-        daemon::init_logging(0);
+    // Library diagnostics go through `tracing`: the daemon and the worker set their
+    // own verbosity; the processes that supervise runs print their supervisor's lines.
+    match &cli.command {
+        Command::Daemon(_) | Command::Worker(_) => {}
+        Command::Supervise(_) | Command::RunTask(_) => crate::supervisor::diagnostics::init(),
+        _ => logging::init_plain(),
     }
     match &cli.command {
         Command::Init(args) => init::run(&state, &cli, args),
@@ -266,76 +280,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 
 fn bistro_state(cli: &Cli) -> crate::state::StateDir {
     crate::state::StateDir::new(&cli.state_dir)
-}
-
-/// Maps library errors to the exit code a script should see.
-pub fn exit_code_for(error: &anyhow::Error) -> i32 {
-    for cause in error.chain() {
-        // A state error may be wrapped transparently (then it is not in the chain).
-        let state_error = match cause.downcast_ref() {
-            Some(crate::run_task::RunTaskError::Tick(crate::tick::TickError::State(e))) => Some(e),
-            _ => cause.downcast_ref::<crate::state::StateError>(),
-        };
-        match state_error {
-            Some(crate::state::StateError::Locked { .. }) => return ExitCode::Locked as i32,
-            Some(crate::state::StateError::NoState(_)) => return ExitCode::Usage as i32,
-            _ => {}
-        }
-        if let Some(
-            crate::run_task::RunTaskError::Usage(_) | crate::run_task::RunTaskError::Config(_),
-        ) = cause.downcast_ref()
-        {
-            return ExitCode::Usage as i32;
-        }
-        if let Some(
-            crate::why::WhyError::UnknownJob { .. } | crate::why::WhyError::NotATask { .. },
-        ) = cause.downcast_ref()
-        {
-            return ExitCode::Usage as i32;
-        }
-        if let Some(
-            crate::http::HttpError::BadAddress(_)
-            | crate::http::HttpError::BadAllowedHost(_)
-            | crate::http::HttpError::NotLoopback(_)
-            | crate::http::HttpError::NoState(_),
-        ) = cause.downcast_ref()
-        {
-            return ExitCode::Usage as i32;
-        }
-        if let Some(crate::control::ControlError::UnknownJob(_)) = cause.downcast_ref() {
-            return ExitCode::Usage as i32;
-        }
-        if let Some(crate::context::NoUsableConfig { .. }) = cause.downcast_ref() {
-            return ExitCode::Usage as i32;
-        }
-    }
-    ExitCode::Failure as i32
-}
-
-/// The error and its causes in one line, each cause said once: many errors already
-/// quote their source in their own message (`creating X: No such file`), so a cause
-/// the message so far already ends with is not repeated.
-pub fn error_message(error: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if out.ends_with(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
-}
-
-/// True when the error is a closed stdout (`bistro status | head -1`): not a failure.
-pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }
 
 /// Prints a diagnostic to stderr.

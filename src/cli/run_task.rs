@@ -1,6 +1,6 @@
 //! `bistro run-task JOB NODE`: run one task now, in the foreground.
 
-use super::{Cli, RunFlags};
+use super::{Cli, CliError, RunFlags};
 use crate::run_task::{run_task, RunTaskOptions};
 use crate::sanitize::for_terminal;
 use crate::state::StateDir;
@@ -24,8 +24,7 @@ pub struct RunTaskArgs {
     ignore_resources: bool,
 }
 
-pub(super) fn run(state: &StateDir, cli: &Cli, args: &RunTaskArgs) -> anyhow::Result<i32> {
-    crate::supervisor::diagnostics::init();
+pub(super) fn run(state: &StateDir, cli: &Cli, args: &RunTaskArgs) -> Result<i32, CliError> {
     let opts = RunTaskOptions {
         flags: crate::context::RunFlags {
             config: cli.config.clone(),
@@ -38,6 +37,9 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &RunTaskArgs) -> anyhow::Re
     };
     let exe = std::env::current_exe().context("finding the bistro binary")?;
     let outcome = run_task(state, exe, &args.job, &args.node, &opts)?;
+    if let Some(e) = &outcome.unrecorded {
+        eprintln!("bistro: {e}; the next tick will record the task's status");
+    }
     let result = &outcome.result;
     // The recorded status (after backoff: an error may have become a permanent failure).
     let (name, message) = match &outcome.recorded {

@@ -1,7 +1,7 @@
 //! `bistro serve-http`: the REST API, status page and metrics over the state dir, until
 //! SIGINT or SIGTERM.
 
-use super::{Cli, ExitCode};
+use super::{Cli, CliError, ExitCode};
 use crate::app::{HttpOptions, HttpServer};
 use crate::http::DEFAULT_LISTEN;
 use crate::state::StateDir;
@@ -35,8 +35,7 @@ pub struct ServeHttpArgs {
     allow_hosts: Vec<String>,
 }
 
-pub(super) fn run(state: &StateDir, cli: &Cli, args: &ServeHttpArgs) -> anyhow::Result<i32> {
-    super::daemon::init_logging(0);
+pub(super) fn run(state: &StateDir, cli: &Cli, args: &ServeHttpArgs) -> Result<i32, CliError> {
     let opts = HttpOptions {
         listen: args.listen.clone(),
         allow_remote: args.allow_remote,
@@ -45,7 +44,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &ServeHttpArgs) -> anyhow::
         ..Default::default()
     };
     let stop = super::signals::stop_on_signals();
-    // Bad addresses and a state dir without state exit 2 (see `exit_code_for`).
+    // Bad addresses and a state dir without state exit 2 (their kind is `Usage`).
     let server = HttpServer::bind(state, &opts)?;
     eprintln!("listening on http://{}", server.local_addr());
     server.serve(stop);

@@ -1,7 +1,7 @@
 //! `bistro status`: per-job progress, as a table or as the stable JSON document.
 
-use super::Cli;
-use crate::report::{self, ReportError, ReportFilter, StateReport};
+use super::{Cli, CliError};
+use crate::report::{self, Progress, ReportError, ReportFilter, StateReport};
 use crate::sanitize::for_terminal;
 use crate::state::StateDir;
 use crate::status::StatusName;
@@ -34,35 +34,29 @@ pub struct StatusArgs {
 }
 
 /// `--check`: 0 all done, 3 work remains, 4 only permanent failures remain.
-fn check_code(report: &crate::report::StatusReport, config: &crate::config::Config) -> i32 {
-    let runnable = report
-        .jobs
-        .iter()
-        .filter(|j| config.job(&j.name).is_some_and(crate::config::Job::can_run));
-    let (mut total, mut done, mut failed) = (0, 0, 0);
-    for job in runnable {
-        let c = |k: &str| job.counts.get(k).copied().unwrap_or(0);
-        total += c("total") - c("excluded");
-        done += c("done");
-        failed += c("failed");
-    }
-    if done == total {
-        0
-    } else if done + failed == total {
-        4
-    } else {
-        3
+fn check_code(progress: Progress) -> i32 {
+    match progress {
+        Progress::Done => 0,
+        Progress::WorkRemains => 3,
+        Progress::OnlyFailuresRemain => 4,
     }
 }
 
-fn parse_status_name(s: &str) -> Result<StatusName, String> {
-    StatusName::parse(s).ok_or_else(|| {
-        let names: Vec<&str> = StatusName::ALL.iter().map(|n| n.as_str()).collect();
-        format!("unknown status {s:?}; use one of {}", names.join(", "))
+/// A `--status` that names no status.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown status {name:?}; use one of {}", StatusName::ALL.map(|n| n.as_str()).join(", "))]
+struct UnknownStatus {
+    /// The name given.
+    name: String,
+}
+
+fn parse_status_name(s: &str) -> Result<StatusName, UnknownStatus> {
+    StatusName::parse(s).ok_or_else(|| UnknownStatus {
+        name: s.to_string(),
     })
 }
 
-pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Result<i32> {
+pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> Result<i32, CliError> {
     let filter = ReportFilter {
         jobs: args.jobs.clone(),
         statuses: args.statuses.clone(),
@@ -99,7 +93,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> anyhow::Res
         ));
     }
     if args.check {
-        return Ok(check_code(&report, config));
+        return Ok(check_code(report.progress(config)));
     }
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -1,6 +1,7 @@
 //! `bistro supervise`: the detached supervisor host a tick or daemon starts for its
 //! tasks (see `supervisor::host`).
 
+use super::CliError;
 use crate::state::StateDir;
 use crate::supervisor::host;
 use anyhow::Context;
@@ -15,7 +16,7 @@ pub struct SuperviseArgs {
     pub socket_fd: i32,
 }
 
-pub(super) fn run(state: &StateDir, args: &SuperviseArgs) -> anyhow::Result<i32> {
+pub(super) fn run(state: &StateDir, args: &SuperviseArgs) -> Result<i32, CliError> {
     nix::fcntl::fcntl(
         args.socket_fd,
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
@@ -32,7 +33,6 @@ pub(super) fn run(state: &StateDir, args: &SuperviseArgs) -> anyhow::Result<i32>
     // Our own session: terminal signals and the runner's exit cannot reach us, and a
     // later tick can kill everything we started through the session id.
     nix::unistd::setsid().context("starting a session")?;
-    crate::supervisor::diagnostics::init();
     host::serve(state, socket);
     Ok(0)
 }

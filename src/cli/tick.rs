@@ -1,6 +1,6 @@
 //! `bistro tick`: one scheduling iteration, for cron and scripts.
 
-use super::{Cli, ExitCode, IterationFlags, RunFlags, SimulationFlags};
+use super::{Cli, CliError, ExitCode, IterationFlags, RunFlags, SimulationFlags};
 use crate::sanitize::for_terminal;
 use crate::scheduler::WaitReason;
 use crate::state::StateDir;
@@ -31,7 +31,7 @@ pub struct TickArgs {
     simulation: SimulationFlags,
 }
 
-pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> anyhow::Result<i32> {
+pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> Result<i32, CliError> {
     let opts = TickOptions {
         dry_run: args.dry_run,
         ..args.iteration.tick_options(cli, &args.run)

@@ -1,10 +1,10 @@
 //! `bistro why JOB NODE`: why a task is or is not running.
 
-use super::Cli;
+use super::{Cli, CliError};
+use crate::context::RunFlags;
 use crate::runner::LocalRunner;
 use crate::sanitize::for_terminal;
 use crate::state::StateDir;
-use crate::tick::TickOptions;
 use anyhow::Context;
 use clap::Args;
 
@@ -21,21 +21,14 @@ pub struct WhyArgs {
     json: bool,
 }
 
-pub(super) fn run(state: &StateDir, cli: &Cli, args: &WhyArgs) -> anyhow::Result<i32> {
-    state.existing_statuses_db()?;
-    let opts = TickOptions {
-        flags: crate::context::RunFlags {
-            config: cli.config.clone(),
-            ..Default::default()
-        },
-        // The nodes the scheduler fetched last, whatever its --nodes-update-ms: those
-        // are the ones it schedules over (only a change of node sources refetches).
-        nodes_update_ms: i64::MAX,
+pub(super) fn run(state: &StateDir, cli: &Cli, args: &WhyArgs) -> Result<i32, CliError> {
+    let flags = RunFlags {
+        config: cli.config.clone(),
         ..Default::default()
     };
     let exe = std::env::current_exe().context("finding the bistro binary")?;
     let mut runner = LocalRunner::new(state.clone(), exe);
-    let why = crate::why::why(state, &opts, &mut runner, &args.job, &args.node)?;
+    let why = crate::why::why(state, &flags, &mut runner, &args.job, &args.node)?;
     if args.json {
         println!("{}", why.json);
     } else {

@@ -2,7 +2,7 @@
 //! without `--worker-command` (bistro-runtime §1.2). Its state dir holds its task
 //! logs and the jobs' working directories.
 
-use super::{Cli, ExitCode};
+use super::{Cli, CliError, ExitCode};
 use crate::state::StateDir;
 use crate::worker::{WorkerEnd, WorkerOptions};
 use anyhow::Context;
@@ -58,8 +58,8 @@ fn scheduler_addr(url: &str) -> anyhow::Result<String> {
     Ok(rest.to_string())
 }
 
-pub(super) fn run(state: &StateDir, _cli: &Cli, args: &WorkerArgs) -> anyhow::Result<i32> {
-    super::daemon::init_logging(args.verbose);
+pub(super) fn run(state: &StateDir, _cli: &Cli, args: &WorkerArgs) -> Result<i32, CliError> {
+    super::logging::init(args.verbose);
     let scheduler = match scheduler_addr(&args.scheduler) {
         Ok(addr) => addr,
         Err(e) => {

@@ -1,5 +1,5 @@
 //! The SQLite databases of a state directory: task statuses (with the running table and
-//! a small key/value `meta` table) and task logs.
+//! a small key/value `meta` table, where [`LastTick`] is kept) and task logs.
 //!
 //! Every connection is opened the same way: WAL, `synchronous=NORMAL` (a committed
 //! status survives any crash of ours; only a power cut may lose the last commits), a
@@ -7,12 +7,15 @@
 //! fires its delete trigger, which the status tallies need), and `BEGIN IMMEDIATE`
 //! for writes so a writer never fails upgrading a read lock.
 
+mod last_tick;
 mod logs;
 mod statuses;
 
+pub use last_tick::LastTick;
 pub use logs::{LogKind, LogLine, LogQuery, LogRow, LogStore, PageQuery};
 pub use statuses::{StatusRow, StatusSnapshot, StatusStore, Tallies};
 
+use crate::error::{ErrorKind, HasKind};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -55,6 +58,12 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl HasKind for StoreError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Runtime
+    }
 }
 
 impl StoreError {

@@ -2,9 +2,12 @@
 //! claimed, started, released and recorded, without any process.
 
 use super::*;
-use crate::runner::{Launch, PreparedTask, RunnerError, TaskResult};
+use crate::context::keys;
+use crate::runner::{Launch, Outcome, PreparedTask, RunnerError, TaskResult};
 use crate::status::{bits, TaskStatus};
-use std::collections::HashMap;
+use crate::store::{LastTick, StatusStore};
+use crate::task::RunningTask;
+use std::collections::{BTreeMap, HashMap};
 
 /// A runner whose runs end as the test says.
 #[derive(Default)]

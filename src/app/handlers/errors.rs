@@ -7,7 +7,7 @@
 
 use super::HandlerError;
 use crate::app::snapshot::Snapshot;
-use crate::tick::LastTick;
+use crate::store::LastTick;
 use serde_json::{json, Map, Value};
 
 pub(super) fn errors(snap: &Snapshot) -> Result<Value, HandlerError> {

@@ -1,10 +1,18 @@
 //! `bistro daemon`: the tick loop kept in one process (bistro-runtime §1.4). Each
 //! iteration is exactly a `tick`; between them the daemon keeps its config (re-read
 //! every `config_update_ms`) and waits as Bistro does (`working_wait` while tasks run,
-//! `idle_wait` otherwise, 5 s after a failure). The caller holds the state lock.
+//! `idle_wait` otherwise, 5 s after a failure).
 //!
 //! Tasks belong to their detached supervisors, not to the daemon: stopping it (or
 //! killing it) leaves them running, and the next daemon or tick records their ends.
+//!
+//! [`run`] is the loop, whose caller holds the state lock; [`serve`] is a whole
+//! daemon around it: the lock, the runner, the services, the log.
+
+mod log;
+mod serve;
+
+pub use serve::{serve, DaemonError, RunOn, ServeOptions};
 
 use crate::runner::TaskRunner;
 use crate::scheduler::WaitReason;

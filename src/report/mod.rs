@@ -7,6 +7,7 @@ pub use counts::CountsInput;
 
 use crate::config::Config;
 use crate::context;
+use crate::error::{ErrorKind, HasKind};
 use crate::nodes::Nodes;
 use crate::state::StateDir;
 use crate::status::{StatusName, TaskStatus};
@@ -39,6 +40,41 @@ pub struct StatusReport {
     /// rewritten at each sweep; `as_of` says when).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<serde_json::Value>,
+}
+
+/// How far the runnable jobs of a report are (`status --check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Every task is done (tasks that filters or disabled nodes exclude aside).
+    Done,
+    /// Some tasks can still run.
+    WorkRemains,
+    /// Every task not done has failed for good.
+    OnlyFailuresRemain,
+}
+
+impl StatusReport {
+    /// How far the jobs of `config` that can run are.
+    pub fn progress(&self, config: &Config) -> Progress {
+        let runnable = self
+            .jobs
+            .iter()
+            .filter(|j| config.job(&j.name).is_some_and(crate::config::Job::can_run));
+        let (mut total, mut done, mut failed) = (0, 0, 0);
+        for job in runnable {
+            let c = |k: &str| job.counts.get(k).copied().unwrap_or(0);
+            total += c("total") - c("excluded");
+            done += c("done");
+            failed += c("failed");
+        }
+        if done == total {
+            Progress::Done
+        } else if done + failed == total {
+            Progress::OnlyFailuresRemain
+        } else {
+            Progress::WorkRemains
+        }
+    }
 }
 
 /// The remote workers as the scheduler last recorded them, with `as_of` (epoch
@@ -323,6 +359,17 @@ pub enum ReportError {
     Store(#[from] crate::store::StoreError),
 }
 
+impl HasKind for ReportError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NoState(e) => e.kind(),
+            Self::NoConfig(_) => ErrorKind::Usage,
+            Self::Nodes(_) => ErrorKind::Runtime,
+            Self::Store(e) => e.kind(),
+        }
+    }
+}
+
 /// Reads the report of a state directory as `bistro status` shows it: the config in
 /// force (`explicit` or the remembered file, else the last good one), the nodes the
 /// scheduler stored for it (else freshly fetched), and statuses with
@@ -360,7 +407,7 @@ pub fn from_state(
 
 /// The report of one read of the status database, with runs that finished since the
 /// last tick applied: from the status tallies when no task rows are asked for (see
-/// [`counts`]), else (or if the tallies are off) from every stored status.
+/// `counts.rs`), else (or if the tallies are off) from every stored status.
 pub fn read(input: &CountsInput, filter: &ReportFilter) -> Result<StatusReport, StoreError> {
     if !filter.tasks {
         if let Some(report) = counts::report(input, filter)? {
