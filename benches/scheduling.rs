@@ -6,10 +6,10 @@
 //! `cargo bench --bench scheduling`; `BISTRO_BENCH_SMOKE=1` shrinks the problem to
 //! 100 hosts so CI can check the benchmarks still run (`cargo bench -- --test`).
 
-use bistro::config::Config;
-use bistro::nodes::Nodes;
+use bistro::foundation::config::Config;
+use bistro::foundation::status::{bits, parse_status, TaskStatus};
+use bistro::model::nodes::Nodes;
 use bistro::scheduler::{plan, PassInput, Statuses};
-use bistro::status::{bits, parse_status, TaskStatus};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use rand::rngs::StdRng;
 use rand::SeedableRng;

@@ -2,8 +2,8 @@
 //! nodes only.
 
 use super::snapshot::{NodesUnavailable, Site, Snapshot};
-use crate::http::Reply;
-use crate::report::{self, ReportFilter, StatusReport};
+use crate::execution::http::Reply;
+use crate::usecases::report::{self, ReportFilter, StatusReport};
 
 /// Answers `GET /api/status`; `query` is the request's query string.
 pub fn reply(site: &Site, query: &str) -> Reply {

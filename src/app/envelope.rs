@@ -10,7 +10,7 @@
 
 use super::handlers::{self, Params};
 use super::snapshot::{Site, Snapshot};
-use crate::http::{ensure_token, AuthError, Reply};
+use crate::execution::http::{ensure_token, AuthError, Reply};
 use serde_json::{json, Map, Value};
 
 /// The most sub-queries one request may hold.
@@ -227,12 +227,15 @@ mod tests {
     #[test]
     fn answers_past_the_size_limit_become_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let state = crate::state::StateDir::new(dir.path());
+        let state = crate::storage::state::StateDir::new(dir.path());
         state.create().unwrap();
-        crate::store::StatusStore::open(&state.statuses_db()).unwrap();
+        crate::storage::store::StatusStore::open(&state.statuses_db()).unwrap();
         std::fs::write(
             state.default_config(),
-            include_str!("../../examples/configs/simple.json"),
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/examples/configs/simple.json"
+            )),
         )
         .unwrap();
         let snap = Snapshot::load(&state, Some(&state.default_config())).unwrap();

@@ -3,9 +3,9 @@
 
 use super::api_status::snapshot_report;
 use super::snapshot::Site;
-use crate::http::Reply;
-use crate::report::{ReportFilter, StatusReport};
-use crate::store::LastTick;
+use crate::execution::http::Reply;
+use crate::storage::store::LastTick;
+use crate::usecases::report::{ReportFilter, StatusReport};
 use std::fmt::Write;
 
 /// Answers `GET /metrics`, with the same refusals as `GET /api/status`.
@@ -125,7 +125,7 @@ pub fn render(input: &MetricsInput) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{JobReport, SchedulerState};
+    use crate::usecases::report::{JobReport, SchedulerState};
     use std::collections::BTreeMap;
 
     #[test]

@@ -1,6 +1,6 @@
 //! The REST API over a state directory (bistro-runtime §4), the status page and
 //! Prometheus metrics, served by `bistro serve-http` (and `bistro daemon --http`)
-//! over the [`crate::http`] transport.
+//! over the [`crate::execution::http`] transport.
 //!
 //! Routes (`routes.rs`, wired in `server.rs`):
 //!
@@ -10,7 +10,7 @@
 //! | `GET /` | the self-refreshing status page (`page.rs`) |
 //! | `GET /api/status[?tasks=1]` | the `bistro status --json` document (`api_status.rs`) |
 //! | `GET /metrics` | Prometheus text exposition (`metrics.rs`) |
-//! | `POST /rpc/NAME` | remote workers' calls, on a daemon with remote workers ([`crate::http::rpc`]) |
+//! | `POST /rpc/NAME` | remote workers' calls, on a daemon with remote workers ([`crate::execution::http::rpc`]) |
 //!
 //! Everything is read from the state directory's files and SQLite databases (WAL, safe
 //! beside a running tick); the state lock is never taken. Security (engineering guide
@@ -24,8 +24,8 @@
 //! ```no_run
 //! use bistro::app::{HttpOptions, HttpServer};
 //! use std::sync::atomic::AtomicBool;
-//! # fn main() -> Result<(), bistro::http::HttpError> {
-//! let state = bistro::state::StateDir::new("bistro-state");
+//! # fn main() -> Result<(), bistro::execution::http::HttpError> {
+//! let state = bistro::storage::state::StateDir::new("bistro-state");
 //! // Fails fast: a bad address, a port taken, a state dir without state.
 //! let server = HttpServer::bind(&state, &HttpOptions::default())?;
 //! let _bound = server.local_addr(); // the port actually bound, with port 0

@@ -1,7 +1,7 @@
 //! Which REST route a request asks for: 404 for an unknown path, 405 (with `Allow`)
 //! for a wrong method.
 
-use crate::http::Reply;
+use crate::execution::http::Reply;
 
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,65 +5,25 @@
 use super::routes::{route, Route};
 use super::snapshot::Site;
 use super::{api_status, envelope, metrics, page};
-use crate::http::rpc::{RpcEndpoint, RpcService};
-use crate::http::{
-    ensure_token, HttpError, ListenOptions, Reply, Request, Server, DEFAULT_LISTEN, HEAD_TIMEOUT,
-    REQUEST_TIMEOUT,
-};
-use crate::runner::remote::Hub;
-use crate::state::StateDir;
+use crate::execution::http::rpc::{RpcEndpoint, RpcService};
+use crate::execution::http::{ensure_token, HttpError, ListenOptions, Reply, Request, Server};
+use crate::execution::runner::remote::Hub;
+use crate::storage::state::StateDir;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// How the server listens and what it serves.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct HttpOptions {
-    /// `IP:PORT` or `localhost:PORT`; port 0 picks a free port.
-    pub listen: String,
-    /// Listen on a non-loopback address too.
-    pub allow_remote: bool,
-    /// More names clients may reach the server by (`Host` and `Origin`): `NAME` (with
-    /// or without the listening port) or `NAME:PORT`.
-    pub allow_hosts: Vec<String>,
+    /// Where and how the transport listens.
+    pub listen: ListenOptions,
     /// The config file (default: the one the scheduler last used).
     pub config: Option<PathBuf>,
-    /// How long a client has to send the request head (default 10 s).
-    pub head_timeout: std::time::Duration,
-    /// How long a client has to send the whole request, and to read the answer
-    /// (default 30 s).
-    pub request_timeout: std::time::Duration,
     /// The scheduler's remote workers: the server takes their calls (`POST
     /// /rpc/NAME`) and serves their task logs with its own.
     pub hub: Option<Arc<Hub>>,
-}
-
-impl Default for HttpOptions {
-    fn default() -> Self {
-        Self {
-            listen: DEFAULT_LISTEN.to_string(),
-            allow_remote: false,
-            allow_hosts: Vec::new(),
-            config: None,
-            head_timeout: HEAD_TIMEOUT,
-            request_timeout: REQUEST_TIMEOUT,
-            hub: None,
-        }
-    }
-}
-
-impl HttpOptions {
-    /// What the transport needs of the options.
-    fn listen_options(&self) -> ListenOptions {
-        ListenOptions {
-            listen: self.listen.clone(),
-            allow_remote: self.allow_remote,
-            allow_hosts: self.allow_hosts.clone(),
-            head_timeout: self.head_timeout,
-            request_timeout: self.request_timeout,
-        }
-    }
 }
 
 /// A bound server over one state directory.
@@ -77,7 +37,7 @@ impl HttpServer {
     /// Binds the listening socket and makes sure the token file exists. Refuses a
     /// non-loopback address unless `allow_remote`, and a state dir without state.
     pub fn bind(state: &StateDir, opts: &HttpOptions) -> Result<Self, HttpError> {
-        let listen = opts.listen_options();
+        let listen = opts.listen.clone();
         listen.check()?;
         state.existing_statuses_db().map_err(HttpError::NoState)?;
         ensure_token(state)?;
@@ -138,7 +98,7 @@ impl HttpServer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::parse_listen;
+    use crate::execution::http::parse_listen;
 
     #[test]
     fn listen_addresses_parse_and_remote_ones_are_refused_by_default() {
@@ -154,7 +114,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::new(dir.path());
         let opts = HttpOptions {
-            listen: "0.0.0.0:0".into(),
+            listen: ListenOptions {
+                listen: "0.0.0.0:0".into(),
+                ..Default::default()
+            },
             ..Default::default()
         };
         assert!(matches!(

@@ -6,13 +6,13 @@
 //! would let any request spawn scripts, and in the daemon would race its child
 //! reaper and the moments a task lock fd is inheritable.
 
-use crate::config::{Config, ConfigLoadError};
-use crate::context::{self, keys, NodesNotFetched};
-use crate::nodes::Nodes;
-use crate::runner::remote::Hub;
-use crate::state::StateDir;
-use crate::store::{StatusRow, StatusStore, StoreError};
-use crate::task::RunningTask;
+use crate::execution::runner::remote::Hub;
+use crate::foundation::config::{Config, ConfigLoadError};
+use crate::model::nodes::Nodes;
+use crate::model::task::RunningTask;
+use crate::storage::state::StateDir;
+use crate::storage::store::{StatusRow, StatusStore, StoreError};
+use crate::usecases::context::{self, keys, NodesNotFetched};
 use serde_json::Value;
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
@@ -42,7 +42,7 @@ impl Site {
 pub enum SnapshotError {
     /// The state directory has no status database.
     #[error(transparent)]
-    NoState(crate::state::StateError),
+    NoState(crate::storage::state::StateError),
     /// Neither the config file nor a last good config is usable.
     #[error("no usable config at {path}: {message}")]
     NoConfig {
@@ -137,7 +137,7 @@ impl Snapshot {
             config,
             raw,
             config_error: in_force.error,
-            now: crate::now(),
+            now: crate::foundation::time::now(),
             hub: None,
             nodes: OnceCell::new(),
             statuses: OnceCell::new(),
@@ -167,7 +167,7 @@ impl Snapshot {
                 let unavailable = |e: StoreError| StatusesUnavailable(Arc::new(e));
                 let mut rows = self.store.load().map_err(unavailable)?;
                 let mut running = self.store.running().map_err(unavailable)?;
-                crate::tick::preview_finished(&self.state, &mut rows, &mut running);
+                crate::usecases::tick::preview_finished(&self.state, &mut rows, &mut running);
                 Ok((rows, running))
             })
             .as_ref()

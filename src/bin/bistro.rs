@@ -10,7 +10,7 @@ fn main() {
         Err(error) => {
             eprintln!(
                 "bistro: {}",
-                bistro::sanitize::for_terminal(&error.message())
+                bistro::foundation::sanitize::for_terminal(&error.message())
             );
             error.exit_code()
         }

@@ -1,11 +1,11 @@
 //! `bistro check`: every problem in the config, with the job or key at fault.
 
 use super::{Cli, CliError};
-use crate::context;
-use crate::nodes::fetch_nodes;
-use crate::sanitize::for_terminal;
-use crate::state::StateDir;
-use crate::store::StatusStore;
+use crate::foundation::sanitize::for_terminal;
+use crate::model::nodes::fetch_nodes;
+use crate::storage::state::StateDir;
+use crate::storage::store::StatusStore;
+use crate::usecases::context;
 use clap::Args;
 use std::io::Write;
 
@@ -85,7 +85,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> Result<i32, 
 
 /// Settings that are valid but that this bistro does not enforce, so a user migrating
 /// from Bistro is not misled into relying on them.
-fn ignored_settings(config: &crate::config::Config) -> Vec<String> {
+fn ignored_settings(config: &crate::foundation::config::Config) -> Vec<String> {
     let mut out = Vec::new();
     let subprocesses = std::iter::once((
         "bistro_settings".to_string(),

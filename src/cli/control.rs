@@ -2,12 +2,12 @@
 //! `kill_task` and `forgive_jobs` do.
 
 use super::{Cli, CliError};
-use crate::config::Config;
-use crate::context;
-use crate::control;
-use crate::sanitize::for_terminal;
-use crate::state::StateDir;
-use crate::store::StatusStore;
+use crate::foundation::config::Config;
+use crate::foundation::sanitize::for_terminal;
+use crate::storage::state::StateDir;
+use crate::storage::store::StatusStore;
+use crate::usecases::context;
+use crate::usecases::control;
 use clap::Args;
 
 /// `bistro kill JOB NODE`.

@@ -4,10 +4,10 @@
 //! become [`ServeOptions`] for [`daemon::serve`]; this file adds the HTTP server.
 
 use super::{Cli, CliError, ExitCode, IterationFlags, RunFlags, SimulationFlags};
-use crate::daemon::{self, DaemonEnd, DaemonOptions, RunOn, ServeOptions};
-use crate::runner::remote::Hub;
-use crate::state::StateDir;
-use crate::tick::TickOptions;
+use crate::execution::runner::remote::Hub;
+use crate::storage::state::StateDir;
+use crate::usecases::daemon::{self, DaemonEnd, DaemonOptions, RunOn, ServeOptions};
+use crate::usecases::tick::TickOptions;
 use clap::Args;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -104,9 +104,9 @@ struct RemoteFlags {
 }
 
 impl RemoteFlags {
-    fn hub_settings(&self) -> crate::runner::remote::HubSettings {
-        use crate::remote::{health::HealthSettings, pool::PoolSettings};
-        crate::runner::remote::HubSettings {
+    fn hub_settings(&self) -> crate::execution::runner::remote::HubSettings {
+        use crate::execution::remote::{health::HealthSettings, pool::PoolSettings};
+        crate::execution::runner::remote::HubSettings {
             pool: PoolSettings {
                 health: HealthSettings {
                     heartbeat_grace_period: self.heartbeat_grace_period,
@@ -169,12 +169,14 @@ fn start_http(
     hub: Option<&Arc<Hub>>,
 ) -> Result<std::thread::JoinHandle<()>, CliError> {
     let opts = crate::app::HttpOptions {
-        listen: listen.to_string(),
-        allow_remote: args.allow_remote,
-        allow_hosts: args.allow_hosts.clone(),
+        listen: crate::execution::http::ListenOptions {
+            listen: listen.to_string(),
+            allow_remote: args.allow_remote,
+            allow_hosts: args.allow_hosts.clone(),
+            ..Default::default()
+        },
         config: cli.config.clone(),
         hub: hub.cloned(),
-        ..Default::default()
     };
     let server = crate::app::HttpServer::bind(state, &opts)
         .map_err(|e| CliError::from(e).context(format!("serving HTTP on {listen}")))?;

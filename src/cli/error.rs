@@ -2,8 +2,8 @@
 //! its [`ErrorKind`], taken from the library error it started as ([`HasKind`]).
 
 use super::ExitCode;
-use crate::error::{ErrorKind, HasKind};
-use crate::http::HttpError;
+use crate::execution::http::HttpError;
+use crate::foundation::error::{ErrorKind, HasKind};
 
 /// A failed command: what to say, and which exit code to end with.
 #[derive(Debug)]

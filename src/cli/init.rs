@@ -1,12 +1,15 @@
 //! `bistro init`: create the state directory and its config.
 
 use super::{Cli, CliError};
-use crate::state::StateDir;
-use crate::store::{LogStore, StatusStore};
+use crate::storage::state::StateDir;
+use crate::storage::store::{LogStore, StatusStore};
 use clap::Args;
 
 /// The getting-started demo config, verbatim (legacy `node_source` form).
-pub const DEMO_CONFIG: &str = include_str!("../../examples/configs/simple.json");
+pub const DEMO_CONFIG: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/configs/simple.json"
+));
 
 /// `bistro init`.
 #[derive(Debug, Args)]
@@ -56,16 +59,18 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &InitArgs) -> Result<i32, C
         ));
         return Ok(super::ExitCode::Usage as i32);
     }
-    if let Err(e) = crate::config::Config::parse_with(&text, crate::nodes::check_prefs) {
+    if let Err(e) =
+        crate::foundation::config::Config::parse_with(&text, crate::model::nodes::check_prefs)
+    {
         super::warn(&format!(
             "warning: {} is not a valid config yet: {e}",
             target.display()
         ));
     }
-    crate::state::write_atomic(&target, text.as_bytes())?;
+    crate::storage::state::write_atomic(&target, text.as_bytes())?;
     // Later ticks read the config just installed, not one a previous tick remembered.
     store.set_meta(&[(
-        crate::context::keys::CONFIG_PATH,
+        crate::usecases::context::keys::CONFIG_PATH,
         &target.display().to_string(),
     )])?;
     eprintln!(

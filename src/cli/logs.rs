@@ -1,10 +1,10 @@
 //! `bistro logs`: task output and lifecycle events, filtered, followed, or as JSON Lines.
 
 use super::CliError;
-use crate::sanitize::for_terminal;
-use crate::state::StateDir;
-use crate::store::{LogKind, LogQuery, LogRow, LogStore};
-use crate::time::rfc3339;
+use crate::foundation::sanitize::for_terminal;
+use crate::foundation::time::rfc3339;
+use crate::storage::state::StateDir;
+use crate::storage::store::{LogKind, LogQuery, LogRow, LogStore};
 use clap::Args;
 use std::io::Write;
 use std::time::Duration;

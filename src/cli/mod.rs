@@ -20,7 +20,7 @@ mod worker;
 
 pub use error::{error_message, CliError};
 
-use crate::runner::{LocalRunner, SimulatedRunner, Simulation, TaskRunner};
+use crate::execution::runner::{LocalRunner, SimulatedRunner, Simulation, TaskRunner};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -127,9 +127,9 @@ pub struct IterationFlags {
 
 impl IterationFlags {
     /// What each iteration does, from these flags, `run` and the global ones.
-    fn tick_options(&self, cli: &Cli, run: &RunFlags) -> crate::tick::TickOptions {
-        crate::tick::TickOptions {
-            flags: crate::context::RunFlags {
+    fn tick_options(&self, cli: &Cli, run: &RunFlags) -> crate::usecases::tick::TickOptions {
+        crate::usecases::tick::TickOptions {
+            flags: crate::usecases::context::RunFlags {
                 config: cli.config.clone(),
                 worker_command: run.worker_command.clone(),
                 instance_node_name: run.instance_node_name.clone(),
@@ -170,7 +170,10 @@ pub struct SimulationFlags {
 
 impl SimulationFlags {
     /// The runner these flags ask for: simulated, or processes under supervisors.
-    fn runner(&self, state: &crate::state::StateDir) -> anyhow::Result<Box<dyn TaskRunner>> {
+    fn runner(
+        &self,
+        state: &crate::storage::state::StateDir,
+    ) -> anyhow::Result<Box<dyn TaskRunner>> {
         if self.benchmark_run {
             return Ok(Box::new(SimulatedRunner::new(Simulation {
                 task_duration_ms: self.test_task_duration,
@@ -256,7 +259,9 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
     // own verbosity; the processes that supervise runs print their supervisor's lines.
     match &cli.command {
         Command::Daemon(_) | Command::Worker(_) => {}
-        Command::Supervise(_) | Command::RunTask(_) => crate::supervisor::diagnostics::init(),
+        Command::Supervise(_) | Command::RunTask(_) => {
+            crate::execution::supervisor::diagnostics::init()
+        }
         _ => logging::init_plain(),
     }
     match &cli.command {
@@ -278,13 +283,16 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
     }
 }
 
-fn bistro_state(cli: &Cli) -> crate::state::StateDir {
-    crate::state::StateDir::new(&cli.state_dir)
+fn bistro_state(cli: &Cli) -> crate::storage::state::StateDir {
+    crate::storage::state::StateDir::new(&cli.state_dir)
 }
 
 /// Prints a diagnostic to stderr.
 pub(crate) fn warn(message: &str) {
-    eprintln!("bistro: {}", crate::sanitize::for_terminal(message));
+    eprintln!(
+        "bistro: {}",
+        crate::foundation::sanitize::for_terminal(message)
+    );
 }
 
 #[cfg(test)]
@@ -295,7 +303,7 @@ mod tests {
     #[test]
     fn an_error_message_says_each_cause_once() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
-        let state = crate::state::io_err("creating", std::path::Path::new("/x"))(io);
+        let state = crate::storage::state::io_err("creating", std::path::Path::new("/x"))(io);
         let error = anyhow::Error::new(state).context("starting");
         assert_eq!(error_message(&error), "starting: creating /x: No such file");
     }

@@ -1,9 +1,9 @@
 //! `bistro run-task JOB NODE`: run one task now, in the foreground.
 
 use super::{Cli, CliError, RunFlags};
-use crate::run_task::{run_task, RunTaskOptions};
-use crate::sanitize::for_terminal;
-use crate::state::StateDir;
+use crate::foundation::sanitize::for_terminal;
+use crate::storage::state::StateDir;
+use crate::usecases::run_task::{run_task, RunTaskOptions};
 use anyhow::Context;
 use clap::Args;
 
@@ -26,7 +26,7 @@ pub struct RunTaskArgs {
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &RunTaskArgs) -> Result<i32, CliError> {
     let opts = RunTaskOptions {
-        flags: crate::context::RunFlags {
+        flags: crate::usecases::context::RunFlags {
             config: cli.config.clone(),
             worker_command: args.run.worker_command.clone(),
             instance_node_name: args.run.instance_node_name.clone(),

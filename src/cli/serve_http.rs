@@ -3,8 +3,8 @@
 
 use super::{Cli, CliError, ExitCode};
 use crate::app::{HttpOptions, HttpServer};
-use crate::http::DEFAULT_LISTEN;
-use crate::state::StateDir;
+use crate::execution::http::DEFAULT_LISTEN;
+use crate::storage::state::StateDir;
 use clap::Args;
 
 /// `bistro serve-http`.
@@ -37,9 +37,12 @@ pub struct ServeHttpArgs {
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &ServeHttpArgs) -> Result<i32, CliError> {
     let opts = HttpOptions {
-        listen: args.listen.clone(),
-        allow_remote: args.allow_remote,
-        allow_hosts: args.allow_hosts.clone(),
+        listen: crate::execution::http::ListenOptions {
+            listen: args.listen.clone(),
+            allow_remote: args.allow_remote,
+            allow_hosts: args.allow_hosts.clone(),
+            ..Default::default()
+        },
         config: cli.config.clone(),
         ..Default::default()
     };

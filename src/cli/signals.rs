@@ -27,7 +27,7 @@ pub(super) fn stop_on(signals: &[Signal]) -> &'static AtomicBool {
         SigSet::empty(),
     );
     for &signal in signals {
-        crate::supervisor::spawn::record_handler(signal);
+        crate::execution::supervisor::spawn::record_handler(signal);
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe {
             let _ = sigaction(signal, &action);

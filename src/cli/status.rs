@@ -1,11 +1,11 @@
 //! `bistro status`: per-job progress, as a table or as the stable JSON document.
 
 use super::{Cli, CliError};
-use crate::report::{self, Progress, ReportError, ReportFilter, StateReport};
-use crate::sanitize::for_terminal;
-use crate::state::StateDir;
-use crate::status::StatusName;
-use crate::time::rfc3339;
+use crate::foundation::sanitize::for_terminal;
+use crate::foundation::status::StatusName;
+use crate::foundation::time::rfc3339;
+use crate::storage::state::StateDir;
+use crate::usecases::report::{self, Progress, ReportError, ReportFilter, StateReport};
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use std::io::Write;
@@ -157,7 +157,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> Result<i32,
             o.reason,
             for_terminal(&o.job),
             for_terminal(&o.node),
-            crate::time::rfc3339(o.start_time)
+            crate::foundation::time::rfc3339(o.start_time)
         )?;
     }
     if let Some(workers) = report

@@ -2,8 +2,8 @@
 //! tasks (see `supervisor::host`).
 
 use super::CliError;
-use crate::state::StateDir;
-use crate::supervisor::host;
+use crate::execution::supervisor::host;
+use crate::storage::state::StateDir;
 use anyhow::Context;
 use clap::Args;
 use std::os::fd::{FromRawFd, OwnedFd};

@@ -1,10 +1,10 @@
 //! `bistro tick`: one scheduling iteration, for cron and scripts.
 
 use super::{Cli, CliError, ExitCode, IterationFlags, RunFlags, SimulationFlags};
-use crate::sanitize::for_terminal;
+use crate::foundation::sanitize::for_terminal;
 use crate::scheduler::WaitReason;
-use crate::state::StateDir;
-use crate::tick::{tick, Explained, TickOptions, TickReport};
+use crate::storage::state::StateDir;
+use crate::usecases::tick::{tick, Explained, TickOptions, TickReport};
 use clap::Args;
 use std::io::Write;
 

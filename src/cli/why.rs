@@ -1,10 +1,10 @@
 //! `bistro why JOB NODE`: why a task is or is not running.
 
 use super::{Cli, CliError};
-use crate::context::RunFlags;
-use crate::runner::LocalRunner;
-use crate::sanitize::for_terminal;
-use crate::state::StateDir;
+use crate::execution::runner::LocalRunner;
+use crate::foundation::sanitize::for_terminal;
+use crate::storage::state::StateDir;
+use crate::usecases::context::RunFlags;
 use anyhow::Context;
 use clap::Args;
 
@@ -28,7 +28,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &WhyArgs) -> Result<i32, Cl
     };
     let exe = std::env::current_exe().context("finding the bistro binary")?;
     let mut runner = LocalRunner::new(state.clone(), exe);
-    let why = crate::why::why(state, &flags, &mut runner, &args.job, &args.node)?;
+    let why = crate::usecases::why::why(state, &flags, &mut runner, &args.job, &args.node)?;
     if args.json {
         println!("{}", why.json);
     } else {
@@ -47,7 +47,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &WhyArgs) -> Result<i32, Cl
             println!(
                 "  last status: {} at {}, {} attempt(s){message}",
                 status["status"].as_str().unwrap_or("?"),
-                crate::time::rfc3339(status["time"].as_i64().unwrap_or(0)),
+                crate::foundation::time::rfc3339(status["time"].as_i64().unwrap_or(0)),
                 status["attempts"]
             );
         }

@@ -3,8 +3,8 @@
 //! logs and the jobs' working directories.
 
 use super::{Cli, CliError, ExitCode};
-use crate::state::StateDir;
-use crate::worker::{WorkerEnd, WorkerOptions};
+use crate::storage::state::StateDir;
+use crate::usecases::worker::{WorkerEnd, WorkerOptions};
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
@@ -86,7 +86,7 @@ pub(super) fn run(state: &StateDir, _cli: &Cli, args: &WorkerArgs) -> Result<i32
         heartbeat_period_sec: args.heartbeat_period_sec,
         call_timeout: Duration::from_millis(args.call_timeout_ms),
     };
-    let end = crate::worker::run(state, &opts, stop, |line| eprintln!("{line}"))
+    let end = crate::usecases::worker::run(state, &opts, stop, |line| eprintln!("{line}"))
         .context("running the worker")?;
     Ok(match end {
         WorkerEnd::Stopped => {
@@ -96,7 +96,7 @@ pub(super) fn run(state: &StateDir, _cli: &Cli, args: &WorkerArgs) -> Result<i32
         WorkerEnd::Suicide(why) => {
             eprintln!(
                 "bistro: worker: killed its tasks and exited: {}",
-                crate::sanitize::for_terminal(&why)
+                crate::foundation::sanitize::for_terminal(&why)
             );
             ExitCode::Failure as i32
         }

@@ -4,9 +4,9 @@
 //! they came from.
 
 use super::{PassInput, Plan};
-use crate::config::Config;
-use crate::nodes::Nodes;
-use crate::resources::Shortage;
+use crate::foundation::config::Config;
+use crate::model::nodes::Nodes;
+use crate::model::resources::Shortage;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::sync::Arc;
@@ -209,7 +209,7 @@ impl WaitReason {
                 format!(
                     "backing off for {}s more (until {})",
                     until - now,
-                    crate::time::rfc3339(*until)
+                    crate::foundation::time::rfc3339(*until)
                 )
             }
             WaitReason::NodeDisabled { node } => format!("node {} is disabled", name(*node)),
@@ -348,7 +348,9 @@ pub(super) fn add_shortages(
             h.named.push(holder);
         }
     }
-    fn held(charges: &[crate::resources::NodeCharge]) -> impl Iterator<Item = (&str, &str, &str)> {
+    fn held(
+        charges: &[crate::model::resources::NodeCharge],
+    ) -> impl Iterator<Item = (&str, &str, &str)> {
         charges.iter().flat_map(|c| {
             c.amounts
                 .iter()

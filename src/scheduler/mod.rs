@@ -18,10 +18,10 @@ pub use candidates::Candidates;
 pub use explain::{Holders, WaitReason, Waiting, WaitingJson};
 pub use statuses::Statuses;
 
-use crate::config::{Config, Job, NodeOrder, PolicyName};
-use crate::nodes::{NodeTables, Nodes};
-use crate::resources::{NodeCharge, ResourceBlocks, Shortage, NO_BLOCK};
-use crate::task::RunningTask;
+use crate::foundation::config::{Config, Job, NodeOrder, PolicyName};
+use crate::model::nodes::{NodeTables, Nodes};
+use crate::model::resources::{NodeCharge, ResourceBlocks, Shortage, NO_BLOCK};
+use crate::model::task::RunningTask;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rustc_hash::{FxHashMap, FxHashSet};

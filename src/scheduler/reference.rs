@@ -4,7 +4,7 @@
 //! in the same order, the same orphans, and the same reasons for every waiting task.
 
 use super::*;
-use crate::status::{bits, TaskStatus};
+use crate::foundation::status::{bits, TaskStatus};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -350,12 +350,12 @@ impl Problem {
                 running.push(RunningTask {
                     job: job.name.clone(),
                     node: name,
-                    invocation: crate::task::InvocationId {
+                    invocation: crate::model::task::InvocationId {
                         start_time: 1,
                         rand: running.len() as u64,
                     },
                     charges,
-                    next_backoff: crate::status::BackoffDuration::default(),
+                    next_backoff: crate::foundation::status::BackoffDuration::default(),
                     attempts: 1,
                     worker_shard: "local".into(),
                 });

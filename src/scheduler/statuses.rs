@@ -3,8 +3,8 @@
 //! allocates little, and a pass maps each name to its node once for all jobs, then
 //! reads a job's statuses from a dense array by node instead of looking each name up.
 
-use crate::nodes::{NamesToken, Nodes};
-use crate::status::TaskStatus;
+use crate::foundation::status::TaskStatus;
+use crate::model::nodes::{NamesToken, Nodes};
 use rustc_hash::FxHashMap;
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
@@ -294,7 +294,7 @@ impl<'a> ByNode<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::bits;
+    use crate::foundation::status::bits;
 
     #[test]
     fn statuses_are_found_by_job_and_name_and_replaced_in_place() {

@@ -1,9 +1,9 @@
 //! Bistro's scheduler unit tests (bistro-scheduling §8), ported to the pure pass.
 
 use super::*;
-use crate::config::Config;
-use crate::nodes::fetch_nodes;
-use crate::status::{bits, BackoffDuration, TaskStatus};
+use crate::foundation::config::Config;
+use crate::foundation::status::{bits, BackoffDuration, TaskStatus};
+use crate::model::nodes::fetch_nodes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::{json, Value};
@@ -79,7 +79,7 @@ impl Fixture {
         self.running.push(RunningTask {
             job: job.into(),
             node: node.into(),
-            invocation: crate::task::InvocationId {
+            invocation: crate::model::task::InvocationId {
                 start_time: 1,
                 rand: 1,
             },
@@ -349,7 +349,7 @@ fn running_with(job: &str, node: &str, charges: &[Charge]) -> RunningTask {
     RunningTask {
         job: job.into(),
         node: node.into(),
-        invocation: crate::task::InvocationId {
+        invocation: crate::model::task::InvocationId {
             start_time: 1,
             rand: 1,
         },

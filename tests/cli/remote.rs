@@ -246,7 +246,10 @@ fn worker_state(env: &Env, shard: &str) -> Option<Value> {
 #[test]
 fn the_seed_s_two_process_demo_runs_to_completion_and_the_scheduler_serves_the_worker_s_logs() {
     let env = Env::new();
-    env.config(include_str!("../../examples/configs/simple.json"));
+    env.config(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/configs/simple.json"
+    )));
     let demo = std::fs::canonicalize("examples/demo_bistro_task.sh").unwrap();
     let scheduler = quick_scheduler(&env);
     let _worker = Worker::start(&env, &scheduler, "worker", &demo);

@@ -1,5 +1,5 @@
 //! `kill_task` and `forgive_jobs`: the same library calls as `bistro kill` and
-//! `bistro forgive` ([`crate::control`]).
+//! `bistro forgive` ([`crate::usecases::control`]).
 
 use super::{required_string, strings, HandlerError, Params};
 use crate::app::snapshot::Snapshot;
@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 pub(super) fn kill_task(params: &Params, snap: &Snapshot) -> Result<Value, HandlerError> {
     let job = required_string(params, "job_id")?;
     let node = required_string(params, "node_id")?;
-    crate::control::kill(&snap.state, &snap.config, job, node)?;
+    crate::usecases::control::kill(&snap.state, &snap.config, job, node)?;
     Ok(json!("signaled"))
 }
 
@@ -17,6 +17,6 @@ pub(super) fn forgive_jobs(params: &Params, snap: &Snapshot) -> Result<Value, Ha
     if jobs.is_empty() {
         return Err(HandlerError::NothingToForgive);
     }
-    crate::control::forgive(&snap.state, &snap.config, &jobs, &[])?;
+    crate::usecases::control::forgive(&snap.state, &snap.config, &jobs, &[])?;
     Ok(json!("forgiven"))
 }

@@ -8,9 +8,9 @@
 
 use super::{required_string, HandlerError, ParamError, Params};
 use crate::app::snapshot::Snapshot;
-use crate::config::{Config, ConfigError, JOB_PREFIX};
-use crate::nodes::check_prefs;
-use crate::state::{write_atomic, StateError};
+use crate::foundation::config::{Config, ConfigError, JOB_PREFIX};
+use crate::model::nodes::check_prefs;
+use crate::storage::state::{write_atomic, StateError};
 use serde_json::{json, Map, Value};
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;

@@ -7,7 +7,7 @@
 
 use super::HandlerError;
 use crate::app::snapshot::Snapshot;
-use crate::store::LastTick;
+use crate::storage::store::LastTick;
 use serde_json::{json, Map, Value};
 
 pub(super) fn errors(snap: &Snapshot) -> Result<Value, HandlerError> {
@@ -20,7 +20,7 @@ pub(super) fn errors(snap: &Snapshot) -> Result<Value, HandlerError> {
         );
     }
     for job in &snap.config.jobs {
-        let at = format!("{}{}", crate::config::JOB_PREFIX, job.name);
+        let at = format!("{}{}", crate::foundation::config::JOB_PREFIX, job.name);
         problems.extend(job.problem_lines().into_iter().map(|m| (at.clone(), m)));
     }
     // The scheduler's own failure says more than "no nodes were fetched".
@@ -31,7 +31,7 @@ pub(super) fn errors(snap: &Snapshot) -> Result<Value, HandlerError> {
         problems.push(("bistro_settings.nodes".into(), e.to_string()));
     }
     // A restarted scheduler starts nothing until its remote workers are back.
-    let workers = crate::report::workers(&snap.state);
+    let workers = crate::usecases::report::workers(&snap.state);
     if let Some(wait) = workers.as_ref().and_then(|w| w["initial_wait"].as_str()) {
         problems.push(("RemoteWorkerRunner initial wait".into(), wait.to_string()));
     }

@@ -8,8 +8,8 @@
 
 use super::{integer, strings, wanted, HandlerError, Params};
 use crate::app::snapshot::Snapshot;
+use crate::foundation::status::bits;
 use crate::scheduler::{disabled_on_path, filtered_on_path};
-use crate::status::bits;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 

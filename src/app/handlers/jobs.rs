@@ -4,7 +4,7 @@
 
 use super::{strings, wanted, HandlerError, Params};
 use crate::app::snapshot::Snapshot;
-use crate::config::{Config, Job, JOB_PREFIX};
+use crate::foundation::config::{Config, Job, JOB_PREFIX};
 use serde_json::{json, Map, Value};
 
 pub(super) fn jobs(params: &Params, snap: &Snapshot) -> Result<Value, HandlerError> {

@@ -13,9 +13,9 @@ mod running;
 mod task_logs;
 
 use super::snapshot::{NodesUnavailable, Snapshot, StatusesUnavailable};
-use crate::control::ControlError;
-use crate::http::AuthError;
-use crate::store::StoreError;
+use crate::execution::http::AuthError;
+use crate::storage::store::StoreError;
+use crate::usecases::control::ControlError;
 use edit::EditError;
 use serde_json::{Map, Value};
 use task_logs::LogsError;

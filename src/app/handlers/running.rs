@@ -24,7 +24,7 @@ pub(super) fn job_node_runtime(params: &Params, snap: &Snapshot) -> Result<Value
 fn by_job_and_node(
     params: &Params,
     snap: &Snapshot,
-    f: impl Fn(&crate::task::RunningTask) -> Value,
+    f: impl Fn(&crate::model::task::RunningTask) -> Value,
 ) -> Result<Value, HandlerError> {
     let filter = strings(params, "jobs")?;
     let (_, running) = snap.statuses()?;

@@ -8,7 +8,7 @@
 
 use super::{integer, strings, HandlerError, ParamError, Params};
 use crate::app::snapshot::Snapshot;
-use crate::store::{LogKind, LogRow, LogStore, PageQuery, StoreError};
+use crate::storage::store::{LogKind, LogRow, LogStore, PageQuery, StoreError};
 use regex::Regex;
 use serde_json::{json, Value};
 
@@ -206,7 +206,7 @@ fn page_of(mut rows: Vec<LogRow>, request: &LogsRequest) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::LogLine;
+    use crate::storage::store::LogLine;
 
     fn params(v: Value) -> Params {
         v.as_object().unwrap().clone()

@@ -3,10 +3,10 @@
 //! worker-level filters, and the `roundrobin` and `busiest` selectors. Pure, like the
 //! rest of the pass.
 
-use crate::config::{Config, Job};
-use crate::nodes::Nodes;
-use crate::resources::NodeCharge;
-use crate::task::RunningTask;
+use crate::foundation::config::{Config, Job};
+use crate::model::nodes::Nodes;
+use crate::model::resources::NodeCharge;
+use crate::model::task::RunningTask;
 use std::collections::HashMap;
 
 /// A worker that may take tasks in this pass.

@@ -2,10 +2,10 @@
 //! bistro-runtime §5.13), and [`plan_on`](crate::scheduler::plan_on) end to end.
 
 use super::*;
-use crate::nodes::fetch_nodes;
+use crate::foundation::status::BackoffDuration;
+use crate::model::nodes::fetch_nodes;
+use crate::model::task::InvocationId;
 use crate::scheduler::{plan_on, PassInput, Plan, Statuses};
-use crate::status::BackoffDuration;
-use crate::task::InvocationId;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::{json, Value};

@@ -1,0 +1,281 @@
+//! The `script` source: children are the lines a script prints for each parent.
+
+use super::{parent_level, NodeFetcher, Nodes, SourceError};
+use crate::foundation::config::Levels;
+use crate::foundation::sanitize::for_terminal;
+use crate::foundation::sanitize::lenient;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde_json::{Map, Value};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs `script PARENT` (no shell) for every parent; each stdout line is a child.
+///
+/// Unlike Bistro, a script that exits non-zero fails the refresh (a broken script must
+/// not silently empty the node list and orphan every running task), and a script that
+/// runs longer than the `timeout_sec` pref (default 60) is killed with its process group
+/// and fails the refresh (it must not hold the state lock forever). Its stderr is passed
+/// on, escaped for the terminal.
+pub(super) struct ScriptFetcher;
+
+/// Why a node script gave no nodes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScriptError {
+    /// The script could not be started.
+    #[error("cannot run script {script:?}: {error}")]
+    CannotRun {
+        /// The script.
+        script: String,
+        /// The OS error.
+        error: String,
+    },
+    /// Waiting for the script failed.
+    #[error("waiting for script {script:?}: {error}")]
+    Wait {
+        /// The script.
+        script: String,
+        /// The OS error.
+        error: String,
+    },
+    /// The script ran past its timeout and was killed.
+    #[error("script {script:?} {parent:?} ran longer than {}s and was killed", .timeout.as_secs_f64())]
+    TimedOut {
+        /// The script.
+        script: String,
+        /// The parent node it was run for.
+        parent: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The thread reading the script's output panicked.
+    #[error("reading the script's output failed")]
+    Reader,
+    /// The script exited unsuccessfully.
+    #[error("script {script:?} {parent:?} failed: {status}{}", last_line(.last_stderr))]
+    Failed {
+        /// The script.
+        script: String,
+        /// The parent node it was run for.
+        parent: String,
+        /// How it exited.
+        status: String,
+        /// Its last non-blank stderr line, shortened.
+        last_stderr: Option<String>,
+    },
+    /// Reading the script's output failed.
+    #[error("reading the output of script {script:?}: {error}")]
+    Read {
+        /// The script.
+        script: String,
+        /// The OS error.
+        error: String,
+    },
+    /// The output is not UTF-8.
+    #[error("script {script:?} printed node names that are not UTF-8")]
+    NotUtf8 {
+        /// The script.
+        script: String,
+    },
+}
+
+/// How a failed script's last stderr line is quoted in its error.
+fn last_line(line: &Option<String>) -> String {
+    line.as_ref()
+        .map_or_else(String::new, |l| format!(" (its last stderr line: {l:?})"))
+}
+
+/// Seconds a node script may run when its prefs do not say.
+const DEFAULT_TIMEOUT_SECS: f64 = 60.0;
+
+fn run_script(script: &str, parent: &str, timeout: Duration) -> Result<String, ScriptError> {
+    let mut child = Command::new(script)
+        .arg(parent)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| ScriptError::CannotRun {
+            script: script.to_string(),
+            error: e.to_string(),
+        })?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        stdout.read_to_end(&mut out).map(|_| out)
+    });
+    let (who, parent_name) = (script.to_string(), parent.to_string());
+    // Echoes the script's stderr and keeps its last line for the error message.
+    let errors = std::thread::spawn(move || {
+        let mut last = None;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            tracing::warn!(
+                "node script {} {}: {}",
+                for_terminal(&who),
+                for_terminal(&parent_name),
+                for_terminal(&line)
+            );
+            if !line.trim().is_empty() {
+                last = Some(line.chars().take(MAX_QUOTED_CHARS).collect::<String>());
+            }
+        }
+        last
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait().map_err(|e| ScriptError::Wait {
+            script: script.to_string(),
+            error: e.to_string(),
+        })? {
+            Some(status) => break status,
+            None if Instant::now() >= deadline => {
+                let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                let _ = child.wait();
+                let _ = errors.join();
+                return Err(ScriptError::TimedOut {
+                    script: script.to_string(),
+                    parent: parent.to_string(),
+                    timeout,
+                });
+            }
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    // Background children of the script may hold its pipes: they die with its group.
+    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+    let output = reader.join().map_err(|_| ScriptError::Reader)?;
+    let last_stderr = errors.join().ok().flatten();
+    if !status.success() {
+        return Err(ScriptError::Failed {
+            script: script.to_string(),
+            parent: parent.to_string(),
+            status: status.to_string(),
+            last_stderr,
+        });
+    }
+    let output = output.map_err(|e| ScriptError::Read {
+        script: script.to_string(),
+        error: e.to_string(),
+    })?;
+    String::from_utf8(output).map_err(|_| ScriptError::NotUtf8 {
+        script: script.to_string(),
+    })
+}
+
+impl NodeFetcher for ScriptFetcher {
+    fn fetch(
+        &self,
+        nodes: &mut Nodes,
+        prefs: &Map<String, Value>,
+        levels: &Levels,
+    ) -> Result<(), SourceError> {
+        let (parent, level) = parent_level(prefs, levels)?;
+        let script = prefs
+            .get("script")
+            .ok_or(SourceError::MissingPref("script"))?;
+        let script = lenient::as_string(script)
+            .ok_or_else(|| SourceError::bad_pref("script", "a path", script))?;
+        let timeout = match prefs.get("timeout_sec") {
+            None => DEFAULT_TIMEOUT_SECS,
+            Some(t) => lenient::as_f64(t)
+                .filter(|t| *t > 0.0 && *t < 1e9)
+                .ok_or_else(|| {
+                    SourceError::bad_pref("timeout_sec", "a positive number of seconds", t)
+                })?,
+        };
+        let parents: Vec<usize> = nodes.at_level(parent).collect();
+        for p in parents {
+            let stdout = run_script(
+                &script,
+                &nodes.list[p].name,
+                Duration::from_secs_f64(timeout),
+            )?;
+            for line in stdout.lines().filter(|l| !l.is_empty()) {
+                nodes.push(line.to_string(), level, p, true);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How much of a script's stderr line an error message quotes.
+const MAX_QUOTED_CHARS: usize = 500;
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::levels;
+    use super::super::NodeFetcher;
+    use super::*;
+    use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn script(dir: &tempfile::TempDir, body: &str) -> String {
+        let path = dir.path().join("nodes.sh");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    }
+
+    #[test]
+    fn each_line_becomes_a_child_of_the_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = script(&dir, "echo \"$1:foo\"; echo \"$1:bar\"");
+        let mut nodes = Nodes::with_instance("inst");
+        nodes.push("node1".into(), 1, 0, true);
+        nodes.push("node2".into(), 1, 0, true);
+        ScriptFetcher
+            .fetch(
+                &mut nodes,
+                json!({"parent_level": "l1", "script": path})
+                    .as_object()
+                    .unwrap(),
+                &levels(&["l1", "l2"]),
+            )
+            .unwrap();
+        let names: Vec<(&str, usize)> = nodes
+            .list
+            .iter()
+            .map(|n| (n.name.as_str(), n.level))
+            .collect();
+        assert_eq!(
+            names[3..],
+            [
+                ("node1:foo", 2),
+                ("node1:bar", 2),
+                ("node2:foo", 2),
+                ("node2:bar", 2)
+            ]
+        );
+        assert_eq!(nodes.list[3].parent, Some(1));
+    }
+
+    #[test]
+    fn a_missing_or_failing_script_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = levels(&["l1"]);
+        let mut nodes = Nodes::with_instance("inst");
+        assert!(ScriptFetcher
+            .fetch(
+                &mut nodes,
+                json!({"parent_level": "instance"}).as_object().unwrap(),
+                &l
+            )
+            .is_err());
+        let missing = json!({"parent_level": "instance", "script": "/nonexistent/x"});
+        assert!(ScriptFetcher
+            .fetch(&mut nodes, missing.as_object().unwrap(), &l)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot run"));
+        let failing = json!({"parent_level": "instance", "script": script(&dir, "echo a; exit 3")});
+        assert!(ScriptFetcher
+            .fetch(&mut nodes, failing.as_object().unwrap(), &l)
+            .unwrap_err()
+            .to_string()
+            .contains("failed"));
+    }
+}
