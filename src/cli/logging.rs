@@ -2,12 +2,7 @@
 //! long-running commands (`daemon`, `worker`), as `bistro: warning: ...` lines like
 //! the command line's own for the others.
 
-use std::fmt;
 use std::io::IsTerminal;
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
 
 /// Logs to stderr through `tracing`: warnings by default, more with `-v`.
 pub(super) fn init(verbose: u8) {
@@ -28,37 +23,8 @@ pub(super) fn init(verbose: u8) {
 }
 
 /// Warnings and errors to stderr as `bistro: warning: MESSAGE` lines, for a command
-/// that runs once.
+/// that runs once; a supervisor's own lines (`bistro supervise`, `bistro run-task`)
+/// as `TARGET: MESSAGE`.
 pub(super) fn init_plain() {
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(Level::WARN)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .event_format(Plain)
-        .try_init();
-}
-
-/// `bistro: warning: MESSAGE` (or `error:`), nothing else.
-struct Plain;
-
-impl<S, N> FormatEvent<S, N> for Plain
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let level = if *event.metadata().level() == Level::ERROR {
-            "error"
-        } else {
-            "warning"
-        };
-        write!(writer, "bistro: {level}: ")?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
-    }
+    crate::execution::supervisor::diagnostics::init();
 }

@@ -256,12 +256,9 @@ pub enum Command {
 pub fn run(cli: Cli) -> Result<i32, CliError> {
     let state = bistro_state(&cli);
     // Library diagnostics go through `tracing`: the daemon and the worker set their
-    // own verbosity; the processes that supervise runs print their supervisor's lines.
+    // own verbosity; every other command prints warnings as one line each.
     match &cli.command {
         Command::Daemon(_) | Command::Worker(_) => {}
-        Command::Supervise(_) | Command::RunTask(_) => {
-            crate::execution::supervisor::diagnostics::init()
-        }
         _ => logging::init_plain(),
     }
     match &cli.command {

@@ -270,3 +270,35 @@ fn check_warns_that_cgroups_are_accepted_but_not_enforced() {
     );
     assert!(!stderr.contains("bistro_job->plain"), "{stderr}");
 }
+
+#[test]
+fn a_node_script_s_stderr_is_shown_by_tick_and_by_run_task() {
+    let env = Env::new();
+    let task = env.script("task.sh", "echo done > \"$2\"");
+    let script = env.script("nodes.sh", "echo shard1; echo 'slow replica' >&2");
+    env.config(&format!(
+        r#"{{"bistro_settings": {{"enabled": true, "nodes": {{"levels": ["db"], "node_sources": [
+            {{"source": "script", "prefs": {{"parent_level": "instance", "script": "{}"}}}}]}}, "resources": {{}}}},
+          {GOOD_JOB}}}"#,
+        script.display()
+    ));
+    let worker_command = task.to_str().unwrap();
+    for args in [
+        vec!["tick", "--worker-command", worker_command],
+        vec![
+            "run-task",
+            "j",
+            "shard1",
+            "--worker-command",
+            worker_command,
+        ],
+    ] {
+        let out = env.run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("bistro: warning: node script") && stderr.contains("slow replica"),
+            "{}: {stderr}",
+            args[0]
+        );
+    }
+}
