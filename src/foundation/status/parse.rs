@@ -81,11 +81,11 @@ fn label_bits(label: &str) -> Option<u32> {
 }
 
 /// Why a JSON status line was refused; the task gets `error_backoff` with the reason.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 enum StatusLineError {
     /// Neither a status label nor JSON.
     #[error("not a status label nor valid JSON: {0}")]
-    NotJson(String),
+    NotJson(serde_json::Error),
     /// JSON, but not an object.
     #[error("a JSON status must be an object")]
     NotAnObject,
@@ -146,8 +146,7 @@ fn check_result_bits(value: &Value) -> Result<u32, StatusLineError> {
 fn parse_json_status(
     raw: &str,
 ) -> Result<(u32, Option<serde_json::Map<String, Value>>), StatusLineError> {
-    let value: Value =
-        serde_json::from_str(raw).map_err(|e| StatusLineError::NotJson(e.to_string()))?;
+    let value: Value = serde_json::from_str(raw).map_err(StatusLineError::NotJson)?;
     let obj = value.as_object().ok_or(StatusLineError::NotAnObject)?;
     let data = match obj.get("data") {
         None | Some(Value::Null) => None,
