@@ -2,7 +2,6 @@
 //! its [`ErrorKind`], taken from the library error it started as ([`HasKind`]).
 
 use super::ExitCode;
-use crate::execution::http::HttpError;
 use crate::foundation::error::{ErrorKind, HasKind};
 
 /// A failed command: what to say, and which exit code to end with.
@@ -94,18 +93,5 @@ impl HasKind for std::io::Error {
 impl HasKind for serde_json::Error {
     fn kind(&self) -> ErrorKind {
         ErrorKind::Runtime
-    }
-}
-
-/// The HTTP server's errors: a bad address or no state is the user's to fix.
-impl HasKind for HttpError {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            HttpError::BadAddress(_)
-            | HttpError::BadAllowedHost(_)
-            | HttpError::NotLoopback(_)
-            | HttpError::NoState(_) => ErrorKind::Usage,
-            _ => ErrorKind::Runtime,
-        }
     }
 }

@@ -26,7 +26,7 @@ fn config(policy: &str, jobs: Value) -> Config {
     for (name, job) in jobs.as_object().unwrap() {
         v[format!("bistro_job->{name}")] = job.clone();
     }
-    Config::from_value(&v).unwrap()
+    Config::from_value_unchecked(&v).unwrap()
 }
 
 struct Fixture {
@@ -199,7 +199,7 @@ fn replicas_share_one_resource_block_and_never_start_twice() {
         "bistro_job->job": {"owner": "o"},
         "bistro_job->free": {"owner": "o", "resources": {"db_concurrency": 0}}
     });
-    let fx = Fixture::new(Config::from_value(&v).unwrap());
+    let fx = Fixture::new(Config::from_value_unchecked(&v).unwrap());
     let started = fx.started(&fx.plan_seeded(0, false));
     assert_eq!(started.iter().filter(|s| s.0 == "job").count(), 1);
     assert_eq!(started.iter().filter(|s| s.0 == "free").count(), 1);
@@ -307,7 +307,7 @@ fn disabled_nodes_and_filters_exclude_tasks() {
         },
         "bistro_job->j": {"owner": "o", "filters": {"db": {"blacklist": ["db22"]}}}
     });
-    let fx = Fixture::new(Config::from_value(&v).unwrap());
+    let fx = Fixture::new(Config::from_value_unchecked(&v).unwrap());
     let plan = fx.plan_seeded(0, true);
     assert_eq!(
         fx.started(&plan),
@@ -334,7 +334,7 @@ fn instance_level_tasks_run_on_the_instance_node() {
         "bistro_settings": {"enabled": true, "nodes": {"levels": [], "node_sources": [{"source": "empty"}]}, "resources": {}},
         "bistro_job->j": {"owner": "o"}
     });
-    let fx = Fixture::new(Config::from_value(&v).unwrap());
+    let fx = Fixture::new(Config::from_value_unchecked(&v).unwrap());
     assert_eq!(
         fx.started(&fx.plan_seeded(0, false)),
         vec![("j".to_string(), "inst".to_string())]
@@ -389,7 +389,7 @@ fn running_tasks_hold_their_slots_and_tasks_of_gone_jobs_nodes_and_disabled_ones
         "bistro_job->job": {"owner": "o", "resources": {"db_concurrency": 2}},
         "bistro_job->job_disabled": {"owner": "o", "enabled": false, "resources": {"chicken": 2}}
     });
-    let mut fx = Fixture::new(Config::from_value(&v).unwrap());
+    let mut fx = Fixture::new(Config::from_value_unchecked(&v).unwrap());
     let (host, db_conc, chicken) = ("host_concurrency", "db_concurrency", "chicken");
     fx.running = vec![
         running_with(
@@ -492,7 +492,7 @@ fn level_for_tasks_selects_the_level_whose_nodes_become_tasks() {
         if let Some(level) = level_for_tasks {
             v["bistro_settings"]["level_for_tasks"] = json!(level);
         }
-        let fx = Fixture::new(Config::from_value(&v).unwrap());
+        let fx = Fixture::new(Config::from_value_unchecked(&v).unwrap());
         fx.started(&fx.plan_seeded(0, false))
     };
     assert_eq!(with(None), vec![("j".to_string(), "a_node".to_string())]);
@@ -542,7 +542,7 @@ fn all_nodes_gates_count_filtered_nodes_as_done_but_not_disabled_ones() {
         "bistro_job->first": {"owner": "o", "filters": {"db": {"blacklist": ["db22"]}}},
         "bistro_job->after": {"owner": "o", "level_for_tasks": "host",
                               "run_only_after_all_nodes_are_done_for": ["first"]}});
-    let mut fx = Fixture::new(Config::from_value(&v).unwrap());
+    let mut fx = Fixture::new(Config::from_value_unchecked(&v).unwrap());
     fx.statuses
         .insert("first", "db21", TaskStatus::new(bits::DONE, 1), 1);
     let plan = fx.plan_seeded(0, true);
@@ -559,7 +559,7 @@ fn all_nodes_gates_count_filtered_nodes_as_done_but_not_disabled_ones() {
         "db22 is filtered out (never runs), so first is done everywhere it can run"
     );
     v["bistro_job->first"]["filters"] = json!({});
-    let fx = Fixture::new(Config::from_value(&v).unwrap());
+    let fx = Fixture::new(Config::from_value_unchecked(&v).unwrap());
     assert!(fx
         .started(&fx.plan_seeded(0, false))
         .iter()

@@ -1,5 +1,6 @@
 //! Why a server cannot start.
 
+use crate::foundation::error::{ErrorKind, HasKind};
 use crate::storage::state::StateError;
 use std::net::SocketAddr;
 
@@ -29,4 +30,18 @@ pub enum HttpError {
     /// The token file could not be created or read.
     #[error(transparent)]
     Token(#[from] StateError),
+}
+
+/// A bad address or a state dir without state is the user's to fix (exit 2); a port
+/// taken or an unreadable token file is a runtime failure.
+impl HasKind for HttpError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            HttpError::BadAddress(_)
+            | HttpError::BadAllowedHost(_)
+            | HttpError::NotLoopback(_)
+            | HttpError::NoState(_) => ErrorKind::Usage,
+            HttpError::Bind { .. } | HttpError::Token(_) => ErrorKind::Runtime,
+        }
+    }
 }

@@ -43,8 +43,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// Parses a config file's text without checking node source prefs.
-    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    /// Parses a config file's text without checking node source prefs: for tests and
+    /// benchmarks; what loads a user's config passes `nodes::check_prefs` to
+    /// [`Config::parse_with`].
+    pub fn parse_unchecked(text: &str) -> Result<Config, ConfigError> {
         Self::parse_with(text, no_prefs_check)
     }
 
@@ -58,8 +60,9 @@ impl Config {
         Self::from_value_with(&value, check)
     }
 
-    /// Builds a config from parsed JSON without checking node source prefs.
-    pub fn from_value(value: &Value) -> Result<Config, ConfigError> {
+    /// Builds a config from parsed JSON without checking node source prefs: for tests
+    /// and benchmarks, like [`Config::parse_unchecked`].
+    pub fn from_value_unchecked(value: &Value) -> Result<Config, ConfigError> {
         Self::from_value_with(value, no_prefs_check)
     }
 
@@ -195,7 +198,7 @@ mod properties {
     proptest! {
         #[test]
         fn arbitrary_text_never_panics_the_config_parser(text in ".{0,400}") {
-            let _ = Config::parse(&text);
+            let _ = Config::parse_unchecked(&text);
         }
 
         #[test]
@@ -209,7 +212,7 @@ mod properties {
             let mut v = serde_json::json!({"bistro_settings": {"nodes": {"levels": ["a"]}, "resources": {}},
                                            "bistro_job->j": {"owner": "o"}});
             v["bistro_settings"][key] = value;
-            match Config::from_value(&v) {
+            match Config::from_value_unchecked(&v) {
                 Ok(c) => prop_assert_eq!(c.jobs.len(), 1),
                 Err(e) => prop_assert!(!e.problems().is_empty()),
             }

@@ -398,7 +398,7 @@ mod tests {
                     "owner": "o", "enabled": enabled, "filters": filters,
                     "level_for_tasks": if db_level { "db" } else { "host" }});
             }
-            Config::from_value(&config).unwrap()
+            Config::from_value_unchecked(&config).unwrap()
         }
 
         /// Fills the status database of `state` (and result files of finished runs).
