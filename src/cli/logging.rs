@@ -1,6 +1,6 @@
-//! Diagnostics of the library (`tracing`) on stderr: timestamped and levelled for the
-//! long-running commands (`daemon`, `worker`), as `bistro: warning: ...` lines like
-//! the command line's own for the others.
+//! Diagnostics of the library (`tracing`) on stderr for the long-running commands
+//! (`daemon`, `worker`): timestamped and levelled. The others print one line per
+//! warning ([`crate::execution::supervisor::diagnostics`]).
 
 use std::io::IsTerminal;
 
@@ -20,11 +20,4 @@ pub(super) fn init(verbose: u8) {
         .with_ansi(colour)
         .with_target(false)
         .try_init();
-}
-
-/// Warnings and errors to stderr as `bistro: warning: MESSAGE` lines, for a command
-/// that runs once; a supervisor's own lines (`bistro supervise`, `bistro run-task`)
-/// as `TARGET: MESSAGE`.
-pub(super) fn init_plain() {
-    crate::execution::supervisor::diagnostics::init();
 }

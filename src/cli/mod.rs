@@ -259,7 +259,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
     // own verbosity; every other command prints warnings as one line each.
     match &cli.command {
         Command::Daemon(_) | Command::Worker(_) => {}
-        _ => logging::init_plain(),
+        _ => crate::execution::supervisor::diagnostics::init(),
     }
     match &cli.command {
         Command::Init(args) => init::run(&state, &cli, args),
