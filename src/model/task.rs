@@ -57,4 +57,17 @@ pub struct RunningTask {
     pub attempts: i64,
     /// Who runs it: `local` or a worker's shard id.
     pub worker_shard: String,
+    /// The job's `task_timeout_sec` when the run started (None: no limit), so that a
+    /// later process (`why`, a runner that did not start it) knows its deadline.
+    /// Absent from runs recorded before timeouts existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_sec: Option<u64>,
+}
+
+impl RunningTask {
+    /// The epoch second at which the run times out, if its job has a timeout.
+    pub fn timeout_at(&self) -> Option<i64> {
+        let secs = i64::try_from(self.timeout_sec?).unwrap_or(i64::MAX);
+        Some(self.invocation.start_time.saturating_add(secs))
+    }
 }

@@ -358,6 +358,7 @@ impl Problem {
                     next_backoff: crate::foundation::status::BackoffDuration::default(),
                     attempts: 1,
                     worker_shard: "local".into(),
+                    timeout_sec: None,
                 });
                 continue;
             }

@@ -87,6 +87,7 @@ impl Fixture {
             next_backoff: BackoffDuration::default(),
             attempts: 1,
             worker_shard: "local".into(),
+            timeout_sec: None,
         });
     }
 }
@@ -364,6 +365,7 @@ fn running_with(job: &str, node: &str, charges: &[Charge]) -> RunningTask {
         next_backoff: BackoffDuration::default(),
         attempts: 1,
         worker_shard: "local".into(),
+        timeout_sec: None,
     }
 }
 

@@ -116,16 +116,22 @@ pub fn why(
         }
     };
     if let Some(task) = running {
-        let message = format!(
+        let mut message = format!(
             "since {} (invocation {})",
             crate::foundation::time::rfc3339(task.invocation.start_time),
             task.invocation
         );
+        if let (Some(at), Some(secs)) = (task.timeout_at(), task.timeout_sec) {
+            message.push_str(&format!(
+                ", times out at {} (task_timeout_sec {secs})",
+                crate::foundation::time::rfc3339(at)
+            ));
+        }
         return Ok(answer(
             "running",
             "running",
             message,
-            json!({"invocation": task.invocation.to_string()}),
+            json!({"invocation": task.invocation.to_string(), "timeout_at": task.timeout_at()}),
         ));
     }
     let Some(explained) = &report.explained else {

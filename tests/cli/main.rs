@@ -18,3 +18,4 @@ mod scheduling;
 mod status_counts;
 mod status_lines;
 mod supervision;
+mod task_timeouts;

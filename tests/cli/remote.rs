@@ -527,6 +527,36 @@ fn bistro_kill_of_a_task_on_a_worker_is_delivered_by_the_scheduler() {
 }
 
 #[test]
+fn a_task_on_a_worker_past_its_timeout_is_killed_there_and_backs_off() {
+    let env = Env::new();
+    env.config(&config(
+        "{}",
+        r#", "task_timeout_sec": 1, "backoff": [3600, "fail"], "filters": {"level2": {"whitelist": ["node11"]}}"#,
+    ));
+    let (task, ledger) = holding_task(&env);
+    let scheduler = quick_scheduler(&env);
+    let _worker = Worker::start(&env, &scheduler, "w", &task);
+    env.wait_for("node11 running on the worker", || {
+        starts(&ledger).len() == 1
+    });
+    let pid = starts(&ledger)[0].2;
+    env.wait_for("the task killed on the worker at its timeout", || {
+        !alive(pid)
+    });
+    env.wait_for("its timeout recorded", || {
+        env.task("j", "node11")["status"] == "error_backoff"
+    });
+    assert_eq!(
+        env.task("j", "node11")["data"]["exception"],
+        "timed out after 1 s"
+    );
+    assert!(
+        !read(&ledger).contains("end node11"),
+        "it did not run to its end"
+    );
+}
+
+#[test]
 fn a_worker_without_the_scheduler_s_secret_is_refused() {
     let env = Env::new();
     env.config(&config("{}", ""));

@@ -1,5 +1,6 @@
 //! `running_tasks` and the deprecated `job_node_runtime`: the tasks running now, with
-//! when they started (runs whose result is written but not yet recorded are over).
+//! when they started (runs whose result is written but not yet recorded are over) and,
+//! beyond Bistro's answer, when a run with a `task_timeout_sec` times out.
 
 use super::{strings, wanted, HandlerError, Params};
 use crate::app::snapshot::Snapshot;
@@ -7,11 +8,14 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
 pub(super) fn running_tasks(params: &Params, snap: &Snapshot) -> Result<Value, HandlerError> {
-    by_job_and_node(
-        params,
-        snap,
-        |task| json!({"start_time": task.invocation.start_time, "worker_shard": task.worker_shard}),
-    )
+    by_job_and_node(params, snap, |task| {
+        let mut run =
+            json!({"start_time": task.invocation.start_time, "worker_shard": task.worker_shard});
+        if let Some(at) = task.timeout_at() {
+            run["timeout_at"] = json!(at);
+        }
+        run
+    })
 }
 
 pub(super) fn job_node_runtime(params: &Params, snap: &Snapshot) -> Result<Value, HandlerError> {

@@ -130,6 +130,10 @@ pub struct RunTaskRequest {
     pub task_subprocess: TaskSubprocess,
     /// How to kill it.
     pub kill_subprocess: KillRequest,
+    /// The job's `task_timeout_sec`: the worker's supervisor kills the task this long
+    /// after it started it (absent from older schedulers: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_timeout_sec: Option<u64>,
     /// How long the task has between SIGTERM and SIGKILL when its worker dies
     /// (`CAUTION_worker_suicide_task_kill_wait_ms`, which the scheduler's safety
     /// backoff for lost workers counts on; the job's own kill wait is capped by it).

@@ -312,6 +312,7 @@ mod tests {
             worker_host: "h".into(),
             task_subprocess: Default::default(),
             kill_subprocess: Default::default(),
+            task_timeout_sec: None,
             on_worker_death: None,
             worker: None,
         };

@@ -206,6 +206,7 @@ pub fn build_launch(
             .to_string(),
         task_subprocess: job.task_subprocess.clone(),
         kill_subprocess: job.kill_subprocess,
+        task_timeout_sec: job.task_timeout_sec,
         on_worker_death: None,
         worker: worker.map(|w| w.shard.clone()),
     })

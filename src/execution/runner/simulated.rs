@@ -1,6 +1,8 @@
 //! The simulated runner (Bistro's BenchmarkRunner, bistro-runtime §2.12): no process is
 //! started; each run ends after a uniform random 0..2×`task_duration_ms` and reports
-//! `done`, or `error_backoff` with the exception `testing` at `failure_rate`. It
+//! `done`, or `error_backoff` with the exception `testing` at `failure_rate`; a run
+//! longer than its job's `task_timeout_sec` ends at the timeout as `error_backoff`
+//! "timed out after N s", as a real one is killed then. It
 //! measures the scheduler's own overhead (`--benchmark-run`).
 //!
 //! A run's length and outcome are drawn from its invocation's random number, so a run
@@ -114,10 +116,21 @@ impl TaskRunner for SimulatedRunner {
             killed: false,
         });
         let now = now_ms();
+        let duration_ms = self.simulation.duration_ms(invocation);
+        let timeout_ms = task.timeout_sec.map(|s| s.saturating_mul(1000));
+        let timed_out = timeout_ms.is_some_and(|t| t < duration_ms);
+        let ends_ms = run
+            .started_ms
+            .saturating_add(timeout_ms.unwrap_or(u64::MAX).min(duration_ms) as i64);
         let status = if run.killed {
             TaskStatus::incomplete_backoff("killed by bistro", now / 1000)
-        } else if now < run.started_ms + self.simulation.duration_ms(invocation) as i64 {
+        } else if now < ends_ms {
             return Outcome::Running;
+        } else if timed_out {
+            TaskStatus::error_backoff(
+                format!("timed out after {} s", task.timeout_sec.unwrap_or_default()),
+                now / 1000,
+            )
         } else if self.simulation.fails(invocation) {
             TaskStatus::error_backoff("testing", now / 1000)
         } else {
@@ -126,7 +139,7 @@ impl TaskRunner for SimulatedRunner {
         Outcome::Finished(TaskResult {
             status,
             exit: "simulated".into(),
-            killed: run.killed,
+            killed: run.killed || timed_out,
             stop_signal: None,
             end_time: now / 1000,
         })
@@ -163,6 +176,7 @@ mod tests {
             next_backoff: BackoffDuration::new(60),
             attempts: 1,
             worker_shard: "local".into(),
+            timeout_sec: None,
         }
     }
 
@@ -241,6 +255,37 @@ mod tests {
             ..invocation
         });
         assert!(matches!(runner.check(&old), Outcome::Finished(r) if r.status.is_done()));
+    }
+
+    #[test]
+    fn a_run_longer_than_its_timeout_ends_at_the_timeout_as_error_backoff() {
+        let mut runner = SimulatedRunner::new(Simulation {
+            task_duration_ms: 3_600_000,
+            failure_rate: 0.0,
+        });
+        // Drawn from 0..2 hours, this run lasts more than 100 s.
+        let invocation = invocations(100)
+            .find(|&i| runner.simulation.duration_ms(i) > 100_000)
+            .unwrap();
+        let task = RunningTask {
+            timeout_sec: Some(100),
+            ..running(invocation)
+        };
+        assert_eq!(runner.check(&task), Outcome::Running);
+        // Started 101 s ago (by another process): over at 100 s, not at its length.
+        let old = RunningTask {
+            invocation: InvocationId {
+                start_time: crate::foundation::time::now() - 101,
+                ..invocation
+            },
+            ..task
+        };
+        let Outcome::Finished(result) = runner.check(&old) else {
+            panic!("a run past its timeout is over");
+        };
+        assert!(result.killed);
+        assert!(result.status.has(bits::ERROR));
+        assert_eq!(result.status.exception(), Some("timed out after 100 s"));
     }
 
     #[test]

@@ -58,6 +58,11 @@ pub struct Launch {
     pub task_subprocess: TaskSubprocess,
     /// How to kill it.
     pub kill_subprocess: KillRequest,
+    /// The job's `task_timeout_sec`: the supervisor kills the task (as
+    /// `kill_subprocess` says) this long after it started it, and records
+    /// `error_backoff` "timed out after N s". None: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_timeout_sec: Option<u64>,
     /// On a remote worker: what the supervisor does when the worker dies, however it
     /// dies, so a task never outlives its worker by more than the kill wait that the
     /// scheduler's safety backoff counts on.

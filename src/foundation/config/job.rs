@@ -3,7 +3,9 @@
 //! job with errors never runs.
 
 use super::filters::FilterError;
-use super::process::{parse_kill_orphans, parse_kill_subprocess, parse_task_subprocess};
+use super::process::{
+    parse_kill_orphans, parse_kill_subprocess, parse_task_subprocess, parse_task_timeout,
+};
 use super::{ErrorRecord, JobFilter, KillRequest, Levels, Settings, TaskSubprocess};
 use crate::foundation::sanitize::lenient;
 use crate::foundation::status::BackoffSettings;
@@ -46,6 +48,11 @@ pub struct Job {
     pub task_subprocess: TaskSubprocess,
     /// Kill sequence.
     pub kill_subprocess: KillRequest,
+    /// The effective task timeout in seconds: the job's `task_timeout_sec`, else the
+    /// settings' (None: no limit). A task still running this long after it started is
+    /// killed with `kill_subprocess` and recorded as `error_backoff` "timed out after
+    /// N s". Every runner honours it; a batch runner passes it as its time limit.
+    pub task_timeout_sec: Option<u64>,
     /// Command to run instead of `--worker-command`.
     pub command: Vec<String>,
     /// Informational timestamps and compare-and-swap version.
@@ -250,6 +257,12 @@ impl Job {
         let kill_subprocess = get("kill_subprocess").map_or(settings.kill_subprocess, |x| {
             parse_kill_subprocess(x, &settings.kill_subprocess, rec.nested("kill_subprocess"))
         });
+        let task_timeout_sec = get("task_timeout_sec").map_or(settings.task_timeout_sec, |x| {
+            parse_task_timeout(x).unwrap_or_else(|e| {
+                rec.nested_error("task_timeout_sec", x, e.to_string());
+                settings.task_timeout_sec
+            })
+        });
         let command = match get("command") {
             None => Vec::new(),
             Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
@@ -298,6 +311,7 @@ impl Job {
             kill_orphan_tasks_after_ms,
             task_subprocess,
             kill_subprocess,
+            task_timeout_sec,
             command,
             create_time,
             modify_time,
@@ -491,6 +505,37 @@ mod tests {
         assert_eq!(s.levels.name(j.level_for_tasks), "host");
         assert_eq!(j.backoff, s.backoff);
         assert!(j.filters.contains_key(&s.levels.id("db").unwrap()));
+    }
+
+    #[test]
+    fn the_task_timeout_is_the_jobs_else_the_settings_and_zero_lifts_it() {
+        let mut v = json!({"nodes": {"levels": ["host"]}, "resources": {}});
+        assert_eq!(Settings::parse(&v).unwrap().task_timeout_sec, None);
+        v["task_timeout_sec"] = json!(600);
+        let s = Settings::parse(&v).unwrap();
+        assert_eq!(s.task_timeout_sec, Some(600));
+        let timeout = |job: Value| Job::parse("j", &job, &s).task_timeout_sec;
+        assert_eq!(timeout(json!({"owner": "o"})), Some(600));
+        assert_eq!(
+            timeout(json!({"owner": "o", "task_timeout_sec": "30"})),
+            Some(30)
+        );
+        assert_eq!(timeout(json!({"owner": "o", "task_timeout_sec": 0})), None);
+        assert_eq!(
+            timeout(json!({"owner": "o", "task_timeout_sec": null})),
+            None
+        );
+        let bad = Job::parse("j", &json!({"owner": "o", "task_timeout_sec": -5}), &s);
+        assert_eq!(
+            bad.problem_lines(),
+            vec![
+                "task_timeout_sec: must be a whole number of seconds (0 or null for no timeout) (value: -5)"
+            ]
+        );
+        v["task_timeout_sec"] = json!(1.5);
+        let errors = Settings::parse(&v).unwrap_err().flatten();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].0, "task_timeout_sec");
     }
 
     #[test]

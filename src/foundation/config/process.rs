@@ -1,6 +1,7 @@
 //! Process options of `bistro_settings` and of jobs: how long the scheduler waits
-//! between iterations, and how task processes are run, supervised and killed
-//! (`task_subprocess`, `kill_subprocess`, `kill_orphan_tasks_after_sec`).
+//! between iterations, and how task processes are run, supervised, timed out and killed
+//! (`task_subprocess`, `kill_subprocess`, `kill_orphan_tasks_after_sec`,
+//! `task_timeout_sec`).
 
 use super::ErrorRecord;
 use crate::foundation::sanitize::lenient;
@@ -90,6 +91,25 @@ pub fn parse_kill_orphans(v: &Value) -> Result<Option<i64>, KillOrphansError> {
             Ok((s >= 0.0).then_some((s * 1000.0) as i64))
         }
         other => Err(KillOrphansError(other.clone())),
+    }
+}
+
+/// A `task_timeout_sec` value that is not a whole, non-negative number of seconds.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("must be a whole number of seconds (0 or null for no timeout)")]
+pub struct TaskTimeoutError(pub Value);
+
+/// Parses `task_timeout_sec`: how long a task may run before its supervisor kills it
+/// with the job's `kill_subprocess` and records `error_backoff` "timed out after N s".
+/// `null` or 0 means no timeout (so a job can lift the settings' one).
+pub fn parse_task_timeout(v: &Value) -> Result<Option<u64>, TaskTimeoutError> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    match lenient::as_i64(v).and_then(|s| u64::try_from(s).ok()) {
+        Some(0) => Ok(None),
+        Some(s) => Ok(Some(s)),
+        None => Err(TaskTimeoutError(v.clone())),
     }
 }
 

@@ -7,7 +7,8 @@
 
 use super::node_shape::{no_prefs_check, parse_nodes, PrefsCheck};
 use super::process::{
-    parse_kill_orphans, parse_kill_subprocess, parse_task_subprocess, seconds_to_ms,
+    parse_kill_orphans, parse_kill_subprocess, parse_task_subprocess, parse_task_timeout,
+    seconds_to_ms,
 };
 use super::resource_settings::{check_physical_resources, parse_worker_overrides};
 use super::{
@@ -78,6 +79,9 @@ pub struct Settings {
     pub task_subprocess: TaskSubprocess,
     /// Default kill sequence.
     pub kill_subprocess: KillRequest,
+    /// `task_timeout_sec`: the default time a task may run before it is killed and
+    /// recorded as `error_backoff` "timed out after N s" (None: no limit).
+    pub task_timeout_sec: Option<u64>,
     /// `physical_resources`, kept for the remote workers.
     pub physical_resources: Option<Value>,
     /// `CAUTION_exit_initial_wait_before_timestamp`.
@@ -195,6 +199,12 @@ impl Settings {
                 parse_kill_subprocess(x, &KillRequest::default(), rec.nested("kill_subprocess"))
             }
         };
+        let task_timeout_sec = get("task_timeout_sec").and_then(|x| {
+            parse_task_timeout(x).unwrap_or_else(|e| {
+                rec.nested_error("task_timeout_sec", x, e.to_string());
+                None
+            })
+        });
         let physical_resources = get("physical_resources").cloned();
         if let Some(p) = &physical_resources {
             check_physical_resources(p, &resources, &levels, rec.nested("physical_resources"));
@@ -230,6 +240,7 @@ impl Settings {
             kill_orphan_tasks_after_ms,
             task_subprocess,
             kill_subprocess,
+            task_timeout_sec,
             physical_resources,
             exit_initial_wait_before_timestamp,
         })

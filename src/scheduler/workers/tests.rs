@@ -88,6 +88,7 @@ fn running_on(job: &str, node: &str, charges: Vec<NodeCharge>) -> RunningTask {
         next_backoff: BackoffDuration::default(),
         attempts: 1,
         worker_shard: "s1".into(),
+        timeout_sec: None,
     }
 }
 

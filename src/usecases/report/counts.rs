@@ -415,6 +415,7 @@ mod tests {
                 next_backoff: BackoffDuration::new(15),
                 attempts: rand as i64 % 3 + 1,
                 worker_shard: "local".into(),
+                timeout_sec: None,
             };
             for (i, &(job, node, kind)) in self.stored.iter().enumerate() {
                 let task = run(job, node, i as u64);

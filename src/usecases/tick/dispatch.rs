@@ -171,5 +171,6 @@ pub fn new_run(
             .next(prev.map(configured_backoff).unwrap_or_default()),
         attempts: statuses.attempts(&job.name, node) + 1,
         worker_shard: "local".into(),
+        timeout_sec: job.task_timeout_sec,
     }
 }

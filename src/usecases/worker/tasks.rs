@@ -34,6 +34,7 @@ fn as_running(task: &TaskRef) -> RunningTask {
         next_backoff: Default::default(),
         attempts: 0,
         worker_shard: "local".into(),
+        timeout_sec: None,
     }
 }
 
@@ -92,6 +93,7 @@ pub(super) fn launch(shared: &Shared, request: &RunTaskRequest) -> Result<Launch
                 .min(request.suicide_kill_wait_ms),
             ..request.kill_subprocess
         },
+        task_timeout_sec: request.task_timeout_sec,
         on_worker_death: Some(crate::execution::runner::WorkerDeath {
             pid: std::process::id() as i32,
             kill: KillRequest {

@@ -127,6 +127,7 @@ impl TaskRunner for RemoteRunner {
             notify_seq: seq,
             task_subprocess: launch.task_subprocess.clone(),
             kill_subprocess: launch.kill_subprocess,
+            task_timeout_sec: launch.task_timeout_sec,
             suicide_kill_wait_ms: self
                 .hub
                 .settings
@@ -281,6 +282,7 @@ impl TaskRunner for RemoteRunner {
                 next_backoff: Default::default(),
                 attempts: 0,
                 worker_shard: run.shard.clone(),
+                timeout_sec: None,
             };
             match self.kill(&task, &request) {
                 Ok(_) => {

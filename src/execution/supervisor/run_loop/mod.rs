@@ -252,6 +252,8 @@ impl RunLoop {
             next_poll: None,
             pipes: [None, None],
             kills,
+            timeout_at: None,
+            timed_out: false,
             killed: false,
             stop_signal: None,
             exit: String::new(),

@@ -96,6 +96,10 @@ pub(super) struct Run {
     pub(super) next_poll: Option<Instant>,
     pub(super) pipes: [Option<Pipe>; 2],
     pub(super) kills: Kills,
+    /// When the task times out (`task_timeout_sec` after it started), if it may.
+    pub(super) timeout_at: Option<Instant>,
+    /// The task ran out of time and was asked to die: its result is the timeout.
+    pub(super) timed_out: bool,
     pub(super) killed: bool,
     pub(super) stop_signal: Option<i32>,
     pub(super) exit: String,
@@ -126,10 +130,14 @@ impl Run {
     /// The next instant this run needs a turn, if it waits for one.
     pub(super) fn deadline(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::Running => match (self.kills.sigkill_at, self.next_poll) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
+            Phase::Running => [
+                self.kills.sigkill_at,
+                self.next_poll,
+                self.timeout_at.filter(|_| !self.timed_out),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             Phase::Exited { deadline, .. } => Some(*deadline),
             Phase::Done(_) => Some(Instant::now()),
             Phase::Lingering => None,
@@ -149,6 +157,11 @@ pub(super) fn watch_task(
 ) {
     run.pid = task.id();
     run.id = id;
+    // Timed from the moment the task exists, by the supervisor that outlives the tick.
+    run.timeout_at = run
+        .launch
+        .task_timeout_sec
+        .map(|secs| Instant::now() + Duration::from_secs(secs));
     let token = key << KEY_SHIFT;
     for (slot, (pipe, kind)) in [
         (task.stdout.take(), LogKind::Stdout),
@@ -325,7 +338,10 @@ pub(super) fn advance(run: &mut Run, now: Instant, batch: &mut Vec<LogLine>, epo
     match run.phase {
         // A kill asked of a task still starting waits for it.
         Phase::Running if run.starting => {}
-        Phase::Running => apply_kills(run, now),
+        Phase::Running => {
+            time_out(run, now, batch);
+            apply_kills(run, now);
+        }
         Phase::Exited {
             deadline,
             drain_until,
@@ -355,6 +371,30 @@ pub(super) fn advance(run: &mut Run, now: Instant, batch: &mut Vec<LogLine>, epo
         }
         Phase::Done(_) | Phase::Lingering => {}
     }
+}
+
+/// Asks a task that ran out of time to die, once, with its job's kill (a `bistro kill`
+/// request written meanwhile still takes precedence, see [`kill_request`]).
+fn time_out(run: &mut Run, now: Instant, batch: &mut Vec<LogLine>) {
+    if run.timed_out || run.timeout_at.is_none_or(|at| now < at) {
+        return;
+    }
+    run.timed_out = true;
+    event(
+        batch,
+        &run.launch,
+        "task_timed_out",
+        json!({"message": timeout_message(&run.launch)}),
+    );
+    run.kills.request(None);
+}
+
+/// The exception a timed-out task's status carries.
+fn timeout_message(launch: &Launch) -> String {
+    format!(
+        "timed out after {} s",
+        launch.task_timeout_sec.unwrap_or_default()
+    )
 }
 
 /// Applies each new kill request as Bistro merges queued kills: KILL at once
@@ -391,7 +431,7 @@ fn finish(run: &mut Run, batch: &mut Vec<LogLine>) {
     let now = crate::foundation::time::now();
     let launch = &run.launch;
     let bytes = read_status_bytes(&launch.status_file);
-    let (status, raw) = match bytes.as_deref().map(read_status_file) {
+    let (mut status, raw) = match bytes.as_deref().map(read_status_file) {
         Ok(Ok(line)) => (parse_status(&line, now), Some(line)),
         Ok(Err(StatusFileError::Empty)) if run.killed => (
             TaskStatus::incomplete_backoff("Task killed, no status returned", now),
@@ -412,6 +452,10 @@ fn finish(run: &mut Run, batch: &mut Vec<LogLine>) {
             None,
         ),
     };
+    if run.timed_out {
+        // A task that ran out of time failed, whatever it wrote before it was killed.
+        status = TaskStatus::error_backoff(timeout_message(launch), now);
+    }
     let mut got = json!({"status": status.to_event_json()});
     if let Some(raw) = &raw {
         got["raw_status"] = Value::from(raw.as_str());

@@ -79,6 +79,7 @@ pub(in crate::execution::supervisor) fn launch(dir: &Path, script: &str) -> Laun
         worker_host: "h".into(),
         task_subprocess: Default::default(),
         kill_subprocess: Default::default(),
+        task_timeout_sec: None,
         on_worker_death: None,
         worker: None,
     }
@@ -237,6 +238,40 @@ fn a_kill_asked_while_the_task_starts_is_applied_once_it_started() {
         results.extend(turn.finished.into_iter().map(|(_, r)| r));
     }
     assert!(results[0].killed, "{:?}", results[0]);
+}
+
+#[test]
+fn a_task_that_runs_past_its_timeout_is_killed_as_its_job_says_and_backs_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut runs = RunLoop::new(false).unwrap();
+    // It reports done at once, then ignores SIGTERM: only the job's SIGKILL ends it.
+    let mut launch = launch(
+        tmp.path(),
+        "trap '' TERM; echo done > \"$1\"; while :; do sleep 0.05; done",
+    );
+    launch.task_timeout_sec = Some(1);
+    launch.kill_subprocess = crate::foundation::config::KillRequest {
+        method: KillMethod::TermWaitKill,
+        kill_wait_ms: 100,
+    };
+    runs.start(launch, tmp.path().into(), None);
+    let results = run_out(&mut runs);
+    let result = &results[0];
+    assert_eq!(
+        result.status.name(),
+        crate::foundation::status::StatusName::ErrorBackoff,
+        "{result:?}"
+    );
+    assert_eq!(result.status.exception(), Some("timed out after 1 s"));
+    assert!(result.killed, "{result:?}");
+    assert_eq!(result.exit, "killed by signal 9");
+    let events = rows(&tmp.path().join("logs.sql3"), "statuses");
+    assert!(
+        events
+            .iter()
+            .any(|l| l.contains("task_timed_out") && l.contains("timed out after 1 s")),
+        "{events:?}"
+    );
 }
 
 #[test]

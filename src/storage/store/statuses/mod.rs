@@ -600,6 +600,7 @@ mod tests {
             next_backoff: BackoffDuration::new(15),
             attempts: 1,
             worker_shard: "local".into(),
+            timeout_sec: None,
         }
     }
 

@@ -278,6 +278,7 @@ impl Hub {
             notify_seq: 0,
             task_subprocess: Default::default(),
             kill_subprocess: Default::default(),
+            task_timeout_sec: None,
             suicide_kill_wait_ms: self.settings.pool.health.worker_suicide_task_kill_wait_ms(),
         };
         if let Err(e) = self.call_worker(&worker.addr, calls::RUN_TASK, &request) {

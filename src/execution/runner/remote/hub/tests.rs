@@ -404,6 +404,7 @@ impl Setup {
             worker_host: "localhost".into(),
             task_subprocess: Default::default(),
             kill_subprocess: Default::default(),
+            task_timeout_sec: None,
             on_worker_death: None,
             worker: Some(SHARD.into()),
         };
@@ -416,6 +417,7 @@ impl Setup {
             next_backoff: Default::default(),
             attempts: 1,
             worker_shard: SHARD.into(),
+            timeout_sec: None,
         };
         let task = TaskRef {
             job: JOB.into(),
