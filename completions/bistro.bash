@@ -43,6 +43,9 @@ _bistro() {
             bistro,manpage)
                 cmd="bistro__subcmd__manpage"
                 ;;
+            bistro,plan)
+                cmd="bistro__subcmd__plan"
+                ;;
             bistro,run-task)
                 cmd="bistro__subcmd__run__subcmd__task"
                 ;;
@@ -91,6 +94,9 @@ _bistro() {
             bistro__subcmd__help,manpage)
                 cmd="bistro__subcmd__help__subcmd__manpage"
                 ;;
+            bistro__subcmd__help,plan)
+                cmd="bistro__subcmd__help__subcmd__plan"
+                ;;
             bistro__subcmd__help,run-task)
                 cmd="bistro__subcmd__help__subcmd__run__subcmd__task"
                 ;;
@@ -119,7 +125,7 @@ _bistro() {
 
     case "${cmd}" in
         bistro)
-            opts="-h -V --state-dir --config --color --help --version init tick daemon run-task status logs check why kill forgive serve-http worker completions manpage supervise help"
+            opts="-h -V --state-dir --config --color --help --version init tick daemon run-task status logs check plan why kill forgive serve-http worker completions manpage supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -333,7 +339,7 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__help)
-            opts="init tick daemon run-task status logs check why kill forgive serve-http worker completions manpage supervise help"
+            opts="init tick daemon run-task status logs check plan why kill forgive serve-http worker completions manpage supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -459,6 +465,20 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__help__subcmd__manpage)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bistro__subcmd__help__subcmd__plan)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -670,6 +690,32 @@ _bistro() {
             ;;
         bistro__subcmd__manpage)
             opts="-h --state-dir --config --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bistro__subcmd__plan)
+            opts="-h --json --state-dir --config --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -9,6 +9,7 @@ mod error;
 mod init;
 mod logging;
 mod logs;
+mod plan;
 mod run_task;
 mod serve_http;
 mod signals;
@@ -232,6 +233,10 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Validate the config; print every problem; exit 2 if there is any.
     Check(check::CheckArgs),
+    /// What applying the config file would do: settings and jobs changed key by key,
+    /// node changes, tasks that would start, running tasks that would become orphans;
+    /// exit 0 no change, 1 changes, 2 problems.
+    Plan(plan::PlanArgs),
     /// Why a task is or is not running: its status, backoff, a disabled job or node,
     /// a filter, an unfinished dependency, or the exact resource and who holds it.
     Why(why::WhyArgs),
@@ -269,6 +274,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Status(args) => status::run(&state, &cli, args),
         Command::Logs(args) => logs::run(&state, args),
         Command::Check(args) => check::run(&state, &cli, args),
+        Command::Plan(args) => plan::run(&state, &cli, args),
         Command::Why(args) => why::run(&state, &cli, args),
         Command::Kill(args) => control::kill(&state, &cli, args),
         Command::Forgive(args) => control::forgive(&state, &cli, args),

@@ -11,6 +11,7 @@ mod demo;
 mod disk_full;
 mod faults;
 mod http;
+mod plan;
 mod process_hygiene;
 mod remote;
 mod run_task;

@@ -57,6 +57,7 @@ pub(super) fn explain(report: &mut TickReport, pass: Pass, planned: Plan, on_wor
         config,
         nodes: nodes.nodes.clone(),
         running: tasks.running,
+        orphans: planned.orphans,
         statuses: tasks.statuses,
     });
 }

@@ -26,6 +26,7 @@ mod report;
 
 pub use cache::TickCache;
 pub use dispatch::new_run;
+pub use orphans::{orphan_deadlines, orphan_kill_at, orphan_reason};
 pub use reap::{preview_finished, reap};
 pub use report::{Diagnostic, Explained, FinishedTask, KilledOrphan, StartedTask, TickReport};
 

@@ -32,26 +32,16 @@ pub(super) fn kill_orphans(
         ..
     } = *pass;
     let stored = store.meta(keys::ORPHAN_KILL_AT)?;
-    let deadlines: BTreeMap<String, i64> = stored
-        .as_deref()
-        .and_then(|text| serde_json::from_str(text).ok())
-        .unwrap_or_default();
+    let deadlines = parse_deadlines(stored.as_deref());
     let mut pending = BTreeMap::new();
     let mut events = Vec::new();
     for task in orphans.iter().map(|&i| &running[i]) {
         let job = config.job(&task.job);
-        let Some(delay_ms) = job.map_or(config.settings.kill_orphan_tasks_after_ms, |j| {
-            j.kill_orphan_tasks_after_ms
-        }) else {
+        let Some(due) = orphan_kill_at(config, task, &deadlines, report.now) else {
             continue;
         };
-        let key = task.invocation.to_string();
-        let due = deadlines
-            .get(&key)
-            .copied()
-            .unwrap_or(report.now + (delay_ms + 999) / 1000);
         if report.now < due {
-            pending.insert(key, due);
+            pending.insert(task.invocation.to_string(), due);
             continue;
         }
         let request = job.map_or(config.settings.kill_subprocess, |j| j.kill_subprocess);
@@ -83,8 +73,43 @@ pub(super) fn kill_orphans(
     Ok(())
 }
 
+/// The orphan deadlines stored in meta `orphan_kill_at`, by invocation id.
+pub fn orphan_deadlines(store: &StatusStore) -> Result<BTreeMap<String, i64>, StoreError> {
+    Ok(parse_deadlines(
+        store.meta(keys::ORPHAN_KILL_AT)?.as_deref(),
+    ))
+}
+
+fn parse_deadlines(stored: Option<&str>) -> BTreeMap<String, i64> {
+    stored
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default()
+}
+
+/// When the orphan `task` is killed (epoch seconds): the deadline an earlier tick set,
+/// else `kill_orphan_tasks_after_sec` (its job's, or the global one for a deleted job)
+/// from `now`; None when it is never killed.
+pub fn orphan_kill_at(
+    config: &Config,
+    task: &RunningTask,
+    deadlines: &BTreeMap<String, i64>,
+    now: i64,
+) -> Option<i64> {
+    let delay_ms = config
+        .job(&task.job)
+        .map_or(config.settings.kill_orphan_tasks_after_ms, |j| {
+            j.kill_orphan_tasks_after_ms
+        })?;
+    Some(
+        deadlines
+            .get(&task.invocation.to_string())
+            .copied()
+            .unwrap_or(now + (delay_ms + 999) / 1000),
+    )
+}
+
 /// Why a running task is an orphan, in words.
-fn orphan_reason(config: &Config, nodes: &Nodes, task: &RunningTask) -> String {
+pub fn orphan_reason(config: &Config, nodes: &Nodes, task: &RunningTask) -> String {
     match config.job(&task.job) {
         None => "its job was deleted".into(),
         Some(job) if job.errors.is_some() => "its job is invalid".into(),

@@ -170,6 +170,8 @@ pub struct Explained {
     pub waiting: Vec<Waiting>,
     /// The tasks the pass saw running.
     pub running: Vec<RunningTask>,
+    /// Indices into `running` of the tasks the config or nodes no longer want.
+    pub orphans: Vec<usize>,
     /// The statuses the pass saw, finished runs included.
     pub statuses: Statuses,
 }
