@@ -1,9 +1,7 @@
 //! The `bistro` binary: parse arguments, run, map the outcome to an exit code.
 
-use clap::Parser;
-
 fn main() {
-    let cli = bistro::cli::Cli::parse();
+    let cli = bistro::cli::parse();
     let code = match bistro::cli::run(cli) {
         Ok(code) => code,
         Err(error) if error.is_broken_pipe() => 0,

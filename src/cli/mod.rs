@@ -11,6 +11,7 @@ mod logging;
 mod logs;
 mod plan;
 mod run_task;
+mod seed_flags;
 mod serve_http;
 mod signals;
 mod status;
@@ -20,6 +21,7 @@ mod why;
 mod worker;
 
 pub use error::{error_message, CliError};
+pub use seed_flags::parse;
 
 use crate::execution::runner::{LocalRunner, SimulatedRunner, Simulation, TaskRunner};
 use anyhow::Context;

@@ -44,6 +44,36 @@ pub struct WorkerArgs {
     verbose: u8,
 }
 
+/// A worker pointed at a state dir that a scheduler or another worker holds (the
+/// default `./bistro-state`, beside a daemon started in the same directory): trying
+/// again later would not help.
+#[derive(Debug, thiserror::Error)]
+#[error("state dir {} is in use by {holder} (a scheduler or another worker): a worker needs a state dir of its own (Bistro's --data_dir): pass --state-dir DIR", dir.display())]
+struct NotItsOwn {
+    /// The state dir.
+    dir: PathBuf,
+    /// Who holds the lock.
+    holder: String,
+}
+
+impl crate::foundation::error::HasKind for NotItsOwn {
+    fn kind(&self) -> crate::foundation::error::ErrorKind {
+        crate::foundation::error::ErrorKind::Usage
+    }
+}
+
+/// Takes the worker's state lock; a held one is a usage error saying what to do.
+fn lock_own_state(state: &StateDir) -> Result<crate::storage::state::StateLock, CliError> {
+    state.create()?;
+    match state.lock(Duration::ZERO) {
+        Ok(lock) => Ok(lock),
+        Err(crate::storage::state::StateError::Locked { dir, holder }) => {
+            Err(NotItsOwn { dir, holder }.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The scheduler's `host:port` from `http://host:port[/]` or `host:port`.
 fn scheduler_addr(url: &str) -> anyhow::Result<String> {
     let rest = url
@@ -67,8 +97,7 @@ pub(super) fn run(state: &StateDir, _cli: &Cli, args: &WorkerArgs) -> Result<i32
             return Ok(ExitCode::Usage as i32);
         }
     };
-    state.create()?;
-    let _lock = state.lock(Duration::ZERO)?;
+    let _lock = lock_own_state(state)?;
     use nix::sys::signal::Signal;
     let stop = super::signals::stop_on(&[
         Signal::SIGINT,

@@ -16,6 +16,7 @@ mod process_hygiene;
 mod remote;
 mod run_task;
 mod scheduling;
+mod seed_flags;
 mod status_counts;
 mod status_lines;
 mod supervision;
