@@ -40,9 +40,10 @@ fn print(out: &mut impl Write, row: &LogRow, json: bool) -> std::io::Result<()> 
         });
         writeln!(out, "{v}")
     } else {
+        // One line each, as before lines kept their newline; `--json` has the bytes.
         let line = match row.kind {
             LogKind::Statuses => describe_event(&row.line),
-            _ => row.line.clone(),
+            _ => row.line.strip_suffix('\n').unwrap_or(&row.line).to_string(),
         };
         writeln!(
             out,

@@ -197,7 +197,7 @@ fn hostile_strings_are_escaped_on_the_terminal_but_kept_in_json() {
     assert!(human.contains("evil \\u{1b}[2J\\u{202e} text"), "{human}");
     assert!(!human.contains('\u{1b}'));
     let json = env.logs(&["--stream", "stdout"]);
-    assert_eq!(json[0]["line"], "evil \u{1b}[2J\u{202e} text");
+    assert_eq!(json[0]["line"], "evil \u{1b}[2J\u{202e} text\n");
     let table = env.ok(&["status"]);
     assert!(
         table.contains("me\\u{1b}[31m") && !table.contains('\u{1b}'),
@@ -230,12 +230,12 @@ fn logs_follow_prints_lines_as_they_arrive() {
     let mut lines = std::io::BufReader::new(follow.stdout.take().unwrap()).lines();
     env.ok(&["tick", "--worker-command", task.to_str().unwrap()]);
     let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    assert_eq!(first["line"], "first");
+    assert_eq!(first["line"], "first\n");
     std::fs::write(&gate, "").unwrap();
     let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(
         (second["line"].as_str(), second["node"].as_str()),
-        (Some("second"), Some("node11"))
+        (Some("second\n"), Some("node11"))
     );
     follow.kill().unwrap();
     follow.wait().unwrap();

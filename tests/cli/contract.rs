@@ -150,7 +150,9 @@ fn both_example_configs_run_the_example_task_script_to_completion() {
         );
         let stderr = env.logs(&["--stream", "stderr"]);
         assert_eq!(stderr.len(), 4, "{config}");
-        assert!(stderr.iter().all(|l| l["line"] == "stderr is also logged"));
+        assert!(stderr
+            .iter()
+            .all(|l| l["line"] == "stderr is also logged\n"));
         let stdout = env.logs(&["--node", "node22", "--stream", "stdout"]);
         let line = stdout[0]["line"].as_str().unwrap();
         assert!(
@@ -276,7 +278,7 @@ fn logs_limit_keeps_the_newest_lines() {
         .iter()
         .map(|l| l["line"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(last, ["8", "9", "10"]);
+    assert_eq!(last, ["8\n", "9\n", "10\n"]);
     let human = env.ok(&["logs", "--stream", "stdout", "-n", "1"]);
     assert!(human.ends_with("j/node11 stdout: 10\n"), "{human}");
 }

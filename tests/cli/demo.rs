@@ -47,7 +47,7 @@ fn seed_demo_runs_every_task_once_never_more_than_three_at_once() {
         "stderr",
     ]);
     assert_eq!(stderr.len(), 1);
-    assert_eq!(stderr[0]["line"], "stderr is also logged");
+    assert_eq!(stderr[0]["line"], "stderr is also logged\n");
     let stdout = env.logs(&["--node", "node11", "--stream", "stdout"]);
     assert!(stdout[0]["line"]
         .as_str()

@@ -216,11 +216,17 @@ fn every_read_handler_answers_on_the_seed_demo() {
     let lines = answer["l"]["data"]["lines"].as_array().unwrap().clone();
     assert_eq!(lines.len(), 1, "{answer}");
     assert_eq!(lines[0][1], "node11");
-    assert_eq!(lines[0][3], "node11 line 7");
+    assert_eq!(
+        lines[0][3], "node11 line 7\n",
+        "exact, as Bistro returns lines"
+    );
     let (_, answer) =
         served.post(r#"{"l": {"handler": "task_logs", "log_type": "stderr", "sort": "asc"}}"#);
     assert_eq!(answer["l"]["data"]["lines"].as_array().unwrap().len(), 4);
-    assert_eq!(answer["l"]["data"]["lines"][0][3], "stderr is also logged");
+    assert_eq!(
+        answer["l"]["data"]["lines"][0][3],
+        "stderr is also logged\n"
+    );
 }
 
 #[test]

@@ -1,6 +1,8 @@
-//! Tasks that fork, hold their pipes open, escape their group or flood their output.
+//! Tasks that fork, hold their pipes open, escape their group or flood their output;
+//! how their output lines are stored.
 
 use crate::util::*;
+use serde_json::Value;
 
 #[test]
 fn a_background_child_holding_the_output_is_killed_after_the_task_exits() {
@@ -56,8 +58,8 @@ fn a_flood_of_output_is_stored_line_by_line() {
     assert_eq!(task["status"], "done");
     let lines = env.logs(&["--stream", "stdout"]);
     assert_eq!(lines.len(), 50001);
-    assert_eq!(lines[0]["line"], "1");
-    assert_eq!(lines[49999]["line"], "50000");
+    assert_eq!(lines[0]["line"], "1\n");
+    assert_eq!(lines[49999]["line"], "50000\n");
     assert_eq!(lines[50000]["line"], "no newline at end");
 }
 
@@ -74,7 +76,8 @@ fn over_long_lines_are_cut_into_pieces() {
         .iter()
         .map(|l| l["line"].as_str().unwrap().len())
         .collect();
-    assert_eq!(sizes, vec![65000, 65000, 20000]);
+    // The last piece keeps the newline that ended the line.
+    assert_eq!(sizes, vec![65000, 65000, 20001]);
 }
 
 #[test]
@@ -86,4 +89,23 @@ fn a_task_cannot_report_itself_running() {
         .as_str()
         .unwrap()
         .contains("cannot report itself running"));
+}
+
+#[test]
+fn log_lines_keep_their_exact_bytes_in_json_and_read_as_before_on_the_terminal() {
+    let env = Env::new();
+    let task = run_single(&env, "echo x\nprintf x\necho done > \"$2\"");
+    assert_eq!(task["status"], "done");
+    let lines: Vec<Value> = env
+        .logs(&["--stream", "stdout"])
+        .iter()
+        .map(|l| l["line"].clone())
+        .collect();
+    assert_eq!(lines, ["x\n", "x"], "`echo x` and `echo -n x` differ");
+    let human = env.ok(&["logs", "--stream", "stdout"]);
+    let shown: Vec<&str> = human
+        .lines()
+        .map(|l| l.rsplit(": ").next().unwrap())
+        .collect();
+    assert_eq!(shown, ["x", "x"], "{human}");
 }

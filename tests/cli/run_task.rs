@@ -39,7 +39,7 @@ fn run_task_runs_in_the_foreground_records_done_and_exits_0() {
     assert_eq!(env.task("j", "node21")["status"], "done");
     assert_eq!(
         env.logs(&["--node", "node21", "--stream", "stdout"])[0]["line"],
-        "hello from node21"
+        "hello from node21\n"
     );
 }
 

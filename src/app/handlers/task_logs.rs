@@ -149,11 +149,18 @@ pub fn page(store: &LogStore, request: &LogsRequest) -> Result<Value, StoreError
     Ok(lines_json(&rows, request, next))
 }
 
-/// `{"next_line_id", "lines"}` for rows of a page, with the regex applied.
+/// `{"next_line_id", "lines"}` for rows of a page, with the regex applied. Lines are
+/// returned exactly as stored (with their newline, as Bistro returns them); the regex
+/// sees a line without its newline, so `$` still ends it as in Perl-style engines.
 fn lines_json(rows: &[LogRow], request: &LogsRequest, next: i64) -> Value {
     let lines: Vec<Value> = rows
         .iter()
-        .filter(|r| request.regex.as_ref().is_none_or(|re| re.is_match(&r.line)))
+        .filter(|r| {
+            request
+                .regex
+                .as_ref()
+                .is_none_or(|re| re.is_match(r.line.strip_suffix('\n').unwrap_or(&r.line)))
+        })
         .map(|r| json!([r.job, r.node, r.time(), r.line, r.id.to_string()]))
         .collect();
     json!({"next_line_id": next.to_string(), "lines": lines})

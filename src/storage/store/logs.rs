@@ -60,7 +60,9 @@ pub struct LogLine {
     pub node: String,
     /// Epoch seconds when it was read.
     pub time: i64,
-    /// The text, without its newline.
+    /// The text as the task wrote it: a task's output line keeps its newline (a last
+    /// line without one, or a piece of an over-long line, has none); an event is a
+    /// JSON object. Lines stored before newlines were kept have none.
     pub line: String,
 }
 

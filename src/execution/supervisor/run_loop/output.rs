@@ -82,7 +82,9 @@ impl Pipe {
     }
 }
 
-/// Adds a line of a task's output to `batch`, copying it to `echo` if there is one.
+/// Adds a line of a task's output to `batch` as the task wrote it, its newline
+/// included (as Bistro stores it: `echo x` and `echo -n x` differ), copying it to
+/// `echo` if there is one.
 pub(super) fn store_line(
     kind: LogKind,
     echo: &mut Option<Echo>,
@@ -91,9 +93,12 @@ pub(super) fn store_line(
     bytes: &[u8],
     newline: bool,
 ) {
-    let text = String::from_utf8_lossy(bytes).into_owned();
+    let mut text = String::from_utf8_lossy(bytes).into_owned();
     if let Some(echo) = echo.as_mut() {
         echo.write_line(&text, newline);
+    }
+    if newline {
+        text.push('\n');
     }
     batch.push(LogLine {
         kind,

@@ -138,10 +138,10 @@ fn runs_in_one_loop_store_their_output_events_and_results() {
         );
         assert_eq!(written.exit, "exited with status 0");
         let stdout = rows(&tmp.path().join("logs.sql3"), "stdout");
-        assert!(stdout.contains(&format!("out{i}")), "{stdout:?}");
+        assert!(stdout.contains(&format!("out{i}\n")), "{stdout:?}");
         assert!(stdout.contains(&"partial".to_string()), "{stdout:?}");
         let stderr = rows(&tmp.path().join("logs.sql3"), "stderr");
-        assert!(stderr.contains(&format!("err{i}")), "{stderr:?}");
+        assert!(stderr.contains(&format!("err{i}\n")), "{stderr:?}");
     }
     let events: Vec<String> = rows(&tmp.path().join("logs.sql3"), "statuses")
         .iter()
@@ -210,7 +210,7 @@ fn a_task_whose_working_directory_was_removed_between_runs_still_runs() {
         std::fs::remove_dir(&cwd).unwrap();
     }
     let printed = rows(&tmp.path().join("logs.sql3"), "stdout");
-    assert_eq!(printed, vec![cwd.display().to_string(); 2]);
+    assert_eq!(printed, vec![format!("{}\n", cwd.display()); 2]);
 }
 
 #[test]
@@ -289,7 +289,7 @@ fn output_of_a_process_that_outlives_the_pipe_grace_is_still_stored_after_the_re
     );
     let db = tmp.path().join("logs.sql3");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !rows(&db, "stdout").contains(&"late".to_string()) {
+    while !rows(&db, "stdout").contains(&"late\n".to_string()) {
         assert!(Instant::now() < deadline, "the late line was never stored");
         runs.turn(Duration::from_millis(100));
     }
@@ -331,5 +331,5 @@ fn a_busy_log_database_holds_results_back_without_blocking_the_loop() {
         results[0].status.name(),
         crate::foundation::status::StatusName::Done
     );
-    assert!(rows(&db, "stdout").contains(&"out".to_string()));
+    assert!(rows(&db, "stdout").contains(&"out\n".to_string()));
 }
