@@ -106,7 +106,7 @@ complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l benchmark-run -
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l allow-remote -d 'Allow a non-loopback --http address (changes still need the token)'
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l local -d 'Run tasks on this machine although no --worker-command is given (every job has its own "command"). Without either, tasks go to remote workers'
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l allow-bump-unhealthy-worker -d 'Let a new worker replace a shard\'s worker that is not healthy at once'
-complete -c bistro -n "__fish_bistro_using_subcommand daemon" -s v -l verbose -d 'More log on stderr: -v each start and finish, -vv every iteration (or set BISTRO_LOG, e.g. BISTRO_LOG=debug)'
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -s v -l verbose -d 'More log on stderr: -v each start and finish (shown without -v when stderr is a terminal), -vv every iteration (or set BISTRO_LOG, e.g. BISTRO_LOG=debug)'
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l worker-command -d 'Command run for each task as `CMD NODE STATUS_FILE JSON` (a job\'s "command" overrides it); remembered for later ticks' -r
 complete -c bistro -n "__fish_bistro_using_subcommand run-task" -l instance-node-name -d 'Name of the root instance node [default: remembered, else the host name]' -r

@@ -46,8 +46,8 @@ pub struct DaemonArgs {
     local: bool,
     #[command(flatten)]
     remote: RemoteFlags,
-    /// More log on stderr: -v each start and finish, -vv every iteration
-    /// (or set BISTRO_LOG, e.g. BISTRO_LOG=debug).
+    /// More log on stderr: -v each start and finish (shown without -v when stderr is
+    /// a terminal), -vv every iteration (or set BISTRO_LOG, e.g. BISTRO_LOG=debug).
     #[arg(long, short, action = clap::ArgAction::Count)]
     verbose: u8,
 }
@@ -127,7 +127,7 @@ impl RemoteFlags {
 }
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> Result<i32, CliError> {
-    super::logging::init(args.verbose);
+    super::logging::init(args.verbose, true);
     // As Bistro picks its runner: a simulation, else local with a worker command,
     // else remote workers.
     let remote = !args.simulation.benchmark_run && args.run.worker_command.is_none() && !args.local;

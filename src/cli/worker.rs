@@ -89,7 +89,7 @@ fn scheduler_addr(url: &str) -> anyhow::Result<String> {
 }
 
 pub(super) fn run(state: &StateDir, _cli: &Cli, args: &WorkerArgs) -> Result<i32, CliError> {
-    super::logging::init(args.verbose);
+    super::logging::init(args.verbose, false);
     let scheduler = match scheduler_addr(&args.scheduler) {
         Ok(addr) => addr,
         Err(e) => {

@@ -115,6 +115,30 @@ fn the_seed_demo_runs_under_a_daemon_that_exits_when_done() {
 }
 
 #[test]
+fn on_a_terminal_the_daemon_logs_starts_and_finishes_without_v() {
+    let env = Env::new();
+    env.config(&config_with_jobs(2, r#""bistro_job->j": {"owner": "me"}"#));
+    let task = env.script("task.sh", "echo done > \"$2\"");
+    // util-linux `script` gives the daemon a terminal for its stderr.
+    let command = format!(
+        "{} --state-dir {} daemon --exit-when-done --worker-command {}",
+        assert_cmd::cargo::cargo_bin("bistro").display(),
+        env.state().display(),
+        task.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("BISTRO_LOG")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("started j/node11"), "{said}");
+    assert!(said.contains("finished j/node11: done"), "{said}");
+}
+
+#[test]
 fn a_daemon_starts_the_next_task_when_one_ends_not_a_working_wait_later() {
     let env = Env::new();
     // One task at a time and an hour between iterations while tasks run: only the

@@ -168,3 +168,30 @@ fn a_disabled_scheduler_starts_nothing_and_says_so() {
     assert_eq!(env.status_json(&[])["scheduler"]["enabled"], false);
     assert!(!marker.exists());
 }
+
+/// The README's "By hand" steps, as a user types them, with the example task script.
+#[test]
+fn the_readme_by_hand_steps_reach_all_four_tasks_done() {
+    let env = Env::new();
+    let task = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo_bistro_task.sh");
+    env.ok(&["init"]);
+    env.ok(&["tick", "--worker-command", task]);
+    let status = env.status_json(&[]);
+    assert_eq!(
+        count(&status, "simple_job", "running") + count(&status, "simple_job", "done"),
+        3,
+        "{status}"
+    );
+    assert_eq!(count(&status, "simple_job", "not_started"), 1, "{status}");
+    // until bistro status --check; do sleep 1; bistro tick --quiet; done
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while env.run(&["status", "--check"]).status.code() != Some(0) {
+        assert!(std::time::Instant::now() < deadline, "never all done");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        env.ok(&["tick", "--quiet"]);
+    }
+    let status = env.status_json(&["--tasks"]);
+    assert_eq!(count(&status, "simple_job", "done"), 4, "{status}");
+    let stderr = env.logs(&["--job", "simple_job", "--stream", "stderr"]);
+    assert_eq!(stderr.len(), 4);
+}

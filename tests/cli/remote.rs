@@ -557,6 +557,41 @@ fn a_task_on_a_worker_past_its_timeout_is_killed_there_and_backs_off() {
 }
 
 #[test]
+fn a_worker_named_as_the_instance_node_is_warned_about() {
+    let env = Env::new();
+    env.config(&config("{}", ""));
+    let (task, ledger) = holding_task(&env);
+    let log = env.path("daemon.log");
+    // The scheduler's instance node is "scheduler", and so is the worker's shard.
+    let scheduler = Served::start_logging(
+        &env,
+        &[
+            "daemon",
+            "--http",
+            "127.0.0.1:0",
+            "--instance-node-name",
+            "scheduler",
+            "--caution-startup-wait-for-workers",
+            "1",
+        ],
+        Some(&log),
+    );
+    let _worker = Worker::start(&env, &scheduler, "scheduler", &task);
+    env.wait_for("a task on the worker", || !starts(&ledger).is_empty());
+    env.wait_for("the warning", || {
+        read(&log).contains("worker scheduler has the instance node's name")
+    });
+    let said = read(&log);
+    assert!(said.contains("--instance-node-name NAME"), "{said}");
+    assert_eq!(
+        said.matches("has the instance node's name").count(),
+        1,
+        "once while it lasts: {said}"
+    );
+    release(&env, "all");
+}
+
+#[test]
 fn a_worker_without_the_scheduler_s_secret_is_refused() {
     let env = Env::new();
     env.config(&config("{}", ""));

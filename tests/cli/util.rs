@@ -387,6 +387,12 @@ impl Served {
     /// Starts `bistro ARGS...`, which must print `listening on http://ADDR` first on
     /// stderr, and waits for that line.
     pub fn start_with(env: &Env, args: &[&str]) -> Self {
+        Self::start_logging(env, args, None)
+    }
+
+    /// [`Served::start_with`], with the rest of its stderr copied to the file `log`
+    /// (else to the test's stderr).
+    pub fn start_logging(env: &Env, args: &[&str], log: Option<&Path>) -> Self {
         let mut child = env
             .spawn_cmd(args)
             .stderr(std::process::Stdio::piped())
@@ -401,7 +407,11 @@ impl Served {
             .strip_prefix("listening on http://")
             .unwrap_or_else(|| panic!("unexpected first line from serve-http: {line:?}"))
             .to_string();
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::stderr()));
+        let mut sink: Box<dyn std::io::Write + Send> = match log {
+            Some(path) => Box::new(std::fs::File::create(path).unwrap()),
+            None => Box::new(std::io::stderr()),
+        };
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut sink));
         Self {
             child,
             addr,

@@ -26,6 +26,11 @@ pub(super) fn dispatch(
     starts: Vec<PlannedStart>,
     slots: Option<WorkerSlots>,
 ) -> Result<Vec<RunningTask>, TickError> {
+    if let (Some(slots), Some(instance)) = (&slots, pass.nodes.nodes.list.first()) {
+        report
+            .runner_notes
+            .extend(name_clashes(&instance.name, slots));
+    }
     let host = crate::execution::supervisor::process::hostname();
     let ctx = LaunchContext {
         state,
@@ -39,6 +44,23 @@ pub(super) fn dispatch(
         placement.placed(slots);
     }
     started
+}
+
+/// A worker named as the instance node: both are nodes of a task's path, so the task's
+/// `resources_by_node` has one entry for the two and the instance's is lost. Both
+/// default to the host name when the scheduler and a worker share a machine.
+fn name_clashes(instance: &str, slots: &WorkerSlots) -> Vec<String> {
+    slots
+        .workers
+        .iter()
+        .filter(|w| w.shard == instance)
+        .map(|w| {
+            format!(
+                "worker {} has the instance node's name: a task's resources_by_node keeps one entry for both and loses the instance's; start the daemon with --instance-node-name NAME (e.g. scheduler) or the worker with --shard-id ID",
+                w.shard
+            )
+        })
+        .collect()
 }
 
 /// Starts the planned tasks in batches, each prepared, claimed, then started.
