@@ -20,4 +20,5 @@ mod seed_flags;
 mod status_counts;
 mod status_lines;
 mod supervision;
+mod systemd_units;
 mod task_timeouts;
