@@ -157,7 +157,7 @@ complete -c bistro -n "__fish_bistro_using_subcommand plan" -l config -d 'The co
 complete -c bistro -n "__fish_bistro_using_subcommand plan" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
 always\t'Always'
 never\t'Never'"
-complete -c bistro -n "__fish_bistro_using_subcommand plan" -l json -d 'Print one JSON object: config, in_force, unusable, problems [{where, message}], settings [{key, before, after}], jobs {added, removed, changed [{job, keys}]}, nodes {compared, added, removed, error}, pass, would_start [{job, node}], orphans [{job, node, reason, kill_at}]'
+complete -c bistro -n "__fish_bistro_using_subcommand plan" -l json -d 'Print one JSON object: schema_version (1), config, in_force, unusable, problems [{where, message}], settings [{key, before, after}], jobs {added, removed, changed [{job, keys}]}, nodes {compared, added, removed, error}, pass, would_start [{job, node}], orphans [{job, node, reason, kill_at}]'
 complete -c bistro -n "__fish_bistro_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c bistro -n "__fish_bistro_using_subcommand why" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand why" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F

@@ -15,7 +15,7 @@ use std::io::Write;
 /// `bistro plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// Print one JSON object: config, in_force, unusable, problems [{where, message}],
+    /// Print one JSON object: schema_version (1), config, in_force, unusable, problems [{where, message}],
     /// settings [{key, before, after}], jobs {added, removed, changed [{job, keys}]},
     /// nodes {compared, added, removed, error}, pass, would_start [{job, node}],
     /// orphans [{job, node, reason, kill_at}].

@@ -99,6 +99,8 @@ pub struct Problem {
 /// What applying the file would do (`bistro plan --json` prints it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PlanReport {
+    /// 1: the document is extended, never renamed.
+    pub schema_version: u32,
     /// The file compared.
     pub config: String,
     /// Whether a scheduler has loaded a config in this state dir (else every job
@@ -153,6 +155,7 @@ pub fn plan(
         None => None,
     };
     let mut report = PlanReport {
+        schema_version: 1,
         config: path.display().to_string(),
         in_force: in_force_text.is_some(),
         unusable: loaded.error.is_some(),

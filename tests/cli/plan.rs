@@ -71,6 +71,7 @@ fn plan_lists_changed_keys_nodes_starts_and_orphans_and_exits_by_what_it_found()
     .unwrap();
     let (code, report) = plan(&env, edited.to_str().unwrap());
     assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["schema_version"], 1);
     assert_eq!(report["settings"][0]["key"], "idle_wait", "{report}");
     assert_eq!(report["settings"][0]["after"], 2);
     assert_eq!(report["jobs"]["added"], serde_json::json!(["c"]));
