@@ -77,6 +77,10 @@ pub struct PreparedTask {
 /// - **Kill changes no status by itself.** [`kill`](Self::kill) only asks the task to
 ///   die; its end is reported by a later `check` like any other end. `Ok(false)` means
 ///   there was nothing left to signal (the run is ending, and the next check records it).
+/// - **Timeouts.** A run whose launch has a `task_timeout_sec` and is still going that
+///   long after it started is killed as its job's `kill_subprocess` says and ends as
+///   `error_backoff` "timed out after N s" (the recorded [`RunningTask::timeout_sec`]
+///   tells a runner that did not start it).
 /// - **Restart: runs are found through the state dir.** A new scheduler process (a new
 ///   runner) must be able to `check`, `kill` and [`cleanup`](Self::cleanup) the runs an
 ///   earlier process started, knowing nothing but what is in the state directory and
