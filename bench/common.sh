@@ -30,12 +30,13 @@ need_commands time:time sqlite3:sqlite3 python3:python3
 [ -x /usr/bin/time ] || need_commands /usr/bin/time:time
 
 # A smoke run only checks that the scenario still works: the debug build will do.
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 if [ "$SMOKE" = 1 ]; then
     (cd "$ROOT" && cargo build --quiet)
-    BISTRO="$ROOT/target/debug/bistro"
+    BISTRO="$TARGET/debug/bistro"
 else
     (cd "$ROOT" && cargo build --release --quiet)
-    BISTRO="$ROOT/target/release/bistro"
+    BISTRO="$TARGET/release/bistro"
 fi
 # NO_DELETIONS: scenarios delete nothing until the script exits. On ext4 without a
 # journal, a file created in the minutes after many deletions in the same block group
