@@ -82,14 +82,16 @@ impl HttpServer {
 
 impl Handler for App {
     /// Worker calls in their own lane; envelope queries, which may read logs and run
-    /// regexes, in theirs; everything else (status, metrics, the page, refusals) in
-    /// the quick lane.
-    fn lane(&self, method: &str, path: &str) -> Lane {
+    /// regexes, and `/api/status?tasks=1`, which lists every task, in theirs (their
+    /// answers are streamed); everything else (status, metrics, the page, refusals)
+    /// in the quick lane.
+    fn lane(&self, method: &str, path: &str, query: &str) -> Lane {
         if path.starts_with("/rpc/") {
             return Lane::Rpc;
         }
         match route(method, path) {
             Ok(Route::Envelope) => Lane::Compute,
+            Ok(Route::Status) if api_status::with_tasks(query) => Lane::Compute,
             _ => Lane::Quick,
         }
     }

@@ -466,6 +466,16 @@ impl Served {
         }
         let text = String::from_utf8(out).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let chunked = head.lines().any(|l| {
+            l.to_ascii_lowercase()
+                .replace(' ', "")
+                .starts_with("transfer-encoding:chunked")
+        });
+        let body = if chunked {
+            unchunk(body)
+        } else {
+            body.to_string()
+        };
         let status = head
             .split(' ')
             .nth(1)
@@ -474,9 +484,26 @@ impl Served {
         Reply {
             status,
             head: head.to_string(),
-            body: body.to_string(),
+            body,
         }
     }
+}
+
+/// The body of a `Transfer-Encoding: chunked` answer (streamed answers are sent so):
+/// each chunk is its size in hex, CRLF, the data, CRLF; a size of 0 ends it.
+fn unchunk(body: &str) -> String {
+    let (mut rest, mut out) = (body.as_bytes(), Vec::new());
+    while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&rest[..end]).unwrap().trim();
+        let size = usize::from_str_radix(size, 16)
+            .unwrap_or_else(|e| panic!("bad chunk size {size:?}: {e}"));
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&rest[end + 2..end + 2 + size]);
+        rest = &rest[end + 4 + size..];
+    }
+    String::from_utf8(out).unwrap()
 }
 
 impl Drop for Served {

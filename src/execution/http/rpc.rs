@@ -129,7 +129,7 @@ impl RpcServer {
 struct OnlyRpc(RpcEndpoint);
 
 impl Handler for OnlyRpc {
-    fn lane(&self, _method: &str, _path: &str) -> Lane {
+    fn lane(&self, _method: &str, _path: &str, _query: &str) -> Lane {
         Lane::Rpc
     }
 

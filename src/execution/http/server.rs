@@ -59,9 +59,9 @@ const IO_THREADS: usize = 2;
 
 /// What answers a server's requests; it never touches the socket.
 pub trait Handler: Send + Sync + 'static {
-    /// The lane a request is answered in, from its method and path, before its body
-    /// is read.
-    fn lane(&self, method: &str, path: &str) -> Lane;
+    /// The lane a request is answered in, from its method, path and query, before
+    /// its body is read.
+    fn lane(&self, method: &str, path: &str, query: &str) -> Lane;
 
     /// Answers a request, on a blocking thread holding a permit of its lane.
     fn answer(&self, request: &Request) -> Reply;
@@ -311,7 +311,9 @@ async fn exchange(
         headers: parts.headers,
         body,
     };
-    let lane = shared.handler.lane(&request.method, &request.path);
+    let lane = shared
+        .handler
+        .lane(&request.method, &request.path, &request.query);
     let Some(permit) = shared.lanes.enter(lane).await else {
         return response(
             Reply::error(

@@ -13,7 +13,7 @@ struct Echo;
 const STREAM_BYTES: usize = 1 << 20;
 
 impl Handler for Echo {
-    fn lane(&self, _method: &str, _path: &str) -> Lane {
+    fn lane(&self, _method: &str, _path: &str, _query: &str) -> Lane {
         Lane::Quick
     }
 
