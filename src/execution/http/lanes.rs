@@ -46,7 +46,7 @@ impl Lanes {
     /// Blocking threads answering quick reads at once.
     const QUICK: usize = 8;
     /// Blocking threads answering (or streaming) envelope queries at once.
-    const COMPUTE: usize = 4;
+    const COMPUTE: usize = 8;
     /// The most blocking threads the lanes can use, the runtime's limit.
     pub(super) const THREADS: usize = Self::RPC + Self::QUICK + Self::COMPUTE;
 
