@@ -21,8 +21,9 @@ fn served(env: &Env) -> Served {
     served
 }
 
-/// `lines` stdout lines of `bytes` bytes each for job `simple_job` on node `n`,
-/// written straight into the state's log database.
+/// `lines` stdout lines of `bytes` bytes each (random `a`s and `b`s after the line's
+/// number) for job `simple_job` on node `n`, written straight into the state's log
+/// database.
 fn big_log(env: &Env, lines: usize, bytes: usize) {
     use bistro::storage::store::{LogKind, LogLine, LogStore};
     let state = bistro::storage::state::StateDir::new(env.state());
@@ -35,11 +36,28 @@ fn big_log(env: &Env, lines: usize, bytes: usize) {
                 job: "simple_job".into(),
                 node: "n".into(),
                 time: 1_700_000_000,
-                line: format!("{i:06} {}", "x".repeat(bytes - 7)),
+                line: format!("{i:06} {}", letters(*i as u64, bytes - 7)),
             })
             .collect();
         store.append(&rows).unwrap();
     }
+}
+
+/// `len` pseudo-random `a`s and `b`s (xorshift, seeded by `seed`).
+fn letters(seed: u64, len: usize) -> String {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if x & 1 == 0 {
+                'a'
+            } else {
+                'b'
+            }
+        })
+        .collect()
 }
 
 /// Probes `GET /api/status` every 100 ms for `how_long`: each must be 200 within
@@ -135,8 +153,9 @@ fn costly_regex_filters_end_within_their_budget_and_never_hold_up_the_status() {
     assert_eq!(status, 200);
     let error = answer["q0"]["error"].as_str().unwrap();
     assert!(error.contains("compiles to more than"), "{error}");
-    // Within the size limit but slow over 20 MB: the request's time budget ends it.
-    let costly = queries(r"(?-u)(\w+\s+)+\d{30}$");
+    // Within the size limit, but its DFA has too many states to cache, so matching
+    // is slow over 20 MB of `a`s and `b`s: the request's time budget ends it.
+    let costly = queries(r"(?-u)a[ab]{20}c");
     let runs: Vec<_> = (0..4)
         .map(|_| {
             let (served_addr, costly) = (served.addr.clone(), costly.clone());
@@ -191,4 +210,52 @@ fn two_hosts_two_origins_and_a_signed_length_are_refused() {
     );
     assert_eq!(served.raw(raw.as_bytes()).status, 400);
     assert_eq!(served.post(&String::from_utf8_lossy(body)).0, 200);
+}
+
+#[test]
+fn many_clients_sending_large_bodies_slowly_wait_outside_the_server_s_memory() {
+    let env = Env::new();
+    let served = served(&env);
+    raise_open_files_limit();
+    // 300 bodies of 1 MiB declared, each sent up to half and then held: read whole,
+    // they would take 150 MiB of the server's memory.
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+        served.addr,
+        1 << 20
+    );
+    let mut senders: Vec<(std::net::TcpStream, usize)> = (0..300)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&served.addr).unwrap();
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.set_nonblocking(true).unwrap();
+            (stream, 0)
+        })
+        .collect();
+    let chunk = vec![b' '; 64 << 10];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        for (stream, sent) in &mut senders {
+            if *sent < 512 << 10 {
+                if let Ok(n) = stream.write(&chunk[..chunk.len().min((512 << 10) - *sent)]) {
+                    *sent += n;
+                }
+            }
+        }
+        assert_eq!(
+            get_within(&served.addr, "/api/status", STATUS_DEADLINE),
+            200
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sent: usize = senders.iter().map(|(_, n)| n).sum();
+    let peak = peak_rss(served.pid());
+    assert!(
+        peak < 100 << 20,
+        "peak RSS {} MiB with {} MiB of bodies sent",
+        peak >> 20,
+        sent >> 20
+    );
+    drop(senders);
+    assert_eq!(served.post(r#"{"a": {"handler": "jobs"}}"#).0, 200);
 }

@@ -1,5 +1,8 @@
 //! The lanes answers are computed in: each kind of request has its own permits of
 //! blocking threads and its own queue, so one kind cannot take another's capacity.
+//! Request bodies are read only within a budget of bytes (one for worker calls, one
+//! for the rest), so many clients sending large bodies slowly wait for their turn in
+//! the kernel's buffers, not in the server's memory.
 //! Worker calls keep answering heartbeats while the public API is flooded, and
 //! `GET /api/status` keeps answering while envelopes run regexes over logs.
 
@@ -33,11 +36,19 @@ impl std::fmt::Display for Lane {
 /// How long a request waits for a permit of its lane before it is refused (503).
 const QUEUE_WAIT: Duration = Duration::from_secs(10);
 
-/// The permits of each lane.
+/// Request bodies being read or answered at once, in KiB: worker calls'.
+const RPC_BODY_KIB: usize = 16 << 10;
+
+/// The same for every other request.
+const PUBLIC_BODY_KIB: usize = 32 << 10;
+
+/// The permits of each lane, and the body budgets.
 pub(super) struct Lanes {
     rpc: Arc<Semaphore>,
     quick: Arc<Semaphore>,
     compute: Arc<Semaphore>,
+    rpc_bodies: Arc<Semaphore>,
+    public_bodies: Arc<Semaphore>,
 }
 
 impl Lanes {
@@ -49,6 +60,25 @@ impl Lanes {
     const COMPUTE: usize = 8;
     /// The most blocking threads the lanes can use, the runtime's limit.
     pub(super) const THREADS: usize = Self::RPC + Self::QUICK + Self::COMPUTE;
+
+    /// Waits (without a thread) until a body of `bytes` may be read for a request of
+    /// `lane`; None after [`QUEUE_WAIT`]. The body's budget is back once the permit
+    /// is dropped.
+    pub(super) async fn reserve_body(
+        &self,
+        lane: Lane,
+        bytes: usize,
+    ) -> Option<OwnedSemaphorePermit> {
+        let budget = match lane {
+            Lane::Rpc => &self.rpc_bodies,
+            Lane::Quick | Lane::Compute => &self.public_bodies,
+        };
+        let kib = u32::try_from(bytes.div_ceil(1024)).ok()?;
+        tokio::time::timeout(QUEUE_WAIT, Arc::clone(budget).acquire_many_owned(kib))
+            .await
+            .ok()?
+            .ok()
+    }
 
     /// Waits (without a thread) for a permit of `lane`; None after [`QUEUE_WAIT`].
     pub(super) async fn enter(&self, lane: Lane) -> Option<OwnedSemaphorePermit> {
@@ -70,6 +100,8 @@ impl Default for Lanes {
             rpc: Arc::new(Semaphore::new(Self::RPC)),
             quick: Arc::new(Semaphore::new(Self::QUICK)),
             compute: Arc::new(Semaphore::new(Self::COMPUTE)),
+            rpc_bodies: Arc::new(Semaphore::new(RPC_BODY_KIB)),
+            public_bodies: Arc::new(Semaphore::new(PUBLIC_BODY_KIB)),
         }
     }
 }

@@ -38,4 +38,3 @@ pub use server::{
     parse_listen, Handler, ListenOptions, Server, DEFAULT_LISTEN, HEAD_TIMEOUT, MAX_BODY_BYTES,
     MAX_CONNECTIONS, REQUEST_TIMEOUT,
 };
-pub use stream::CHUNK_BYTES;

@@ -283,9 +283,18 @@ async fn exchange(
     shared: &Shared,
 ) -> hyper::Response<AnswerBody> {
     let (parts, body) = request.into_parts();
-    if let Err(refusal) = check_head(&parts.headers) {
-        return response(refusal, None);
-    }
+    let declared = match check_head(&parts.headers) {
+        Ok(declared) => declared,
+        Err(refusal) => return response(refusal, None),
+    };
+    let lane = shared.handler.lane(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query().unwrap_or(""),
+    );
+    let Some(body_permit) = shared.lanes.reserve_body(lane, declared).await else {
+        return response(busy(lane), None);
+    };
     let body = match tokio::time::timeout(
         shared.deadlines.request,
         Limited::new(body, MAX_BODY_BYTES).collect(),
@@ -311,20 +320,13 @@ async fn exchange(
         headers: parts.headers,
         body,
     };
-    let lane = shared
-        .handler
-        .lane(&request.method, &request.path, &request.query);
     let Some(permit) = shared.lanes.enter(lane).await else {
-        return response(
-            Reply::error(
-                503,
-                &format!("too many {lane} requests are being answered; try again"),
-            ),
-            None,
-        );
+        return response(busy(lane), None);
     };
     let handler = Arc::clone(&shared.handler);
-    match tokio::task::spawn_blocking(move || (handler.answer(&request), permit)).await {
+    let answered = tokio::task::spawn_blocking(move || (handler.answer(&request), permit)).await;
+    drop(body_permit);
+    match answered {
         Ok((reply, permit)) => response(reply, Some((permit, shared.deadlines.request))),
         Err(e) => response(
             Reply::error(500, &format!("answering the request failed: {e}")),
@@ -333,11 +335,20 @@ async fn exchange(
     }
 }
 
+/// The refusal of a request whose lane stayed full for its whole wait.
+fn busy(lane: Lane) -> Reply {
+    Reply::error(
+        503,
+        &format!("too many {lane} requests are being answered; try again"),
+    )
+}
+
 /// Refuses what hyper lets through but the API does not take: two `Host` or two
 /// `Origin` headers (a guard could check one and a proxy use the other; 400), a
 /// chunked body (411), a declared body over [`MAX_BODY_BYTES`] (413, before it is
-/// read). hyper itself refuses a `Content-Length` that is not digits only.
-fn check_head(headers: &hyper::HeaderMap) -> Result<(), Reply> {
+/// read). hyper itself refuses a `Content-Length` that is not digits only. Returns
+/// the body's declared length.
+fn check_head(headers: &hyper::HeaderMap) -> Result<usize, Reply> {
     for name in [HOST, ORIGIN] {
         if headers.get_all(&name).iter().count() > 1 {
             return Err(Reply::error(
@@ -356,10 +367,10 @@ fn check_head(headers: &hyper::HeaderMap) -> Result<(), Reply> {
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
+    match declared.unwrap_or(0) {
+        n if n > MAX_BODY_BYTES as u64 => Err(too_large()),
+        n => Ok(n as usize),
     }
-    Ok(())
 }
 
 fn too_large() -> Reply {

@@ -13,7 +13,7 @@ use tokio::runtime::Handle;
 use tokio::sync::OwnedSemaphorePermit;
 
 /// The size of the chunks a producer's output is sent in.
-pub const CHUNK_BYTES: usize = 16 * 1024;
+const CHUNK_BYTES: usize = 16 * 1024;
 
 /// Chunks waiting for the connection at most.
 const CHUNKS: usize = 2;
