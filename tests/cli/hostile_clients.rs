@@ -124,12 +124,26 @@ fn clients_that_never_read_a_60_mb_log_keep_the_server_under_300_mib() {
         peak >> 20
     );
     drop(stalled);
-    // A reader gets the whole page, and paging goes on from where it ends.
-    let (status, answer) = served.post(body);
-    assert_eq!(status, 200);
-    let page = &answer["a"]["data"];
-    assert_eq!(page["lines"].as_array().unwrap().len(), 1000);
-    assert_eq!(page["next_line_id"], "-1");
+    // A reader gets every line, in pages that end at the page size or at the
+    // request's time budget, each going on from where the last one ended.
+    let mut seen = Vec::new();
+    let mut next = "-1".to_string();
+    loop {
+        let query = json!({"a": {"handler": "task_logs", "log_type": "stdout",
+                                 "sort": "asc", "line_id": next}});
+        let (status, answer) = served.post(&query.to_string());
+        assert_eq!(status, 200, "{answer}");
+        let page = &answer["a"]["data"];
+        for line in page["lines"].as_array().unwrap() {
+            seen.push(line[3].as_str().unwrap()[..6].to_string());
+        }
+        next = page["next_line_id"].as_str().unwrap().to_string();
+        if next == "-1" {
+            break;
+        }
+    }
+    let expected: Vec<String> = (0..1000).map(|i| format!("{i:06}")).collect();
+    assert_eq!(seen, expected);
 }
 
 #[test]

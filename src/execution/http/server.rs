@@ -131,12 +131,6 @@ impl Bound {
     /// Binds a non-blocking listener on `addr` and builds the runtime that serves it.
     pub(super) fn bind(addr: SocketAddr) -> Result<Self, HttpError> {
         raise_open_files_limit();
-        let listener =
-            std::net::TcpListener::bind(addr).map_err(|source| HttpError::Bind { addr, source })?;
-        let local_addr = listener
-            .local_addr()
-            .and_then(|a| listener.set_nonblocking(true).map(|()| a))
-            .map_err(|source| HttpError::Bind { addr, source })?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(IO_THREADS)
             .max_blocking_threads(Lanes::THREADS)
@@ -144,6 +138,13 @@ impl Bound {
             .enable_all()
             .build()
             .map_err(HttpError::Runtime)?;
+        let listener = {
+            let _in_runtime = runtime.enter();
+            listen(addr).map_err(|source| HttpError::Bind { addr, source })?
+        };
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| HttpError::Bind { addr, source })?;
         Ok(Self {
             listener,
             local_addr,
@@ -177,6 +178,24 @@ impl Bound {
         runtime.block_on(accept_loop(&self.listener, self.local_addr, shared, stop));
         runtime.shutdown_timeout(POLL);
     }
+}
+
+/// Connections the kernel queues for the accept loop: thousands of clients
+/// reconnecting at once (slow ones cut at their deadline) must not overflow it, or
+/// every connection, a status probe's too, waits a second for its SYN to be resent.
+const BACKLOG: u32 = 4096;
+
+/// A non-blocking listening socket on `addr` with a [`BACKLOG`] of connections
+/// (`SO_REUSEADDR`, as the standard library sets it). Called inside the runtime.
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)?.into_std()
 }
 
 /// Raises this process's soft limit on open files to its hard limit, so the
