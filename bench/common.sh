@@ -30,14 +30,16 @@ need_commands time:time sqlite3:sqlite3 python3:python3
 [ -x /usr/bin/time ] || need_commands /usr/bin/time:time
 
 # A smoke run only checks that the scenario still works: the debug build will do.
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+# BISTRO_UNDER_TEST names another build to measure instead (e.g. an older commit's).
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 if [ "$SMOKE" = 1 ]; then
     (cd "$ROOT" && cargo build --quiet)
-    BISTRO="$TARGET/debug/bistro"
+    BISTRO="$TARGET_DIR/debug/bistro"
 else
     (cd "$ROOT" && cargo build --release --quiet)
-    BISTRO="$TARGET/release/bistro"
+    BISTRO="$TARGET_DIR/release/bistro"
 fi
+BISTRO="${BISTRO_UNDER_TEST:-$BISTRO}"
 # NO_DELETIONS: scenarios delete nothing until the script exits. On ext4 without a
 # journal, a file created in the minutes after many deletions in the same block group
 # costs up to a millisecond (the inode allocator skips each recently freed inode one

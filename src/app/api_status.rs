@@ -1,20 +1,29 @@
 //! `GET /api/status[?tasks=1]`: the `bistro status --json` document, from the stored
-//! nodes only.
+//! nodes only. With every task listed (`?tasks=1`) the document is streamed as it
+//! is serialized, so a client that does not read pins only a small buffer.
 
 use super::snapshot::{NodesUnavailable, Site, Snapshot};
 use crate::execution::http::Reply;
 use crate::usecases::report::{self, ReportFilter, StatusReport};
 
+/// Whether the query string asks for every task (`tasks=1` or `tasks=true`).
+pub fn with_tasks(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|kv| kv == "tasks=1" || kv == "tasks=true")
+}
+
 /// Answers `GET /api/status`; `query` is the request's query string.
 pub fn reply(site: &Site, query: &str) -> Reply {
-    let tasks = query
-        .split('&')
-        .any(|kv| kv == "tasks=1" || kv == "tasks=true");
+    let tasks = with_tasks(query);
     let filter = ReportFilter {
         tasks,
         ..Default::default()
     };
     match snapshot_report(site, &filter) {
+        Ok((_, report)) if tasks => Reply::json_stream(Box::new(move |out| {
+            serde_json::to_writer(out, &report).map_err(Into::into)
+        })),
         Ok((_, report)) => Reply::json(200, &serde_json::to_value(&report).expect("serializes")),
         Err(refusal) => refusal,
     }

@@ -6,18 +6,50 @@
 //!
 //! Both limits keep a small request from costing a large answer: a 75 KB body of
 //! `task_logs` sub-queries once made a 374 MB response. Once the answers reach
-//! [`MAX_RESPONSE_BYTES`], the remaining sub-queries are not run and answer an error.
+//! [`MAX_RESPONSE_BYTES`], the remaining sub-queries are not run and answer an error;
+//! likewise once the request has computed for [`MAX_ANSWER_TIME`], so a request of
+//! costly regex filters holds its lane for a bounded time.
+//!
+//! The answer is streamed ([`write_answers`]): each sub-query's answer is written
+//! as it is made, and `task_logs` pages line by line as SQLite reads them (a page
+//! that would pass either budget ends early, its `next_line_id` continuing there), so
+//! a client that does not read pins only the transport's small buffers.
 
 use super::handlers::{self, Params};
 use super::snapshot::{Site, Snapshot};
 use crate::execution::http::{ensure_token, AuthError, Reply};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::time::{Duration, Instant};
 
 /// The most sub-queries one request may hold.
 pub const MAX_QUERIES: usize = 64;
 
 /// The size of the answers after which the remaining sub-queries are not run.
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// How long one request may compute (reading logs, matching regex filters) before
+/// its remaining sub-queries are not run and its log page ends.
+pub const MAX_ANSWER_TIME: Duration = Duration::from_secs(5);
+
+/// What one request's answers may spend.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The size of the answers after which the remaining sub-queries are not run.
+    pub max_bytes: usize,
+    /// When the remaining sub-queries are not run.
+    pub deadline: Instant,
+}
+
+impl Limits {
+    /// The limits of a request that starts now.
+    pub fn from_now() -> Self {
+        Self {
+            max_bytes: MAX_RESPONSE_BYTES,
+            deadline: Instant::now() + MAX_ANSWER_TIME,
+        }
+    }
+}
 
 /// Why a request body is refused as a whole (400, with the message as a JSON string).
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +107,10 @@ pub fn reply(site: &Site, body: &[u8], authorization: Option<&str>) -> Reply {
             Err(e) => return Reply::json(500, &Value::String(e.to_string())),
         },
     };
-    Reply::json(200, &answer(queries, &snap, auth, MAX_RESPONSE_BYTES))
+    let limits = Limits::from_now();
+    Reply::json_stream(Box::new(move |out| {
+        write_answers(queries, &snap, auth, limits, out)
+    }))
 }
 
 /// Parses a request body into sub-queries; the error is the whole response's message.
@@ -105,43 +140,87 @@ pub fn parse(body: &[u8]) -> Result<Vec<SubQuery>, EnvelopeError> {
         .collect())
 }
 
-/// Answers every sub-query against one snapshot, in order, until the answers would
-/// exceed `max_bytes` (their size is measured as each is serialized): that answer and
-/// every later sub-query, which is then not run, get an error instead.
-pub fn answer(
+/// Writes the answer of every sub-query against one snapshot, in order, as one JSON
+/// object. Once the answers would exceed `limits.max_bytes` (their size is measured
+/// before each built answer is written; a streamed log page stops short of it), or
+/// once `limits.deadline` has passed, that answer and every later sub-query, which is
+/// then not run, get an error instead.
+pub fn write_answers(
     queries: Vec<SubQuery>,
     snap: &Snapshot,
     auth: Result<(), AuthError>,
-    max_bytes: usize,
-) -> Value {
-    let mut total = 0;
-    let out: Map<String, Value> = queries
-        .into_iter()
-        .map(|SubQuery { key, call }| {
-            let too_large = || json!({ "error": format!(
-                "response too large: answering this query would take the response past {max_bytes} bytes; send it in another request"
-            ) });
-            if total > max_bytes {
-                return (key, too_large());
-            }
-            let result = match call {
-                Ok((name, params)) => {
-                    handlers::run(&name, &params, snap, auth).map_err(|e| e.to_string())
+    limits: Limits,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let max_bytes = limits.max_bytes;
+    let too_large = json!({ "error": format!(
+        "response too large: answering this query would take the response past {max_bytes} bytes; send it in another request"
+    ) });
+    let too_long = json!({ "error": format!(
+        "out of time: this request computed for {MAX_ANSWER_TIME:?} before this query; send it in another request"
+    ) });
+    let mut out = Counted { out, bytes: 0 };
+    let mut exhausted = None;
+    out.write_all(b"{")?;
+    for (i, SubQuery { key, call }) in queries.into_iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut out, &key)?;
+        out.write_all(b":")?;
+        if exhausted.is_none() && Instant::now() >= limits.deadline {
+            exhausted = Some(&too_long);
+        }
+        if exhausted.is_none() && out.bytes > max_bytes {
+            exhausted = Some(&too_large);
+        }
+        if let Some(error) = exhausted {
+            serde_json::to_writer(&mut out, error)?;
+            continue;
+        }
+        let answer = match call {
+            Ok((name, params)) => {
+                let budget = handlers::PageBudget {
+                    bytes: max_bytes.saturating_sub(out.bytes),
+                    deadline: limits.deadline,
+                };
+                if let Some(streamed) = handlers::stream(&name, &params, snap, budget, &mut out) {
+                    streamed?;
+                    continue;
                 }
-                Err(e) => Err(e.to_string()),
-            };
-            let answer = match result {
-                Ok(data) => json!({ "data": data }),
-                Err(error) => json!({ "error": error }),
-            };
-            total += json_size(&key) + json_size(&answer);
-            if total > max_bytes {
-                return (key, too_large());
+                match handlers::run(&name, &params, snap, auth) {
+                    Ok(data) => json!({ "data": data }),
+                    Err(e) => json!({ "error": e.to_string() }),
+                }
             }
-            (key, answer)
-        })
-        .collect();
-    Value::Object(out)
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        if out.bytes + json_size(&answer) > max_bytes {
+            exhausted = Some(&too_large);
+            serde_json::to_writer(&mut out, &too_large)?;
+        } else {
+            serde_json::to_writer(&mut out, &answer)?;
+        }
+    }
+    out.write_all(b"}")
+}
+
+/// A writer that counts the bytes written through it.
+struct Counted<'a> {
+    out: &'a mut dyn Write,
+    bytes: usize,
+}
+
+impl Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.bytes += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// The length of a value's JSON text, counted without building it.
@@ -210,7 +289,7 @@ mod tests {
     #[test]
     fn more_than_max_queries_are_refused_whole() {
         let body = |n: usize| {
-            let mut queries: Map<String, Value> = (0..n)
+            let mut queries: serde_json::Map<String, Value> = (0..n)
                 .map(|i| (format!("q{i}"), json!({"handler": "jobs"})))
                 .collect();
             queries.insert("prefs".into(), json!({}));
@@ -241,9 +320,18 @@ mod tests {
         let snap = Snapshot::load(&state, Some(&state.default_config())).unwrap();
         let body = br#"{"a": {"handler": "jobs"}, "b": {"handler": "jobs"},
                         "c": {"handler": "jobs"}, "d": {"handler": "refresh_time"}}"#;
-        let unlimited = answer(parse(body).unwrap(), &snap, Ok(()), MAX_RESPONSE_BYTES);
+        let answer = |max_bytes| {
+            let mut out = Vec::new();
+            let limits = Limits {
+                max_bytes,
+                ..Limits::from_now()
+            };
+            write_answers(parse(body).unwrap(), &snap, Ok(()), limits, &mut out).unwrap();
+            serde_json::from_slice::<Value>(&out).unwrap()
+        };
+        let unlimited = answer(MAX_RESPONSE_BYTES);
         let one = json_size("a") + json_size(&unlimited["a"]);
-        let limited = answer(parse(body).unwrap(), &snap, Ok(()), one * 5 / 2);
+        let limited = answer(one * 5 / 2);
         assert_eq!(limited["a"], unlimited["a"]);
         assert_eq!(limited["b"], unlimited["b"]);
         for key in ["c", "d"] {

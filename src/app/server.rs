@@ -1,12 +1,15 @@
 //! The REST app's server: the transport bound with the app's options, and the
-//! wiring of every request: worker calls (`/rpc/NAME`) to the hub's RPC service,
-//! everything else through the `Host`/`Origin` guard to its route.
+//! wiring of every request: worker calls (`/rpc/NAME`) to the hub's RPC service in
+//! their own lane, everything else through the `Host`/`Origin` guard to its route;
+//! envelope queries, which may compute, in a lane apart from the quick reads.
 
 use super::routes::{route, Route};
 use super::snapshot::Site;
 use super::{api_status, envelope, metrics, page};
 use crate::execution::http::rpc::{RpcEndpoint, RpcService};
-use crate::execution::http::{ensure_token, HttpError, ListenOptions, Reply, Request, Server};
+use crate::execution::http::{
+    ensure_token, Handler, HostGuard, HttpError, Lane, ListenOptions, Reply, Request, Server,
+};
 use crate::execution::runner::remote::Hub;
 use crate::storage::state::StateDir;
 use std::net::SocketAddr;
@@ -29,8 +32,14 @@ pub struct HttpOptions {
 /// A bound server over one state directory.
 pub struct HttpServer {
     server: Server,
+    app: Arc<App>,
+}
+
+/// What answers the requests.
+struct App {
     site: Site,
     rpc: Option<RpcEndpoint>,
+    guard: HostGuard,
 }
 
 impl HttpServer {
@@ -41,8 +50,8 @@ impl HttpServer {
         listen.check()?;
         state.existing_statuses_db().map_err(HttpError::NoState)?;
         ensure_token(state)?;
-        Ok(Self {
-            server: Server::bind(&listen)?,
+        let server = Server::bind(&listen)?;
+        let app = Arc::new(App {
             site: Site {
                 state: state.clone(),
                 config: opts.config.clone(),
@@ -52,7 +61,9 @@ impl HttpServer {
                 service: Arc::clone(hub) as Arc<dyn RpcService>,
                 secret: hub.secret_path().to_path_buf(),
             }),
-        })
+            guard: server.guard().clone(),
+        });
+        Ok(Self { server, app })
     }
 
     /// The address actually bound (useful with port 0).
@@ -64,11 +75,29 @@ impl HttpServer {
     /// running out of file descriptors) are logged and retried, so the server keeps
     /// serving once they pass.
     pub fn serve(&self, stop: &AtomicBool) {
-        self.server.serve(stop, &|request| self.handle(request));
+        self.server
+            .serve(stop, Arc::clone(&self.app) as Arc<dyn Handler>);
+    }
+}
+
+impl Handler for App {
+    /// Worker calls in their own lane; envelope queries, which may read logs and run
+    /// regexes, and `/api/status?tasks=1`, which lists every task, in theirs (their
+    /// answers are streamed); everything else (status, metrics, the page, refusals)
+    /// in the quick lane.
+    fn lane(&self, method: &str, path: &str, query: &str) -> Lane {
+        if path.starts_with("/rpc/") {
+            return Lane::Rpc;
+        }
+        match route(method, path) {
+            Ok(Route::Envelope) => Lane::Compute,
+            Ok(Route::Status) if api_status::with_tasks(query) => Lane::Compute,
+            _ => Lane::Quick,
+        }
     }
 
     /// Answers one request.
-    fn handle(&self, request: &Request) -> Reply {
+    fn answer(&self, request: &Request) -> Reply {
         if let Some(name) = request.path.strip_prefix("/rpc/") {
             // Machine-to-machine calls: the shared secret is their protection (a
             // browser cannot send it cross-origin), not the names they are sent to.
@@ -80,7 +109,7 @@ impl HttpServer {
                 ),
             };
         }
-        if let Err(refusal) = self.server.guard().check(request) {
+        if let Err(refusal) = self.guard.check(request) {
             return refusal;
         }
         match route(&request.method, &request.path) {

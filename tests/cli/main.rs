@@ -10,6 +10,7 @@ mod daemon;
 mod demo;
 mod disk_full;
 mod faults;
+mod hostile_clients;
 mod http;
 mod plan;
 mod process_hygiene;

@@ -683,3 +683,54 @@ fn a_task_that_ignores_sigterm_still_dies_with_its_killed_worker() {
     );
     drop(scheduler);
 }
+
+#[test]
+fn public_load_on_the_scheduler_s_port_never_costs_a_worker_its_heartbeats() {
+    let env = Env::new();
+    env.config(&config("{}", r#", "backoff": [3600, "fail"]"#));
+    let (task, ledger) = holding_task(&env);
+    let scheduler = fast_scheduler(&env);
+    let _worker = Worker::start(&env, &scheduler, "w", &task);
+    env.wait_for("four tasks running", || starts(&ledger).len() == 4);
+    let pids: Vec<i32> = starts(&ledger).iter().map(|s| s.2).collect();
+
+    // Twice the time after which a silent worker is lost (4 s): 2,000 slow
+    // connections on the one --http port, and clients keeping the API busy.
+    let slow = Tricklers::start(&scheduler.addr, 2000, std::time::Duration::from_millis(500));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, stop) = (scheduler.addr.clone(), std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let body = r#"{"h": {"handler": "histogram"}, "r": {"handler": "running_tasks"}}"#;
+                let raw = format!(
+                    "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let mut answered = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    if raw_request(&addr, raw.as_bytes()).status == 200 {
+                        answered += 1;
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let answered: usize = busy.into_iter().map(|t| t.join().unwrap()).sum();
+    drop(slow);
+    assert!(answered > 0, "the API kept answering too");
+    assert_eq!(
+        worker_state(&env, "w").unwrap()["state"],
+        "HEALTHY",
+        "the worker's heartbeats got through"
+    );
+    assert!(pids.iter().all(|&p| alive(p)), "no task was killed");
+    assert_eq!(count(&env.status_json(&[]), "j", "running"), 4);
+    std::fs::write(env.path("release-all"), "").unwrap();
+    env.wait_for("the tasks done", || {
+        count(&env.status_json(&[]), "j", "done") == 4
+    });
+}

@@ -465,27 +465,42 @@ impl Served {
     /// before it has read everything, so a failed write or a reset after the answer
     /// is not an error.
     pub fn raw(&self, bytes: &[u8]) -> Reply {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&self.addr).unwrap();
-        stream.set_read_timeout(Some(DEADLINE)).unwrap();
-        let _ = stream.write_all(bytes);
-        let mut out = Vec::new();
-        let mut buf = [0; 8192];
-        while let Ok(n @ 1..) = stream.read(&mut buf) {
-            out.extend_from_slice(&buf[..n]);
-        }
-        let text = String::from_utf8(out).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {head:?}"));
-        Reply {
-            status,
-            head: head.to_string(),
-            body: body.to_string(),
-        }
+        raw_request(&self.addr, bytes)
+    }
+}
+
+/// Sends raw bytes to `addr` and reads the response (see [`Served::raw`]).
+pub fn raw_request(addr: &str, bytes: &[u8]) -> Reply {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let _ = stream.write_all(bytes);
+    let mut out = Vec::new();
+    let mut buf = [0; 8192];
+    while let Ok(n @ 1..) = stream.read(&mut buf) {
+        out.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8(out).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .replace(' ', "")
+            .starts_with("transfer-encoding:chunked")
+    });
+    let body = if chunked {
+        unchunk(body)
+    } else {
+        body.to_string()
+    };
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    Reply {
+        status,
+        head: head.to_string(),
+        body,
     }
 }
 
@@ -558,4 +573,135 @@ pub fn render_page(addr: &str) -> Option<String> {
     std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut dom).unwrap();
     assert!(child.wait().unwrap().success());
     Some(dom)
+}
+
+/// Raises this test process's soft limit on open files to its hard limit, for tests
+/// that hold thousands of connections.
+pub fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+}
+
+/// Hostile slow clients: `count` connections to `addr` that each send the start of
+/// a request head, then one more byte every `period`, reconnecting whenever the
+/// server closes them, until dropped. Loopback only.
+pub struct Tricklers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Connections opened so far (reconnections included).
+    pub opened: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Tricklers {
+    pub fn start(addr: &str, count: usize, period: Duration) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        assert!(addr.ip().is_loopback());
+        raise_open_files_limit();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let opened = std::sync::Arc::new(AtomicUsize::new(0));
+        let connect = {
+            let opened = std::sync::Arc::clone(&opened);
+            move || -> Option<std::net::TcpStream> {
+                let mut stream =
+                    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+                std::io::Write::write_all(&mut stream, b"GET /api/status HTTP/1.1\r\nX-Slow: ")
+                    .ok()?;
+                stream.set_nonblocking(true).ok()?;
+                opened.fetch_add(1, Ordering::SeqCst);
+                Some(stream)
+            }
+        };
+        let mut streams: Vec<Option<std::net::TcpStream>> = (0..count).map(|_| connect()).collect();
+        let thread = {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let round = std::time::Instant::now();
+                    for slot in &mut streams {
+                        let alive = slot
+                            .as_mut()
+                            .is_some_and(|s| std::io::Write::write(s, b"a").is_ok());
+                        if !alive {
+                            *slot = connect();
+                        }
+                    }
+                    std::thread::sleep(period.saturating_sub(round.elapsed()));
+                }
+            })
+        };
+        Self {
+            stop,
+            thread: Some(thread),
+            opened,
+        }
+    }
+}
+
+impl Drop for Tricklers {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `GET path` on its own connection, which must be answered whole within `within`:
+/// the status, or a panic naming what was late.
+pub fn get_within(addr: &str, path: &str, within: Duration) -> u16 {
+    use std::io::{Read, Write};
+    let start = std::time::Instant::now();
+    let mut stream = std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), within)
+        .unwrap_or_else(|e| panic!("GET {path}: connecting: {e}"));
+    stream.set_read_timeout(Some(within)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("GET {path}: no whole answer within {within:?}: {e}"),
+        }
+        assert!(
+            start.elapsed() < within,
+            "GET {path}: no whole answer within {within:?}"
+        );
+    }
+    let text = String::from_utf8_lossy(&answer);
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("GET {path}: not an HTTP answer: {text:?}"))
+}
+
+/// The peak resident memory of process `pid` (`VmHWM` of /proc/PID/status), in bytes.
+pub fn peak_rss(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"));
+    kib * 1024
+}
+
+/// The body of a `Transfer-Encoding: chunked` answer (streamed answers are sent so):
+/// each chunk is its size in hex, CRLF, the data, CRLF; a size of 0 ends it.
+fn unchunk(body: &str) -> String {
+    let (mut rest, mut out) = (body.as_bytes(), Vec::new());
+    while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&rest[..end]).unwrap().trim();
+        let size = usize::from_str_radix(size, 16)
+            .unwrap_or_else(|e| panic!("bad chunk size {size:?}: {e}"));
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&rest[end + 2..end + 2 + size]);
+        rest = &rest[end + 4 + size..];
+    }
+    String::from_utf8(out).unwrap()
 }

@@ -19,6 +19,7 @@ use crate::usecases::control::ControlError;
 use edit::EditError;
 use serde_json::{Map, Value};
 use task_logs::LogsError;
+pub use task_logs::PageBudget;
 
 /// A sub-query's parameters (everything but `handler`).
 pub type Params = Map<String, Value>;
@@ -133,6 +134,21 @@ pub enum HandlerError {
     /// A config edit was refused or failed.
     #[error(transparent)]
     Edit(#[from] EditError),
+}
+
+/// Writes the `{"data": ...}` or `{"error": ...}` of a sub-query whose answer is
+/// streamed rather than built: `task_logs` over the local log store (a scheduler
+/// with remote workers merges their pages with its own, built by [`run`]). None
+/// when `name`'s answer is built by [`run`].
+pub fn stream(
+    name: &str,
+    params: &Params,
+    snap: &Snapshot,
+    budget: PageBudget,
+    out: &mut dyn std::io::Write,
+) -> Option<std::io::Result<()>> {
+    (name == "task_logs" && snap.hub.is_none())
+        .then(|| task_logs::stream(params, snap, budget, out))
 }
 
 /// The handlers that change state and so need the bearer token.

@@ -5,15 +5,28 @@
 //! Unlike Bistro, whose regex filter runs after the page limit and so may end the
 //! paging early (§8.8), whether more lines exist is decided before filtering: a page
 //! may hold fewer matching lines, but paging always reaches every line.
+//!
+//! Over the local log store a page is streamed ([`write_page`]): each line is written
+//! as SQLite reads it, and the page also ends early, with `next_line_id` continuing
+//! there, once its lines reach the request's byte budget or its time budget passes.
+//! A `regex_filter` compiles within [`REGEX_SIZE_LIMIT`], so no regex can cost more
+//! than a bounded amount per line.
 
 use super::{integer, strings, HandlerError, ParamError, Params};
 use crate::app::snapshot::Snapshot;
 use crate::storage::store::{LogKind, LogRow, LogStore, PageQuery, StoreError};
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 use serde_json::{json, Value};
+use std::io::Write;
+use std::time::Instant;
 
 /// Lines per page, as Bistro's local scheduler.
 pub const PAGE_SIZE: usize = 1000;
+
+/// The most memory a compiled `regex_filter` may take (the regex crate's
+/// `size_limit`; its lazy DFA's cache gets as much), so matching a line costs a
+/// bounded amount of work.
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Why a `task_logs` query is refused, in Bistro's words where it has them.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +55,12 @@ pub enum LogsError {
     /// Both `time` and `line_id`.
     #[error("Cannot specify both time and line_id")]
     TimeAndLineId,
+    /// A `regex_filter` that compiles to more than [`REGEX_SIZE_LIMIT`].
+    #[error("regex_filter {regex:?} compiles to more than {REGEX_SIZE_LIMIT} bytes; use a simpler regex (fewer or shorter repetitions, or (?-u) for ASCII-only classes like \\w)")]
+    RegexTooBig {
+        /// The regex sent.
+        regex: String,
+    },
     /// A `regex_filter` that does not compile.
     #[error("regex_filter {regex:?} is not a valid regex: {source}")]
     BadRegex {
@@ -109,10 +128,7 @@ pub fn parse(params: &Params) -> Result<LogsRequest, LogsError> {
     let regex = match params.get("regex_filter") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() => None,
-        Some(Value::String(s)) => Some(Regex::new(s).map_err(|source| LogsError::BadRegex {
-            regex: s.clone(),
-            source,
-        })?),
+        Some(Value::String(s)) => Some(compile(s)?),
         Some(other) => {
             return Err(ParamError::NotAString {
                 key: "regex_filter".into(),
@@ -134,6 +150,97 @@ pub fn parse(params: &Params) -> Result<LogsRequest, LogsError> {
     })
 }
 
+/// Compiles a `regex_filter` within [`REGEX_SIZE_LIMIT`].
+fn compile(regex: &str) -> Result<Regex, LogsError> {
+    RegexBuilder::new(regex)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|source| match source {
+            regex::Error::CompiledTooBig(_) => LogsError::RegexTooBig {
+                regex: regex.to_string(),
+            },
+            source => LogsError::BadRegex {
+                regex: regex.to_string(),
+                source,
+            },
+        })
+}
+
+/// What a streamed page may still spend: bytes of lines, and time.
+#[derive(Debug, Clone, Copy)]
+pub struct PageBudget {
+    /// The most bytes of lines to write.
+    pub bytes: usize,
+    /// When the page must end.
+    pub deadline: Instant,
+}
+
+/// Writes one page as [`page`] reads it, `{"lines": [...], "next_line_id": "<id or
+/// -1>"}`, each line as SQLite reads it; the page ends early (its `next_line_id`
+/// continuing at the first line not written) once the next line would take it past
+/// `budget.bytes` or `budget.deadline` has passed.
+pub fn write_page(
+    store: &LogStore,
+    request: &LogsRequest,
+    budget: PageBudget,
+    out: &mut dyn Write,
+) -> Result<(), PageError> {
+    let limit = request.query.limit;
+    let (mut read, mut written, mut next) = (0, 0, -1);
+    let mut failed = None;
+    out.write_all(br#"{"lines":["#)?;
+    store.page_each(
+        &PageQuery {
+            limit: limit + 1,
+            ..request.query.clone()
+        },
+        |row| {
+            if read == limit || Instant::now() >= budget.deadline {
+                next = row.id;
+                return false;
+            }
+            read += 1;
+            if !passes(request, &row.line) {
+                return true;
+            }
+            let item = json!([row.job, row.node, row.time(), row.line, row.id.to_string()]);
+            let text = serde_json::to_vec(&item).expect("a JSON value serializes");
+            if written + text.len() + 1 > budget.bytes {
+                next = row.id;
+                return false;
+            }
+            let comma: &[u8] = if written == 0 { b"" } else { b"," };
+            match out.write_all(comma).and_then(|()| out.write_all(&text)) {
+                Ok(()) => {
+                    written += text.len() + 1;
+                    true
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    write!(out, r#"],"next_line_id":"{next}"}}"#)?;
+    Ok(())
+}
+
+/// Why a streamed page stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// The log store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The client went away or stopped reading.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// Reads one page: `{"next_line_id": "<id or -1>", "lines": [[job, node, time, line, "<id>"]]}`.
 pub fn page(store: &LogStore, request: &LogsRequest) -> Result<Value, StoreError> {
     let limit = request.query.limit;
@@ -149,18 +256,21 @@ pub fn page(store: &LogStore, request: &LogsRequest) -> Result<Value, StoreError
     Ok(lines_json(&rows, request, next))
 }
 
-/// `{"next_line_id", "lines"}` for rows of a page, with the regex applied. Lines are
-/// returned exactly as stored (with their newline, as Bistro returns them); the regex
-/// sees a line without its newline, so `$` still ends it as in Perl-style engines.
+/// Whether a stored line passes the request's `regex_filter`. Lines are returned
+/// exactly as stored (with their newline, as Bistro returns them); the regex sees a
+/// line without its newline, so `$` still ends it as in Perl-style engines.
+fn passes(request: &LogsRequest, line: &str) -> bool {
+    request
+        .regex
+        .as_ref()
+        .is_none_or(|re| re.is_match(line.strip_suffix('\n').unwrap_or(line)))
+}
+
+/// `{"next_line_id", "lines"}` for rows of a page, with the regex applied.
 fn lines_json(rows: &[LogRow], request: &LogsRequest, next: i64) -> Value {
     let lines: Vec<Value> = rows
         .iter()
-        .filter(|r| {
-            request
-                .regex
-                .as_ref()
-                .is_none_or(|re| re.is_match(r.line.strip_suffix('\n').unwrap_or(&r.line)))
-        })
+        .filter(|r| passes(request, &r.line))
         .map(|r| json!([r.job, r.node, r.time(), r.line, r.id.to_string()]))
         .collect();
     json!({"next_line_id": next.to_string(), "lines": lines})
@@ -194,6 +304,37 @@ pub(super) fn task_logs(params: &Params, snap: &Snapshot) -> Result<Value, Handl
             Some(store) => Ok(page(store, &request)?),
             None => Ok(json!({"next_line_id": "-1", "lines": []})),
         },
+    }
+}
+
+/// Writes `{"data": PAGE}` ([`write_page`]) or `{"error": ...}` for a sub-query over
+/// the local log store. A store failing mid-page cuts the answer off.
+pub(super) fn stream(
+    params: &Params,
+    snap: &Snapshot,
+    budget: PageBudget,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let refuse = |out: &mut dyn Write, e: HandlerError| {
+        serde_json::to_writer(out, &json!({ "error": e.to_string() })).map_err(Into::into)
+    };
+    let request = match parse(params) {
+        Ok(request) => request,
+        Err(e) => return refuse(out, e.into()),
+    };
+    let path = snap.state.logs_db();
+    if !path.exists() {
+        return out.write_all(br#"{"data":{"lines":[],"next_line_id":"-1"}}"#);
+    }
+    let store = match LogStore::open(&path) {
+        Ok(store) => store,
+        Err(e) => return refuse(out, e.into()),
+    };
+    out.write_all(br#"{"data":"#)?;
+    match write_page(&store, &request, budget, out) {
+        Ok(()) => out.write_all(b"}"),
+        Err(PageError::Io(e)) => Err(e),
+        Err(PageError::Store(e)) => Err(std::io::Error::other(e)),
     }
 }
 
@@ -245,6 +386,98 @@ mod tests {
         assert!(error(json!({"log_type": "stdout", "time": "x"})).contains("time must be"));
         assert!(error(json!({"log_type": "stdout", "regex_filter": "("})).contains("regex"));
         assert!(error(json!({})).contains("log_type"));
+    }
+
+    #[test]
+    fn a_regex_that_compiles_too_big_is_refused_quickly() {
+        let start = Instant::now();
+        let refused = error(json!({"log_type": "stdout", "regex_filter": "\\W{100}\\w{100}"}));
+        assert!(refused.contains("compiles to more than"), "{refused}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(1),
+            "refused within the size limit's work, not after compiling it all: {:?}",
+            start.elapsed()
+        );
+        assert!(parse(&params(
+            json!({"log_type": "stdout", "regex_filter": "(?-u)\\w{100}\\d{100}"})
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn a_streamed_page_past_its_budget_ends_early_and_paging_continues() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(&dir.path().join("l.sql3")).unwrap();
+        let lines: Vec<LogLine> = (0..10)
+            .map(|i| LogLine {
+                kind: LogKind::Stdout,
+                job: "j".into(),
+                node: "n".into(),
+                time: 100,
+                line: format!("line {i}"),
+            })
+            .collect();
+        store.append(&lines).unwrap();
+        let streamed = |line_id: Option<String>, budget: PageBudget| {
+            let mut query = json!({"log_type": "stdout", "sort": "asc"});
+            if let Some(id) = line_id {
+                query["line_id"] = json!(id);
+            }
+            let request = parse(&params(query)).unwrap();
+            let mut out = Vec::new();
+            write_page(&store, &request, budget, &mut out).unwrap();
+            let page: Value = serde_json::from_slice(&out).unwrap();
+            let lines: Vec<String> = page["lines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l[3].as_str().unwrap().to_string())
+                .collect();
+            (lines, page["next_line_id"].as_str().unwrap().to_string())
+        };
+        let later = Instant::now() + std::time::Duration::from_secs(60);
+        let whole = streamed(
+            None,
+            PageBudget {
+                bytes: usize::MAX,
+                deadline: later,
+            },
+        );
+        assert_eq!(whole.0.len(), 10);
+        assert_eq!(whole.1, "-1");
+        let one_line = serde_json::to_vec(&json!(["j", "n", 100, "line 0", "x"]))
+            .unwrap()
+            .len();
+        let mut seen = Vec::new();
+        let mut next = None;
+        loop {
+            let (lines, id) = streamed(
+                next,
+                PageBudget {
+                    bytes: one_line * 7 / 2,
+                    deadline: later,
+                },
+            );
+            assert!(!lines.is_empty() && lines.len() <= 3, "{lines:?}");
+            seen.extend(lines);
+            if id == "-1" {
+                break;
+            }
+            next = Some(id);
+        }
+        assert_eq!(seen, whole.0, "paging by bytes reaches every line once");
+        let (lines, id) = streamed(
+            None,
+            PageBudget {
+                bytes: usize::MAX,
+                deadline: Instant::now(),
+            },
+        );
+        assert!(lines.is_empty());
+        assert_ne!(
+            id, "-1",
+            "out of time: the next page starts at the first line"
+        );
     }
 
     #[test]

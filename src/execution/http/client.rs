@@ -1,11 +1,13 @@
-//! A small blocking HTTP/1.1 client for the scheduler <-> worker calls: one JSON
-//! `POST` per connection, with a connect timeout and a deadline for the whole
-//! exchange, so a frozen peer costs a bounded wait.
+//! The blocking client of the scheduler <-> worker calls, on ureq: one JSON `POST`
+//! with a deadline for the whole exchange (connecting included), so a frozen peer
+//! costs a bounded wait, and a cap on the answer's size.
+//!
+//! ureq, not hyper's own client: the callers are synchronous threads (the worker's
+//! loops, the hub's sweeps), and ureq is a well-kept blocking client that needs no
+//! runtime of its own.
 
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The largest answer accepted (task logs are paged well below it).
 const MAX_ANSWER_BYTES: u64 = 64 << 20;
@@ -52,61 +54,22 @@ pub fn post_json(
         path: path.to_string(),
         message,
     };
-    let deadline = Instant::now() + timeout;
-    let target = addr
-        .to_socket_addrs()
-        .map_err(|e| fail(format!("resolving: {e}")))?
-        .next()
-        .ok_or_else(|| fail("the name resolves to no address".into()))?;
-    let mut stream =
-        TcpStream::connect_timeout(&target, timeout).map_err(|e| fail(e.to_string()))?;
-    let left = || {
-        deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1))
-    };
-    stream
-        .set_write_timeout(Some(left()))
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut answer = agent
+        .post(format!("http://{addr}{path}"))
+        .header("Authorization", authorization)
+        .send_json(body)
         .map_err(|e| fail(e.to_string()))?;
-    let body = serde_json::to_vec(body).expect("JSON values serialize");
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {authorization}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream
-        .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(&body))
-        .map_err(|e| fail(format!("sending: {e}")))?;
-    let mut answer = Vec::new();
-    loop {
-        stream
-            .set_read_timeout(Some(left()))
-            .map_err(|e| fail(e.to_string()))?;
-        let mut chunk = [0u8; 16 * 1024];
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => answer.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(fail(format!("reading the answer: {e}"))),
-        }
-        if Instant::now() >= deadline {
-            return Err(fail(format!("no complete answer within {timeout:?}")));
-        }
-        if answer.len() as u64 > MAX_ANSWER_BYTES {
-            return Err(fail("the answer is too large".into()));
-        }
-    }
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| fail("the answer has no complete head".into()))?;
-    let head = String::from_utf8_lossy(&answer[..split]);
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| fail(format!("not an HTTP answer: {:?}", head.lines().next())))?;
-    let value: Value = serde_json::from_slice(&answer[split + 4..])
+    let status = answer.status().as_u16();
+    let value: Value = answer
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER_BYTES)
+        .read_json()
         .map_err(|e| fail(format!("the answer ({status}) is not JSON: {e}")))?;
     if status == 200 {
         return Ok(value);

@@ -27,6 +27,9 @@ pub enum HttpError {
     /// The state directory has no state yet.
     #[error(transparent)]
     NoState(StateError),
+    /// The runtime that serves the connections could not start.
+    #[error("cannot start the HTTP server's threads: {0}")]
+    Runtime(std::io::Error),
     /// The token file could not be created or read.
     #[error(transparent)]
     Token(#[from] StateError),
@@ -41,7 +44,9 @@ impl HasKind for HttpError {
             | HttpError::BadAllowedHost(_)
             | HttpError::NotLoopback(_)
             | HttpError::NoState(_) => ErrorKind::Usage,
-            HttpError::Bind { .. } | HttpError::Token(_) => ErrorKind::Runtime,
+            HttpError::Bind { .. } | HttpError::Runtime(_) | HttpError::Token(_) => {
+                ErrorKind::Runtime
+            }
         }
     }
 }

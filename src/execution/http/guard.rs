@@ -5,7 +5,7 @@
 
 use super::error::HttpError;
 use super::reply::Reply;
-use super::wire::Request;
+use super::request::Request;
 use std::net::SocketAddr;
 
 /// The `Host` (and `Origin`) names a server answers to.

@@ -7,13 +7,12 @@
 
 use super::auth::{read_secret, AuthError};
 use super::error::HttpError;
+use super::lanes::Lane;
 use super::reply::Reply;
-use super::server::{
-    bind_listener, parse_listen, serve_with, Deadlines, HEAD_TIMEOUT, REQUEST_TIMEOUT,
-};
-use super::wire;
+use super::request::Request;
+use super::server::{parse_listen, Bound, Deadlines, Handler, HEAD_TIMEOUT, REQUEST_TIMEOUT};
 use serde_json::{json, Value};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -63,7 +62,7 @@ impl std::fmt::Debug for RpcEndpoint {
 
 impl RpcEndpoint {
     /// Checks the method and the secret, parses the body, and calls the service.
-    pub fn answer(&self, name: &str, request: &wire::Request) -> Reply {
+    pub fn answer(&self, name: &str, request: &Request) -> Reply {
         if request.method != "POST" {
             return Reply::error(405, "worker calls are POST /rpc/NAME with a JSON body");
         }
@@ -97,25 +96,22 @@ impl RpcEndpoint {
 
 /// A server that answers only worker calls (a remote worker's).
 pub struct RpcServer {
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    bound: Bound,
     endpoint: RpcEndpoint,
 }
 
 impl RpcServer {
     /// Binds `listen` (`IP:PORT`, port 0 for any free port).
     pub fn bind(listen: &str, endpoint: RpcEndpoint) -> Result<Self, HttpError> {
-        let (listener, local_addr) = bind_listener(parse_listen(listen)?)?;
         Ok(Self {
-            listener,
-            local_addr,
+            bound: Bound::bind(parse_listen(listen)?)?,
             endpoint,
         })
     }
 
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.bound.local_addr()
     }
 
     /// Serves until `stop`.
@@ -124,12 +120,23 @@ impl RpcServer {
             head: HEAD_TIMEOUT,
             request: REQUEST_TIMEOUT,
         };
-        serve_with(&self.listener, deadlines, stop, &|request| match request
-            .path
-            .strip_prefix("/rpc/")
-        {
-            Some(name) => self.endpoint.answer(name, request),
+        let handler = Arc::new(OnlyRpc(self.endpoint.clone()));
+        self.bound.serve(deadlines, stop, handler);
+    }
+}
+
+/// A worker's handler: every request is a worker call.
+struct OnlyRpc(RpcEndpoint);
+
+impl Handler for OnlyRpc {
+    fn lane(&self, _method: &str, _path: &str, _query: &str) -> Lane {
+        Lane::Rpc
+    }
+
+    fn answer(&self, request: &Request) -> Reply {
+        match request.path.strip_prefix("/rpc/") {
+            Some(name) => self.0.answer(name, request),
             None => Reply::error(404, "a worker answers only POST /rpc/NAME"),
-        });
+        }
     }
 }

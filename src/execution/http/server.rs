@@ -1,25 +1,34 @@
-//! The HTTP server, transport only: binding (loopback only unless allowed), the
-//! connection threads and their limits, and the serve loop. What requests mean is
+//! The HTTP server, transport only: binding (loopback only unless allowed), hyper's
+//! HTTP/1.1 connections on a small tokio runtime of their own, the limits on what a
+//! client may send, and the lanes that answers are computed in. What requests mean is
 //! the caller's: it hands [`Server::serve`] a [`Handler`].
 //!
-//! One thread accepts; each connection gets a short-lived thread that reads one
-//! request under deadlines and size limits ([`wire`]) and writes the answer, so idle
-//! and slow clients only ever hold their own thread (at most [`MAX_CONNECTIONS`] of
-//! them, each for at most [`HEAD_TIMEOUT`] to send its head, [`REQUEST_TIMEOUT`] to
-//! send the whole request, and as long again to read the answer). Answers are
-//! computed by a fixed pool of [`WORKERS`] that never touch a socket.
+//! Idle and slow connections cost no thread: each is a task of the runtime, which
+//! hyper ends when the head has not arrived within [`HEAD_TIMEOUT`]; the body must
+//! arrive within [`REQUEST_TIMEOUT`], and the whole exchange is cut off after the
+//! head's deadline and twice the request's (the request, then the answer). Answers
+//! are computed on blocking threads, each request in the [`Lane`] its handler puts it
+//! in: worker calls, quick reads and envelope queries each have their own permits,
+//! so a flood of one kind never waits behind, nor takes the capacity of, another.
 
 use super::error::HttpError;
 use super::guard::HostGuard;
-use super::reply::{send, Reply};
-use super::wire::{self, Deadlined, ReadError};
-use serde_json::Value;
-use std::io::{BufReader, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use super::lanes::{Lane, Lanes};
+use super::reply::{Body, Reply};
+use super::request::Request;
+use super::stream;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, HOST, ORIGIN, TRANSFER_ENCODING};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::runtime::Runtime;
+use tokio::sync::Semaphore;
 
 /// Where `serve-http` listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6790";
@@ -27,24 +36,36 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:6790";
 /// The largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// Threads that compute answers.
-const WORKERS: usize = 4;
+/// The largest request line plus headers accepted (431 beyond).
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
-/// Connections served at once; more are answered 503 at once.
-pub const MAX_CONNECTIONS: usize = 256;
+/// Connections open at once; more are closed at once. Each costs a task and its
+/// buffers, not a thread; the server raises its open-file limit to hold them.
+pub const MAX_CONNECTIONS: usize = 8192;
 
-/// How long a client has to send the request line and headers (408 after).
+/// How long a client has to send the request line and headers (the connection is
+/// closed after).
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a client has to send the whole request (408 after), and to read the
 /// answer (the connection is closed after).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How often the accept loop and the workers look at the stop flag.
+/// How often the accept loop looks at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
+/// Threads that drive the connections (answers are computed on blocking threads).
+const IO_THREADS: usize = 2;
+
 /// What answers a server's requests; it never touches the socket.
-pub type Handler<'a> = dyn Fn(&wire::Request) -> Reply + Sync + 'a;
+pub trait Handler: Send + Sync + 'static {
+    /// The lane a request is answered in, from its method, path and query, before
+    /// its body is read.
+    fn lane(&self, method: &str, path: &str, query: &str) -> Lane;
+
+    /// Answers a request, on a blocking thread holding a permit of its lane.
+    fn answer(&self, request: &Request) -> Reply;
+}
 
 /// Where and how a server listens.
 #[derive(Debug, Clone)]
@@ -98,134 +119,96 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, HttpError> {
         .ok_or_else(|| HttpError::BadAddress(text.to_string()))
 }
 
-/// Binds a non-blocking listener on `addr`; returns it with the address actually
-/// bound (useful with port 0).
-pub(super) fn bind_listener(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), HttpError> {
-    let listener = TcpListener::bind(addr).map_err(|source| HttpError::Bind { addr, source })?;
-    let local_addr = listener
-        .local_addr()
-        .and_then(|a| listener.set_nonblocking(true).map(|()| a))
-        .map_err(|source| HttpError::Bind { addr, source })?;
-    Ok((listener, local_addr))
-}
-
-/// A bound server, with the names it may be reached by.
-pub struct Server {
-    listener: TcpListener,
+/// A bound listening socket and the runtime that will serve it.
+pub(super) struct Bound {
+    listener: std::net::TcpListener,
     local_addr: SocketAddr,
-    guard: HostGuard,
-    deadlines: Deadlines,
+    /// Taken by the one call to [`Bound::serve`].
+    runtime: Mutex<Option<Runtime>>,
 }
 
-impl Server {
-    /// Binds the listening socket, after [`ListenOptions::check`].
-    pub fn bind(opts: &ListenOptions) -> Result<Self, HttpError> {
-        let (listener, local_addr) = bind_listener(opts.check()?)?;
+impl Bound {
+    /// Binds a non-blocking listener on `addr` and builds the runtime that serves it.
+    pub(super) fn bind(addr: SocketAddr) -> Result<Self, HttpError> {
+        raise_open_files_limit();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(IO_THREADS)
+            .max_blocking_threads(Lanes::THREADS)
+            .thread_name("bistro-http")
+            .enable_all()
+            .build()
+            .map_err(HttpError::Runtime)?;
+        let listener = {
+            let _in_runtime = runtime.enter();
+            listen(addr).map_err(|source| HttpError::Bind { addr, source })?
+        };
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| HttpError::Bind { addr, source })?;
         Ok(Self {
             listener,
             local_addr,
-            guard: HostGuard::new(&opts.listen, local_addr, &opts.allow_hosts)?,
-            deadlines: Deadlines {
-                head: opts.head_timeout,
-                request: opts.request_timeout,
-            },
+            runtime: Mutex::new(Some(runtime)),
         })
     }
 
-    /// The address actually bound (useful with port 0).
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The address actually bound.
+    pub(super) fn local_addr(&self) -> SocketAddr {
         self.local_addr
-    }
-
-    /// The `Host` and `Origin` checks for this server's names.
-    pub fn guard(&self) -> &HostGuard {
-        &self.guard
     }
 
     /// Serves until `stop` is true (checked every 100 ms), answering each request
     /// with `handler`. Accept errors (such as running out of file descriptors) are
-    /// logged and retried, so the server keeps serving once they pass.
-    pub fn serve(&self, stop: &AtomicBool, handler: &Handler) {
-        serve_with(&self.listener, self.deadlines, stop, handler);
-    }
-}
-
-/// A request and where its answer goes.
-type Job = (wire::Request, mpsc::Sender<Reply>);
-
-/// Accepts connections on `listener` until `stop`, answering each request with
-/// `handler` on a fixed pool of [`WORKERS`].
-pub(super) fn serve_with(
-    listener: &TcpListener,
-    deadlines: Deadlines,
-    stop: &AtomicBool,
-    handler: &Handler,
-) {
-    let (jobs, queue) = mpsc::sync_channel::<Job>(MAX_CONNECTIONS);
-    let queue = Mutex::new(queue);
-    let open = Arc::new(AtomicUsize::new(0));
-    let local = listener
-        .local_addr()
-        .map_or_else(|_| "?".to_string(), |a| a.to_string());
-    std::thread::scope(|scope| {
-        for _ in 0..WORKERS {
-            scope.spawn(|| work(&queue, stop, handler));
-        }
-        while !stop.load(Ordering::SeqCst) {
-            match listener.accept() {
-                Ok((stream, _)) => accept(stream, &jobs, &open, deadlines),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_for_client(listener),
-                Err(e) => {
-                    tracing::warn!("accepting a connection on {local}: {e}");
-                    std::thread::sleep(POLL);
-                }
-            }
-        }
-    });
-}
-
-/// Blocks until a client connects or [`POLL`] passes.
-fn wait_for_client(listener: &TcpListener) {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-    let _ = poll(&mut fds, PollTimeout::from(POLL.as_millis() as u16));
-}
-
-/// A worker: answers queued requests until `stop`.
-fn work(queue: &Mutex<mpsc::Receiver<Job>>, stop: &AtomicBool, handler: &Handler) {
-    while !stop.load(Ordering::SeqCst) {
-        let job = queue
+    /// logged and retried, so the server keeps serving once they pass. A server
+    /// serves once: a second call returns at once.
+    pub(super) fn serve(&self, deadlines: Deadlines, stop: &AtomicBool, handler: Arc<dyn Handler>) {
+        let Some(runtime) = self
+            .runtime
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .recv_timeout(POLL);
-        if let Ok((request, answer)) = job {
-            let _ = answer.send(handler(&request));
-        }
+            .take()
+        else {
+            return;
+        };
+        let shared = Arc::new(Shared {
+            handler,
+            lanes: Lanes::default(),
+            deadlines,
+        });
+        runtime.block_on(accept_loop(&self.listener, self.local_addr, shared, stop));
+        runtime.shutdown_timeout(POLL);
     }
 }
 
-/// Hands a new connection to its own thread, or answers 503 when too many are open.
-fn accept(
-    stream: TcpStream,
-    jobs: &mpsc::SyncSender<Job>,
-    open: &Arc<AtomicUsize>,
-    deadlines: Deadlines,
-) {
-    if stream.set_nonblocking(false).is_err() {
-        return;
+/// Connections the kernel queues for the accept loop: thousands of clients
+/// reconnecting at once (slow ones cut at their deadline) must not overflow it, or
+/// every connection, a status probe's too, waits a second for its SYN to be resent.
+const BACKLOG: u32 = 4096;
+
+/// A non-blocking listening socket on `addr` with a [`BACKLOG`] of connections
+/// (`SO_REUSEADDR`, as the standard library sets it). Called inside the runtime.
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)?.into_std()
+}
+
+/// Raises this process's soft limit on open files to its hard limit, so the
+/// server can hold [`MAX_CONNECTIONS`] (a common default soft limit is 1024).
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::debug!("raising the open-files limit from {soft} to {hard}: {e}");
+            }
+        }
     }
-    if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-        open.fetch_sub(1, Ordering::SeqCst);
-        return send(
-            Deadlined::new(stream, POLL),
-            Reply::error(503, "too many connections; try again"),
-        );
-    }
-    let (jobs, open) = (jobs.clone(), Arc::clone(open));
-    std::thread::spawn(move || {
-        connection(stream, &jobs, deadlines);
-        open.fetch_sub(1, Ordering::SeqCst);
-    });
 }
 
 /// How long a connection may take: to send its head, its whole request, and to read
@@ -236,145 +219,251 @@ pub(super) struct Deadlines {
     pub(super) request: Duration,
 }
 
-/// One connection: read the request (the head within `deadlines.head`, all of it
-/// within `deadlines.request`, else 408), queue it for a worker, write the answer
-/// (within `deadlines.request`).
-fn connection(stream: TcpStream, jobs: &mpsc::SyncSender<Job>, deadlines: Deadlines) {
-    let start = Instant::now();
-    let Ok(writer) = stream.try_clone() else {
-        return;
-    };
-    let mut interim = Deadlined::new(writer, deadlines.request);
-    let mut reader = BufReader::new(Deadlined::new(stream, deadlines.head));
-    let read = wire::read_head(&mut reader).and_then(|mut request| {
-        reader.get_mut().deadline = start + deadlines.request;
-        wire::read_body(&mut reader, &mut interim, &mut request, MAX_BODY_BYTES).map(|()| request)
-    });
-    let reply = match read {
-        Ok(request) => {
-            let (answer, reply) = mpsc::channel();
-            if jobs.send((request, answer)).is_err() {
-                return;
-            }
-            match reply.recv() {
-                Ok(reply) => reply,
-                Err(_) => return,
-            }
+/// What every connection of a server shares.
+struct Shared {
+    handler: Arc<dyn Handler>,
+    lanes: Lanes,
+    deadlines: Deadlines,
+}
+
+/// Accepts connections until `stop`, each served by a task of its own.
+async fn accept_loop(
+    listener: &std::net::TcpListener,
+    local: SocketAddr,
+    shared: Arc<Shared>,
+    stop: &AtomicBool,
+) {
+    let listener = match listener
+        .try_clone()
+        .and_then(tokio::net::TcpListener::from_std)
+    {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!("serving {local}: {e}");
+            return;
         }
-        Err(e @ ReadError::Malformed(_)) => Reply::json(400, &Value::String(e.to_string())),
-        Err(e) => match e.status() {
-            Some(status) => Reply::error(status, &e.to_string()),
-            None => return,
-        },
     };
-    let refused_early = matches!(reply.status, 408 | 411 | 413);
-    interim.deadline = Instant::now() + deadlines.request;
-    send(interim, reply);
-    if refused_early {
-        // Read (and drop) what the client is still sending, for a bounded time and
-        // amount, so closing the socket does not reset the connection (which throws
-        // away the answer in the client's buffer) before the client has read it.
-        reader.get_mut().deadline = Instant::now() + DRAIN_TIME;
-        let _ = std::io::copy(&mut reader.take(DRAIN_BYTES), &mut std::io::sink());
+    let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut poll = tokio::time::interval(POLL);
+    while !stop.load(Ordering::SeqCst) {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => match Arc::clone(&open).try_acquire_owned() {
+                    Ok(permit) => {
+                        let shared = Arc::clone(&shared);
+                        tokio::spawn(async move {
+                            connection(stream, &shared).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => tracing::warn!(
+                        "{local}: {MAX_CONNECTIONS} connections are open; closed the one from {peer}"
+                    ),
+                },
+                Err(e) => {
+                    tracing::warn!("accepting a connection on {local}: {e}");
+                    tokio::time::sleep(POLL).await;
+                }
+            },
+            _ = poll.tick() => {}
+        }
     }
 }
 
-/// After refusing a request early, how long and how much of its body is read and
-/// dropped before the connection closes.
-const DRAIN_TIME: Duration = Duration::from_secs(1);
-const DRAIN_BYTES: u64 = 16 << 20;
+/// The body of an answer: whole, or streamed from its producer.
+type AnswerBody = Either<Full<Bytes>, stream::ChannelBody>;
+
+/// One connection: one request (keep-alive is off, as the API always had it), under
+/// the head's deadline (hyper's), the body's and the whole exchange's.
+async fn connection(stream: tokio::net::TcpStream, shared: &Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let deadlines = shared.deadlines;
+    let service_shared = Arc::clone(shared);
+    let service = hyper::service::service_fn(move |request| {
+        let shared = Arc::clone(&service_shared);
+        async move { Ok::<_, Infallible>(exchange(request, &shared).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(deadlines.head)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_buf_size(stream::BUFFER_BYTES)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    let whole = deadlines.head + deadlines.request * 2;
+    if let Ok(Err(e)) = tokio::time::timeout(whole, conn).await {
+        tracing::debug!("connection: {e}");
+    }
+}
+
+/// Reads a request, answers it in its lane, and turns the reply into a response.
+async fn exchange(
+    request: hyper::Request<Incoming>,
+    shared: &Shared,
+) -> hyper::Response<AnswerBody> {
+    let (parts, body) = request.into_parts();
+    let declared = match check_head(&parts.headers) {
+        Ok(declared) => declared,
+        Err(refusal) => return response(refusal, None),
+    };
+    let lane = shared.handler.lane(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query().unwrap_or(""),
+    );
+    let Some(body_permit) = shared.lanes.reserve_body(lane, declared).await else {
+        return response(busy(lane), None);
+    };
+    let body = match tokio::time::timeout(
+        shared.deadlines.request,
+        Limited::new(body, MAX_BODY_BYTES).collect(),
+    )
+    .await
+    {
+        Ok(Ok(body)) => body.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return response(too_large(), None)
+        }
+        Ok(Err(e)) => return response(Reply::error(400, &format!("reading the body: {e}")), None),
+        Err(_) => {
+            return response(
+                Reply::error(408, "the request took too long to arrive"),
+                None,
+            )
+        }
+    };
+    let request = Request {
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers: parts.headers,
+        body,
+    };
+    let Some(permit) = shared.lanes.enter(lane).await else {
+        return response(busy(lane), None);
+    };
+    let handler = Arc::clone(&shared.handler);
+    let answered = tokio::task::spawn_blocking(move || (handler.answer(&request), permit)).await;
+    drop(body_permit);
+    match answered {
+        Ok((reply, permit)) => response(reply, Some((permit, shared.deadlines.request))),
+        Err(e) => response(
+            Reply::error(500, &format!("answering the request failed: {e}")),
+            None,
+        ),
+    }
+}
+
+/// The refusal of a request whose lane stayed full for its whole wait.
+fn busy(lane: Lane) -> Reply {
+    Reply::error(
+        503,
+        &format!("too many {lane} requests are being answered; try again"),
+    )
+}
+
+/// Refuses what hyper lets through but the API does not take: two `Host` or two
+/// `Origin` headers (a guard could check one and a proxy use the other; 400), a
+/// chunked body (411), a declared body over [`MAX_BODY_BYTES`] (413, before it is
+/// read). hyper itself refuses a `Content-Length` that is not digits only. Returns
+/// the body's declared length.
+fn check_head(headers: &hyper::HeaderMap) -> Result<usize, Reply> {
+    for name in [HOST, ORIGIN] {
+        if headers.get_all(&name).iter().count() > 1 {
+            return Err(Reply::error(
+                400,
+                &format!("the request has more than one {name} header; send exactly one"),
+            ));
+        }
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        return Err(Reply::error(
+            411,
+            "send the body with a Content-Length header (chunked bodies are not accepted)",
+        ));
+    }
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared.unwrap_or(0) {
+        n if n > MAX_BODY_BYTES as u64 => Err(too_large()),
+        n => Ok(n as usize),
+    }
+}
+
+fn too_large() -> Reply {
+    Reply::error(
+        413,
+        &format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// The response for `reply`; a streamed body is produced on a blocking thread that
+/// keeps the lane's `permit`, each chunk taken by the client within `wait`.
+fn response(
+    reply: Reply,
+    permit: Option<(tokio::sync::OwnedSemaphorePermit, Duration)>,
+) -> hyper::Response<AnswerBody> {
+    let mut builder = hyper::Response::builder().status(reply.status);
+    for (name, value) in reply.headers() {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            builder = builder.header(name, value);
+        }
+    }
+    let body = match reply.body {
+        Body::Full(bytes) => Either::Left(Full::new(Bytes::from(bytes))),
+        Body::Stream(producer) => {
+            let (permit, wait) = match permit {
+                Some((permit, wait)) => (Some(permit), wait),
+                None => (None, REQUEST_TIMEOUT),
+            };
+            Either::Right(stream::spawn(producer, permit, wait))
+        }
+    };
+    builder
+        .body(body)
+        .unwrap_or_else(|_| hyper::Response::new(Either::Left(Full::new(Bytes::new()))))
+}
+
+/// A server's bound socket, its names and deadlines.
+pub struct Server {
+    bound: Bound,
+    guard: HostGuard,
+    deadlines: Deadlines,
+}
+
+impl Server {
+    /// Binds the listening socket, after [`ListenOptions::check`].
+    pub fn bind(opts: &ListenOptions) -> Result<Self, HttpError> {
+        let bound = Bound::bind(opts.check()?)?;
+        Ok(Self {
+            guard: HostGuard::new(&opts.listen, bound.local_addr(), &opts.allow_hosts)?,
+            bound,
+            deadlines: Deadlines {
+                head: opts.head_timeout,
+                request: opts.request_timeout,
+            },
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.bound.local_addr()
+    }
+
+    /// The `Host` and `Origin` checks for this server's names.
+    pub fn guard(&self) -> &HostGuard {
+        &self.guard
+    }
+
+    /// Serves until `stop` is true (checked every 100 ms), answering each request
+    /// with `handler`. Accept errors (such as running out of file descriptors) are
+    /// logged and retried, so the server keeps serving once they pass.
+    pub fn serve(&self, stop: &AtomicBool, handler: Arc<dyn Handler>) {
+        self.bound.serve(self.deadlines, stop, handler);
+    }
+}
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    /// Sets the stop flag when dropped, so a failing test still ends the server.
-    struct StopOnDrop<'a>(&'a AtomicBool);
-
-    impl Drop for StopOnDrop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-
-    /// Runs `test` against a server with `opts` on a free loopback port, whose
-    /// handler is never reached by these tests' requests.
-    fn serving(opts: ListenOptions, test: impl FnOnce(SocketAddr)) {
-        let opts = ListenOptions {
-            listen: "127.0.0.1:0".into(),
-            ..opts
-        };
-        let server = Server::bind(&opts).unwrap();
-        let stop = AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            let _stop = StopOnDrop(&stop);
-            scope.spawn(|| server.serve(&stop, &|_| Reply::error(500, "unexpected request")));
-            test(server.local_addr());
-        });
-    }
-
-    /// Sends `head`, then one byte of `trickle` every 20 ms (each well within any
-    /// per-read timeout) until the server answers and closes; returns the answer and
-    /// how long it took. Gives up after 10 s.
-    fn trickle(addr: SocketAddr, head: &[u8], trickle: u8) -> (String, Duration) {
-        let mut client = TcpStream::connect(addr).unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        let start = Instant::now();
-        client.write_all(head).unwrap();
-        let mut answer = Vec::new();
-        let mut buf = [0; 1024];
-        while start.elapsed() < Duration::from_secs(10) {
-            match client.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => answer.extend_from_slice(&buf[..n]),
-                // A read with a timeout is not restarted after a signal (other tests
-                // in this process deliver some): EINTR is just another pause.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    let _ = client.write_all(&[trickle]);
-                }
-                Err(e) => {
-                    answer.extend_from_slice(format!("<client read failed: {e}>").as_bytes());
-                    break;
-                }
-            }
-        }
-        (
-            String::from_utf8_lossy(&answer).into_owned(),
-            start.elapsed(),
-        )
-    }
-
-    #[test]
-    fn a_client_trickling_its_request_is_cut_off_at_the_deadline() {
-        let opts = ListenOptions {
-            head_timeout: Duration::from_millis(300),
-            request_timeout: Duration::from_millis(3000),
-            ..Default::default()
-        };
-        serving(opts, |addr| {
-            let (answer, took) = trickle(addr, b"GET / HTTP/1.1\r\nX-Slow: ", b'a');
-            assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
-            assert!(answer.contains("took too long"), "{answer:?}");
-            // Only the head's deadline can end it before the whole request's.
-            assert!(
-                took >= Duration::from_millis(300) && took < Duration::from_millis(3000),
-                "the head's deadline: {took:?}"
-            );
-            let head = format!("POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 100000\r\n\r\n");
-            let (answer, took) = trickle(addr, head.as_bytes(), b' ');
-            assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
-            assert!(
-                took >= Duration::from_millis(3000),
-                "the whole request's deadline, not an earlier one: {took:?}"
-            );
-        });
-    }
-}
+mod tests;

@@ -235,18 +235,51 @@ impl LogStore {
     /// One page of one log in id order (ascending or descending) starting at `from`
     /// inclusive, at most `limit` rows: the primitive of Bistro's `getJobLogs`.
     pub fn page(&self, q: &PageQuery) -> Result<Vec<LogRow>, StoreError> {
-        self.select(&Filter {
-            kind: q.kind,
-            jobs: &q.jobs,
-            nodes: &q.nodes,
-            bound: q.from.map(|id| (if q.ascending { ">=" } else { "<=" }, id)),
-            descending: !q.ascending,
-            limit: Some(q.limit),
-        })
+        let mut rows = Vec::new();
+        self.page_each(q, |row| {
+            rows.push(row);
+            true
+        })?;
+        Ok(rows)
+    }
+
+    /// The rows of [`page`](Self::page), handed to `each` one at a time as SQLite
+    /// reads them, until it returns false: a large page is never held whole.
+    pub fn page_each(
+        &self,
+        q: &PageQuery,
+        each: impl FnMut(LogRow) -> bool,
+    ) -> Result<(), StoreError> {
+        self.select_each(
+            &Filter {
+                kind: q.kind,
+                jobs: &q.jobs,
+                nodes: &q.nodes,
+                bound: q.from.map(|id| (if q.ascending { ">=" } else { "<=" }, id)),
+                descending: !q.ascending,
+                limit: Some(q.limit),
+            },
+            each,
+        )
     }
 
     /// The lines of one log that pass `f`, in its order.
     fn select(&self, f: &Filter) -> Result<Vec<LogRow>, StoreError> {
+        let mut rows = Vec::new();
+        self.select_each(f, |row| {
+            rows.push(row);
+            true
+        })?;
+        Ok(rows)
+    }
+
+    /// Hands the lines of one log that pass `f`, in its order, to `each` until it
+    /// returns false.
+    fn select_each(
+        &self,
+        f: &Filter,
+        mut each: impl FnMut(LogRow) -> bool,
+    ) -> Result<(), StoreError> {
         let mut sql = format!(
             "SELECT job_id, node_id, time_and_count, line FROM {} WHERE 1",
             f.kind.table()
@@ -275,19 +308,29 @@ impl LogStore {
         }
         let err = || sql_err(&self.path, "reading task logs");
         let mut stmt = self.conn.prepare(&sql).map_err(err())?;
-        let rows = stmt
-            .query_map(params_from_iter(args), |r| {
-                Ok(LogRow {
-                    kind: f.kind,
-                    job: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                    node: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                    id: r.get(2)?,
-                    line: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
-                })
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(err())?;
-        Ok(rows)
+        let mut rows = stmt.query(params_from_iter(args)).map_err(err())?;
+        while let Some(r) = rows.next().map_err(err())? {
+            let row = LogRow {
+                kind: f.kind,
+                job: r
+                    .get::<_, Option<String>>(0)
+                    .map_err(err())?
+                    .unwrap_or_default(),
+                node: r
+                    .get::<_, Option<String>>(1)
+                    .map_err(err())?
+                    .unwrap_or_default(),
+                id: r.get(2).map_err(err())?,
+                line: r
+                    .get::<_, Option<String>>(3)
+                    .map_err(err())?
+                    .unwrap_or_default(),
+            };
+            if !each(row) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Deletes lines older than `before` (epoch seconds); returns how many. Works in
