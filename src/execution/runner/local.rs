@@ -314,6 +314,7 @@ mod tests {
             kill_subprocess: Default::default(),
             on_worker_death: None,
             worker: None,
+            slurm: None,
         };
         let mut runner = LocalRunner::new(state.clone(), "unused".into());
         let task = runner.prepare(launch).unwrap();

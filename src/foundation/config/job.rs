@@ -4,6 +4,7 @@
 
 use super::filters::FilterError;
 use super::process::{parse_kill_orphans, parse_kill_subprocess, parse_task_subprocess};
+use super::slurm::{parse_job_slurm, SlurmOptions};
 use super::{ErrorRecord, JobFilter, KillRequest, Levels, Settings, TaskSubprocess};
 use crate::foundation::sanitize::lenient;
 use crate::foundation::status::BackoffSettings;
@@ -48,6 +49,8 @@ pub struct Job {
     pub kill_subprocess: KillRequest,
     /// Command to run instead of `--worker-command`.
     pub command: Vec<String>,
+    /// sbatch options for `--runner slurm` (`slurm` over `bistro_settings.slurm`).
+    pub slurm: SlurmOptions,
     /// Informational timestamps and compare-and-swap version.
     pub create_time: i64,
     /// See `create_time`.
@@ -250,6 +253,10 @@ impl Job {
         let kill_subprocess = get("kill_subprocess").map_or(settings.kill_subprocess, |x| {
             parse_kill_subprocess(x, &settings.kill_subprocess, rec.nested("kill_subprocess"))
         });
+        let slurm = get("slurm").map_or_else(
+            || settings.slurm.defaults.clone(),
+            |x| parse_job_slurm(x, &settings.slurm.defaults, rec.nested("slurm")),
+        );
         let command = match get("command") {
             None => Vec::new(),
             Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
@@ -299,6 +306,7 @@ impl Job {
             task_subprocess,
             kill_subprocess,
             command,
+            slurm,
             create_time,
             modify_time,
             version_id,

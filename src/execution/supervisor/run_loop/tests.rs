@@ -81,6 +81,7 @@ pub(in crate::execution::supervisor) fn launch(dir: &Path, script: &str) -> Laun
         kill_subprocess: Default::default(),
         on_worker_death: None,
         worker: None,
+        slurm: None,
     }
 }
 

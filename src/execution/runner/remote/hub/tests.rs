@@ -406,6 +406,7 @@ impl Setup {
             kill_subprocess: Default::default(),
             on_worker_death: None,
             worker: Some(SHARD.into()),
+            slurm: None,
         };
         let prepared = self.runner.prepare(launch).expect("prepared");
         let running = RunningTask {
