@@ -116,17 +116,21 @@ pub fn why(
         }
     };
     if let Some(task) = running {
-        let message = format!(
+        let mut message = format!(
             "since {} (invocation {})",
             crate::foundation::time::rfc3339(task.invocation.start_time),
             task.invocation
         );
-        return Ok(answer(
-            "running",
-            "running",
-            message,
-            json!({"invocation": task.invocation.to_string()}),
-        ));
+        let mut details = json!({"invocation": task.invocation.to_string()});
+        let slurm = crate::execution::runner::slurm::describe_run(
+            &mut crate::execution::runner::slurm::SlurmCli,
+            &state.invocation_dir(task.invocation),
+        );
+        if let Some(slurm) = slurm {
+            message = format!("{message}: {slurm}");
+            details["slurm"] = json!(slurm);
+        }
+        return Ok(answer("running", "running", message, details));
     }
     let Some(explained) = &report.explained else {
         // No pass ran; an unknown job is still an error, not a reason to wait.

@@ -15,6 +15,7 @@ mod process_hygiene;
 mod remote;
 mod run_task;
 mod scheduling;
+mod slurm;
 mod status_counts;
 mod status_lines;
 mod supervision;

@@ -1,0 +1,424 @@
+//! The Slurm runner against a real single-node cluster that each test starts for
+//! itself (`examples/slurm/start.sh`, stopped by `stop.sh` when the test ends).
+//! Without Slurm's programs the tests skip loudly, except under CI, where they must run.
+
+use crate::util::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A throwaway cluster, stopped when dropped.
+struct Cluster {
+    dir: tempfile::TempDir,
+    conf: String,
+}
+
+impl Cluster {
+    /// Starts one, or None (after a loud notice) when Slurm is not installed and we
+    /// are not under CI.
+    fn start() -> Option<Self> {
+        let installed = ["/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/bin/sbatch"]
+            .iter()
+            .all(|p| Path::new(p).exists());
+        if !installed {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but Slurm is not installed (.ci/run installs slurmctld, slurmd, slurm-client, munge)"
+            );
+            eprintln!("NOTICE: Slurm is not installed; skipping the Slurm runner test (apt-get install slurmctld slurmd slurm-client munge)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("bash")
+            .arg(script("start.sh"))
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "start.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let conf = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("export SLURM_CONF="))
+            .expect("start.sh prints the export line")
+            .to_string();
+        Some(Self { dir, conf })
+    }
+
+    /// A scratch dir whose commands talk to this cluster.
+    fn env(&self) -> Env {
+        let mut env = Env::new();
+        env.vars.push(("SLURM_CONF".into(), self.conf.clone()));
+        env
+    }
+
+    /// Runs a Slurm client command against this cluster.
+    fn client(&self, program: &str, args: &[&str]) -> String {
+        let out = Command::new(program)
+            .args(args)
+            .env("SLURM_CONF", &self.conf)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn pid(&self, name: &str) -> i32 {
+        read(&self.dir.path().join(name)).trim().parse().unwrap()
+    }
+
+    /// Stops the controller (jobs keep running on the node).
+    fn stop_controller(&self) {
+        let pid = self.pid("slurmctld.pid");
+        Command::new("kill").arg(pid.to_string()).status().unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        while alive(pid) {
+            assert!(Instant::now() < deadline, "slurmctld did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the controller again, waiting until it answers.
+    fn start_controller(&self) {
+        let status = Command::new("/usr/sbin/slurmctld")
+            .args(["-f", &self.conf])
+            .env("SLURM_CONF", &self.conf)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + DEADLINE;
+        while !self.client("sinfo", &["-h", "-o", "%t"]).contains("idle")
+            && !self.client("sinfo", &["-h", "-o", "%t"]).contains("mix")
+            && !self.client("sinfo", &["-h", "-o", "%t"]).contains("alloc")
+        {
+            assert!(Instant::now() < deadline, "slurmctld did not come back");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script("stop.sh"))
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/slurm")
+        .join(name)
+}
+
+/// The task of `status --json --tasks` for (job, node).
+fn task_of(status: &Value, job: &str, node: &str) -> Value {
+    status["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["job"] == job && t["node"] == node)
+        .cloned()
+        .unwrap()
+}
+
+fn settled(status: &Value, job: &str, node: &str) -> bool {
+    let t = task_of(status, job, node);
+    t["status"] != "running" && t["status"] != "not_started"
+}
+
+#[test]
+fn seed_demo_runs_to_completion_on_slurm_from_a_cron_style_tick_loop() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let env = cluster.env();
+    let ledger = env.path("ledger");
+    let task = env.script(
+        "task.sh",
+        &format!(
+            "echo \"start $1\" >> {l}\nsleep 0.5\necho \"I got these arguments: $@\"\necho 'stderr is also logged' >&2\necho \"end $1\" >> {l}\necho done > \"$2\"",
+            l = ledger.display()
+        ),
+    );
+    env.ok(&["init"]);
+    // The first tick names the runner and the command; the cron line repeats neither.
+    env.ok(&[
+        "tick",
+        "--runner",
+        "slurm",
+        "--worker-command",
+        task.to_str().unwrap(),
+    ]);
+    let status = env.tick_until(&[], |s| all_done(s, "simple_job"));
+    assert_eq!(count(&status, "simple_job", "total"), 4);
+    let seen = Ledger::read(&ledger);
+    assert_eq!(seen.starts.len(), 4);
+    assert!(seen.each_ran_once(), "a task ran twice: {:?}", seen.starts);
+    // The instance's limit of 3 held although Slurm had 16 slots.
+    assert!(seen.peak <= 3, "{} tasks ran at once", seen.peak);
+    // Output came back into the task-log database.
+    let stderr = env.logs(&["--node", "node21", "--stream", "stderr"]);
+    assert_eq!(stderr[0]["line"], "stderr is also logged");
+    let stdout = env.logs(&["--node", "node11", "--stream", "stdout"]);
+    assert!(stdout[0]["line"]
+        .as_str()
+        .unwrap()
+        .starts_with("I got these arguments: node11 "));
+    assert!(
+        run_dirs(&env).is_empty(),
+        "run directories are removed once recorded"
+    );
+}
+
+#[test]
+fn a_task_without_a_status_or_killed_by_a_signal_backs_off_with_how_it_ended() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let env = cluster.env();
+    let task = env.script(
+        "task.sh",
+        "case \"$1\" in node11) exit 3 ;; node12) kill -9 $$ ;; *) echo done > \"$2\" ;; esac",
+    );
+    env.config(&config_with_jobs(
+        4,
+        r#""bistro_job->j": {"owner": "me", "backoff": [3600, "fail"]}"#,
+    ));
+    let status = env.tick_until(
+        &[
+            "--runner",
+            "slurm",
+            "--worker-command",
+            task.to_str().unwrap(),
+        ],
+        |s| {
+            ["node11", "node12", "node21"]
+                .iter()
+                .all(|n| settled(s, "j", n))
+        },
+    );
+    let exited = task_of(&status, "j", "node11");
+    assert_eq!(exited["status"], "error_backoff", "{exited}");
+    assert!(
+        exited.to_string().contains("exited with status 3"),
+        "{exited}"
+    );
+    let signalled = task_of(&status, "j", "node12");
+    assert_eq!(signalled["status"], "error_backoff", "{signalled}");
+    assert!(
+        signalled.to_string().contains("killed by signal 9"),
+        "{signalled}"
+    );
+    assert_eq!(task_of(&status, "j", "node21")["status"], "done");
+}
+
+#[test]
+fn bistro_kill_and_orphan_kills_cancel_the_slurm_job_and_end_incomplete() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let env = cluster.env();
+    let task = env.script("task.sh", "sleep 300\necho done > \"$2\"");
+    let config = |enabled: bool| {
+        config_with_jobs(
+            4,
+            &format!(
+                r#""bistro_job->j": {{"owner": "me", "enabled": {enabled}, "backoff": [3600, "fail"],
+                   "kill_orphan_tasks_after_sec": 0, "kill_subprocess": {{"method": "term"}},
+                   "filters": {{"level2": {{"whitelist": ["node11", "node12"]}}}}}}"#
+            ),
+        )
+    };
+    env.config(&config(true));
+    env.tick_until(
+        &[
+            "--runner",
+            "slurm",
+            "--worker-command",
+            task.to_str().unwrap(),
+        ],
+        |s| count(s, "j", "running") == 2,
+    );
+    // Both jobs are really running on the node before they are killed.
+    env.wait_for("both Slurm jobs to run", || {
+        cluster
+            .client("squeue", &["-h", "-t", "running", "-o", "%i"])
+            .lines()
+            .count()
+            == 2
+    });
+    let why = env.ok(&["why", "j", "node11"]);
+    assert!(why.contains("submitted as Slurm job"), "{why}");
+    assert!(why.contains("RUNNING"), "{why}");
+    env.ok(&["kill", "j", "node11"]);
+    let status = env.tick_until(&[], |s| settled(s, "j", "node11"));
+    let killed = task_of(&status, "j", "node11");
+    assert_eq!(killed["status"], "incomplete", "{killed}");
+    // The job is disabled: node12's run is an orphan, killed at the next tick.
+    env.config(&config(false));
+    let status = env.tick_until(&[], |s| settled(s, "j", "node12"));
+    let orphan = task_of(&status, "j", "node12");
+    assert_eq!(orphan["status"], "incomplete", "{orphan}");
+    assert!(cluster
+        .client("squeue", &["-h", "-t", "running,pending", "-o", "%i"])
+        .trim()
+        .is_empty());
+}
+
+#[test]
+fn an_sbatch_rejection_names_the_partition_and_loses_nothing() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let env = cluster.env();
+    let task = env.script("task.sh", "echo done > \"$2\"");
+    let job = |partition: &str| {
+        config_with_jobs(
+            4,
+            &format!(
+                r#""bistro_job->j": {{"owner": "me", "slurm": {{"partition": "{partition}"}}}}"#
+            ),
+        )
+    };
+    env.config(&job("nopart"));
+    let out = env.run(&[
+        "tick",
+        "--runner",
+        "slurm",
+        "--worker-command",
+        task.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nopart"), "{stderr}");
+    let status = env.status_json(&["--tasks"]);
+    assert_eq!(count(&status, "j", "running"), 0);
+    assert_eq!(count(&status, "j", "done"), 0);
+    assert!(run_dirs(&env).is_empty());
+    env.config(&job("debug"));
+    env.tick_until(&[], |s| all_done(s, "j"));
+}
+
+#[test]
+fn bistro_check_names_a_bad_slurm_option() {
+    let env = Env::new();
+    env.config(&config_with_jobs(
+        1,
+        r#""bistro_job->j": {"owner": "me", "slurm": {"partiton": "x", "cpus_per_task": 0}}"#,
+    ));
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("slurm.partiton"), "{text}");
+    assert!(text.contains("slurm.cpus_per_task"), "{text}");
+}
+
+#[test]
+fn a_scheduler_killed_between_submission_and_recording_finds_its_job_and_runs_it_once() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let env = cluster.env();
+    let ledger = env.path("ledger");
+    let task = probe_task(&env, &ledger, "0.2");
+    // An sbatch that submits, then kills its caller (the daemon) before the answer
+    // can be recorded; only the first time.
+    let bin = env.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let marker = env.path("killed-once");
+    std::fs::write(
+        bin.join("sbatch"),
+        format!(
+            "#!/bin/sh\nout=$(/usr/bin/sbatch \"$@\") || exit $?\nif [ ! -e {m} ]; then touch {m}; kill -9 $PPID; sleep 5; fi\necho \"$out\"\n",
+            m = marker.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("sbatch"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut env = env;
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    env.vars.push(("PATH".into(), path));
+    env.config(&config_with_jobs(4, r#""bistro_job->j": {"owner": "me"}"#));
+    let daemon = |exit_when_done: bool| {
+        let mut args = vec![
+            "daemon",
+            "--runner",
+            "slurm",
+            "--worker-command",
+            task.to_str().unwrap(),
+        ];
+        if exit_when_done {
+            args.push("--exit-when-done");
+        }
+        env.run(&args)
+    };
+    let first = daemon(false);
+    assert!(!first.status.success(), "the first daemon was killed");
+    assert!(marker.exists(), "the fake sbatch ran");
+    let second = daemon(true);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let status = env.status_json(&["--tasks"]);
+    assert!(all_done(&status, "j"), "{status}");
+    let seen = Ledger::read(&ledger);
+    assert_eq!(seen.starts.len(), 4);
+    assert!(seen.each_ran_once(), "a task ran twice: {:?}", seen.starts);
+    assert!(seen.overlaps.is_empty());
+}
+
+#[test]
+fn ticks_say_when_the_controller_is_down_and_lose_nothing() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let env = cluster.env();
+    let ledger = env.path("ledger");
+    let task = probe_task(&env, &ledger, "4");
+    env.config(&config_with_jobs(4, r#""bistro_job->j": {"owner": "me"}"#));
+    env.tick_until(
+        &[
+            "--runner",
+            "slurm",
+            "--worker-command",
+            task.to_str().unwrap(),
+        ],
+        |s| count(s, "j", "running") == 4,
+    );
+    env.wait_for("every task to start on the node", || {
+        Ledger::read(&ledger).starts.len() == 4
+    });
+    cluster.stop_controller();
+    let out = env.run(&["tick"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot ask Slurm"), "{stderr}");
+    // Runs still going count as running; a run that ended meanwhile is settled from
+    // its run directory; none is given up.
+    let status = env.status_json(&[]);
+    assert_eq!(
+        count(&status, "j", "running") + count(&status, "j", "done"),
+        4,
+        "{status}"
+    );
+    // The tasks end while the controller is away.
+    env.wait_for("the tasks to end", || {
+        read(&ledger)
+            .lines()
+            .filter(|l| l.starts_with("end "))
+            .count()
+            == 4
+    });
+    cluster.start_controller();
+    let status = env.tick_until(&[], |s| all_done(s, "j"));
+    assert!(all_done(&status, "j"));
+    assert!(Ledger::read(&ledger).each_ran_once());
+}
