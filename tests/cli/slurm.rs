@@ -255,6 +255,14 @@ fn bistro_kill_and_orphan_kills_cancel_the_slurm_job_and_end_incomplete() {
     let why = env.ok(&["why", "j", "node11"]);
     assert!(why.contains("submitted as Slurm job"), "{why}");
     assert!(why.contains("RUNNING"), "{why}");
+    // `status` shows what the last tick saw, without asking Slurm itself.
+    env.ok(&["tick"]);
+    let shown = env.task("j", "node11");
+    let slurm = shown["slurm"].as_str().unwrap_or_default();
+    assert!(
+        slurm.starts_with("Slurm job ") && slurm.ends_with(", RUNNING"),
+        "{shown}"
+    );
     env.ok(&["kill", "j", "node11"]);
     let status = env.tick_until(&[], |s| settled(s, "j", "node11"));
     let killed = task_of(&status, "j", "node11");

@@ -111,6 +111,7 @@ impl SlurmRunner {
                 name: name.clone(),
                 index: u32::try_from(index).expect("arrays are small"),
                 array_id: None,
+                state: None,
             };
             if let Err(e) = record.write(dir) {
                 return all_fail(&runs, format!("recording the submission: {e}"));
@@ -146,6 +147,7 @@ impl SlurmRunner {
                 name: name.clone(),
                 index: u32::try_from(index).expect("arrays are small"),
                 array_id: Some(array_id),
+                state: None,
             };
             if let Err(e) = record.write(dir) {
                 tracing::warn!("{e} (the run is found again by its job name)");
@@ -186,7 +188,8 @@ impl SlurmRunner {
     }
 
     /// The run's Slurm job as the snapshot has it; its record gets the array id when
-    /// the job was found by name. `Err` when Slurm cannot be asked.
+    /// the job was found by name, and the job's state when it changed. `Err` when
+    /// Slurm cannot be asked.
     fn job_of(&mut self, dir: &Path, record: &SubmitRecord) -> Result<Option<JobRow>, ()> {
         let snapshot = self.snapshot().map_err(drop)?;
         let row = match record.array_id {
@@ -194,13 +197,16 @@ impl SlurmRunner {
             None => snapshot.find(&record.name, record.index),
         }
         .cloned();
-        if let (None, Some(row)) = (record.array_id, &row) {
-            let found = SubmitRecord {
+        if let Some(row) = &row {
+            let seen = SubmitRecord {
                 array_id: Some(row.array_id),
+                state: Some(row.describe()),
                 ..record.clone()
             };
-            if let Err(e) = found.write(dir) {
-                tracing::warn!("{e}");
+            if seen != *record {
+                if let Err(e) = seen.write(dir) {
+                    tracing::warn!("{e}");
+                }
             }
         }
         Ok(row)
@@ -399,8 +405,8 @@ pub fn kill_run(
     Ok(true)
 }
 
-/// Whether the run in `dir` went to Slurm, and then its job's id and state, for
-/// `why` and `status`: "submitted as Slurm job 123_0, PENDING (Resources)".
+/// Whether the run in `dir` went to Slurm, and then its job's id and state now, for
+/// `why`: "submitted as Slurm job 123_0, PENDING (Resources)".
 pub fn describe_run(slurm: &mut dyn SlurmCommands, dir: &Path) -> Option<String> {
     let record = SubmitRecord::read(dir)?;
     let answer = slurm
@@ -411,17 +417,14 @@ pub fn describe_run(slurm: &mut dyn SlurmCommands, dir: &Path) -> Option<String>
         Some(id) => s.get(id, record.index),
         None => s.find(&record.name, record.index),
     });
-    Some(match (row, record.array_id) {
+    Some(match (row, record.job_id()) {
         (Some(row), _) => format!(
             "submitted as Slurm job {}, {}",
             row.display_id(),
             row.describe()
         ),
-        (None, Some(id)) => format!(
-            "submitted as Slurm job {id}_{}, which Slurm does not list now",
-            record.index
-        ),
-        (None, None) => format!("being submitted to Slurm as job {}", record.name),
+        (None, Some(id)) => format!("submitted as Slurm job {id}, which Slurm does not list now"),
+        (None, None) => record.describe(),
     })
 }
 

@@ -22,6 +22,10 @@ pub struct SubmitRecord {
     /// The array's job id, once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array_id: Option<u64>,
+    /// The job's state as the scheduler last saw it (`PENDING (Resources)`), for
+    /// `status` and the status page, which run no Slurm command themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 impl SubmitRecord {
@@ -29,6 +33,20 @@ impl SubmitRecord {
     pub fn read(dir: &Path) -> Option<Self> {
         let bytes = std::fs::read(dir.join(run_dir::SLURM)).ok()?;
         serde_json::from_slice(&bytes).ok()
+    }
+
+    /// The job's id as users know it, `ARRAY_INDEX`, once known.
+    pub fn job_id(&self) -> Option<String> {
+        self.array_id.map(|id| format!("{id}_{}", self.index))
+    }
+
+    /// "Slurm job 12_0, PENDING (Resources)", or what is known of it so far.
+    pub fn describe(&self) -> String {
+        match (self.job_id(), &self.state) {
+            (Some(id), Some(state)) => format!("Slurm job {id}, {state}"),
+            (Some(id), None) => format!("Slurm job {id}"),
+            (None, _) => format!("being submitted to Slurm as {}", self.name),
+        }
     }
 
     /// Writes the record into `dir` (atomically: a reader sees the old or the new one).

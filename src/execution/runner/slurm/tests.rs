@@ -267,12 +267,15 @@ fn a_restarted_scheduler_finds_its_job_by_name_or_releases_a_run_never_submitted
         name: name.clone(),
         index: 0,
         array_id: None,
+        state: None,
     }
     .write(&dir)
     .unwrap();
     s.cluster.borrow_mut().rows = format!("31|30|0|PENDING|Priority|{name}\n");
     assert_eq!(s.runner.check(&running(&l)), Outcome::Running);
-    assert_eq!(SubmitRecord::read(&dir).unwrap().array_id, Some(30));
+    let found = SubmitRecord::read(&dir).unwrap();
+    assert_eq!(found.array_id, Some(30));
+    assert_eq!(found.describe(), "Slurm job 30_0, PENDING (Priority)");
     // Slurm down: still running, nothing settled.
     s.cluster.borrow_mut().down = true;
     s.runner.tidy_up();
