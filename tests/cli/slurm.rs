@@ -146,6 +146,14 @@ fn seed_demo_runs_to_completion_on_slurm_from_a_cron_style_tick_loop() {
         ),
     );
     env.ok(&["init"]);
+    // Run directories and working directories on the "shared" file system, the
+    // databases on the scheduler's disk (README: Running on Slurm).
+    let shared = env.path("shared");
+    for dir in ["running", "jobs"] {
+        std::fs::create_dir_all(shared.join(dir)).unwrap();
+        std::fs::remove_dir_all(env.state().join(dir)).unwrap();
+        std::os::unix::fs::symlink(shared.join(dir), env.state().join(dir)).unwrap();
+    }
     // The first tick names the runner and the command; the cron line repeats neither.
     env.ok(&[
         "tick",
