@@ -438,3 +438,49 @@ fn ticks_say_when_the_controller_is_down_and_lose_nothing() {
     assert!(all_done(&status, "j"));
     assert!(Ledger::read(&ledger).each_ran_once());
 }
+
+#[test]
+fn a_limit_per_database_host_holds_while_slurm_has_more_slots() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let env = cluster.env();
+    let ledger = env.path("ledger");
+    let locks = env.path("host-locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    // Each task holds its host's lock (node11 -> node1) while it runs: a second task
+    // of the same host running beside it records an overlap.
+    let task = env.script(
+        "task.sh",
+        &format!(
+            "host=${{1%?}}\nexec 9>>{locks}/$host\nflock -n 9 || echo \"overlap $1\" >> {l}\necho \"start $1\" >> {l}\nsleep 1\necho \"end $1\" >> {l}\necho done > \"$2\"",
+            locks = locks.display(),
+            l = ledger.display()
+        ),
+    );
+    env.config(
+        r#"{"bistro_settings": {"enabled": true,
+              "nodes": {"levels": ["host", "db"], "node_sources": [{"source": "manual",
+                "prefs": {"node1": ["node11", "node12", "node13"], "node2": ["node21", "node22", "node23"]}}]},
+              "resources": {"host": {"host_slots": {"limit": 1, "default": 1}}}},
+            "bistro_job->j": {"owner": "me"}}"#,
+    );
+    let status = env.tick_until(
+        &[
+            "--runner",
+            "slurm",
+            "--worker-command",
+            task.to_str().unwrap(),
+        ],
+        |s| all_done(s, "j"),
+    );
+    assert_eq!(count(&status, "j", "total"), 6);
+    let seen = Ledger::read(&ledger);
+    assert!(
+        seen.overlaps.is_empty(),
+        "two tasks of one host ran at once: {:?}",
+        seen.overlaps
+    );
+    assert!(seen.each_ran_once());
+    assert_eq!(seen.peak, 2, "one task per host, both hosts at once");
+}

@@ -279,9 +279,9 @@ impl TaskRunner for SlurmRunner {
     fn check(&mut self, task: &RunningTask) -> Outcome {
         let dir = self.state.invocation_dir(task.invocation);
         let Some(record) = SubmitRecord::read(&dir) else {
-            return Outcome::NeverStarted(
-                "it was never submitted to Slurm (the tick that recorded it died first)".into(),
-            );
+            // Never handed to sbatch (the tick that recorded it died first), or a
+            // run an earlier `--runner local` started: the local judgement covers both.
+            return super::local_outcome(&dir, task);
         };
         let Some(launch) = read_launch(&dir) else {
             return Outcome::Lost(
@@ -372,7 +372,8 @@ pub fn kill_run(
         message,
     };
     let Some(record) = SubmitRecord::read(&dir) else {
-        return Ok(false);
+        // Not on Slurm: a run an earlier `--runner local` started, killed as locally.
+        return super::request_kill(&dir, request).map_err(|e| fail(e.to_string()));
     };
     if exit_code(&dir).is_some() {
         return Ok(false);
