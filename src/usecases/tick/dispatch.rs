@@ -35,8 +35,10 @@ pub(super) fn dispatch(
         workers: slots.as_ref(),
     };
     let mut starts = starts;
-    if let Some(capacity) = runner.start_capacity(&pass.config.settings) {
-        starts.truncate(capacity);
+    if !starts.is_empty() {
+        if let Some(capacity) = runner.start_capacity(&pass.config.settings) {
+            starts.truncate(capacity);
+        }
     }
     let started = start_all(report, store, runner, &ctx, pass, starts);
     if let (Some(slots), Some(placement)) = (slots, runner.placement()) {

@@ -135,11 +135,22 @@ impl SlurmRunner {
                 return Vec::new();
             }
             Err(e) => {
-                let partition = options
-                    .partition
-                    .as_deref()
-                    .map_or(String::new(), |p| format!(" (partition {p})"));
-                return all_fail(&runs, format!("Slurm rejected the job{partition}: {e}"));
+                // A failed sbatch may still have submitted (a timeout after the
+                // controller took it): released only once Slurm says it has no such job.
+                match self.snapshot().map(|s| s.find(&name, 0).is_some()) {
+                    Ok(false) => {
+                        let partition = options
+                            .partition
+                            .as_deref()
+                            .map_or(String::new(), |p| format!(" (partition {p})"));
+                        return all_fail(&runs, format!("Slurm rejected the job{partition}: {e}"));
+                    }
+                    Ok(true) => tracing::warn!("{e}; but Slurm lists job {name}: it was submitted"),
+                    Err(_) => tracing::warn!(
+                        "{e}; Slurm cannot say whether job {name} was submitted: its runs stay recorded until it can"
+                    ),
+                }
+                return Vec::new();
             }
         };
         for (index, dir) in dirs.iter().enumerate() {
@@ -308,7 +319,11 @@ impl TaskRunner for SlurmRunner {
                         "Slurm job {} ended {}{}",
                         row.display_id(),
                         row.describe(),
-                        if killed { "" } else { " (not by bistro)" }
+                        if row.state == "CANCELLED" && !killed {
+                            " (not by bistro)"
+                        } else {
+                            ""
+                        }
                     ),
                 },
                 Ok(None) if dir.join(run_dir::STARTED).exists() => match exit_code(&dir) {

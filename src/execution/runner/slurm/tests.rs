@@ -203,6 +203,10 @@ fn a_rejected_submission_returns_every_run_of_the_array_with_the_reason() {
         "{}",
         failed[0].1
     );
+    // When Slurm cannot say whether a failed sbatch submitted, nothing is released.
+    s.cluster.borrow_mut().down = true;
+    let again = [launch(&s.state, "c", 3, Some("nopart"))];
+    assert!(start(&mut s, &again).is_empty());
 }
 
 #[test]
