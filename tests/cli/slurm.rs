@@ -484,3 +484,48 @@ fn a_limit_per_database_host_holds_while_slurm_has_more_slots() {
     assert!(seen.each_ran_once());
     assert_eq!(seen.peak, 2, "one task per host, both hosts at once");
 }
+
+#[test]
+fn a_job_cancelled_outside_bistro_backs_off_with_slurms_state() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let env = cluster.env();
+    let task = env.script("task.sh", "sleep 300\necho done > \"$2\"");
+    env.config(&config_with_jobs(
+        4,
+        r#""bistro_job->j": {"owner": "me", "backoff": [3600, "fail"],
+                             "filters": {"level2": {"whitelist": ["node11"]}}}"#,
+    ));
+    env.tick_until(
+        &[
+            "--runner",
+            "slurm",
+            "--worker-command",
+            task.to_str().unwrap(),
+        ],
+        |s| count(s, "j", "running") == 1,
+    );
+    env.wait_for("the Slurm job to run", || {
+        !cluster
+            .client("squeue", &["-h", "-t", "running", "-o", "%i"])
+            .trim()
+            .is_empty()
+    });
+    let me = Command::new("id").arg("-un").output().unwrap().stdout;
+    cluster.client("scancel", &["--user", String::from_utf8_lossy(&me).trim()]);
+    // Once Slurm lists the job as ended, the next tick records why.
+    env.wait_for("Slurm to end the job", || {
+        cluster
+            .client("squeue", &["-h", "-t", "all", "-o", "%T"])
+            .contains("CANCELLED")
+    });
+    let status = env.tick_until(&[], |s| settled(s, "j", "node11"));
+    let t = task_of(&status, "j", "node11");
+    assert_eq!(t["status"], "error_backoff", "{t}");
+    let message = t.to_string();
+    assert!(
+        message.contains("CANCELLED") && message.contains("not by bistro"),
+        "{t}"
+    );
+}

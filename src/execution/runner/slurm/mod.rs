@@ -232,6 +232,20 @@ fn err(launch: &Launch, message: String) -> RunnerError {
     }
 }
 
+/// "Slurm job 12_0 ended TIMEOUT (TimeLimit)", saying when a cancel was not bistro's.
+fn slurm_end(row: &JobRow, killed: bool) -> String {
+    let outside = if row.state == "CANCELLED" && !killed {
+        " (not by bistro)"
+    } else {
+        ""
+    };
+    format!(
+        "Slurm job {} ended {}{outside}",
+        row.display_id(),
+        row.describe()
+    )
+}
+
 fn read_launch(dir: &Path) -> Option<Launch> {
     serde_json::from_slice(&std::fs::read(dir.join(run_dir::LAUNCH)).ok()?).ok()
 }
@@ -305,7 +319,13 @@ impl TaskRunner for SlurmRunner {
         };
         let killed = dir.join(run_dir::KILL_REQUEST).exists();
         let ended = if let Some(code) = exit_code(&dir) {
-            describe_exit(code)
+            // A signal may have come from Slurm (scancel, a time limit): say so
+            // when Slurm already lists the job as ended.
+            let by_slurm = match (code > 128).then(|| self.job_of(&dir, &record)) {
+                Some(Ok(Some(row))) if row.is_final() => format!(" ({})", slurm_end(&row, killed)),
+                _ => String::new(),
+            };
+            format!("{}{by_slurm}", describe_exit(code))
         } else {
             match self.job_of(&dir, &record) {
                 Err(()) => return Outcome::Running,
@@ -315,16 +335,7 @@ impl TaskRunner for SlurmRunner {
                 }
                 Ok(Some(row)) => match exit_code(&dir) {
                     Some(code) => describe_exit(code),
-                    None => format!(
-                        "Slurm job {} ended {}{}",
-                        row.display_id(),
-                        row.describe(),
-                        if row.state == "CANCELLED" && !killed {
-                            " (not by bistro)"
-                        } else {
-                            ""
-                        }
-                    ),
+                    None => slurm_end(&row, killed),
                 },
                 Ok(None) if dir.join(run_dir::STARTED).exists() => match exit_code(&dir) {
                     Some(code) => describe_exit(code),
