@@ -145,8 +145,8 @@ impl IterationFlags {
     }
 }
 
-/// Flags that replace task processes by simulated runs (`tick`, `daemon`), named as
-/// Bistro's benchmark flags.
+/// Flags that choose what runs the tasks (`tick`, `daemon`): `--runner`, or simulated
+/// runs instead of task processes (named as Bistro's benchmark flags).
 #[derive(Debug, Clone, Args)]
 pub struct SimulationFlags {
     /// Start no processes: each task ends after a random time and reports `done` (or
