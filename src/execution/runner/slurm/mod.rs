@@ -335,6 +335,11 @@ impl TaskRunner for SlurmRunner {
                 }
                 Ok(Some(row)) => match exit_code(&dir) {
                     Some(code) => describe_exit(code),
+                    None if !dir.join(run_dir::STARTED).exists() && !killed => format!(
+                        "{}; its batch script never marked the run started: do the compute nodes see {}?",
+                        slurm_end(&row, killed),
+                        dir.display()
+                    ),
                     None => slurm_end(&row, killed),
                 },
                 Ok(None) if dir.join(run_dir::STARTED).exists() => match exit_code(&dir) {
@@ -436,21 +441,26 @@ pub fn kill_run(
 /// `why`: "submitted as Slurm job 123_0, PENDING (Resources)".
 pub fn describe_run(slurm: &mut dyn SlurmCommands, dir: &Path) -> Option<String> {
     let record = SubmitRecord::read(dir)?;
-    let answer = slurm
-        .squeue()
-        .ok()
-        .map(|text| Snapshot::new(parse_squeue(&text)));
-    let row = answer.as_ref().and_then(|s| match record.array_id {
-        Some(id) => s.get(id, record.index),
-        None => s.find(&record.name, record.index),
-    });
+    let snapshot = match slurm.squeue() {
+        Ok(text) => Snapshot::new(parse_squeue(&text)),
+        Err(e) => {
+            return Some(format!(
+                "{}, as last seen (Slurm cannot be asked now: {e})",
+                record.describe()
+            ))
+        }
+    };
+    let row = match record.array_id {
+        Some(id) => snapshot.get(id, record.index),
+        None => snapshot.find(&record.name, record.index),
+    };
     Some(match (row, record.job_id()) {
         (Some(row), _) => format!(
             "submitted as Slurm job {}, {}",
             row.display_id(),
             row.describe()
         ),
-        (None, Some(id)) => format!("submitted as Slurm job {id}, which Slurm does not list now"),
+        (None, Some(id)) => format!("submitted as Slurm job {id}, which Slurm no longer lists"),
         (None, None) => record.describe(),
     })
 }

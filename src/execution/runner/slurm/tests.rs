@@ -316,3 +316,27 @@ fn kills_are_scancel_as_kill_subprocess_says_and_end_incomplete() {
         "incomplete"
     );
 }
+
+#[test]
+fn a_job_that_never_marked_its_run_started_asks_whether_nodes_see_the_run_directory() {
+    let mut s = setup();
+    let l = launch(&s.state, "a", 1, None);
+    assert!(start(&mut s, std::slice::from_ref(&l)).is_empty());
+    s.cluster.borrow_mut().rows = "11|10|0|FAILED|NonZeroExitCode|x\n".into();
+    let message = status_of(s.runner.check(&running(&l)))
+        .exception()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("do the compute nodes see"), "{message}");
+    let dir = s.state.invocation_dir(l.invocation);
+    assert_eq!(
+        describe_run(&mut Fake(s.cluster.clone()), &dir).unwrap(),
+        "submitted as Slurm job 10_0, FAILED (NonZeroExitCode)"
+    );
+    s.cluster.borrow_mut().down = true;
+    let why = describe_run(&mut Fake(s.cluster.clone()), &dir).unwrap();
+    assert!(
+        why.contains("as last seen (Slurm cannot be asked now"),
+        "{why}"
+    );
+}
