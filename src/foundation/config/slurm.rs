@@ -13,9 +13,9 @@ pub const OPTION_KEYS: &[&str] = &[
     "partition",
     "account",
     "qos",
-    "time",
+    "time_limit",
     "cpus_per_task",
-    "mem",
+    "memory",
     "gres",
     "constraint",
     "extra_args",
@@ -38,13 +38,13 @@ pub struct SlurmOptions {
     pub qos: Option<String>,
     /// `--time` (Slurm's time format, e.g. `30`, `1:00:00`, `2-00:00:00`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time: Option<String>,
+    pub time_limit: Option<String>,
     /// `--cpus-per-task`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus_per_task: Option<u32>,
     /// `--mem` (e.g. `500M`, `4G`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mem: Option<String>,
+    pub memory: Option<String>,
     /// `--gres` (e.g. `gpu:1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gres: Option<String>,
@@ -137,8 +137,8 @@ fn parse_options(
             "partition" => &mut out.partition,
             "account" => &mut out.account,
             "qos" => &mut out.qos,
-            "time" => &mut out.time,
-            "mem" => &mut out.mem,
+            "time_limit" => &mut out.time_limit,
+            "memory" => &mut out.memory,
             "gres" => &mut out.gres,
             "constraint" => &mut out.constraint,
             "cpus_per_task" => {
@@ -187,18 +187,18 @@ mod tests {
     fn job_options_override_the_defaults_key_by_key() {
         let mut rec = ErrorRecord::default();
         let settings = parse_slurm_settings(
-            &json!({"partition": "batch", "mem": "1G", "max_queued": 50, "extra_args": ["--nice=5"]}),
+            &json!({"partition": "batch", "memory": "1G", "max_queued": 50, "extra_args": ["--nice=5"]}),
             &mut rec,
         );
         let job = parse_job_slurm(
-            &json!({"mem": "4G", "cpus_per_task": 2}),
+            &json!({"memory": "4G", "cpus_per_task": 2}),
             &settings.defaults,
             &mut rec,
         );
         assert!(rec.is_empty());
         assert_eq!(settings.max_queued, 50);
         assert_eq!(job.partition.as_deref(), Some("batch"));
-        assert_eq!(job.mem.as_deref(), Some("4G"));
+        assert_eq!(job.memory.as_deref(), Some("4G"));
         assert_eq!(job.cpus_per_task, Some(2));
         assert_eq!(job.extra_args, ["--nice=5"]);
     }
@@ -207,12 +207,12 @@ mod tests {
     fn bad_values_and_unknown_keys_are_named() {
         let mut rec = ErrorRecord::default();
         parse_job_slurm(
-            &json!({"partiton": "x", "cpus_per_task": 0, "time": ""}),
+            &json!({"partiton": "x", "cpus_per_task": 0, "time_limit": ""}),
             &SlurmOptions::default(),
             &mut rec,
         );
         let keys: Vec<String> = rec.flatten().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["partiton", "cpus_per_task", "time"]);
+        assert_eq!(keys, ["partiton", "cpus_per_task", "time_limit"]);
         let mut rec = ErrorRecord::default();
         parse_slurm_settings(&json!({"max_queued": 0}), &mut rec);
         assert_eq!(rec.flatten()[0].0, "max_queued");

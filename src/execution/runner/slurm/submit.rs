@@ -26,8 +26,8 @@ pub fn sbatch_args(options: &SlurmOptions, name: &str, count: usize, chdir: &Pat
         ("--partition", &options.partition),
         ("--account", &options.account),
         ("--qos", &options.qos),
-        ("--time", &options.time),
-        ("--mem", &options.mem),
+        ("--time", &options.time_limit),
+        ("--mem", &options.memory),
         ("--gres", &options.gres),
         ("--constraint", &options.constraint),
         ("--nodelist", &options.nodelist),
@@ -97,7 +97,7 @@ mod tests {
     fn options_become_sbatch_arguments_and_extra_ones_come_last() {
         let options = SlurmOptions {
             partition: Some("batch".into()),
-            time: Some("1:00".into()),
+            time_limit: Some("1:00".into()),
             cpus_per_task: Some(2),
             nodelist: Some("db1".into()),
             extra_args: vec!["--nice=5".into()],
