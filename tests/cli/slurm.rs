@@ -193,10 +193,21 @@ fn a_task_without_a_status_or_killed_by_a_signal_backs_off_with_how_it_ended() {
         "task.sh",
         "case \"$1\" in node11) exit 3 ;; node12) kill -9 $$ ;; *) echo done > \"$2\" ;; esac",
     );
-    env.config(&config_with_jobs(
-        4,
-        r#""bistro_job->j": {"owner": "me", "backoff": [3600, "fail"]}"#,
-    ));
+    // The files compute nodes need go to bistro_settings.slurm.run_dir.
+    let shared = env.path("shared");
+    env.config(
+        &config_with_jobs(
+            4,
+            r#""bistro_job->j": {"owner": "me", "backoff": [3600, "fail"]}"#,
+        )
+        .replace(
+            r#""backoff": [1, 2, "fail"]"#,
+            &format!(
+                r#""backoff": [1, 2, "fail"], "slurm": {{"run_dir": "{}"}}"#,
+                shared.display()
+            ),
+        ),
+    );
     let status = env.tick_until(
         &[
             "--runner",
@@ -223,6 +234,11 @@ fn a_task_without_a_status_or_killed_by_a_signal_backs_off_with_how_it_ended() {
         "{signalled}"
     );
     assert_eq!(task_of(&status, "j", "node21")["status"], "done");
+    let left: Vec<_> = std::fs::read_dir(&shared).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "run files are removed once recorded: {left:?}"
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@ use super::ErrorRecord;
 use crate::foundation::sanitize::lenient;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::path::PathBuf;
 
 /// The keys of a `slurm` options object (job-level, and the defaults in the settings).
 pub const OPTION_KEYS: &[&str] = &[
@@ -22,7 +23,7 @@ pub const OPTION_KEYS: &[&str] = &[
 ];
 
 /// The keys only `bistro_settings.slurm` has, besides [`OPTION_KEYS`].
-pub const SETTINGS_KEYS: &[&str] = &["max_queued", "max_array_size"];
+pub const SETTINGS_KEYS: &[&str] = &["max_queued", "max_array_size", "run_dir"];
 
 /// What one task asks of Slurm: `sbatch` options.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +72,10 @@ pub struct SlurmSettings {
     /// The largest array bistro submits (the cluster's `MaxArraySize` minus one is the
     /// largest index Slurm accepts).
     pub max_array_size: usize,
+    /// An absolute directory on a file system compute nodes share, where each run's
+    /// batch script, status file, output and exit code go (None: the run's directory
+    /// in the state dir, which must then be shared).
+    pub run_dir: Option<PathBuf>,
 }
 
 impl Default for SlurmSettings {
@@ -79,6 +84,7 @@ impl Default for SlurmSettings {
             defaults: SlurmOptions::default(),
             max_queued: 1000,
             max_array_size: 1000,
+            run_dir: None,
         }
     }
 }
@@ -100,6 +106,16 @@ pub fn parse_slurm_settings(v: &Value, rec: &mut ErrorRecord) -> SlurmSettings {
                 Some(n) => *field = usize::try_from(n).unwrap_or(usize::MAX),
                 None => rec.nested_error(key, x, "must be a positive integer"),
             }
+        }
+    }
+    if let Some(x) = obj.get("run_dir") {
+        match x.as_str().map(PathBuf::from) {
+            Some(dir) if dir.is_absolute() => out.run_dir = Some(dir),
+            _ => rec.nested_error(
+                "run_dir",
+                x,
+                "must be an absolute path (a directory compute nodes share)",
+            ),
         }
     }
     out
@@ -214,7 +230,8 @@ mod tests {
         let keys: Vec<String> = rec.flatten().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["partiton", "cpus_per_task", "time_limit"]);
         let mut rec = ErrorRecord::default();
-        parse_slurm_settings(&json!({"max_queued": 0}), &mut rec);
-        assert_eq!(rec.flatten()[0].0, "max_queued");
+        parse_slurm_settings(&json!({"max_queued": 0, "run_dir": "relative"}), &mut rec);
+        let keys: Vec<String> = rec.flatten().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["max_queued", "run_dir"]);
     }
 }

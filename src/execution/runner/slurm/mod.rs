@@ -51,6 +51,9 @@ pub struct SlurmRunner {
     queued: Vec<Launch>,
     /// The largest array to submit (`bistro_settings.slurm.max_array_size`).
     max_array_size: usize,
+    /// Where runs' files go that compute nodes must see (`bistro_settings.slurm.run_dir`;
+    /// None: the run directory in the state dir).
+    shared: Option<PathBuf>,
     /// The last `squeue` answer, and when it came.
     snapshot: Option<(Instant, Result<Snapshot, SlurmCallError>)>,
     /// The task-log database, opened at the first output.
@@ -65,6 +68,7 @@ impl SlurmRunner {
             slurm,
             queued: Vec::new(),
             max_array_size: crate::foundation::config::SlurmSettings::default().max_array_size,
+            shared: None,
             snapshot: None,
             logs: None,
         }
@@ -117,13 +121,17 @@ impl SlurmRunner {
                 return all_fail(&runs, format!("recording the submission: {e}"));
             }
         }
-        let args = sbatch_args(
-            options,
-            &name,
-            runs.len(),
-            self.state.running_dir().as_path(),
-        );
-        let answer = self.slurm.sbatch(&args, &array_script(&dirs));
+        let files: Vec<PathBuf> = runs
+            .iter()
+            .zip(&dirs)
+            .map(|(l, dir)| files_dir(l, dir))
+            .collect();
+        let chdir = self
+            .shared
+            .clone()
+            .unwrap_or_else(|| self.state.running_dir());
+        let args = sbatch_args(options, &name, runs.len(), &chdir);
+        let answer = self.slurm.sbatch(&args, &array_script(&files));
         self.snapshot = None;
         let array_id = match answer.map(|out| parse_sbatch_id(&out).ok_or(out)) {
             Ok(Ok(id)) => id,
@@ -246,21 +254,46 @@ fn slurm_end(row: &JobRow, killed: bool) -> String {
     )
 }
 
+/// Where the run's files for compute nodes are (script, status, output, exit code):
+/// beside its status file, which is in its run directory unless `run_dir` moved it.
+fn files_dir(launch: &Launch, dir: &Path) -> PathBuf {
+    launch
+        .status_file
+        .parent()
+        .map_or_else(|| dir.to_path_buf(), Path::to_path_buf)
+}
+
 fn read_launch(dir: &Path) -> Option<Launch> {
     serde_json::from_slice(&std::fs::read(dir.join(run_dir::LAUNCH)).ok()?).ok()
 }
 
 impl TaskRunner for SlurmRunner {
-    fn prepare(&mut self, launch: Launch) -> Result<PreparedTask, RunnerError> {
+    /// Writes the launch spec into the run directory and the batch script into the
+    /// directory compute nodes see (the same one, unless `run_dir` is set: then the
+    /// task's status file moves there too).
+    fn prepare(&mut self, mut launch: Launch) -> Result<PreparedTask, RunnerError> {
         let dir = self.state.invocation_dir(launch.invocation);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| err(&launch, format!("creating {}: {e}", dir.display())))?;
+        if let Some(shared) = &self.shared {
+            let status = shared
+                .join(launch.invocation.to_string())
+                .join(run_dir::STATUS);
+            let old = launch.status_file.display().to_string();
+            if let Some(arg) = launch.argv.iter_mut().rev().find(|a| **a == old) {
+                *arg = status.display().to_string();
+            }
+            launch.status_file = status;
+        }
+        let files = files_dir(&launch, &dir);
+        for d in [&dir, &files] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| err(&launch, format!("creating {}: {e}", d.display())))?;
+        }
         let spec = serde_json::to_vec(&launch).expect("launch specs serialize");
         write_replace(&dir.join(run_dir::LAUNCH), &spec)
             .and_then(|()| {
                 write_replace(
-                    &dir.join(run_dir::SCRIPT),
-                    run_script(&launch, &dir).as_bytes(),
+                    &files.join(run_dir::SCRIPT),
+                    run_script(&launch, &files).as_bytes(),
                 )
             })
             .map_err(|e| err(&launch, e.to_string()))?;
@@ -293,6 +326,7 @@ impl TaskRunner for SlurmRunner {
 
     fn start_capacity(&mut self, settings: &Settings) -> Option<usize> {
         self.max_array_size = settings.slurm.max_array_size;
+        self.shared.clone_from(&settings.slurm.run_dir);
         let pending = match self.snapshot() {
             Ok(snapshot) => snapshot.pending_with_prefix(JOB_NAME_PREFIX),
             // Slurm cannot be asked: submitting would fail too.
@@ -318,7 +352,8 @@ impl TaskRunner for SlurmRunner {
             );
         };
         let killed = dir.join(run_dir::KILL_REQUEST).exists();
-        let ended = if let Some(code) = exit_code(&dir) {
+        let files = files_dir(&launch, &dir);
+        let ended = if let Some(code) = exit_code(&files) {
             // A signal may have come from Slurm (scancel, a time limit): say so
             // when Slurm already lists the job as ended.
             let by_slurm = match (code > 128).then(|| self.job_of(&dir, &record)) {
@@ -330,19 +365,19 @@ impl TaskRunner for SlurmRunner {
             match self.job_of(&dir, &record) {
                 Err(()) => return Outcome::Running,
                 Ok(Some(row)) if !row.is_final() => {
-                    self.ingest(&dir, &launch, false);
+                    self.ingest(&files, &launch, false);
                     return Outcome::Running;
                 }
-                Ok(Some(row)) => match exit_code(&dir) {
+                Ok(Some(row)) => match exit_code(&files) {
                     Some(code) => describe_exit(code),
-                    None if !dir.join(run_dir::STARTED).exists() && !killed => format!(
+                    None if !files.join(run_dir::STARTED).exists() && !killed => format!(
                         "{}; its batch script never marked the run started: do the compute nodes see {}?",
                         slurm_end(&row, killed),
-                        dir.display()
+                        files.display()
                     ),
                     None => slurm_end(&row, killed),
                 },
-                Ok(None) if dir.join(run_dir::STARTED).exists() => match exit_code(&dir) {
+                Ok(None) if files.join(run_dir::STARTED).exists() => match exit_code(&files) {
                     Some(code) => describe_exit(code),
                     None => format!(
                         "Slurm no longer knows job {} (purged after MinJobAge) and the task left no exit code",
@@ -357,9 +392,9 @@ impl TaskRunner for SlurmRunner {
                 }
             }
         };
-        self.ingest(&dir, &launch, true);
+        self.ingest(&files, &launch, true);
         Outcome::Finished(TaskResult {
-            status: final_status(&dir, killed, &ended),
+            status: final_status(&files, killed, &ended),
             exit: ended,
             killed,
             stop_signal: None,
@@ -369,9 +404,12 @@ impl TaskRunner for SlurmRunner {
 
     fn cleanup(&mut self, task: &RunningTask) {
         let dir = self.state.invocation_dir(task.invocation);
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!("removing {}: {e}", dir.display());
+        let files = read_launch(&dir).map(|l| files_dir(&l, &dir));
+        for d in files.iter().filter(|f| **f != dir).chain([&dir]) {
+            if let Err(e) = std::fs::remove_dir_all(d) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("removing {}: {e}", d.display());
+                }
             }
         }
     }
@@ -406,7 +444,8 @@ pub fn kill_run(
         // Not on Slurm: a run an earlier `--runner local` started, killed as locally.
         return super::request_kill(&dir, request).map_err(|e| fail(e.to_string()));
     };
-    if exit_code(&dir).is_some() {
+    let files = read_launch(&dir).map_or_else(|| dir.clone(), |l| files_dir(&l, &dir));
+    if exit_code(&files).is_some() {
         return Ok(false);
     }
     write_replace(

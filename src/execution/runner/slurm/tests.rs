@@ -74,13 +74,19 @@ fn launch(state: &StateDir, node: &str, rand: u64, partition: Option<&str>) -> L
         start_time: 100,
         rand,
     };
+    let status_file = state.invocation_dir(invocation).join(run_dir::STATUS);
     Launch {
         job: "j".into(),
         node: node.into(),
         invocation,
-        argv: vec!["/bin/task".into(), node.into()],
+        argv: vec![
+            "/bin/task".into(),
+            node.into(),
+            status_file.display().to_string(),
+            "{}".into(),
+        ],
         cwd: state.job_dir("j"),
-        status_file: state.invocation_dir(invocation).join(run_dir::STATUS),
+        status_file,
         log_db: state.logs_db(),
         worker_host: "h".into(),
         task_subprocess: Default::default(),
@@ -339,4 +345,35 @@ fn a_job_that_never_marked_its_run_started_asks_whether_nodes_see_the_run_direct
         why.contains("as last seen (Slurm cannot be asked now"),
         "{why}"
     );
+}
+
+#[test]
+fn with_a_run_dir_the_files_compute_nodes_need_go_there_and_are_read_back_from_there() {
+    let mut s = setup();
+    let shared = tempfile::tempdir().unwrap();
+    let settings = crate::foundation::config::Settings::parse(&serde_json::json!({
+        "nodes": {"levels": ["l"]}, "resources": {},
+        "slurm": {"run_dir": shared.path()}}))
+    .unwrap();
+    assert_eq!(s.runner.start_capacity(&settings), Some(1000));
+    let l = launch(&s.state, "a", 1, None);
+    assert!(start(&mut s, std::slice::from_ref(&l)).is_empty());
+    let files = shared.path().join(l.invocation.to_string());
+    let status_file = files.join(run_dir::STATUS);
+    assert!(files.join(run_dir::SCRIPT).exists());
+    assert!(s.cluster.borrow().submitted[0]
+        .1
+        .contains(&files.display().to_string()));
+    let dir = s.state.invocation_dir(l.invocation);
+    let launched = read_launch(&dir).unwrap();
+    assert_eq!(launched.status_file, status_file);
+    assert_eq!(launched.argv[2], status_file.display().to_string());
+    std::fs::write(files.join(run_dir::EXIT), "0\n").unwrap();
+    std::fs::write(&status_file, "done\n").unwrap();
+    assert_eq!(
+        status_of(s.runner.check(&running(&l))).name().as_str(),
+        "done"
+    );
+    s.runner.cleanup(&running(&l));
+    assert!(!files.exists() && !dir.exists());
 }
