@@ -33,7 +33,15 @@ stop_pid_file() {
     done
 }
 
-if [ -f "$DIR/slurmctld.pid" ] && alive "$(cat "$DIR/slurmctld.pid")"; then
+ctld_alive() { [ -f "$DIR/slurmctld.pid" ] && alive "$(cat "$DIR/slurmctld.pid")"; }
+# Jobs are cancelled through the controller: one that was stopped (a test of a
+# controller outage) is started again for that.
+if ! ctld_alive && [ -f "$DIR/slurmd.pid" ] && alive "$(cat "$DIR/slurmd.pid")"; then
+    slurmctld -f "$SLURM_CONF" 2>/dev/null
+    deadline=$((SECONDS + 15))
+    until scontrol ping >/dev/null 2>&1 || [ $SECONDS -ge $deadline ]; do sleep 0.1; done
+fi
+if ctld_alive; then
     scancel --full --user="$(id -un)" 2>/dev/null
     deadline=$((SECONDS + 15))
     while [ -n "$(squeue -h -t running,completing -o %i 2>/dev/null)" ] && [ $SECONDS -lt $deadline ]; do
@@ -43,4 +51,13 @@ fi
 stop_pid_file "$DIR/slurmd.pid"
 stop_pid_file "$DIR/slurmctld.pid"
 stop_pid_file "$DIR/munge/munged.pid"
+# Last resort: job steps of this cluster that survived (their environment names it).
+for stat in /proc/[0-9]*/stat; do
+    pid="${stat#/proc/}"
+    pid="${pid%/stat}"
+    case "$({ tr -d '\0' <"/proc/$pid/cmdline"; } 2>/dev/null)" in slurmstepd*) ;; *) continue ;; esac
+    if { tr '\0' '\n' <"/proc/$pid/environ"; } 2>/dev/null | grep -qx "SLURM_CONF=$SLURM_CONF"; then
+        kill -KILL "$pid" 2>/dev/null
+    fi
+done
 exit 0
