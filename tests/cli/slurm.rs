@@ -545,3 +545,49 @@ fn a_job_cancelled_outside_bistro_backs_off_with_slurms_state() {
         "{t}"
     );
 }
+
+#[test]
+fn output_reaches_the_task_log_while_the_task_still_runs() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let env = cluster.env();
+    let go = env.path("go");
+    let task = env.script(
+        "task.sh",
+        &format!(
+            "echo first\nwhile [ ! -e {go} ]; do sleep 0.05; done\necho second\necho done > \"$2\"",
+            go = go.display()
+        ),
+    );
+    env.config(&config_with_jobs(
+        4,
+        r#""bistro_job->j": {"owner": "me", "filters": {"level2": {"whitelist": ["node11"]}}}"#,
+    ));
+    env.ok(&[
+        "tick",
+        "--runner",
+        "slurm",
+        "--worker-command",
+        task.to_str().unwrap(),
+    ]);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        env.ok(&["tick", "--quiet"]);
+        let lines = env.logs(&["--node", "node11", "--stream", "stdout"]);
+        if !lines.is_empty() {
+            assert_eq!(lines.len(), 1);
+            assert_eq!(lines[0]["line"], "first");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no output while the task ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(env.task("j", "node11")["status"], "running");
+    std::fs::write(&go, "").unwrap();
+    let status = env.tick_until(&[], |s| settled(s, "j", "node11"));
+    assert_eq!(task_of(&status, "j", "node11")["status"], "done");
+    let lines: Vec<Value> = env.logs(&["--node", "node11", "--stream", "stdout"]);
+    let text: Vec<&str> = lines.iter().map(|l| l["line"].as_str().unwrap()).collect();
+    assert_eq!(text, ["first", "second"], "each line once");
+}
