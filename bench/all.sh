@@ -12,6 +12,6 @@ if [ "${1:-}" = --smoke ]; then
 else
     cargo bench --quiet --bench scheduling 2>&1 | grep -E '^(pass|parse_status)|time:'
 fi
-for scenario in tick status dispatch throughput simulated http; do
+for scenario in tick status dispatch throughput simulated http slurm; do
     bash "bench/$scenario.sh" "$@"
 done

@@ -203,7 +203,7 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__daemon)
-            opts="-v -h --worker-command --instance-node-name --wait-lock --exit-when-done --config-update-ms --clean-statuses --log-retention --log-prune-frequency --nodes-update-ms --benchmark-run --test-task-duration --test-failure-rate --http --allow-remote --allow-host --local --heartbeat-grace-period --healthcheck-period --healthcheck-grace-period --lose-unhealthy-worker-after --worker-check-interval --allow-bump-unhealthy-worker --unsure-if-running-check-initial-period --caution-startup-wait-for-workers --caution-worker-suicide-backoff-safety-margin-sec --caution-worker-suicide-task-kill-wait-ms --worker-call-timeout-ms --verbose --state-dir --config --color --help"
+            opts="-v -h --worker-command --instance-node-name --wait-lock --exit-when-done --config-update-ms --clean-statuses --log-retention --log-prune-frequency --nodes-update-ms --benchmark-run --test-task-duration --test-failure-rate --runner --http --allow-remote --allow-host --local --heartbeat-grace-period --healthcheck-period --healthcheck-grace-period --lose-unhealthy-worker-after --worker-check-interval --allow-bump-unhealthy-worker --unsure-if-running-check-initial-period --caution-startup-wait-for-workers --caution-worker-suicide-backoff-safety-margin-sec --caution-worker-suicide-task-kill-wait-ms --worker-call-timeout-ms --verbose --state-dir --config --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -243,6 +243,10 @@ _bistro() {
                     ;;
                 --test-failure-rate)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --runner)
+                    COMPREPLY=($(compgen -W "local remote slurm" -- "${cur}"))
                     return 0
                     ;;
                 --http)
@@ -877,7 +881,7 @@ _bistro() {
             return 0
             ;;
         bistro__subcmd__tick)
-            opts="-q -v -h --worker-command --instance-node-name --wait-lock --dry-run --json --quiet --verbose --log-retention --log-prune-frequency --nodes-update-ms --benchmark-run --test-task-duration --test-failure-rate --state-dir --config --color --help"
+            opts="-q -v -h --worker-command --instance-node-name --wait-lock --dry-run --json --quiet --verbose --log-retention --log-prune-frequency --nodes-update-ms --benchmark-run --test-task-duration --test-failure-rate --runner --state-dir --config --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -913,6 +917,10 @@ _bistro() {
                     ;;
                 --test-failure-rate)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --runner)
+                    COMPREPLY=($(compgen -W "local remote slurm" -- "${cur}"))
                     return 0
                     ;;
                 --state-dir)

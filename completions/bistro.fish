@@ -63,6 +63,9 @@ complete -c bistro -n "__fish_bistro_using_subcommand tick" -l log-prune-frequen
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l nodes-update-ms -d 'Reuse the nodes fetched by an earlier iteration for this long (node scripts do not rerun); a change of node sources, levels or instance name refetches at once' -r
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l test-task-duration -d 'With --benchmark-run: the mean run length; runs take 0..2x MS, uniformly' -r
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l test-failure-rate -d 'With --benchmark-run: the probability (0 to 1) that a run fails with `error_backoff` "testing"' -r
+complete -c bistro -n "__fish_bistro_using_subcommand tick" -l runner -d 'Where tasks run: `local` (on this machine), `remote` (bistro\'s remote workers; daemon only) or `slurm` (submitted to the Slurm cluster SLURM_CONF names); remembered for later ticks [default: remembered, else as before: local for a tick, and for a daemon local with --worker-command or --local, else remote]' -r -f -a "local\t'On this machine, under supervisors'
+remote\t'On bistro\'s remote workers (a daemon only)'
+slurm\t'On a Slurm cluster'"
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l state-dir -d 'The state directory (created by `init`, `tick`, `daemon` and `run-task`)' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l config -d 'The config file [default: the one `tick` last used, else STATE/config.json]' -r -F
 complete -c bistro -n "__fish_bistro_using_subcommand tick" -l color -d 'When to use colour (nothing is coloured when stdout is not a terminal)' -r -f -a "auto\t'Colour on a terminal unless NO_COLOR is set'
@@ -83,6 +86,9 @@ complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l log-prune-frequ
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l nodes-update-ms -d 'Reuse the nodes fetched by an earlier iteration for this long (node scripts do not rerun); a change of node sources, levels or instance name refetches at once' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l test-task-duration -d 'With --benchmark-run: the mean run length; runs take 0..2x MS, uniformly' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l test-failure-rate -d 'With --benchmark-run: the probability (0 to 1) that a run fails with `error_backoff` "testing"' -r
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l runner -d 'Where tasks run: `local` (on this machine), `remote` (bistro\'s remote workers; daemon only) or `slurm` (submitted to the Slurm cluster SLURM_CONF names); remembered for later ticks [default: remembered, else as before: local for a tick, and for a daemon local with --worker-command or --local, else remote]' -r -f -a "local\t'On this machine, under supervisors'
+remote\t'On bistro\'s remote workers (a daemon only)'
+slurm\t'On a Slurm cluster'"
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l http -d 'Also serve the REST API, status page and metrics on ADDR (as `serve-http`)' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l allow-host -d 'Another name clients may reach the --http server by (as `serve-http --allow-host`): NAME or NAME:PORT. Repeatable' -r
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l heartbeat-grace-period -d 'Seconds added to each worker\'s own heartbeat period before it is unhealthy' -r

@@ -3,7 +3,7 @@
 //! `tracing`: warnings only by default, `-v` for each start and finish. The flags
 //! become [`ServeOptions`] for [`daemon::serve`]; this file adds the HTTP server.
 
-use super::{Cli, CliError, ExitCode, IterationFlags, RunFlags, SimulationFlags};
+use super::{Cli, CliError, ExitCode, IterationFlags, RunFlags, RunnerKind, SimulationFlags};
 use crate::execution::runner::remote::Hub;
 use crate::storage::state::StateDir;
 use crate::usecases::daemon::{self, DaemonEnd, DaemonOptions, RunOn, ServeOptions};
@@ -130,20 +130,27 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> Result<i32,
     super::logging::init(args.verbose, true);
     // As Bistro picks its runner: a simulation, else local with a worker command,
     // else remote workers.
-    let remote = !args.simulation.benchmark_run && args.run.worker_command.is_none() && !args.local;
+    // `--runner` (or the remembered one) decides when given.
+    let kind = args.simulation.runner_kind(state)?;
+    let remote = match kind {
+        Some(kind) => kind == RunnerKind::Remote,
+        None => !args.simulation.benchmark_run && args.run.worker_command.is_none() && !args.local,
+    };
+    let mut tick = TickOptions {
+        config_update_ms: args.config_update_ms,
+        on_workers: remote,
+        ..args.iteration.tick_options(cli, &args.run)
+    };
+    tick.flags.runner = args.simulation.runner.map(|k| k.name().to_string());
     let opts = ServeOptions {
         daemon: DaemonOptions {
-            tick: TickOptions {
-                config_update_ms: args.config_update_ms,
-                on_workers: remote,
-                ..args.iteration.tick_options(cli, &args.run)
-            },
+            tick,
             exit_when_done: args.exit_when_done,
         },
         run_on: if remote {
             RunOn::Workers(args.remote.hub_settings())
         } else {
-            RunOn::Here(args.simulation.runner(state)?)
+            RunOn::Here(args.simulation.runner(state, kind)?)
         },
         wait_lock: args.run.wait_lock,
         clean_statuses: args.clean_statuses,

@@ -136,6 +136,7 @@ impl IterationFlags {
                 config: cli.config.clone(),
                 worker_command: run.worker_command.clone(),
                 instance_node_name: run.instance_node_name.clone(),
+                runner: None,
             },
             dry_run: false,
             log_retention_secs: self.log_retention,
@@ -147,8 +148,8 @@ impl IterationFlags {
     }
 }
 
-/// Flags that replace task processes by simulated runs (`tick`, `daemon`), named as
-/// Bistro's benchmark flags.
+/// Flags that choose what runs the tasks (`tick`, `daemon`): `--runner`, or simulated
+/// runs instead of task processes (named as Bistro's benchmark flags).
 #[derive(Debug, Clone, Args)]
 pub struct SimulationFlags {
     /// Start no processes: each task ends after a random time and reports `done` (or
@@ -169,19 +170,86 @@ pub struct SimulationFlags {
     #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_probability,
           requires = "benchmark_run")]
     test_failure_rate: f64,
+    /// Where tasks run: `local` (on this machine), `remote` (bistro's remote workers;
+    /// daemon only) or `slurm` (submitted to the Slurm cluster SLURM_CONF names);
+    /// remembered for later ticks [default: remembered, else as before: local for a
+    /// tick, and for a daemon local with --worker-command or --local, else remote].
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHERE",
+        conflicts_with = "benchmark_run"
+    )]
+    pub runner: Option<RunnerKind>,
+}
+
+/// `--runner`: where tasks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunnerKind {
+    /// On this machine, under supervisors.
+    Local,
+    /// On bistro's remote workers (a daemon only).
+    Remote,
+    /// On a Slurm cluster.
+    Slurm,
+}
+
+impl RunnerKind {
+    /// The name remembered in the state dir.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Remote => "remote",
+            Self::Slurm => "slurm",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        [Self::Local, Self::Remote, Self::Slurm]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
 }
 
 impl SimulationFlags {
-    /// The runner these flags ask for: simulated, or processes under supervisors.
+    /// `--runner`, else the one a tick or daemon last remembered (None for a
+    /// simulation, or when neither says).
+    fn runner_kind(
+        &self,
+        state: &crate::storage::state::StateDir,
+    ) -> anyhow::Result<Option<RunnerKind>> {
+        if self.benchmark_run || self.runner.is_some() {
+            return Ok(self.runner);
+        }
+        let db = state.statuses_db();
+        if !db.exists() {
+            return Ok(None);
+        }
+        let store = crate::storage::store::StatusStore::open(&db)
+            .with_context(|| format!("reading the remembered --runner from {}", db.display()))?;
+        let remembered = store.meta(crate::usecases::context::keys::RUNNER)?;
+        Ok(remembered.as_deref().and_then(RunnerKind::parse))
+    }
+
+    /// The runner these flags ask for: simulated, Slurm, or processes under
+    /// supervisors (`kind` as [`Self::runner_kind`] resolved it; `remote` is the
+    /// daemon's to build).
     fn runner(
         &self,
         state: &crate::storage::state::StateDir,
+        kind: Option<RunnerKind>,
     ) -> anyhow::Result<Box<dyn TaskRunner>> {
         if self.benchmark_run {
             return Ok(Box::new(SimulatedRunner::new(Simulation {
                 task_duration_ms: self.test_task_duration,
                 failure_rate: self.test_failure_rate,
             })));
+        }
+        if kind == Some(RunnerKind::Slurm) {
+            return Ok(Box::new(crate::execution::runner::SlurmRunner::new(
+                state.clone(),
+                Box::new(crate::execution::runner::slurm::SlurmCli),
+            )));
         }
         let exe =
             std::env::current_exe().context("finding the bistro binary to run supervisors")?;

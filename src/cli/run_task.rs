@@ -30,6 +30,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &RunTaskArgs) -> Result<i32
             config: cli.config.clone(),
             worker_command: args.run.worker_command.clone(),
             instance_node_name: args.run.instance_node_name.clone(),
+            runner: None,
         },
         wait_lock: args.run.wait_lock,
         echo: !args.quiet,

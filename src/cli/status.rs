@@ -213,11 +213,12 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> Result<i32,
             "MESSAGE",
         ]);
         for task in tasks {
-            let message = task
-                .data
-                .get("exception")
-                .and_then(|e| e.as_str())
-                .unwrap_or_default();
+            let message = task.slurm.as_deref().unwrap_or_else(|| {
+                task.data
+                    .get("exception")
+                    .and_then(|e| e.as_str())
+                    .unwrap_or_default()
+            });
             t.add_row(vec![
                 Cell::new(for_terminal(&task.job)),
                 Cell::new(for_terminal(&task.node)),

@@ -1,6 +1,6 @@
 //! `bistro tick`: one scheduling iteration, for cron and scripts.
 
-use super::{Cli, CliError, ExitCode, IterationFlags, RunFlags, SimulationFlags};
+use super::{Cli, CliError, ExitCode, IterationFlags, RunFlags, RunnerKind, SimulationFlags};
 use crate::foundation::sanitize::for_terminal;
 use crate::scheduler::WaitReason;
 use crate::storage::state::StateDir;
@@ -31,12 +31,28 @@ pub struct TickArgs {
     simulation: SimulationFlags,
 }
 
+/// `tick --runner remote`: remote workers talk to a scheduler that stays up.
+#[derive(Debug, thiserror::Error)]
+#[error("--runner remote needs a scheduler that stays up for its workers: run `bistro daemon --runner remote`, or tick with --runner local or slurm")]
+struct RemoteNeedsDaemon;
+
+impl crate::foundation::error::HasKind for RemoteNeedsDaemon {
+    fn kind(&self) -> crate::foundation::error::ErrorKind {
+        crate::foundation::error::ErrorKind::Usage
+    }
+}
+
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &TickArgs) -> Result<i32, CliError> {
-    let opts = TickOptions {
+    let mut opts = TickOptions {
         dry_run: args.dry_run,
         ..args.iteration.tick_options(cli, &args.run)
     };
-    let mut runner = args.simulation.runner(state)?;
+    let kind = args.simulation.runner_kind(state)?;
+    if kind == Some(RunnerKind::Remote) {
+        return Err(RemoteNeedsDaemon.into());
+    }
+    opts.flags.runner = args.simulation.runner.map(|k| k.name().to_string());
+    let mut runner = args.simulation.runner(state, kind)?;
     let report = if args.dry_run {
         state.existing_statuses_db()?;
         tick(state, &opts, runner.as_mut())?

@@ -244,6 +244,24 @@ pub mod run_dir {
     pub const LOST: &str = "lost";
     /// On a scheduler: a kill request once delivered to the run's worker.
     pub const KILL_SENT: &str = "kill.sent";
+    /// With Slurm: the run's job name and array index, written before it is
+    /// submitted, then with the array's job id once `sbatch` answered.
+    pub const SLURM: &str = "slurm.json";
+    /// With Slurm: the batch script a compute node runs for this run (needs only sh).
+    pub const SCRIPT: &str = "run.sh";
+    /// With Slurm: written by the batch script before it starts the task.
+    pub const STARTED: &str = "started";
+    /// With Slurm: the task's exit code, written by the batch script once it ended.
+    pub const EXIT: &str = "exit";
+    /// With Slurm: the task's standard output.
+    pub const STDOUT: &str = "stdout";
+    /// With Slurm: the task's standard error.
+    pub const STDERR: &str = "stderr";
+    /// With Slurm: how many bytes of `stdout` and `stderr` are in the task-log database.
+    pub const LOG_OFFSETS: &str = "log_offsets.json";
+    /// With Slurm: the run outlived its `task_timeout_sec` and bistro cancelled it, so
+    /// its end reads "timed out after N s".
+    pub const TIMED_OUT: &str = "timed_out";
 }
 
 /// Proof that this process holds the scheduling lock; released on drop or death.

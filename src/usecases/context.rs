@@ -20,6 +20,8 @@ pub mod keys {
     pub const INSTANCE_NODE_NAME: &str = "instance_node_name";
     /// `--worker-command` last used.
     pub const WORKER_COMMAND: &str = "worker_command";
+    /// `--runner` last used (`local`, `remote` or `slurm`).
+    pub const RUNNER: &str = "runner";
     /// The node list of the last refresh.
     pub const NODES: &str = "nodes";
     /// When task logs were last pruned.
@@ -132,6 +134,8 @@ pub struct RunFlags {
     pub worker_command: Option<String>,
     /// `--instance-node-name`.
     pub instance_node_name: Option<String>,
+    /// `--runner`, remembered for later ticks.
+    pub runner: Option<String>,
 }
 
 /// Everything a run resolves from its flags and the state dir.

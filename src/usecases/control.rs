@@ -88,6 +88,20 @@ pub fn kill(state: &StateDir, config: &Config, job: &str, node: &str) -> Result<
         )
         .map_err(|e| signal_error(e.to_string()));
     }
+    if dir.join(crate::storage::state::run_dir::SLURM).exists() {
+        // On Slurm: scancel, as the scheduler's orphan kills do.
+        let mut slurm = crate::execution::runner::slurm::SlurmCli;
+        let signalled =
+            crate::execution::runner::slurm::kill_run(&mut slurm, state, &task, &request)
+                .map_err(|e| signal_error(e.message))?;
+        return if signalled {
+            Ok(())
+        } else {
+            Err(signal_error(
+                "its Slurm job already ended (the next tick records how)".into(),
+            ))
+        };
+    }
     let signalled = crate::execution::runner::request_kill(&dir, &request)
         .map_err(|e| signal_error(e.to_string()))?;
     if signalled {

@@ -127,12 +127,17 @@ pub fn why(
                 crate::foundation::time::rfc3339(at)
             ));
         }
-        return Ok(answer(
-            "running",
-            "running",
-            message,
-            json!({"invocation": task.invocation.to_string(), "timeout_at": task.timeout_at()}),
-        ));
+        let mut details =
+            json!({"invocation": task.invocation.to_string(), "timeout_at": task.timeout_at()});
+        let slurm = crate::execution::runner::slurm::describe_run(
+            &mut crate::execution::runner::slurm::SlurmCli,
+            &state.invocation_dir(task.invocation),
+        );
+        if let Some(slurm) = slurm {
+            message = format!("{message}: {slurm}");
+            details["slurm"] = json!(slurm);
+        }
+        return Ok(answer("running", "running", message, details));
     }
     let Some(explained) = &report.explained else {
         // No pass ran; an unknown job is still an error, not a reason to wait.

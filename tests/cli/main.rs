@@ -18,6 +18,7 @@ mod remote;
 mod run_task;
 mod scheduling;
 mod seed_flags;
+mod slurm;
 mod status_counts;
 mod status_lines;
 mod supervision;

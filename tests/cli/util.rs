@@ -13,12 +13,15 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 /// A scratch directory with a state dir inside.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// Environment variables every command gets (e.g. `SLURM_CONF`).
+    pub vars: Vec<(String, String)>,
 }
 
 impl Env {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
+            vars: Vec::new(),
         }
     }
 
@@ -52,6 +55,7 @@ impl Env {
             .env_remove("BISTRO_STATE_DIR")
             .env_remove("BISTRO_CONFIG")
             .env_remove("BISTRO_FAKE_NOW")
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .arg("--state-dir")
             .arg(self.state())
             .args(args);

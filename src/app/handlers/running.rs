@@ -9,12 +9,18 @@ use std::collections::BTreeMap;
 
 pub(super) fn running_tasks(params: &Params, snap: &Snapshot) -> Result<Value, HandlerError> {
     by_job_and_node(params, snap, |task| {
-        let mut run =
+        let mut out =
             json!({"start_time": task.invocation.start_time, "worker_shard": task.worker_shard});
         if let Some(at) = task.timeout_at() {
-            run["timeout_at"] = json!(at);
+            out["timeout_at"] = json!(at);
         }
-        run
+        // On Slurm: the job id and state the scheduler last saw (no Slurm command
+        // runs on the server's threads).
+        let dir = snap.state.invocation_dir(task.invocation);
+        if let Some(record) = crate::execution::runner::slurm::SubmitRecord::read(&dir) {
+            out["slurm"] = json!(record.describe());
+        }
+        out
     })
 }
 

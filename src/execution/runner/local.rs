@@ -225,13 +225,14 @@ impl TaskRunner for LocalRunner {
 }
 
 /// How the run in `dir` stands, judged by its supervisor's lock and result. A run
-/// sent to a remote worker (it has `remote.json`) is left to the scheduler that
-/// talks to that worker: it counts as running until its status arrives.
+/// sent to a remote worker (it has `remote.json`) or to Slurm (`slurm.json`) is left
+/// to the scheduler that sent it: it counts as running until its status arrives.
 pub fn local_outcome(dir: &Path, task: &RunningTask) -> Outcome {
     if let Some(result) = read_result(dir) {
         return Outcome::Finished(result);
     }
-    if dir.join(run_dir::REMOTE).exists() {
+    // A run sent to a remote worker or to Slurm is left to the runner that sent it.
+    if dir.join(run_dir::REMOTE).exists() || dir.join(run_dir::SLURM).exists() {
         return Outcome::Running;
     }
     match is_supervised(dir) {
@@ -315,6 +316,7 @@ mod tests {
             task_timeout_sec: None,
             on_worker_death: None,
             worker: None,
+            slurm: None,
         };
         let mut runner = LocalRunner::new(state.clone(), "unused".into());
         let task = runner.prepare(launch).unwrap();

@@ -7,12 +7,14 @@
 mod local;
 pub mod remote;
 mod simulated;
+pub mod slurm;
 
 pub use crate::execution::supervisor::kill::request_kill;
 pub use crate::execution::supervisor::run_files::{is_supervised, read_result};
 pub use crate::execution::supervisor::{Launch, TaskResult, WorkerDeath};
 pub use local::{local_outcome, LocalRunner};
 pub use simulated::{SimulatedRunner, Simulation};
+pub use slurm::SlurmRunner;
 
 use crate::foundation::config::{Job, KillRequest};
 use crate::foundation::status::TaskStatus;
@@ -92,6 +94,18 @@ pub trait TaskRunner {
     fn prepare(&mut self, launch: Launch) -> Result<PreparedTask, RunnerError>;
     /// Starts a prepared task (it is already recorded as running).
     fn start(&mut self, task: PreparedTask) -> Result<(), RunnerError>;
+    /// Called after each batch of starts, for a runner that hands them over
+    /// together (Slurm submits one array job per group): returns the runs that
+    /// could not be started after all, whose records are then released like a
+    /// failed `start`'s.
+    fn finish_starts(&mut self) -> Vec<(InvocationId, RunnerError)> {
+        Vec::new()
+    }
+    /// How many more tasks this pass may start under the runner's own limits and the
+    /// settings in force (Slurm caps its queue); None: no limit of its own.
+    fn start_capacity(&mut self, _settings: &crate::foundation::config::Settings) -> Option<usize> {
+        None
+    }
     /// How a recorded run stands now.
     fn check(&mut self, task: &RunningTask) -> Outcome;
     /// Forgets a run whose status has been recorded.
@@ -213,5 +227,10 @@ pub fn build_launch(
         task_timeout_sec: job.task_timeout_sec,
         on_worker_death: None,
         worker: worker.map(|w| w.shard.clone()),
+        slurm: Some(crate::foundation::config::SlurmOptions {
+            nodelist: crate::scheduler::workers::placement_host(job, ctx.nodes, node)
+                .map(str::to_string),
+            ..job.slurm.clone()
+        }),
     })
 }

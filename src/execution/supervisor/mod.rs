@@ -17,6 +17,7 @@ pub mod constants;
 pub mod diagnostics;
 pub mod host;
 pub mod kill;
+pub mod lines;
 pub mod process;
 pub mod run_dirs;
 pub mod run_files;
@@ -71,6 +72,9 @@ pub struct Launch {
     /// On a scheduler with remote workers: the shard of the worker the task goes to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
+    /// What the task asks of Slurm, used only when it is submitted there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<crate::foundation::config::SlurmOptions>,
 }
 
 /// A run's worker, watched by its supervisor.

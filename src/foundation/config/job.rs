@@ -6,6 +6,7 @@ use super::filters::FilterError;
 use super::process::{
     parse_kill_orphans, parse_kill_subprocess, parse_task_subprocess, parse_task_timeout,
 };
+use super::slurm::{parse_job_slurm, SlurmOptions};
 use super::{ErrorRecord, JobFilter, KillRequest, Levels, Settings, TaskSubprocess};
 use crate::foundation::sanitize::lenient;
 use crate::foundation::status::BackoffSettings;
@@ -55,6 +56,8 @@ pub struct Job {
     pub task_timeout_sec: Option<u64>,
     /// Command to run instead of `--worker-command`.
     pub command: Vec<String>,
+    /// sbatch options for `--runner slurm` (`slurm` over `bistro_settings.slurm`).
+    pub slurm: SlurmOptions,
     /// Informational timestamps and compare-and-swap version.
     pub create_time: i64,
     /// See `create_time`.
@@ -263,6 +266,10 @@ impl Job {
                 settings.task_timeout_sec
             })
         });
+        let slurm = get("slurm").map_or_else(
+            || settings.slurm.defaults.clone(),
+            |x| parse_job_slurm(x, &settings.slurm.defaults, rec.nested("slurm")),
+        );
         let command = match get("command") {
             None => Vec::new(),
             Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
@@ -313,6 +320,7 @@ impl Job {
             kill_subprocess,
             task_timeout_sec,
             command,
+            slurm,
             create_time,
             modify_time,
             version_id,

@@ -14,6 +14,7 @@ pub mod node_shape;
 pub mod process;
 pub mod resource_settings;
 pub mod settings;
+pub mod slurm;
 
 pub use errors::{flatten_json, ErrorRecord};
 pub use filters::JobFilter;
@@ -26,6 +27,7 @@ pub use node_shape::{
 pub use process::{KillMethod, KillRequest, TaskSubprocess};
 pub use resource_settings::{LevelResource, ResourceDefs};
 pub use settings::{PolicyName, Settings};
+pub use slurm::{SlurmOptions, SlurmSettings};
 
 use serde_json::Value;
 use std::fmt;

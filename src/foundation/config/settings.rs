@@ -11,6 +11,7 @@ use super::process::{
     seconds_to_ms,
 };
 use super::resource_settings::{check_physical_resources, parse_worker_overrides};
+use super::slurm::{parse_slurm_settings, SlurmSettings};
 use super::{
     ErrorRecord, KillRequest, Levels, NodeOrder, NodeSourceSpec, ResourceDefs, TaskSubprocess,
 };
@@ -86,6 +87,8 @@ pub struct Settings {
     pub physical_resources: Option<Value>,
     /// `CAUTION_exit_initial_wait_before_timestamp`.
     pub exit_initial_wait_before_timestamp: i64,
+    /// `slurm`: sbatch defaults and limits for `--runner slurm`.
+    pub slurm: SlurmSettings,
 }
 
 impl Settings {
@@ -221,6 +224,10 @@ impl Settings {
                     0
                 }),
             };
+        let slurm = match get("slurm") {
+            None => SlurmSettings::default(),
+            Some(x) => parse_slurm_settings(x, rec.nested("slurm")),
+        };
         if !rec.is_empty() {
             return Err(Box::new(rec));
         }
@@ -243,6 +250,7 @@ impl Settings {
             task_timeout_sec,
             physical_resources,
             exit_initial_wait_before_timestamp,
+            slurm,
         })
     }
 }

@@ -225,7 +225,7 @@ fn selector(name: &str) -> Selector {
 
 /// The host a task must run on: the job's `host_placement`, else the name of the
 /// node's ancestor-or-self at `level_for_host_placement`, else anywhere.
-fn placement_host<'a>(job: &'a Job, nodes: &'a Nodes, node: usize) -> Option<&'a str> {
+pub fn placement_host<'a>(job: &'a Job, nodes: &'a Nodes, node: usize) -> Option<&'a str> {
     if !job.host_placement.is_empty() {
         return Some(&job.host_placement);
     }

@@ -149,6 +149,9 @@ pub struct TaskReport {
     pub backoff_until: Option<i64>,
     /// The status's data.
     pub data: Value,
+    /// A running task on Slurm: its job id and state as the scheduler last saw them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<String>,
 }
 
 /// What to include.
@@ -244,6 +247,7 @@ pub fn build(input: &ReportInput, filter: &ReportFilter) -> StatusReport {
                             .filter(|&t| t > input.now)
                     },
                     data: status.map_or(Value::Null, TaskStatus::data_json),
+                    slurm: None,
                 });
             }
         }
@@ -418,7 +422,7 @@ pub fn read(input: &CountsInput, filter: &ReportFilter) -> Result<StatusReport, 
     let mut rows = input.statuses.load()?;
     let mut running = input.statuses.running()?;
     crate::usecases::tick::preview_finished(input.state, &mut rows, &mut running);
-    Ok(build(
+    let mut report = build(
         &ReportInput {
             config: input.config,
             nodes: input.nodes,
@@ -428,5 +432,27 @@ pub fn read(input: &CountsInput, filter: &ReportFilter) -> Result<StatusReport, 
             now: input.now,
         },
         filter,
-    ))
+    );
+    add_slurm_jobs(input.state, &running, &mut report);
+    Ok(report)
+}
+
+/// Adds to each running task that went to Slurm its job id and state, from its run
+/// directory (no Slurm command runs: the HTTP server reports too).
+fn add_slurm_jobs(state: &StateDir, running: &[RunningTask], report: &mut StatusReport) {
+    let Some(tasks) = report.tasks.as_mut() else {
+        return;
+    };
+    let by_task: HashMap<(&str, &str), &RunningTask> = running
+        .iter()
+        .map(|t| ((t.job.as_str(), t.node.as_str()), t))
+        .collect();
+    for task in tasks.iter_mut() {
+        if let Some(run) = by_task.get(&(task.job.as_str(), task.node.as_str())) {
+            task.slurm = crate::execution::runner::slurm::SubmitRecord::read(
+                &state.invocation_dir(run.invocation),
+            )
+            .map(|r| r.describe());
+        }
+    }
 }

@@ -201,6 +201,9 @@ fn remember_run(
     if let Some(cmd) = &opts.flags.worker_command {
         remember.push((keys::WORKER_COMMAND, cmd));
     }
+    if let Some(runner) = &opts.flags.runner {
+        remember.push((keys::RUNNER, runner));
+    }
     store.set_meta(&remember)
 }
 

@@ -39,6 +39,12 @@ pub(super) fn dispatch(
         worker_host: &host,
         workers: slots.as_ref(),
     };
+    let mut starts = starts;
+    if !starts.is_empty() {
+        if let Some(capacity) = runner.start_capacity(&pass.config.settings) {
+            starts.truncate(capacity);
+        }
+    }
     let started = start_all(report, store, runner, &ctx, pass, starts);
     if let (Some(slots), Some(placement)) = (slots, runner.placement()) {
         placement.placed(slots);
@@ -152,20 +158,26 @@ fn dispatch_batch(
     let mut started = Vec::new();
     for (task, claim) in prepared.into_iter().zip(claims) {
         match runner.start(task) {
-            Ok(()) => {
-                report.started.push(StartedTask {
-                    job: claim.job.clone(),
-                    node: claim.node.clone(),
-                    invocation: Some(claim.invocation.to_string()),
-                });
-                started.push(claim);
-            }
+            Ok(()) => started.push(claim),
             Err(e) => {
                 report.start_errors.push(e.to_string());
                 failed.push((claim, None));
             }
         }
     }
+    for (invocation, e) in runner.finish_starts() {
+        report.start_errors.push(e.to_string());
+        if let Some(at) = started.iter().position(|c| c.invocation == invocation) {
+            failed.push((started.remove(at), None));
+        }
+    }
+    report
+        .started
+        .extend(started.iter().map(|claim| StartedTask {
+            job: claim.job.clone(),
+            node: claim.node.clone(),
+            invocation: Some(claim.invocation.to_string()),
+        }));
     store.finish(&failed)?;
     for (claim, _) in &failed {
         runner.cleanup(claim);

@@ -102,6 +102,7 @@ pub(super) fn launch(shared: &Shared, request: &RunTaskRequest) -> Result<Launch
             },
         }),
         worker: None,
+        slurm: None,
     })
 }
 

@@ -1,60 +1,13 @@
 //! What a run's supervision adds to its task-log database: the task's output, cut into
 //! lines (and echoed by `run-task`), and the run's lifecycle events.
 
-use crate::execution::supervisor::constants::MAX_LINE_BYTES;
+use crate::execution::supervisor::lines::LineCutter;
 use crate::execution::supervisor::Launch;
 use crate::storage::store::{LogKind, LogLine};
 use nix::sys::epoll::Epoll;
 use serde_json::{json, Value};
 use std::fs::File;
 use std::io::Write;
-
-/// Cuts a pipe's bytes into log lines, and over-long lines into pieces of
-/// [`MAX_LINE_BYTES`].
-#[derive(Debug, Default)]
-pub(super) struct LineCutter {
-    pending: Vec<u8>,
-}
-
-impl LineCutter {
-    /// Feeds `bytes`; `emit(text, ended_by_newline)` gets each complete line or piece.
-    pub(super) fn feed(&mut self, mut bytes: &[u8], mut emit: impl FnMut(&[u8], bool)) {
-        while !bytes.is_empty() {
-            let room = MAX_LINE_BYTES - self.pending.len();
-            let reach = bytes.len().min(room + 1);
-            match bytes[..reach].iter().position(|&b| b == b'\n') {
-                Some(i) if self.pending.is_empty() => {
-                    emit(&bytes[..i], true);
-                    bytes = &bytes[i + 1..];
-                }
-                Some(i) => {
-                    self.pending.extend_from_slice(&bytes[..i]);
-                    emit(&self.pending, true);
-                    self.pending.clear();
-                    bytes = &bytes[i + 1..];
-                }
-                None if bytes.len() <= room => {
-                    self.pending.extend_from_slice(bytes);
-                    return;
-                }
-                None => {
-                    self.pending.extend_from_slice(&bytes[..room]);
-                    emit(&self.pending, false);
-                    self.pending.clear();
-                    bytes = &bytes[room..];
-                }
-            }
-        }
-    }
-
-    /// The pipe ended: what is left is a last line without a newline.
-    pub(super) fn finish(&mut self, mut emit: impl FnMut(&[u8], bool)) {
-        if !self.pending.is_empty() {
-            emit(&self.pending, false);
-            self.pending.clear();
-        }
-    }
-}
 
 /// One of a task's output pipes.
 pub(super) struct Pipe {

@@ -1,11 +1,12 @@
 //! One run as the loop supervises it: where it stands, its kill requests, and how it
 //! moves on as its task starts, writes, exits and is killed, until its result is made.
 
-use super::output::{event, Echo, LineCutter, Pipe};
+use super::output::{event, Echo, Pipe};
 use super::{KEY_SHIFT, PROCESS, STORE_LINES};
 use crate::execution::supervisor::constants::{DRAIN_LIMIT, PIPE_GRACE};
 use crate::execution::supervisor::diagnostics::SUPERVISE;
 use crate::execution::supervisor::kill::{kill_request, KillFile};
+use crate::execution::supervisor::lines::LineCutter;
 use crate::execution::supervisor::process::{child_kill, ProcessId};
 use crate::execution::supervisor::run_files::read_status_bytes;
 use crate::execution::supervisor::spawn::TaskProcess;

@@ -1,8 +1,8 @@
 //! The event loop's tests: line cutting, and runs of real tasks through one loop.
 
-use super::output::LineCutter;
 use super::*;
 use crate::execution::supervisor::constants::MAX_LINE_BYTES;
+use crate::execution::supervisor::lines::LineCutter;
 use crate::execution::supervisor::run_dirs::is_written;
 use crate::foundation::config::KillMethod;
 use serde_json::Value;
@@ -82,6 +82,7 @@ pub(in crate::execution::supervisor) fn launch(dir: &Path, script: &str) -> Laun
         task_timeout_sec: None,
         on_worker_death: None,
         worker: None,
+        slurm: None,
     }
 }
 

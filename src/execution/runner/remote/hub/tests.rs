@@ -407,6 +407,7 @@ impl Setup {
             task_timeout_sec: None,
             on_worker_death: None,
             worker: Some(SHARD.into()),
+            slurm: None,
         };
         let prepared = self.runner.prepare(launch).expect("prepared");
         let running = RunningTask {
