@@ -1,6 +1,7 @@
 //! The `bistro` binary: parse arguments, run, map the outcome to an exit code.
 
 use clap::Parser;
+use std::io::Write;
 
 fn main() {
     let cli = bistro::cli::Cli::parse();
@@ -8,7 +9,9 @@ fn main() {
         Ok(code) => code,
         Err(error) if error.is_broken_pipe() => 0,
         Err(error) => {
-            eprintln!(
+            // A closed stderr loses the message, never the exit code.
+            let _ = writeln!(
+                std::io::stderr(),
                 "bistro: {}",
                 bistro::foundation::sanitize::for_terminal(&error.message())
             );

@@ -3,7 +3,7 @@
 use super::{Cli, CliError};
 use crate::foundation::sanitize::for_terminal;
 use crate::model::nodes::fetch_nodes;
-use crate::storage::state::StateDir;
+use crate::storage::state::{StateDir, StateError};
 use crate::storage::store::StatusStore;
 use crate::usecases::context;
 use clap::Args;
@@ -21,10 +21,10 @@ pub struct CheckArgs {
 }
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> Result<i32, CliError> {
-    let store = if state.statuses_db().exists() {
-        Some(StatusStore::open(&state.statuses_db())?)
-    } else {
-        None
+    let store = match state.existing_statuses_db() {
+        Ok(db) => Some(StatusStore::open(&db)?),
+        Err(StateError::NoState(_)) => None,
+        Err(e) => return Err(e.into()),
     };
     let path = context::config_path(state, store.as_ref(), cli.config.as_deref())?;
     let loaded = context::load_config(None, path.clone())?;
@@ -73,7 +73,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> Result<i32, 
             super::warn(&format!("warning: {w}"));
         }
         if problems.is_empty() {
-            eprintln!("bistro: {} is valid", path.display());
+            note!("bistro: {} is valid", path.display());
         }
     }
     Ok(if problems.is_empty() {

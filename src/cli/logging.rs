@@ -19,5 +19,7 @@ pub(super) fn init(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_ansi(colour)
         .with_target(false)
+        // Its complaint about a closed stderr goes through `eprintln!`, which panics.
+        .log_internal_errors(false)
         .try_init();
 }

@@ -111,14 +111,7 @@ fn shell_quote(arg: &str) -> String {
 }
 
 pub(super) fn run(state: &StateDir, args: &LogsArgs) -> Result<i32, CliError> {
-    let db = state.logs_db();
-    if !db.exists() {
-        super::warn(&format!(
-            "no task logs in {}: run `bistro init` (or a tick) first",
-            state.root().display()
-        ));
-        return Ok(super::ExitCode::Usage as i32);
-    }
+    let db = state.existing_logs_db()?;
     let store = LogStore::open(&db)?;
     let mut query = LogQuery {
         kinds: args

@@ -105,13 +105,27 @@ impl StateDir {
     }
 
     /// The status database, which must already exist: for the commands that read
-    /// a state rather than create it.
+    /// a state rather than create it. A state dir this user may not search is said
+    /// so (`permission denied` with the path), not mistaken for a missing one.
     pub fn existing_statuses_db(&self) -> Result<PathBuf, StateError> {
-        let db = self.statuses_db();
-        if db.exists() {
-            Ok(db)
-        } else {
-            Err(StateError::NoState(self.root().to_path_buf()))
+        self.existing(self.statuses_db())
+    }
+
+    /// The task-log database, which must already exist (see
+    /// [`existing_statuses_db`](Self::existing_statuses_db)).
+    pub fn existing_logs_db(&self) -> Result<PathBuf, StateError> {
+        self.existing(self.logs_db())
+    }
+
+    fn existing(&self, db: PathBuf) -> Result<PathBuf, StateError> {
+        match db.try_exists() {
+            Ok(true) => Ok(db),
+            Ok(false) => Err(StateError::NoState(self.root().to_path_buf())),
+            Err(source) => Err(StateError::Io {
+                op: "reading",
+                path: db,
+                source,
+            }),
         }
     }
 

@@ -3,6 +3,7 @@
 mod util;
 
 mod benchmark_run;
+mod closed_streams;
 mod commands;
 mod config_errors;
 mod contract;
@@ -12,6 +13,7 @@ mod disk_full;
 mod faults;
 mod http;
 mod process_hygiene;
+mod refusals;
 mod remote;
 mod run_task;
 mod scheduling;
