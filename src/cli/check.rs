@@ -48,6 +48,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> Result<i32, 
         if config.jobs.is_empty() {
             warnings.push("the config defines no job (keys look like \"bistro_job->NAME\")".into());
         }
+        warnings.extend(config.unknown_keys.iter().cloned());
         warnings.extend(ignored_settings(config));
         if args.nodes {
             let instance = context::instance_name(store.as_ref(), None)?;

@@ -266,23 +266,7 @@ pub struct StateLock {
     _file: File,
 }
 
-/// Escapes a name into one safe path component: bytes outside `[A-Za-z0-9._-]` and a
-/// leading dot become `%XX`.
-pub fn escape_component(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for (i, b) in name.bytes().enumerate() {
-        let safe = b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0);
-        if safe {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    if out.is_empty() {
-        out.push_str("%00");
-    }
-    out
-}
+pub use crate::foundation::sanitize::escape_component;
 
 /// Writes a file atomically: a temporary file in the same directory, fsync, rename.
 /// For files a user keeps (configs).

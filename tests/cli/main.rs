@@ -12,6 +12,7 @@ mod demo;
 mod disk_full;
 mod faults;
 mod http;
+mod input_bounds;
 mod process_hygiene;
 mod refusals;
 mod remote;

@@ -9,6 +9,7 @@
 mod errors;
 pub mod filters;
 pub mod job;
+pub mod known_keys;
 mod loader;
 pub mod node_shape;
 pub mod process;
@@ -40,6 +41,9 @@ pub struct Config {
     pub settings: Settings,
     /// Every `bistro_job->NAME` entry, valid or not, sorted by name.
     pub jobs: Vec<Job>,
+    /// Keys of the file that nothing reads, each with the closest known key
+    /// ([`known_keys`]): for `bistro check` to warn of.
+    pub unknown_keys: Vec<String>,
 }
 
 impl Config {
@@ -83,7 +87,11 @@ impl Config {
             .collect();
         jobs.sort_by(|a, b| a.name.cmp(&b.name));
         job::check_dependencies(&mut jobs, &settings.levels);
-        Ok(Config { settings, jobs })
+        Ok(Config {
+            settings,
+            jobs,
+            unknown_keys: known_keys::unknown_key_warnings(value),
+        })
     }
 
     /// A job's index in `jobs`, by name.

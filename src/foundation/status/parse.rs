@@ -62,7 +62,7 @@ pub fn read_status_file(bytes: &[u8]) -> Result<String, StatusFileError> {
         [line] => Ok((*line).to_string()),
         many => Err(StatusFileError::SeveralLines {
             count: many.len(),
-            excerpt: excerpt(&many.join("\\n")),
+            excerpt: excerpt(&many.join("\n")),
         }),
     }
 }

@@ -1,6 +1,6 @@
 //! The `script` source: children are the lines a script prints for each parent.
 
-use super::{parent_level, NodeFetcher, Nodes, SourceError};
+use super::{check_new_node, parent_level, NodeFetcher, Nodes, SourceError};
 use crate::foundation::config::Levels;
 use crate::foundation::sanitize::for_terminal;
 use crate::foundation::sanitize::lenient;
@@ -73,6 +73,14 @@ pub enum ScriptError {
         /// The OS error.
         error: String,
     },
+    /// The script printed more than [`MAX_OUTPUT_BYTES`] and was killed.
+    #[error("script {script:?} {parent:?} printed more than {} MiB of node names and was killed; a node script prints one child per line", MAX_OUTPUT_BYTES >> 20)]
+    TooMuchOutput {
+        /// The script.
+        script: String,
+        /// The parent node it was run for.
+        parent: String,
+    },
     /// The output is not UTF-8.
     #[error("script {script:?} printed node names that are not UTF-8")]
     NotUtf8 {
@@ -102,27 +110,46 @@ fn run_script(script: &str, parent: &str, timeout: Duration) -> Result<String, S
             script: script.to_string(),
             error: e.to_string(),
         })?;
-    let mut stdout = child.stdout.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
+    let group = Pid::from_raw(child.id() as i32);
+    // Reads at most MAX_OUTPUT_BYTES; past that the script's group is killed.
     let reader = std::thread::spawn(move || {
         let mut out = Vec::new();
-        stdout.read_to_end(&mut out).map(|_| out)
+        let read = stdout
+            .take(MAX_OUTPUT_BYTES as u64 + 1)
+            .read_to_end(&mut out);
+        if out.len() > MAX_OUTPUT_BYTES {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+        read.map(|_| out)
     });
     let (who, parent_name) = (script.to_string(), parent.to_string());
     // Echoes the script's stderr and keeps its last line for the error message.
     let errors = std::thread::spawn(move || {
         let mut last = None;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            tracing::warn!(
-                "node script {} {}: {}",
-                for_terminal(&who),
-                for_terminal(&parent_name),
-                for_terminal(&line)
-            );
-            if !line.trim().is_empty() {
-                last = Some(line.chars().take(MAX_QUOTED_CHARS).collect::<String>());
+        let mut echoed = 0;
+        for_each_line(stderr, |line| {
+            if echoed < MAX_ECHOED_LINES {
+                echoed += 1;
+                tracing::warn!(
+                    "node script {} {}: {}",
+                    for_terminal(&who),
+                    for_terminal(&parent_name),
+                    for_terminal(line)
+                );
+            } else if echoed == MAX_ECHOED_LINES {
+                echoed += 1;
+                tracing::warn!(
+                    "node script {} {}: more stderr lines are not shown",
+                    for_terminal(&who),
+                    for_terminal(&parent_name),
+                );
             }
-        }
+            if !line.trim().is_empty() {
+                last = Some(line.to_string());
+            }
+        });
         last
     });
     let deadline = Instant::now() + timeout;
@@ -149,6 +176,12 @@ fn run_script(script: &str, parent: &str, timeout: Duration) -> Result<String, S
     let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
     let output = reader.join().map_err(|_| ScriptError::Reader)?;
     let last_stderr = errors.join().ok().flatten();
+    if output.as_ref().is_ok_and(|o| o.len() > MAX_OUTPUT_BYTES) {
+        return Err(ScriptError::TooMuchOutput {
+            script: script.to_string(),
+            parent: parent.to_string(),
+        });
+    }
     if !status.success() {
         return Err(ScriptError::Failed {
             script: script.to_string(),
@@ -195,6 +228,7 @@ impl NodeFetcher for ScriptFetcher {
                 Duration::from_secs_f64(timeout),
             )?;
             for line in stdout.lines().filter(|l| !l.is_empty()) {
+                check_new_node(nodes, line)?;
                 nodes.push(line.to_string(), level, p, true);
             }
         }
@@ -202,8 +236,42 @@ impl NodeFetcher for ScriptFetcher {
     }
 }
 
-/// How much of a script's stderr line an error message quotes.
+/// How much of a script's stderr line an error message quotes (and is echoed).
 const MAX_QUOTED_CHARS: usize = 500;
+
+/// How many bytes of node names one run of a script may print.
+pub const MAX_OUTPUT_BYTES: usize = 64 << 20;
+
+/// How many of a script's stderr lines are echoed; the rest are read and dropped.
+const MAX_ECHOED_LINES: usize = 100;
+
+/// Calls `f` with each line of `input`, cut to [`MAX_QUOTED_CHARS`] bytes (at a
+/// character boundary), holding no more than that of a line however long it is.
+fn for_each_line(input: impl Read, mut f: impl FnMut(&str)) {
+    let mut input = BufReader::new(input);
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok([]) | Err(_) => break,
+            Ok(chunk) => chunk,
+        };
+        let (part, ended) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(end) => (&chunk[..end], end + 1),
+            None => (chunk, chunk.len()),
+        };
+        let room = MAX_QUOTED_CHARS.saturating_sub(line.len());
+        line.extend_from_slice(&part[..part.len().min(room)]);
+        let newline = ended > part.len();
+        input.consume(ended);
+        if newline {
+            f(String::from_utf8_lossy(&line).trim_end_matches('\u{fffd}'));
+            line.clear();
+        }
+    }
+    if !line.is_empty() {
+        f(String::from_utf8_lossy(&line).trim_end_matches('\u{fffd}'));
+    }
+}
 
 #[cfg(test)]
 mod tests {
