@@ -22,7 +22,7 @@ pub struct CheckArgs {
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> Result<i32, CliError> {
     let store = match state.existing_statuses_db() {
-        Ok(db) => Some(StatusStore::open(&db)?),
+        Ok(db) => Some(StatusStore::open_for_reading(&db)?),
         Err(StateError::NoState(_)) => None,
         Err(e) => return Err(e.into()),
     };

@@ -112,7 +112,7 @@ fn shell_quote(arg: &str) -> String {
 
 pub(super) fn run(state: &StateDir, args: &LogsArgs) -> Result<i32, CliError> {
     let db = state.existing_logs_db()?;
-    let store = LogStore::open(&db)?;
+    let store = LogStore::open_for_reading(&db)?;
     let mut query = LogQuery {
         kinds: args
             .streams
