@@ -14,6 +14,6 @@ if [ "${1:-}" = --smoke ]; then
     echo "chaos fuzz: the parsers' property tests run at their usual count in cargo test"
 else
     start=$SECONDS
-    BISTRO_FUZZ_SCALE=100 cargo test --release --quiet --lib fuzz 2>&1 | grep -E '^test result' \
+    BISTRO_FUZZ_SCALE=100 cargo test --release --quiet --lib -- fuzz properties 2>&1 | grep -E '^test result' \
         | sed "s/^/chaos fuzz x100: /; s/\$/ ($((SECONDS - start)) s)/"
 fi

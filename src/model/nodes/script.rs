@@ -264,13 +264,24 @@ fn for_each_line(input: impl Read, mut f: impl FnMut(&str)) {
         let newline = ended > part.len();
         input.consume(ended);
         if newline {
-            f(String::from_utf8_lossy(&line).trim_end_matches('\u{fffd}'));
+            f(&lossy_cut(&line));
             line.clear();
         }
     }
     if !line.is_empty() {
-        f(String::from_utf8_lossy(&line).trim_end_matches('\u{fffd}'));
+        f(&lossy_cut(&line));
     }
+}
+
+/// `line` as text (bytes that are not UTF-8 replaced), cut to [`MAX_QUOTED_CHARS`]
+/// bytes at a character boundary: a replacement character takes three.
+fn lossy_cut(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    let mut end = text.len().min(MAX_QUOTED_CHARS);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 #[cfg(test)]
@@ -279,6 +290,35 @@ mod tests {
     use super::super::NodeFetcher;
     use super::*;
     use serde_json::json;
+
+    proptest::proptest! {
+        #![proptest_config(crate::foundation::fuzz::config(256))]
+
+        #[test]
+        fn fuzz_any_stderr_bytes_become_bounded_lines(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
+            newline_every in 1usize..2000,
+        ) {
+            let mut input = bytes.clone();
+            for i in (0..input.len()).step_by(newline_every) {
+                input[i] = b'\n';
+            }
+            let mut lines = 0;
+            for_each_line(&input[..], |line| {
+                lines += 1;
+                assert!(line.len() <= MAX_QUOTED_CHARS && !line.contains('\n'), "{line:?}");
+            });
+            let newlines = input.iter().filter(|&&b| b == b'\n').count();
+            proptest::prop_assert!(lines == newlines || lines == newlines + 1);
+        }
+
+        #[test]
+        fn fuzz_any_node_name_is_added_or_refused_by_its_length(name in ".{0,300}") {
+            let nodes = Nodes::with_instance("inst");
+            let checked = check_new_node(&nodes, &name);
+            proptest::prop_assert_eq!(checked.is_ok(), name.len() <= super::super::MAX_NODE_NAME_BYTES);
+        }
+    }
     use std::os::unix::fs::PermissionsExt;
 
     fn script(dir: &tempfile::TempDir, body: &str) -> String {
