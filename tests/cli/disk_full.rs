@@ -216,3 +216,70 @@ fn out_of_inodes_ticks_fail_naming_the_cause_and_lose_nothing() {
 fn out_of_bytes_ticks_fail_naming_the_cause_and_lose_nothing() {
     a_full_file_system_is_named_and_loses_nothing(false, "size=4m");
 }
+
+#[test]
+fn a_result_that_finds_no_space_waits_for_space_and_is_recorded_once() {
+    let env = Env::new();
+    let Some(fs) = Tmpfs::mount(&env, "size=8m") else {
+        return;
+    };
+    let state = fs.0.join("state");
+    let bistro = |args: &[&str]| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("bistro"))
+            .env_remove("BISTRO_CONFIG")
+            .args(["--state-dir", state.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (ready, go) = (env.path("ready"), env.path("go"));
+    let task = env.script(
+        "task.sh",
+        &format!(
+            "echo done > \"$2\"\necho $$ > {}\nwhile [ ! -e {} ]; do sleep 0.05; done",
+            ready.display(),
+            go.display()
+        ),
+    );
+    let config = env.path("config.json");
+    std::fs::write(
+        &config,
+        config_with_jobs(
+            1,
+            r#""bistro_job->j": {"owner": "me", "filters": {"level2": {"whitelist": ["node11"]}}}"#,
+        ),
+    )
+    .unwrap();
+    assert!(bistro(&["init", "--config", config.to_str().unwrap()])
+        .status
+        .success());
+    assert!(
+        bistro(&["tick", "--worker-command", task.to_str().unwrap()])
+            .status
+            .success()
+    );
+    env.wait_for("the task to write its status", || {
+        read(&ready).ends_with('\n')
+    });
+    let pid: i32 = read(&ready).trim().parse().unwrap();
+    fs.fill(false);
+    std::fs::write(&go, "").unwrap();
+    env.wait_for("the task to exit", || !alive(pid));
+    // Its result cannot be written: the run is kept, and counts as running.
+    for _ in 0..10 {
+        let out = bistro(&["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(count(&status, "j", "running"), 1, "{status}");
+    }
+    fs.free();
+    env.wait_for("the task to be recorded", || {
+        bistro(&["tick"]);
+        let out = bistro(&["status", "--json", "--tasks"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|s| count(&s, "j", "done") == 1)
+    });
+    let out = bistro(&["logs", "--stream", "statuses"]);
+    let events = String::from_utf8_lossy(&out.stdout);
+    assert!(!events.contains("lost"), "{events}");
+    assert_eq!(events.matches("got_status").count(), 1, "{events}");
+}

@@ -67,6 +67,14 @@ impl HasKind for StoreError {
 }
 
 impl StoreError {
+    /// The file system of the database is full (of bytes or of inodes).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Self::Sqlite { source, .. } if matches!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DiskFull)
+        ))
+    }
+
     /// Another connection held the database for longer than this one waits.
     pub fn is_busy(&self) -> bool {
         matches!(self, Self::Sqlite { source, .. } if matches!(
