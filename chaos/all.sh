@@ -13,7 +13,7 @@ done
 if [ "${1:-}" = --smoke ]; then
     echo "chaos fuzz: the parsers' property tests run at their usual count in cargo test"
 else
-    start=$SECONDS
-    BISTRO_FUZZ_SCALE=100 cargo test --release --quiet --lib -- fuzz properties 2>&1 | grep -E '^test result' \
-        | sed "s/^/chaos fuzz x100: /; s/\$/ ($((SECONDS - start)) s)/"
+    result="$(BISTRO_FUZZ_SCALE=100 cargo test --release --quiet --lib -- fuzz properties 2>&1 \
+        | grep -E '^test result')"
+    echo "chaos fuzz x100: the parsers' property tests at 100x their cases: $result"
 fi

@@ -5,7 +5,8 @@
 # (a second copy alive at once fails to and says so in `overlaps`), appends its start
 # to `starts` and, under one lock, how many runs are alive with it to `running` (so
 # the peak concurrency is known, killed runs included); it writes `done` only after
-# its work, so a run killed midway reports nothing.
+# its work, so a run killed midway reports nothing, and counts itself `finished` only
+# once its `done` is written.
 
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -75,8 +76,8 @@ echo "\$node" >>"$dir/starts"
     echo "\$alive" >>"$dir/running"
 ) 9>"$dir/running.lock"
 sleep $secs
-echo "\$node" >>"$dir/finished"
-echo done >"\$2"
+# Finished only if its status could be written (a full disk may refuse it).
+if echo done >"\$2"; then echo "\$node" >>"$dir/finished"; fi
 SH
     chmod +x "$dir/task.sh"
     : >"$dir/starts"

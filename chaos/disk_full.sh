@@ -56,7 +56,10 @@ for kind in inodes bytes; do
     retried="$("$BISTRO" --state-dir "$state" status --json --tasks | python3 -c '
 import json, sys
 print(sum(1 for t in json.load(sys.stdin)["tasks"] if t["attempts"] != 1))')"
+    lost="$("$BISTRO" --state-dir "$state" logs --stream statuses --limit 1000000 | grep -c supervisor_lost || true)"
+    [ "$lost" -eq 0 ] || fail "$kind: $lost runs recorded supervisor_lost"
+    nostatus="$("$BISTRO" --state-dir "$state" logs --stream statuses --limit 1000000 | grep -c 'no status line' || true)"
     figures="$(check_invariants "$state" "$dir" 4 "$NODES")"
-    echo "chaos disk_full $kind: $ROUNDS fills, $refused ticks refused naming ENOSPC, $retried retries used, status answered; $figures; integrity ok; no process left"
+    echo "chaos disk_full $kind: $ROUNDS fills, $refused ticks refused naming ENOSPC, $retried retries used ($nostatus runs could not write their own status), 0 supervisor_lost, status answered; $figures; integrity ok; no process left"
     umount "$mnt"
 done
