@@ -283,3 +283,60 @@ fn a_result_that_finds_no_space_waits_for_space_and_is_recorded_once() {
     assert!(!events.contains("lost"), "{events}");
     assert_eq!(events.matches("got_status").count(), 1, "{events}");
 }
+
+#[test]
+fn a_daemon_out_of_inodes_keeps_running_tasks_that_report_their_status() {
+    let env = Env::new();
+    let Some(fs) = Tmpfs::mount(&env, "size=64m,nr_inodes=300") else {
+        return;
+    };
+    let state = fs.0.join("state");
+    let starts = env.path("starts");
+    let task = env.script(
+        "task.sh",
+        &format!(
+            "echo \"$1\" >> {}\nsleep 0.3\necho done > \"$2\"",
+            starts.display()
+        ),
+    );
+    let config = env.path("config.json");
+    std::fs::write(
+        &config,
+        config_with_leaves(30, 4, r#""working_wait": 0.05,"#),
+    )
+    .unwrap();
+    let bistro = || {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("bistro"));
+        cmd.env_remove("BISTRO_CONFIG")
+            .args(["--state-dir", state.to_str().unwrap()]);
+        cmd
+    };
+    assert!(bistro()
+        .args(["init", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let mut daemon = bistro()
+        .args(["daemon", "--exit-when-done", "--worker-command"])
+        .arg(&task)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _watchdog = Watchdog::arm(daemon.id());
+    // Once finished runs have left spare directories, the inodes run out.
+    env.wait_for("a first wave of tasks", || {
+        read(&starts).lines().count() >= 8
+    });
+    fs.fill(true);
+    assert!(daemon.wait().unwrap().success());
+    let out = bistro()
+        .args(["status", "--json", "--tasks"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(all_done(&status, "j"), "{status}");
+    for t in status["tasks"].as_array().unwrap() {
+        assert_eq!(t["attempts"], 1, "{t}");
+    }
+}
