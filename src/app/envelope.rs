@@ -340,6 +340,81 @@ mod tests {
         }
     }
 
+    /// The handlers' names and their parameters' keys.
+    const KEYS: &[&str] = &[
+        "handler",
+        "prefs",
+        "jobs",
+        "nodes",
+        "job_id",
+        "node_id",
+        "job",
+        "node_ids",
+        "logtype",
+        "sort",
+        "time",
+        "line_id",
+        "limit",
+        "regex_filter",
+        "status_filter",
+        "task_logs",
+        "running_tasks",
+        "histogram",
+        "refresh_time",
+        "errors",
+        "delete_job",
+        "save_job",
+        "forgive_jobs",
+        "kill_task",
+        "sorted_node_names",
+        "num_samples",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(crate::foundation::fuzz::config(64))]
+
+        #[test]
+        fn fuzz_any_body_is_parsed_or_refused_whole(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            if let Ok(queries) = parse(&bytes) {
+                proptest::prop_assert!(queries.len() <= MAX_QUERIES);
+            }
+        }
+
+        #[test]
+        fn fuzz_any_handler_call_is_answered_under_its_key(
+            calls in proptest::collection::vec(
+                (proptest::sample::select(KEYS), crate::foundation::fuzz::json(KEYS)),
+                1..4,
+            ),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let state = crate::storage::state::StateDir::new(dir.path());
+            state.create().unwrap();
+            crate::storage::store::StatusStore::open(&state.statuses_db()).unwrap();
+            std::fs::write(
+                state.default_config(),
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/configs/simple.json")),
+            )
+            .unwrap();
+            let snap = Snapshot::load(&state, Some(&state.default_config())).unwrap();
+            let mut body = Map::new();
+            for (i, (handler, params)) in calls.iter().enumerate() {
+                let mut query = match params {
+                    Value::Object(p) => p.clone(),
+                    other => Map::from_iter([("value".to_string(), other.clone())]),
+                };
+                query.insert("handler".into(), Value::from(*handler));
+                body.insert(format!("q{i}"), Value::Object(query));
+            }
+            let body = serde_json::to_vec(&Value::Object(body)).unwrap();
+            // Read-only: a mutating handler is refused for want of a token.
+            let answers = answer(parse(&body).unwrap(), &snap, Err(AuthError::Missing), MAX_RESPONSE_BYTES);
+            for i in 0..calls.len() {
+                proptest::prop_assert!(answers.get(format!("q{i}")).is_some(), "{answers}");
+            }
+        }
+    }
+
     #[test]
     fn a_body_that_is_not_an_object_is_refused_whole() {
         assert!(parse(b"{nope")

@@ -114,7 +114,7 @@ impl Snapshot {
         let db = state
             .existing_statuses_db()
             .map_err(SnapshotError::NoState)?;
-        let store = StatusStore::open(&db)?;
+        let store = StatusStore::open_for_reading(&db)?;
         let path = context::config_path(state, Some(&store), explicit)?;
         let in_force = context::load_config(Some(&store), path.clone())?;
         let text = match &in_force.text {

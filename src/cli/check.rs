@@ -3,7 +3,7 @@
 use super::{Cli, CliError};
 use crate::foundation::sanitize::for_terminal;
 use crate::model::nodes::fetch_nodes;
-use crate::storage::state::StateDir;
+use crate::storage::state::{StateDir, StateError};
 use crate::storage::store::StatusStore;
 use crate::usecases::context;
 use clap::Args;
@@ -21,10 +21,10 @@ pub struct CheckArgs {
 }
 
 pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> Result<i32, CliError> {
-    let store = if state.statuses_db().exists() {
-        Some(StatusStore::open(&state.statuses_db())?)
-    } else {
-        None
+    let store = match state.existing_statuses_db() {
+        Ok(db) => Some(StatusStore::open_for_reading(&db)?),
+        Err(StateError::NoState(_)) => None,
+        Err(e) => return Err(e.into()),
     };
     let path = context::config_path(state, store.as_ref(), cli.config.as_deref())?;
     let loaded = context::load_config(None, path.clone())?;
@@ -48,6 +48,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> Result<i32, 
         if config.jobs.is_empty() {
             warnings.push("the config defines no job (keys look like \"bistro_job->NAME\")".into());
         }
+        warnings.extend(config.unknown_keys.iter().cloned());
         warnings.extend(ignored_settings(config));
         if args.nodes {
             let instance = context::instance_name(store.as_ref(), None)?;
@@ -73,7 +74,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &CheckArgs) -> Result<i32, 
             super::warn(&format!("warning: {w}"));
         }
         if problems.is_empty() {
-            eprintln!("bistro: {} is valid", path.display());
+            note!("bistro: {} is valid", path.display());
         }
     }
     Ok(if problems.is_empty() {

@@ -9,6 +9,7 @@ use crate::storage::store::StatusStore;
 use crate::usecases::context;
 use crate::usecases::control;
 use clap::Args;
+use std::io::Write;
 
 /// `bistro kill JOB NODE`.
 #[derive(Debug, Args)]
@@ -40,11 +41,12 @@ fn config(state: &StateDir, cli: &Cli) -> Result<Config, CliError> {
 
 pub(super) fn kill(state: &StateDir, cli: &Cli, args: &KillArgs) -> Result<i32, CliError> {
     control::kill(state, &config(state, cli)?, &args.job, &args.node)?;
-    println!(
+    writeln!(
+        std::io::stdout(),
         "signaled {}/{}: its status is recorded when it ends",
         for_terminal(&args.job),
         for_terminal(&args.node)
-    );
+    )?;
     Ok(super::ExitCode::Success as i32)
 }
 
@@ -55,10 +57,11 @@ pub(super) fn forgive(state: &StateDir, cli: &Cli, args: &ForgiveArgs) -> Result
         std::slice::from_ref(&args.job),
         &args.nodes,
     )?;
-    println!(
+    writeln!(
+        std::io::stdout(),
         "forgave {changed} task{} of {}",
         if changed == 1 { "" } else { "s" },
         for_terminal(&args.job)
-    );
+    )?;
     Ok(super::ExitCode::Success as i32)
 }

@@ -187,9 +187,9 @@ fn start_http(
     };
     let server = crate::app::HttpServer::bind(state, &opts)
         .map_err(|e| CliError::from(e).context(format!("serving HTTP on {listen}")))?;
-    eprintln!("listening on http://{}", server.local_addr());
+    note!("listening on http://{}", server.local_addr());
     if let Some(hub) = hub {
-        eprintln!(
+        note!(
             "remote workers: bistro --state-dir WORKER_STATE worker --scheduler http://{} --token-file {} --worker-command CMD",
             server.local_addr(),
             hub.secret_path().display()

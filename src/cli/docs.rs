@@ -39,7 +39,11 @@ pub(super) fn manpage(args: &ManpageArgs) -> Result<i32, CliError> {
             let sub = cmd
                 .find_subcommand(name)
                 .filter(|s| !s.is_hide_set())
-                .ok_or_else(|| anyhow::anyhow!("no subcommand {name:?}; see `bistro --help`"))?;
+                .ok_or_else(|| {
+                    CliError::usage(anyhow::anyhow!(
+                        "no subcommand {name:?}; see `bistro --help`"
+                    ))
+                })?;
             // The page is bistro-tick(1), as git-commit(1); its synopsis says `bistro tick`.
             let usage = format!("bistro {}", sub.get_name());
             sub.clone()

@@ -31,6 +31,14 @@ impl From<anyhow::Error> for CliError {
 }
 
 impl CliError {
+    /// A usage error said in words (exit 2): the user must change the command line.
+    pub fn usage(error: anyhow::Error) -> Self {
+        Self {
+            kind: ErrorKind::Usage,
+            error,
+        }
+    }
+
     /// The same failure, said after `context`.
     pub fn context(self, context: String) -> Self {
         Self {

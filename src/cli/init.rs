@@ -41,7 +41,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &InitArgs) -> Result<i32, C
     let text = match source {
         Some(text) => text,
         None if target.exists() => {
-            eprintln!(
+            note!(
                 "bistro: state dir {} is ready; keeping its config.json",
                 state.root().display()
             );
@@ -73,7 +73,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &InitArgs) -> Result<i32, C
         crate::usecases::context::keys::CONFIG_PATH,
         &target.display().to_string(),
     )])?;
-    eprintln!(
+    note!(
         "bistro: initialized {} with config {}",
         state.root().display(),
         target.display()

@@ -29,6 +29,8 @@ pub(super) fn init(verbose: u8, info_on_terminal: bool) {
         .with_writer(std::io::stderr)
         .with_ansi(colour)
         .with_target(false)
+        // Its complaint about a closed stderr goes through `eprintln!`, which panics.
+        .log_internal_errors(false)
         .try_init();
 }
 

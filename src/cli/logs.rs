@@ -112,15 +112,8 @@ fn shell_quote(arg: &str) -> String {
 }
 
 pub(super) fn run(state: &StateDir, args: &LogsArgs) -> Result<i32, CliError> {
-    let db = state.logs_db();
-    if !db.exists() {
-        super::warn(&format!(
-            "no task logs in {}: run `bistro init` (or a tick) first",
-            state.root().display()
-        ));
-        return Ok(super::ExitCode::Usage as i32);
-    }
-    let store = LogStore::open(&db)?;
+    let db = state.existing_logs_db()?;
+    let store = LogStore::open_for_reading(&db)?;
     let mut query = LogQuery {
         kinds: args
             .streams

@@ -1,6 +1,16 @@
 //! The `bistro` command line: argument definitions and one module per subcommand.
 //! Data goes to stdout, diagnostics to stderr; exit codes are in [`ExitCode`].
 
+/// Writes one diagnostic line to stderr, as `eprintln!` does, but never panics: a
+/// closed stderr (`bistro daemon 2>&1 | grep -m1 listening`) loses the line, not the
+/// command.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod check;
 mod control;
 mod daemon;
@@ -362,7 +372,7 @@ fn bistro_state(cli: &Cli) -> crate::storage::state::StateDir {
 
 /// Prints a diagnostic to stderr.
 pub(crate) fn warn(message: &str) {
-    eprintln!(
+    note!(
         "bistro: {}",
         crate::foundation::sanitize::for_terminal(message)
     );

@@ -39,7 +39,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &RunTaskArgs) -> Result<i32
     let exe = std::env::current_exe().context("finding the bistro binary")?;
     let outcome = run_task(state, exe, &args.job, &args.node, &opts)?;
     if let Some(e) = &outcome.unrecorded {
-        eprintln!("bistro: {e}; the next tick will record the task's status");
+        note!("bistro: {e}; the next tick will record the task's status");
     }
     let result = &outcome.result;
     // The recorded status (after backoff: an error may have become a permanent failure).
@@ -51,7 +51,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &RunTaskArgs) -> Result<i32
         ),
     };
     let detail = message.map(|e| format!(": {e}")).unwrap_or_default();
-    eprintln!(
+    note!(
         "bistro: {}/{} {}: {name}{}",
         for_terminal(&args.job),
         for_terminal(&args.node),

@@ -49,7 +49,7 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &ServeHttpArgs) -> Result<i
     let stop = super::signals::stop_on_signals();
     // Bad addresses and a state dir without state exit 2 (their kind is `Usage`).
     let server = HttpServer::bind(state, &opts)?;
-    eprintln!("listening on http://{}", server.local_addr());
+    note!("listening on http://{}", server.local_addr());
     server.serve(stop);
     Ok(ExitCode::Success as i32)
 }

@@ -5,7 +5,7 @@ use crate::foundation::sanitize::for_terminal;
 use crate::foundation::status::StatusName;
 use crate::foundation::time::rfc3339;
 use crate::storage::state::StateDir;
-use crate::usecases::report::{self, Progress, ReportError, ReportFilter, StateReport};
+use crate::usecases::report::{self, Progress, ReportFilter, StateReport};
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use std::io::Write;
@@ -62,15 +62,8 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &StatusArgs) -> Result<i32,
         statuses: args.statuses.clone(),
         tasks: args.tasks || !args.statuses.is_empty(),
     };
-    let StateReport { report, config } =
-        match report::from_state(state, cli.config.as_deref(), &filter) {
-            Ok(loaded) => loaded,
-            Err(e @ (ReportError::NoState(_) | ReportError::NoConfig(_))) => {
-                super::warn(&e.to_string());
-                return Ok(super::ExitCode::Usage as i32);
-            }
-            Err(e) => return Err(e.into()),
-        };
+    // A missing state or config is a usage error (2); an unreadable one a failure (1).
+    let StateReport { report, config } = report::from_state(state, cli.config.as_deref(), &filter)?;
     let config = &config;
     let config_error = report.scheduler.config_error.clone();
     let unknown: Vec<&String> = args

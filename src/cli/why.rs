@@ -7,6 +7,7 @@ use crate::storage::state::StateDir;
 use crate::usecases::context::RunFlags;
 use anyhow::Context;
 use clap::Args;
+use std::io::Write;
 
 /// `bistro why`.
 #[derive(Debug, Args)]
@@ -30,26 +31,28 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &WhyArgs) -> Result<i32, Cl
     let mut runner = LocalRunner::new(state.clone(), exe);
     let why = crate::usecases::why::why(state, &flags, &mut runner, &args.job, &args.node)?;
     if args.json {
-        println!("{}", why.json);
+        writeln!(std::io::stdout(), "{}", why.json)?;
     } else {
-        println!(
+        writeln!(
+            std::io::stdout(),
             "{}/{}: {}: {}",
             for_terminal(&args.job),
             for_terminal(&args.node),
             why.state,
             for_terminal(&why.message)
-        );
+        )?;
         if let Some(status) = why.json["status"].as_object() {
             let message = status["data"]["exception"]
                 .as_str()
                 .map(|m| format!(", \"{}\"", for_terminal(m)))
                 .unwrap_or_default();
-            println!(
+            writeln!(
+                std::io::stdout(),
                 "  last status: {} at {}, {} attempt(s){message}",
                 status["status"].as_str().unwrap_or("?"),
                 crate::foundation::time::rfc3339(status["time"].as_i64().unwrap_or(0)),
                 status["attempts"]
-            );
+            )?;
         }
     }
     Ok(super::ExitCode::Success as i32)

@@ -115,7 +115,7 @@ pub(super) fn run(state: &StateDir, _cli: &Cli, args: &WorkerArgs) -> Result<i32
         heartbeat_period_sec: args.heartbeat_period_sec,
         call_timeout: Duration::from_millis(args.call_timeout_ms),
     };
-    let end = crate::usecases::worker::run(state, &opts, stop, |line| eprintln!("{line}"))
+    let end = crate::usecases::worker::run(state, &opts, stop, |line| note!("{line}"))
         .context("running the worker")?;
     Ok(match end {
         WorkerEnd::Stopped => {
@@ -123,7 +123,7 @@ pub(super) fn run(state: &StateDir, _cli: &Cli, args: &WorkerArgs) -> Result<i32
             ExitCode::Success as i32
         }
         WorkerEnd::Suicide(why) => {
-            eprintln!(
+            note!(
                 "bistro: worker: killed its tasks and exited: {}",
                 crate::foundation::sanitize::for_terminal(&why)
             );

@@ -9,6 +9,8 @@
 
 pub mod config;
 pub mod error;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod sanitize;
 pub mod status;
 pub mod time;

@@ -105,13 +105,27 @@ impl StateDir {
     }
 
     /// The status database, which must already exist: for the commands that read
-    /// a state rather than create it.
+    /// a state rather than create it. A state dir this user may not search is said
+    /// so (`permission denied` with the path), not mistaken for a missing one.
     pub fn existing_statuses_db(&self) -> Result<PathBuf, StateError> {
-        let db = self.statuses_db();
-        if db.exists() {
-            Ok(db)
-        } else {
-            Err(StateError::NoState(self.root().to_path_buf()))
+        self.existing(self.statuses_db())
+    }
+
+    /// The task-log database, which must already exist (see
+    /// [`existing_statuses_db`](Self::existing_statuses_db)).
+    pub fn existing_logs_db(&self) -> Result<PathBuf, StateError> {
+        self.existing(self.logs_db())
+    }
+
+    fn existing(&self, db: PathBuf) -> Result<PathBuf, StateError> {
+        match db.try_exists() {
+            Ok(true) => Ok(db),
+            Ok(false) => Err(StateError::NoState(self.root().to_path_buf())),
+            Err(source) => Err(StateError::Io {
+                op: "reading",
+                path: db,
+                source,
+            }),
         }
     }
 
@@ -270,23 +284,7 @@ pub struct StateLock {
     _file: File,
 }
 
-/// Escapes a name into one safe path component: bytes outside `[A-Za-z0-9._-]` and a
-/// leading dot become `%XX`.
-pub fn escape_component(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for (i, b) in name.bytes().enumerate() {
-        let safe = b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0);
-        if safe {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    if out.is_empty() {
-        out.push_str("%00");
-    }
-    out
-}
+pub use crate::foundation::sanitize::escape_component;
 
 /// Writes a file atomically: a temporary file in the same directory, fsync, rename.
 /// For files a user keeps (configs).

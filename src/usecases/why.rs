@@ -89,7 +89,7 @@ pub fn why(
     let (statuses, running) = match &report.explained {
         Some(e) => (&e.statuses, e.running.as_slice()),
         None => {
-            let store = StatusStore::open(&state.statuses_db())?;
+            let store = StatusStore::open_for_reading(&state.statuses_db())?;
             stored = (store.load_statuses()?, store.running()?);
             (&stored.0, stored.1.as_slice())
         }
@@ -141,7 +141,7 @@ pub fn why(
     }
     let Some(explained) = &report.explained else {
         // No pass ran; an unknown job is still an error, not a reason to wait.
-        let store = StatusStore::open(&state.statuses_db())?;
+        let store = StatusStore::open_for_reading(&state.statuses_db())?;
         if let Ok(config) =
             crate::usecases::context::usable_config(state, &store, opts.flags.config.as_deref())?
         {

@@ -61,3 +61,282 @@ fn writing_to_a_full_stdout_fails_cleanly() {
         "{stderr}"
     );
 }
+
+/// A small tmpfs mounted over a fresh directory, unmounted when dropped; `None` (the
+/// test says it is skipped) where this process may not mount.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(env: &Env, options: &str) -> Option<Self> {
+        let dir = env.path("small");
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&dir)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!(
+                "skipped: cannot mount a tmpfs (needs root): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
+        }
+        Some(Self(dir))
+    }
+
+    /// Fills the file system: files until no inode is left, or one file until no byte is.
+    fn fill(&self, inodes: bool) {
+        if inodes {
+            for i in 0.. {
+                if std::fs::File::create(self.0.join(format!("fill{i}"))).is_err() {
+                    break;
+                }
+            }
+        } else {
+            use std::io::Write;
+            let mut f = std::fs::File::create(self.0.join("fill0")).unwrap();
+            while f.write_all(&[0; 65536]).is_ok() {}
+        }
+    }
+
+    fn free(&self) {
+        for entry in std::fs::read_dir(&self.0).unwrap() {
+            let path = entry.unwrap().path();
+            if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("fill")
+            {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Ticks on a full file system fail with its true name, the reading commands still
+/// answer, and once space returns the tasks run with no attempt used.
+fn a_full_file_system_is_named_and_loses_nothing(inodes: bool, options: &str) {
+    let env = Env::new();
+    let Some(fs) = Tmpfs::mount(&env, options) else {
+        return;
+    };
+    let state = fs.0.join("state");
+    let bistro = |args: &[&str]| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("bistro"))
+            .env_remove("BISTRO_CONFIG")
+            .args(["--state-dir", state.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let task = env.script("task.sh", "echo done > \"$2\"");
+    let first = env.path("first.json");
+    std::fs::write(
+        &first,
+        config_with_jobs(4, r#""bistro_job->j": {"owner": "me"}"#),
+    )
+    .unwrap();
+    assert!(bistro(&["init", "--config", first.to_str().unwrap()])
+        .status
+        .success());
+    let worker = ["--worker-command", task.to_str().unwrap()];
+    let tick = |extra: &[&str]| bistro(&[&["tick"][..], extra].concat());
+    assert!(tick(&worker).status.success());
+    // A new job arrives (a rename needs no new inode), then the disk fills.
+    let next = state.join("next.json");
+    std::fs::write(
+        &next,
+        config_with_jobs(
+            4,
+            r#""bistro_job->j": {"owner": "me"}, "bistro_job->k": {"owner": "me"}"#,
+        ),
+    )
+    .unwrap();
+    env.wait_for("j to finish", || {
+        tick(&[]);
+        let out = bistro(&["status", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok_and(|s| all_done(&s, "j"))
+    });
+    fs.fill(inodes);
+    std::fs::rename(&next, state.join("config.json")).unwrap();
+    for _ in 0..3 {
+        let out = tick(&[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("No space left on device") && stderr.contains("df -i"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("supervisor was lost"), "{stderr}");
+    }
+    for args in [&["status"][..], &["logs"], &["why", "j", "node11"]] {
+        let out = bistro(args);
+        assert!(
+            out.status.success(),
+            "{args:?} on a full disk: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    fs.free();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        tick(&[]);
+        let out = bistro(&["status", "--json", "--tasks"]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if all_done(&status, "k") {
+            for t in status["tasks"].as_array().unwrap() {
+                assert_eq!(
+                    t["attempts"], 1,
+                    "a run that could not start used a retry: {t}"
+                );
+            }
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+    }
+}
+
+#[test]
+fn out_of_inodes_ticks_fail_naming_the_cause_and_lose_nothing() {
+    a_full_file_system_is_named_and_loses_nothing(true, "size=64m,nr_inodes=400");
+}
+
+#[test]
+fn out_of_bytes_ticks_fail_naming_the_cause_and_lose_nothing() {
+    a_full_file_system_is_named_and_loses_nothing(false, "size=4m");
+}
+
+#[test]
+fn a_result_that_finds_no_space_waits_for_space_and_is_recorded_once() {
+    let env = Env::new();
+    let Some(fs) = Tmpfs::mount(&env, "size=8m") else {
+        return;
+    };
+    let state = fs.0.join("state");
+    let bistro = |args: &[&str]| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("bistro"))
+            .env_remove("BISTRO_CONFIG")
+            .args(["--state-dir", state.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (ready, go) = (env.path("ready"), env.path("go"));
+    let task = env.script(
+        "task.sh",
+        &format!(
+            "echo done > \"$2\"\necho $$ > {}\nwhile [ ! -e {} ]; do sleep 0.05; done",
+            ready.display(),
+            go.display()
+        ),
+    );
+    let config = env.path("config.json");
+    std::fs::write(
+        &config,
+        config_with_jobs(
+            1,
+            r#""bistro_job->j": {"owner": "me", "filters": {"level2": {"whitelist": ["node11"]}}}"#,
+        ),
+    )
+    .unwrap();
+    assert!(bistro(&["init", "--config", config.to_str().unwrap()])
+        .status
+        .success());
+    assert!(
+        bistro(&["tick", "--worker-command", task.to_str().unwrap()])
+            .status
+            .success()
+    );
+    env.wait_for("the task to write its status", || {
+        read(&ready).ends_with('\n')
+    });
+    let pid: i32 = read(&ready).trim().parse().unwrap();
+    fs.fill(false);
+    std::fs::write(&go, "").unwrap();
+    env.wait_for("the task to exit", || !alive(pid));
+    // Its result cannot be written: the run is kept, and counts as running.
+    for _ in 0..10 {
+        let out = bistro(&["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(count(&status, "j", "running"), 1, "{status}");
+    }
+    fs.free();
+    env.wait_for("the task to be recorded", || {
+        bistro(&["tick"]);
+        let out = bistro(&["status", "--json", "--tasks"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|s| count(&s, "j", "done") == 1)
+    });
+    let out = bistro(&["logs", "--stream", "statuses"]);
+    let events = String::from_utf8_lossy(&out.stdout);
+    assert!(!events.contains("lost"), "{events}");
+    assert_eq!(events.matches("got_status").count(), 1, "{events}");
+}
+
+#[test]
+fn a_daemon_out_of_inodes_keeps_running_tasks_that_report_their_status() {
+    let env = Env::new();
+    let Some(fs) = Tmpfs::mount(&env, "size=64m,nr_inodes=300") else {
+        return;
+    };
+    let state = fs.0.join("state");
+    let starts = env.path("starts");
+    let task = env.script(
+        "task.sh",
+        &format!(
+            "echo \"$1\" >> {}\nsleep 0.3\necho done > \"$2\"",
+            starts.display()
+        ),
+    );
+    let config = env.path("config.json");
+    std::fs::write(
+        &config,
+        config_with_leaves(30, 4, r#""working_wait": 0.05,"#),
+    )
+    .unwrap();
+    let bistro = || {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("bistro"));
+        cmd.env_remove("BISTRO_CONFIG")
+            .args(["--state-dir", state.to_str().unwrap()]);
+        cmd
+    };
+    assert!(bistro()
+        .args(["init", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let mut daemon = bistro()
+        .args(["daemon", "--exit-when-done", "--worker-command"])
+        .arg(&task)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _watchdog = Watchdog::arm(daemon.id());
+    // Once finished runs have left spare directories, the inodes run out.
+    env.wait_for("a first wave of tasks", || {
+        read(&starts).lines().count() >= 8
+    });
+    fs.fill(true);
+    assert!(daemon.wait().unwrap().success());
+    let out = bistro()
+        .args(["status", "--json", "--tasks"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(all_done(&status, "j"), "{status}");
+    for t in status["tasks"].as_array().unwrap() {
+        assert_eq!(t["attempts"], 1, "{t}");
+    }
+}

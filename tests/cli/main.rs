@@ -3,6 +3,7 @@
 mod util;
 
 mod benchmark_run;
+mod closed_streams;
 mod commands;
 mod config_errors;
 mod contract;
@@ -12,8 +13,10 @@ mod disk_full;
 mod faults;
 mod hostile_clients;
 mod http;
+mod input_bounds;
 mod plan;
 mod process_hygiene;
+mod refusals;
 mod remote;
 mod run_task;
 mod scheduling;

@@ -41,10 +41,10 @@ fn a_task_that_exits_without_writing_backs_off() {
 }
 
 #[test]
-fn two_status_lines_are_an_error_quoting_both() {
+fn two_status_lines_are_an_error_quoting_both_escaped_once() {
     assert_error_backoff(
         "printf 'incomplete\\ndone\\n' > \"$2\"",
-        "2 status lines instead of one: \"incomplete\\\\ndone\"",
+        "2 status lines instead of one: \"incomplete\\ndone\"",
     );
 }
 

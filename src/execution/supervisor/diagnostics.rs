@@ -29,6 +29,8 @@ pub fn init() {
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
+        // Its complaint about a closed stderr goes through `eprintln!`, which panics.
+        .log_internal_errors(false)
         .event_format(Prefixed)
         .with_filter(filter_fn(|meta| {
             matches!(meta.target(), SUPERVISE | RUN_TASK) || *meta.level() <= Level::WARN

@@ -7,7 +7,8 @@
 //! inode freed in the last minutes, so each new file cost more than the last. A
 //! finished run's directory is therefore moved to `running/.spare/` as it is, and the
 //! next run renames it into place and empties its files: in steady state a run creates
-//! and deletes only the task's status file (which the task itself creates).
+//! and deletes only the task's status file, made empty before the run starts (so that
+//! a task can report its status on a file system out of inodes).
 //!
 //! A spare is emptied when it is taken, not when it is put aside: its supervisor may
 //! still hold the launch file's lock for a moment after its result is readable, and
@@ -153,6 +154,7 @@ impl RunDirs {
         std::fs::create_dir(dir)?;
         let launch = open_launch(dir)?;
         launch.try_lock().map_err(io::Error::from)?;
+        new_status_file(dir)?;
         Ok(launch)
     }
 
@@ -216,7 +218,20 @@ fn take(spare: &Path, dir: &Path) -> io::Result<Taken> {
             write_in_place(&path, BLANK)?;
         }
     }
+    new_status_file(dir)?;
     Ok(Taken::Yes(launch))
+}
+
+/// Makes the run's status file, empty, before the run starts: the task then writes
+/// into a file that exists, which a file system out of inodes still allows (a task
+/// that had to create it could not report its status). A new file each run, so a
+/// stray process of an earlier run holding the old one writes nowhere that counts.
+fn new_status_file(dir: &Path) -> io::Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dir.join(run_dir::STATUS))
+        .map(drop)
 }
 
 /// Removes everything in `dir` but its reused files; returns those.
@@ -283,9 +298,12 @@ mod tests {
             launch.is_file(),
             "the launch file is kept for the next run to rewrite"
         );
-        for gone in ["status", "kill.json"] {
-            assert!(!second.join(gone).exists(), "{gone} is removed");
-        }
+        assert!(!second.join("kill.json").exists(), "kill.json is removed");
+        assert_eq!(
+            std::fs::read(second.join("status")).unwrap(),
+            b"",
+            "a new, empty status file"
+        );
     }
 
     #[test]
@@ -302,7 +320,7 @@ mod tests {
         let second = state.running_dir().join("2-2");
         dirs.make(&second).unwrap();
         assert!(!second.join("kill.json").exists());
-        assert!(!second.join("status").exists());
+        assert_eq!(std::fs::read(second.join("status")).unwrap(), b"");
     }
 
     #[test]
@@ -405,11 +423,16 @@ mod tests {
         let dir = state.running_dir().join("1-1");
         dirs.make(&dir).unwrap();
         assert!(dir.is_dir());
-        let files: Vec<_> = std::fs::read_dir(&dir)
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(files, [run_dir::LAUNCH], "its launch file alone");
+        files.sort();
+        assert_eq!(
+            files,
+            [run_dir::LAUNCH, run_dir::STATUS],
+            "its launch file and an empty status file"
+        );
         assert!(
             dirs.make(&dir).is_err(),
             "an existing run's directory is never reused"

@@ -8,10 +8,20 @@ use super::process::{
 };
 use super::slurm::{parse_job_slurm, SlurmOptions};
 use super::{ErrorRecord, JobFilter, KillRequest, Levels, Settings, TaskSubprocess};
-use crate::foundation::sanitize::lenient;
+use crate::foundation::sanitize::{lenient, MAX_FILE_NAME_BYTES};
 use crate::foundation::status::BackoffSettings;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
+
+/// The most a job's `config` may take as JSON: the task gets it inside one argument
+/// (with its other fields), and Linux limits one argument to 128 KiB
+/// (`MAX_ARG_STRLEN`); the rest is room for the node, status and resources.
+pub const MAX_TASK_CONFIG_BYTES: usize = 96 << 10;
+
+/// The length of `value` written as compact JSON.
+fn json_len(value: &Value) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
+}
 
 /// A job as configured.
 #[derive(Debug, Clone)]
@@ -98,7 +108,9 @@ impl Job {
             .collect()
     }
 
-    /// Parses one job entry over the settings' defaults.
+    /// Parses one job entry over the settings' defaults. A job whose name cannot be a
+    /// directory, or whose `config` cannot fit in a task's argument, is kept with an
+    /// error and never runs.
     pub fn parse(name: &str, v: &Value, settings: &Settings) -> Job {
         let mut rec = ErrorRecord::default();
         let levels = &settings.levels;
@@ -166,8 +178,24 @@ impl Job {
                 }
             }
         }
+        let escaped = crate::foundation::sanitize::escape_component(name).len();
+        if escaped > MAX_FILE_NAME_BYTES {
+            rec.nested_error(
+                "name",
+                &Value::from(format!("{escaped} bytes")),
+                format!("the job's working directory would be named {escaped} bytes long (once escaped); a file system holds at most {MAX_FILE_NAME_BYTES}: shorten the name"),
+            );
+        }
         let config = match get("config") {
             None => Value::Object(Map::new()),
+            Some(x @ Value::Object(_)) if json_len(x) > MAX_TASK_CONFIG_BYTES => {
+                rec.nested_error(
+                    "config",
+                    &Value::from(format!("{} bytes", json_len(x))),
+                    format!("is too large for a task's command line (at most {} KiB as JSON, which Linux allows one argument): keep large data in a file and put its path in the config", MAX_TASK_CONFIG_BYTES >> 10),
+                );
+                Value::Object(Map::new())
+            }
             Some(x @ Value::Object(_)) => x.clone(),
             Some(x) => {
                 rec.nested_error("config", x, "must be an object");

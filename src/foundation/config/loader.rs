@@ -88,9 +88,9 @@ impl FileConfigLoader {
 
     /// Reads and validates the current config, checking node source prefs with `check`.
     pub fn load(&self, check: PrefsCheck) -> Result<LoadedConfig, ConfigLoadError> {
-        let text = std::fs::read_to_string(&self.path).map_err(|e| ConfigLoadError::Read {
+        let text = read_bounded(&self.path).map_err(|message| ConfigLoadError::Read {
             path: self.path.clone(),
-            message: e.to_string(),
+            message,
         })?;
         let config =
             Config::parse_with(&text, check).map_err(|error| ConfigLoadError::Invalid {
@@ -99,6 +99,26 @@ impl FileConfigLoader {
             })?;
         Ok(LoadedConfig { config, text })
     }
+}
+
+/// The largest config file read, in bytes: a config of a million jobs is far less.
+pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
+
+/// Reads a file of at most [`MAX_CONFIG_BYTES`] as text; the error says why not.
+fn read_bounded(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "larger than {} MiB, the most a config may be",
+            MAX_CONFIG_BYTES >> 20
+        ));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

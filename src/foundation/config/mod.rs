@@ -9,6 +9,7 @@
 mod errors;
 pub mod filters;
 pub mod job;
+pub mod known_keys;
 mod loader;
 pub mod node_shape;
 pub mod process;
@@ -42,6 +43,9 @@ pub struct Config {
     pub settings: Settings,
     /// Every `bistro_job->NAME` entry, valid or not, sorted by name.
     pub jobs: Vec<Job>,
+    /// Keys of the file that nothing reads, each with the closest known key
+    /// ([`known_keys`]): for `bistro check` to warn of.
+    pub unknown_keys: Vec<String>,
 }
 
 impl Config {
@@ -85,7 +89,11 @@ impl Config {
             .collect();
         jobs.sort_by(|a, b| a.name.cmp(&b.name));
         job::check_dependencies(&mut jobs, &settings.levels);
-        Ok(Config { settings, jobs })
+        Ok(Config {
+            settings,
+            jobs,
+            unknown_keys: known_keys::unknown_key_warnings(value),
+        })
     }
 
     /// A job's index in `jobs`, by name.
@@ -197,10 +205,77 @@ mod properties {
     use super::*;
     use proptest::prelude::*;
 
+    /// Every key the config's objects know, so arbitrary values land on them.
+    const KEYS: &[&str] = &[
+        "bistro_settings",
+        "bistro_job->j",
+        "enabled",
+        "working_wait",
+        "idle_wait",
+        "scheduler",
+        "backoff",
+        "nodes",
+        "levels",
+        "node_sources",
+        "source",
+        "prefs",
+        "level_for_tasks",
+        "resources",
+        "instance",
+        "limit",
+        "default",
+        "weight",
+        "worker_resources_override",
+        "physical_resources",
+        "kill_orphan_tasks_after_sec",
+        "task_subprocess",
+        "kill_subprocess",
+        "owner",
+        "priority",
+        "config",
+        "filters",
+        "depends_on",
+        "command",
+        "whitelist",
+        "whitelist_regex",
+        "blacklist",
+        "host_placement",
+        "level_for_host_placement",
+    ];
+
     proptest! {
+        #![proptest_config(crate::foundation::fuzz::config(256))]
+
         #[test]
         fn arbitrary_text_never_panics_the_config_parser(text in ".{0,400}") {
             let _ = Config::parse_unchecked(&text);
+        }
+
+        #[test]
+        fn fuzz_any_json_config_is_accepted_or_reported_with_where(
+            settings in crate::foundation::fuzz::json(KEYS),
+            job in crate::foundation::fuzz::json(KEYS),
+        ) {
+            let v = serde_json::json!({
+                "bistro_settings": settings,
+                "bistro_job->j": job,
+                "bistro_job->ok": {"owner": "me"},
+            });
+            let _ = known_keys::unknown_key_warnings(&v);
+            match Config::from_value_unchecked(&v) {
+                Ok(c) => {
+                    let ok = c.job("ok").expect("a valid job is kept");
+                    prop_assert!(ok.errors.is_none() || c.settings.resources.names.is_empty());
+                    for r in c.settings.resources.by_level.iter().flatten() {
+                        prop_assert!(r.limit >= 0 && r.weight >= 0);
+                    }
+                    prop_assert!(c.settings.resources.defaults.iter().all(|d| *d >= 0));
+                    for j in &c.jobs {
+                        prop_assert!(j.errors.is_some() || j.resources.iter().all(|a| *a >= 0));
+                    }
+                }
+                Err(e) => prop_assert!(!e.problems().is_empty() || matches!(e, ConfigError::MissingSettings)),
+            }
         }
 
         #[test]

@@ -89,8 +89,16 @@ impl ResourceDefs {
                 ) else {
                     continue;
                 };
-                if weight < 0 {
-                    rec.nested_error("weight", &spec["weight"], "must not be negative");
+                let negative: Vec<&str> =
+                    [("default", default), ("limit", limit), ("weight", weight)]
+                        .into_iter()
+                        .filter(|(_, amount)| *amount < 0)
+                        .map(|(key, _)| key)
+                        .collect();
+                for key in &negative {
+                    rec.nested_error(*key, &spec[*key], "must not be negative");
+                }
+                if !negative.is_empty() {
                     continue;
                 }
                 let id = defs.id(name).unwrap_or_else(|| {
@@ -157,6 +165,9 @@ pub(super) fn parse_worker_overrides(
                             )
                         }
                         Some(_) => match lenient::as_i64(amount) {
+                            Some(a) if a < 0 => {
+                                at.nested_error(name.as_str(), amount, "must not be negative")
+                            }
                             Some(a) => {
                                 parsed.insert(name.clone(), a);
                             }
@@ -230,13 +241,17 @@ pub(super) fn check_physical_resources(
             }
         }
         if let Some(m) = spec.get("multiply_logical_by") {
-            if lenient::as_f64(m).is_none_or(|m| m.abs() < 1e-9) {
-                at.nested_error("multiply_logical_by", m, "must be a non-zero number");
+            if lenient::as_f64(m).is_none_or(|m| m < 1e-9) {
+                at.nested_error("multiply_logical_by", m, "must be a positive number");
             }
         }
         if let Some(r) = spec.get("physical_reserve_amount") {
-            if lenient::as_f64(r).is_none() {
-                at.nested_error("physical_reserve_amount", r, "must be a number");
+            if lenient::as_f64(r).is_none_or(|r| r < 0.0) {
+                at.nested_error(
+                    "physical_reserve_amount",
+                    r,
+                    "must be a non-negative number",
+                );
             }
         }
         if let Some(e) = spec.get("enforcement") {

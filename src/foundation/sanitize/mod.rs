@@ -9,6 +9,27 @@ pub mod lenient;
 
 use std::borrow::Cow;
 
+/// The longest file name a file system holds (Linux's `NAME_MAX`), in bytes.
+pub const MAX_FILE_NAME_BYTES: usize = 255;
+
+/// Escapes a name into one safe path component: bytes outside `[A-Za-z0-9._-]` and a
+/// leading dot become `%XX`.
+pub fn escape_component(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (i, b) in name.bytes().enumerate() {
+        let safe = b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0);
+        if safe {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("%00");
+    }
+    out
+}
+
 fn is_unsafe(c: char) -> bool {
     (c.is_control() && c != '\t')
         || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')

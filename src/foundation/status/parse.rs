@@ -62,7 +62,7 @@ pub fn read_status_file(bytes: &[u8]) -> Result<String, StatusFileError> {
         [line] => Ok((*line).to_string()),
         many => Err(StatusFileError::SeveralLines {
             count: many.len(),
-            excerpt: excerpt(&many.join("\\n")),
+            excerpt: excerpt(&many.join("\n")),
         }),
     }
 }
@@ -294,6 +294,17 @@ mod properties {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(crate::foundation::fuzz::config(256))]
+
+        #[test]
+        fn fuzz_any_json_status_line_gets_exactly_one_main_bit_never_running(
+            v in crate::foundation::fuzz::json(&["result", "result_bits", "data", "exception", "__bistro_saved_backoff"]),
+        ) {
+            let s = parse_status(&v.to_string(), 0);
+            prop_assert_eq!((s.bits & bits::MAIN).count_ones(), 1);
+            prop_assert_eq!(s.bits & bits::RUNNING, 0);
+        }
+
         #[test]
         fn any_status_line_parses_to_exactly_one_main_bit_never_running(raw in ".{0,300}") {
             let s = parse_status(&raw, 0);

@@ -146,6 +146,43 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The keys of both forms of a cron item.
+    const KEYS: &[&str] = &[
+        "epoch",
+        "start",
+        "end",
+        "period",
+        "year",
+        "month",
+        "day_of_month",
+        "day_of_week",
+        "hour",
+        "minute",
+        "second",
+        "dst_fixes",
+        "value",
+        "values",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(crate::foundation::fuzz::config(256))]
+
+        #[test]
+        fn fuzz_any_json_cron_item_parses_or_says_why_and_finds_matches_without_panicking(
+            v in crate::foundation::fuzz::json(KEYS),
+            t in 0i64..4_000_000_000,
+        ) {
+            match parse_item(&v) {
+                Ok(item) => {
+                    if let Ok(Some(next)) = item.find_first_match_in(t, &chrono::Utc) {
+                        proptest::prop_assert!(next >= t);
+                    }
+                }
+                Err(e) => proptest::prop_assert!(!e.message().is_empty()),
+            }
+        }
+    }
+
     #[test]
     fn an_epoch_key_selects_the_epoch_form_and_the_rest_is_standard() {
         let epoch = parse_item(&json!({"epoch": 500})).unwrap();

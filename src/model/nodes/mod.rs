@@ -358,6 +358,40 @@ pub enum SourceError {
     /// `add_time` prefs are wrong.
     #[error(transparent)]
     AddTime(#[from] PrefsError),
+    /// The sources gave more nodes than a scheduler holds.
+    #[error("more than {MAX_NODES} nodes: split the work over several schedulers, or shorten the node lists")]
+    TooManyNodes,
+    /// A node's name is longer than a file name may be.
+    #[error("node name {name:?}... is {bytes} bytes long; at most {MAX_NODE_NAME_BYTES} are allowed (a file name's limit)")]
+    NameTooLong {
+        /// The start of the name.
+        name: String,
+        /// Its length.
+        bytes: usize,
+    },
+}
+
+/// The most nodes all sources together may give: past it a source is an error, not
+/// a scheduler out of memory.
+pub const MAX_NODES: usize = 5_000_000;
+
+/// The longest node name, in bytes: what a file system holds as one file name.
+pub const MAX_NODE_NAME_BYTES: usize = 255;
+
+/// Checks a node name a source is about to add, and that there is room for it.
+fn check_new_node(nodes: &Nodes, name: &str) -> Result<(), SourceError> {
+    if nodes.list.len() >= MAX_NODES {
+        return Err(SourceError::TooManyNodes);
+    }
+    name_too_long(name).map_or(Ok(()), Err)
+}
+
+/// The error of a node name longer than [`MAX_NODE_NAME_BYTES`], if it is.
+fn name_too_long(name: &str) -> Option<SourceError> {
+    (name.len() > MAX_NODE_NAME_BYTES).then(|| SourceError::NameTooLong {
+        name: name.chars().take(40).collect(),
+        bytes: name.len(),
+    })
 }
 
 impl SourceError {
@@ -423,9 +457,19 @@ pub fn fetch_nodes(settings: &Settings, instance_name: &str) -> Result<Nodes, No
         };
         let fetcher =
             fetcher(source).ok_or_else(|| error(SourceError::UnknownSource(source.clone())))?;
+        let before = nodes.list.len();
         fetcher
             .fetch(&mut nodes, prefs, &settings.levels)
             .map_err(error)?;
+        if let Some(too_long) = nodes.list[before..]
+            .iter()
+            .find_map(|node| name_too_long(&node.name))
+        {
+            return Err(error(too_long));
+        }
+        if nodes.list.len() > MAX_NODES {
+            return Err(error(SourceError::TooManyNodes));
+        }
     }
     Ok(nodes)
 }

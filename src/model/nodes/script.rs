@@ -1,6 +1,6 @@
 //! The `script` source: children are the lines a script prints for each parent.
 
-use super::{parent_level, NodeFetcher, Nodes, SourceError};
+use super::{check_new_node, parent_level, NodeFetcher, Nodes, SourceError};
 use crate::foundation::config::Levels;
 use crate::foundation::sanitize::for_terminal;
 use crate::foundation::sanitize::lenient;
@@ -73,6 +73,14 @@ pub enum ScriptError {
         /// The OS error.
         error: String,
     },
+    /// The script printed more than [`MAX_OUTPUT_BYTES`] and was killed.
+    #[error("script {script:?} {parent:?} printed more than {} MiB of node names and was killed; a node script prints one child per line", MAX_OUTPUT_BYTES >> 20)]
+    TooMuchOutput {
+        /// The script.
+        script: String,
+        /// The parent node it was run for.
+        parent: String,
+    },
     /// The output is not UTF-8.
     #[error("script {script:?} printed node names that are not UTF-8")]
     NotUtf8 {
@@ -102,27 +110,46 @@ fn run_script(script: &str, parent: &str, timeout: Duration) -> Result<String, S
             script: script.to_string(),
             error: e.to_string(),
         })?;
-    let mut stdout = child.stdout.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
+    let group = Pid::from_raw(child.id() as i32);
+    // Reads at most MAX_OUTPUT_BYTES; past that the script's group is killed.
     let reader = std::thread::spawn(move || {
         let mut out = Vec::new();
-        stdout.read_to_end(&mut out).map(|_| out)
+        let read = stdout
+            .take(MAX_OUTPUT_BYTES as u64 + 1)
+            .read_to_end(&mut out);
+        if out.len() > MAX_OUTPUT_BYTES {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+        read.map(|_| out)
     });
     let (who, parent_name) = (script.to_string(), parent.to_string());
     // Echoes the script's stderr and keeps its last line for the error message.
     let errors = std::thread::spawn(move || {
         let mut last = None;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            tracing::warn!(
-                "node script {} {}: {}",
-                for_terminal(&who),
-                for_terminal(&parent_name),
-                for_terminal(&line)
-            );
-            if !line.trim().is_empty() {
-                last = Some(line.chars().take(MAX_QUOTED_CHARS).collect::<String>());
+        let mut echoed = 0;
+        for_each_line(stderr, |line| {
+            if echoed < MAX_ECHOED_LINES {
+                echoed += 1;
+                tracing::warn!(
+                    "node script {} {}: {}",
+                    for_terminal(&who),
+                    for_terminal(&parent_name),
+                    for_terminal(line)
+                );
+            } else if echoed == MAX_ECHOED_LINES {
+                echoed += 1;
+                tracing::warn!(
+                    "node script {} {}: more stderr lines are not shown",
+                    for_terminal(&who),
+                    for_terminal(&parent_name),
+                );
             }
-        }
+            if !line.trim().is_empty() {
+                last = Some(line.to_string());
+            }
+        });
         last
     });
     let deadline = Instant::now() + timeout;
@@ -149,6 +176,12 @@ fn run_script(script: &str, parent: &str, timeout: Duration) -> Result<String, S
     let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
     let output = reader.join().map_err(|_| ScriptError::Reader)?;
     let last_stderr = errors.join().ok().flatten();
+    if output.as_ref().is_ok_and(|o| o.len() > MAX_OUTPUT_BYTES) {
+        return Err(ScriptError::TooMuchOutput {
+            script: script.to_string(),
+            parent: parent.to_string(),
+        });
+    }
     if !status.success() {
         return Err(ScriptError::Failed {
             script: script.to_string(),
@@ -195,6 +228,7 @@ impl NodeFetcher for ScriptFetcher {
                 Duration::from_secs_f64(timeout),
             )?;
             for line in stdout.lines().filter(|l| !l.is_empty()) {
+                check_new_node(nodes, line)?;
                 nodes.push(line.to_string(), level, p, true);
             }
         }
@@ -202,8 +236,53 @@ impl NodeFetcher for ScriptFetcher {
     }
 }
 
-/// How much of a script's stderr line an error message quotes.
+/// How much of a script's stderr line an error message quotes (and is echoed).
 const MAX_QUOTED_CHARS: usize = 500;
+
+/// How many bytes of node names one run of a script may print.
+pub const MAX_OUTPUT_BYTES: usize = 64 << 20;
+
+/// How many of a script's stderr lines are echoed; the rest are read and dropped.
+const MAX_ECHOED_LINES: usize = 100;
+
+/// Calls `f` with each line of `input`, cut to [`MAX_QUOTED_CHARS`] bytes (at a
+/// character boundary), holding no more than that of a line however long it is.
+fn for_each_line(input: impl Read, mut f: impl FnMut(&str)) {
+    let mut input = BufReader::new(input);
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok([]) | Err(_) => break,
+            Ok(chunk) => chunk,
+        };
+        let (part, ended) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(end) => (&chunk[..end], end + 1),
+            None => (chunk, chunk.len()),
+        };
+        let room = MAX_QUOTED_CHARS.saturating_sub(line.len());
+        line.extend_from_slice(&part[..part.len().min(room)]);
+        let newline = ended > part.len();
+        input.consume(ended);
+        if newline {
+            f(&lossy_cut(&line));
+            line.clear();
+        }
+    }
+    if !line.is_empty() {
+        f(&lossy_cut(&line));
+    }
+}
+
+/// `line` as text (bytes that are not UTF-8 replaced), cut to [`MAX_QUOTED_CHARS`]
+/// bytes at a character boundary: a replacement character takes three.
+fn lossy_cut(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    let mut end = text.len().min(MAX_QUOTED_CHARS);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
 
 #[cfg(test)]
 mod tests {
@@ -211,6 +290,35 @@ mod tests {
     use super::super::NodeFetcher;
     use super::*;
     use serde_json::json;
+
+    proptest::proptest! {
+        #![proptest_config(crate::foundation::fuzz::config(256))]
+
+        #[test]
+        fn fuzz_any_stderr_bytes_become_bounded_lines(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
+            newline_every in 1usize..2000,
+        ) {
+            let mut input = bytes.clone();
+            for i in (0..input.len()).step_by(newline_every) {
+                input[i] = b'\n';
+            }
+            let mut lines = 0;
+            for_each_line(&input[..], |line| {
+                lines += 1;
+                assert!(line.len() <= MAX_QUOTED_CHARS && !line.contains('\n'), "{line:?}");
+            });
+            let newlines = input.iter().filter(|&&b| b == b'\n').count();
+            proptest::prop_assert!(lines == newlines || lines == newlines + 1);
+        }
+
+        #[test]
+        fn fuzz_any_node_name_is_added_or_refused_by_its_length(name in ".{0,300}") {
+            let nodes = Nodes::with_instance("inst");
+            let checked = check_new_node(&nodes, &name);
+            proptest::prop_assert_eq!(checked.is_ok(), name.len() <= super::super::MAX_NODE_NAME_BYTES);
+        }
+    }
     use std::os::unix::fs::PermissionsExt;
 
     fn script(dir: &tempfile::TempDir, body: &str) -> String {

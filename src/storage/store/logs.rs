@@ -158,6 +158,15 @@ impl LogStore {
         Ok(store)
     }
 
+    /// Opens the database at `path` to read it; on a full file system, read-only
+    /// (see [`open_for_reading`](super::open_for_reading)).
+    pub fn open_for_reading(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            conn: super::open_for_reading(path, SCHEMA, 1)?,
+            path: path.to_path_buf(),
+        })
+    }
+
     /// Opens (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Ok(Self {

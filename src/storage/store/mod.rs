@@ -36,7 +36,7 @@ pub enum StoreError {
         /// SQLite's error.
         source: rusqlite::Error,
         /// What the user can do about it.
-        hint: &'static str,
+        hint: Box<str>,
     },
     /// The file was written by a newer bistro.
     #[error("{path}: schema version {found} is newer than this bistro understands ({supported}); upgrade bistro")]
@@ -67,6 +67,14 @@ impl HasKind for StoreError {
 }
 
 impl StoreError {
+    /// The file system of the database is full (of bytes or of inodes).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Self::Sqlite { source, .. } if matches!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DiskFull)
+        ))
+    }
+
     /// Another connection held the database for longer than this one waits.
     pub fn is_busy(&self) -> bool {
         matches!(self, Self::Sqlite { source, .. } if matches!(
@@ -76,22 +84,103 @@ impl StoreError {
     }
 }
 
-fn hint_for(e: &rusqlite::Error) -> &'static str {
+/// What the user can do about `e`, a failure on the database at `path`. A failure to
+/// open or write is probed: a file is created beside the database, and if that fails
+/// too its OS error is the true cause (SQLite only says "unable to open").
+fn hint_for(e: &rusqlite::Error, path: &Path) -> String {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::NotADatabase) => {
-            " (the file is corrupt or not a SQLite database: move it aside to start fresh)"
+            " (the file is corrupt or not a SQLite database: move it aside to start fresh)".into()
         }
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-            " (another process holds the database; try again)"
+            " (another process holds the database; try again)".into()
         }
-        Some(rusqlite::ErrorCode::DiskFull) => {
-            " (the disk is full: free space and try again; nothing was lost)"
-        }
-        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => {
-            " (check that the state directory is writable)"
-        }
-        _ => "",
+        Some(
+            rusqlite::ErrorCode::DiskFull
+            | rusqlite::ErrorCode::ReadOnly
+            | rusqlite::ErrorCode::CannotOpen
+            | rusqlite::ErrorCode::SystemIoFailure,
+        ) => match cannot_create_beside(path) {
+            Some(cause) => format!(" ({})", say_io_cause(&cause, path)),
+            None => {
+                " (check that the state directory is writable and its file system has free space)"
+                    .into()
+            }
+        },
+        _ => String::new(),
     }
+}
+
+/// The error of creating a new file of one page in `path`'s directory, if it fails
+/// (a file needs an inode, a page needs free bytes).
+pub(crate) fn cannot_create_beside(path: &Path) -> Option<std::io::Error> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".bistro-probe-{:016x}", rand::random::<u64>()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|mut file| {
+            let written = file.write_all(&[0; 4096]).and_then(|()| file.sync_all());
+            let _ = std::fs::remove_file(&probe);
+            written
+        });
+    written.err()
+}
+
+/// True when `e` says the file system is full (of bytes or of inodes) or over quota.
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == nix::libc::ENOSPC || code == nix::libc::EDQUOT
+    )
+}
+
+/// `cause` of a failure to create files beside `path`, said with what to do.
+fn say_io_cause(cause: &std::io::Error, path: &Path) -> String {
+    let dir = path.parent().unwrap_or(Path::new(".")).display();
+    if is_no_space(cause) {
+        format!("no space left on device for new files in {dir}: {cause}; its file system is out of bytes or inodes (see `df -h {dir}` and `df -i {dir}`): free some and run again; nothing stored was lost")
+    } else if cause.kind() == std::io::ErrorKind::PermissionDenied {
+        format!("permission denied creating files in {dir}: {cause}; run as the state dir's owner")
+    } else {
+        format!("cannot create files in {dir}: {cause}")
+    }
+}
+
+/// Opens a database only to read it, for the commands that only read (`status`,
+/// `logs`, `why`, `check`, the HTTP API). When the database cannot be opened as
+/// usual because its directory is full (WAL mode needs new `-wal` and `-shm` files
+/// once no connection holds them), and no `-wal` file with content is left (so the
+/// main file holds every commit), it is read as an immutable file instead: the
+/// answer is complete, and nothing is written.
+pub(crate) fn open_for_reading(
+    path: &Path,
+    schema: &str,
+    version: i64,
+) -> Result<Connection, StoreError> {
+    let error = match open(path, schema, version) {
+        Ok(conn) => return Ok(conn),
+        Err(e) => e,
+    };
+    let full = cannot_create_beside(path).is_some_and(|e| is_no_space(&e));
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal_empty = std::fs::metadata(&wal).map_or(true, |m| m.len() == 0);
+    if !full || !wal_empty || !path.exists() {
+        return Err(error);
+    }
+    tracing::warn!(
+        "{}: the file system is full, so the database is read as it is on disk, read-only",
+        path.display()
+    );
+    let uri = format!("file:{}?immutable=1", path.display());
+    Connection::open_with_flags(
+        uri,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(sql_err(path, "opening the database read-only"))
 }
 
 /// Wraps a SQLite error with the file and operation.
@@ -100,12 +189,12 @@ pub(crate) fn sql_err<'a>(
     op: &'static str,
 ) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
     move |source| {
-        let hint = hint_for(&source);
+        let hint = hint_for(&source, path);
         StoreError::Sqlite {
             path: path.to_path_buf(),
             op,
             source,
-            hint,
+            hint: hint.into(),
         }
     }
 }

@@ -85,7 +85,7 @@ pub fn serve<E>(
 where
     E: From<DaemonError>,
 {
-    state.create().map_err(fail)?;
+    let created = CreatedUntilStarted::create(state).map_err(fail)?;
     let _lock = state.lock(opts.wait_lock).map_err(fail)?;
     let stop = stop_on_signals();
     // Created now, so the HTTP server has a state to serve from the start.
@@ -114,6 +114,7 @@ where
         Some(start) => Some(start(hub_only, stop)?),
         None => None,
     };
+    created.started();
     // After the `listening on` line, which scripts wait for first.
     if let Some(warning) = hub.as_ref().and_then(|(_, warning)| warning.as_ref()) {
         tracing::warn!("{warning}");
@@ -142,6 +143,38 @@ where
     let end = end.map_err(fail)?;
     say_end(&end, log.running);
     Ok(end)
+}
+
+/// A state dir this daemon creates, removed again if the daemon fails before it has
+/// started (a refused `--http` address, a hub that cannot start): a refused start
+/// leaves nothing behind. A state dir that existed is never removed.
+struct CreatedUntilStarted {
+    created: Option<std::path::PathBuf>,
+}
+
+impl CreatedUntilStarted {
+    fn create(state: &StateDir) -> Result<Self, crate::storage::state::StateError> {
+        let existed = state.root().try_exists().unwrap_or(true);
+        state.create()?;
+        Ok(Self {
+            created: (!existed).then(|| state.root().to_path_buf()),
+        })
+    }
+
+    /// The daemon has started: what it created stays.
+    fn started(mut self) {
+        self.created = None;
+    }
+}
+
+impl Drop for CreatedUntilStarted {
+    fn drop(&mut self) {
+        if let Some(root) = self.created.take() {
+            if let Err(e) = std::fs::remove_dir_all(&root) {
+                tracing::warn!("removing {} after a failed start: {e}", root.display());
+            }
+        }
+    }
 }
 
 /// Logs why the daemon ended.

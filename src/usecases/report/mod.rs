@@ -386,7 +386,7 @@ pub fn from_state(
     filter: &ReportFilter,
 ) -> Result<StateReport, ReportError> {
     let db = state.existing_statuses_db().map_err(ReportError::NoState)?;
-    let store = StatusStore::open(&db)?;
+    let store = StatusStore::open_for_reading(&db)?;
     let path = context::config_path(state, Some(&store), explicit)?;
     let in_force = context::load_config(Some(&store), path)?;
     let config_error = in_force.error.as_ref().map(ToString::to_string);

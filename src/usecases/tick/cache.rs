@@ -32,8 +32,12 @@ pub struct TickCache {
 
 impl TickCache {
     /// The kept connection to the status database, else a new one (then the kept
-    /// statuses and running tasks are dropped too).
-    pub(super) fn take_store(&mut self, state: &StateDir) -> Result<StatusStore, StoreError> {
+    /// statuses and running tasks are dropped too); a dry run's only reads.
+    pub(super) fn take_store(
+        &mut self,
+        state: &StateDir,
+        dry_run: bool,
+    ) -> Result<StatusStore, StoreError> {
         match self.store.take() {
             Some(store) => Ok(store),
             None => {
@@ -41,7 +45,11 @@ impl TickCache {
                 // earlier one cannot be checked through a new one.
                 self.statuses = None;
                 self.running = None;
-                StatusStore::open(&state.statuses_db())
+                if dry_run {
+                    StatusStore::open_for_reading(&state.statuses_db())
+                } else {
+                    StatusStore::open(&state.statuses_db())
+                }
             }
         }
     }

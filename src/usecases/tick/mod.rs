@@ -94,7 +94,7 @@ pub fn tick_with(
     cache: &mut TickCache,
 ) -> Result<TickReport, TickError> {
     let began = std::time::Instant::now();
-    let mut store = cache.take_store(state)?;
+    let mut store = cache.take_store(state, opts.dry_run)?;
     let mut report = iteration::iterate(state, &mut store, opts, runner, cache)?;
     report.wait_ms = iteration::next_wait_ms(&report, cache.settings());
     if !opts.dry_run {

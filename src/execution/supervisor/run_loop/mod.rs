@@ -76,6 +76,11 @@ const STORE_BUSY_WAIT: Duration = Duration::from_millis(20);
 /// are not held for ever.
 const STORE_GIVE_UP: Duration = Duration::from_secs(10);
 
+/// How often a result that could not be written for want of space is tried again:
+/// the run keeps its lock meanwhile, so it counts as running, and its status is
+/// recorded once space returns.
+const RESULT_RETRY: Duration = Duration::from_secs(1);
+
 /// Read buffer size.
 const READ_BUFFER: usize = 16 * 1024;
 
@@ -125,6 +130,8 @@ pub struct RunLoop {
     worker_gone: bool,
     /// When the oldest line not stored yet was read.
     unstored_since: Option<Instant>,
+    /// When to try again to write results that found no space ([`RESULT_RETRY`]).
+    result_retry: Option<Instant>,
     /// While the database is busy: since when, and when to try again.
     busy: Option<(Instant, Instant)>,
     spawner: Spawner,
@@ -181,6 +188,7 @@ impl RunLoop {
             watching_worker: false,
             worker_gone: false,
             unstored_since: None,
+            result_retry: None,
             busy: None,
             spawner: Spawner::new(wake),
         })
@@ -320,6 +328,7 @@ impl RunLoop {
                 _ => run.deadline(),
             })
             .chain(store_at)
+            .chain(self.result_retry)
             .min()
             .map_or(max_wait, |d| d.saturating_duration_since(now).min(max_wait));
         // Rounded up: a deadline a fraction of a millisecond away must not spin.
@@ -364,9 +373,10 @@ impl RunLoop {
         if due && self.busy.is_none_or(|(_, retry)| now >= retry) {
             self.store_logs(now);
         }
-        let finished = match self.busy {
-            Some(_) => Vec::new(),
-            None => self.write_results(),
+        let finished = match (self.busy, self.result_retry) {
+            (None, None) => self.write_results(now),
+            (None, Some(retry)) if now >= retry => self.write_results(now),
+            _ => Vec::new(),
         };
         Turn {
             socket_ready,
@@ -431,7 +441,10 @@ impl RunLoop {
             }
             let stored = match db.store.as_mut() {
                 Some(store) => match store.append(&db.batch) {
-                    Err(e) if e.is_busy() && now < busy_since + STORE_GIVE_UP => {
+                    // A full disk may get space back soon: waited for as for a busy one.
+                    Err(e)
+                        if (e.is_busy() || e.is_no_space()) && now < busy_since + STORE_GIVE_UP =>
+                    {
                         busy = true;
                         continue;
                     }
@@ -457,8 +470,10 @@ impl RunLoop {
     }
 
     /// Writes the results of the runs that ended and releases their locks; forgets
-    /// lingering runs whose pipes closed.
-    fn write_results(&mut self) -> Vec<(InvocationId, TaskResult)> {
+    /// lingering runs whose pipes closed. A result that finds no space keeps its run
+    /// (and lock) for another try after [`RESULT_RETRY`].
+    fn write_results(&mut self, now: Instant) -> Vec<(InvocationId, TaskResult)> {
+        self.result_retry = None;
         let mut results = Vec::new();
         for run in self.runs.values_mut() {
             if !matches!(run.phase, Phase::Done(_)) {
@@ -471,8 +486,20 @@ impl RunLoop {
             // result for none, as long as the run's lock is held.
             let path = run.dir.join(run_dir::RESULT);
             let json = serde_json::to_vec(&result).expect("results serialize");
-            if let Err(e) = write_in_place(&path, &json) {
-                tracing::error!(target: SUPERVISE, "writing {}: {e}", path.display());
+            match write_in_place(&path, &json) {
+                Err(e) if crate::storage::store::is_no_space(&e) => {
+                    if self.result_retry.is_none() {
+                        tracing::error!(target: SUPERVISE, "writing {}: {e}; trying again every {}s until space returns (the run counts as running)",
+                            path.display(),
+                            RESULT_RETRY.as_secs()
+                        );
+                    }
+                    run.phase = Phase::Done(result);
+                    self.result_retry = Some(now + RESULT_RETRY);
+                    continue;
+                }
+                Err(e) => tracing::error!(target: SUPERVISE, "writing {}: {e}", path.display()),
+                Ok(()) => {}
             }
             // Only now, with the result written, may the run look finished.
             drop(run.lock.take());

@@ -111,6 +111,20 @@ pub struct StatusStore {
 }
 
 impl StatusStore {
+    /// Opens the database at `path` to read it; on a full file system, read-only
+    /// (see [`open_for_reading`](super::open_for_reading)).
+    pub fn open_for_reading(path: &Path) -> Result<Self, StoreError> {
+        Self {
+            conn: super::open_for_reading(
+                path,
+                &format!("{TABLES}{UNCOUNTED_TRIGGER}{TALLIES}"),
+                VERSION,
+            )?,
+            path: path.to_path_buf(),
+        }
+        .with_meta_rowids()
+    }
+
     /// Opens (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Self {
