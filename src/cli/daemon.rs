@@ -41,8 +41,9 @@ pub struct DaemonArgs {
     #[arg(long = "allow-host", value_name = "NAME[:PORT]", requires = "http")]
     allow_hosts: Vec<String>,
     /// Run tasks on this machine although no --worker-command is given (every job
-    /// has its own "command"). Without either, tasks go to remote workers.
-    #[arg(long)]
+    /// has its own "command"). Without either, tasks go to remote workers. The same
+    /// as `--runner local`, and remembered as it is.
+    #[arg(long, conflicts_with = "runner")]
     local: bool,
     #[command(flatten)]
     remote: RemoteFlags,
@@ -131,7 +132,11 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> Result<i32,
     // As Bistro picks its runner: a simulation, else local with a worker command,
     // else remote workers.
     // `--runner` (or the remembered one) decides when given.
-    let kind = args.simulation.runner_kind(state)?;
+    let kind = if args.local {
+        Some(RunnerKind::Local)
+    } else {
+        args.simulation.runner_kind(state)?
+    };
     let remote = match kind {
         Some(kind) => kind == RunnerKind::Remote,
         None => !args.simulation.benchmark_run && args.run.worker_command.is_none() && !args.local,
@@ -141,7 +146,11 @@ pub(super) fn run(state: &StateDir, cli: &Cli, args: &DaemonArgs) -> Result<i32,
         on_workers: remote,
         ..args.iteration.tick_options(cli, &args.run)
     };
-    tick.flags.runner = args.simulation.runner.map(|k| k.name().to_string());
+    let explicit = args
+        .simulation
+        .runner
+        .or(args.local.then_some(RunnerKind::Local));
+    tick.flags.runner = explicit.map(|k| k.name().to_string());
     let opts = ServeOptions {
         daemon: DaemonOptions {
             tick,

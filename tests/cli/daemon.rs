@@ -433,3 +433,28 @@ fn exit_when_done_lets_backoffs_finish_before_giving_up_on_a_job_without_command
         "the retried job finished its backoffs first"
     );
 }
+
+#[test]
+fn local_wins_over_a_remembered_runner_and_is_remembered_in_its_place() {
+    let env = Env::new();
+    env.config(&config_with_jobs(2, r#""bistro_job->j": {"owner": "me"}"#));
+    let task = env.script("task.sh", "echo done > \"$2\"");
+    env.ok(&["init"]);
+    let state = bistro::storage::state::StateDir::new(env.state());
+    let remember = |runner: &str| {
+        let mut store = bistro::storage::store::StatusStore::open(&state.statuses_db()).unwrap();
+        store.set_meta(&[("runner", runner)]).unwrap();
+    };
+    remember("slurm");
+    let out = env.run(&[
+        "daemon",
+        "--local",
+        "--exit-when-done",
+        "--worker-command",
+        task.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(all_done(&env.status_json(&[]), "j"));
+    let store = bistro::storage::store::StatusStore::open(&state.statuses_db()).unwrap();
+    assert_eq!(store.meta("runner").unwrap().as_deref(), Some("local"));
+}

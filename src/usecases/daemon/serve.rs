@@ -9,7 +9,7 @@ use crate::execution::runner::remote::{Hub, HubSettings, RemoteRunner};
 use crate::execution::runner::TaskRunner;
 use crate::foundation::error::{ErrorKind, HasKind};
 use crate::foundation::sanitize::for_terminal;
-use crate::storage::state::{StateDir, StateError};
+use crate::storage::state::{StateDir, StateError, StateLock};
 use crate::storage::store::{StatusStore, StoreError};
 use crate::usecases::tick::TickError;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,8 +85,7 @@ pub fn serve<E>(
 where
     E: From<DaemonError>,
 {
-    let created = CreatedUntilStarted::create(state).map_err(fail)?;
-    let _lock = state.lock(opts.wait_lock).map_err(fail)?;
+    let created = CreatedUntilStarted::create_and_lock(state, opts.wait_lock).map_err(fail)?;
     let stop = stop_on_signals();
     // Created now, so the HTTP server has a state to serve from the start.
     let mut store = StatusStore::open(&state.statuses_db()).map_err(fail)?;
@@ -114,7 +113,7 @@ where
         Some(start) => Some(start(hub_only, stop)?),
         None => None,
     };
-    created.started();
+    let _lock = created.started();
     // After the `listening on` line, which scripts wait for first.
     if let Some(warning) = hub.as_ref().and_then(|(_, warning)| warning.as_ref()) {
         tracing::warn!("{warning}");
@@ -145,25 +144,34 @@ where
     Ok(end)
 }
 
-/// A state dir this daemon creates, removed again if the daemon fails before it has
-/// started (a refused `--http` address, a hub that cannot start): a refused start
-/// leaves nothing behind. A state dir that existed is never removed.
+/// The state lock, and the state dir if this daemon created it: removed again, while
+/// the lock is still held, if the daemon fails before it has started (a refused
+/// `--http` address, a hub that cannot start), so a refused start leaves nothing
+/// behind. A state dir that existed is never removed, nor one whose lock another
+/// process took first (it may be that process's new state).
 struct CreatedUntilStarted {
     created: Option<std::path::PathBuf>,
+    lock: Option<StateLock>,
 }
 
 impl CreatedUntilStarted {
-    fn create(state: &StateDir) -> Result<Self, crate::storage::state::StateError> {
+    fn create_and_lock(
+        state: &StateDir,
+        wait: std::time::Duration,
+    ) -> Result<Self, crate::storage::state::StateError> {
         let existed = state.root().try_exists().unwrap_or(true);
         state.create()?;
+        let lock = state.lock(wait)?;
         Ok(Self {
             created: (!existed).then(|| state.root().to_path_buf()),
+            lock: Some(lock),
         })
     }
 
-    /// The daemon has started: what it created stays.
-    fn started(mut self) {
+    /// The daemon has started: what it created stays; the lock is the caller's.
+    fn started(mut self) -> StateLock {
         self.created = None;
+        self.lock.take().expect("held until started")
     }
 }
 
