@@ -175,12 +175,28 @@ pub(crate) fn open_for_reading(
         "{}: the file system is full, so the database is read as it is on disk, read-only",
         path.display()
     );
-    let uri = format!("file:{}?immutable=1", path.display());
+    let uri = format!("file:{}?immutable=1", uri_path(path));
     Connection::open_with_flags(
         uri,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
     )
     .map_err(sql_err(path, "opening the database read-only"))
+}
+
+/// `path` as the path of a SQLite `file:` URI: every byte but the unreserved ones
+/// and `/` percent-encoded, so a state dir named with `?`, `#` or `%` opens itself.
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str()
+        .as_bytes()
+        .iter()
+        .map(|&b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Wraps a SQLite error with the file and operation.
@@ -236,4 +252,28 @@ pub(crate) fn open(path: &Path, schema: &str, version: i64) -> Result<Connection
         tx.commit().map_err(sql_err(path, "creating the schema"))?;
     }
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_only_uri_opens_a_path_with_uri_characters() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("state ?x=1#frag%20");
+        std::fs::create_dir(&odd).unwrap();
+        let db = odd.join("statuses.sql3");
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (7);")
+            .unwrap();
+        let conn = Connection::open_with_flags(
+            format!("file:{}?immutable=1", uri_path(&db)),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )
+        .unwrap();
+        let x: i64 = conn.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(x, 7);
+    }
 }

@@ -175,34 +175,41 @@ impl SlurmRunner {
         Vec::new()
     }
 
-    /// Appends the run's new output to the task-log database.
-    fn ingest(&mut self, dir: &Path, launch: &Launch, complete: bool) {
-        let offsets = Offsets::read(dir);
-        let (lines, next) = new_output(dir, launch, offsets, complete);
-        if lines.is_empty() {
-            return;
-        }
-        if self.logs.is_none() {
-            match LogStore::open(&self.state.logs_db()) {
-                Ok(store) => self.logs = Some(store),
-                Err(e) => {
-                    tracing::warn!(
-                        "{}/{}: cannot store its output yet: {e}",
-                        launch.job,
-                        launch.node
-                    );
-                    return;
+    /// Appends the run's new output to the task-log database: what one read takes
+    /// in while the task runs, all of it once `complete`. False when some of it could
+    /// not be stored (the next check tries again from where it stopped).
+    fn ingest(&mut self, dir: &Path, launch: &Launch, complete: bool) -> bool {
+        loop {
+            let offsets = Offsets::read(dir);
+            let (lines, next) = new_output(dir, launch, offsets, complete);
+            if lines.is_empty() {
+                return true;
+            }
+            if self.logs.is_none() {
+                match LogStore::open(&self.state.logs_db()) {
+                    Ok(store) => self.logs = Some(store),
+                    Err(e) => {
+                        tracing::warn!(
+                            "{}/{}: cannot store its output yet: {e}",
+                            launch.job,
+                            launch.node
+                        );
+                        return false;
+                    }
                 }
             }
-        }
-        let store = self.logs.as_mut().expect("just opened");
-        match store.append(&lines) {
-            Ok(_) => {
-                if let Err(e) = next.write(dir) {
-                    tracing::warn!("{e}");
-                }
+            let store = self.logs.as_mut().expect("just opened");
+            if let Err(e) = store.append(&lines) {
+                tracing::warn!("{}/{}: storing its output: {e}", launch.job, launch.node);
+                return false;
             }
-            Err(e) => tracing::warn!("{}/{}: storing its output: {e}", launch.job, launch.node),
+            if let Err(e) = next.write(dir) {
+                tracing::warn!("{e}");
+                return false;
+            }
+            if !complete {
+                return true;
+            }
         }
     }
 
@@ -415,7 +422,7 @@ impl TaskRunner for SlurmRunner {
             match self.job_of(&dir, &record) {
                 Err(()) => return Outcome::Running,
                 Ok(Some(row)) if !row.is_final() => {
-                    self.ingest(&files, &launch, false);
+                    let _ = self.ingest(&files, &launch, false);
                     self.time_out(task, &dir, &files, &launch);
                     return Outcome::Running;
                 }
@@ -443,7 +450,11 @@ impl TaskRunner for SlurmRunner {
                 }
             }
         };
-        self.ingest(&files, &launch, true);
+        if !self.ingest(&files, &launch, true) {
+            // Its output is not all stored yet: the run ends once it is (its files
+            // stay until then), as a local run's result waits for space.
+            return Outcome::Running;
+        }
         let status = match (
             dir.join(run_dir::TIMED_OUT).exists(),
             launch.task_timeout_sec,
@@ -509,11 +520,6 @@ pub fn kill_run(
     if exit_code(&files).is_some() {
         return Ok(false);
     }
-    write_replace(
-        &dir.join(run_dir::KILL_REQUEST),
-        &serde_json::to_vec(request).expect("kill requests serialize"),
-    )
-    .map_err(|e| fail(e.to_string()))?;
     let id = match record.array_id {
         Some(id) => format!("{id}_{}", record.index),
         None => {
@@ -531,6 +537,13 @@ pub fn kill_run(
         KillMethod::Kill => vec!["--full".to_string(), "--signal=KILL".to_string()],
     };
     args.push(id.clone());
+    // Written once the job is known, so its end counts as killed only if bistro
+    // really cancels it.
+    write_replace(
+        &dir.join(run_dir::KILL_REQUEST),
+        &serde_json::to_vec(request).expect("kill requests serialize"),
+    )
+    .map_err(|e| fail(e.to_string()))?;
     slurm
         .scancel(&args)
         .map_err(|e| fail(format!("cancelling Slurm job {id}: {e}")))?;

@@ -2,6 +2,7 @@
 //! submission record (written before `sbatch`), the exit code and status the batch
 //! script leaves, and the output it writes, ingested into the task-log database.
 
+use crate::execution::supervisor::constants::MAX_LINE_BYTES;
 use crate::execution::supervisor::lines::LineCutter;
 use crate::execution::supervisor::run_files::read_status_bytes;
 use crate::execution::supervisor::Launch;
@@ -118,10 +119,15 @@ impl Offsets {
     }
 }
 
-/// The output written since `offsets`, as log lines with their newline (cut as the
-/// supervisor cuts a pipe): whole lines only, unless
-/// `complete` (the task ended), when a last line without a newline counts too.
-/// Returns the lines and the offsets past them.
+/// The most bytes of one output file that one read takes in: a task printing without
+/// end costs the scheduler this much at a time, never the whole file.
+pub const READ_CAP: usize = 1 << 20;
+
+/// The output written since `offsets`, at most [`READ_CAP`] bytes of each file, as
+/// log lines with their newline (cut as the supervisor cuts a pipe): whole lines, and
+/// pieces of a line longer than `MAX_LINE_BYTES`; once `complete` (the task ended)
+/// and the end of a file is reached, its last line without a newline too. Returns the
+/// lines and the offsets past them; call again while it returns lines to read all.
 pub fn new_output(
     dir: &Path,
     launch: &Launch,
@@ -134,13 +140,15 @@ pub fn new_output(
         (LogKind::Stdout, run_dir::STDOUT, &mut next.stdout),
         (LogKind::Stderr, run_dir::STDERR, &mut next.stderr),
     ] {
-        let Some(bytes) = read_from(&dir.join(name), *at) else {
+        let Some(bytes) = read_from(&dir.join(name), *at, READ_CAP) else {
             continue;
         };
-        let usable = if complete {
-            bytes.len()
-        } else {
-            bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+        let at_end = bytes.len() < READ_CAP;
+        let usable = match bytes.iter().rposition(|&b| b == b'\n') {
+            _ if complete && at_end => bytes.len(),
+            Some(i) => i + 1,
+            // No newline yet: whole pieces of an over-long line only.
+            None => bytes.len() / MAX_LINE_BYTES * MAX_LINE_BYTES,
         };
         let now = crate::foundation::time::now();
         let mut store = |piece: &[u8], newline: bool| {
@@ -156,8 +164,8 @@ pub fn new_output(
                 line,
             });
         };
-        // Only whole lines are read before the end, so nothing is left pending
-        // between two reads but an over-long line's last piece, cut at the end.
+        // What is read ends at a newline, at a piece's end or at the file's end, so
+        // nothing is left pending between two reads.
         let mut cutter = LineCutter::default();
         cutter.feed(&bytes[..usable], &mut store);
         cutter.finish(&mut store);
@@ -166,12 +174,12 @@ pub fn new_output(
     (lines, next)
 }
 
-/// The bytes of `path` from `offset` on (None when there are none).
-fn read_from(path: &Path, offset: u64) -> Option<Vec<u8>> {
+/// At most `cap` bytes of `path` from `offset` on (None when there are none).
+fn read_from(path: &Path, offset: u64, cap: usize) -> Option<Vec<u8>> {
     let mut file = std::fs::File::open(path).ok()?;
     file.seek(SeekFrom::Start(offset)).ok()?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).ok()?;
+    file.take(cap as u64).read_to_end(&mut bytes).ok()?;
     (!bytes.is_empty()).then_some(bytes)
 }
 
@@ -221,6 +229,31 @@ mod tests {
         );
         assert_eq!(at.stdout, 14);
         assert!(new_output(dir.path(), &launch(), at, true).0.is_empty());
+    }
+
+    #[test]
+    fn output_without_end_or_newline_is_read_a_bounded_piece_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 3 * READ_CAP + 10;
+        std::fs::write(dir.path().join(run_dir::STDOUT), vec![b'y'; size]).unwrap();
+        let (lines, at) = new_output(dir.path(), &launch(), Offsets::default(), false);
+        let read: usize = lines.iter().map(|l| l.line.len()).sum();
+        assert!(read <= READ_CAP && read > 0, "{read} bytes in one read");
+        assert!(lines.iter().all(|l| l.line.len() == MAX_LINE_BYTES));
+        assert_eq!(at.stdout, read as u64);
+        // Once the task ended, repeated reads take in the rest, to the last byte.
+        let mut at = at;
+        let mut total = read;
+        loop {
+            let (lines, next) = new_output(dir.path(), &launch(), at, true);
+            if lines.is_empty() {
+                break;
+            }
+            assert!(lines.iter().map(|l| l.line.len()).sum::<usize>() <= READ_CAP);
+            total += lines.iter().map(|l| l.line.len()).sum::<usize>();
+            at = next;
+        }
+        assert_eq!((total, at.stdout), (size, size as u64));
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub const JOB_NAME_PREFIX: &str = "bistro-";
 pub fn sbatch_args(options: &SlurmOptions, name: &str, count: usize, chdir: &Path) -> Vec<String> {
     let mut args = vec![
         "--parsable".to_string(),
+        // A requeued job (node failure, preemption) would run the task again while
+        // bistro counts one run: at most once means Slurm must not requeue.
+        "--no-requeue".to_string(),
         format!("--job-name={name}"),
         format!("--array=0-{}", count.saturating_sub(1)),
         "--output=/dev/null".to_string(),
@@ -49,7 +52,8 @@ pub fn sh_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-/// The script of one run in `dir`: marks the run started, enters the task's working
+/// The script of one run in `dir`: ends at once if the run was started before, else
+/// marks it started, enters the task's working
 /// directory as the local runner does, runs `CMD NODE STATUS_FILE JSON` with its
 /// output in the run directory, and records its exit code last.
 pub fn run_script(launch: &Launch, dir: &Path) -> String {
@@ -59,6 +63,8 @@ pub fn run_script(launch: &Launch, dir: &Path) -> String {
     format!(
         "#!/bin/sh\n\
          # bistro run {inv} of {job}/{node}\n\
+         # At most once: a run that began before (a requeue bistro did not ask for) never runs again.\n\
+         [ -e {started} ] && exit 0\n\
          hostname > {started} 2>/dev/null || : > {started}\n\
          mkdir -p {cwd} && cd {cwd} || {{ echo \"bistro: cannot enter \"{cwd} >> {stderr}; echo 1 > {exit}.tmp; mv {exit}.tmp {exit}; exit 1; }}\n\
          {argv} < /dev/null > {stdout} 2> {stderr}\n\
@@ -104,10 +110,12 @@ mod tests {
             ..Default::default()
         };
         let args = sbatch_args(&options, "bistro-x", 3, Path::new("/shared"));
+        // At most once: Slurm never requeues a run bistro counts once.
         assert_eq!(
             args,
             [
                 "--parsable",
+                "--no-requeue",
                 "--job-name=bistro-x",
                 "--array=0-2",
                 "--output=/dev/null",
@@ -130,5 +138,33 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8(out.stdout).unwrap(), nasty);
+    }
+
+    #[test]
+    fn a_run_script_run_again_never_runs_the_task_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let launch: Launch = serde_json::from_value(serde_json::json!({
+            "job": "j", "node": "n",
+            "invocation": {"start_time": 1, "rand": 2},
+            "argv": ["sh", "-c", format!("echo once >> {}", ran.display())],
+            "cwd": dir.path().join("cwd"),
+            "status_file": dir.path().join("status"),
+            "log_db": dir.path().join("logs"),
+            "worker_host": "h",
+            "task_subprocess": crate::foundation::config::TaskSubprocess::default(),
+            "kill_subprocess": crate::foundation::config::KillRequest::default(),
+        }))
+        .unwrap();
+        let script = dir.path().join("run.sh");
+        std::fs::write(&script, run_script(&launch, dir.path())).unwrap();
+        for _ in 0..2 {
+            let status = std::process::Command::new("sh")
+                .arg(&script)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        assert_eq!(std::fs::read_to_string(&ran).unwrap(), "once\n");
     }
 }
