@@ -632,3 +632,39 @@ fn a_task_past_its_timeout_is_cancelled_and_backs_off_as_timed_out() {
             .is_empty()
     });
 }
+
+#[test]
+fn a_local_tick_says_that_slurm_runs_wait_for_a_slurm_runner() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let env = cluster.env();
+    let go = env.path("go");
+    let task = env.script(
+        "task.sh",
+        &format!(
+            "while [ ! -e {} ]; do sleep 0.05; done\necho done > \"$2\"",
+            go.display()
+        ),
+    );
+    env.config(&config_with_jobs(1, r#""bistro_job->j": {"owner": "me"}"#));
+    env.tick_until(
+        &[
+            "--runner",
+            "slurm",
+            "--worker-command",
+            task.to_str().unwrap(),
+        ],
+        |s| count(s, "j", "running") == 1,
+    );
+    let out = env.run(&["tick", "--runner", "local"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("was submitted to Slurm") && stderr.contains("--runner slurm"),
+        "{stderr}"
+    );
+    assert_eq!(count(&env.status_json(&[]), "j", "running"), 1);
+    std::fs::write(&go, "").unwrap();
+    let status = env.tick_until(&["--runner", "slurm"], |s| all_done(s, "j"));
+    assert!(all_done(&status, "j"));
+}

@@ -232,7 +232,11 @@ pub fn local_outcome(dir: &Path, task: &RunningTask) -> Outcome {
         return Outcome::Finished(result);
     }
     // A run sent to a remote worker or to Slurm is left to the runner that sent it.
-    if dir.join(run_dir::REMOTE).exists() || dir.join(run_dir::SLURM).exists() {
+    if dir.join(run_dir::REMOTE).exists() {
+        return Outcome::Running;
+    }
+    if dir.join(run_dir::SLURM).exists() {
+        warn_of_slurm_runs(task);
         return Outcome::Running;
     }
     match is_supervised(dir) {
@@ -245,6 +249,22 @@ pub fn local_outcome(dir: &Path, task: &RunningTask) -> Outcome {
         return Outcome::Finished(result);
     }
     lost(dir, task)
+}
+
+/// Says, once per process, that runs submitted to Slurm wait for a Slurm runner: a
+/// scheduler switched to `--runner local` cannot settle or cancel them, and they keep
+/// their resources until one does.
+fn warn_of_slurm_runs(task: &RunningTask) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            "{}/{} (and maybe others) was submitted to Slurm and counts as running until a \
+             scheduler with --runner slurm settles it; run one tick with --runner slurm, \
+             then switch back",
+            task.job,
+            task.node
+        );
+    });
 }
 
 /// How long to wait for a lost run's processes to die before looking again next tick.

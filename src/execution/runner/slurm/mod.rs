@@ -395,6 +395,19 @@ impl TaskRunner for SlurmRunner {
     fn check(&mut self, task: &RunningTask) -> Outcome {
         let dir = self.state.invocation_dir(task.invocation);
         let Some(record) = SubmitRecord::read(&dir) else {
+            if dir.join(run_dir::SLURM).exists() {
+                // Damaged: its job may still run in Slurm, so it is never given up
+                // (that could start a second copy) but said, with what to do.
+                tracing::warn!(
+                    "{}/{}: {} cannot be read, so its Slurm job is unknown; it counts as \
+                     running: find its job with squeue (named bistro-...), scancel it if \
+                     needed, then remove that run directory",
+                    task.job,
+                    task.node,
+                    dir.join(run_dir::SLURM).display()
+                );
+                return Outcome::Running;
+            }
             // Never handed to sbatch (the tick that recorded it died first), or a
             // run an earlier `--runner local` started: the local judgement covers both.
             return super::local_outcome(&dir, task);
