@@ -121,18 +121,24 @@ pub fn why(
             crate::foundation::time::rfc3339(task.invocation.start_time),
             task.invocation
         );
-        if let (Some(at), Some(secs)) = (task.timeout_at(), task.timeout_sec) {
-            message.push_str(&format!(
-                ", times out at {} (task_timeout_sec {secs})",
-                crate::foundation::time::rfc3339(at)
-            ));
-        }
-        let mut details =
-            json!({"invocation": task.invocation.to_string(), "timeout_at": task.timeout_at()});
         let slurm = crate::execution::runner::slurm::describe_run(
             &mut crate::execution::runner::slurm::SlurmCli,
             &state.invocation_dir(task.invocation),
         );
+        // On Slurm the clock starts when the batch script begins, not at submission.
+        let timeout_at = task.timeout_at().filter(|_| slurm.is_none());
+        match (timeout_at, task.timeout_sec) {
+            (Some(at), Some(secs)) => message.push_str(&format!(
+                ", times out at {} (task_timeout_sec {secs})",
+                crate::foundation::time::rfc3339(at)
+            )),
+            (None, Some(secs)) => message.push_str(&format!(
+                ", times out {secs} s after it starts on a Slurm node (task_timeout_sec)"
+            )),
+            _ => {}
+        }
+        let mut details =
+            json!({"invocation": task.invocation.to_string(), "timeout_at": timeout_at});
         if let Some(slurm) = slurm {
             message = format!("{message}: {slurm}");
             details["slurm"] = json!(slurm);

@@ -625,6 +625,13 @@ fn a_task_past_its_timeout_is_cancelled_and_backs_off_as_timed_out() {
         "{timed_out}"
     );
     assert_eq!(task_of(&status, "j", "node12")["status"], "done");
+    let events = env.logs(&["--node", "node11", "--stream", "statuses"]);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["line"].as_str().unwrap().contains("\"task_timed_out\"")),
+        "the task log says it timed out: {events:?}"
+    );
     env.wait_for("the cancelled Slurm job to leave the queue", || {
         cluster
             .client("squeue", &["-h", "-o", "%i %T"])

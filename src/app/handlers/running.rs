@@ -11,14 +11,17 @@ pub(super) fn running_tasks(params: &Params, snap: &Snapshot) -> Result<Value, H
     by_job_and_node(params, snap, |task| {
         let mut out =
             json!({"start_time": task.invocation.start_time, "worker_shard": task.worker_shard});
-        if let Some(at) = task.timeout_at() {
-            out["timeout_at"] = json!(at);
-        }
         // On Slurm: the job id and state the scheduler last saw (no Slurm command
-        // runs on the server's threads).
+        // runs on the server's threads); its timeout counts from when the job
+        // began, which only the scheduler's checks see, so no deadline is shown.
         let dir = snap.state.invocation_dir(task.invocation);
-        if let Some(record) = crate::execution::runner::slurm::SubmitRecord::read(&dir) {
-            out["slurm"] = json!(record.describe());
+        match crate::execution::runner::slurm::SubmitRecord::read(&dir) {
+            Some(record) => out["slurm"] = json!(record.describe()),
+            None => {
+                if let Some(at) = task.timeout_at() {
+                    out["timeout_at"] = json!(at);
+                }
+            }
         }
         out
     })

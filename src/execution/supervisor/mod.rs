@@ -15,6 +15,7 @@
 
 pub mod constants;
 pub mod diagnostics;
+pub mod events;
 pub mod host;
 pub mod kill;
 pub mod lines;

@@ -238,6 +238,14 @@ impl SlurmRunner {
             launch.job,
             launch.node
         );
+        let event = crate::execution::supervisor::events::event_line(
+            launch,
+            "task_timed_out",
+            serde_json::json!({"message": format!("timed out after {secs} s")}),
+        );
+        if let Err(e) = LogStore::open(&self.state.logs_db()).and_then(|mut s| s.append(&[event])) {
+            tracing::warn!("{}/{}: logging its timeout: {e}", launch.job, launch.node);
+        }
         if let Err(e) = kill_run(
             self.slurm.as_mut(),
             &self.state,

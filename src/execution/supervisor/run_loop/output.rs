@@ -5,7 +5,7 @@ use crate::execution::supervisor::lines::LineCutter;
 use crate::execution::supervisor::Launch;
 use crate::storage::store::{LogKind, LogLine};
 use nix::sys::epoll::Epoll;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::fs::File;
 use std::io::Write;
 
@@ -97,20 +97,7 @@ impl Echo {
 
 /// Logs a lifecycle event of a run (bistro-runtime §2.7).
 pub(super) fn event(batch: &mut Vec<LogLine>, launch: &Launch, name: &str, extra: Value) {
-    let mut e = json!({
-        "event": name,
-        "invocation_start_time": launch.invocation.start_time,
-        "invocation_rand": launch.invocation.rand,
-        "worker_host": launch.worker_host,
-    });
-    if let (Some(e), Value::Object(extra)) = (e.as_object_mut(), extra) {
-        e.extend(extra);
-    }
-    batch.push(LogLine {
-        kind: LogKind::Statuses,
-        job: launch.job.clone(),
-        node: launch.node.clone(),
-        time: crate::foundation::time::now(),
-        line: e.to_string(),
-    });
+    batch.push(crate::execution::supervisor::events::event_line(
+        launch, name, extra,
+    ));
 }
