@@ -110,7 +110,7 @@ complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l exit-when-done 
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l clean-statuses -d 'Forget every stored status at start, so every task runs again'
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l benchmark-run -d 'Start no processes: each task ends after a random time and reports `done` (or `error_backoff` "testing"), to measure the scheduler itself. Statuses are recorded as usual; the command is never run'
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l allow-remote -d 'Allow a non-loopback --http address (changes still need the token)'
-complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l local -d 'Run tasks on this machine although no --worker-command is given (every job has its own "command"). Without either, tasks go to remote workers'
+complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l local -d 'Run tasks on this machine although no --worker-command is given (every job has its own "command"). Without either, tasks go to remote workers. The same as `--runner local`, and remembered as it is'
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -l allow-bump-unhealthy-worker -d 'Let a new worker replace a shard\'s worker that is not healthy at once'
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -s v -l verbose -d 'More log on stderr: -v each start and finish (shown without -v when stderr is a terminal), -vv every iteration (or set BISTRO_LOG, e.g. BISTRO_LOG=debug)'
 complete -c bistro -n "__fish_bistro_using_subcommand daemon" -s h -l help -d 'Print help (see more with \'--help\')'
