@@ -340,3 +340,72 @@ fn a_daemon_out_of_inodes_keeps_running_tasks_that_report_their_status() {
         assert_eq!(t["attempts"], 1, "{t}");
     }
 }
+
+#[test]
+fn a_task_reports_its_status_on_a_file_system_out_of_bytes() {
+    let env = Env::new();
+    let Some(fs) = Tmpfs::mount(&env, "size=8m") else {
+        return;
+    };
+    let state = fs.0.join("state");
+    let bistro = |args: &[&str]| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("bistro"))
+            .env_remove("BISTRO_CONFIG")
+            .args(["--state-dir", state.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (ready, go) = (env.path("ready"), env.path("go"));
+    let task = env.script(
+        "task.sh",
+        &format!(
+            "echo $$ > {}\nwhile [ ! -e {} ]; do sleep 0.05; done\necho done > \"$2\"",
+            ready.display(),
+            go.display()
+        ),
+    );
+    let config = env.path("config.json");
+    std::fs::write(
+        &config,
+        config_with_jobs(
+            1,
+            r#""bistro_job->j": {"owner": "me", "filters": {"level2": {"whitelist": ["node11"]}}}"#,
+        ),
+    )
+    .unwrap();
+    assert!(bistro(&["init", "--config", config.to_str().unwrap()])
+        .status
+        .success());
+    assert!(
+        bistro(&["tick", "--worker-command", task.to_str().unwrap()])
+            .status
+            .success()
+    );
+    env.wait_for("the task to start", || read(&ready).ends_with('\n'));
+    let pid: i32 = read(&ready).trim().parse().unwrap();
+    // Not one byte left when the task writes its status line.
+    fs.fill(false);
+    std::fs::write(&go, "").unwrap();
+    env.wait_for("the task to exit", || !alive(pid));
+    fs.free();
+    env.wait_for("the task to be recorded", || {
+        bistro(&["tick"]);
+        let out = bistro(&["status", "--json", "--tasks"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|s| count(&s, "j", "running") == 0)
+    });
+    let out = bistro(&["status", "--json", "--tasks"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let task = status["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["node"] == "node11")
+        .unwrap();
+    assert_eq!(
+        task["status"], "done",
+        "its own status line, no retry: {task}"
+    );
+    assert_eq!(task["attempts"], 1, "{task}");
+}

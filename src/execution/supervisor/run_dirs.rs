@@ -222,17 +222,25 @@ fn take(spare: &Path, dir: &Path) -> io::Result<Taken> {
     Ok(Taken::Yes(launch))
 }
 
-/// Makes the run's status file, empty, before the run starts: the task then writes
-/// into a file that exists, which a file system out of inodes still allows (a task
-/// that had to create it could not report its status). A new file each run, so a
-/// stray process of an earlier run holding the old one writes nowhere that counts.
+/// Makes the run's status file before the run starts, holding [`STATUS_RESERVE`]
+/// newlines: the task then writes into a file that exists, which a file system out of
+/// inodes still allows, and the block its `> STATUS_FILE` frees is the block its status
+/// line then takes, on a file system out of bytes too (a task that had to create the
+/// file, or find a free block, could not report its status). Blank lines are no
+/// status, so a task that writes none still reports none, and one that appends
+/// writes a line of its own. A new file each run, so a stray process of an earlier
+/// run holding the old one writes nowhere that counts.
 fn new_status_file(dir: &Path) -> io::Result<()> {
-    OpenOptions::new()
+    let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(dir.join(run_dir::STATUS))
-        .map(drop)
+        .open(dir.join(run_dir::STATUS))?;
+    io::Write::write_all(&mut file, &[b'\n'; STATUS_RESERVE])
 }
+
+/// The bytes a status file holds before its task writes it: one block, so that a
+/// status line fits in what truncating it frees.
+const STATUS_RESERVE: usize = 4096;
 
 /// Removes everything in `dir` but its reused files; returns those.
 fn remove_strays(dir: &Path) -> io::Result<Vec<PathBuf>> {
@@ -301,8 +309,8 @@ mod tests {
         assert!(!second.join("kill.json").exists(), "kill.json is removed");
         assert_eq!(
             std::fs::read(second.join("status")).unwrap(),
-            b"",
-            "a new, empty status file"
+            [b'\n'; STATUS_RESERVE],
+            "a new status file holding only its reserve of blank lines"
         );
     }
 
@@ -320,7 +328,11 @@ mod tests {
         let second = state.running_dir().join("2-2");
         dirs.make(&second).unwrap();
         assert!(!second.join("kill.json").exists());
-        assert_eq!(std::fs::read(second.join("status")).unwrap(), b"");
+        assert_eq!(
+            std::fs::read(second.join("status")).unwrap(),
+            [b'\n'; STATUS_RESERVE],
+            "no status of the late writer's"
+        );
     }
 
     #[test]
