@@ -217,29 +217,18 @@ fn out_of_bytes_ticks_fail_naming_the_cause_and_lose_nothing() {
     a_full_file_system_is_named_and_loses_nothing(false, "size=4m");
 }
 
-#[test]
-fn a_result_that_finds_no_space_waits_for_space_and_is_recorded_once() {
+/// One task (job `j`, node `node11`) started by a tick over a state dir on a tmpfs
+/// mounted with `options`, whose `body` runs with `$READY` and `$GO` set to two files
+/// outside the tmpfs; None where no tmpfs can be mounted. Returns the scratch dir,
+/// the tmpfs, the state dir and the task's ready and go files.
+fn one_task_on_a_tmpfs(options: &str, body: &str) -> Option<OnTmpfs> {
     let env = Env::new();
-    let Some(fs) = Tmpfs::mount(&env, "size=8m") else {
-        return;
-    };
+    let fs = Tmpfs::mount(&env, options)?;
     let state = fs.0.join("state");
-    let bistro = |args: &[&str]| {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("bistro"))
-            .env_remove("BISTRO_CONFIG")
-            .args(["--state-dir", state.to_str().unwrap()])
-            .args(args)
-            .output()
-            .unwrap()
-    };
     let (ready, go) = (env.path("ready"), env.path("go"));
     let task = env.script(
         "task.sh",
-        &format!(
-            "echo done > \"$2\"\necho $$ > {}\nwhile [ ! -e {} ]; do sleep 0.05; done",
-            ready.display(),
-            go.display()
-        ),
+        &format!("READY={}\nGO={}\n{body}", ready.display(), go.display()),
     );
     let config = env.path("config.json");
     std::fs::write(
@@ -250,35 +239,89 @@ fn a_result_that_finds_no_space_waits_for_space_and_is_recorded_once() {
         ),
     )
     .unwrap();
-    assert!(bistro(&["init", "--config", config.to_str().unwrap()])
+    let on = OnTmpfs {
+        fs,
+        env,
+        state,
+        ready,
+        go,
+    };
+    assert!(on
+        .bistro(&["init", "--config", config.to_str().unwrap()])
         .status
         .success());
-    assert!(
-        bistro(&["tick", "--worker-command", task.to_str().unwrap()])
-            .status
-            .success()
-    );
-    env.wait_for("the task to write its status", || {
-        read(&ready).ends_with('\n')
+    assert!(on
+        .bistro(&["tick", "--worker-command", task.to_str().unwrap()])
+        .status
+        .success());
+    Some(on)
+}
+
+/// What [`one_task_on_a_tmpfs`] made (the tmpfs first: fields drop in order, and it
+/// is unmounted before the scratch dir that holds it is removed).
+struct OnTmpfs {
+    fs: Tmpfs,
+    env: Env,
+    state: std::path::PathBuf,
+    ready: std::path::PathBuf,
+    go: std::path::PathBuf,
+}
+
+impl OnTmpfs {
+    /// Runs `bistro ARGS...` over the state dir on the tmpfs.
+    fn bistro(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("bistro"))
+            .env_remove("BISTRO_CONFIG")
+            .args(["--state-dir", self.state.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// The status of `node11` once no task runs, ticking meanwhile.
+    fn settled_task(&self) -> serde_json::Value {
+        self.env.wait_for("the task to be recorded", || {
+            self.bistro(&["tick"]);
+            let out = self.bistro(&["status", "--json", "--tasks"]);
+            serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .is_ok_and(|s| count(&s, "j", "running") == 0)
+        });
+        let out = self.bistro(&["status", "--json", "--tasks"]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        status["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["node"] == "node11")
+            .unwrap()
+            .clone()
+    }
+}
+
+#[test]
+fn a_result_that_finds_no_space_waits_for_space_and_is_recorded_once() {
+    let Some(on) = one_task_on_a_tmpfs(
+        "size=8m",
+        "echo done > \"$2\"\necho $$ > \"$READY\"\nwhile [ ! -e \"$GO\" ]; do sleep 0.05; done",
+    ) else {
+        return;
+    };
+    on.env.wait_for("the task to write its status", || {
+        read(&on.ready).ends_with('\n')
     });
-    let pid: i32 = read(&ready).trim().parse().unwrap();
-    fs.fill(false);
-    std::fs::write(&go, "").unwrap();
-    env.wait_for("the task to exit", || !alive(pid));
+    let pid: i32 = read(&on.ready).trim().parse().unwrap();
+    on.fs.fill(false);
+    std::fs::write(&on.go, "").unwrap();
+    on.env.wait_for("the task to exit", || !alive(pid));
     // Its result cannot be written: the run is kept, and counts as running.
     for _ in 0..10 {
-        let out = bistro(&["status", "--json"]);
+        let out = on.bistro(&["status", "--json"]);
         let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(count(&status, "j", "running"), 1, "{status}");
     }
-    fs.free();
-    env.wait_for("the task to be recorded", || {
-        bistro(&["tick"]);
-        let out = bistro(&["status", "--json", "--tasks"]);
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .is_ok_and(|s| count(&s, "j", "done") == 1)
-    });
-    let out = bistro(&["logs", "--stream", "statuses"]);
+    on.fs.free();
+    assert_eq!(on.settled_task()["status"], "done");
+    let out = on.bistro(&["logs", "--stream", "statuses"]);
     let events = String::from_utf8_lossy(&out.stdout);
     assert!(!events.contains("lost"), "{events}");
     assert_eq!(events.matches("got_status").count(), 1, "{events}");
@@ -343,66 +386,21 @@ fn a_daemon_out_of_inodes_keeps_running_tasks_that_report_their_status() {
 
 #[test]
 fn a_task_reports_its_status_on_a_file_system_out_of_bytes() {
-    let env = Env::new();
-    let Some(fs) = Tmpfs::mount(&env, "size=8m") else {
+    let Some(on) = one_task_on_a_tmpfs(
+        "size=8m",
+        "echo $$ > \"$READY\"\nwhile [ ! -e \"$GO\" ]; do sleep 0.05; done\necho done > \"$2\"",
+    ) else {
         return;
     };
-    let state = fs.0.join("state");
-    let bistro = |args: &[&str]| {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("bistro"))
-            .env_remove("BISTRO_CONFIG")
-            .args(["--state-dir", state.to_str().unwrap()])
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let (ready, go) = (env.path("ready"), env.path("go"));
-    let task = env.script(
-        "task.sh",
-        &format!(
-            "echo $$ > {}\nwhile [ ! -e {} ]; do sleep 0.05; done\necho done > \"$2\"",
-            ready.display(),
-            go.display()
-        ),
-    );
-    let config = env.path("config.json");
-    std::fs::write(
-        &config,
-        config_with_jobs(
-            1,
-            r#""bistro_job->j": {"owner": "me", "filters": {"level2": {"whitelist": ["node11"]}}}"#,
-        ),
-    )
-    .unwrap();
-    assert!(bistro(&["init", "--config", config.to_str().unwrap()])
-        .status
-        .success());
-    assert!(
-        bistro(&["tick", "--worker-command", task.to_str().unwrap()])
-            .status
-            .success()
-    );
-    env.wait_for("the task to start", || read(&ready).ends_with('\n'));
-    let pid: i32 = read(&ready).trim().parse().unwrap();
+    on.env
+        .wait_for("the task to start", || read(&on.ready).ends_with('\n'));
+    let pid: i32 = read(&on.ready).trim().parse().unwrap();
     // Not one byte left when the task writes its status line.
-    fs.fill(false);
-    std::fs::write(&go, "").unwrap();
-    env.wait_for("the task to exit", || !alive(pid));
-    fs.free();
-    env.wait_for("the task to be recorded", || {
-        bistro(&["tick"]);
-        let out = bistro(&["status", "--json", "--tasks"]);
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .is_ok_and(|s| count(&s, "j", "running") == 0)
-    });
-    let out = bistro(&["status", "--json", "--tasks"]);
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let task = status["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["node"] == "node11")
-        .unwrap();
+    on.fs.fill(false);
+    std::fs::write(&on.go, "").unwrap();
+    on.env.wait_for("the task to exit", || !alive(pid));
+    on.fs.free();
+    let task = on.settled_task();
     assert_eq!(
         task["status"], "done",
         "its own status line, no retry: {task}"
