@@ -115,6 +115,16 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// `--runner slurm --worker-command TASK`: the flags of a tick that submits to Slurm.
+fn on_slurm(task: &Path) -> [&str; 4] {
+    [
+        "--runner",
+        "slurm",
+        "--worker-command",
+        task.to_str().unwrap(),
+    ]
+}
+
 /// The task of `status --json --tasks` for (job, node).
 fn task_of(status: &Value, job: &str, node: &str) -> Value {
     status["tasks"]
@@ -208,19 +218,11 @@ fn a_task_without_a_status_or_killed_by_a_signal_backs_off_with_how_it_ended() {
             ),
         ),
     );
-    let status = env.tick_until(
-        &[
-            "--runner",
-            "slurm",
-            "--worker-command",
-            task.to_str().unwrap(),
-        ],
-        |s| {
-            ["node11", "node12", "node21"]
-                .iter()
-                .all(|n| settled(s, "j", n))
-        },
-    );
+    let status = env.tick_until(&on_slurm(&task), |s| {
+        ["node11", "node12", "node21"]
+            .iter()
+            .all(|n| settled(s, "j", n))
+    });
     let exited = task_of(&status, "j", "node11");
     assert_eq!(exited["status"], "error_backoff", "{exited}");
     assert!(
@@ -259,15 +261,7 @@ fn bistro_kill_and_orphan_kills_cancel_the_slurm_job_and_end_incomplete() {
         )
     };
     env.config(&config(true));
-    env.tick_until(
-        &[
-            "--runner",
-            "slurm",
-            "--worker-command",
-            task.to_str().unwrap(),
-        ],
-        |s| count(s, "j", "running") == 2,
-    );
+    env.tick_until(&on_slurm(&task), |s| count(s, "j", "running") == 2);
     // Both jobs are really running on the node before they are killed.
     env.wait_for("both Slurm jobs to run", || {
         cluster
@@ -417,15 +411,7 @@ fn ticks_say_when_the_controller_is_down_for_a_minute_and_lose_nothing() {
     let ledger = env.path("ledger");
     let task = probe_task(&env, &ledger, "4");
     env.config(&config_with_jobs(4, r#""bistro_job->j": {"owner": "me"}"#));
-    env.tick_until(
-        &[
-            "--runner",
-            "slurm",
-            "--worker-command",
-            task.to_str().unwrap(),
-        ],
-        |s| count(s, "j", "running") == 4,
-    );
+    env.tick_until(&on_slurm(&task), |s| count(s, "j", "running") == 4);
     env.wait_for("every task to start on the node", || {
         Ledger::read(&ledger).starts.len() == 4
     });
@@ -484,15 +470,7 @@ fn a_limit_per_database_host_holds_while_slurm_has_more_slots() {
               "resources": {"host": {"host_slots": {"limit": 1, "default": 1}}}},
             "bistro_job->j": {"owner": "me"}}"#,
     );
-    let status = env.tick_until(
-        &[
-            "--runner",
-            "slurm",
-            "--worker-command",
-            task.to_str().unwrap(),
-        ],
-        |s| all_done(s, "j"),
-    );
+    let status = env.tick_until(&on_slurm(&task), |s| all_done(s, "j"));
     assert_eq!(count(&status, "j", "total"), 6);
     let seen = Ledger::read(&ledger);
     assert!(
@@ -516,15 +494,7 @@ fn a_job_cancelled_outside_bistro_backs_off_with_slurms_state() {
         r#""bistro_job->j": {"owner": "me", "backoff": [3600, "fail"],
                              "filters": {"level2": {"whitelist": ["node11"]}}}"#,
     ));
-    env.tick_until(
-        &[
-            "--runner",
-            "slurm",
-            "--worker-command",
-            task.to_str().unwrap(),
-        ],
-        |s| count(s, "j", "running") == 1,
-    );
+    env.tick_until(&on_slurm(&task), |s| count(s, "j", "running") == 1);
     env.wait_for("the Slurm job to run", || {
         !cluster
             .client("squeue", &["-h", "-t", "running", "-o", "%i"])
@@ -609,15 +579,9 @@ fn a_task_past_its_timeout_is_cancelled_and_backs_off_as_timed_out() {
         4,
         r#""bistro_job->j": {"owner": "me", "task_timeout_sec": 1, "backoff": [3600, "fail"]}"#,
     ));
-    let status = env.tick_until(
-        &[
-            "--runner",
-            "slurm",
-            "--worker-command",
-            task.to_str().unwrap(),
-        ],
-        |s| settled(s, "j", "node11") && settled(s, "j", "node12"),
-    );
+    let status = env.tick_until(&on_slurm(&task), |s| {
+        settled(s, "j", "node11") && settled(s, "j", "node12")
+    });
     let timed_out = task_of(&status, "j", "node11");
     assert_eq!(timed_out["status"], "error_backoff", "{timed_out}");
     assert!(
@@ -655,15 +619,7 @@ fn a_local_tick_says_that_slurm_runs_wait_for_a_slurm_runner() {
         ),
     );
     env.config(&config_with_jobs(1, r#""bistro_job->j": {"owner": "me"}"#));
-    env.tick_until(
-        &[
-            "--runner",
-            "slurm",
-            "--worker-command",
-            task.to_str().unwrap(),
-        ],
-        |s| count(s, "j", "running") == 1,
-    );
+    env.tick_until(&on_slurm(&task), |s| count(s, "j", "running") == 1);
     let out = env.run(&["tick", "--runner", "local"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
